@@ -1,0 +1,9 @@
+//! sea-orm entities for doorman's tables, one module per table, in the style
+//! `sea-orm-cli generate entity` writes. This crate knows nothing of the server.
+
+pub mod prelude;
+
+pub mod refresh_token;
+pub mod session;
+pub mod signing_key;
+pub mod user;

@@ -1,0 +1,4 @@
+pub use super::refresh_token::Entity as RefreshToken;
+pub use super::session::Entity as Session;
+pub use super::signing_key::Entity as SigningKey;
+pub use super::user::Entity as User;

@@ -1,0 +1,16 @@
+//! doorman's schema migrations. The binary is the standard sea-orm migration CLI
+//! (`cargo run -p migration -- up | down | status | fresh`); the server applies
+//! pending migrations itself at start with [`Migrator::up`].
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_create_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_create_tables::Migration)]
+    }
+}

@@ -1,0 +1,213 @@
+//! `/api/auth`: register, login, refresh, logout.
+
+use std::sync::Arc;
+
+use poem::{
+    Request,
+    web::{Data, cookie::CookieJar},
+};
+use poem_openapi::{ApiResponse, OpenApi, payload::Json};
+
+use super::{
+    ApiTags,
+    models::{
+        CookieSession, Credentials, LoginMode, LoginRequest, RefreshRequest, RegisterRequest,
+        TokenPair, User,
+    },
+    security::Authenticated,
+};
+use crate::{
+    auth::{
+        AuthError, Issued, RevocationReason,
+        accounts::{self, DisplayName, Email, Password},
+        cookies,
+        sessions::ClientInfo,
+    },
+    error::{Fail, error_set},
+    state::AppState,
+};
+
+error_set!(RegisterErrors: 400, 409, 429);
+error_set!(LoginErrors: 400, 401, 429);
+error_set!(RefreshErrors: 400, 401, 403, 429);
+error_set!(LogoutErrors: 401, 403);
+
+#[derive(ApiResponse)]
+pub enum Registered {
+    /// The account was created.
+    #[oai(status = 201)]
+    Created(Json<User>),
+}
+
+#[derive(ApiResponse)]
+pub enum LoggedIn {
+    /// Token mode: the tokens. Cookie mode: `Set-Cookie` carries the access cookie
+    /// and the refresh cookie (path `/api/auth`); the body carries no token.
+    #[oai(status = 200)]
+    Ok(Json<Credentials>),
+}
+
+#[derive(ApiResponse)]
+pub enum LoggedOut {
+    /// The session is revoked, its sockets closed, its cookies cleared.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+pub struct AuthApi;
+
+#[OpenApi(prefix_path = "/api/auth", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Create an account
+    #[oai(path = "/register", method = "post", operation_id = "register")]
+    async fn register(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        body: Json<RegisterRequest>,
+    ) -> Result<Registered, Fail<RegisterErrors>> {
+        state.limits.register.check(&state.ip(req))?;
+        let email = Email::parse(&body.email)?;
+        let password = Password::parse(body.0.password.0)?;
+        let display_name = match body.0.display_name.as_deref() {
+            Some(name) => DisplayName::parse(name)?,
+            None => DisplayName::from_email(&email),
+        };
+        let user = accounts::register(
+            &state.auth.db,
+            &state.auth.passwords,
+            email,
+            password,
+            display_name,
+        )
+        .await?;
+        tracing::info!(user_id = %user.id, "registered");
+        Ok(Registered::Created(Json(user.into())))
+    }
+
+    /// Log in
+    ///
+    /// `mode: token` (default) returns an access token and a refresh token.
+    /// `mode: cookie` sets them as HttpOnly cookies instead. An unknown email and a
+    /// wrong password get the same `invalid_credentials`.
+    #[oai(path = "/login", method = "post", operation_id = "login")]
+    async fn login(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        jar: &CookieJar,
+        body: Json<LoginRequest>,
+    ) -> Result<LoggedIn, Fail<LoginErrors>> {
+        let ip = state.ip(req);
+        state.limits.login.check(&ip)?;
+        let account_key = Email::parse(&body.email)
+            .map(|e| e.as_str().to_owned())
+            .unwrap_or_else(|_| body.email.clone());
+        state.limits.login_account.check(&account_key)?;
+        let client = ClientInfo {
+            user_agent: req
+                .headers()
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            ip: Some(ip.to_string()),
+        };
+        let LoginRequest {
+            email,
+            password,
+            mode,
+        } = body.0;
+        let (user, issued) = state.auth.login(&email, password.0, client).await?;
+        Ok(respond(&state, jar, mode.unwrap_or_default(), user.into(), issued))
+    }
+
+    /// Exchange a refresh token for a new pair
+    ///
+    /// Token mode: send `{"refresh_token": "…"}`. Cookie mode: send `{}` and the
+    /// refresh cookie (and an allowed `Origin`). The refresh token is rotated: the
+    /// old one is spent, and presenting it again after a short grace window revokes
+    /// the whole session.
+    #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
+    async fn refresh(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        jar: &CookieJar,
+        body: Json<RefreshRequest>,
+    ) -> Result<LoggedIn, Fail<RefreshErrors>> {
+        state.limits.refresh.check(&state.ip(req))?;
+        let auth = &state.auth;
+        let (token, mode) = match body.0.refresh_token {
+            Some(token) => (token, LoginMode::Token),
+            None => {
+                let headers = req
+                    .headers()
+                    .get_all("cookie")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok());
+                let token = cookies::find(headers, auth.cookies.refresh_name)?
+                    .ok_or(AuthError::MissingCredentials)?
+                    .to_owned();
+                auth.origins.check_cookie_request(req)?;
+                (token, LoginMode::Cookie)
+            }
+        };
+        let issued = auth.refresh(&token).await?;
+        let user = accounts::find(&auth.db, issued.opened.session.user_id)
+            .await?
+            .ok_or(AuthError::InvalidRefreshToken)?;
+        Ok(respond(&state, jar, mode, user.into(), issued))
+    }
+
+    /// Log out
+    ///
+    /// Revokes the current session: its access and refresh tokens stop working at
+    /// once and its WebSockets close with 4403. Clears the cookies.
+    #[oai(path = "/logout", method = "post", operation_id = "logout")]
+    async fn logout(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Authenticated,
+        jar: &CookieJar,
+    ) -> Result<LoggedOut, Fail<LogoutErrors>> {
+        let id = auth.0;
+        state
+            .auth
+            .sessions
+            .revoke(id.session_id, id.user_id, RevocationReason::Logout)
+            .await?;
+        for cookie in state.auth.cookies.cleared() {
+            jar.add(cookie);
+        }
+        Ok(LoggedOut::NoContent)
+    }
+}
+
+/// The login/refresh answer in the requested mode.
+fn respond(state: &AppState, jar: &CookieJar, mode: LoginMode, user: User, issued: Issued) -> LoggedIn {
+    let Issued { access, opened } = issued;
+    let session_id = opened.session.id;
+    match mode {
+        LoginMode::Token => LoggedIn::Ok(Json(Credentials::Token(TokenPair {
+            access_token: access.token,
+            token_type: "Bearer".to_owned(),
+            expires_in: access.expires_in,
+            refresh_token: opened.refresh_token,
+            refresh_expires_in: opened.refresh_expires_in,
+            session_id,
+            user,
+        }))),
+        LoginMode::Cookie => {
+            let cookies = &state.auth.cookies;
+            jar.add(cookies.access(&access.token, access.expires_in));
+            jar.add(cookies.refresh(&opened.refresh_token, opened.refresh_expires_in));
+            LoggedIn::Ok(Json(Credentials::Cookie(CookieSession {
+                expires_in: access.expires_in,
+                refresh_expires_in: opened.refresh_expires_in,
+                session_id,
+                user,
+            })))
+        }
+    }
+}
+

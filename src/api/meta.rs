@@ -1,0 +1,72 @@
+//! Liveness, readiness and the public signing keys.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::{ApiResponse, OpenApi, payload::Json};
+
+use super::{
+    ApiTags,
+    models::{Health, Jwk, Jwks},
+};
+use crate::state::AppState;
+
+#[derive(ApiResponse)]
+pub enum Readiness {
+    /// Ready: the database answers.
+    #[oai(status = 200)]
+    Ready(Json<Health>),
+    /// Not ready: the database does not answer.
+    #[oai(status = 503)]
+    NotReady(Json<Health>),
+}
+
+pub struct MetaApi;
+
+#[OpenApi(tag = "ApiTags::Meta")]
+impl MetaApi {
+    /// Liveness
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    async fn healthz(&self) -> Json<Health> {
+        Json(Health {
+            status: "ok".to_owned(),
+        })
+    }
+
+    /// Readiness (includes the database)
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self, state: Data<&Arc<AppState>>) -> Readiness {
+        match state.auth.db.ping().await {
+            Ok(()) => Readiness::Ready(Json(Health {
+                status: "ok".to_owned(),
+            })),
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: database unreachable");
+                Readiness::NotReady(Json(Health {
+                    status: "database unavailable".to_owned(),
+                }))
+            }
+        }
+    }
+
+    /// Public keys that verify access tokens (JWK Set)
+    #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "jwks")]
+    async fn jwks(&self, state: Data<&Arc<AppState>>) -> Json<Jwks> {
+        Json(Jwks {
+            keys: state
+                .auth
+                .tokens
+                .public_keys()
+                .into_iter()
+                .map(|k| Jwk {
+                    kty: "OKP".to_owned(),
+                    crv: "Ed25519".to_owned(),
+                    alg: k.alg.to_owned(),
+                    use_: "sig".to_owned(),
+                    kid: k.kid,
+                    x: k.x,
+                })
+                .collect(),
+        })
+    }
+}

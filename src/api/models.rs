@@ -1,0 +1,200 @@
+//! The JSON shapes of the HTTP API, as the spec shows them.
+
+use entity::{session, user};
+use poem_openapi::{Enum, Object, Union, types::Password};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// An account.
+#[derive(Debug, Clone, Object)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl From<user::Model> for User {
+    fn from(u: user::Model) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            display_name: u.display_name,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct RegisterRequest {
+    /// Normalised (trimmed, lower-cased) before the uniqueness check.
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+    /// 8 to 128 characters, any Unicode.
+    #[oai(validator(max_length = 512))]
+    pub password: Password,
+    /// 1 to 64 characters; defaults to the email's local part.
+    #[oai(validator(max_length = 256))]
+    pub display_name: Option<String>,
+}
+
+/// How a login or refresh hands out its credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum LoginMode {
+    /// Tokens in the response body, for `Authorization: Bearer`.
+    #[default]
+    Token,
+    /// HttpOnly cookies; no token in the body.
+    Cookie,
+}
+
+#[derive(Object)]
+pub struct LoginRequest {
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+    #[oai(validator(max_length = 512))]
+    pub password: Password,
+    /// `token` (default) or `cookie`.
+    pub mode: Option<LoginMode>,
+}
+
+#[derive(Object)]
+pub struct RefreshRequest {
+    /// The refresh token (token mode). Leave it out to use the refresh cookie
+    /// (cookie mode).
+    #[oai(validator(max_length = 512))]
+    pub refresh_token: Option<String>,
+}
+
+/// Credentials handed out in token mode.
+#[derive(Object)]
+pub struct TokenPair {
+    /// A JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// An opaque, single-use token for `POST /api/auth/refresh`.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: u64,
+    pub session_id: Uuid,
+    pub user: User,
+}
+
+/// What cookie mode returns: the credentials are in `Set-Cookie`, not here.
+#[derive(Object)]
+pub struct CookieSession {
+    /// Seconds until the access cookie expires.
+    pub expires_in: u64,
+    /// Seconds until the refresh cookie expires.
+    pub refresh_expires_in: u64,
+    pub session_id: Uuid,
+    pub user: User,
+}
+
+/// The result of a login or refresh: a [`TokenPair`] in token mode, a
+/// [`CookieSession`] in cookie mode.
+#[derive(Union)]
+pub enum Credentials {
+    Token(TokenPair),
+    Cookie(CookieSession),
+}
+
+/// Where the caller's credential came from.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum AuthSourceName {
+    Bearer,
+    Cookie,
+    Message,
+}
+
+impl From<crate::auth::AuthSource> for AuthSourceName {
+    fn from(s: crate::auth::AuthSource) -> Self {
+        use crate::auth::AuthSource;
+        match s {
+            AuthSource::Bearer => Self::Bearer,
+            AuthSource::Cookie => Self::Cookie,
+            AuthSource::Message => Self::Message,
+        }
+    }
+}
+
+/// The caller.
+#[derive(Object)]
+pub struct Me {
+    pub user: User,
+    pub session_id: Uuid,
+    pub auth_source: AuthSourceName,
+}
+
+/// One of the caller's active sessions.
+#[derive(Object)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: OffsetDateTime,
+    /// The absolute expiry.
+    pub expires_at: OffsetDateTime,
+    /// The session expires here unless used before.
+    pub idle_expires_at: OffsetDateTime,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// Whether this is the session of the request.
+    pub current: bool,
+}
+
+impl SessionInfo {
+    pub fn new(s: session::Model, current: Uuid) -> Self {
+        Self {
+            current: s.id == current,
+            id: s.id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            idle_expires_at: s.idle_expires_at,
+            user_agent: s.user_agent,
+            ip: s.ip,
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct PublishRequest {
+    /// The message text.
+    #[oai(validator(min_length = 1, max_length = 16384))]
+    pub body: String,
+}
+
+#[derive(Object)]
+pub struct Published {
+    /// How many sockets on this instance received the message.
+    pub delivered: u64,
+}
+
+#[derive(Object)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// A public signing key (RFC 8037 OKP JWK).
+#[derive(Object)]
+pub struct Jwk {
+    pub kty: String,
+    pub crv: String,
+    pub alg: String,
+    #[oai(rename = "use")]
+    pub use_: String,
+    pub kid: String,
+    pub x: String,
+}
+
+/// The JWK Set of the keys that sign access tokens.
+#[derive(Object)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}

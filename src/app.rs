@@ -1,0 +1,208 @@
+//! Building and running the server: `main` and the tests start it the same way.
+
+use std::{future::Future, net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
+
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server, get,
+    http::{HeaderValue, header},
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    web::Html,
+};
+use sea_orm::{ConnectOptions, Database};
+use migration::MigratorTrait;
+use tracing::Instrument;
+
+use crate::{
+    api,
+    auth::{Auth, AuthSettings, RevocationBus, sessions::SessionSettings},
+    client_ip::ClientIp,
+    config::Config,
+    error,
+    ratelimit::Limits,
+    rooms::Rooms,
+    state::AppState,
+    ws::{self, Registry, WsContext},
+};
+
+/// A built server, bound to its port, not yet serving.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    registry: Registry,
+    ws: Arc<WsContext>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("{0}")]
+    Init(#[from] error::Error),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+impl Application {
+    /// Connects to the database, applies pending migrations, loads (or creates) the
+    /// signing key and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let trusted = config.trusted_proxies().map_err(StartError::Config)?;
+        let mut options = ConnectOptions::new(config.database_url.clone());
+        // SQL logging would print bound values (hashes, user agents): keep it off.
+        options.sqlx_logging(false);
+        let db = Database::connect(options).await?;
+        migration::Migrator::up(&db, None).await?;
+
+        let bus = RevocationBus::new();
+        let auth = Arc::new(
+            Auth::new(
+                db,
+                AuthSettings {
+                    public_url: config.public_url(),
+                    allowed_origins: config.allowed_origins(),
+                    access_ttl: config.access_ttl(),
+                    sessions: SessionSettings {
+                        absolute: Duration::from_secs(config.session_ttl_seconds),
+                        idle: Duration::from_secs(config.session_idle_seconds),
+                        refresh_grace: Duration::from_secs(config.refresh_reuse_grace_seconds),
+                    },
+                    hash_concurrency: std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(2),
+                },
+                bus,
+            )
+            .await?,
+        );
+
+        let limits = Arc::new(Limits::new(&config));
+        limits.spawn_sweeper(Duration::from_secs(60));
+        let rooms = Rooms::default();
+        let registry = Registry::new(config.ws_max_sockets_per_user.max(1));
+        registry.spawn_revocation_listener(auth.clone());
+        let ws = Arc::new(WsContext {
+            auth: auth.clone(),
+            registry: registry.clone(),
+            rooms: rooms.clone(),
+            auth_timeout: Duration::from_secs(config.ws_auth_timeout_seconds),
+            heartbeat: Duration::from_secs(config.ws_heartbeat_seconds.max(1)),
+            messages_per_second: NonZeroU32::new(config.ws_messages_per_second)
+                .unwrap_or(NonZeroU32::MIN),
+            config: WsContext::socket_config(config.ws_max_message_bytes),
+        });
+
+        let acceptor = TcpListener::bind(config.bind).into_acceptor().await?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .ok_or_else(|| StartError::Config("listener has no socket address".into()))?;
+        let state = Arc::new(AppState {
+            config,
+            auth,
+            limits,
+            client_ip: ClientIp::new(trusted),
+            rooms,
+        });
+        Ok(Self {
+            acceptor,
+            addr,
+            state,
+            registry,
+            ws,
+        })
+    }
+
+    /// The bound address (the real port when the configuration asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The registry of live sockets.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Serves until `shutdown` completes; then closes every socket with 1001,
+    /// finishes in-flight requests and returns.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let registry = self.registry.clone();
+        let app = routes(self.state.clone(), self.ws.clone());
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(
+                app,
+                async move {
+                    shutdown.await;
+                    tracing::info!("shutting down");
+                    registry.shutdown(Duration::from_secs(5)).await;
+                },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+    }
+}
+
+/// Every route of the server.
+pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
+    let api = api::service();
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let auth = state.auth.clone();
+    Route::new()
+        .at("/", get(demo_page))
+        .at("/ws", get(ws::route))
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .nest("/", api)
+        .data(state.clone())
+        .data(auth)
+        .data(ws)
+        .around(move |ep, req| request_scope(ep, req, state.clone()))
+}
+
+/// Gives each request an id and a span (id, method, path, client IP — never the
+/// query string or headers, which may carry credentials), maps errors to the JSON
+/// shape, and marks API responses `Cache-Control: no-store`.
+async fn request_scope<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    state: Arc<AppState>,
+) -> poem::Result<Response> {
+    let request_id = format!("{:016x}", rand_u64());
+    let span = tracing::info_span!(
+        "request",
+        id = %request_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        ip = %state.ip(&req),
+    );
+    let private = req.uri().path().starts_with("/api/");
+    let mut resp = match ep.call(req).instrument(span.clone()).await {
+        Ok(resp) => resp.into_response(),
+        Err(err) => span.in_scope(|| error::respond_to(err, &request_id)),
+    };
+    span.in_scope(|| tracing::debug!(status = resp.status().as_u16(), "response"));
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", v);
+    }
+    if private {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(resp)
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+#[poem::handler]
+fn demo_page() -> Html<&'static str> {
+    Html(include_str!("demo.html"))
+}

@@ -1,0 +1,189 @@
+//! Accounts: input rules for email, password and display name, and the user rows.
+
+use entity::user;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{AuthError, Passwords};
+use crate::error::Error;
+
+/// A normalised email address: trimmed and lower-cased, so `A@X.org` and
+/// `a@x.org ` are one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let email = raw.trim().to_lowercase();
+        let invalid = || Error::Invalid("email must look like name@example.org".into());
+        if email.is_empty() || email.len() > 254 {
+            return Err(invalid());
+        }
+        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid());
+        }
+        let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+        if local.is_empty() || domain.is_empty() || domain.contains('@') {
+            return Err(invalid());
+        }
+        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+            return Err(invalid());
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password: 8 to 128 characters (not bytes), any Unicode, never truncated.
+pub struct Password(String);
+
+impl Password {
+    pub const MIN_CHARS: usize = 8;
+    pub const MAX_CHARS: usize = 128;
+
+    pub fn parse(raw: String) -> Result<Self, Error> {
+        let chars = raw.chars().count();
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
+            return Err(Error::Invalid(format!(
+                "password must be {} to {} characters",
+                Self::MIN_CHARS,
+                Self::MAX_CHARS
+            )));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(…)")
+    }
+}
+
+/// A display name: 1 to 64 characters after trimming, no control characters.
+#[derive(Debug, Clone)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let name = raw.trim();
+        let chars = name.chars().count();
+        if chars == 0 || chars > 64 || name.chars().any(char::is_control) {
+            return Err(Error::Invalid(
+                "display_name must be 1 to 64 characters without control characters".into(),
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The default: the email's local part.
+    pub fn from_email(email: &Email) -> Self {
+        let local = email.as_str().split('@').next().unwrap_or_default();
+        Self(local.chars().take(64).collect())
+    }
+}
+
+/// Creates a user; `EmailTaken` when the normalised email exists.
+pub async fn register(
+    db: &DatabaseConnection,
+    passwords: &Passwords,
+    email: Email,
+    password: Password,
+    display_name: DisplayName,
+) -> Result<user::Model, Error> {
+    if find_by_email(db, &email).await?.is_some() {
+        return Err(Error::EmailTaken);
+    }
+    let hash = passwords.hash(password.into_inner()).await?;
+    let model = user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        email: Set(email.0),
+        display_name: Set(display_name.0),
+        password_hash: Set(hash),
+        created_at: Set(now()),
+    };
+    // Two concurrent registrations both pass the check above; the unique index
+    // decides, and the loser gets the same 409.
+    model.insert(db).await.map_err(|e| match e.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Error::EmailTaken,
+        _ => e.into(),
+    })
+}
+
+/// The user with this email and password, or `InvalidCredentials` — the same
+/// answer, in about the same time, for an unknown email and a wrong password.
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    passwords: &Passwords,
+    email: &str,
+    password: String,
+) -> Result<user::Model, Error> {
+    let user = match Email::parse(email) {
+        Ok(email) => find_by_email(db, &email).await?,
+        Err(_) => None,
+    };
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    if passwords.verify(password, hash).await? {
+        user.ok_or(Error::Auth(AuthError::InvalidCredentials))
+    } else {
+        Err(AuthError::InvalidCredentials.into())
+    }
+}
+
+pub async fn find_by_email(
+    db: &DatabaseConnection,
+    email: &Email,
+) -> Result<Option<user::Model>, Error> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Email.eq(email.as_str()))
+        .one(db)
+        .await?)
+}
+
+pub async fn find(db: &DatabaseConnection, id: Uuid) -> Result<Option<user::Model>, Error> {
+    Ok(user::Entity::find_by_id(id).one(db).await?)
+}
+
+pub(crate) fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_is_trimmed_and_lowercased() {
+        assert_eq!(Email::parse("  Ann@Example.ORG ").unwrap().as_str(), "ann@example.org");
+    }
+
+    #[test]
+    fn email_without_at_or_domain_dot_is_refused() {
+        for bad in ["", "ann", "ann@", "@example.org", "ann@example", "a b@example.org", "a@b@c.org"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn password_length_counts_characters_not_bytes() {
+        assert!(Password::parse("ééééééé".into()).is_err()); // 7 chars, 14 bytes
+        assert!(Password::parse("éééééééé".into()).is_ok()); // 8 chars
+        assert!(Password::parse("x".repeat(128)).is_ok());
+        assert!(Password::parse("x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn display_name_refuses_control_characters_and_empty() {
+        assert!(DisplayName::parse("  ").is_err());
+        assert!(DisplayName::parse("a\nb").is_err());
+        assert_eq!(DisplayName::parse(" Ann ").unwrap().0, "Ann");
+    }
+}

@@ -1,0 +1,71 @@
+//! Revocation events. The auth core publishes one whenever a session ends early;
+//! whoever holds live connections (the WebSocket registry) subscribes. The core
+//! never calls into its subscribers, so another instance can feed the same stream.
+
+use tokio::sync::broadcast;
+
+use super::{SessionId, UserId};
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationReason {
+    /// The user logged out.
+    Logout,
+    /// The user revoked this session (`DELETE /api/sessions/{id}`).
+    Revoked,
+    /// The user revoked all sessions (`DELETE /api/sessions`).
+    RevokedAll,
+    /// A refresh token was used twice: presumed stolen.
+    RefreshTokenReuse,
+    /// The session reached its expiry.
+    Expired,
+}
+
+impl RevocationReason {
+    /// The value stored in `sessions.revoked_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationReason::Logout => "logout",
+            RevocationReason::Revoked => "revoked",
+            RevocationReason::RevokedAll => "revoked_all",
+            RevocationReason::RefreshTokenReuse => "refresh_token_reuse",
+            RevocationReason::Expired => "expired",
+        }
+    }
+}
+
+/// A session that ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Revocation {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub reason: RevocationReason,
+}
+
+/// The revocation stream: cheap to clone, many subscribers.
+#[derive(Clone)]
+pub struct RevocationBus {
+    tx: broadcast::Sender<Revocation>,
+}
+
+impl Default for RevocationBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RevocationBus {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(1024);
+        Self { tx }
+    }
+
+    /// Tells every subscriber; having none is fine.
+    pub fn publish(&self, event: Revocation) {
+        let _ = self.tx.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Revocation> {
+        self.tx.subscribe()
+    }
+}

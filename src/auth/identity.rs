@@ -1,0 +1,62 @@
+//! Who a request or socket is: the typed result of credential resolution.
+
+use std::fmt;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A user's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct UserId(pub Uuid);
+
+/// A session's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct SessionId(pub Uuid);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a credential came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthSource {
+    /// `Authorization: Bearer <access token>`.
+    Bearer,
+    /// The HttpOnly access-token cookie.
+    Cookie,
+    /// A WebSocket's first `{"type":"auth"}` frame.
+    Message,
+}
+
+impl AuthSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthSource::Bearer => "bearer",
+            AuthSource::Cookie => "cookie",
+            AuthSource::Message => "message",
+        }
+    }
+}
+
+/// An authenticated caller: a verified access token whose session is active.
+/// Only the resolver constructs it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub source: AuthSource,
+    /// The session's absolute expiry: a socket bound to it closes then.
+    pub session_expires_at: OffsetDateTime,
+}

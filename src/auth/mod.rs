@@ -1,0 +1,138 @@
+//! The auth core: who is calling, and the sessions and tokens that say so.
+//!
+//! It knows neither the HTTP API nor the WebSocket route; both call
+//! [`resolve::resolve_optional`]. Revocations leave it as events on a
+//! [`RevocationBus`], which live-connection holders subscribe to.
+
+pub mod accounts;
+pub mod cookies;
+mod error;
+pub mod events;
+mod identity;
+pub mod origin;
+mod passwords;
+pub mod resolve;
+pub mod sessions;
+pub mod tokens;
+
+use std::time::Duration;
+
+use entity::user;
+use sea_orm::DatabaseConnection;
+
+pub use error::AuthError;
+pub use events::{Revocation, RevocationBus, RevocationReason};
+pub use identity::{AuthSource, Identity, SessionId, UserId};
+pub use passwords::Passwords;
+
+use crate::error::Error;
+use cookies::CookieSettings;
+use origin::OriginPolicy;
+use sessions::{ClientInfo, Opened, SessionSettings, SessionStore};
+use tokens::{AccessToken, TokenKeys};
+
+/// What the auth core needs to know, taken from the server's configuration.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// The public URL: token issuer, cookie security and same-origin scheme.
+    pub public_url: String,
+    pub allowed_origins: Vec<String>,
+    pub access_ttl: Duration,
+    pub sessions: SessionSettings,
+    /// How many password hashes may run at once.
+    pub hash_concurrency: usize,
+}
+
+/// A credential pair for a session.
+pub struct Issued {
+    pub access: AccessToken,
+    pub opened: Opened,
+}
+
+/// The auth core, shared by every door.
+pub struct Auth {
+    pub db: DatabaseConnection,
+    pub tokens: TokenKeys,
+    pub sessions: SessionStore,
+    pub passwords: Passwords,
+    pub origins: OriginPolicy,
+    pub cookies: CookieSettings,
+}
+
+impl Auth {
+    pub async fn new(
+        db: DatabaseConnection,
+        settings: AuthSettings,
+        bus: RevocationBus,
+    ) -> Result<Self, Error> {
+        let https = settings.public_url.starts_with("https://");
+        Ok(Self {
+            tokens: TokenKeys::load_or_create(
+                db.clone(),
+                settings.public_url.clone(),
+                settings.access_ttl,
+            )
+            .await?,
+            sessions: SessionStore::new(db.clone(), settings.sessions, bus),
+            passwords: Passwords::new(settings.hash_concurrency)?,
+            origins: OriginPolicy::new(&settings.public_url, settings.allowed_origins),
+            cookies: CookieSettings::new(https),
+            db,
+        })
+    }
+
+    /// An identity for an access token from `source`: signature, claims and an
+    /// active session, or the reason why not.
+    pub async fn authenticate(&self, token: &str, source: AuthSource) -> Result<Identity, Error> {
+        let claims = self.tokens.verify(token).await?;
+        let session = self.sessions.active(SessionId(claims.sid)).await?;
+        if session.user_id != claims.sub {
+            return Err(AuthError::InvalidToken.into());
+        }
+        Ok(Identity {
+            user_id: UserId(claims.sub),
+            session_id: SessionId(session.id),
+            source,
+            session_expires_at: session.expires_at,
+        })
+    }
+
+    /// Checks email and password and opens a session.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        client: ClientInfo,
+    ) -> Result<(user::Model, Issued), Error> {
+        let ip = client.ip.clone();
+        let user = match accounts::authenticate(&self.db, &self.passwords, email, password).await {
+            Ok(user) => user,
+            Err(e) => {
+                if matches!(e, Error::Auth(AuthError::InvalidCredentials)) {
+                    tracing::warn!(
+                        security_event = "login_failed",
+                        ip = ip.as_deref().unwrap_or("-"),
+                        "failed login"
+                    );
+                }
+                return Err(e);
+            }
+        };
+        let opened = self.sessions.open(UserId(user.id), client).await?;
+        let access = self
+            .tokens
+            .issue(UserId(user.id), SessionId(opened.session.id))?;
+        tracing::info!(user_id = %user.id, session_id = %opened.session.id, "login");
+        Ok((user, Issued { access, opened }))
+    }
+
+    /// Rotates a refresh token into a new pair.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Issued, Error> {
+        let opened = self.sessions.rotate(refresh_token).await?;
+        let access = self.tokens.issue(
+            UserId(opened.session.user_id),
+            SessionId(opened.session.id),
+        )?;
+        Ok(Issued { access, opened })
+    }
+}

@@ -1,0 +1,88 @@
+//! Password hashing with Argon2id (OWASP parameters: m = 19 MiB, t = 2, p = 1).
+
+use std::sync::Arc;
+
+use argon2::{
+    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version,
+    password_hash::SaltString,
+};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::error::Error;
+
+/// Hashes and verifies passwords off the async runtime, a bounded number at a time,
+/// so a login storm queues here instead of stalling every other request.
+#[derive(Clone)]
+pub struct Passwords {
+    permits: Arc<Semaphore>,
+    /// Verified against when the email is unknown, so both answers take as long.
+    dummy_hash: Arc<str>,
+}
+
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("constant Argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_blocking(password: &[u8]) -> Result<String, Error> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::internal(e.to_string()))?;
+    argon2()
+        .hash_password(password, &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::internal(format!("hashing: {e}")))
+}
+
+impl Passwords {
+    /// `concurrency`: how many hashes may run at once (the number of cores is right).
+    pub fn new(concurrency: usize) -> Result<Self, Error> {
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy_hash: hash_blocking(b"doorman dummy password for unknown users")?.into(),
+        })
+    }
+
+    /// Hashes a new password.
+    pub async fn hash(&self, password: String) -> Result<String, Error> {
+        self.run(move || hash_blocking(password.as_bytes())).await?
+    }
+
+    /// Checks `password` against `hash`; with no hash (unknown user) it checks a
+    /// dummy and answers `false`, taking the same time.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, Error> {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
+        let ok = self
+            .run(move || {
+                PasswordHash::new(&hash)
+                    .map(|parsed| {
+                        argon2()
+                            .verify_password(password.as_bytes(), &parsed)
+                            .is_ok()
+                    })
+                    .unwrap_or(false)
+            })
+            .await?;
+        Ok(known && ok)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("password hasher closed"))?;
+        // Argon2 is CPU- and memory-heavy: keep it off the async runtime, and keep the
+        // caller's span so its log lines still carry the request id.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(work))
+            .in_current_span()
+            .await
+            .map_err(|e| Error::internal(format!("hashing task: {e}")))
+    }
+}

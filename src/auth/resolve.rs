@@ -1,0 +1,96 @@
+//! The one place identity is resolved. The HTTP API (through its security scheme)
+//! and the WebSocket route both call [`resolve_optional`]; there is no second copy.
+//!
+//! Sources, in order: `Authorization: Bearer`, then the access cookie. A credential
+//! that is present but invalid is refused: it never falls back to the next source.
+//! Tokens in query strings are never read.
+
+use poem::{Request, http::header};
+
+use super::{Auth, AuthError, AuthSource, Identity, cookies};
+use crate::error::Error;
+
+/// A credential as the request presented it, not yet verified.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented<'a> {
+    Bearer(&'a str),
+    Cookie(&'a str),
+}
+
+/// Finds the credential a request presents, if any, without verifying it.
+pub fn presented<'a>(req: &'a Request, auth: &Auth) -> Result<Option<Presented<'a>>, AuthError> {
+    let mut authorization = req.headers().get_all(header::AUTHORIZATION).iter();
+    if let Some(value) = authorization.next() {
+        if authorization.next().is_some() {
+            return Err(AuthError::InvalidToken);
+        }
+        let value = value.to_str().map_err(|_| AuthError::InvalidToken)?;
+        return parse_bearer(value).map(|t| Some(Presented::Bearer(t)));
+    }
+    let name = auth.cookies.access_name;
+    let mut texts = Vec::new();
+    for value in req.headers().get_all(header::COOKIE) {
+        match value.to_str() {
+            Ok(text) => texts.push(text),
+            // Bytes that are not text cannot be our token, but might hide a second
+            // copy of our cookie: refuse rather than guess.
+            Err(_) if contains(value.as_bytes(), name.as_bytes()) => {
+                return Err(AuthError::InvalidToken);
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(cookies::find(texts.into_iter(), name)?.map(Presented::Cookie))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `Bearer <token>`; any other scheme, or an empty token, is an invalid credential.
+fn parse_bearer(value: &str) -> Result<&str, AuthError> {
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::InvalidToken)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+        return Err(AuthError::InvalidToken);
+    }
+    Ok(token)
+}
+
+/// The request's identity; `None` when it presents no credential at all.
+pub async fn resolve_optional(req: &Request, auth: &Auth) -> Result<Option<Identity>, Error> {
+    match presented(req, auth)? {
+        None => Ok(None),
+        Some(Presented::Bearer(token)) => auth.authenticate(token, AuthSource::Bearer).await.map(Some),
+        Some(Presented::Cookie(token)) => {
+            // Cookies ride along on cross-site requests; headers do not.
+            auth.origins.check_cookie_request(req)?;
+            auth.authenticate(token, AuthSource::Cookie).await.map(Some)
+        }
+    }
+}
+
+/// The request's identity; `missing_credentials` when it presents none.
+pub async fn resolve(req: &Request, auth: &Auth) -> Result<Identity, Error> {
+    resolve_optional(req, auth)
+        .await?
+        .ok_or(Error::Auth(AuthError::MissingCredentials))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(parse_bearer("bearer abc"), Ok("abc"));
+        assert_eq!(parse_bearer("Bearer abc"), Ok("abc"));
+    }
+
+    #[test]
+    fn other_schemes_and_empty_tokens_are_invalid() {
+        for bad in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Bearer a b", "abc"] {
+            assert_eq!(parse_bearer(bad), Err(AuthError::InvalidToken), "{bad}");
+        }
+    }
+}

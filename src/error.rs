@@ -1,0 +1,265 @@
+//! The one error type of the server and the one place that turns it into an HTTP
+//! response: `{"error": "<stable_code>", "message": "<human text>"}`.
+
+use std::marker::PhantomData;
+
+use poem::{IntoResponse, Response, error::ResponseError, http::StatusCode};
+use poem_openapi::{
+    ApiResponse, Object,
+    registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry},
+    types::Type,
+};
+
+use crate::auth::AuthError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Input that parsed but breaks a rule (`invalid_input`).
+    #[error("{0}")]
+    Invalid(String),
+    /// Input that did not parse (`bad_request`).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("not found")]
+    NotFound,
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("this user has too many open sockets")]
+    TooManySockets,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// A server-side failure. The detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Error::Internal(detail.into())
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Auth(e) => e.code(),
+            Error::Invalid(_) => "invalid_input",
+            Error::BadRequest(_) => "bad_request",
+            Error::EmailTaken => "email_taken",
+            Error::NotFound => "not_found",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::PayloadTooLarge => "payload_too_large",
+            Error::TooManySockets => "too_many_sockets",
+            Error::ShuttingDown => "shutting_down",
+            Error::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Auth(AuthError::OriginRefused) => StatusCode::FORBIDDEN,
+            Error::Auth(_) => StatusCode::UNAUTHORIZED,
+            Error::Invalid(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::EmailTaken => StatusCode::CONFLICT,
+            Error::NotFound => StatusCode::NOT_FOUND,
+            Error::RateLimited { .. } | Error::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
+            Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The response for this error. `request_id` goes into a 500's message so an
+    /// operator can find the logged cause.
+    pub fn to_response(&self, request_id: Option<&str>) -> Response {
+        let message = match (self, request_id) {
+            (Error::Internal(_), Some(id)) => format!("internal error (request id {id})"),
+            (Error::Internal(_), None) => "internal error".to_owned(),
+            _ => self.to_string(),
+        };
+        let body = ErrorBody {
+            error: self.code().to_owned(),
+            message,
+        };
+        let mut resp = poem::web::Json(body)
+            .with_status(self.status())
+            .into_response();
+        let headers = resp.headers_mut();
+        match self {
+            Error::Auth(e) if self.status() == StatusCode::UNAUTHORIZED => {
+                let value = match e {
+                    AuthError::MissingCredentials => r#"Bearer realm="doorman""#.to_owned(),
+                    other => format!(r#"Bearer realm="doorman", error="invalid_token", error_description="{}""#, other.code()),
+                };
+                if let Ok(v) = value.parse() {
+                    headers.insert("WWW-Authenticate", v);
+                }
+            }
+            Error::RateLimited { retry_after_secs } => {
+                headers.insert("Retry-After", (*retry_after_secs).into());
+            }
+            Error::TooManySockets => {
+                headers.insert("Retry-After", 5u64.into());
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Error::Internal(format!("database: {e}"))
+    }
+}
+
+impl ResponseError for Error {
+    fn status(&self) -> StatusCode {
+        Error::status(self)
+    }
+
+    fn as_response(&self) -> Response {
+        self.to_response(None)
+    }
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// A stable machine-readable code, e.g. `invalid_token`.
+    pub error: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+/// A set of error statuses one operation can answer with, for the spec.
+pub trait ErrorSet: Send + Sync + 'static {
+    const STATUSES: &'static [u16];
+}
+
+/// An operation's error response: any [`Error`], documented in the spec with only
+/// the statuses of `S`, so generated clients get typed errors per operation.
+pub struct Fail<S>(pub Error, PhantomData<S>);
+
+impl<S> std::fmt::Debug for Fail<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<S, E: Into<Error>> From<E> for Fail<S> {
+    fn from(e: E) -> Self {
+        Fail(e.into(), PhantomData)
+    }
+}
+
+impl<S> From<Fail<S>> for poem::Error {
+    fn from(f: Fail<S>) -> Self {
+        poem::Error::from(f.0)
+    }
+}
+
+impl<S: ErrorSet> ApiResponse for Fail<S> {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: S::STATUSES
+                .iter()
+                .map(|&status| MetaResponse {
+                    description: describe(status),
+                    status: Some(status),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: "application/json; charset=utf-8",
+                        schema: ErrorBody::schema_ref(),
+                    }],
+                    headers: header_for(status).into_iter().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        ErrorBody::register(registry);
+    }
+}
+
+fn describe(status: u16) -> &'static str {
+    match status {
+        400 => "The input is malformed or breaks a rule (`bad_request`, `invalid_input`).",
+        401 => "Missing, invalid or expired credentials, or the session has ended.",
+        403 => "A cookie credential from an origin that is not allowed (`origin_refused`).",
+        404 => "Not found, or not yours.",
+        409 => "Conflicts with existing data (`email_taken`).",
+        413 => "The request body is too large.",
+        429 => "Rate limited; see `Retry-After`.",
+        _ => "Server error; the message carries a request id.",
+    }
+}
+
+fn header_for(status: u16) -> Option<MetaHeader> {
+    let (name, description) = match status {
+        401 => ("WWW-Authenticate", "RFC 6750 challenge."),
+        429 => ("Retry-After", "Seconds to wait before retrying."),
+        _ => return None,
+    };
+    Some(MetaHeader {
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+        required: true,
+        deprecated: false,
+        schema: if status == 429 {
+            u64::schema_ref()
+        } else {
+            String::schema_ref()
+        },
+    })
+}
+
+/// Declares an [`ErrorSet`]: `error_set!(LoginErrors: 400, 401, 429);`.
+macro_rules! error_set {
+    ($name:ident: $($status:literal),+) => {
+        pub struct $name;
+        impl $crate::error::ErrorSet for $name {
+            const STATUSES: &'static [u16] = &[$($status),+];
+        }
+    };
+}
+pub(crate) use error_set;
+
+
+/// The response for any error that reaches the top of the stack: ours keep their
+/// code; poem's own (unknown route, unparsable body, bad path parameter) get the
+/// same JSON shape. Server errors are logged with their cause and answered with a
+/// generic message carrying the request id.
+pub fn respond_to(err: poem::Error, request_id: &str) -> Response {
+    if let Some(e) = err.downcast_ref::<Error>() {
+        if let Error::Internal(detail) = e {
+            tracing::error!(request_id, detail = %detail, "internal error");
+        }
+        return e.to_response(Some(request_id));
+    }
+    let status = err.status();
+    if status.is_server_error() {
+        tracing::error!(request_id, detail = %err, "internal error");
+        return Error::Internal(String::new()).to_response(Some(request_id));
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "not found".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed".to_owned()),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", Error::PayloadTooLarge.to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", err.to_string()),
+        _ => ("bad_request", err.to_string()),
+    };
+    poem::web::Json(ErrorBody {
+        error: code.to_owned(),
+        message,
+    })
+    .with_status(status)
+    .into_response()
+}

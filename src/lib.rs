@@ -1,0 +1,22 @@
+//! doorman: one authentication for HTTP endpoints and WebSockets.
+//!
+//! - [`auth`]: the auth core (identity resolution, tokens, sessions, passwords); it
+//!   knows neither the HTTP API nor the WebSocket route, and other poem apps can
+//!   reuse it.
+//! - [`api`]: the OpenAPI-documented HTTP endpoints.
+//! - [`ws`]: the WebSocket route, its protocol and the registry of live sockets.
+//! - [`app`]: building and running the server from a [`config::Config`].
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod client_ip;
+pub mod config;
+pub mod error;
+pub mod ratelimit;
+pub mod rooms;
+pub mod state;
+pub mod ws;
+
+pub use app::{Application, StartError};
+pub use config::Config;

@@ -1,0 +1,113 @@
+//! Rate limits (governor), keyed per client IP or per account. Each instance
+//! enforces its own; memory stays bounded because idle keys are swept.
+
+use std::{
+    hash::Hash,
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::Arc,
+    time::Duration,
+};
+
+use governor::{
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+};
+
+use crate::{config::Config, error::Error};
+
+/// One keyed limit.
+pub struct KeyedLimit<K: Hash + Eq + Clone> {
+    limiter: DefaultKeyedRateLimiter<K>,
+    clock: DefaultClock,
+}
+
+impl<K: Hash + Eq + Clone> KeyedLimit<K> {
+    pub fn new(quota: Quota) -> Self {
+        Self {
+            limiter: RateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Takes one cell for `key`, or says how long to wait (whole seconds, rounded up).
+    pub fn check(&self, key: &K) -> Result<(), Error> {
+        self.limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            Error::RateLimited {
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            }
+        })
+    }
+
+    /// Forgets keys whose state is back to full: a flood of distinct keys cannot
+    /// grow the map without bound.
+    pub fn sweep(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    pub fn len(&self) -> usize {
+        self.limiter.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.limiter.is_empty()
+    }
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)
+}
+
+/// Every limit of the server.
+pub struct Limits {
+    pub ws_handshake: KeyedLimit<IpAddr>,
+    pub login: KeyedLimit<IpAddr>,
+    pub register: KeyedLimit<IpAddr>,
+    pub refresh: KeyedLimit<IpAddr>,
+    /// Per normalised email, across IPs: slows a distributed guessing attack on one
+    /// account, and, being a rate, never locks the owner out for long.
+    pub login_account: KeyedLimit<String>,
+}
+
+impl Limits {
+    pub fn new(config: &Config) -> Self {
+        let per_minute = Quota::per_minute(nz(config.login_per_minute));
+        Self {
+            ws_handshake: KeyedLimit::new(
+                Quota::per_second(nz(config.ws_handshake_per_second))
+                    .allow_burst(nz(config.ws_handshake_burst)),
+            ),
+            login: KeyedLimit::new(per_minute),
+            register: KeyedLimit::new(per_minute),
+            refresh: KeyedLimit::new(Quota::per_minute(nz(config.login_per_minute.saturating_mul(6)))),
+            login_account: KeyedLimit::new(per_minute),
+        }
+    }
+
+    fn sweep(&self) {
+        self.ws_handshake.sweep();
+        self.login.sweep();
+        self.register.sweep();
+        self.refresh.sweep();
+        self.login_account.sweep();
+    }
+
+    /// Sweeps all limits every `every` until the returned handle is dropped... or
+    /// the limits are: the task holds only a weak reference.
+    pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(limits) => limits.sweep(),
+                    None => break,
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,25 @@
+//! What every handler can reach, built once at start.
+
+use std::{net::IpAddr, sync::Arc};
+
+use poem::Request;
+
+use crate::{auth::Auth, client_ip::ClientIp, config::Config, ratelimit::Limits, rooms::Rooms};
+
+/// Shared server state, attached to routes with `.data(Arc<AppState>)`.
+pub struct AppState {
+    pub config: Config,
+    pub auth: Arc<Auth>,
+    pub limits: Arc<Limits>,
+    pub client_ip: ClientIp,
+    pub rooms: Rooms,
+}
+
+impl AppState {
+    /// The client's IP for limits and logs (unspecified if the transport has none).
+    pub fn ip(&self, req: &Request) -> IpAddr {
+        self.client_ip
+            .of(req)
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+}

@@ -1,0 +1,281 @@
+//! One socket's life: pending auth, then frames until the session, the peer or the
+//! server ends it.
+
+use std::{
+    collections::HashSet,
+    num::NonZeroU32,
+    sync::Arc,
+    time::Duration,
+};
+
+use futures_util::{SinkExt, StreamExt};
+use governor::{Quota, RateLimiter};
+use poem::web::websocket::{CloseCode, Message, WebSocketStream};
+use time::OffsetDateTime;
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::{Instant, sleep_until},
+};
+use tracing::Instrument;
+
+use super::{
+    WsContext,
+    protocol::{ClientFrame, Close, ServerFrame},
+    registry::Registration,
+};
+use crate::{
+    auth::{AuthError, AuthSource, Identity},
+    error::Error,
+    rooms::RoomName,
+};
+
+/// How many frames may wait for a slow reader before room messages to it drop.
+const OUTBOX_CAPACITY: usize = 64;
+
+/// Runs a socket to its end. `identity` is `None` for a socket that must send an
+/// `auth` frame first.
+pub async fn run(
+    socket: WebSocketStream,
+    identity: Option<Identity>,
+    ctx: Arc<WsContext>,
+    registration: Registration,
+    close_rx: oneshot::Receiver<Close>,
+) {
+    let span = tracing::info_span!("ws", conn = registration.id);
+    Conn::new(socket, ctx, registration, close_rx)
+        .drive(identity)
+        .instrument(span)
+        .await
+}
+
+struct Conn {
+    socket: WebSocketStream,
+    ctx: Arc<WsContext>,
+    registration: Registration,
+    close_rx: oneshot::Receiver<Close>,
+    outbox: mpsc::Sender<Arc<str>>,
+    inbox: mpsc::Receiver<Arc<str>>,
+    rooms: HashSet<RoomName>,
+}
+
+enum Step {
+    Continue,
+    Close(Close),
+}
+
+impl Conn {
+    fn new(
+        socket: WebSocketStream,
+        ctx: Arc<WsContext>,
+        registration: Registration,
+        close_rx: oneshot::Receiver<Close>,
+    ) -> Self {
+        let (outbox, inbox) = mpsc::channel(OUTBOX_CAPACITY);
+        Self {
+            socket,
+            ctx,
+            registration,
+            close_rx,
+            outbox,
+            inbox,
+            rooms: HashSet::new(),
+        }
+    }
+
+    async fn drive(mut self, identity: Option<Identity>) {
+        let close = match identity {
+            Some(identity) => self.authenticated(identity).await,
+            None => match self.pending().await {
+                Ok(identity) => self.authenticated(identity).await,
+                Err(close) => close,
+            },
+        };
+        self.finish(close).await;
+    }
+
+    /// Waits for the `auth` frame; anything else closes the socket.
+    async fn pending(&mut self) -> Result<Identity, Close> {
+        let deadline = Instant::now() + self.ctx.auth_timeout;
+        loop {
+            tokio::select! {
+                close = &mut self.close_rx => return Err(close.unwrap_or(Close::SHUTDOWN)),
+                _ = sleep_until(deadline) => return Err(Close::AUTH_TIMEOUT),
+                msg = self.socket.next() => match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        return match serde_json::from_str::<ClientFrame>(&text) {
+                            Ok(ClientFrame::Auth { token }) => {
+                                match self.ctx.auth.authenticate(&token, AuthSource::Message).await {
+                                    Ok(identity) => Ok(identity),
+                                    Err(Error::Auth(AuthError::SessionRevoked)) => Err(Close::SESSION_REVOKED),
+                                    Err(Error::Auth(AuthError::SessionExpired)) => Err(Close::SESSION_EXPIRED),
+                                    Err(_) => Err(Close::INVALID_TOKEN),
+                                }
+                            }
+                            _ => Err(Close::BAD_REQUEST),
+                        };
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => return Err(Close::NORMAL),
+                    Some(Ok(Message::Binary(_))) => return Err(Close::BAD_REQUEST),
+                    Some(Err(e)) => return Err(close_for_read_error(&e)),
+                },
+            }
+        }
+    }
+
+    async fn authenticated(&mut self, identity: Identity) -> Close {
+        if let Err(close) =
+            self.ctx
+                .registry
+                .bind(self.registration.id, identity.session_id, identity.user_id)
+        {
+            return close;
+        }
+        tracing::info!(user_id = %identity.user_id, session_id = %identity.session_id, source = identity.source.as_str(), "socket authenticated");
+        let heartbeat = self.ctx.heartbeat;
+        if self
+            .send(ServerFrame::welcome(&identity, heartbeat.as_secs()).to_text())
+            .await
+            .is_err()
+        {
+            return Close::NORMAL;
+        }
+        let rate = self.ctx.messages_per_second;
+        let burst = NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate);
+        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let expires_in = (identity.session_expires_at - OffsetDateTime::now_utc())
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        let expiry = Instant::now() + expires_in;
+        let mut ping = tokio::time::interval(heartbeat);
+        ping.tick().await;
+        let mut last_heard = Instant::now();
+
+        loop {
+            tokio::select! {
+                close = &mut self.close_rx => return close.unwrap_or(Close::SHUTDOWN),
+                _ = sleep_until(expiry) => return Close::SESSION_EXPIRED,
+                Some(text) = self.inbox.recv() => {
+                    if self.socket.send(Message::Text(text.to_string())).await.is_err() {
+                        return Close::NORMAL;
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > heartbeat * 3 {
+                        return Close::HEARTBEAT_TIMEOUT;
+                    }
+                    if self.socket.send(Message::Ping(Vec::new())).await.is_err() {
+                        return Close::NORMAL;
+                    }
+                }
+                msg = self.socket.next() => {
+                    last_heard = Instant::now();
+                    let step = match msg {
+                        Some(Ok(Message::Text(text))) => {
+                            if limiter.check().is_err() {
+                                tracing::warn!(security_event = "rate_limited", user_id = %identity.user_id, "socket flooding");
+                                return Close::RATE_LIMITED;
+                            }
+                            self.on_text(&identity, &text).await
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            self.error("bad_request", "frames are JSON text").await
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Continue,
+                        Some(Ok(Message::Close(_))) | None => return Close::NORMAL,
+                        Some(Err(e)) => return close_for_read_error(&e),
+                    };
+                    if let Step::Close(close) = step {
+                        return close;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_text(&mut self, identity: &Identity, text: &str) -> Step {
+        let frame = match serde_json::from_str::<ClientFrame>(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let message = if e.is_syntax() || e.is_eof() {
+                    "frame is not valid JSON"
+                } else {
+                    "unknown frame type or missing fields"
+                };
+                return self.error("bad_request", message).await;
+            }
+        };
+        let reply = match frame {
+            ClientFrame::Auth { .. } => {
+                return self.error("already_authenticated", "this socket is already authenticated").await;
+            }
+            ClientFrame::Ping { id } => ServerFrame::Pong { id }.to_text(),
+            ClientFrame::Whoami => ServerFrame::identity(identity).to_text(),
+            ClientFrame::Subscribe { room } => match RoomName::parse(&room) {
+                Ok(name) => {
+                    self.ctx
+                        .rooms
+                        .subscribe(&name, self.registration.id, self.outbox.clone());
+                    self.rooms.insert(name);
+                    ServerFrame::Subscribed { room: &room }.to_text()
+                }
+                Err(e) => return self.error("invalid_room", &e.to_string()).await,
+            },
+            ClientFrame::Unsubscribe { room } => match RoomName::parse(&room) {
+                Ok(name) => {
+                    self.ctx.rooms.unsubscribe(&name, self.registration.id);
+                    self.rooms.remove(&name);
+                    ServerFrame::Unsubscribed { room: &room }.to_text()
+                }
+                Err(e) => return self.error("invalid_room", &e.to_string()).await,
+            },
+            ClientFrame::Publish { room, body } => match RoomName::parse(&room) {
+                Ok(name) => {
+                    self.ctx.rooms.publish(&name, identity.user_id, &body);
+                    return Step::Continue;
+                }
+                Err(e) => return self.error("invalid_room", &e.to_string()).await,
+            },
+        };
+        match self.send(reply).await {
+            Ok(()) => Step::Continue,
+            Err(()) => Step::Close(Close::NORMAL),
+        }
+    }
+
+    async fn error(&mut self, code: &str, message: &str) -> Step {
+        match self.send(ServerFrame::Error { code, message }.to_text()).await {
+            Ok(()) => Step::Continue,
+            Err(()) => Step::Close(Close::NORMAL),
+        }
+    }
+
+    async fn send(&mut self, text: String) -> Result<(), ()> {
+        self.socket.send(Message::Text(text)).await.map_err(|_| ())
+    }
+
+    async fn finish(mut self, close: Close) {
+        for room in &self.rooms {
+            self.ctx.rooms.unsubscribe(room, self.registration.id);
+        }
+        if close != Close::NORMAL || close.reason.is_empty() {
+            tracing::info!(code = close.code, reason = close.reason, "closing socket");
+        }
+        let frame = Message::Close(Some((CloseCode::from(close.code), close.reason.to_owned())));
+        // The peer may be gone already; a failed close is nothing to report.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = self.socket.send(frame).await;
+            let _ = self.socket.close().await;
+        })
+        .await;
+    }
+}
+
+/// Oversized messages close with 1009; other read errors mean the peer is gone.
+fn close_for_read_error(e: &std::io::Error) -> Close {
+    if e.to_string().contains("Message too long") {
+        Close::TOO_BIG
+    } else {
+        Close::NORMAL
+    }
+}

@@ -1,0 +1,77 @@
+//! The WebSocket door, `GET /ws`: the same credentials as the HTTP API, resolved by
+//! the same function, and sockets bound to their session.
+//!
+//! Before the upgrade, in order: per-IP handshake limit (429), Origin rule for
+//! cookies (403), credential resolution (401 if present and invalid). A handshake
+//! without credentials upgrades into a pending state that must send `auth`.
+
+mod connection;
+pub mod protocol;
+pub mod registry;
+
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
+
+use poem::{
+    IntoResponse, Request, handler,
+    web::{
+        Data,
+        websocket::{WebSocket, WebSocketConfig},
+    },
+};
+
+pub use registry::Registry;
+
+use crate::{
+    auth::{Auth, resolve},
+    error::Error,
+    rooms::Rooms,
+    state::AppState,
+};
+
+/// What every socket task needs.
+pub struct WsContext {
+    pub auth: Arc<Auth>,
+    pub registry: Registry,
+    pub rooms: Rooms,
+    pub auth_timeout: Duration,
+    pub heartbeat: Duration,
+    pub messages_per_second: NonZeroU32,
+    pub config: WebSocketConfig,
+}
+
+impl WsContext {
+    /// tungstenite's defaults allow 64 MiB messages and reserve large buffers per
+    /// socket; idle sockets must be cheap, so everything is sized deliberately.
+    pub fn socket_config(max_message: usize) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0)
+            .max_write_buffer_size(max_message.saturating_mul(2).max(64 * 1024))
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message))
+    }
+}
+
+/// `GET /ws`.
+#[handler]
+pub async fn route(
+    req: &Request,
+    ws: WebSocket,
+    state: Data<&Arc<AppState>>,
+    ctx: Data<&Arc<WsContext>>,
+) -> Result<impl IntoResponse, Error> {
+    state.limits.ws_handshake.check(&state.ip(req))?;
+    let identity = resolve::resolve_optional(req, &state.auth).await?;
+    if let Some(id) = &identity {
+        if !ctx.registry.has_room_for(id.user_id) {
+            return Err(Error::TooManySockets);
+        }
+    }
+    let ctx = Arc::clone(&ctx);
+    let Some((registration, close_rx)) = ctx.registry.register() else {
+        return Err(Error::ShuttingDown);
+    };
+    Ok(ws
+        .config(ctx.config)
+        .on_upgrade(move |socket| connection::run(socket, identity, ctx, registration, close_rx)))
+}

@@ -1,0 +1,101 @@
+//! The WebSocket wire protocol: JSON text frames tagged by `type`, and close codes.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::auth::{AuthSource, Identity};
+
+/// A frame from the client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ClientFrame {
+    Auth { token: String },
+    Ping { id: Option<serde_json::Value> },
+    Whoami,
+    Subscribe { room: String },
+    Unsubscribe { room: String },
+    Publish { room: String, body: String },
+}
+
+/// A frame from the server (room `message` frames are built by `rooms`).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerFrame<'a> {
+    Welcome {
+        user_id: Uuid,
+        session_id: Uuid,
+        auth_source: AuthSource,
+        #[serde(with = "time::serde::rfc3339")]
+        session_expires_at: OffsetDateTime,
+        heartbeat_s: u64,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    Identity {
+        user_id: Uuid,
+        session_id: Uuid,
+        auth_source: AuthSource,
+        #[serde(with = "time::serde::rfc3339")]
+        session_expires_at: OffsetDateTime,
+    },
+    Subscribed {
+        room: &'a str,
+    },
+    Unsubscribed {
+        room: &'a str,
+    },
+    Error {
+        code: &'a str,
+        message: &'a str,
+    },
+}
+
+impl ServerFrame<'_> {
+    pub fn welcome(id: &Identity, heartbeat_s: u64) -> Self {
+        ServerFrame::Welcome {
+            user_id: id.user_id.0,
+            session_id: id.session_id.0,
+            auth_source: id.source,
+            session_expires_at: id.session_expires_at,
+            heartbeat_s,
+        }
+    }
+
+    pub fn identity(id: &Identity) -> Self {
+        ServerFrame::Identity {
+            user_id: id.user_id.0,
+            session_id: id.session_id.0,
+            auth_source: id.source,
+            session_expires_at: id.session_expires_at,
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        // Serialising these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Why the server closes a socket: code and reason, as documented for clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl Close {
+    pub const NORMAL: Close = Close { code: 1000, reason: "" };
+    pub const SHUTDOWN: Close = Close { code: 1001, reason: "shutdown" };
+    pub const TOO_BIG: Close = Close { code: 1009, reason: "message too big" };
+    pub const BAD_REQUEST: Close = Close { code: 4400, reason: "bad_request" };
+    pub const INVALID_TOKEN: Close = Close { code: 4401, reason: "invalid_token" };
+    pub const SESSION_REVOKED: Close = Close { code: 4403, reason: "session_revoked" };
+    pub const SESSION_EXPIRED: Close = Close { code: 4403, reason: "session_expired" };
+    pub const AUTH_TIMEOUT: Close = Close { code: 4408, reason: "auth_timeout" };
+    pub const RATE_LIMITED: Close = Close { code: 4429, reason: "rate_limited" };
+    pub const TOO_MANY_SOCKETS: Close = Close { code: 4429, reason: "too_many_sockets" };
+    pub const HEARTBEAT_TIMEOUT: Close = Close { code: 1000, reason: "heartbeat_timeout" };
+}

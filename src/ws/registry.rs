@@ -1,0 +1,216 @@
+//! The live sockets of this instance, by session and by user. It subscribes to the
+//! auth core's revocation events and closes a revoked session's sockets; this is
+//! what closes a socket on logout.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::sync::{broadcast::error::RecvError, oneshot};
+
+use super::protocol::Close;
+use crate::{
+    auth::{Auth, RevocationReason, SessionId, UserId},
+    rooms::ConnId,
+};
+
+struct Entry {
+    bound: Option<(SessionId, UserId)>,
+    close: Option<oneshot::Sender<Close>>,
+}
+
+#[derive(Default)]
+struct Tables {
+    conns: HashMap<ConnId, Entry>,
+    by_session: HashMap<SessionId, HashSet<ConnId>>,
+    per_user: HashMap<UserId, usize>,
+    shutting_down: bool,
+}
+
+/// The socket registry; cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    tables: Arc<Mutex<Tables>>,
+    next_id: Arc<AtomicU64>,
+    max_per_user: usize,
+}
+
+/// A socket's registration: removes it from the registry when dropped.
+pub struct Registration {
+    pub id: ConnId,
+    registry: Registry,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
+    }
+}
+
+impl Registry {
+    pub fn new(max_per_user: usize) -> Self {
+        Self {
+            tables: Arc::default(),
+            next_id: Arc::new(AtomicU64::new(1)),
+            max_per_user,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new (not yet authenticated) socket; `None` while shutting down.
+    pub fn register(&self) -> Option<(Registration, oneshot::Receiver<Close>)> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut t = self.lock();
+        if t.shutting_down {
+            return None;
+        }
+        t.conns.insert(
+            id,
+            Entry {
+                bound: None,
+                close: Some(tx),
+            },
+        );
+        Some((
+            Registration {
+                id,
+                registry: self.clone(),
+            },
+            rx,
+        ))
+    }
+
+    /// Binds a socket to its session; refused when the user holds too many sockets.
+    pub fn bind(&self, id: ConnId, session: SessionId, user: UserId) -> Result<(), Close> {
+        let mut t = self.lock();
+        let count = t.per_user.get(&user).copied().unwrap_or(0);
+        if count >= self.max_per_user {
+            return Err(Close::TOO_MANY_SOCKETS);
+        }
+        let Some(entry) = t.conns.get_mut(&id) else {
+            return Err(Close::NORMAL);
+        };
+        entry.bound = Some((session, user));
+        t.by_session.entry(session).or_default().insert(id);
+        *t.per_user.entry(user).or_default() += 1;
+        Ok(())
+    }
+
+    /// Whether a user may open another socket (checked before the upgrade).
+    pub fn has_room_for(&self, user: UserId) -> bool {
+        self.lock().per_user.get(&user).copied().unwrap_or(0) < self.max_per_user
+    }
+
+    fn remove(&self, id: ConnId) {
+        let mut t = self.lock();
+        let Some(entry) = t.conns.remove(&id) else {
+            return;
+        };
+        if let Some((session, user)) = entry.bound {
+            if let Some(set) = t.by_session.get_mut(&session) {
+                set.remove(&id);
+                if set.is_empty() {
+                    t.by_session.remove(&session);
+                }
+            }
+            if let Some(n) = t.per_user.get_mut(&user) {
+                *n -= 1;
+                if *n == 0 {
+                    t.per_user.remove(&user);
+                }
+            }
+        }
+    }
+
+    /// Closes every socket of a session; returns how many.
+    pub fn close_session(&self, session: SessionId, close: Close) -> usize {
+        let mut t = self.lock();
+        let ids: Vec<ConnId> = t
+            .by_session
+            .get(&session)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        let mut closed = 0;
+        for id in ids {
+            if let Some(tx) = t.conns.get_mut(&id).and_then(|e| e.close.take()) {
+                closed += usize::from(tx.send(close).is_ok());
+            }
+        }
+        closed
+    }
+
+    /// Closes every socket with 1001 and refuses new ones, then waits (up to
+    /// `grace`) until their tasks have sent the close frame and finished.
+    pub async fn shutdown(&self, grace: Duration) {
+        {
+            let mut t = self.lock();
+            t.shutting_down = true;
+            for entry in t.conns.values_mut() {
+                if let Some(tx) = entry.close.take() {
+                    let _ = tx.send(Close::SHUTDOWN);
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.lock().conns.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// How many sockets are open.
+    pub fn len(&self) -> usize {
+        self.lock().conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Follows the revocation stream until it ends. If it falls behind, every bound
+    /// socket's session is re-checked against the store, so a missed event never
+    /// leaves a revoked socket open.
+    pub fn spawn_revocation_listener(&self, auth: Arc<Auth>) {
+        let registry = self.clone();
+        let mut events = auth.sessions.bus().subscribe();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        let close = match event.reason {
+                            RevocationReason::Expired => Close::SESSION_EXPIRED,
+                            _ => Close::SESSION_REVOKED,
+                        };
+                        registry.close_session(event.session_id, close);
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "revocation events missed; re-checking sockets");
+                        registry.recheck(&auth).await;
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    async fn recheck(&self, auth: &Auth) {
+        let sessions: Vec<SessionId> = self.lock().by_session.keys().copied().collect();
+        for session in sessions {
+            if let Err(crate::error::Error::Auth(e)) = auth.sessions.active(session).await {
+                let close = match e {
+                    crate::auth::AuthError::SessionExpired => Close::SESSION_EXPIRED,
+                    _ => Close::SESSION_REVOKED,
+                };
+                self.close_session(session, close);
+            }
+        }
+    }
+}
