@@ -2,14 +2,13 @@
 
 use std::{future::Future, net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
+use migration::MigratorTrait;
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server, get,
     http::{HeaderValue, header},
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
-    web::Html,
 };
 use sea_orm::{ConnectOptions, Database};
-use migration::MigratorTrait;
 use tracing::Instrument;
 
 use crate::{
@@ -49,7 +48,15 @@ pub enum StartError {
 impl Application {
     /// Connects to the database, applies pending migrations, loads (or creates) the
     /// signing key and binds the listener.
-    pub async fn build(config: Config) -> Result<Self, StartError> {
+    pub async fn build(mut config: Config) -> Result<Self, StartError> {
+        // Bind first: with port 0 the real port is part of the default public URL.
+        let acceptor = TcpListener::bind(config.bind).into_acceptor().await?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .ok_or_else(|| StartError::Config("listener has no socket address".into()))?;
+        config.bind = addr;
         let trusted = config.trusted_proxies().map_err(StartError::Config)?;
         let mut options = ConnectOptions::new(config.database_url.clone());
         // SQL logging would print bound values (hashes, user agents): keep it off.
@@ -95,12 +102,6 @@ impl Application {
             config: WsContext::socket_config(config.ws_max_message_bytes),
         });
 
-        let acceptor = TcpListener::bind(config.bind).into_acceptor().await?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .ok_or_else(|| StartError::Config("listener has no socket address".into()))?;
         let state = Arc::new(AppState {
             config,
             auth,
@@ -129,7 +130,10 @@ impl Application {
 
     /// Serves until `shutdown` completes; then closes every socket with 1001,
     /// finishes in-flight requests and returns.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let registry = self.registry.clone();
         let app = routes(self.state.clone(), self.ws.clone());
         Server::new_with_acceptor(self.acceptor)
@@ -153,7 +157,6 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
     let spec = api.spec_endpoint();
     let auth = state.auth.clone();
     Route::new()
-        .at("/", get(demo_page))
         .at("/ws", get(ws::route))
         .nest("/docs", docs)
         .at("/openapi.json", spec)
@@ -200,9 +203,4 @@ fn rand_u64() -> u64 {
     let mut b = [0u8; 8];
     let _ = getrandom::fill(&mut b);
     u64::from_le_bytes(b)
-}
-
-#[poem::handler]
-fn demo_page() -> Html<&'static str> {
-    Html(include_str!("demo.html"))
 }

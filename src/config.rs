@@ -19,7 +19,11 @@ pub struct Config {
 
     /// `sqlite://…` or `postgres://…`. Default: the SQLite file `doorman.db` in the
     /// working directory, created on first start.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://doorman.db?mode=rwc")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://doorman.db?mode=rwc"
+    )]
     pub database_url: String,
 
     /// The URL users reach (default `http://` + the bind address). An https URL turns
@@ -29,7 +33,12 @@ pub struct Config {
 
     /// Extra origins (comma-separated, exact `scheme://host[:port]`) allowed for cookie
     /// credentials and CORS.
-    #[arg(long, env = "DOORMAN_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "DOORMAN_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub allowed_origins: Vec<String>,
 
     /// Per-IP WebSocket handshakes per second.
@@ -58,7 +67,11 @@ pub struct Config {
 
     /// Window in which a just-used refresh token may be presented again by a concurrent
     /// request without counting as reuse.
-    #[arg(long, env = "DOORMAN_REFRESH_REUSE_GRACE_SECONDS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "DOORMAN_REFRESH_REUSE_GRACE_SECONDS",
+        default_value_t = 10
+    )]
     pub refresh_reuse_grace_seconds: u64,
 
     /// How long a credential-less socket may wait before its `auth` frame.
@@ -83,7 +96,12 @@ pub struct Config {
 
     /// Peers (IPs or CIDRs, comma-separated) whose `X-Forwarded-For`/`Forwarded`
     /// headers are believed.
-    #[arg(long, env = "DOORMAN_TRUSTED_PROXIES", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "DOORMAN_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub trusted_proxies: Vec<String>,
 
     /// `text` or `json`.

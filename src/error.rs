@@ -95,7 +95,10 @@ impl Error {
             Error::Auth(e) if self.status() == StatusCode::UNAUTHORIZED => {
                 let value = match e {
                     AuthError::MissingCredentials => r#"Bearer realm="doorman""#.to_owned(),
-                    other => format!(r#"Bearer realm="doorman", error="invalid_token", error_description="{}""#, other.code()),
+                    other => format!(
+                        r#"Bearer realm="doorman", error="invalid_token", error_description="{}""#,
+                        other.code()
+                    ),
                 };
                 if let Ok(v) = value.parse() {
                     headers.insert("WWW-Authenticate", v);
@@ -231,7 +234,6 @@ macro_rules! error_set {
     };
 }
 pub(crate) use error_set;
-
 
 /// The response for any error that reaches the top of the stack: ours keep their
 /// code; poem's own (unknown route, unparsable body, bad path parameter) get the

@@ -1,13 +1,7 @@
 //! Rate limits (governor), keyed per client IP or per account. Each instance
 //! enforces its own; memory stays bounded because idle keys are swept.
 
-use std::{
-    hash::Hash,
-    net::IpAddr,
-    num::NonZeroU32,
-    sync::Arc,
-    time::Duration,
-};
+use std::{hash::Hash, net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use governor::{
     DefaultKeyedRateLimiter, Quota, RateLimiter,
@@ -81,7 +75,9 @@ impl Limits {
             ),
             login: KeyedLimit::new(per_minute),
             register: KeyedLimit::new(per_minute),
-            refresh: KeyedLimit::new(Quota::per_minute(nz(config.login_per_minute.saturating_mul(6)))),
+            refresh: KeyedLimit::new(Quota::per_minute(nz(config
+                .login_per_minute
+                .saturating_mul(6)))),
             login_account: KeyedLimit::new(per_minute),
         }
     }

@@ -18,8 +18,6 @@ pub struct AppState {
 impl AppState {
     /// The client's IP for limits and logs (unspecified if the transport has none).
     pub fn ip(&self, req: &Request) -> IpAddr {
-        self.client_ip
-            .of(req)
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+        self.client_ip.of(req).unwrap_or(IpAddr::from([0, 0, 0, 0]))
     }
 }

@@ -118,7 +118,13 @@ impl AuthApi {
             mode,
         } = body.0;
         let (user, issued) = state.auth.login(&email, password.0, client).await?;
-        Ok(respond(&state, jar, mode.unwrap_or_default(), user.into(), issued))
+        Ok(respond(
+            &state,
+            jar,
+            mode.unwrap_or_default(),
+            user.into(),
+            issued,
+        ))
     }
 
     /// Exchange a refresh token for a new pair
@@ -184,7 +190,13 @@ impl AuthApi {
 }
 
 /// The login/refresh answer in the requested mode.
-fn respond(state: &AppState, jar: &CookieJar, mode: LoginMode, user: User, issued: Issued) -> LoggedIn {
+fn respond(
+    state: &AppState,
+    jar: &CookieJar,
+    mode: LoginMode,
+    user: User,
+    issued: Issued,
+) -> LoggedIn {
     let Issued { access, opened } = issued;
     let session_id = opened.session.id;
     match mode {
@@ -210,4 +222,3 @@ fn respond(state: &AppState, jar: &CookieJar, mode: LoginMode, user: User, issue
         }
     }
 }
-

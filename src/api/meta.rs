@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use poem::web::Data;
-use poem_openapi::{ApiResponse, OpenApi, payload::Json};
+use poem_openapi::{
+    ApiResponse, OpenApi,
+    payload::{Html, Json},
+};
 
 use super::{
     ApiTags,
@@ -25,6 +28,12 @@ pub struct MetaApi;
 
 #[OpenApi(tag = "ApiTags::Meta")]
 impl MetaApi {
+    /// The demo page (not part of the documented API).
+    #[oai(path = "/", method = "get", hidden)]
+    async fn demo_page(&self) -> Html<&'static str> {
+        Html(include_str!("../demo.html"))
+    }
+
     /// Liveness
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> Json<Health> {

@@ -33,7 +33,12 @@ pub type Apis = (
 /// committed `openapi.json` does not depend on where the server runs.
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (auth::AuthApi, sessions::SessionApi, rooms::RoomApi, meta::MetaApi),
+        (
+            auth::AuthApi,
+            sessions::SessionApi,
+            rooms::RoomApi,
+            meta::MetaApi,
+        ),
         "doorman",
         env!("CARGO_PKG_VERSION"),
     )

@@ -73,7 +73,11 @@ impl SessionApi {
     /// Revoke one of my sessions
     ///
     /// Answers 404 for a session that is not the caller's, whether it exists or not.
-    #[oai(path = "/sessions/:id", method = "delete", operation_id = "revokeSession")]
+    #[oai(
+        path = "/sessions/:id",
+        method = "delete",
+        operation_id = "revokeSession"
+    )]
     async fn revoke(
         &self,
         state: Data<&Arc<AppState>>,
@@ -94,7 +98,11 @@ impl SessionApi {
     }
 
     /// Revoke all my sessions (log out everywhere)
-    #[oai(path = "/sessions", method = "delete", operation_id = "revokeAllSessions")]
+    #[oai(
+        path = "/sessions",
+        method = "delete",
+        operation_id = "revokeAllSessions"
+    )]
     async fn revoke_all(
         &self,
         state: Data<&Arc<AppState>>,

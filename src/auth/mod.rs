@@ -129,10 +129,9 @@ impl Auth {
     /// Rotates a refresh token into a new pair.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Issued, Error> {
         let opened = self.sessions.rotate(refresh_token).await?;
-        let access = self.tokens.issue(
-            UserId(opened.session.user_id),
-            SessionId(opened.session.id),
-        )?;
+        let access = self
+            .tokens
+            .issue(UserId(opened.session.user_id), SessionId(opened.session.id))?;
         Ok(Issued { access, opened })
     }
 }

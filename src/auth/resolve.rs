@@ -61,7 +61,9 @@ fn parse_bearer(value: &str) -> Result<&str, AuthError> {
 pub async fn resolve_optional(req: &Request, auth: &Auth) -> Result<Option<Identity>, Error> {
     match presented(req, auth)? {
         None => Ok(None),
-        Some(Presented::Bearer(token)) => auth.authenticate(token, AuthSource::Bearer).await.map(Some),
+        Some(Presented::Bearer(token)) => {
+            auth.authenticate(token, AuthSource::Bearer).await.map(Some)
+        }
         Some(Presented::Cookie(token)) => {
             // Cookies ride along on cross-site requests; headers do not.
             auth.origins.check_cookie_request(req)?;
@@ -89,7 +91,13 @@ mod tests {
 
     #[test]
     fn other_schemes_and_empty_tokens_are_invalid() {
-        for bad in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Bearer a b", "abc"] {
+        for bad in [
+            "Basic dXNlcjpwYXNz",
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "abc",
+        ] {
             assert_eq!(parse_bearer(bad), Err(AuthError::InvalidToken), "{bad}");
         }
     }

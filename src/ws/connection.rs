@@ -1,12 +1,7 @@
 //! One socket's life: pending auth, then frames until the session, the peer or the
 //! server ends it.
 
-use std::{
-    collections::HashSet,
-    num::NonZeroU32,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashSet, num::NonZeroU32, sync::Arc, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
 use governor::{Quota, RateLimiter};
@@ -207,7 +202,12 @@ impl Conn {
         };
         let reply = match frame {
             ClientFrame::Auth { .. } => {
-                return self.error("already_authenticated", "this socket is already authenticated").await;
+                return self
+                    .error(
+                        "already_authenticated",
+                        "this socket is already authenticated",
+                    )
+                    .await;
             }
             ClientFrame::Ping { id } => ServerFrame::Pong { id }.to_text(),
             ClientFrame::Whoami => ServerFrame::identity(identity).to_text(),
@@ -244,7 +244,10 @@ impl Conn {
     }
 
     async fn error(&mut self, code: &str, message: &str) -> Step {
-        match self.send(ServerFrame::Error { code, message }.to_text()).await {
+        match self
+            .send(ServerFrame::Error { code, message }.to_text())
+            .await
+        {
             Ok(()) => Step::Continue,
             Err(()) => Step::Close(Close::NORMAL),
         }

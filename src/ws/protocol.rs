@@ -87,15 +87,48 @@ pub struct Close {
 }
 
 impl Close {
-    pub const NORMAL: Close = Close { code: 1000, reason: "" };
-    pub const SHUTDOWN: Close = Close { code: 1001, reason: "shutdown" };
-    pub const TOO_BIG: Close = Close { code: 1009, reason: "message too big" };
-    pub const BAD_REQUEST: Close = Close { code: 4400, reason: "bad_request" };
-    pub const INVALID_TOKEN: Close = Close { code: 4401, reason: "invalid_token" };
-    pub const SESSION_REVOKED: Close = Close { code: 4403, reason: "session_revoked" };
-    pub const SESSION_EXPIRED: Close = Close { code: 4403, reason: "session_expired" };
-    pub const AUTH_TIMEOUT: Close = Close { code: 4408, reason: "auth_timeout" };
-    pub const RATE_LIMITED: Close = Close { code: 4429, reason: "rate_limited" };
-    pub const TOO_MANY_SOCKETS: Close = Close { code: 4429, reason: "too_many_sockets" };
-    pub const HEARTBEAT_TIMEOUT: Close = Close { code: 1000, reason: "heartbeat_timeout" };
+    pub const NORMAL: Close = Close {
+        code: 1000,
+        reason: "",
+    };
+    pub const SHUTDOWN: Close = Close {
+        code: 1001,
+        reason: "shutdown",
+    };
+    pub const TOO_BIG: Close = Close {
+        code: 1009,
+        reason: "message too big",
+    };
+    pub const BAD_REQUEST: Close = Close {
+        code: 4400,
+        reason: "bad_request",
+    };
+    pub const INVALID_TOKEN: Close = Close {
+        code: 4401,
+        reason: "invalid_token",
+    };
+    pub const SESSION_REVOKED: Close = Close {
+        code: 4403,
+        reason: "session_revoked",
+    };
+    pub const SESSION_EXPIRED: Close = Close {
+        code: 4403,
+        reason: "session_expired",
+    };
+    pub const AUTH_TIMEOUT: Close = Close {
+        code: 4408,
+        reason: "auth_timeout",
+    };
+    pub const RATE_LIMITED: Close = Close {
+        code: 4429,
+        reason: "rate_limited",
+    };
+    pub const TOO_MANY_SOCKETS: Close = Close {
+        code: 4429,
+        reason: "too_many_sockets",
+    };
+    pub const HEARTBEAT_TIMEOUT: Close = Close {
+        code: 1000,
+        reason: "heartbeat_timeout",
+    };
 }

@@ -1,0 +1,10 @@
+//! Integration tests: the real server on an ephemeral port, a fresh database per
+//! test, real HTTP and WebSocket clients. Set `DOORMAN_TEST_DATABASE_URL` to a
+//! PostgreSQL URL to run them on PostgreSQL.
+
+mod helpers;
+
+mod http_api;
+mod jwt;
+mod spec;
+mod websocket;
