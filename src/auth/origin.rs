@@ -36,7 +36,7 @@ impl OriginPolicy {
     /// Whether `origin` is listed (CORS uses this alone: same-origin needs no CORS).
     pub fn is_listed(&self, origin: &str) -> bool {
         let origin = origin.to_ascii_lowercase();
-        self.allowed.iter().any(|a| *a == origin)
+        self.allowed.contains(&origin)
     }
 
     /// Whether `origin` is allowed for a request that arrived with this `Host`.

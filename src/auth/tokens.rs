@@ -148,10 +148,10 @@ impl TokenKeys {
             return result;
         }
         // A kid we do not know may belong to a key another instance just created.
-        if self.reload_keys().await {
-            if let Some(result) = self.verify_with(&kid, token) {
-                return result;
-            }
+        if self.reload_keys().await
+            && let Some(result) = self.verify_with(&kid, token)
+        {
+            return result;
         }
         Err(AuthError::InvalidToken)
     }

@@ -62,10 +62,10 @@ pub async fn route(
 ) -> Result<impl IntoResponse, Error> {
     state.limits.ws_handshake.check(&state.ip(req))?;
     let identity = resolve::resolve_optional(req, &state.auth).await?;
-    if let Some(id) = &identity {
-        if !ctx.registry.has_room_for(id.user_id) {
-            return Err(Error::TooManySockets);
-        }
+    if let Some(id) = &identity
+        && !ctx.registry.has_room_for(id.user_id)
+    {
+        return Err(Error::TooManySockets);
     }
     let ctx = Arc::clone(&ctx);
     let Some((registration, close_rx)) = ctx.registry.register() else {

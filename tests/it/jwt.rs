@@ -178,7 +178,8 @@ async fn the_servers_own_key_with_wrong_claims_is_refused() {
     );
 
     let now = claims["iat"].as_i64().unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Change)> = vec![
         (
             "expired",
             Box::new(move |c| {
