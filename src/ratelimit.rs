@@ -90,8 +90,8 @@ impl Limits {
         self.login_account.sweep();
     }
 
-    /// Sweeps all limits every `every` until the returned handle is dropped... or
-    /// the limits are: the task holds only a weak reference.
+    /// Sweeps all limits every `every`, until the limits themselves are dropped
+    /// (the task holds only a weak reference).
     pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -105,5 +105,37 @@ impl Limits {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_distinct_keys_is_forgotten_by_the_sweep() {
+        let limit = KeyedLimit::<u32>::new(Quota::per_second(nz(1000)));
+        for key in 0..10_000 {
+            limit.check(&key).unwrap();
+        }
+        assert_eq!(limit.len(), 10_000);
+        // After a full replenish period every key is back to its full quota.
+        std::thread::sleep(Duration::from_millis(1100));
+        limit.sweep();
+        assert!(limit.is_empty(), "{} keys left", limit.len());
+    }
+
+    #[test]
+    fn a_refusal_says_how_long_to_wait_in_whole_seconds() {
+        let limit = KeyedLimit::<u32>::new(Quota::per_minute(nz(1)));
+        limit.check(&1).unwrap();
+        match limit.check(&1) {
+            Err(Error::RateLimited { retry_after_secs }) => {
+                assert!((59..=60).contains(&retry_after_secs), "{retry_after_secs}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Other keys are unaffected.
+        assert!(limit.check(&2).is_ok());
     }
 }

@@ -465,3 +465,51 @@ async fn shutdown_closes_every_socket_with_1001() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_with(|c| c.ws_heartbeat_seconds = 1).await;
+    let tokens = app.user_with_tokens().await;
+    let (ws, welcome) = app.ws_bearer(&tokens.access).await;
+    assert_eq!(welcome["heartbeat_s"], 1);
+    // Not reading means not answering the server's pings. Read the raw bytes
+    // afterwards: a WebSocket client would try to answer the queued pings on a
+    // connection the server has already closed.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let tokio_tungstenite::MaybeTlsStream::Plain(mut tcp) = ws.into_inner() else {
+        panic!("plain TCP expected");
+    };
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut bytes))
+        .await
+        .expect("the server closed the connection")
+        .ok();
+    let reason = b"heartbeat_timeout";
+    let mut close = vec![0x88, (2 + reason.len()) as u8, 0x03, 0xE8];
+    close.extend_from_slice(reason);
+    assert!(
+        bytes.windows(close.len()).any(|w| w == close.as_slice()),
+        "no close 1000 heartbeat_timeout in {bytes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reading_peer_survives_heartbeats() {
+    let app = spawn_with(|c| c.ws_heartbeat_seconds = 1).await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_bearer(&tokens.access).await;
+    // Reading lets the client answer pings; the socket outlives three intervals.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(4500);
+    let mut pings = 0;
+    while let Ok(frame) =
+        tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut ws)).await
+    {
+        match frame {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("only pings expected, got {other:?}"),
+        }
+    }
+    assert!(pings >= 3, "{pings} pings");
+    assert_alive(&mut ws).await;
+}
