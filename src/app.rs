@@ -14,9 +14,10 @@ use tracing::Instrument;
 use crate::{
     api,
     auth::{Auth, AuthSettings, RevocationBus, sessions::SessionSettings},
+    bounds,
     client_ip::ClientIp,
     config::Config,
-    error,
+    cors, error,
     ratelimit::Limits,
     rooms::Rooms,
     state::AppState,
@@ -184,10 +185,24 @@ async fn request_scope<E: Endpoint>(
         ip = %state.ip(&req),
     );
     let private = req.uri().path().starts_with("/api/");
-    let mut resp = match ep.call(req).instrument(span.clone()).await {
-        Ok(resp) => resp.into_response(),
-        Err(err) => span.in_scope(|| error::respond_to(err, &request_id)),
+    let origin = cors::listed_origin(&req, &state.auth.origins);
+    let mut resp = if let Some(resp) = cors::preflight(&req, origin.as_ref()) {
+        resp
+    } else {
+        let result = async {
+            bounds::check_headers(&req)?;
+            let mut req = req;
+            bounds::limit_body(&mut req).await?;
+            ep.call(req).await.map(IntoResponse::into_response)
+        }
+        .instrument(span.clone())
+        .await;
+        match result {
+            Ok(resp) => resp,
+            Err(err) => span.in_scope(|| error::respond_to(err, &request_id)),
+        }
     };
+    cors::decorate(&mut resp, origin.as_ref());
     span.in_scope(|| tracing::debug!(status = resp.status().as_u16(), "response"));
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {

@@ -31,6 +31,8 @@ pub enum Error {
     RateLimited { retry_after_secs: u64 },
     #[error("the request body is too large")]
     PayloadTooLarge,
+    #[error("request headers are too large")]
+    HeadersTooLarge,
     #[error("this user has too many open sockets")]
     TooManySockets,
     #[error("the server is shutting down")]
@@ -56,6 +58,7 @@ impl Error {
             Error::RateLimited { .. } => "rate_limited",
             Error::PayloadTooLarge => "payload_too_large",
             Error::TooManySockets => "too_many_sockets",
+            Error::HeadersTooLarge => "headers_too_large",
             Error::ShuttingDown => "shutting_down",
             Error::Internal(_) => "internal_error",
         }
@@ -71,6 +74,7 @@ impl Error {
             Error::RateLimited { .. } | Error::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -235,6 +239,36 @@ macro_rules! error_set {
 }
 pub(crate) use error_set;
 
+/// poem's parse errors quote what they could not parse, which may be a credential
+/// someone put in the wrong field. Keep quoted identifiers (type and field names),
+/// replace any other quoted text.
+fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(['"', '`']) {
+        let quote = rest.as_bytes()[start] as char;
+        out.push_str(&rest[..=start]);
+        let after = &rest[start + 1..];
+        let Some(end) = after.find(quote) else {
+            rest = after;
+            out.push_str("…");
+            break;
+        };
+        let quoted = &after[..end];
+        let identifier = quoted.len() <= 40
+            && quoted
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        out.push_str(if identifier { quoted } else { "…" });
+        out.push(quote);
+        rest = &after[end + 1..];
+    }
+    if !rest.is_empty() && !out.ends_with('…') {
+        out.push_str(rest);
+    }
+    out
+}
+
 /// The response for any error that reaches the top of the stack: ours keep their
 /// code; poem's own (unknown route, unparsable body, bad path parameter) get the
 /// same JSON shape. Server errors are logged with their cause and answered with a
@@ -255,8 +289,8 @@ pub fn respond_to(err: poem::Error, request_id: &str) -> Response {
         StatusCode::NOT_FOUND => ("not_found", "not found".to_owned()),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed".to_owned()),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", Error::PayloadTooLarge.to_string()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", err.to_string()),
-        _ => ("bad_request", err.to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", redact(&err.to_string())),
+        _ => ("bad_request", redact(&err.to_string())),
     };
     poem::web::Json(ErrorBody {
         error: code.to_owned(),
@@ -264,4 +298,20 @@ pub fn respond_to(err: poem::Error, request_id: &str) -> Response {
     })
     .with_status(status)
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redaction_keeps_identifiers_and_hides_values() {
+        assert_eq!(
+            redact(r#"Expected input type "LoginMode", found "eyJhbGciOi.secret.sig"."#),
+            r#"Expected input type "LoginMode", found "…"."#
+        );
+        assert_eq!(redact("missing field `email`"), "missing field `email`");
+        assert_eq!(redact("no quotes at all"), "no quotes at all");
+        assert_eq!(redact(r#"unterminated "abc"#), r#"unterminated "…"#);
+    }
 }

@@ -10,8 +10,10 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod bounds;
 pub mod client_ip;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod ratelimit;
 pub mod rooms;

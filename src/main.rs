@@ -66,9 +66,22 @@ async fn stop_signal() {
     }
 }
 
+/// Libraries that write message payloads (WebSocket frames, SQL with bound values)
+/// at debug or trace: capped whatever `RUST_LOG` says, so no credential reaches a log.
+const PAYLOAD_LOGGERS: &[&str] = &[
+    "tungstenite=info",
+    "tokio_tungstenite=info",
+    "sqlx=warn",
+    "sea_orm=info",
+];
+
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for directive in PAYLOAD_LOGGERS {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Json => builder.json().init(),

@@ -12,13 +12,16 @@ use crate::{config::Config, error::Error};
 
 /// One keyed limit.
 pub struct KeyedLimit<K: Hash + Eq + Clone> {
+    name: &'static str,
     limiter: DefaultKeyedRateLimiter<K>,
     clock: DefaultClock,
 }
 
 impl<K: Hash + Eq + Clone> KeyedLimit<K> {
-    pub fn new(quota: Quota) -> Self {
+    /// `name` labels the security event logged when the limit refuses someone.
+    pub fn new(name: &'static str, quota: Quota) -> Self {
         Self {
+            name,
             limiter: RateLimiter::keyed(quota),
             clock: DefaultClock::default(),
         }
@@ -27,6 +30,13 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     /// Takes one cell for `key`, or says how long to wait (whole seconds, rounded up).
     pub fn check(&self, key: &K) -> Result<(), Error> {
         self.limiter.check_key(key).map_err(|not_until| {
+            // The request span carries the client IP; the key itself (an email for
+            // the account limit) is not logged.
+            tracing::warn!(
+                security_event = "rate_limited",
+                limit = self.name,
+                "rate limit hit"
+            );
             let wait = not_until.wait_time_from(self.clock.now());
             Error::RateLimited {
                 retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
@@ -70,15 +80,17 @@ impl Limits {
         let per_minute = Quota::per_minute(nz(config.login_per_minute));
         Self {
             ws_handshake: KeyedLimit::new(
+                "ws_handshake",
                 Quota::per_second(nz(config.ws_handshake_per_second))
                     .allow_burst(nz(config.ws_handshake_burst)),
             ),
-            login: KeyedLimit::new(per_minute),
-            register: KeyedLimit::new(per_minute),
-            refresh: KeyedLimit::new(Quota::per_minute(nz(config
-                .login_per_minute
-                .saturating_mul(6)))),
-            login_account: KeyedLimit::new(per_minute),
+            login: KeyedLimit::new("login", per_minute),
+            register: KeyedLimit::new("register", per_minute),
+            refresh: KeyedLimit::new(
+                "refresh",
+                Quota::per_minute(nz(config.login_per_minute.saturating_mul(6))),
+            ),
+            login_account: KeyedLimit::new("login_account", per_minute),
         }
     }
 
@@ -114,7 +126,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_distinct_keys_is_forgotten_by_the_sweep() {
-        let limit = KeyedLimit::<u32>::new(Quota::per_second(nz(1000)));
+        let limit = KeyedLimit::<u32>::new("test", Quota::per_second(nz(1000)));
         for key in 0..10_000 {
             limit.check(&key).unwrap();
         }
@@ -127,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_refusal_says_how_long_to_wait_in_whole_seconds() {
-        let limit = KeyedLimit::<u32>::new(Quota::per_minute(nz(1)));
+        let limit = KeyedLimit::<u32>::new("test", Quota::per_minute(nz(1)));
         limit.check(&1).unwrap();
         match limit.check(&1) {
             Err(Error::RateLimited { retry_after_secs }) => {

@@ -4,7 +4,9 @@
 
 mod helpers;
 
+mod hardening;
 mod http_api;
 mod jwt;
+mod logs;
 mod spec;
 mod websocket;
