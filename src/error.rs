@@ -251,7 +251,7 @@ fn redact(message: &str) -> String {
         let after = &rest[start + 1..];
         let Some(end) = after.find(quote) else {
             rest = after;
-            out.push_str("…");
+            out.push('…');
             break;
         };
         let quoted = &after[..end];
