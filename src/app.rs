@@ -5,13 +5,14 @@ use std::{future::Future, net::SocketAddr, num::NonZeroU32, sync::Arc, time::Dur
 use migration::MigratorTrait;
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server, get,
-    http::{HeaderValue, header},
+    http::{HeaderValue, StatusCode, header},
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
 };
 use sea_orm::{ConnectOptions, Database};
 use tracing::Instrument;
 
 use crate::{
+    allow::AllowedMethods,
     api,
     auth::{Auth, AuthSettings, RevocationBus, sessions::SessionSettings},
     bounds,
@@ -157,6 +158,14 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let auth = state.auth.clone();
+    let allowed = Arc::new(AllowedMethods::from_spec(
+        &api.spec(),
+        &[
+            ("/ws", "GET, HEAD"),
+            ("/openapi.json", "GET, HEAD"),
+            ("/docs", "GET, HEAD"),
+        ],
+    ));
     Route::new()
         .at("/ws", get(ws::route))
         .nest("/docs", docs)
@@ -165,16 +174,18 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
         .data(state.clone())
         .data(auth)
         .data(ws)
-        .around(move |ep, req| request_scope(ep, req, state.clone()))
+        .around(move |ep, req| request_scope(ep, req, state.clone(), allowed.clone()))
 }
 
 /// Gives each request an id and a span (id, method, path, client IP — never the
-/// query string or headers, which may carry credentials), maps errors to the JSON
-/// shape, and marks API responses `Cache-Control: no-store`.
+/// query string or headers, which may carry credentials), bounds its size, answers
+/// CORS, maps errors to the JSON shape, and marks API responses
+/// `Cache-Control: no-store`.
 async fn request_scope<E: Endpoint>(
     ep: Arc<E>,
     req: Request,
     state: Arc<AppState>,
+    allowed: Arc<AllowedMethods>,
 ) -> poem::Result<Response> {
     let request_id = format!("{:016x}", rand_u64());
     let span = tracing::info_span!(
@@ -184,7 +195,8 @@ async fn request_scope<E: Endpoint>(
         path = %req.uri().path(),
         ip = %state.ip(&req),
     );
-    let private = req.uri().path().starts_with("/api/");
+    let path = req.uri().path().to_owned();
+    let private = path.starts_with("/api/");
     let origin = cors::listed_origin(&req, &state.auth.origins);
     let mut resp = if let Some(resp) = cors::preflight(&req, origin.as_ref()) {
         resp
@@ -203,13 +215,20 @@ async fn request_scope<E: Endpoint>(
         }
     };
     cors::decorate(&mut resp, origin.as_ref());
-    span.in_scope(|| tracing::debug!(status = resp.status().as_u16(), "response"));
+    let status = resp.status();
+    span.in_scope(|| tracing::debug!(status = status.as_u16(), "response"));
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", v);
     }
     if private {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(methods) = allowed.for_path(&path)
+        && let Ok(v) = HeaderValue::from_str(methods)
+    {
+        headers.insert(header::ALLOW, v);
     }
     Ok(resp)
 }

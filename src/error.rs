@@ -203,7 +203,8 @@ fn describe(status: u16) -> &'static str {
         403 => "A cookie credential from an origin that is not allowed (`origin_refused`).",
         404 => "Not found, or not yours.",
         409 => "Conflicts with existing data (`email_taken`).",
-        413 => "The request body is too large.",
+        413 => "The request body is too large (64 KiB at most).",
+        415 => "The body is not `application/json`.",
         429 => "Rate limited; see `Retry-After`.",
         _ => "Server error; the message carries a request id.",
     }

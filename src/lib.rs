@@ -7,6 +7,7 @@
 //! - [`ws`]: the WebSocket route, its protocol and the registry of live sockets.
 //! - [`app`]: building and running the server from a [`config::Config`].
 
+pub mod allow;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -13,6 +13,10 @@ use uuid::Uuid;
 
 use crate::{auth::UserId, error::Error};
 
+/// The longest message body, in characters, over HTTP and WebSocket alike (the
+/// spec's `maxLength` of `PublishRequest.body`).
+pub const MAX_BODY_CHARS: usize = 4096;
+
 /// One socket's id, unique within an instance.
 pub type ConnId = u64;
 

@@ -27,9 +27,9 @@ use crate::{
     state::AppState,
 };
 
-error_set!(RegisterErrors: 400, 409, 429);
-error_set!(LoginErrors: 400, 401, 429);
-error_set!(RefreshErrors: 400, 401, 403, 429);
+error_set!(RegisterErrors: 400, 409, 413, 415, 429);
+error_set!(LoginErrors: 400, 401, 413, 415, 429);
+error_set!(RefreshErrors: 400, 401, 403, 413, 415, 429);
 error_set!(LogoutErrors: 401, 403);
 
 #[derive(ApiResponse)]
@@ -102,7 +102,7 @@ impl AuthApi {
         state.limits.login.check(&ip)?;
         let account_key = Email::parse(&body.email)
             .map(|e| e.as_str().to_owned())
-            .unwrap_or_else(|_| body.email.clone());
+            .unwrap_or_else(|_| body.email.to_string());
         state.limits.login_account.check(&account_key)?;
         let client = ClientInfo {
             user_agent: req
@@ -144,7 +144,7 @@ impl AuthApi {
         state.limits.refresh.check(&state.ip(req))?;
         let auth = &state.auth;
         let (token, mode) = match body.0.refresh_token {
-            Some(token) => (token, LoginMode::Token),
+            Some(token) => (token.0, LoginMode::Token),
             None => {
                 let headers = req
                     .headers()

@@ -7,6 +7,7 @@ pub mod models;
 mod rooms;
 pub mod security;
 mod sessions;
+pub mod text;
 
 use poem_openapi::{OpenApiService, Tags};
 

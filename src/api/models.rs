@@ -1,9 +1,11 @@
 //! The JSON shapes of the HTTP API, as the spec shows them.
 
 use entity::{session, user};
-use poem_openapi::{Enum, Object, Union, types::Password};
+use poem_openapi::{Enum, Object, Union};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use super::text::{Secret, Text};
 
 /// An account.
 #[derive(Debug, Clone, Object)]
@@ -27,15 +29,23 @@ impl From<user::Model> for User {
 
 #[derive(Object)]
 pub struct RegisterRequest {
-    /// Normalised (trimmed, lower-cased) before the uniqueness check.
-    #[oai(validator(max_length = 254))]
-    pub email: String,
-    /// 8 to 128 characters, any Unicode.
-    #[oai(validator(max_length = 512))]
-    pub password: Password,
-    /// 1 to 64 characters; defaults to the email's local part.
-    #[oai(validator(max_length = 256))]
-    pub display_name: Option<String>,
+    /// `local@domain.tld`: no whitespace or control characters, one `@`, a dot
+    /// inside the domain. Trimmed and lower-cased before the uniqueness check.
+    #[oai(validator(
+        max_length = 254,
+        pattern = r"^\s*[^@\s\x00-\x1F\x7F-\x9F]+@[^@\s\x00-\x1F\x7F-\x9F.][^@\s\x00-\x1F\x7F-\x9F]*\.[^@\s\x00-\x1F\x7F-\x9F]*[^@\s\x00-\x1F\x7F-\x9F.]\s*$"
+    ))]
+    pub email: Text,
+    /// 8 to 128 characters, any Unicode, used as given (never trimmed or truncated).
+    #[oai(validator(min_length = 8, max_length = 128))]
+    pub password: Secret,
+    /// 1 to 64 characters with at least one that is not a space, no control
+    /// characters; defaults to the email's local part.
+    #[oai(validator(
+        max_length = 64,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    ))]
+    pub display_name: Option<Text>,
 }
 
 /// How a login or refresh hands out its credentials.
@@ -52,9 +62,9 @@ pub enum LoginMode {
 #[derive(Object)]
 pub struct LoginRequest {
     #[oai(validator(max_length = 254))]
-    pub email: String,
+    pub email: Text,
     #[oai(validator(max_length = 512))]
-    pub password: Password,
+    pub password: Secret,
     /// `token` (default) or `cookie`.
     pub mode: Option<LoginMode>,
 }
@@ -64,7 +74,7 @@ pub struct RefreshRequest {
     /// The refresh token (token mode). Leave it out to use the refresh cookie
     /// (cookie mode).
     #[oai(validator(max_length = 512))]
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Secret>,
 }
 
 /// Credentials handed out in token mode.
@@ -164,9 +174,9 @@ impl SessionInfo {
 
 #[derive(Object)]
 pub struct PublishRequest {
-    /// The message text.
-    #[oai(validator(min_length = 1, max_length = 16384))]
-    pub body: String,
+    /// The message text, 1 to 4096 characters.
+    #[oai(validator(min_length = 1, max_length = 4096))]
+    pub body: Text,
 }
 
 #[derive(Object)]

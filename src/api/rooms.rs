@@ -16,7 +16,7 @@ use crate::{
     state::AppState,
 };
 
-error_set!(PublishErrors: 400, 401, 403);
+error_set!(PublishErrors: 400, 401, 403, 413, 415);
 
 #[derive(ApiResponse)]
 pub enum Accepted {
@@ -38,6 +38,8 @@ impl RoomApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Authenticated,
+        /// 1 to 64 of `A-Z a-z 0-9 _ - .`.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_.-]{1,64}$"))]
         room: Path<String>,
         body: Json<PublishRequest>,
     ) -> Result<Accepted, Fail<PublishErrors>> {

@@ -15,11 +15,12 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        let email = raw.trim().to_lowercase();
         let invalid = || Error::Invalid("email must look like name@example.org".into());
-        if email.is_empty() || email.len() > 254 {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.chars().count() > 254 {
             return Err(invalid());
         }
+        let email = trimmed.to_lowercase();
         if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid());
         }

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     auth::{AuthError, AuthSource, Identity},
     error::Error,
-    rooms::RoomName,
+    rooms::{MAX_BODY_CHARS, RoomName},
 };
 
 /// How many frames may wait for a slow reader before room messages to it drop.
@@ -230,6 +230,11 @@ impl Conn {
                 Err(e) => return self.error("invalid_room", &e.to_string()).await,
             },
             ClientFrame::Publish { room, body } => match RoomName::parse(&room) {
+                Ok(_) if body.is_empty() || body.chars().count() > MAX_BODY_CHARS => {
+                    return self
+                        .error("invalid_message", "body must be 1 to 4096 characters")
+                        .await;
+                }
                 Ok(name) => {
                     self.ctx.rooms.publish(&name, identity.user_id, &body);
                     return Step::Continue;

@@ -356,3 +356,26 @@ async fn a_server_failure_is_a_generic_500_with_a_request_id() {
         assert!(!message.contains(leak), "{message} reveals {leak}");
     }
 }
+
+#[tokio::test]
+async fn json_numbers_and_booleans_are_not_strings() {
+    let app = spawn_app().await;
+    for body in [
+        json!({"email": "n@example.org", "password": 12345678}),
+        json!({"email": "n@example.org", "password": PASSWORD, "display_name": 0}),
+        json!({"email": true, "password": PASSWORD}),
+    ] {
+        let resp = app.post_json("/api/auth/register", body.clone()).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+    let tokens = app.user_with_tokens().await;
+    let resp = app
+        .http
+        .post(app.url("/api/rooms/lobby/messages"))
+        .bearer_auth(&tokens.access)
+        .json(&json!({"body": 42}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}

@@ -180,6 +180,9 @@ async fn bad_frames_are_answered_without_closing() {
         json!({"type": "subscribe"}).to_string(),
         json!({"no": "type"}).to_string(),
         json!({"type": "subscribe", "room": "bad room!"}).to_string(),
+        json!({"type": "publish", "room": "lobby", "body": ""}).to_string(),
+        json!({"type": "publish", "room": "lobby", "body": "x".repeat(4097)}).to_string(),
+        json!({"type": "publish", "room": "lobby", "body": 5}).to_string(),
     ] {
         ws.send(Message::Text(bad.clone().into())).await.unwrap();
         let reply = next_json(&mut ws).await;
