@@ -40,11 +40,14 @@ pub struct RegisterRequest {
     #[oai(validator(min_length = 8, max_length = 128))]
     pub password: Secret,
     /// 1 to 64 characters with at least one that is not a space, no control
-    /// characters; defaults to the email's local part.
-    #[oai(validator(
+    /// characters; defaults to the email's local part (also when `null`).
+    #[oai(
+        nullable,
+        validator(
         max_length = 64,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
-    ))]
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub display_name: Option<Text>,
 }
 
@@ -65,15 +68,16 @@ pub struct LoginRequest {
     pub email: Text,
     #[oai(validator(max_length = 512))]
     pub password: Secret,
-    /// `token` (default) or `cookie`.
+    /// `token` (default, also when `null`) or `cookie`.
+    #[oai(nullable)]
     pub mode: Option<LoginMode>,
 }
 
 #[derive(Object)]
 pub struct RefreshRequest {
     /// The refresh token (token mode). Leave it out to use the refresh cookie
-    /// (cookie mode).
-    #[oai(validator(max_length = 512))]
+    /// (cookie mode); `null` counts as left out.
+    #[oai(nullable, validator(max_length = 512))]
     pub refresh_token: Option<Secret>,
 }
 
