@@ -44,7 +44,7 @@ pub struct RegisterRequest {
     #[oai(
         nullable,
         validator(
-        max_length = 64,
+            max_length = 64,
             pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
         )
     )]

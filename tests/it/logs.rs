@@ -125,6 +125,18 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
     let (mut cookie_ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert_eq!(next_json(&mut cookie_ws).await["auth_source"], "cookie");
 
+    // A cross-site handshake riding the cookie is refused (and logged, cookie-free).
+    let mut req = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "cookie",
+        format!("doorman_access={access_cookie}").parse().unwrap(),
+    );
+    req.headers_mut()
+        .insert("origin", "http://evil.example".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+
     // A socket with first-message auth, on the second token-mode session.
     let (mut msg_ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
         .await
@@ -182,6 +194,29 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
         4403
     );
 
+    // A server-side failure: its request id must lead to the logged cause.
+    {
+        use sea_orm::{ConnectionTrait, Database};
+        let db = Database::connect(format!("sqlite://{}/logs.db", dir.path().display()))
+            .await
+            .unwrap();
+        db.execute_unprepared("DROP TABLE refresh_tokens")
+            .await
+            .unwrap();
+        db.close().await.ok();
+    }
+    let failed = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&creds)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let request_id = failed.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();
@@ -202,7 +237,20 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
         log.contains(r#""level":"DEBUG""#),
         "the server did not log at debug level"
     );
-    for event in ["login_failed", "refresh_token_reuse", "session_revoked"] {
+    let cause = log
+        .lines()
+        .find(|l| l.contains(&request_id) && l.contains(r#""level":"ERROR""#))
+        .expect("the 500's request id is in an ERROR log line");
+    assert!(
+        cause.contains("refresh_tokens"),
+        "the logged cause names the failure: {cause}"
+    );
+    for event in [
+        "login_failed",
+        "refresh_token_reuse",
+        "session_revoked",
+        "origin_refused",
+    ] {
         assert!(log.contains(event), "security event {event} was not logged");
     }
     for secret in &secrets {
