@@ -17,6 +17,7 @@ use crate::{
     auth::{Auth, AuthSettings, RevocationBus, sessions::SessionSettings},
     bounds,
     client_ip::ClientIp,
+    cluster,
     config::Config,
     cors, error,
     ratelimit::Limits,
@@ -69,7 +70,7 @@ impl Application {
         let bus = RevocationBus::new();
         let auth = Arc::new(
             Auth::new(
-                db,
+                db.clone(),
                 AuthSettings {
                     public_url: config.public_url(),
                     allowed_origins: config.allowed_origins(),
@@ -83,7 +84,7 @@ impl Application {
                         .map(|n| n.get())
                         .unwrap_or(2),
                 },
-                bus,
+                bus.clone(),
             )
             .await?,
         );
@@ -93,6 +94,15 @@ impl Application {
         let rooms = Rooms::default();
         let registry = Registry::new(config.ws_max_sockets_per_user.max(1));
         registry.spawn_revocation_listener(auth.clone());
+        cluster::Bridge {
+            db,
+            bus,
+            rooms: rooms.clone(),
+            registry: registry.clone(),
+            auth: auth.clone(),
+            sweep_every: Duration::from_secs(config.sweep_seconds.max(1)),
+        }
+        .start();
         let ws = Arc::new(WsContext {
             auth: auth.clone(),
             registry: registry.clone(),

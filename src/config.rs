@@ -94,6 +94,11 @@ pub struct Config {
     #[arg(long, env = "DOORMAN_WS_HEARTBEAT_SECONDS", default_value_t = 30)]
     pub ws_heartbeat_seconds: u64,
 
+    /// On PostgreSQL: how often every live socket's session is re-checked against the
+    /// database, the bound on how long a lost revocation event can keep a socket open.
+    #[arg(long, env = "DOORMAN_SWEEP_SECONDS", default_value_t = 30)]
+    pub sweep_seconds: u64,
+
     /// Peers (IPs or CIDRs, comma-separated) whose `X-Forwarded-For`/`Forwarded`
     /// headers are believed.
     #[arg(

@@ -13,6 +13,7 @@ pub mod app;
 pub mod auth;
 pub mod bounds;
 pub mod client_ip;
+pub mod cluster;
 pub mod config;
 pub mod cors;
 pub mod error;

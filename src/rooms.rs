@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use serde::Serialize;
@@ -59,10 +59,18 @@ struct MessageFrame<'a> {
     sent_at: OffsetDateTime,
 }
 
+/// A message on its way to other instances: the room and the serialised frame.
+pub struct Relayed {
+    pub room: RoomName,
+    pub frame: Arc<str>,
+}
+
 /// The room table of this instance.
 #[derive(Clone, Default)]
 pub struct Rooms {
     inner: Arc<Mutex<HashMap<RoomName, HashMap<ConnId, Outbox>>>>,
+    /// Where published messages go to reach other instances (PostgreSQL only).
+    relay: Arc<OnceLock<mpsc::Sender<Relayed>>>,
 }
 
 impl Rooms {
@@ -83,9 +91,13 @@ impl Rooms {
         }
     }
 
-    /// Sends a `message` frame to every subscriber; returns how many got it. A
-    /// subscriber whose queue is full (it stopped reading) misses the message
-    /// rather than slowing everyone else down.
+    /// Sends every published message to `relay` too, for other instances.
+    pub fn set_relay(&self, relay: mpsc::Sender<Relayed>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Publishes a `message` frame to the room's subscribers here and, through the
+    /// relay, on every other instance. Returns how many sockets here got it.
     pub fn publish(&self, room: &RoomName, from: UserId, body: &str) -> usize {
         let frame = MessageFrame {
             ty: "message",
@@ -98,12 +110,33 @@ impl Rooms {
         let Ok(text) = serde_json::to_string(&frame) else {
             return 0;
         };
-        let text: Arc<str> = text.into();
+        let frame: Arc<str> = text.into();
+        let delivered = self.deliver(room, &frame);
+        if let Some(relay) = self.relay.get()
+            && relay
+                .try_send(Relayed {
+                    room: room.clone(),
+                    frame,
+                })
+                .is_err()
+        {
+            tracing::warn!(
+                room = room.as_str(),
+                "relay queue full; message not sent to other instances"
+            );
+        }
+        delivered
+    }
+
+    /// Delivers a serialised frame to this instance's subscribers; returns how many
+    /// got it. A subscriber whose queue is full (it stopped reading) misses the
+    /// message rather than slowing everyone else down.
+    pub fn deliver(&self, room: &RoomName, frame: &Arc<str>) -> usize {
         let rooms = self.lock();
         rooms.get(room).map_or(0, |members| {
             members
                 .values()
-                .filter(|outbox| outbox.try_send(text.clone()).is_ok())
+                .filter(|outbox| outbox.try_send(frame.clone()).is_ok())
                 .count()
         })
     }

@@ -4,6 +4,7 @@
 pub mod prelude;
 
 pub mod refresh_token;
+pub mod room_message;
 pub mod session;
 pub mod signing_key;
 pub mod user;

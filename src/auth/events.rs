@@ -22,6 +22,18 @@ pub enum RevocationReason {
 }
 
 impl RevocationReason {
+    /// The reason named by [`RevocationReason::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "logout" => Self::Logout,
+            "revoked" => Self::Revoked,
+            "revoked_all" => Self::RevokedAll,
+            "refresh_token_reuse" => Self::RefreshTokenReuse,
+            "expired" => Self::Expired,
+            _ => return None,
+        })
+    }
+
     /// The value stored in `sessions.revoked_reason`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +52,9 @@ pub struct Revocation {
     pub session_id: SessionId,
     pub user_id: UserId,
     pub reason: RevocationReason,
+    /// `true` when another instance revoked the session and this event was relayed
+    /// here; relays forward only local events, so nothing loops.
+    pub remote: bool,
 }
 
 /// The revocation stream: cheap to clone, many subscribers.

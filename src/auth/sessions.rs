@@ -255,6 +255,7 @@ impl SessionStore {
                 session_id: id,
                 user_id: user,
                 reason,
+                remote: false,
             });
         }
         Ok(revoked)

@@ -166,6 +166,14 @@ impl Registry {
         }
     }
 
+    /// Re-checks until one pass completes, retrying every half second while the
+    /// database does not answer: a missed event must not stay missed.
+    pub async fn recheck_until_complete(&self, auth: &Auth) {
+        while !self.recheck(auth).await {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// How many sockets are open.
     pub fn len(&self) -> usize {
         self.lock().conns.len()
@@ -193,7 +201,7 @@ impl Registry {
                     }
                     Err(RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "revocation events missed; re-checking sockets");
-                        registry.recheck(&auth).await;
+                        registry.recheck_until_complete(&auth).await;
                     }
                     Err(RecvError::Closed) => break,
                 }
@@ -201,16 +209,35 @@ impl Registry {
         });
     }
 
-    async fn recheck(&self, auth: &Auth) {
+    /// Re-checks every bound socket's session against the store and closes those
+    /// that ended: the backstop for revocation events that never arrived. Returns
+    /// `false` if some session could not be checked (the database did not answer).
+    pub async fn recheck(&self, auth: &Auth) -> bool {
         let sessions: Vec<SessionId> = self.lock().by_session.keys().copied().collect();
-        for session in sessions {
-            if let Err(crate::error::Error::Auth(e)) = auth.sessions.active(session).await {
-                let close = match e {
-                    crate::auth::AuthError::SessionExpired => Close::SESSION_EXPIRED,
-                    _ => Close::SESSION_REVOKED,
-                };
-                self.close_session(session, close);
+        let mut closed = 0;
+        let mut complete = true;
+        for session in &sessions {
+            match auth.sessions.active(*session).await {
+                Ok(_) => {}
+                Err(crate::error::Error::Auth(e)) => {
+                    let close = match e {
+                        crate::auth::AuthError::SessionExpired => Close::SESSION_EXPIRED,
+                        _ => Close::SESSION_REVOKED,
+                    };
+                    closed += self.close_session(*session, close);
+                }
+                Err(e) => {
+                    complete = false;
+                    tracing::warn!(error = %e, session_id = %session, "re-check failed");
+                }
             }
         }
+        tracing::debug!(
+            sessions = sessions.len(),
+            closed,
+            complete,
+            "re-checked live sockets"
+        );
+        complete
     }
 }

@@ -28,12 +28,15 @@ pub struct TestApp {
     pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    db: TestDb,
+    // Declared last: dropped after the server is told to stop.
+    _db: TestDb,
 }
 
+/// Kept for its `Drop`: the temp dir or the PostgreSQL database goes with the app.
+#[allow(dead_code)]
 enum TestDb {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Sqlite(tempfile::TempDir),
+    Postgres(PgDatabase),
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -73,7 +76,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         database_url,
         shutdown: Some(tx),
         server: Some(server),
-        db,
+        _db: db,
     }
 }
 
@@ -87,27 +90,9 @@ fn init_logging() {
 }
 
 async fn fresh_database() -> (String, TestDb) {
-    match std::env::var("DOORMAN_TEST_DATABASE_URL") {
-        Ok(admin_url) if admin_url.starts_with("postgres") => {
-            let name = format!("doorman_t_{}", uuid::Uuid::new_v4().simple());
-            let admin = Database::connect(&admin_url)
-                .await
-                .expect("PostgreSQL reachable");
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
-            admin.close().await.ok();
-            let base = admin_url
-                .rsplit_once('/')
-                .map(|(b, _)| b)
-                .expect("database URL has a path");
-            (
-                format!("{base}/{name}"),
-                TestDb::Postgres { admin_url, name },
-            )
-        }
-        _ => {
+    match PgDatabase::create().await {
+        Some(pg) => (pg.url.clone(), TestDb::Postgres(pg)),
+        None => {
             let dir = tempfile::tempdir().expect("temp dir");
             let url = format!("sqlite://{}/doorman.db?mode=rwc", dir.path().display());
             (url, TestDb::Sqlite(dir))
@@ -122,27 +107,6 @@ impl Drop for TestApp {
         }
         if let Some(server) = self.server.take() {
             server.abort();
-        }
-        if let TestDb::Postgres { admin_url, name } = &self.db {
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            // Drop runs inside the test's runtime: use a thread with its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    if let Ok(admin) = Database::connect(&admin_url).await {
-                        let _ = admin
-                            .execute_unprepared(&format!(
-                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                            ))
-                            .await;
-                        let _ = admin.close().await;
-                    }
-                });
-            })
-            .join();
         }
     }
 }
@@ -404,4 +368,135 @@ pub async fn assert_alive(ws: &mut Ws) {
 #[allow(dead_code)]
 pub fn close_code(code: u16) -> CloseCode {
     CloseCode::from(code)
+}
+
+/// The real `doorman` binary in its own process, for tests that need a process
+/// boundary (logs, several instances, signals).
+pub struct ServerProcess {
+    child: Option<std::process::Child>,
+    pub base: String,
+    pub port: u16,
+}
+
+impl ServerProcess {
+    /// Starts the binary with `envs` (plus a free `DOORMAN_BIND`), writing its output
+    /// to `log`, and waits until `/readyz` answers.
+    pub async fn start(envs: &[(&str, String)], log: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = std::fs::File::create(log).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_doorman"));
+        cmd.env("DOORMAN_BIND", format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::from(file.try_clone().unwrap()))
+            .stderr(std::process::Stdio::from(file));
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        // Owned by `Self` at once, so its `Drop` kills the process on any panic.
+        let server = Self {
+            child: Some(cmd.spawn().expect("server binary starts")),
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..150 {
+            if let Ok(resp) = http.get(format!("{}/readyz", server.base)).send().await
+                && resp.status().is_success()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("server on port {port} did not become ready");
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    /// SIGTERM, then the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A fresh PostgreSQL database for a multi-process test, dropped with the guard;
+/// `None` (the test is skipped, and says so) when no PostgreSQL is configured.
+pub struct PgDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> Option<Self> {
+        let admin_url = std::env::var("DOORMAN_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))?;
+        let name = format!("doorman_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(&admin_url)
+            .await
+            .expect("PostgreSQL reachable");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        admin.close().await.ok();
+        let base = admin_url.rsplit_once('/').unwrap().0;
+        Some(Self {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        })
+    }
+
+    /// Runs SQL on the admin connection (e.g. `pg_terminate_backend`).
+    pub async fn admin(&self, sql: &str) {
+        let admin = Database::connect(&self.admin_url).await.unwrap();
+        admin.execute_unprepared(sql).await.unwrap();
+        admin.close().await.ok();
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(admin) = Database::connect(&admin_url).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
 }

@@ -1,52 +1,35 @@
 //! A whole session against the real binary, logging at the most verbose level:
 //! none of the secrets the client saw may appear in any log line.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use futures_util::SinkExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
-use crate::helpers::{Tokens, cookie_value, expect_close, next_json};
+use crate::helpers::{ServerProcess, Tokens, cookie_value, expect_close, next_json};
 
 #[tokio::test]
 async fn no_secret_reaches_the_logs_at_trace_level() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
     let log_path = dir.path().join("server.log");
-    let log_file = std::fs::File::create(&log_path).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_doorman"))
-        .env("DOORMAN_BIND", format!("127.0.0.1:{port}"))
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/logs.db?mode=rwc", dir.path().display()),
-        )
-        .env("DOORMAN_REFRESH_REUSE_GRACE_SECONDS", "0")
-        .env("DOORMAN_LOG_FORMAT", "json")
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::from(log_file.try_clone().unwrap()))
-        .stderr(Stdio::from(log_file))
-        .spawn()
-        .expect("server binary starts");
+    let server = ServerProcess::start(
+        &[
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}/logs.db?mode=rwc", dir.path().display()),
+            ),
+            ("DOORMAN_REFRESH_REUSE_GRACE_SECONDS", "0".into()),
+            ("DOORMAN_LOG_FORMAT", "json".into()),
+            ("RUST_LOG", "trace".into()),
+        ],
+        &log_path,
+    )
+    .await;
+    let port = server.port;
+    let base = server.base.clone();
     let http = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..100 {
-        if http.get(format!("{base}/readyz")).send().await.is_ok() {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "server did not start");
 
     let mut secrets: Vec<String> = Vec::new();
     let password = "s3cret-Passw0rd-for-logs";
@@ -217,13 +200,7 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
         .unwrap()
         .to_owned();
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let status = tokio::task::spawn_blocking(move || server.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = server.terminate().await;
     assert!(
         status.success(),
         "server exited with {status} after SIGTERM"

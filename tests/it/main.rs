@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod cluster;
 mod hardening;
 mod http_api;
 mod jwt;

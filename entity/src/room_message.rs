@@ -1,0 +1,19 @@
+use sea_orm::entity::prelude::*;
+
+/// A room message relayed between instances through the database, because it is too
+/// large for a NOTIFY payload. Rows are deleted after a few minutes.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "room_messages")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub room: String,
+    /// The serialised `message` frame, delivered as is.
+    pub frame: String,
+    pub created_at: TimeDateTimeWithTimeZone,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
