@@ -1,0 +1,206 @@
+// Browser end-to-end tests: the demo page, cross-origin pages and Swagger UI in
+// Debian's headless Chromium, against a running doorman.
+//
+// Usage: node browser.mjs   (env: DOORMAN_PORT, PARTNER_PORT, FOREIGN_PORT,
+//                            SCREENSHOT_DIR to write the README's screenshots)
+// The doorman under test must list http://127.0.0.1:$PARTNER_PORT in
+// DOORMAN_ALLOWED_ORIGINS and must not list the foreign port.
+
+import http from "node:http";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const port = Number(process.env.DOORMAN_PORT);
+const partnerPort = Number(process.env.PARTNER_PORT);
+const foreignPort = Number(process.env.FOREIGN_PORT);
+const screenshots = process.env.SCREENSHOT_DIR || new URL("./artifacts", import.meta.url).pathname;
+mkdirSync(screenshots, { recursive: true });
+const api = `http://127.0.0.1:${port}`;
+const wsUrl = `ws://127.0.0.1:${port}/ws`;
+const password = "browser password";
+const uniqueEmail = (tag) => `e2e-${tag}-${Date.now()}-${Math.floor(Math.random() * 1e9)}@example.org`;
+
+// A plain page on another origin: the pages' logic arrives through page.evaluate.
+function servePlainPage(listenPort) {
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "text/html" });
+    res.end("<!doctype html><title>another origin</title><p>another origin</p>");
+  });
+  return new Promise((resolve) => server.listen(listenPort, "127.0.0.1", () => resolve(server)));
+}
+
+let passed = 0;
+let failed = 0;
+async function scenario(name, fn) {
+  try {
+    await fn();
+    passed += 1;
+    console.log(`ok   ${name}`);
+  } catch (err) {
+    failed += 1;
+    console.log(`FAIL ${name}\n     ${String(err && err.stack || err).split("\n").slice(0, 6).join("\n     ")}`);
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+const partner = await servePlainPage(partnerPort);
+const foreign = await servePlainPage(foreignPort);
+
+async function demoPageFlow(origin, screenshot) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
+  const page = await context.newPage();
+  try {
+    await page.goto(`${origin}/`);
+    await page.fill("#email", uniqueEmail("demo"));
+    await page.fill("#password", password);
+    await page.click("#register");
+    await page.waitForFunction(() => document.querySelector("#me").textContent.includes("registered"));
+    await page.click("#login");
+    await page.waitForFunction(() => document.querySelector("#me").textContent.includes('"auth_source": "cookie"'));
+
+    // The credentials are cookies the page's script cannot read.
+    const visible = await page.evaluate(() => document.cookie);
+    assert.ok(!visible.includes("doorman_access") && !visible.includes("doorman_refresh"),
+      `document.cookie exposes a credential: ${visible}`);
+    const cookies = await context.cookies();
+    const access = cookies.find((c) => c.name === "doorman_access");
+    const refresh = cookies.find((c) => c.name === "doorman_refresh");
+    assert.ok(access && refresh, "both cookies stored");
+    assert.equal(access.httpOnly, true);
+    assert.equal(access.sameSite, "Lax");
+    assert.equal(access.path, "/");
+    assert.equal(refresh.httpOnly, true);
+    assert.equal(refresh.path, "/api/auth");
+
+    await page.click("#connect");
+    await page.waitForFunction(() => document.querySelector("#status").textContent.includes("auth_source: cookie"));
+    await page.click("#join");
+    await page.waitForSelector("#send:not([disabled])");
+    await page.fill("#text", "hello from the browser");
+    await page.click("#send");
+    await page.waitForFunction(() =>
+      document.querySelector("#log").textContent.includes('"body":"hello from the browser"'));
+    if (screenshot) await page.screenshot({ path: `${screenshots}/${screenshot}` });
+
+    await page.click("#logout");
+    await page.waitForFunction(() => document.querySelector("#status").textContent.includes("closed 4403 session_revoked"));
+    await page.waitForFunction(() => document.querySelector("#me").textContent.includes("not logged in (401"));
+  } finally {
+    await context.close();
+  }
+}
+
+await scenario("demo page as http://localhost: cookie login, socket, room, logout closes 4403", () =>
+  demoPageFlow(`http://localhost:${port}`, "demo.png"));
+await scenario("demo page as http://127.0.0.1: same flow", () =>
+  demoPageFlow(`http://127.0.0.1:${port}`));
+
+await scenario("a foreign origin cannot ride the cookie into /ws or read the API", async () => {
+  const context = await browser.newContext();
+  try {
+    const own = await context.newPage();
+    await own.goto(`${api}/`);
+    const email = uniqueEmail("victim");
+    const status = await own.evaluate(async ({ email, password }) => {
+      const post = (path, body) => fetch(path, {
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+      });
+      await post("/api/auth/register", { email, password });
+      return (await post("/api/auth/login", { email, password, mode: "cookie" })).status;
+    }, { email, password });
+    assert.equal(status, 200);
+
+    const evil = await context.newPage();
+    await evil.goto(`http://127.0.0.1:${foreignPort}/`);
+    const outcome = await evil.evaluate((url) => new Promise((resolve) => {
+      const ws = new WebSocket(url);
+      let opened = false;
+      ws.onopen = () => { opened = true; };
+      ws.onmessage = (ev) => resolve({ opened, code: 0, first: ev.data });
+      ws.onclose = (ev) => resolve({ opened, code: ev.code });
+    }), wsUrl);
+    assert.equal(outcome.opened, false, `handshake was accepted: ${JSON.stringify(outcome)}`);
+    assert.equal(outcome.code, 1006);
+
+    const read = await evil.evaluate((url) =>
+      fetch(url, { credentials: "include" }).then((r) => `read ${r.status}`, (e) => `blocked: ${e.name}`),
+      `${api}/api/me`);
+    assert.ok(read.startsWith("blocked"), `a foreign origin read /api/me: ${read}`);
+  } finally {
+    await context.close();
+  }
+});
+
+await scenario("an allowed partner origin uses token mode and first-message auth", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`http://127.0.0.1:${partnerPort}/`);
+    const result = await page.evaluate(async ({ api, wsUrl, email, password }) => {
+      const post = (path, body) => fetch(`${api}${path}`, {
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+      });
+      const reg = await post("/api/auth/register", { email, password });
+      const login = await (await post("/api/auth/login", { email, password, mode: "token" })).json();
+      const welcome = await new Promise((resolve, reject) => {
+        const ws = new WebSocket(wsUrl);
+        ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token: login.access_token }));
+        ws.onmessage = (ev) => { resolve(JSON.parse(ev.data)); ws.close(1000); };
+        ws.onclose = (ev) => reject(new Error(`closed ${ev.code} ${ev.reason}`));
+      });
+      return { registered: reg.status, welcome, session: login.session_id };
+    }, { api, wsUrl, email: uniqueEmail("partner"), password });
+    assert.equal(result.registered, 201);
+    assert.equal(result.welcome.type, "welcome");
+    assert.equal(result.welcome.auth_source, "message");
+    assert.equal(result.welcome.session_id, result.session);
+  } finally {
+    await context.close();
+  }
+});
+
+await scenario("Swagger UI: Authorize with a Bearer token, Try it out on GET /api/me", async () => {
+  const email = uniqueEmail("swagger");
+  const post = (path, body) => fetch(`${api}${path}`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+  });
+  assert.equal((await post("/api/auth/register", { email, password })).status, 201);
+  const { access_token: token } = await (await post("/api/auth/login", { email, password })).json();
+
+  const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
+  const page = await context.newPage();
+  try {
+    await page.goto(`${api}/docs`);
+    await page.click(".btn.authorize");
+    const bearer = page.locator(".modal-ux .auth-container", { hasText: "bearerAuth" });
+    await bearer.locator("input").fill(token);
+    await bearer.locator("button.authorize").click();
+    await page.click(".modal-ux .btn-done");
+    const op = page.locator("#operations-Sessions-me");
+    await op.locator(".opblock-summary").click();
+    await op.locator(".try-out__btn").click();
+    await op.locator(".btn.execute").click();
+    const status = op.locator(".live-responses-table .response .response-col_status").first();
+    await status.waitFor();
+    assert.equal((await status.textContent()).trim(), "200");
+    const body = await op.locator(".live-responses-table .microlight").first().textContent();
+    assert.ok(body.includes('"auth_source": "bearer"'), body);
+    await op.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: `${screenshots}/swagger.png` });
+  } finally {
+    await context.close();
+  }
+});
+
+await browser.close();
+partner.close();
+foreign.close();
+console.log(`browser: ${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
