@@ -189,6 +189,8 @@ async fn listen(bridge: Arc<Bridge>, pool: PgPool, instance: Uuid) {
         backoff = Duration::from_millis(100);
         if connected_before {
             tracing::info!("cluster listener reconnected; re-checking live sockets");
+            // Events sent meanwhile are lost: believe no cached session state.
+            bridge.auth.sessions.forget_cached();
             // In its own task: notifications must keep flowing meanwhile, and the
             // re-check retries until the database answers it.
             let bridge = Arc::clone(&bridge);

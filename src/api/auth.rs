@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     auth::{
-        AuthError, Issued, RevocationReason,
+        AuthError, Issued, RevocationReason, UserId,
         accounts::{self, DisplayName, Email, Password},
         cookies,
         sessions::ClientInfo,
@@ -159,7 +159,8 @@ impl AuthApi {
             }
         };
         let issued = auth.refresh(&token).await?;
-        let user = accounts::find(&auth.db, issued.opened.session.user_id)
+        let user = auth
+            .user(UserId(issued.opened.session.user_id))
             .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
         Ok(respond(&state, jar, mode, user.into(), issued))

@@ -12,7 +12,7 @@ use super::{
     security::Authenticated,
 };
 use crate::{
-    auth::{AuthError, RevocationReason, SessionId, accounts},
+    auth::{AuthError, RevocationReason, SessionId},
     error::{Error, Fail, error_set},
     state::AppState,
 };
@@ -43,7 +43,9 @@ impl SessionApi {
         let id = auth.0;
         // The session was active a moment ago, so its user exists (deleting a user
         // cascades to its sessions).
-        let user = accounts::find(&state.auth.db, id.user_id.0)
+        let user = state
+            .auth
+            .user(id.user_id)
             .await?
             .ok_or(AuthError::SessionRevoked)?;
         Ok(Json(Me {

@@ -5,6 +5,7 @@
 //! [`RevocationBus`], which live-connection holders subscribe to.
 
 pub mod accounts;
+mod cache;
 pub mod cookies;
 mod error;
 pub mod events;
@@ -26,6 +27,7 @@ pub use identity::{AuthSource, Identity, SessionId, UserId};
 pub use passwords::Passwords;
 
 use crate::error::Error;
+use cache::Cache;
 use cookies::CookieSettings;
 use origin::OriginPolicy;
 use sessions::{ClientInfo, Opened, SessionSettings, SessionStore};
@@ -52,6 +54,9 @@ pub struct Issued {
 /// The auth core, shared by every door.
 pub struct Auth {
     pub db: DatabaseConnection,
+    /// Users never change once created (no endpoint edits them), so they are cached
+    /// without expiry; deleting a user removes its sessions, which ends access.
+    users: Cache<uuid::Uuid, user::Model>,
     pub tokens: TokenKeys,
     pub sessions: SessionStore,
     pub passwords: Passwords,
@@ -73,7 +78,12 @@ impl Auth {
                 settings.access_ttl,
             )
             .await?,
-            sessions: SessionStore::new(db.clone(), settings.sessions, bus),
+            sessions: {
+                let store = SessionStore::new(db.clone(), settings.sessions, bus);
+                store.spawn_cache_invalidation();
+                store
+            },
+            users: Cache::new(None, 100_000),
             passwords: Passwords::new(settings.hash_concurrency)?,
             origins: OriginPolicy::new(&settings.public_url, settings.allowed_origins),
             cookies: CookieSettings::new(https),
@@ -95,6 +105,18 @@ impl Auth {
             source,
             session_expires_at: session.expires_at,
         })
+    }
+
+    /// A user by id, from the cache when possible.
+    pub async fn user(&self, id: UserId) -> Result<Option<user::Model>, Error> {
+        if let Some(user) = self.users.get(&id.0) {
+            return Ok(Some(user));
+        }
+        let user = accounts::find(&self.db, id.0).await?;
+        if let Some(u) = &user {
+            self.users.insert(id.0, u.clone());
+        }
+        Ok(user)
     }
 
     /// Checks email and password and opens a session.

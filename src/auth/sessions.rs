@@ -1,6 +1,6 @@
 //! Sessions and their refresh tokens: issue, check, rotate, revoke.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use entity::{refresh_token, session};
@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::{
     AuthError, SessionId, UserId,
     accounts::now,
+    cache::Cache,
     events::{Revocation, RevocationBus, RevocationReason},
 };
 use crate::error::Error;
@@ -49,17 +50,81 @@ pub struct Opened {
 /// session per minute instead of one per request.
 const TOUCH_EVERY: time::Duration = time::Duration::seconds(60);
 
+/// How long a session's state is believed without asking the database. Revocations
+/// on this instance (and, on PostgreSQL, on others) replace the entry at once; the
+/// TTL bounds how long a lost event could let a revoked session's token through.
+const CACHE_TTL: Duration = Duration::from_secs(1);
+/// Sessions whose state is kept at once.
+const CACHE_MAX: usize = 100_000;
+
+/// What a request needs to know of an active session.
+#[derive(Debug, Clone, Copy)]
+pub struct ActiveSession {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub expires_at: OffsetDateTime,
+    idle_expires_at: OffsetDateTime,
+    last_used_at: OffsetDateTime,
+}
+
+impl From<&session::Model> for ActiveSession {
+    fn from(m: &session::Model) -> Self {
+        Self {
+            id: m.id,
+            user_id: m.user_id,
+            expires_at: m.expires_at,
+            idle_expires_at: m.idle_expires_at,
+            last_used_at: m.last_used_at,
+        }
+    }
+}
+
+/// A cached session state; `Ended` is a tombstone a racing load cannot overwrite.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Active(ActiveSession),
+    Ended(AuthError),
+}
+
 /// The session store.
 #[derive(Clone)]
 pub struct SessionStore {
     db: DatabaseConnection,
     settings: SessionSettings,
     bus: RevocationBus,
+    cache: Arc<Cache<Uuid, Slot>>,
 }
 
 impl SessionStore {
     pub fn new(db: DatabaseConnection, settings: SessionSettings, bus: RevocationBus) -> Self {
-        Self { db, settings, bus }
+        Self {
+            db,
+            settings,
+            bus,
+            cache: Arc::new(Cache::new(Some(CACHE_TTL), CACHE_MAX)),
+        }
+    }
+
+    /// Follows the revocation stream so that sessions ended elsewhere (another
+    /// instance) leave the cache at once.
+    pub fn spawn_cache_invalidation(&self) {
+        let cache = Arc::clone(&self.cache);
+        let mut events = self.bus.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => cache.insert(e.session_id.0, Slot::Ended(ended_by(e.reason))),
+                    // Some events were missed: believe nothing cached.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => cache.clear(),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    /// Forgets every cached session state (after events may have been missed).
+    pub fn forget_cached(&self) {
+        self.cache.clear();
     }
 
     pub fn bus(&self) -> &RevocationBus {
@@ -91,15 +156,60 @@ impl SessionStore {
         })
     }
 
-    /// The session if it is active; otherwise why not. Records use (debounced).
-    pub async fn active(&self, id: SessionId) -> Result<session::Model, Error> {
-        let session = session::Entity::find_by_id(id.0)
-            .one(&self.db)
-            .await?
-            .ok_or(AuthError::SessionRevoked)?;
-        check_active(&session, now())?;
+    /// The session if it is active; otherwise why not. Answers from the cache when it
+    /// can (the hot path of every authenticated request); records use, debounced.
+    pub async fn active(&self, id: SessionId) -> Result<ActiveSession, Error> {
+        let now = now();
+        match self.cache.get(&id.0) {
+            Some(Slot::Ended(e)) => Err(e.into()),
+            Some(Slot::Active(s)) => {
+                if now >= s.expires_at || now >= s.idle_expires_at {
+                    self.cache
+                        .insert(id.0, Slot::Ended(AuthError::SessionExpired));
+                    return Err(AuthError::SessionExpired.into());
+                }
+                if now - s.last_used_at >= TOUCH_EVERY {
+                    let idle = self.settings.idle;
+                    self.cache.update(&id.0, |slot| {
+                        if let Slot::Active(s) = slot {
+                            s.last_used_at = now;
+                            s.idle_expires_at = now + idle;
+                        }
+                    });
+                    // Off the request path: a lost write only shortens the idle window.
+                    let store = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = store.touch_row(id.0, now).await {
+                            tracing::warn!(error = %e, "could not record session use");
+                        }
+                    });
+                }
+                Ok(s)
+            }
+            None => self.load(id).await,
+        }
+    }
+
+    /// The session's state straight from the database, refreshing the cache: the
+    /// path of cache misses and of re-checks that must not trust the cache.
+    pub async fn load(&self, id: SessionId) -> Result<ActiveSession, Error> {
+        let Some(session) = session::Entity::find_by_id(id.0).one(&self.db).await? else {
+            self.cache
+                .insert(id.0, Slot::Ended(AuthError::SessionRevoked));
+            return Err(AuthError::SessionRevoked.into());
+        };
+        if let Err(e) = check_active(&session, now()) {
+            self.cache.insert(id.0, Slot::Ended(e));
+            return Err(e.into());
+        }
         self.touch(&session).await?;
-        Ok(session)
+        let active = ActiveSession::from(&session);
+        // A revocation that raced this read has left a tombstone: keep it.
+        self.cache
+            .insert_unless(id.0, Slot::Active(active), |slot| {
+                matches!(slot, Slot::Ended(_))
+            });
+        Ok(active)
     }
 
     async fn touch(&self, session: &session::Model) -> Result<(), Error> {
@@ -107,13 +217,17 @@ impl SessionStore {
         if now - session.last_used_at < TOUCH_EVERY {
             return Ok(());
         }
+        self.touch_row(session.id, now).await
+    }
+
+    async fn touch_row(&self, id: Uuid, now: OffsetDateTime) -> Result<(), Error> {
         session::Entity::update_many()
             .col_expr(session::Column::LastUsedAt, Expr::value(now))
             .col_expr(
                 session::Column::IdleExpiresAt,
                 Expr::value(now + self.settings.idle),
             )
-            .filter(session::Column::Id.eq(session.id))
+            .filter(session::Column::Id.eq(id))
             .filter(session::Column::RevokedAt.is_null())
             .exec(&self.db)
             .await?;
@@ -244,6 +358,8 @@ impl SessionStore {
             .await?;
         let revoked = result.rows_affected > 0;
         if revoked {
+            // Before anyone hears of it: this instance refuses the session at once.
+            self.cache.insert(id.0, Slot::Ended(ended_by(reason)));
             tracing::info!(
                 security_event = "session_revoked",
                 user_id = %user,
@@ -285,6 +401,13 @@ impl SessionStore {
             .into_iter()
             .filter(|s| check_active(s, now).is_ok())
             .collect())
+    }
+}
+
+fn ended_by(reason: RevocationReason) -> AuthError {
+    match reason {
+        RevocationReason::Expired => AuthError::SessionExpired,
+        _ => AuthError::SessionRevoked,
     }
 }
 

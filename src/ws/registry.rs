@@ -217,7 +217,7 @@ impl Registry {
         let mut closed = 0;
         let mut complete = true;
         for session in &sessions {
-            match auth.sessions.active(*session).await {
+            match auth.sessions.load(*session).await {
                 Ok(_) => {}
                 Err(crate::error::Error::Auth(e)) => {
                     let close = match e {
