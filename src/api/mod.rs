@@ -50,10 +50,51 @@ pub fn service() -> OpenApiService<Apis, ()> {
     )
 }
 
-/// The spec as pretty JSON with a trailing newline: what `doorman openapi` prints
-/// and `openapi.json` holds.
+/// The spec as pretty JSON with a trailing newline: what `doorman openapi` prints,
+/// `GET /openapi.json` serves and `openapi.json` holds.
 pub fn spec_json() -> String {
-    let mut spec = service().spec();
-    spec.push('\n');
-    spec
+    let raw = service().spec();
+    let mut spec = match serde_json::from_str::<serde_json::Value>(&raw) {
+        Ok(spec) => spec,
+        // poem-openapi writes the JSON itself; should it ever not parse, serve it as is.
+        Err(_) => return raw + "\n",
+    };
+    fold_annotation_members(&mut spec);
+    let mut out = serde_json::to_string_pretty(&spec).unwrap_or(raw);
+    out.push('\n');
+    out
+}
+
+/// poem-openapi documents an annotated `$ref` field as `allOf: [{$ref}, {description,
+/// nullable}]`. A member with neither `type` nor `$ref` is valid OpenAPI, but client
+/// generators (openapi-python-client) drop the whole schema, and with it the
+/// operation: move such annotations onto the parent.
+fn fold_annotation_members(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Array(members)) = map.get_mut("allOf") {
+                let structural = |m: &Value| {
+                    ["$ref", "type", "allOf", "anyOf", "oneOf", "properties"]
+                        .iter()
+                        .any(|k| m.get(k).is_some())
+                };
+                let (keep, fold): (Vec<Value>, Vec<Value>) =
+                    members.drain(..).partition(|m| structural(m));
+                *members = keep;
+                for member in fold {
+                    if let Value::Object(annotations) = member {
+                        for (k, v) in annotations {
+                            map.entry(k).or_insert(v);
+                        }
+                    }
+                }
+            }
+            for v in map.values_mut() {
+                fold_annotation_members(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(fold_annotation_members),
+        _ => {}
+    }
 }

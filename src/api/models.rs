@@ -110,10 +110,13 @@ pub struct CookieSession {
 }
 
 /// The result of a login or refresh: a [`TokenPair`] in token mode, a
-/// [`CookieSession`] in cookie mode.
+/// [`CookieSession`] in cookie mode, told apart by `mode`.
 #[derive(Union)]
+#[oai(discriminator_name = "mode")]
 pub enum Credentials {
+    #[oai(mapping = "token")]
     Token(TokenPair),
+    #[oai(mapping = "cookie")]
     Cookie(CookieSession),
 }
 

@@ -56,3 +56,45 @@ fn the_documented_message_limit_is_the_one_enforced() {
     let body = &spec["components"]["schemas"]["PublishRequest"]["properties"]["body"];
     assert_eq!(body["maxLength"], doorman::rooms::MAX_BODY_CHARS);
 }
+
+#[test]
+fn no_all_of_member_is_a_bare_annotation() {
+    fn walk(v: &Value, path: &str) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::Array(members)) = map.get("allOf") {
+                    for m in members {
+                        assert!(
+                            m.get("$ref").is_some() || m.get("type").is_some(),
+                            "{path}: allOf member without $ref or type: {m}"
+                        );
+                    }
+                }
+                for (k, v) in map {
+                    walk(v, &format!("{path}/{k}"));
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, path)),
+            _ => {}
+        }
+    }
+    walk(
+        &serde_json::from_str(&doorman::api::spec_json()).unwrap(),
+        "#",
+    );
+}
+
+#[tokio::test]
+async fn the_live_spec_is_the_committed_one() {
+    let app = crate::helpers::spawn_app().await;
+    let live = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(live, doorman::api::spec_json());
+}
