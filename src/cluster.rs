@@ -3,8 +3,9 @@
 //!
 //! Each instance forwards its *local* revocations and room messages as
 //! notifications and turns other instances' notifications into local events: a
-//! remote revocation goes onto the same [`RevocationBus`] the socket registry (and
-//! any cache) already follows, a remote room message into [`Rooms::deliver`]. On
+//! remote revocation ends the session in this instance's cache and then goes onto
+//! the same [`RevocationBus`] the socket registry follows, a remote room message
+//! into [`Rooms::deliver`]. On
 //! SQLite there is one instance and none of this runs.
 //!
 //! Missed notifications are not missed revocations: after the listening connection
@@ -25,7 +26,7 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
 
 use crate::{
-    auth::{Auth, Revocation, RevocationBus, RevocationReason, SessionId, UserId},
+    auth::{Auth, RevocationBus, RevocationReason, SessionId, UserId},
     rooms::{Relayed, RoomName, Rooms},
     ws::Registry,
 };
@@ -224,12 +225,11 @@ async fn handle(bridge: &Bridge, instance: Uuid, channel: &str, payload: &str) {
             if note.o == instance {
                 return;
             }
-            bridge.bus.publish(Revocation {
-                session_id: SessionId(note.s),
-                user_id: UserId(note.u),
-                reason: RevocationReason::parse(&note.r).unwrap_or(RevocationReason::Revoked),
-                remote: true,
-            });
+            bridge.auth.sessions.revoked_elsewhere(
+                SessionId(note.s),
+                UserId(note.u),
+                RevocationReason::parse(&note.r).unwrap_or(RevocationReason::Revoked),
+            );
         }
         ROOMS => {
             let Ok(note) = serde_json::from_str::<RoomNote>(payload) else {

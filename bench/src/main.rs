@@ -1,16 +1,22 @@
 //! Measurements of a real doorman process, driven from this separate process so the
 //! server's RSS is the server's alone.
 //!
-//! `doorman-bench idle-memory --sockets 5000`: server RSS growth per idle
-//! authenticated WebSocket.
+//! - `idle-memory --sockets 5000`: starts doorman, reports server RSS growth per idle
+//!   authenticated WebSocket.
+//! - `ws-handshake`, `ws-ping`, `login-load`, `churn`: load against any server that
+//!   speaks doorman's `/ws` frames (doorman itself, or the reference peer); each
+//!   prints one `key: value` result line.
 
-use std::{process::Stdio, time::Duration};
+use std::{
+    process::Stdio,
+    time::{Duration, Instant},
+};
 
 use clap::{Parser, Subcommand};
-use futures_util::{StreamExt, stream};
+use futures_util::{SinkExt, StreamExt, stream};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 #[derive(Parser)]
 struct Args {
@@ -28,6 +34,61 @@ enum Scenario {
         #[arg(long, default_value_t = 5000)]
         sockets: usize,
     },
+    /// Handshakes per second: connect, receive `welcome`, close.
+    WsHandshake {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Ping/pong round trips per second over many open sockets.
+    WsPing {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 50)]
+        sockets: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Logins as fast as they go (to load argon2 while something else is measured).
+    LoginLoad {
+        /// Base URL, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Server RSS before and after a stretch of handshake churn.
+    Churn {
+        #[command(flatten)]
+        target: Target,
+        /// The server process to watch.
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 5.0)]
+        warmup_seconds: f64,
+    },
+}
+
+/// Where to connect and with which credential headers.
+#[derive(clap::Args, Clone)]
+struct Target {
+    /// e.g. ws://127.0.0.1:8080/ws
+    #[arg(long)]
+    url: String,
+    /// Handshake headers, `Name: value` (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -37,6 +98,52 @@ async fn main() -> Result<(), Error> {
     let args = Args::parse();
     match args.scenario {
         Scenario::IdleMemory { sockets } => idle_memory(&args.server, sockets).await,
+        Scenario::WsHandshake {
+            target,
+            concurrency,
+            seconds,
+        } => {
+            let (ok, failed, elapsed) = handshake_loop(&target, concurrency, seconds).await;
+            println!("ws_handshakes_per_s: {:.0}", ok as f64 / elapsed);
+            if failed > 0 {
+                println!("ws_handshake_failures: {failed}");
+            }
+            Ok(())
+        }
+        Scenario::WsPing {
+            target,
+            sockets,
+            seconds,
+        } => ws_ping(&target, sockets, seconds).await,
+        Scenario::LoginLoad {
+            base,
+            email,
+            password,
+            concurrency,
+            seconds,
+        } => login_load(&base, &email, &password, concurrency, seconds).await,
+        Scenario::Churn {
+            target,
+            pid,
+            seconds,
+            warmup_seconds,
+        } => {
+            handshake_loop(&target, 32, warmup_seconds).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let before = rss_kib(pid)?;
+            let (ok, failed, _) = handshake_loop(&target, 32, seconds).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let after = rss_kib(pid)?;
+            println!("churn_handshakes: {ok}");
+            println!("churn_failures: {failed}");
+            println!("rss_after_warmup_kib: {before}");
+            println!("rss_after_churn_kib: {after}");
+            println!(
+                "rss_change_percent: {:.1}",
+                (after as f64 - before as f64) * 100.0 / before as f64
+            );
+            Ok(())
+        }
     }
 }
 
@@ -83,13 +190,7 @@ impl Server {
     }
 
     fn rss_kib(&self) -> Result<u64, Error> {
-        let pid = self.child.id().ok_or("server exited")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| "no VmRSS".into())
+        rss_kib(self.child.id().ok_or("server exited")?)
     }
 
     async fn access_token(&self) -> Result<String, Error> {
@@ -149,5 +250,146 @@ async fn idle_memory(bin: &str, sockets: usize) -> Result<(), Error> {
     println!("server RSS before: {before} KiB, after: {after} KiB");
     println!("server RSS per idle socket: {per_socket:.2} KiB");
     drop(held);
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS".into())
+}
+
+async fn connect(target: &Target) -> Result<Socket, Error> {
+    let mut req = target.url.as_str().into_client_request()?;
+    for h in &target.headers {
+        let (name, value) = h.split_once(':').ok_or("header must be `Name: value`")?;
+        req.headers_mut().append(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.trim().as_bytes())?,
+            value.trim().parse()?,
+        );
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.contains("welcome") => return Ok(ws),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => return Err(format!("no welcome: {other:?}").into()),
+        }
+    }
+}
+
+/// Handshakes from `concurrency` tasks until `seconds` pass: (ok, failed, elapsed s).
+async fn handshake_loop(target: &Target, concurrency: usize, seconds: f64) -> (u64, u64, f64) {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    match connect(&target).await {
+                        Ok(mut ws) => {
+                            ok += 1;
+                            let _ = ws.close(None).await;
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed) = (0, 0);
+    for t in tasks {
+        if let Ok((o, f)) = t.await {
+            ok += o;
+            failed += f;
+        }
+    }
+    (ok, failed, started.elapsed().as_secs_f64())
+}
+
+async fn ws_ping(target: &Target, sockets: usize, seconds: f64) -> Result<(), Error> {
+    let mut opened = Vec::new();
+    for _ in 0..sockets {
+        opened.push(connect(target).await?);
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = opened
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut pongs = 0u64;
+                while Instant::now() < deadline {
+                    let ping = format!(r#"{{"type":"ping","id":{pongs}}}"#);
+                    if ws.send(Message::Text(ping.into())).await.is_err() {
+                        break;
+                    }
+                    loop {
+                        match ws.next().await {
+                            Some(Ok(Message::Text(t))) if t.contains("pong") => {
+                                pongs += 1;
+                                break;
+                            }
+                            Some(Ok(_)) => continue,
+                            _ => return pongs,
+                        }
+                    }
+                }
+                pongs
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap_or(0);
+    }
+    println!(
+        "ws_pongs_per_s: {:.0}",
+        total as f64 / started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn login_load(
+    base: &str,
+    email: &str,
+    password: &str,
+    concurrency: usize,
+    seconds: f64,
+) -> Result<(), Error> {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let body = json!({"email": email, "password": password});
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (http, body, url) = (http.clone(), body.clone(), format!("{base}/api/auth/login"));
+            tokio::spawn(async move {
+                let mut ok = 0u64;
+                while Instant::now() < deadline {
+                    if let Ok(r) = http.post(&url).json(&body).send().await
+                        && r.status().is_success()
+                    {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap_or(0);
+    }
+    println!(
+        "logins_per_s: {:.1}",
+        total as f64 / started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -78,11 +78,7 @@ impl Auth {
                 settings.access_ttl,
             )
             .await?,
-            sessions: {
-                let store = SessionStore::new(db.clone(), settings.sessions, bus);
-                store.spawn_cache_invalidation();
-                store
-            },
+            sessions: SessionStore::new(db.clone(), settings.sessions, bus),
             users: Cache::new(None, 100_000),
             passwords: Passwords::new(settings.hash_concurrency)?,
             origins: OriginPolicy::new(&settings.public_url, settings.allowed_origins),

@@ -105,20 +105,17 @@ impl SessionStore {
         }
     }
 
-    /// Follows the revocation stream so that sessions ended elsewhere (another
-    /// instance) leave the cache at once.
-    pub fn spawn_cache_invalidation(&self) {
-        let cache = Arc::clone(&self.cache);
-        let mut events = self.bus.subscribe();
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(e) => cache.insert(e.session_id.0, Slot::Ended(ended_by(e.reason))),
-                    // Some events were missed: believe nothing cached.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => cache.clear(),
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                }
-            }
+    /// Takes in a revocation made by another instance: this instance's cache
+    /// refuses the session first, then the event goes to the local subscribers
+    /// (the socket registry), so nothing here can still accept the session once a
+    /// subscriber has acted on its end.
+    pub fn revoked_elsewhere(&self, session: SessionId, user: UserId, reason: RevocationReason) {
+        self.cache.insert(session.0, Slot::Ended(ended_by(reason)));
+        self.bus.publish(Revocation {
+            session_id: session,
+            user_id: user,
+            reason,
+            remote: true,
         });
     }
 

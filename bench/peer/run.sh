@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Start the reference peer (FastAPI) on 127.0.0.1:PORT with its data in DATA_DIR.
+#
+#   bench/peer/run.sh DATA_DIR PORT
+#
+# The venv lives at ${DOORMAN_PEER_VENV:-/var/tmp/doorman-peer-venv} and is
+# (re)built when missing or when requirements.txt changed. A DATA_DIR without
+# peer.db is set up first (setup.py prints an access token on stdout); mint more
+# with: "$VENV/bin/python" bench/peer/setup.py DATA_DIR --token
+set -euo pipefail
+
+if [[ $# -ne 2 ]]; then
+    echo "usage: $0 DATA_DIR PORT" >&2
+    exit 2
+fi
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+DATA_DIR="$(mkdir -p "$1" && cd "$1" && pwd)"
+PORT="$2"
+VENV="${DOORMAN_PEER_VENV:-/var/tmp/doorman-peer-venv}"
+PYTHON="${DOORMAN_PEER_PYTHON:-$(command -v python3.11 || command -v python3)}"
+
+want="$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)"
+have="$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)"
+if [[ ! -x "$VENV/bin/python" || "$want" != "$have" ]]; then
+    echo "peer: building venv at $VENV" >&2
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements.txt" >&2
+    echo "$want" > "$VENV/.requirements.sha256"
+fi
+
+if [[ ! -f "$DATA_DIR/peer.db" ]]; then
+    "$VENV/bin/python" "$HERE/setup.py" "$DATA_DIR"
+fi
+
+export PEER_DATA_DIR="$DATA_DIR"
+# websockets-sansio is uvicorn's current implementation on the websockets
+# library (what --ws auto picks); the legacy "websockets" one is deprecated.
+exec "$VENV/bin/uvicorn" app:app --app-dir "$HERE" \
+    --workers 2 --loop uvloop --http httptools --ws "${DOORMAN_PEER_WS:-websockets-sansio}" \
+    --host 127.0.0.1 --port "$PORT" --log-level warning
