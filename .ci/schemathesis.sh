@@ -21,6 +21,7 @@ DOORMAN_BIND="127.0.0.1:$port" DATABASE_URL="sqlite://$work/fuzz.db?mode=rwc" \
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 50); do curl -fs "$base/readyz" >/dev/null && break; sleep 0.2; done
+kill -0 "$pid"  # answering, and it is ours
 
 creds='{"email":"fuzz@example.org","password":"fuzzing password"}'
 curl -fsS "$base/api/auth/register" -H 'content-type: application/json' -d "$creds" >/dev/null

@@ -20,5 +20,6 @@ DOORMAN_BIND="127.0.0.1:$port" DATABASE_URL="sqlite://$work/e2e.db?mode=rwc" \
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+kill -0 "$pid"  # answering, and it is ours
 
 SCREENSHOT_DIR="${2:-}" node browser.mjs

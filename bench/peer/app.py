@@ -102,9 +102,11 @@ app = FastAPI(title="doorman reference peer")
 
 
 @app.exception_handler(Unauthorized)
-async def unauthorized(conn: HTTPConnection, exc: Unauthorized) -> JSONResponse:
-    # For a WebSocket this is sent as the handshake's answer (ASGI denial
-    # response), so an unauthenticated upgrade is refused with HTTP 401.
+async def unauthorized(conn: HTTPConnection, exc: Unauthorized) -> JSONResponse | None:
+    if isinstance(conn, WebSocket):
+        # Closing before accept refuses the upgrade (uvicorn answers HTTP 403).
+        await conn.close(code=4401, reason=exc.error)
+        return None
     return JSONResponse(
         {"error": exc.error, "message": exc.message},
         status_code=401,

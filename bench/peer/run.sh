@@ -35,6 +35,7 @@ if [[ ! -f "$DATA_DIR/peer.db" ]]; then
 fi
 
 export PEER_DATA_DIR="$DATA_DIR"
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ left in the work tree
 # websockets-sansio is uvicorn's current implementation on the websockets
 # library (what --ws auto picks); the legacy "websockets" one is deprecated.
 exec "$VENV/bin/uvicorn" app:app --app-dir "$HERE" \

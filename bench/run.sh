@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The benchmark: doorman and the reference FastAPI peer (bench/peer) measured side by
+# side in one run, on this machine. Prints a table of absolute figures and ratios;
+# a full run also writes docs/benchmarks.md. `--smoke` runs every scenario for about a
+# second (CI uses it so the harness cannot rot); it asserts nothing about speed.
+#
+# Usage: bench/run.sh [--smoke]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=full
+[ "${1:-}" = --smoke ] && mode=smoke
+if [ "$mode" = smoke ]; then S=1; IDLE=200; CHURN=2; WARM=1; else S=10; IDLE=5000; CHURN=60; WARM=5; fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/doorman-target}"
+cargo build -q --release -p doorman -p bench
+command -v wrk >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+bin="$CARGO_TARGET_DIR/release/doorman"
+load="$CARGO_TARGET_DIR/release/doorman-bench"
+PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+work="$(mktemp -d)"
+results="$work/results"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+record() { echo "$1=$2" >> "$results"; echo "  $1 = $2"; }
+wait_for() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1"; exit 1; }
+
+DP=18800; PP=18801; QP=18802
+D="http://127.0.0.1:$DP"; P="http://127.0.0.1:$PP"
+limits=(DOORMAN_LOGIN_PER_MINUTE=1000000 DOORMAN_WS_HANDSHAKE_PER_SECOND=1000000
+        DOORMAN_WS_HANDSHAKE_BURST=1000000 DOORMAN_WS_MAX_SOCKETS_PER_USER=1000000
+        DOORMAN_WS_MESSAGES_PER_SECOND=1000000 RUST_LOG=warn)
+
+echo "== starting doorman (SQLite) and the FastAPI peer"
+env "${limits[@]}" DOORMAN_BIND="127.0.0.1:$DP" DATABASE_URL="sqlite://$work/doorman.db?mode=rwc" \
+  "$bin" > "$work/doorman.log" 2>&1 &
+dpid=$!; pids+=("$dpid")
+bench/peer/run.sh "$work/peer" "$PP" > "$work/peer.log" 2>&1 &
+pids+=("$!")
+wait_for "$D/readyz"; wait_for "$P/healthz"
+
+creds='{"email":"bench@example.org","password":"bench password"}'
+curl -fsS "$D/api/auth/register" -H 'content-type: application/json' -d "$creds" >/dev/null
+token() { curl -fsS "$1/api/auth/login" -H 'content-type: application/json' -d "$creds" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'; }
+dtok="$(token "$D")"
+ptok="$("${DOORMAN_PEER_VENV:-/var/tmp/doorman-peer-venv}/bin/python" bench/peer/setup.py "$work/peer" --token)"
+
+rps() { wrk -t2 -c32 -d"${S}s" "$@" | awk '/^Requests\/sec:/ { print $2 }'; }
+p99_ms() { wrk -t1 -c8 -d"${S}s" --latency "$@" | awk '$1 == "99%" {
+  v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }
+  printf "%.3f\n", v }'; }
+value() { awk -F': ' -v k="$1" '$1 == k { print $2 }'; }
+
+echo "== HTTP (wrk, 2 threads, 32 connections, ${S}s each)"
+record healthz_doorman "$(rps "$D/healthz")"
+record healthz_peer "$(rps "$P/healthz")"
+record me_bearer_doorman "$(rps -H "Authorization: Bearer $dtok" "$D/api/me")"
+record me_cookie_doorman "$(rps -H "Cookie: doorman_access=$dtok" "$D/api/me")"
+record me_bearer_peer "$(rps -H "Authorization: Bearer $ptok" "$P/api/me")"
+record me_cookie_peer "$(rps -H "Cookie: doorman_access=$ptok" "$P/api/me")"
+
+echo "== WebSocket (doorman-bench)"
+hs() { "$load" ws-handshake --url "$1/ws" --header "$2" --seconds "$S" | value ws_handshakes_per_s; }
+record ws_handshake_bearer_doorman "$(hs "ws://127.0.0.1:$DP" "Authorization: Bearer $dtok")"
+record ws_handshake_cookie_doorman "$(hs "ws://127.0.0.1:$DP" "Cookie: doorman_access=$dtok")"
+record ws_handshake_bearer_peer "$(hs "ws://127.0.0.1:$PP" "Authorization: Bearer $ptok")"
+record ws_handshake_cookie_peer "$(hs "ws://127.0.0.1:$PP" "Cookie: doorman_access=$ptok")"
+ping() { "$load" ws-ping --url "$1/ws" --header "Authorization: Bearer $2" --sockets 50 --seconds "$S" | value ws_pongs_per_s; }
+record ws_ping_doorman "$(ping "ws://127.0.0.1:$DP" "$dtok")"
+record ws_ping_peer "$(ping "ws://127.0.0.1:$PP" "$ptok")"
+
+echo "== idle sockets ($IDLE, a fresh doorman)"
+record idle_socket_kib "$("$load" --server "$bin" idle-memory --sockets "$IDLE" | awk '/per idle socket/ { print $(NF-1) }')"
+
+echo "== /api/me p99 (wrk, 1 thread, 8 connections) alone and while logins run flat out"
+record me_p99_ms_alone "$(p99_ms -H "Authorization: Bearer $dtok" "$D/api/me")"
+"$load" login-load --base "$D" --email bench@example.org --password "bench password" \
+  --concurrency 8 --seconds "$((S + 1))" > "$work/logins" &
+lpid=$!
+sleep 0.3
+record me_p99_ms_with_logins "$(p99_ms -H "Authorization: Bearer $dtok" "$D/api/me")"
+wait "$lpid"
+record logins_per_s "$(value logins_per_s < "$work/logins")"
+
+echo "== database queries per authenticated request (doorman on PostgreSQL)"
+qdb="doorman_bench_$$"
+psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $qdb" -c "CREATE DATABASE $qdb"
+env "${limits[@]}" DOORMAN_BIND="127.0.0.1:$QP" DATABASE_URL="${PG_ADMIN_URL%/*}/$qdb" \
+  "$bin" > "$work/doorman-pg.log" 2>&1 &
+qpid=$!; pids+=("$qpid")
+Q="http://127.0.0.1:$QP"
+wait_for "$Q/readyz"
+curl -fsS "$Q/api/auth/register" -H 'content-type: application/json' -d "$creds" >/dev/null
+qtok="$(token "$Q")"
+curl -fsS -o /dev/null -H "Authorization: Bearer $qtok" "$Q/api/me"   # warm the caches
+xacts() { psql "$PG_ADMIN_URL" -Atc "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$qdb'"; }
+# pg_stat counters are flushed lazily; give them a moment before each reading.
+sleep 1.2; before="$(xacts)"
+requests="$(wrk -t2 -c32 -d"${S}s" -H "Authorization: Bearer $qtok" "$Q/api/me" | awk '/requests in/ { print $1 }')"
+sleep 1.2; after="$(xacts)"
+record pg_requests "$requests"
+record pg_queries "$((after - before))"
+curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $qtok" "$Q/api/auth/logout"
+record pg_status_right_after_logout "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $qtok" "$Q/api/me")"
+kill "$qpid"; wait "$qpid" 2>/dev/null || true
+psql "$PG_ADMIN_URL" -qc "DROP DATABASE $qdb WITH (FORCE)"
+
+echo "== RSS under handshake churn (${CHURN}s after ${WARM}s warm-up)"
+"$load" churn --url "ws://127.0.0.1:$DP/ws" --header "Authorization: Bearer $dtok" \
+  --pid "$dpid" --seconds "$CHURN" --warmup-seconds "$WARM" > "$work/churn"
+record rss_after_warmup_kib "$(value rss_after_warmup_kib < "$work/churn")"
+record rss_after_churn_kib "$(value rss_after_churn_kib < "$work/churn")"
+record churn_handshakes "$(value churn_handshakes < "$work/churn")"
+
+python3 bench/report.py "$results" "$mode" "$S" "$IDLE" "$CHURN"
