@@ -38,7 +38,7 @@ env "${limits[@]}" DOORMAN_BIND="127.0.0.1:$DP" DATABASE_URL="sqlite://$work/doo
 dpid=$!; pids+=("$dpid")
 bench/peer/run.sh "$work/peer" "$PP" > "$work/peer.log" 2>&1 &
 pids+=("$!")
-wait_for "$D/readyz"; wait_for "$P/healthz"
+wait_for "$D/readyz"; wait_for "$P/healthz"; kill -0 "$dpid"
 
 creds='{"email":"bench@example.org","password":"bench password"}'
 curl -fsS "$D/api/auth/register" -H 'content-type: application/json' -d "$creds" >/dev/null
@@ -91,7 +91,7 @@ env "${limits[@]}" DOORMAN_BIND="127.0.0.1:$QP" DATABASE_URL="${PG_ADMIN_URL%/*}
   "$bin" > "$work/doorman-pg.log" 2>&1 &
 qpid=$!; pids+=("$qpid")
 Q="http://127.0.0.1:$QP"
-wait_for "$Q/readyz"
+wait_for "$Q/readyz"; kill -0 "$qpid"
 curl -fsS "$Q/api/auth/register" -H 'content-type: application/json' -d "$creds" >/dev/null
 qtok="$(token "$Q")"
 curl -fsS -o /dev/null -H "Authorization: Bearer $qtok" "$Q/api/me"   # warm the caches
