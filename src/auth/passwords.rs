@@ -1,21 +1,24 @@
 //! Password hashing with Argon2id (OWASP parameters: m = 19 MiB, t = 2, p = 1).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version,
     password_hash::SaltString,
 };
-use tokio::sync::Semaphore;
-use tracing::Instrument;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
 
-/// Hashes and verifies passwords off the async runtime, a bounded number at a time,
-/// so a login storm queues here instead of stalling every other request.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes and verifies passwords on a few dedicated threads, so a login storm
+/// queues here instead of stalling every other request. Dedicated rather than
+/// tokio's blocking pool: each thread that ever hashed keeps its 19 MiB in its
+/// allocator arena, and the blocking pool would spread that over many threads.
 #[derive(Clone)]
 pub struct Passwords {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     /// Verified against when the email is unknown, so both answers take as long.
     dummy_hash: Arc<str>,
 }
@@ -38,8 +41,29 @@ fn hash_blocking(password: &[u8]) -> Result<String, Error> {
 impl Passwords {
     /// `concurrency`: how many hashes may run at once (the number of cores is right).
     pub fn new(concurrency: usize) -> Result<Self, Error> {
+        let (jobs, queue) = mpsc::channel::<Job>(256);
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..concurrency.max(1) {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        // Ends when every `Passwords` (every sender) is gone.
+                        let job = queue
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .blocking_recv();
+                        match job {
+                            Some(job) => job(),
+                            None => break,
+                        }
+                    }
+                })
+                .map_err(|e| Error::internal(format!("cannot start a hashing thread: {e}")))?;
+        }
         Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            jobs,
             dummy_hash: hash_blocking(b"doorman dummy password for unknown users")?.into(),
         })
     }
@@ -72,17 +96,19 @@ impl Passwords {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::internal("password hasher closed"))?;
-        // Argon2 is CPU- and memory-heavy: keep it off the async runtime, and keep the
-        // caller's span so its log lines still carry the request id.
+        // Keep the caller's span so the hashing thread's log lines still carry the
+        // request id.
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(work))
-            .in_current_span()
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(span.in_scope(work));
+        });
+        self.jobs
+            .send(job)
             .await
-            .map_err(|e| Error::internal(format!("hashing task: {e}")))
+            .map_err(|_| Error::internal("password hashing threads are gone"))?;
+        result
+            .await
+            .map_err(|_| Error::internal("a password hashing job was dropped"))
     }
 }
