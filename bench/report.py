@@ -120,6 +120,22 @@ minutes apart; absolute figures move with the machine's load, ratios much less.
 
 {table}
 
+## Where the misses come from
+
+- **WebSocket handshakes and ping/pong** are measured with a Rust client on the same
+  two cores. A handshake or a round trip costs the client about as much as it costs
+  doorman (TCP connect, HTTP upgrade, SHA-1 accept key, framing, JSON), so the client
+  takes roughly half the machine and caps doorman's figure, while the Python peer is
+  slow enough to be measured almost unhindered. The ratios are therefore lower bounds
+  of the servers' own ratio; showing the full one needs the load generator on other
+  cores (a second machine, or pinning) that this machine does not have.
+- **`/api/me` against `/healthz`**: both pass the same middleware (request id, bounds,
+  CORS); `/api/me` adds the cached token and session lookups, a cached user clone and a
+  ~230-byte JSON body with RFC 3339 formatting, against `/healthz`'s 15 bytes. The token
+  and session checks themselves are out of the way (no signature check, no database
+  query per request, see the PostgreSQL row); what remains is serialisation and
+  allocation, the next thing to profile.
+
 Reproduce: `bench/run.sh` (about five minutes). CI runs `bench/run.sh --smoke`, one
 second per scenario, so the harness keeps working; it asserts nothing about speed.
 """
