@@ -5,7 +5,10 @@
 //! that is present but invalid is refused: it never falls back to the next source.
 //! Tokens in query strings are never read.
 
-use poem::{Request, http::header};
+use poem::{
+    Request,
+    http::{HeaderMap, header},
+};
 
 use super::{Auth, AuthError, AuthSource, Identity, cookies};
 use crate::error::Error;
@@ -19,7 +22,16 @@ pub enum Presented<'a> {
 
 /// Finds the credential a request presents, if any, without verifying it.
 pub fn presented<'a>(req: &'a Request, auth: &Auth) -> Result<Option<Presented<'a>>, AuthError> {
-    let mut authorization = req.headers().get_all(header::AUTHORIZATION).iter();
+    credential_in_headers(req.headers(), auth.cookies.access_name)
+}
+
+/// The credential in a set of request headers: a pure function of the bytes, so it
+/// can be fuzzed (`fuzz/fuzz_targets/credentials.rs`).
+pub fn credential_in_headers<'a>(
+    headers: &'a HeaderMap,
+    access_cookie: &str,
+) -> Result<Option<Presented<'a>>, AuthError> {
+    let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
     if let Some(value) = authorization.next() {
         if authorization.next().is_some() {
             return Err(AuthError::InvalidToken);
@@ -27,24 +39,23 @@ pub fn presented<'a>(req: &'a Request, auth: &Auth) -> Result<Option<Presented<'
         let value = value.to_str().map_err(|_| AuthError::InvalidToken)?;
         return parse_bearer(value).map(|t| Some(Presented::Bearer(t)));
     }
-    let name = auth.cookies.access_name;
     let mut texts = Vec::new();
-    for value in req.headers().get_all(header::COOKIE) {
+    for value in headers.get_all(header::COOKIE) {
         match value.to_str() {
             Ok(text) => texts.push(text),
             // Bytes that are not text cannot be our token, but might hide a second
             // copy of our cookie: refuse rather than guess.
-            Err(_) if contains(value.as_bytes(), name.as_bytes()) => {
+            Err(_) if contains(value.as_bytes(), access_cookie.as_bytes()) => {
                 return Err(AuthError::InvalidToken);
             }
             Err(_) => {}
         }
     }
-    Ok(cookies::find(texts.into_iter(), name)?.map(Presented::Cookie))
+    Ok(cookies::find(texts.into_iter(), access_cookie)?.map(Presented::Cookie))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// `Bearer <token>`; any other scheme, or an empty token, is an invalid credential.
