@@ -108,7 +108,7 @@ impl Auth {
         if let Some(user) = self.users.get(&id.0) {
             return Ok(Some(user));
         }
-        let user = accounts::find(&self.db, id.0).await?;
+        let user = Box::pin(accounts::find(&self.db, id.0)).await?;
         if let Some(u) = &user {
             self.users.insert(id.0, u.clone());
         }

@@ -183,7 +183,9 @@ impl SessionStore {
                 }
                 Ok(s)
             }
-            None => self.load(id).await,
+            // Boxed so the database future does not bloat the hot path's (see
+            // `TokenKeys::verify`).
+            None => Box::pin(self.load(id)).await,
         }
     }
 

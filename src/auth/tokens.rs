@@ -154,7 +154,10 @@ impl TokenKeys {
                 Err(AuthError::InvalidToken)
             };
         }
-        let claims = self.verify_signature(token).await?;
+        // Boxed: the slow path's future (which may read keys from the database) is
+        // large, and inlining it would make every caller's future as large, to be
+        // copied on every request even when the cache answers.
+        let claims = Box::pin(self.verify_signature(token)).await?;
         self.verified.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }
