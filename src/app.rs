@@ -94,6 +94,10 @@ impl Application {
         let rooms = Rooms::default();
         let registry = Registry::new(config.ws_max_sockets_per_user.max(1));
         registry.spawn_revocation_listener(auth.clone());
+        registry.spawn_sweeper(
+            auth.clone(),
+            Duration::from_secs(config.sweep_seconds.max(1)),
+        );
         cluster::Bridge {
             db,
             bus,

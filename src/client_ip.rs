@@ -30,10 +30,13 @@ impl ClientIp {
         if !self.is_trusted(&peer) {
             return Some(peer);
         }
-        let forwarded: Vec<IpAddr> = self.forwarded_chain(req);
+        let forwarded = self.forwarded_chain(req);
         // Walk from the nearest hop outwards; the first untrusted hop is the client.
+        // A hop that does not parse (`unknown`, an obfuscated name) ends the walk at
+        // the last trusted hop: what lies beyond it may be the client's own words.
         let mut client = peer;
         for hop in forwarded.into_iter().rev() {
+            let Some(hop) = hop else { break };
             client = hop;
             if !self.is_trusted(&hop) {
                 break;
@@ -42,14 +45,14 @@ impl ClientIp {
         Some(client)
     }
 
-    fn forwarded_chain(&self, req: &Request) -> Vec<IpAddr> {
-        let xff: Vec<IpAddr> = req
+    fn forwarded_chain(&self, req: &Request) -> Vec<Option<IpAddr>> {
+        let xff: Vec<Option<IpAddr>> = req
             .headers()
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(parse_ip)
+            .map(parse_ip)
             .collect();
         if !xff.is_empty() {
             return xff;
@@ -59,13 +62,15 @@ impl ClientIp {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|element| {
-                element.split(';').find_map(|pair| {
-                    let (k, v) = pair.split_once('=')?;
-                    k.trim().eq_ignore_ascii_case("for").then_some(v)
-                })
+            .map(|element| {
+                element
+                    .split(';')
+                    .find_map(|pair| {
+                        let (k, v) = pair.split_once('=')?;
+                        k.trim().eq_ignore_ascii_case("for").then_some(v)
+                    })
+                    .and_then(parse_ip)
             })
-            .filter_map(parse_ip)
             .collect()
     }
 }
@@ -84,6 +89,18 @@ fn parse_ip(raw: &str) -> Option<IpAddr> {
         .map(canonical)
 }
 
+/// The key rate limits use for an address: IPv6 addresses by their /64, since one
+/// subscriber commonly holds a whole /64 and could otherwise rotate through it.
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+        }
+        v4 => v4,
+    }
+}
+
 /// IPv4-mapped IPv6 addresses count as the IPv4 address.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -95,6 +112,16 @@ fn canonical(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_addresses_share_a_limit_key_per_64() {
+        let a = limit_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = limit_key("2001:db8:1:2:bbbb::2".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, limit_key("2001:db8:1:3::1".parse().unwrap()));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(limit_key(v4), v4);
+    }
 
     #[test]
     fn header_items_parse_with_ports_brackets_and_quotes() {

@@ -10,8 +10,8 @@
 //!
 //! Missed notifications are not missed revocations: after the listening connection
 //! drops, the instance reconnects with backoff and re-checks every live socket's
-//! session against the database; a periodic sweep does the same, bounding how long
-//! any lost event can keep a revoked socket open.
+//! session against the database; the registry's periodic sweep (on every backend)
+//! bounds how long any lost event can keep a revoked socket open.
 
 use std::{sync::Arc, time::Duration};
 
@@ -66,7 +66,7 @@ pub struct Bridge {
     pub rooms: Rooms,
     pub registry: Registry,
     pub auth: Arc<Auth>,
-    /// How often every live socket's session is re-checked regardless of events.
+    /// How often old relayed room messages are pruned.
     pub sweep_every: Duration,
 }
 
@@ -261,14 +261,12 @@ async fn handle(bridge: &Bridge, instance: Uuid, channel: &str, payload: &str) {
     }
 }
 
-/// Periodically re-checks every live socket's session and drops old relayed rows.
+/// Periodically drops old relayed rows (the registry's own sweep re-checks sockets).
 async fn sweep(bridge: Arc<Bridge>) {
     let mut tick = tokio::time::interval(bridge.sweep_every);
     tick.tick().await;
     loop {
         tick.tick().await;
-        // An incomplete pass is retried at the next tick.
-        bridge.registry.recheck(&bridge.auth).await;
         let cutoff = OffsetDateTime::now_utc() - ROW_TTL;
         if let Err(e) = room_message::Entity::delete_many()
             .filter(room_message::Column::CreatedAt.lt(cutoff))

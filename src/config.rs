@@ -94,8 +94,9 @@ pub struct Config {
     #[arg(long, env = "DOORMAN_WS_HEARTBEAT_SECONDS", default_value_t = 30)]
     pub ws_heartbeat_seconds: u64,
 
-    /// On PostgreSQL: how often every live socket's session is re-checked against the
-    /// database, the bound on how long a lost revocation event can keep a socket open.
+    /// How often every live socket's session is re-checked against the database: the
+    /// bound on how long a lost revocation event (PostgreSQL) can keep a socket open,
+    /// and how soon a socket closes after its session's idle expiry.
     #[arg(long, env = "DOORMAN_SWEEP_SECONDS", default_value_t = 30)]
     pub sweep_seconds: u64,
 

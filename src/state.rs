@@ -16,6 +16,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The key per-IP rate limits use (IPv6 by /64).
+    pub fn limit_key(&self, req: &Request) -> IpAddr {
+        crate::client_ip::limit_key(self.ip(req))
+    }
+
     /// The client's IP for limits and logs (unspecified if the transport has none).
     pub fn ip(&self, req: &Request) -> IpAddr {
         self.client_ip.of(req).unwrap_or(IpAddr::from([0, 0, 0, 0]))

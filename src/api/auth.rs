@@ -66,7 +66,7 @@ impl AuthApi {
         req: &Request,
         body: Json<RegisterRequest>,
     ) -> Result<Registered, Fail<RegisterErrors>> {
-        state.limits.register.check(&state.ip(req))?;
+        state.limits.register.check(&state.limit_key(req))?;
         let email = Email::parse(&body.email)?;
         let password = Password::parse(body.0.password.0)?;
         let display_name = match body.0.display_name.as_deref() {
@@ -99,7 +99,7 @@ impl AuthApi {
         body: Json<LoginRequest>,
     ) -> Result<LoggedIn, Fail<LoginErrors>> {
         let ip = state.ip(req);
-        state.limits.login.check(&ip)?;
+        state.limits.login.check(&crate::client_ip::limit_key(ip))?;
         let account_key = Email::parse(&body.email)
             .map(|e| e.as_str().to_owned())
             .unwrap_or_else(|_| body.email.to_string());
@@ -141,7 +141,7 @@ impl AuthApi {
         jar: &CookieJar,
         body: Json<RefreshRequest>,
     ) -> Result<LoggedIn, Fail<RefreshErrors>> {
-        state.limits.refresh.check(&state.ip(req))?;
+        state.limits.refresh.check(&state.limit_key(req))?;
         let auth = &state.auth;
         let (token, mode) = match body.0.refresh_token {
             Some(token) => (token.0, LoginMode::Token),

@@ -90,7 +90,7 @@ impl SessionApi {
         let revoked = state
             .auth
             .sessions
-            .revoke(SessionId(id.0), caller.user_id, RevocationReason::Revoked)
+            .revoke_own(SessionId(id.0), caller.user_id, RevocationReason::Revoked)
             .await?;
         if revoked {
             Ok(Revoked::NoContent)

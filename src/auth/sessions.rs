@@ -79,12 +79,17 @@ impl From<&session::Model> for ActiveSession {
     }
 }
 
-/// A cached session state; `Ended` is a tombstone a racing load cannot overwrite.
+/// A cached session state.
 #[derive(Debug, Clone, Copy)]
 enum Slot {
     Active(ActiveSession),
     Ended(AuthError),
 }
+
+/// How long this instance remembers that a session ended: past any access token's
+/// life, so a load that read the row just before the revocation can never put the
+/// session back.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The session store.
 #[derive(Clone)]
@@ -93,6 +98,8 @@ pub struct SessionStore {
     settings: SessionSettings,
     bus: RevocationBus,
     cache: Arc<Cache<Uuid, Slot>>,
+    /// Sessions known to have ended; checked before the cache, never cleared.
+    ended: Arc<Cache<Uuid, AuthError>>,
 }
 
 impl SessionStore {
@@ -102,6 +109,7 @@ impl SessionStore {
             settings,
             bus,
             cache: Arc::new(Cache::new(Some(CACHE_TTL), CACHE_MAX)),
+            ended: Arc::new(Cache::new(Some(TOMBSTONE_TTL), CACHE_MAX)),
         }
     }
 
@@ -110,7 +118,7 @@ impl SessionStore {
     /// (the socket registry), so nothing here can still accept the session once a
     /// subscriber has acted on its end.
     pub fn revoked_elsewhere(&self, session: SessionId, user: UserId, reason: RevocationReason) {
-        self.cache.insert(session.0, Slot::Ended(ended_by(reason)));
+        self.end(session.0, ended_by(reason));
         self.bus.publish(Revocation {
             session_id: session,
             user_id: user,
@@ -120,8 +128,15 @@ impl SessionStore {
     }
 
     /// Forgets every cached session state (after events may have been missed).
+    /// What is known to have ended stays known.
     pub fn forget_cached(&self) {
         self.cache.clear();
+    }
+
+    /// Records that a session ended, before anyone can act on it.
+    fn end(&self, id: Uuid, why: AuthError) {
+        self.ended.insert(id, why);
+        self.cache.insert(id, Slot::Ended(why));
     }
 
     pub fn bus(&self) -> &RevocationBus {
@@ -157,12 +172,14 @@ impl SessionStore {
     /// can (the hot path of every authenticated request); records use, debounced.
     pub async fn active(&self, id: SessionId) -> Result<ActiveSession, Error> {
         let now = now();
+        if let Some(why) = self.ended.get(&id.0) {
+            return Err(why.into());
+        }
         match self.cache.get(&id.0) {
             Some(Slot::Ended(e)) => Err(e.into()),
             Some(Slot::Active(s)) => {
                 if now >= s.expires_at || now >= s.idle_expires_at {
-                    self.cache
-                        .insert(id.0, Slot::Ended(AuthError::SessionExpired));
+                    self.end(id.0, AuthError::SessionExpired);
                     return Err(AuthError::SessionExpired.into());
                 }
                 if now - s.last_used_at >= TOUCH_EVERY {
@@ -189,26 +206,39 @@ impl SessionStore {
         }
     }
 
-    /// The session's state straight from the database, refreshing the cache: the
-    /// path of cache misses and of re-checks that must not trust the cache.
-    pub async fn load(&self, id: SessionId) -> Result<ActiveSession, Error> {
-        let Some(session) = session::Entity::find_by_id(id.0).one(&self.db).await? else {
-            self.cache
-                .insert(id.0, Slot::Ended(AuthError::SessionRevoked));
-            return Err(AuthError::SessionRevoked.into());
-        };
-        if let Err(e) = check_active(&session, now()) {
-            self.cache.insert(id.0, Slot::Ended(e));
-            return Err(e.into());
-        }
+    /// The session's state straight from the database, refreshing the cache and
+    /// recording use: the path of cache misses.
+    async fn load(&self, id: SessionId) -> Result<ActiveSession, Error> {
+        let session = self.fetch(id).await?;
         self.touch(&session).await?;
         let active = ActiveSession::from(&session);
         // A revocation that raced this read has left a tombstone: keep it.
-        self.cache
-            .insert_unless(id.0, Slot::Active(active), |slot| {
-                matches!(slot, Slot::Ended(_))
-            });
+        if self.ended.get(&id.0).is_none() {
+            self.cache
+                .insert_unless(id.0, Slot::Active(active), |slot| {
+                    matches!(slot, Slot::Ended(_))
+                });
+        }
         Ok(active)
+    }
+
+    /// Whether the session is still active, from the database and without recording
+    /// use: the re-check of live sockets, which must neither trust the cache nor
+    /// keep an idle session alive.
+    pub async fn check(&self, id: SessionId) -> Result<(), Error> {
+        self.fetch(id).await.map(|_| ())
+    }
+
+    async fn fetch(&self, id: SessionId) -> Result<session::Model, Error> {
+        let Some(session) = session::Entity::find_by_id(id.0).one(&self.db).await? else {
+            self.end(id.0, AuthError::SessionRevoked);
+            return Err(AuthError::SessionRevoked.into());
+        };
+        if let Err(e) = check_active(&session, now()) {
+            self.end(id.0, e);
+            return Err(e.into());
+        }
+        Ok(session)
     }
 
     async fn touch(&self, session: &session::Model) -> Result<(), Error> {
@@ -358,7 +388,7 @@ impl SessionStore {
         let revoked = result.rows_affected > 0;
         if revoked {
             // Before anyone hears of it: this instance refuses the session at once.
-            self.cache.insert(id.0, Slot::Ended(ended_by(reason)));
+            self.end(id.0, ended_by(reason));
             tracing::info!(
                 security_event = "session_revoked",
                 user_id = %user,
@@ -374,6 +404,23 @@ impl SessionStore {
             });
         }
         Ok(revoked)
+    }
+
+    /// Ends one of `user`'s active sessions; `false` (a 404 for the API) for a
+    /// session that is not theirs, not active, or does not exist.
+    pub async fn revoke_own(
+        &self,
+        id: SessionId,
+        user: UserId,
+        reason: RevocationReason,
+    ) -> Result<bool, Error> {
+        let Some(session) = session::Entity::find_by_id(id.0).one(&self.db).await? else {
+            return Ok(false);
+        };
+        if session.user_id != user.0 || check_active(&session, now()).is_err() {
+            return Ok(false);
+        }
+        self.revoke(id, user, reason).await
     }
 
     /// Ends every active session of a user.

@@ -26,6 +26,10 @@ use crate::{
 
 /// How many frames may wait for a slow reader before room messages to it drop.
 const OUTBOX_CAPACITY: usize = 64;
+/// How long one write may wait for a peer that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rooms one socket may be subscribed to at once.
+pub const MAX_ROOMS_PER_SOCKET: usize = 64;
 
 /// Runs a socket to its end. `identity` is `None` for a socket that must send an
 /// `auth` frame first.
@@ -93,6 +97,7 @@ impl Conn {
         let deadline = Instant::now() + self.ctx.auth_timeout;
         loop {
             tokio::select! {
+                biased;
                 close = &mut self.close_rx => return Err(close.unwrap_or(Close::SHUTDOWN)),
                 _ = sleep_until(deadline) => return Err(Close::AUTH_TIMEOUT),
                 msg = self.socket.next() => match msg {
@@ -126,6 +131,15 @@ impl Conn {
         {
             return close;
         }
+        // A revocation between the credential check and the bind found no socket to
+        // close; the session's end is recorded before it is announced, so asking
+        // once more now, bound, leaves no gap.
+        match self.ctx.auth.sessions.active(identity.session_id).await {
+            Ok(_) => {}
+            Err(Error::Auth(AuthError::SessionExpired)) => return Close::SESSION_EXPIRED,
+            Err(Error::Auth(_)) => return Close::SESSION_REVOKED,
+            Err(_) => return Close::NORMAL,
+        }
         tracing::info!(user_id = %identity.user_id, session_id = %identity.session_id, source = identity.source.as_str(), "socket authenticated");
         let heartbeat = self.ctx.heartbeat;
         if self
@@ -147,11 +161,13 @@ impl Conn {
         let mut last_heard = Instant::now();
 
         loop {
+            // Biased: an ended session or a shutdown wins over pending traffic.
             tokio::select! {
+                biased;
                 close = &mut self.close_rx => return close.unwrap_or(Close::SHUTDOWN),
                 _ = sleep_until(expiry) => return Close::SESSION_EXPIRED,
                 Some(text) = self.inbox.recv() => {
-                    if self.socket.send(Message::Text(text.to_string())).await.is_err() {
+                    if self.send(text.to_string()).await.is_err() {
                         return Close::NORMAL;
                     }
                 }
@@ -159,20 +175,21 @@ impl Conn {
                     if last_heard.elapsed() > heartbeat * 3 {
                         return Close::HEARTBEAT_TIMEOUT;
                     }
-                    if self.socket.send(Message::Ping(Vec::new())).await.is_err() {
+                    if self.send_message(Message::Ping(Vec::new())).await.is_err() {
                         return Close::NORMAL;
                     }
                 }
                 msg = self.socket.next() => {
                     last_heard = Instant::now();
+                    // Every data frame counts against the rate, not only text.
+                    if matches!(msg, Some(Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_))))
+                        && limiter.check().is_err()
+                    {
+                        tracing::warn!(security_event = "rate_limited", user_id = %identity.user_id, "socket flooding");
+                        return Close::RATE_LIMITED;
+                    }
                     let step = match msg {
-                        Some(Ok(Message::Text(text))) => {
-                            if limiter.check().is_err() {
-                                tracing::warn!(security_event = "rate_limited", user_id = %identity.user_id, "socket flooding");
-                                return Close::RATE_LIMITED;
-                            }
-                            self.on_text(&identity, &text).await
-                        }
+                        Some(Ok(Message::Text(text))) => self.on_text(&identity, &text).await,
                         Some(Ok(Message::Binary(_))) => {
                             self.error("bad_request", "frames are JSON text").await
                         }
@@ -212,6 +229,13 @@ impl Conn {
             ClientFrame::Ping { id } => ServerFrame::Pong { id }.to_text(),
             ClientFrame::Whoami => ServerFrame::identity(identity).to_text(),
             ClientFrame::Subscribe { room } => match RoomName::parse(&room) {
+                Ok(name)
+                    if !self.rooms.contains(&name) && self.rooms.len() >= MAX_ROOMS_PER_SOCKET =>
+                {
+                    return self
+                        .error("too_many_rooms", "a socket may join at most 64 rooms")
+                        .await;
+                }
                 Ok(name) => {
                     self.ctx
                         .rooms
@@ -259,7 +283,16 @@ impl Conn {
     }
 
     async fn send(&mut self, text: String) -> Result<(), ()> {
-        self.socket.send(Message::Text(text)).await.map_err(|_| ())
+        self.send_message(Message::Text(text)).await
+    }
+
+    /// Sends, giving up after [`WRITE_TIMEOUT`]: a peer that stopped reading must not
+    /// park this task where revocation, expiry and heartbeats cannot reach it.
+    async fn send_message(&mut self, message: Message) -> Result<(), ()> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
     }
 
     async fn finish(mut self, close: Close) {

@@ -60,7 +60,7 @@ pub async fn route(
     state: Data<&Arc<AppState>>,
     ctx: Data<&Arc<WsContext>>,
 ) -> Result<impl IntoResponse, Error> {
-    state.limits.ws_handshake.check(&state.ip(req))?;
+    state.limits.ws_handshake.check(&state.limit_key(req))?;
     let identity = resolve::resolve_optional(req, &state.auth).await?;
     if let Some(id) = &identity
         && !ctx.registry.has_room_for(id.user_id)

@@ -166,6 +166,22 @@ impl Registry {
         }
     }
 
+    /// Re-checks every live socket's session every `every`, on any backend: the
+    /// bound on a lost revocation event, and what closes sockets of sessions that
+    /// reached their idle expiry.
+    pub fn spawn_sweeper(&self, auth: Arc<Auth>, every: Duration) {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                // An incomplete pass is retried at the next tick.
+                registry.recheck(&auth).await;
+            }
+        });
+    }
+
     /// Re-checks until one pass completes, retrying every half second while the
     /// database does not answer: a missed event must not stay missed.
     pub async fn recheck_until_complete(&self, auth: &Auth) {
@@ -217,8 +233,8 @@ impl Registry {
         let mut closed = 0;
         let mut complete = true;
         for session in &sessions {
-            match auth.sessions.load(*session).await {
-                Ok(_) => {}
+            match auth.sessions.check(*session).await {
+                Ok(()) => {}
                 Err(crate::error::Error::Auth(e)) => {
                     let close = match e {
                         crate::auth::AuthError::SessionExpired => Close::SESSION_EXPIRED,

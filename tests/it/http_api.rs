@@ -704,3 +704,20 @@ async fn rooms_refuse_bad_names_and_empty_bodies() {
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{room} {body}");
     }
 }
+
+#[tokio::test]
+async fn revoking_ones_own_expired_session_is_404() {
+    let app = spawn_with(|c| c.session_ttl_seconds = 2).await;
+    let email = app.new_user().await;
+    let old = app.login_tokens(&email).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let fresh = app.login_tokens(&email).await;
+    let resp = app
+        .http
+        .delete(app.url(&format!("/api/sessions/{}", old.session_id)))
+        .bearer_auth(&fresh.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}

@@ -516,3 +516,66 @@ async fn a_reading_peer_survives_heartbeats() {
     assert!(pings >= 3, "{pings} pings");
     assert_alive(&mut ws).await;
 }
+
+#[tokio::test]
+async fn a_socket_may_join_only_so_many_rooms() {
+    let app = spawn_app().await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_bearer(&tokens.access).await;
+    for i in 0..64 {
+        send_json(
+            &mut ws,
+            json!({"type": "subscribe", "room": format!("r{i}")}),
+        )
+        .await;
+        assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+    }
+    send_json(
+        &mut ws,
+        json!({"type": "subscribe", "room": "one-too-many"}),
+    )
+    .await;
+    let reply = next_json(&mut ws).await;
+    assert_eq!(reply["type"], "error");
+    assert_eq!(reply["code"], "too_many_rooms");
+    // Re-joining a room already joined is fine.
+    send_json(&mut ws, json!({"type": "subscribe", "room": "r0"})).await;
+    assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+}
+
+#[tokio::test]
+async fn binary_floods_count_against_the_rate_too() {
+    let app = spawn_with(|c| c.ws_messages_per_second = 5).await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_bearer(&tokens.access).await;
+    for _ in 0..30 {
+        if ws
+            .send(Message::Binary(vec![0u8; 16].into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        expect_close(&mut ws, Duration::from_secs(3)).await,
+        (4429, "rate_limited".into())
+    );
+}
+
+#[tokio::test]
+async fn a_socket_closes_when_its_session_goes_idle_and_sockets_do_not_keep_it_alive() {
+    let app = spawn_with(|c| {
+        c.session_idle_seconds = 2;
+        c.sweep_seconds = 1;
+    })
+    .await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_bearer(&tokens.access).await;
+    let (code, reason) = expect_close(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!((code, reason.as_str()), (4403, "session_expired"));
+    assert_eq!(
+        app.me_bearer(&tokens.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
