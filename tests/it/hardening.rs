@@ -197,12 +197,8 @@ async fn huge_credential_headers_get_431() {
     let app = spawn_app().await;
     let huge = "a".repeat(20 * 1024);
     let resp = app
-        .http
-        .get(app.url("/api/me"))
-        .header("cookie", format!("doorman_access={huge}"))
-        .send()
-        .await
-        .unwrap();
+        .get_with_cookie("/api/me", &format!("doorman_access={huge}"))
+        .await;
     assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     let resp = app
         .http

@@ -246,6 +246,31 @@ impl TestApp {
         self.login_tokens(&email).await
     }
 
+    /// A body-less request with a Bearer token.
+    pub async fn bearer(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        access: &str,
+    ) -> reqwest::Response {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(access)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A GET with a `Cookie` header.
+    pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub async fn me_bearer(&self, access: &str) -> reqwest::Response {
         self.http
             .get(self.url("/api/me"))

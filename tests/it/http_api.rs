@@ -129,12 +129,8 @@ async fn cookie_login_sets_httponly_cookies_and_puts_no_token_in_the_body() {
     assert!(refresh_line.contains("Path=/api/auth"), "{refresh_line}");
 
     let me = app
-        .http
-        .get(app.url("/api/me"))
-        .header("cookie", format!("doorman_access={access}"))
-        .send()
-        .await
-        .unwrap();
+        .get_with_cookie("/api/me", &format!("doorman_access={access}"))
+        .await;
     assert_eq!(me.status(), StatusCode::OK);
     let me: Value = me.json().await.unwrap();
     assert_eq!(me["auth_source"], "cookie");
@@ -379,12 +375,8 @@ async fn cookie_logout_needs_origin_and_clears_both_cookies() {
         assert!(line.contains("Max-Age=0"), "{line}");
     }
     let me = app
-        .http
-        .get(app.url("/api/me"))
-        .header("cookie", cookies.access_header())
-        .send()
-        .await
-        .unwrap();
+        .get_with_cookie("/api/me", &cookies.access_header())
+        .await;
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -442,12 +434,8 @@ async fn cookie_requests_with_unsafe_methods_follow_the_origin_rule() {
     );
     // A safe method with a cookie needs no Origin.
     let me = app
-        .http
-        .get(app.url("/api/me"))
-        .header("cookie", cookies.access_header())
-        .send()
-        .await
-        .unwrap();
+        .get_with_cookie("/api/me", &cookies.access_header())
+        .await;
     assert_eq!(me.status(), StatusCode::OK);
 
     // Bearer credentials cannot be forged cross-site: no Origin needed.
@@ -555,12 +543,8 @@ async fn sessions_are_listed_and_revoked_only_by_their_owner() {
     let stranger = app.user_with_tokens().await;
 
     let list: Value = app
-        .http
-        .get(app.url("/api/sessions"))
-        .bearer_auth(&one.access)
-        .send()
+        .bearer(reqwest::Method::GET, "/api/sessions", &one.access)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -573,38 +557,38 @@ async fn sessions_are_listed_and_revoked_only_by_their_owner() {
 
     // Someone else's session id is a 404, and stays alive.
     let resp = app
-        .http
-        .delete(app.url(&format!("/api/sessions/{}", two.session_id)))
-        .bearer_auth(&stranger.access)
-        .send()
-        .await
-        .unwrap();
+        .bearer(
+            reqwest::Method::DELETE,
+            &format!("/api/sessions/{}", two.session_id),
+            &stranger.access,
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_eq!(app.me_bearer(&two.access).await.status(), StatusCode::OK);
     let random = app
-        .http
-        .delete(app.url(&format!("/api/sessions/{}", uuid::Uuid::new_v4())))
-        .bearer_auth(&one.access)
-        .send()
-        .await
-        .unwrap();
+        .bearer(
+            reqwest::Method::DELETE,
+            &format!("/api/sessions/{}", uuid::Uuid::new_v4()),
+            &one.access,
+        )
+        .await;
     assert_eq!(random.status(), StatusCode::NOT_FOUND);
     let malformed = app
-        .http
-        .delete(app.url("/api/sessions/not-a-uuid"))
-        .bearer_auth(&one.access)
-        .send()
-        .await
-        .unwrap();
+        .bearer(
+            reqwest::Method::DELETE,
+            "/api/sessions/not-a-uuid",
+            &one.access,
+        )
+        .await;
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
 
     let resp = app
-        .http
-        .delete(app.url(&format!("/api/sessions/{}", two.session_id)))
-        .bearer_auth(&one.access)
-        .send()
-        .await
-        .unwrap();
+        .bearer(
+            reqwest::Method::DELETE,
+            &format!("/api/sessions/{}", two.session_id),
+            &one.access,
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         app.me_bearer(&two.access).await.status(),
@@ -621,12 +605,8 @@ async fn revoking_all_sessions_logs_out_everywhere_but_not_other_users() {
     let two = app.login_tokens(&email).await;
     let stranger = app.user_with_tokens().await;
     let resp = app
-        .http
-        .delete(app.url("/api/sessions"))
-        .bearer_auth(&one.access)
-        .send()
-        .await
-        .unwrap();
+        .bearer(reqwest::Method::DELETE, "/api/sessions", &one.access)
+        .await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         app.me_bearer(&one.access).await.status(),
@@ -713,11 +693,11 @@ async fn revoking_ones_own_expired_session_is_404() {
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let fresh = app.login_tokens(&email).await;
     let resp = app
-        .http
-        .delete(app.url(&format!("/api/sessions/{}", old.session_id)))
-        .bearer_auth(&fresh.access)
-        .send()
-        .await
-        .unwrap();
+        .bearer(
+            reqwest::Method::DELETE,
+            &format!("/api/sessions/{}", old.session_id),
+            &fresh.access,
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }

@@ -300,12 +300,12 @@ async fn revoking_a_session_or_all_sessions_closes_their_sockets() {
     let (mut ws_stranger, _) = app.ws_bearer(&stranger.access).await;
 
     let resp = app
-        .http
-        .delete(app.url(&format!("/api/sessions/{}", two.session_id)))
-        .bearer_auth(&one.access)
-        .send()
-        .await
-        .unwrap();
+        .bearer(
+            reqwest::Method::DELETE,
+            &format!("/api/sessions/{}", two.session_id),
+            &one.access,
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         expect_close(&mut ws_two, Duration::from_secs(1)).await.0,
@@ -314,12 +314,8 @@ async fn revoking_a_session_or_all_sessions_closes_their_sockets() {
     assert_alive(&mut ws_one).await;
 
     let resp = app
-        .http
-        .delete(app.url("/api/sessions"))
-        .bearer_auth(&one.access)
-        .send()
-        .await
-        .unwrap();
+        .bearer(reqwest::Method::DELETE, "/api/sessions", &one.access)
+        .await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         expect_close(&mut ws_one, Duration::from_secs(1)).await.0,
