@@ -321,7 +321,7 @@ impl SessionStore {
             return Err(AuthError::RefreshTokenReused.into());
         }
 
-        self.touch_now(&session).await?;
+        self.touch_row(session.id, now).await?;
         let (refresh_token, refresh_expires_in) =
             self.mint_refresh(&session, Some(successor)).await?;
         Ok(Opened {
@@ -329,20 +329,6 @@ impl SessionStore {
             refresh_token,
             refresh_expires_in,
         })
-    }
-
-    async fn touch_now(&self, session: &session::Model) -> Result<(), Error> {
-        let now = now();
-        session::Entity::update_many()
-            .col_expr(session::Column::LastUsedAt, Expr::value(now))
-            .col_expr(
-                session::Column::IdleExpiresAt,
-                Expr::value(now + self.settings.idle),
-            )
-            .filter(session::Column::Id.eq(session.id))
-            .exec(&self.db)
-            .await?;
-        Ok(())
     }
 
     async fn mint_refresh(

@@ -106,8 +106,9 @@ impl Conn {
                             Ok(ClientFrame::Auth { token }) => {
                                 match self.ctx.auth.authenticate(&token, AuthSource::Message).await {
                                     Ok(identity) => Ok(identity),
-                                    Err(Error::Auth(AuthError::SessionRevoked)) => Err(Close::SESSION_REVOKED),
-                                    Err(Error::Auth(AuthError::SessionExpired)) => Err(Close::SESSION_EXPIRED),
+                                    Err(Error::Auth(
+                                        e @ (AuthError::SessionRevoked | AuthError::SessionExpired),
+                                    )) => Err(Close::session_ended(e)),
                                     Err(_) => Err(Close::INVALID_TOKEN),
                                 }
                             }
@@ -136,8 +137,7 @@ impl Conn {
         // once more now, bound, leaves no gap.
         match self.ctx.auth.sessions.active(identity.session_id).await {
             Ok(_) => {}
-            Err(Error::Auth(AuthError::SessionExpired)) => return Close::SESSION_EXPIRED,
-            Err(Error::Auth(_)) => return Close::SESSION_REVOKED,
+            Err(Error::Auth(e)) => return Close::session_ended(e),
             Err(_) => return Close::NORMAL,
         }
         tracing::info!(user_id = %identity.user_id, session_id = %identity.session_id, source = identity.source.as_str(), "socket authenticated");

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::auth::{AuthSource, Identity};
+use crate::auth::{AuthError, AuthSource, Identity};
 
 /// A frame from the client.
 #[derive(Debug, Deserialize)]
@@ -87,6 +87,14 @@ pub struct Close {
 }
 
 impl Close {
+    /// The close for a socket whose session ended for reason `why`.
+    pub fn session_ended(why: AuthError) -> Close {
+        match why {
+            AuthError::SessionExpired => Close::SESSION_EXPIRED,
+            _ => Close::SESSION_REVOKED,
+        }
+    }
+
     pub const NORMAL: Close = Close {
         code: 1000,
         reason: "",

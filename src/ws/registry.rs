@@ -236,11 +236,7 @@ impl Registry {
             match auth.sessions.check(*session).await {
                 Ok(()) => {}
                 Err(crate::error::Error::Auth(e)) => {
-                    let close = match e {
-                        crate::auth::AuthError::SessionExpired => Close::SESSION_EXPIRED,
-                        _ => Close::SESSION_REVOKED,
-                    };
-                    closed += self.close_session(*session, close);
+                    closed += self.close_session(*session, Close::session_ended(e));
                 }
                 Err(e) => {
                     complete = false;
