@@ -60,7 +60,7 @@ impl Application {
             .and_then(|a| a.as_socket_addr().copied())
             .ok_or_else(|| StartError::Config("listener has no socket address".into()))?;
         config.bind = addr;
-        let trusted = config.trusted_proxies().map_err(StartError::Config)?;
+        let trusted = config.trusted_proxies();
         let mut options = ConnectOptions::new(config.database_url.clone());
         // SQL logging would print bound values (hashes, user agents): keep it off.
         options.sqlx_logging(false);
@@ -74,11 +74,11 @@ impl Application {
                 AuthSettings {
                     public_url: config.public_url(),
                     allowed_origins: config.allowed_origins(),
-                    access_ttl: config.access_ttl(),
+                    access_ttl: config.access_ttl,
                     sessions: SessionSettings {
-                        absolute: Duration::from_secs(config.session_ttl_seconds),
-                        idle: Duration::from_secs(config.session_idle_seconds),
-                        refresh_grace: Duration::from_secs(config.refresh_reuse_grace_seconds),
+                        absolute: config.session_ttl,
+                        idle: config.session_idle,
+                        refresh_grace: config.refresh_reuse_grace,
                     },
                     hash_concurrency: std::thread::available_parallelism()
                         .map(|n| n.get())
@@ -92,27 +92,24 @@ impl Application {
         let limits = Arc::new(Limits::new(&config));
         limits.spawn_sweeper(Duration::from_secs(60));
         let rooms = Rooms::default();
-        let registry = Registry::new(config.ws_max_sockets_per_user.max(1));
+        let registry = Registry::new(config.ws_max_sockets_per_user);
         registry.spawn_revocation_listener(auth.clone());
-        registry.spawn_sweeper(
-            auth.clone(),
-            Duration::from_secs(config.sweep_seconds.max(1)),
-        );
+        registry.spawn_sweeper(auth.clone(), config.sweep);
         cluster::Bridge {
             db,
             bus,
             rooms: rooms.clone(),
             registry: registry.clone(),
             auth: auth.clone(),
-            sweep_every: Duration::from_secs(config.sweep_seconds.max(1)),
+            sweep_every: config.sweep,
         }
         .start();
         let ws = Arc::new(WsContext {
             auth: auth.clone(),
             registry: registry.clone(),
             rooms: rooms.clone(),
-            auth_timeout: Duration::from_secs(config.ws_auth_timeout_seconds),
-            heartbeat: Duration::from_secs(config.ws_heartbeat_seconds.max(1)),
+            auth_timeout: config.ws_auth_timeout,
+            heartbeat: config.ws_heartbeat,
             messages_per_second: NonZeroU32::new(config.ws_messages_per_second)
                 .unwrap_or(NonZeroU32::MIN),
             config: WsContext::socket_config(config.ws_max_message_bytes),

@@ -1,5 +1,10 @@
 //! The one configuration struct: command-line flags with `DOORMAN_*` environment
 //! fallbacks, parsed once in `main` and passed down.
+//!
+//! Every value is parsed into its real type here (URLs, origins, networks,
+//! durations), so nonsense is refused at start with one line naming the setting,
+//! never trusted blindly: `HTTPS://…` is an https URL, `0.2` is a fine number of
+//! seconds, `10s` is not.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -22,14 +27,16 @@ pub struct Config {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "sqlite://doorman.db?mode=rwc"
+        default_value = "sqlite://doorman.db?mode=rwc",
+        value_parser = parse_database_url
     )]
     pub database_url: String,
 
-    /// The URL users reach (default `http://` + the bind address). An https URL turns
-    /// on `Secure` cookies with the `__Host-` prefix.
-    #[arg(long, env = "DOORMAN_PUBLIC_URL")]
-    pub public_url: Option<String>,
+    /// The URL users reach (default `http://` + the bind address): an `http` or
+    /// `https` origin, served at its root. An https URL turns on `Secure` cookies with
+    /// the `__Host-` prefix.
+    #[arg(long, env = "DOORMAN_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<PublicUrl>,
 
     /// Extra origins (comma-separated, exact `scheme://host[:port]`) allowed for cookie
     /// credentials and CORS.
@@ -37,68 +44,98 @@ pub struct Config {
         long,
         env = "DOORMAN_ALLOWED_ORIGINS",
         value_delimiter = ',',
-        default_value = ""
+        value_parser = parse_origin_item
     )]
-    pub allowed_origins: Vec<String>,
+    pub allowed_origins: Vec<Origin>,
 
     /// Per-IP WebSocket handshakes per second.
-    #[arg(long, env = "DOORMAN_WS_HANDSHAKE_PER_SECOND", default_value_t = 20)]
+    #[arg(long, env = "DOORMAN_WS_HANDSHAKE_PER_SECOND", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_handshake_per_second: u32,
 
     /// Per-IP WebSocket handshake burst.
-    #[arg(long, env = "DOORMAN_WS_HANDSHAKE_BURST", default_value_t = 40)]
+    #[arg(long, env = "DOORMAN_WS_HANDSHAKE_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_handshake_burst: u32,
 
-    /// Per-IP login attempts per minute (register and refresh share the same rate).
-    #[arg(long, env = "DOORMAN_LOGIN_PER_MINUTE", default_value_t = 10)]
+    /// Per-IP login and register attempts per minute; also the per-account ceiling on
+    /// failed logins (see docs/security.md for the arithmetic).
+    #[arg(long, env = "DOORMAN_LOGIN_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub login_per_minute: u32,
 
+    /// Room messages per second one user may publish, over WebSocket and HTTP
+    /// together (burst twice that).
+    #[arg(long, env = "DOORMAN_PUBLISH_PER_SECOND", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub publish_per_second: u32,
+
     /// Access-token lifetime in seconds.
-    #[arg(long, env = "DOORMAN_ACCESS_TTL_SECONDS", default_value_t = 900)]
-    pub access_ttl_seconds: u64,
+    #[arg(long = "access-ttl-seconds", env = "DOORMAN_ACCESS_TTL_SECONDS", default_value = "900", value_parser = parse_positive_seconds)]
+    pub access_ttl: Duration,
 
     /// Absolute session lifetime in seconds (default 30 days).
-    #[arg(long, env = "DOORMAN_SESSION_TTL_SECONDS", default_value_t = 30 * 24 * 3600)]
-    pub session_ttl_seconds: u64,
+    #[arg(long = "session-ttl-seconds", env = "DOORMAN_SESSION_TTL_SECONDS", default_value = "2592000", value_parser = parse_positive_seconds)]
+    pub session_ttl: Duration,
 
     /// A session unused for this many seconds expires (default 7 days).
-    #[arg(long, env = "DOORMAN_SESSION_IDLE_SECONDS", default_value_t = 7 * 24 * 3600)]
-    pub session_idle_seconds: u64,
+    #[arg(long = "session-idle-seconds", env = "DOORMAN_SESSION_IDLE_SECONDS", default_value = "604800", value_parser = parse_positive_seconds)]
+    pub session_idle: Duration,
 
     /// Window in which a just-used refresh token may be presented again by a concurrent
     /// request without counting as reuse.
     #[arg(
-        long,
+        long = "refresh-reuse-grace-seconds",
         env = "DOORMAN_REFRESH_REUSE_GRACE_SECONDS",
-        default_value_t = 10
+        default_value = "10",
+        value_parser = parse_seconds
     )]
-    pub refresh_reuse_grace_seconds: u64,
+    pub refresh_reuse_grace: Duration,
 
     /// How long a credential-less socket may wait before its `auth` frame.
-    #[arg(long, env = "DOORMAN_WS_AUTH_TIMEOUT_SECONDS", default_value_t = 10)]
-    pub ws_auth_timeout_seconds: u64,
+    #[arg(long = "ws-auth-timeout-seconds", env = "DOORMAN_WS_AUTH_TIMEOUT_SECONDS", default_value = "10", value_parser = parse_positive_seconds)]
+    pub ws_auth_timeout: Duration,
 
     /// Largest WebSocket message in bytes; a larger one closes the socket with 1009.
-    #[arg(long, env = "DOORMAN_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "DOORMAN_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024, value_parser = parse_message_bytes)]
     pub ws_max_message_bytes: usize,
 
     /// Messages per second one socket may send (burst twice that) before 4429.
-    #[arg(long, env = "DOORMAN_WS_MESSAGES_PER_SECOND", default_value_t = 50)]
+    #[arg(long, env = "DOORMAN_WS_MESSAGES_PER_SECOND", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_messages_per_second: u32,
 
     /// Open sockets one user may hold at once.
-    #[arg(long, env = "DOORMAN_WS_MAX_SOCKETS_PER_USER", default_value_t = 32)]
+    #[arg(long, env = "DOORMAN_WS_MAX_SOCKETS_PER_USER", default_value_t = 32, value_parser = parse_positive_count)]
     pub ws_max_sockets_per_user: usize,
 
     /// Seconds between server heartbeat pings; a peer silent for three of them is closed.
-    #[arg(long, env = "DOORMAN_WS_HEARTBEAT_SECONDS", default_value_t = 30)]
-    pub ws_heartbeat_seconds: u64,
+    #[arg(long = "ws-heartbeat-seconds", env = "DOORMAN_WS_HEARTBEAT_SECONDS", default_value = "30", value_parser = parse_positive_seconds)]
+    pub ws_heartbeat: Duration,
 
     /// How often every live socket's session is re-checked against the database: the
     /// bound on how long a lost revocation event (PostgreSQL) can keep a socket open,
     /// and how soon a socket closes after its session's idle expiry.
-    #[arg(long, env = "DOORMAN_SWEEP_SECONDS", default_value_t = 30)]
-    pub sweep_seconds: u64,
+    #[arg(long = "sweep-seconds", env = "DOORMAN_SWEEP_SECONDS", default_value = "30", value_parser = parse_positive_seconds)]
+    pub sweep: Duration,
+
+    /// A request whose headers have not all arrived this many seconds after its first
+    /// byte is dropped.
+    #[arg(long = "header-timeout-seconds", env = "DOORMAN_HEADER_TIMEOUT_SECONDS", default_value = "10", value_parser = parse_positive_seconds)]
+    pub header_timeout: Duration,
+
+    /// A request body not received within this many seconds is answered 408
+    /// `request_timeout`.
+    #[arg(long = "body-timeout-seconds", env = "DOORMAN_BODY_TIMEOUT_SECONDS", default_value = "10", value_parser = parse_positive_seconds)]
+    pub body_timeout: Duration,
+
+    /// Idle keep-alive HTTP connections are closed after this many seconds.
+    #[arg(long = "idle-timeout-seconds", env = "DOORMAN_IDLE_TIMEOUT_SECONDS", default_value = "60", value_parser = parse_positive_seconds)]
+    pub idle_timeout: Duration,
+
+    /// Concurrent HTTP connections from one client IP; further ones are closed at once.
+    #[arg(long, env = "DOORMAN_MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = parse_positive_count)]
+    pub max_connections_per_ip: usize,
+
+    /// No request waits longer than this for the database before it answers 503
+    /// `database_unavailable`.
+    #[arg(long = "db-timeout-seconds", env = "DOORMAN_DB_TIMEOUT_SECONDS", default_value = "3", value_parser = parse_positive_seconds)]
+    pub db_timeout: Duration,
 
     /// Peers (IPs or CIDRs, comma-separated) whose `X-Forwarded-For`/`Forwarded`
     /// headers are believed.
@@ -106,9 +143,9 @@ pub struct Config {
         long,
         env = "DOORMAN_TRUSTED_PROXIES",
         value_delimiter = ',',
-        default_value = ""
+        value_parser = parse_network_item
     )]
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<Network>,
 
     /// `text` or `json`.
     #[arg(long, env = "DOORMAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -129,44 +166,283 @@ pub enum LogFormat {
     Json,
 }
 
+/// The public URL, reduced to its origin: lower-case `http(s)://host[:port]`, the
+/// default port left out, no trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, normalised like
+/// [`PublicUrl`] (an empty list item is allowed and means nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin(Option<String>);
+
+/// One trusted-proxy network (an empty list item is allowed and means nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network(Option<IpNet>);
+
 impl Config {
     /// The public URL without a trailing slash.
     pub fn public_url(&self) -> String {
         match &self.public_url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
+            Some(url) => url.as_str().to_owned(),
             None => format!("http://{}", self.bind),
         }
     }
 
-    /// Whether users reach the server over https (turns on `Secure` cookies).
-    pub fn is_https(&self) -> bool {
-        self.public_url().starts_with("https://")
-    }
-
-    /// The configured extra origins, trimmed, without empties.
+    /// The configured extra origins.
     pub fn allowed_origins(&self) -> Vec<String> {
         self.allowed_origins
             .iter()
-            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
-            .filter(|o| !o.is_empty())
+            .filter_map(|o| o.0.clone())
             .collect()
     }
 
     /// The trusted proxies as networks; a bare IP is a /32 or /128.
-    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, String> {
-        self.trusted_proxies
-            .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("DOORMAN_TRUSTED_PROXIES: `{s}` is not an IP or CIDR"))
-            })
-            .collect()
+    pub fn trusted_proxies(&self) -> Vec<IpNet> {
+        self.trusted_proxies.iter().filter_map(|n| n.0).collect()
     }
 
-    pub fn access_ttl(&self) -> Duration {
-        Duration::from_secs(self.access_ttl_seconds)
+    /// The one-line message for a configuration that did not parse: which setting
+    /// (its environment variable and flag), the value and what is wrong with it.
+    pub fn explain(err: &clap::Error) -> String {
+        let text = err.to_string();
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("invalid configuration")
+            .trim_start_matches("error: ")
+            .to_owned();
+        // Name the environment variable too: operators set those, not flags.
+        let command = <Self as clap::CommandFactory>::command();
+        for arg in command.get_arguments() {
+            let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+                continue;
+            };
+            if !first.contains(&format!("'--{long} ")) && !first.contains(&format!("'--{long}'")) {
+                continue;
+            }
+            let mut line = first.clone();
+            // A database URL may carry a password: never echo it.
+            if env == "DATABASE_URL"
+                && let Some(clap::error::ContextValue::String(value)) =
+                    err.get(clap::error::ContextKind::InvalidValue)
+            {
+                line = line.replace(&format!("'{value}'"), "'…'");
+            }
+            return format!("{} (--{long}): {line}", env.to_string_lossy());
+        }
+        first
+    }
+}
+
+impl std::str::FromStr for PublicUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_public_url(s)
+    }
+}
+
+impl std::str::FromStr for Origin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_origin_item(s)
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_network_item(s)
+    }
+}
+
+/// A number of seconds, fractions allowed (`0.2`), zero allowed.
+fn parse_seconds(raw: &str) -> Result<Duration, String> {
+    let s = raw.trim();
+    let n: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds (e.g. `10` or `0.5`)"))?;
+    // f64 parses `inf`, `NaN` and `1e400`; none of them is a duration.
+    if !n.is_finite() || n < 0.0 {
+        return Err(format!("`{s}` is not a number of seconds ≥ 0"));
+    }
+    Duration::try_from_secs_f64(n).map_err(|_| format!("`{s}` seconds is too long"))
+}
+
+/// Like [`parse_seconds`], but zero is refused: a zero lifetime, timeout or interval
+/// makes the server useless or spins it.
+fn parse_positive_seconds(raw: &str) -> Result<Duration, String> {
+    let d = parse_seconds(raw)?;
+    if d < Duration::from_millis(1) {
+        return Err(format!("`{}` must be at least 0.001 seconds", raw.trim()));
+    }
+    Ok(d)
+}
+
+fn parse_positive_count(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{}` is not a whole number ≥ 1", raw.trim())),
+    }
+}
+
+fn parse_message_bytes(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(n) if (128..=16 * 1024 * 1024).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{}` is not a byte count from 128 to 16777216",
+            raw.trim()
+        )),
+    }
+}
+
+fn parse_database_url(raw: &str) -> Result<String, String> {
+    let s = raw.trim();
+    let scheme = s.split_once("://").map(|(scheme, _)| scheme);
+    match scheme.map(str::to_ascii_lowercase).as_deref() {
+        Some("sqlite" | "postgres" | "postgresql") => Ok(s.to_owned()),
+        // Never echo the URL: it may carry a password.
+        _ => Err("must start with `sqlite://`, `postgres://` or `postgresql://`".into()),
+    }
+}
+
+/// An http(s) origin: scheme and host, an optional port, nothing else (a path of
+/// `/` is tolerated). `what` names the kind of value in the message.
+fn parse_origin_url(raw: &str, what: &str) -> Result<String, String> {
+    let s = raw.trim();
+    let url = url::Url::parse(s).map_err(|e| format!("`{s}` is not {what}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "`{s}` is not {what}: the scheme must be http or https"
+        ));
+    }
+    if url.host().is_none() {
+        return Err(format!("`{s}` is not {what}: it has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("`{s}` is not {what}: it carries credentials"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{s}` is not {what}: only scheme, host and port are allowed (doorman is served at the root)"
+        ));
+    }
+    // The serialisation browsers use in `Origin`: lower case, default port dropped.
+    Ok(url.origin().ascii_serialization())
+}
+
+fn parse_public_url(raw: &str) -> Result<PublicUrl, String> {
+    parse_origin_url(raw, "an http(s) URL").map(PublicUrl)
+}
+
+fn parse_origin_item(raw: &str) -> Result<Origin, String> {
+    if raw.trim().is_empty() {
+        return Ok(Origin(None));
+    }
+    parse_origin_url(raw, "an origin").map(|o| Origin(Some(o)))
+}
+
+fn parse_network_item(raw: &str) -> Result<Network, String> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Ok(Network(None));
+    }
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map(|n| Network(Some(n)))
+        .map_err(|_| format!("`{s}` is not an IP address or CIDR network"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        let mut all = vec!["doorman"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all)
+    }
+
+    #[test]
+    fn seconds_accept_fractions_and_refuse_nonsense() {
+        assert_eq!(parse_seconds("0.2"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_seconds(" 10 "), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        for bad in ["", "-1", "10s", "inf", "NaN", "1e400", "0x10"] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_positive_seconds("0").is_err());
+    }
+
+    #[test]
+    fn an_uppercase_https_public_url_is_https() {
+        let c = parse(&["--public-url", "HTTPS://Auth.Example.ORG:443/"]).unwrap();
+        assert_eq!(c.public_url(), "https://auth.example.org");
+        let c = parse(&["--public-url", "http://[::1]:8080"]).unwrap();
+        assert_eq!(c.public_url(), "http://[::1]:8080");
+    }
+
+    #[test]
+    fn public_urls_with_paths_or_other_schemes_are_refused() {
+        for bad in [
+            "auth.example.org",
+            "ftp://example.org",
+            "https://example.org/auth",
+            "https://user:pw@example.org",
+            "https://example.org/?a=b",
+            "https://",
+        ] {
+            assert!(parse(&["--public-url", bad]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn origins_are_normalised_and_checked() {
+        let c = parse(&[
+            "--allowed-origins",
+            "HTTPS://App.Example.org:443, http://localhost:3000,",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.allowed_origins(),
+            ["https://app.example.org", "http://localhost:3000"]
+        );
+        assert!(parse(&["--allowed-origins", "*"]).is_err());
+        assert!(parse(&["--allowed-origins", "null"]).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_must_be_ips_or_networks() {
+        let c = parse(&["--trusted-proxies", "10.0.0.0/8, 192.0.2.1,"]).unwrap();
+        assert_eq!(c.trusted_proxies().len(), 2);
+        assert!(parse(&["--trusted-proxies", "10.0.0.0/33"]).is_err());
+        assert!(parse(&["--trusted-proxies", "proxy.local"]).is_err());
+    }
+
+    #[test]
+    fn a_bad_value_is_explained_in_one_line_naming_the_variable() {
+        let err = parse(&["--access-ttl-seconds", "ten"]).unwrap_err();
+        let line = Config::explain(&err);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.starts_with("DOORMAN_ACCESS_TTL_SECONDS (--access-ttl-seconds):"),
+            "{line}"
+        );
+        assert!(line.contains("ten"), "{line}");
+    }
+
+    #[test]
+    fn database_urls_need_a_known_scheme_and_are_never_echoed() {
+        let err = parse(&["--database-url", "mysql://root:hunter2@db/x"]).unwrap_err();
+        let line = Config::explain(&err);
+        assert!(line.starts_with("DATABASE_URL"), "{line}");
+        // clap quotes the value it refused; the password must not reach a terminal log.
+        assert!(!line.contains("hunter2"), "{line}");
     }
 }

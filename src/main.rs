@@ -8,7 +8,14 @@ use doorman::{
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = match Config::try_parse() {
+        Ok(config) => config,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            eprintln!("doorman: {}", Config::explain(&e));
+            return ExitCode::from(2);
+        }
+    };
     if let Some(Command::Openapi) = config.command {
         print!("{}", doorman::api::spec_json());
         return ExitCode::SUCCESS;

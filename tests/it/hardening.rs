@@ -7,7 +7,8 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn cors_answers_listed_origins_only_and_never_with_a_wildcard() {
-    let app = spawn_with(|c| c.allowed_origins = vec!["https://app.example.org".into()]).await;
+    let app =
+        spawn_with(|c| c.allowed_origins = vec!["https://app.example.org".parse().unwrap()]).await;
     let preflight = |origin: &'static str| {
         app.http
             .request(reqwest::Method::OPTIONS, app.url("/api/me"))
@@ -104,7 +105,7 @@ async fn logins_are_throttled_per_ip_even_with_the_right_password() {
 async fn one_account_is_throttled_across_ips_without_touching_other_accounts() {
     let app = spawn_with(|c| {
         c.login_per_minute = 3;
-        c.trusted_proxies = vec!["127.0.0.0/8".into()];
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await;
     let victim = app.new_user().await;

@@ -138,7 +138,8 @@ async fn cookie_login_sets_httponly_cookies_and_puts_no_token_in_the_body() {
 
 #[tokio::test]
 async fn https_public_url_makes_cookies_secure_with_host_prefix() {
-    let app = spawn_with(|c| c.public_url = Some("https://auth.example.org".into())).await;
+    let app =
+        spawn_with(|c| c.public_url = Some("https://auth.example.org".parse().unwrap())).await;
     let email = app.new_user().await;
     let resp = app
         .post_json(
@@ -191,7 +192,7 @@ async fn unknown_email_and_wrong_password_get_the_same_answer() {
 
 #[tokio::test]
 async fn refresh_rotates_the_pair_and_spends_the_old_token() {
-    let app = spawn_with(|c| c.refresh_reuse_grace_seconds = 0).await;
+    let app = spawn_with(|c| c.refresh_reuse_grace = Duration::from_secs(0)).await;
     let first = app.user_with_tokens().await;
     let resp = app.refresh(&first.refresh).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -208,7 +209,7 @@ async fn refresh_rotates_the_pair_and_spends_the_old_token() {
 
 #[tokio::test]
 async fn a_reused_refresh_token_after_the_grace_window_revokes_the_session() {
-    let app = spawn_with(|c| c.refresh_reuse_grace_seconds = 1).await;
+    let app = spawn_with(|c| c.refresh_reuse_grace = Duration::from_secs(1)).await;
     let first = app.user_with_tokens().await;
     let second = Tokens::from_json(&app.refresh(&first.refresh).await.json().await.unwrap());
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -454,7 +455,8 @@ async fn cookie_requests_with_unsafe_methods_follow_the_origin_rule() {
 
 #[tokio::test]
 async fn allowed_origins_from_configuration_may_use_cookies() {
-    let app = spawn_with(|c| c.allowed_origins = vec!["https://app.example.org".into()]).await;
+    let app =
+        spawn_with(|c| c.allowed_origins = vec!["https://app.example.org".parse().unwrap()]).await;
     let email = app.new_user().await;
     let cookies = app.login_cookies(&email).await;
     let resp = app
@@ -628,7 +630,7 @@ async fn revoking_all_sessions_logs_out_everywhere_but_not_other_users() {
 
 #[tokio::test]
 async fn an_expired_session_refuses_its_tokens() {
-    let app = spawn_with(|c| c.session_ttl_seconds = 1).await;
+    let app = spawn_with(|c| c.session_ttl = Duration::from_secs(1)).await;
     let tokens = app.user_with_tokens().await;
     assert_eq!(app.me_bearer(&tokens.access).await.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -687,7 +689,7 @@ async fn rooms_refuse_bad_names_and_empty_bodies() {
 
 #[tokio::test]
 async fn revoking_ones_own_expired_session_is_404() {
-    let app = spawn_with(|c| c.session_ttl_seconds = 2).await;
+    let app = spawn_with(|c| c.session_ttl = Duration::from_secs(2)).await;
     let email = app.new_user().await;
     let old = app.login_tokens(&email).await;
     tokio::time::sleep(Duration::from_millis(2200)).await;

@@ -133,7 +133,7 @@ async fn a_credentialless_socket_authenticates_with_its_first_message() {
 
 #[tokio::test]
 async fn the_pending_state_closes_4400_4401_and_4408() {
-    let app = spawn_with(|c| c.ws_auth_timeout_seconds = 1).await;
+    let app = spawn_with(|c| c.ws_auth_timeout = Duration::from_secs(1)).await;
     let tokens = app.user_with_tokens().await;
 
     let mut ws = app.ws_connect(&[]).await.unwrap();
@@ -326,7 +326,7 @@ async fn revoking_a_session_or_all_sessions_closes_their_sockets() {
 
 #[tokio::test]
 async fn refresh_token_reuse_closes_the_sessions_sockets() {
-    let app = spawn_with(|c| c.refresh_reuse_grace_seconds = 0).await;
+    let app = spawn_with(|c| c.refresh_reuse_grace = Duration::from_secs(0)).await;
     let tokens = app.user_with_tokens().await;
     let (mut ws, _) = app.ws_bearer(&tokens.access).await;
     assert_eq!(app.refresh(&tokens.refresh).await.status(), StatusCode::OK);
@@ -343,7 +343,7 @@ async fn refresh_token_reuse_closes_the_sessions_sockets() {
 
 #[tokio::test]
 async fn a_socket_closes_when_its_session_expires() {
-    let app = spawn_with(|c| c.session_ttl_seconds = 2).await;
+    let app = spawn_with(|c| c.session_ttl = Duration::from_secs(2)).await;
     let tokens = app.user_with_tokens().await;
     let (mut ws, _) = app.ws_bearer(&tokens.access).await;
     assert_eq!(
@@ -396,7 +396,7 @@ async fn forwarded_headers_count_only_from_trusted_proxies() {
     let app = spawn_with(|c| {
         c.ws_handshake_per_second = 1;
         c.ws_handshake_burst = 1;
-        c.trusted_proxies = vec!["127.0.0.1".into()];
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
     // Behind a trusted proxy, each forwarded client has its own budget.
@@ -468,7 +468,7 @@ async fn shutdown_closes_every_socket_with_1001() {
 #[tokio::test]
 async fn a_peer_that_stops_answering_pings_is_dropped() {
     use tokio::io::AsyncReadExt;
-    let app = spawn_with(|c| c.ws_heartbeat_seconds = 1).await;
+    let app = spawn_with(|c| c.ws_heartbeat = Duration::from_secs(1)).await;
     let tokens = app.user_with_tokens().await;
     let (ws, welcome) = app.ws_bearer(&tokens.access).await;
     assert_eq!(welcome["heartbeat_s"], 1);
@@ -495,7 +495,7 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
 
 #[tokio::test]
 async fn a_reading_peer_survives_heartbeats() {
-    let app = spawn_with(|c| c.ws_heartbeat_seconds = 1).await;
+    let app = spawn_with(|c| c.ws_heartbeat = Duration::from_secs(1)).await;
     let tokens = app.user_with_tokens().await;
     let (mut ws, _) = app.ws_bearer(&tokens.access).await;
     // Reading lets the client answer pings; the socket outlives three intervals.
@@ -562,8 +562,8 @@ async fn binary_floods_count_against_the_rate_too() {
 #[tokio::test]
 async fn a_socket_closes_when_its_session_goes_idle_and_sockets_do_not_keep_it_alive() {
     let app = spawn_with(|c| {
-        c.session_idle_seconds = 2;
-        c.sweep_seconds = 1;
+        c.session_idle = Duration::from_secs(2);
+        c.sweep = Duration::from_secs(1);
     })
     .await;
     let tokens = app.user_with_tokens().await;
