@@ -256,10 +256,12 @@ fn redact(message: &str) -> String {
             break;
         };
         let quoted = &after[..end];
+        // Field, type and header names (`content-type`) are identifiers; anything
+        // longer, or with other characters, may be a value someone sent.
         let identifier = quoted.len() <= 40
             && quoted
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         out.push_str(if identifier { quoted } else { "…" });
         out.push(quote);
         rest = &after[end + 1..];
@@ -312,6 +314,10 @@ mod tests {
             r#"Expected input type "LoginMode", found "…"."#
         );
         assert_eq!(redact("missing field `email`"), "missing field `email`");
+        assert_eq!(
+            redact("the client request does not include the `content-type` header"),
+            "the client request does not include the `content-type` header"
+        );
         assert_eq!(redact("no quotes at all"), "no quotes at all");
         assert_eq!(redact(r#"unterminated "abc"#), r#"unterminated "…"#);
     }

@@ -14,6 +14,7 @@ use super::{
         CookieSession, Credentials, LoginMode, LoginRequest, RefreshRequest, RegisterRequest,
         TokenPair, User,
     },
+    optional_json::OptionalJson,
     security::Authenticated,
 };
 use crate::{
@@ -129,8 +130,8 @@ impl AuthApi {
 
     /// Exchange a refresh token for a new pair
     ///
-    /// Token mode: send `{"refresh_token": "…"}`. Cookie mode: send `{}` and the
-    /// refresh cookie (and an allowed `Origin`). The refresh token is rotated: the
+    /// Token mode: send `{"refresh_token": "…"}`. Cookie mode: send `{}` or no body
+    /// at all, and the refresh cookie (and an allowed `Origin`). The refresh token is rotated: the
     /// old one is spent, and presenting it again after a short grace window revokes
     /// the whole session.
     #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
@@ -139,18 +140,14 @@ impl AuthApi {
         state: Data<&Arc<AppState>>,
         req: &Request,
         jar: &CookieJar,
-        body: Json<RefreshRequest>,
+        body: OptionalJson<Option<RefreshRequest>>,
     ) -> Result<LoggedIn, Fail<RefreshErrors>> {
         state.limits.refresh.check(&state.limit_key(req))?;
         let auth = &state.auth;
-        let (token, mode) = match body.0.refresh_token {
+        let (token, mode) = match body.0.and_then(|b| b.refresh_token) {
             Some(token) => (token.0, LoginMode::Token),
             None => {
-                let headers = req
-                    .headers()
-                    .get_all("cookie")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok());
+                let headers = req.headers().get_all(poem::http::header::COOKIE);
                 let token = cookies::find(headers, auth.cookies.refresh_name)?
                     .ok_or(AuthError::MissingCredentials)?
                     .to_owned();

@@ -4,6 +4,7 @@
 mod auth;
 mod meta;
 pub mod models;
+mod optional_json;
 mod rooms;
 pub mod security;
 mod sessions;

@@ -1,7 +1,10 @@
 //! The access and refresh cookies: names, attributes, and reading them from a
 //! `Cookie` header without trusting its shape.
 
-use poem::web::cookie::{Cookie, SameSite};
+use poem::{
+    http::HeaderValue,
+    web::cookie::{Cookie, SameSite},
+};
 
 use super::AuthError;
 
@@ -62,58 +65,145 @@ impl CookieSettings {
     }
 }
 
-/// The value of cookie `name` across all `Cookie` headers. The same name twice is
-/// refused (a sibling domain can plant a second cookie; we never guess which one is
-/// real). An empty value counts as absent: it is what a cleared cookie leaves.
+/// The value of cookie `name` across all `Cookie` headers, read as bytes: the one
+/// cookie reader, shared by the access cookie, the refresh cookie and the WebSocket.
+///
+/// Browsers send every cookie of the host in one header, including cookies other
+/// apps on the same host or a parent domain set, with whatever bytes those apps
+/// chose (`lang=café` arrives as raw UTF-8, or Latin-1). Such cookies never change
+/// the answer: only our own cookie's value must be token characters. Our name twice
+/// is refused (a sibling domain can plant a second cookie; we never guess which one
+/// is real), and so is our cookie with a value that no doorman token can have. An
+/// empty value counts as absent: it is what a cleared cookie leaves.
 pub fn find<'a>(
-    headers: impl Iterator<Item = &'a str>,
+    headers: impl IntoIterator<Item = &'a HeaderValue>,
     name: &str,
 ) -> Result<Option<&'a str>, AuthError> {
-    let mut found = None;
+    let mut found: Option<&[u8]> = None;
     for header in headers {
-        for pair in header.split(';') {
-            let Some((k, v)) = pair.split_once('=') else {
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
             };
-            if k.trim() != name {
+            if trim(&pair[..eq]) != name.as_bytes() {
                 continue;
             }
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v);
+            let value = trim(&pair[eq + 1..]);
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
             if found.is_some() {
                 return Err(AuthError::InvalidToken);
             }
-            found = Some(v);
+            found = Some(value);
         }
     }
-    Ok(found.filter(|v| !v.is_empty()))
+    match found {
+        None | Some(b"") => Ok(None),
+        Some(value) if value.iter().all(|&b| is_token_byte(b)) => {
+            // Token bytes are ASCII, so this cannot fail.
+            Ok(std::str::from_utf8(value).ok())
+        }
+        Some(_) => Err(AuthError::InvalidToken),
+    }
+}
+
+/// The characters of every token doorman puts in a cookie: JWTs and base64url
+/// (`A-Z a-z 0-9 - _ .`), and `=` padding for good measure.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'=')
+}
+
+/// Trims the optional whitespace RFC 6265 allows around names and values.
+fn trim(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn headers(raw: &[&[u8]]) -> Vec<HeaderValue> {
+        raw.iter()
+            .map(|b| HeaderValue::from_bytes(b).unwrap())
+            .collect()
+    }
+
+    fn find_in(raw: &[&[u8]]) -> Result<Option<String>, AuthError> {
+        let h = headers(raw);
+        find(&h, "doorman_access").map(|v| v.map(str::to_owned))
+    }
+
     #[test]
     fn finds_a_cookie_among_others_and_across_headers() {
-        let headers = ["a=1; doorman_access=tok", "b=2"];
-        assert_eq!(find(headers.into_iter(), "doorman_access"), Ok(Some("tok")));
+        assert_eq!(
+            find_in(&[b"a=1; doorman_access=tok", b"b=2"]),
+            Ok(Some("tok".into()))
+        );
     }
 
     #[test]
     fn a_duplicated_cookie_is_refused_not_guessed() {
-        let headers = ["doorman_access=one", "doorman_access=two"];
         assert_eq!(
-            find(headers.into_iter(), "doorman_access"),
+            find_in(&[b"doorman_access=one", b"doorman_access=two"]),
             Err(AuthError::InvalidToken)
         );
     }
 
     #[test]
     fn a_name_that_merely_contains_ours_does_not_match() {
-        let headers = ["xdoorman_access=1; doorman_access_old=2"];
-        assert_eq!(find(headers.into_iter(), "doorman_access"), Ok(None));
+        assert_eq!(
+            find_in(&[b"xdoorman_access=1; doorman_access_old=2"]),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn foreign_cookies_with_any_bytes_do_not_change_the_answer() {
+        for foreign in [
+            "lang=café".as_bytes(),
+            b"lang=caf\xe9",
+            b"x=\xff\xfe; y",
+            b"=; ;;",
+            b"name with spaces=v a l",
+        ] {
+            let mut header = foreign.to_vec();
+            header.extend_from_slice(b"; doorman_access=eyJ0.abc-_.x");
+            assert_eq!(
+                find_in(&[&header]),
+                Ok(Some("eyJ0.abc-_.x".into())),
+                "{foreign:?}"
+            );
+            assert_eq!(
+                find_in(&[foreign, b"doorman_access=tok"]),
+                Ok(Some("tok".into()))
+            );
+        }
+    }
+
+    #[test]
+    fn our_cookie_with_bytes_no_token_has_is_refused() {
+        for bad in [
+            b"doorman_access=caf\xc3\xa9".as_slice(),
+            b"doorman_access=a b",
+            b"doorman_access=a,b",
+        ] {
+            assert_eq!(find_in(&[bad]), Err(AuthError::InvalidToken), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_hidden_after_foreign_bytes_is_still_refused() {
+        assert_eq!(
+            find_in(&[b"lang=caf\xe9; doorman_access=a; doorman_access=b"]),
+            Err(AuthError::InvalidToken)
+        );
     }
 }

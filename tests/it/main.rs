@@ -6,6 +6,7 @@ mod helpers;
 
 mod cluster;
 mod hardening;
+mod hostile;
 mod http_api;
 mod jwt;
 mod logs;

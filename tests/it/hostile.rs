@@ -1,0 +1,176 @@
+//! Hostile clients (issue 10): foreign cookie bytes, body-less cookie refresh,
+//! refresh chains, frame floods, publish floods and account lockout.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use reqwest::{StatusCode, header::HeaderValue};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::helpers::*;
+
+/// What a browser sends when another app on the host (or a parent domain) set a
+/// cookie with non-ASCII bytes: raw UTF-8 `café`, and a Latin-1 byte.
+fn with_foreign_cookies(ours: &str) -> Vec<HeaderValue> {
+    [
+        [b"lang=caf\xc3\xa9; ".as_slice(), ours.as_bytes()].concat(),
+        [ours.as_bytes(), b"; theme=\xe9t\xe9; x=\xff".as_slice()].concat(),
+    ]
+    .into_iter()
+    .map(|b| HeaderValue::from_bytes(&b).unwrap())
+    .collect()
+}
+
+/// A WebSocket handshake written by hand: tungstenite's client refuses to send
+/// header bytes that are not UTF-8, which browsers do send.
+async fn raw_ws_handshake(app: &TestApp, cookie: &[u8]) -> Ws {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: ",
+        app.addr
+    )
+    .into_bytes();
+    request.extend_from_slice(cookie);
+    request.extend_from_slice(b"\r\n\r\n");
+    stream.write_all(&request).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "handshake cut");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tokio_tungstenite::WebSocketStream::from_raw_socket(
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_foreign_non_ascii_cookie_does_not_disable_cookie_auth() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let cookies = app.login_cookies(&email).await;
+
+    for header in with_foreign_cookies(&cookies.access_header()) {
+        let me = app
+            .http
+            .get(app.url("/api/me"))
+            .header("cookie", header.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), StatusCode::OK, "{header:?}");
+        let me: Value = me.json().await.unwrap();
+        assert_eq!(me["auth_source"], "cookie");
+
+        // The WebSocket reads the same cookie the same way.
+        let mut ws = raw_ws_handshake(&app, header.as_bytes()).await;
+        let welcome = next_json(&mut ws).await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert_eq!(welcome["auth_source"], "cookie");
+    }
+
+    // And the refresh cookie, through the same reader.
+    let mut refresh = cookies.refresh.clone();
+    for header in with_foreign_cookies("") {
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(format!("; doorman_refresh={refresh}").as_bytes());
+        let resp = app
+            .http
+            .post(app.url("/api/auth/refresh"))
+            .header("cookie", HeaderValue::from_bytes(&bytes).unwrap())
+            .header("origin", app.origin())
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let lines: Vec<String> = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        refresh = cookie_value(&lines, "doorman_refresh").unwrap();
+    }
+}
+
+#[tokio::test]
+async fn our_own_cookie_twice_or_with_foreign_bytes_is_still_refused() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let cookies = app.login_cookies(&email).await;
+    let twice = [
+        b"lang=caf\xc3\xa9; ".as_slice(),
+        cookies.access_header().as_bytes(),
+        b"; doorman_access=planted",
+    ]
+    .concat();
+    let bad_bytes = b"doorman_access=caf\xc3\xa9".to_vec();
+    for header in [twice, bad_bytes] {
+        let resp = app
+            .http
+            .get(app.url("/api/me"))
+            .header("cookie", HeaderValue::from_bytes(&header).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_token");
+    }
+}
+
+#[tokio::test]
+async fn cookie_refresh_accepts_no_body_at_all() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let cookies = app.login_cookies(&email).await;
+    // What `fetch(url, {method: "POST", credentials: "include"})` sends.
+    let resp = app
+        .http
+        .post(app.url("/api/auth/refresh"))
+        .header("cookie", cookies.refresh_header())
+        .header("origin", app.origin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["mode"], "cookie");
+
+    // A body without a type still says which header is missing, by name.
+    let resp = app
+        .http
+        .post(app.url("/api/auth/refresh"))
+        .header("origin", app.origin())
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("`content-type`"),
+        "{body}"
+    );
+    // Without any credential, no body is a plain 401.
+    let resp = app
+        .http
+        .post(app.url("/api/auth/refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
