@@ -1,7 +1,8 @@
 use sea_orm::entity::prelude::*;
 
 /// One refresh token of a session. Only its SHA-256 hash is stored; a token is
-/// used once and replaced by its successor (`replaced_by`).
+/// used once and replaced by its successor (`replaced_by`); a session has at most
+/// one unused token.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "refresh_tokens")]
 pub struct Model {
@@ -16,6 +17,10 @@ pub struct Model {
     pub expires_at: TimeDateTimeWithTimeZone,
     pub used_at: Option<TimeDateTimeWithTimeZone>,
     pub replaced_by: Option<Uuid>,
+    /// Once used: the successor token, XORed with a pad derived from this token's
+    /// plaintext (which only its holder has), so a concurrent re-presentation inside
+    /// the grace window gets the same successor. Hex.
+    pub successor_sealed: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

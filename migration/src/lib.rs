@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_create_tables;
 mod m20261127_000002_room_messages;
+mod m20261127_000003_refresh_successor;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_create_tables::Migration),
             Box::new(m20261127_000002_room_messages::Migration),
+            Box::new(m20261127_000003_refresh_successor::Migration),
         ]
     }
 }

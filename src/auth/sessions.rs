@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Duration};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use entity::{refresh_token, session};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, Set, TransactionTrait, sea_query::Expr,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -160,7 +160,7 @@ impl SessionStore {
         }
         .insert(&self.db)
         .await?;
-        let (refresh_token, refresh_expires_in) = self.mint_refresh(&session, None).await?;
+        let (refresh_token, refresh_expires_in) = self.mint_refresh(&session).await?;
         Ok(Opened {
             session,
             refresh_token,
@@ -193,7 +193,7 @@ impl SessionStore {
                     // Off the request path: a lost write only shortens the idle window.
                     let store = self.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = store.touch_row(id.0, now).await {
+                        if let Err(e) = store.touch_row(&store.db, id.0, now).await {
                             tracing::warn!(error = %e, "could not record session use");
                         }
                     });
@@ -246,10 +246,15 @@ impl SessionStore {
         if now - session.last_used_at < TOUCH_EVERY {
             return Ok(());
         }
-        self.touch_row(session.id, now).await
+        self.touch_row(&self.db, session.id, now).await
     }
 
-    async fn touch_row(&self, id: Uuid, now: OffsetDateTime) -> Result<(), Error> {
+    async fn touch_row(
+        &self,
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
         session::Entity::update_many()
             .col_expr(session::Column::LastUsedAt, Expr::value(now))
             .col_expr(
@@ -258,16 +263,18 @@ impl SessionStore {
             )
             .filter(session::Column::Id.eq(id))
             .filter(session::Column::RevokedAt.is_null())
-            .exec(&self.db)
+            .exec(conn)
             .await?;
         Ok(())
     }
 
-    /// Exchanges a refresh token for its successor. A token presented again after
-    /// the grace window revokes the whole session.
+    /// Exchanges a refresh token for its successor. A session has at most one
+    /// unused refresh token: a spent one presented again within the grace window (a
+    /// concurrent refresh) gets the same successor back; after the window it is
+    /// treated as stolen and the whole session is revoked.
     pub async fn rotate(&self, presented: &str) -> Result<Opened, Error> {
         let hash = hash_token(presented);
-        let token = refresh_token::Entity::find()
+        let mut token = refresh_token::Entity::find()
             .filter(refresh_token::Column::TokenHash.eq(hash))
             .one(&self.db)
             .await?
@@ -282,29 +289,45 @@ impl SessionStore {
             return Err(AuthError::InvalidRefreshToken.into());
         }
 
-        let successor = Uuid::new_v4();
-        let used_at = match token.used_at {
-            Some(used_at) => used_at,
-            None => {
-                // Claim the token; of two racing requests exactly one wins here.
-                let claimed = refresh_token::Entity::update_many()
-                    .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
-                    .col_expr(refresh_token::Column::ReplacedBy, Expr::value(successor))
-                    .filter(refresh_token::Column::Id.eq(token.id))
-                    .filter(refresh_token::Column::UsedAt.is_null())
-                    .exec(&self.db)
+        if token.used_at.is_none() {
+            let (raw, successor) = new_token()?;
+            let successor_id = Uuid::new_v4();
+            // Claim and mint in one transaction: a token is never spent without
+            // its successor in place.
+            let txn = self.db.begin().await?;
+            // Of two racing requests exactly one claims the token here.
+            let claimed = refresh_token::Entity::update_many()
+                .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+                .col_expr(refresh_token::Column::ReplacedBy, Expr::value(successor_id))
+                .col_expr(
+                    refresh_token::Column::SuccessorSealed,
+                    Expr::value(seal(&raw, presented)),
+                )
+                .filter(refresh_token::Column::Id.eq(token.id))
+                .filter(refresh_token::Column::UsedAt.is_null())
+                .exec(&txn)
+                .await?;
+            if claimed.rows_affected == 1 {
+                let refresh_expires_in = self
+                    .insert_refresh(&txn, &session, successor_id, &successor)
                     .await?;
-                if claimed.rows_affected == 1 {
-                    now
-                } else {
-                    refresh_token::Entity::find_by_id(token.id)
-                        .one(&self.db)
-                        .await?
-                        .and_then(|t| t.used_at)
-                        .unwrap_or(now)
-                }
+                self.touch_row(&txn, session.id, now).await?;
+                txn.commit().await?;
+                return Ok(Opened {
+                    session,
+                    refresh_token: successor,
+                    refresh_expires_in,
+                });
             }
-        };
+            txn.rollback().await?;
+            // Another request claimed it first: answer as a re-presentation.
+            token = refresh_token::Entity::find_by_id(token.id)
+                .one(&self.db)
+                .await?
+                .ok_or(AuthError::InvalidRefreshToken)?;
+        }
+
+        let used_at = token.used_at.unwrap_or(now);
         if now - used_at > self.settings.refresh_grace {
             tracing::warn!(
                 security_event = "refresh_token_reuse",
@@ -320,40 +343,68 @@ impl SessionStore {
             .await?;
             return Err(AuthError::RefreshTokenReused.into());
         }
-
-        self.touch_row(session.id, now).await?;
-        let (refresh_token, refresh_expires_in) =
-            self.mint_refresh(&session, Some(successor)).await?;
+        // Inside the grace window: the successor the first request got.
+        let successor = self
+            .unsealed_successor(&token, presented)
+            .await?
+            .ok_or(AuthError::InvalidRefreshToken)?;
         Ok(Opened {
             session,
-            refresh_token,
-            refresh_expires_in,
+            refresh_token: successor.0,
+            refresh_expires_in: (successor.1 - now).whole_seconds().max(0) as u64,
         })
     }
 
-    async fn mint_refresh(
+    /// The successor of a spent token and its expiry, if it can be unsealed with the
+    /// presented plaintext and still matches its stored hash.
+    async fn unsealed_successor(
         &self,
+        token: &refresh_token::Model,
+        presented: &str,
+    ) -> Result<Option<(String, OffsetDateTime)>, Error> {
+        let (Some(sealed), Some(id)) = (&token.successor_sealed, token.replaced_by) else {
+            return Ok(None);
+        };
+        let Some(successor) = unseal(sealed, presented) else {
+            return Ok(None);
+        };
+        let row = refresh_token::Entity::find_by_id(id).one(&self.db).await?;
+        Ok(row
+            .filter(|row| row.token_hash == hash_token(&successor))
+            .map(|row| (successor, row.expires_at)))
+    }
+
+    async fn mint_refresh(&self, session: &session::Model) -> Result<(String, u64), Error> {
+        let (_, token) = new_token()?;
+        let expires_in = self
+            .insert_refresh(&self.db, session, Uuid::new_v4(), &token)
+            .await?;
+        Ok((token, expires_in))
+    }
+
+    /// Stores a refresh token's hash; returns its lifetime in seconds.
+    async fn insert_refresh(
+        &self,
+        conn: &impl ConnectionTrait,
         session: &session::Model,
-        id: Option<Uuid>,
-    ) -> Result<(String, u64), Error> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
-        let token = URL_SAFE_NO_PAD.encode(bytes);
+        id: Uuid,
+        token: &str,
+    ) -> Result<u64, Error> {
         let now = now();
         let expires_at = (now + self.settings.idle).min(session.expires_at);
         refresh_token::ActiveModel {
-            id: Set(id.unwrap_or_else(Uuid::new_v4)),
+            id: Set(id),
             session_id: Set(session.id),
-            token_hash: Set(hash_token(&token)),
+            token_hash: Set(hash_token(token)),
             created_at: Set(now),
             expires_at: Set(expires_at),
             used_at: Set(None),
             replaced_by: Set(None),
+            successor_sealed: Set(None),
         }
-        .insert(&self.db)
+        .insert(conn)
         .await?;
-        let expires_in = (expires_at - now).whole_seconds().max(0) as u64;
-        Ok((token, expires_in))
+        Ok((expires_at - now).whole_seconds().max(0) as u64)
     }
 
     /// Ends a session and tells the subscribers. `false` if it had already ended.
@@ -454,6 +505,44 @@ fn check_active(session: &session::Model, now: OffsetDateTime) -> Result<(), Aut
     Ok(())
 }
 
+/// A new refresh token: 256 random bits, and their base64url text.
+fn new_token() -> Result<([u8; 32], String), Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
+    Ok((bytes, URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// The one-time pad that seals a successor: SHA-256 of the spent token's
+/// plaintext, which the database never holds, so a database reader cannot unseal
+/// it and only a holder of the spent token can.
+fn pad(spent: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"doorman refresh successor v1\0");
+    h.update(spent.as_bytes());
+    h.finalize().into()
+}
+
+fn seal(successor: &[u8; 32], spent: &str) -> String {
+    pad(spent)
+        .iter()
+        .zip(successor)
+        .map(|(p, s)| format!("{:02x}", p ^ s))
+        .collect()
+}
+
+fn unseal(sealed: &str, spent: &str) -> Option<String> {
+    if sealed.len() != 64 || !sealed.is_ascii() {
+        return None;
+    }
+    let pad = pad(spent);
+    let mut raw = [0u8; 32];
+    for (i, out) in raw.iter_mut().enumerate() {
+        let byte = u8::from_str_radix(&sealed[2 * i..2 * i + 2], 16).ok()?;
+        *out = byte ^ pad[i];
+    }
+    Some(URL_SAFE_NO_PAD.encode(raw))
+}
+
 /// Refresh tokens carry 256 random bits, so a fast hash is enough: nobody can
 /// brute-force the preimage, and the database never holds a usable token.
 fn hash_token(token: &str) -> String {
@@ -461,4 +550,25 @@ fn hash_token(token: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_successor_opens_only_with_the_spent_token() {
+        let (raw, text) = new_token().unwrap();
+        let sealed = seal(&raw, "spent-token");
+        assert_eq!(
+            unseal(&sealed, "spent-token").as_deref(),
+            Some(text.as_str())
+        );
+        assert_ne!(
+            unseal(&sealed, "another-token").as_deref(),
+            Some(text.as_str())
+        );
+        assert_eq!(unseal("zz", "spent-token"), None);
+        assert_eq!(unseal(&"é".repeat(32), "spent-token"), None);
+    }
 }

@@ -181,8 +181,9 @@ impl Conn {
                 }
                 msg = self.socket.next() => {
                     last_heard = Instant::now();
-                    // Every data frame counts against the rate, not only text.
-                    if matches!(msg, Some(Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_))))
+                    // Every frame counts against the rate: text, binary, pings and
+                    // unsolicited pongs alike (a pong flood costs as much to read).
+                    if matches!(msg, Some(Ok(_)))
                         && limiter.check().is_err()
                     {
                         tracing::warn!(security_event = "rate_limited", user_id = %identity.user_id, "socket flooding");

@@ -174,3 +174,54 @@ async fn cookie_refresh_accepts_no_body_at_all() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_refresh_token_presented_again_in_the_grace_window_gets_the_same_successor() {
+    let app = spawn_app().await;
+    let tokens = app.user_with_tokens().await;
+    let results =
+        futures_util::future::join_all((0..5).map(|_| app.refresh(&tokens.refresh))).await;
+    let mut successors = std::collections::HashSet::new();
+    for resp in results {
+        assert_eq!(resp.status(), StatusCode::OK);
+        successors.insert(Tokens::from_json(&resp.json().await.unwrap()).refresh);
+    }
+    // And once more, later but inside the window.
+    let again = app.refresh(&tokens.refresh).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    successors.insert(Tokens::from_json(&again.json().await.unwrap()).refresh);
+    assert_eq!(successors.len(), 1, "one successor, not {successors:?}");
+
+    // The chain goes on from the one successor, and the session holds exactly one
+    // unused refresh token.
+    let successor = successors.into_iter().next().unwrap();
+    let next = app.refresh(&successor).await;
+    assert_eq!(next.status(), StatusCode::OK);
+    let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM refresh_tokens WHERE used_at IS NULL",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let unused: i64 = row.try_get("", "n").unwrap();
+    assert_eq!(unused, 1);
+}
+
+#[tokio::test]
+async fn a_pong_flood_is_cut_like_any_other_flood() {
+    let app = spawn_app().await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_bearer(&tokens.access).await;
+    // Unsolicited pongs, as fast as the socket takes them.
+    for _ in 0..5000 {
+        if ws.send(Message::Pong(Vec::new().into())).await.is_err() {
+            break;
+        }
+    }
+    let (code, reason) = expect_close(&mut ws, Duration::from_secs(3)).await;
+    assert_eq!((code, reason.as_str()), (4429, "rate_limited"));
+}
