@@ -108,6 +108,7 @@ impl Application {
             auth: auth.clone(),
             registry: registry.clone(),
             rooms: rooms.clone(),
+            limits: limits.clone(),
             auth_timeout: config.ws_auth_timeout,
             heartbeat: config.ws_heartbeat,
             messages_per_second: NonZeroU32::new(config.ws_messages_per_second)

@@ -8,7 +8,7 @@ use governor::{
     clock::{Clock, DefaultClock},
 };
 
-use crate::{config::Config, error::Error};
+use crate::{auth::UserId, config::Config, error::Error};
 
 /// One keyed limit.
 pub struct KeyedLimit<K: Hash + Eq + Clone> {
@@ -73,6 +73,12 @@ pub struct Limits {
     /// Per normalised email, across IPs: slows a distributed guessing attack on one
     /// account, and, being a rate, never locks the owner out for long.
     pub login_account: KeyedLimit<String>,
+    /// Room messages per user, WebSocket and HTTP publishes alike: one budget, so a
+    /// client cannot double its rate by using both doors.
+    pub publish: KeyedLimit<UserId>,
+    /// HTTP publishes per client IP: bounds what many accounts behind one address
+    /// can push (five users' worth of budget).
+    pub publish_ip: KeyedLimit<IpAddr>,
 }
 
 impl Limits {
@@ -91,6 +97,16 @@ impl Limits {
                 Quota::per_minute(nz(config.login_per_minute.saturating_mul(6))),
             ),
             login_account: KeyedLimit::new("login_account", per_minute),
+            publish: KeyedLimit::new(
+                "publish",
+                Quota::per_second(nz(config.publish_per_second))
+                    .allow_burst(nz(config.publish_per_second.saturating_mul(2))),
+            ),
+            publish_ip: KeyedLimit::new(
+                "publish_ip",
+                Quota::per_second(nz(config.publish_per_second.saturating_mul(5)))
+                    .allow_burst(nz(config.publish_per_second.saturating_mul(10))),
+            ),
         }
     }
 
@@ -100,6 +116,8 @@ impl Limits {
         self.register.sweep();
         self.refresh.sweep();
         self.login_account.sweep();
+        self.publish.sweep();
+        self.publish_ip.sweep();
     }
 
     /// Sweeps all limits every `every`, until the limits themselves are dropped

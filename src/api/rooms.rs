@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use poem::web::Data;
+use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, OpenApi, param::Path, payload::Json};
 
 use super::{
@@ -16,7 +16,7 @@ use crate::{
     state::AppState,
 };
 
-error_set!(PublishErrors: 400, 401, 403, 413, 415);
+error_set!(PublishErrors: 400, 401, 403, 413, 415, 429);
 
 #[derive(ApiResponse)]
 pub enum Accepted {
@@ -33,10 +33,13 @@ impl RoomApi {
     ///
     /// Every WebSocket subscribed to the room receives a `message` frame whose
     /// `from` is the caller's user id. Room names: 1 to 64 of `A-Z a-z 0-9 _ - .`.
+    /// Publishing shares one per-user budget with WebSocket `publish` frames
+    /// (`DOORMAN_PUBLISH_PER_SECOND`, burst twice that); past it, 429.
     #[oai(path = "/:room/messages", method = "post", operation_id = "publish")]
     async fn publish(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &Request,
         auth: Authenticated,
         /// 1 to 64 of `A-Z a-z 0-9 _ - .`.
         #[oai(validator(pattern = r"^[A-Za-z0-9_.-]{1,64}$"))]
@@ -44,6 +47,8 @@ impl RoomApi {
         body: Json<PublishRequest>,
     ) -> Result<Accepted, Fail<PublishErrors>> {
         let room = RoomName::parse(&room.0)?;
+        state.limits.publish_ip.check(&state.limit_key(req))?;
+        state.limits.publish.check(&auth.0.user_id)?;
         let delivered = state.rooms.publish(&room, auth.0.user_id, &body.0.body);
         Ok(Accepted::Accepted(Json(Published {
             delivered: delivered as u64,

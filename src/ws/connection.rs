@@ -261,6 +261,12 @@ impl Conn {
                         .await;
                 }
                 Ok(name) => {
+                    // One budget with HTTP publishes; the socket lives.
+                    if self.ctx.limits.publish.check(&identity.user_id).is_err() {
+                        return self
+                            .error("rate_limited", "publishing too fast; slow down")
+                            .await;
+                    }
                     self.ctx.rooms.publish(&name, identity.user_id, &body);
                     return Step::Continue;
                 }

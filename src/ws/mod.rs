@@ -24,6 +24,7 @@ pub use registry::Registry;
 use crate::{
     auth::{Auth, resolve},
     error::Error,
+    ratelimit::Limits,
     rooms::Rooms,
     state::AppState,
 };
@@ -33,6 +34,8 @@ pub struct WsContext {
     pub auth: Arc<Auth>,
     pub registry: Registry,
     pub rooms: Rooms,
+    /// The per-user publish budget, shared with the HTTP API.
+    pub limits: Arc<Limits>,
     pub auth_timeout: Duration,
     pub heartbeat: Duration,
     pub messages_per_second: NonZeroU32,

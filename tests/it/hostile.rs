@@ -225,3 +225,60 @@ async fn a_pong_flood_is_cut_like_any_other_flood() {
     let (code, reason) = expect_close(&mut ws, Duration::from_secs(3)).await;
     assert_eq!((code, reason.as_str()), (4429, "rate_limited"));
 }
+
+#[tokio::test]
+async fn http_and_websocket_publishes_share_one_per_user_budget() {
+    let app = spawn_with(|c| c.publish_per_second = 5).await;
+    let tokens = app.user_with_tokens().await;
+    let publish = |body: &'static str| {
+        app.http
+            .post(app.url("/api/rooms/lobby/messages"))
+            .bearer_auth(&tokens.access)
+            .json(&json!({ "body": body }))
+            .send()
+    };
+    let mut accepted = 0;
+    let mut refused = None;
+    for _ in 0..40 {
+        let resp = publish("hello").await.unwrap();
+        match resp.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused = Some(resp);
+                break;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // Burst twice the rate, plus what refilled while the loop ran.
+    assert!((10..=14).contains(&accepted), "{accepted} accepted");
+    let refused = refused.expect("the flood was refused");
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+
+    // The socket of the same user finds the budget spent: an error frame, and
+    // the socket lives.
+    let (mut ws, _) = app.ws_bearer(&tokens.access).await;
+    send_json(
+        &mut ws,
+        json!({"type": "publish", "room": "lobby", "body": "x"}),
+    )
+    .await;
+    let frame = next_json(&mut ws).await;
+    assert_eq!(frame["type"], "error", "{frame}");
+    assert_eq!(frame["code"], "rate_limited");
+    assert_alive(&mut ws).await;
+
+    // Another user's budget is their own.
+    let other = app.user_with_tokens().await;
+    let resp = app
+        .http
+        .post(app.url("/api/rooms/lobby/messages"))
+        .bearer_auth(&other.access)
+        .json(&json!({ "body": "mine" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+}
