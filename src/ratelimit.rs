@@ -1,7 +1,15 @@
-//! Rate limits (governor), keyed per client IP or per account. Each instance
-//! enforces its own; memory stays bounded because idle keys are swept.
+//! Rate limits (governor), keyed per client IP or per account, and failure budgets
+//! for logins. Each instance enforces its own; memory stays bounded because idle
+//! keys are swept.
 
-use std::{hash::Hash, net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use governor::{
     DefaultKeyedRateLimiter, Quota, RateLimiter,
@@ -37,9 +45,8 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
                 limit = self.name,
                 "rate limit hit"
             );
-            let wait = not_until.wait_time_from(self.clock.now());
             Error::RateLimited {
-                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                retry_after_secs: whole_seconds(not_until.wait_time_from(self.clock.now())),
             }
         })
     }
@@ -60,6 +67,200 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     }
 }
 
+/// Retry-After in whole seconds, rounded up.
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// A keyed budget of *failures* (GCRA): `burst` at once, one more every `period`.
+/// Unlike a governor limit, a cell can be given back: an attempt takes its cell up
+/// front (so a hundred concurrent guesses cannot all slip past a budget of ten
+/// while their hashes run) and returns it when it turns out not to be a failure.
+pub struct FailureBudget<K: Hash + Eq + Clone> {
+    name: &'static str,
+    period: Duration,
+    burst: u32,
+    /// The theoretical arrival time per key; a key whose time has passed is full.
+    tat: Mutex<HashMap<K, Instant>>,
+}
+
+/// Keys one budget keeps at most; past it the map starts over (a flood of distinct
+/// keys then refills everyone's budget: it is bounded by the per-IP limits that
+/// come first, and it is better than unbounded memory).
+const MAX_BUDGET_KEYS: usize = 100_000;
+
+impl<K: Hash + Eq + Clone> FailureBudget<K> {
+    pub fn new(name: &'static str, burst: u32, per: Duration) -> Self {
+        let burst = burst.max(1);
+        Self {
+            name,
+            period: per / burst,
+            burst,
+            tat: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Instant>> {
+        self.tat.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes one cell for `key`, or refuses with how long to wait.
+    pub fn take(&self, key: &K) -> Result<(), Error> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        if map.len() >= MAX_BUDGET_KEYS && !map.contains_key(key) {
+            map.retain(|_, tat| *tat > now);
+            if map.len() >= MAX_BUDGET_KEYS {
+                map.clear();
+            }
+        }
+        let tat = map.get(key).copied().unwrap_or(now).max(now);
+        let next = tat + self.period;
+        let limit = now + self.period * self.burst;
+        if next > limit {
+            drop(map);
+            tracing::warn!(
+                security_event = "rate_limited",
+                limit = self.name,
+                "login failure budget spent"
+            );
+            return Err(Error::RateLimited {
+                retry_after_secs: whole_seconds(next - limit),
+            });
+        }
+        map.insert(key.clone(), next);
+        Ok(())
+    }
+
+    /// Gives back a cell taken by [`take`](Self::take).
+    pub fn give_back(&self, key: &K) {
+        let now = Instant::now();
+        let mut map = self.lock();
+        if let Some(tat) = map.get_mut(key) {
+            *tat = tat.checked_sub(self.period).unwrap_or(now);
+            if *tat <= now {
+                map.remove(key);
+            }
+        }
+    }
+
+    /// Forgets keys whose budget is full again.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut map = self.lock();
+        map.retain(|_, tat| *tat > now);
+        map.shrink_to_fit();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Who may try a password, and how often it may be wrong.
+///
+/// Failures, not attempts, are counted, and never in a way that lets a stranger
+/// lock the owner out:
+/// - from a device the account has used (a device cookie), failures count only
+///   against that device's own budget;
+/// - from anywhere else, against a budget per (account, IP) and under an
+///   account-wide ceiling shared by all unknown devices.
+///
+/// A correct password gives its cells back. The arithmetic is in docs/security.md.
+pub struct LoginThrottle {
+    per_account_ip: FailureBudget<(String, IpAddr)>,
+    per_account: FailureBudget<String>,
+    per_device: FailureBudget<(String, String)>,
+}
+
+/// One password check in progress. Dropped without [`LoginAttempt::finish`] (say,
+/// the client hung up while the hash ran), it stays counted as a failure.
+pub struct LoginAttempt<'a> {
+    throttle: &'a LoginThrottle,
+    account: String,
+    from: From,
+}
+
+enum From {
+    Device(String),
+    Ip(IpAddr),
+}
+
+impl LoginThrottle {
+    /// `n`: `DOORMAN_LOGIN_PER_MINUTE`.
+    pub fn new(n: u32) -> Self {
+        let n = n.max(1);
+        let quarter_hour = Duration::from_secs(15 * 60);
+        Self {
+            per_account_ip: FailureBudget::new("login_account_ip", n, quarter_hour),
+            per_account: FailureBudget::new(
+                "login_account",
+                n.saturating_mul(10),
+                Duration::from_secs(3600),
+            ),
+            per_device: FailureBudget::new("login_device", n, quarter_hour),
+        }
+    }
+
+    /// Takes the cells a failure would cost, or refuses with 429. `device` is the
+    /// id of a device cookie already recognised for this account.
+    pub fn begin(
+        &self,
+        account: &str,
+        ip: IpAddr,
+        device: Option<String>,
+    ) -> Result<LoginAttempt<'_>, Error> {
+        let account = account.to_owned();
+        let from = match device {
+            Some(device) => {
+                self.per_device.take(&(account.clone(), device.clone()))?;
+                From::Device(device)
+            }
+            None => {
+                let key = (account.clone(), ip);
+                self.per_account_ip.take(&key)?;
+                if let Err(e) = self.per_account.take(&account) {
+                    self.per_account_ip.give_back(&key);
+                    return Err(e);
+                }
+                From::Ip(ip)
+            }
+        };
+        Ok(LoginAttempt {
+            throttle: self,
+            account,
+            from,
+        })
+    }
+
+    fn sweep(&self) {
+        self.per_account_ip.sweep();
+        self.per_account.sweep();
+        self.per_device.sweep();
+    }
+}
+
+impl LoginAttempt<'_> {
+    /// Ends the attempt: a failure keeps its cells, anything else (a correct
+    /// password, or an error that was no guess, such as an outage) gives them back.
+    pub fn finish(self, failed: bool) {
+        if failed {
+            return;
+        }
+        let t = self.throttle;
+        match &self.from {
+            From::Device(device) => t
+                .per_device
+                .give_back(&(self.account.clone(), device.clone())),
+            From::Ip(ip) => {
+                t.per_account_ip.give_back(&(self.account.clone(), *ip));
+                t.per_account.give_back(&self.account);
+            }
+        }
+    }
+}
+
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)
 }
@@ -70,9 +271,8 @@ pub struct Limits {
     pub login: KeyedLimit<IpAddr>,
     pub register: KeyedLimit<IpAddr>,
     pub refresh: KeyedLimit<IpAddr>,
-    /// Per normalised email, across IPs: slows a distributed guessing attack on one
-    /// account, and, being a rate, never locks the owner out for long.
-    pub login_account: KeyedLimit<String>,
+    /// Failed passwords per account, IP and device (see [`LoginThrottle`]).
+    pub login_failures: LoginThrottle,
     /// Room messages per user, WebSocket and HTTP publishes alike: one budget, so a
     /// client cannot double its rate by using both doors.
     pub publish: KeyedLimit<UserId>,
@@ -96,7 +296,7 @@ impl Limits {
                 "refresh",
                 Quota::per_minute(nz(config.login_per_minute.saturating_mul(6))),
             ),
-            login_account: KeyedLimit::new("login_account", per_minute),
+            login_failures: LoginThrottle::new(config.login_per_minute),
             publish: KeyedLimit::new(
                 "publish",
                 Quota::per_second(nz(config.publish_per_second))
@@ -115,7 +315,7 @@ impl Limits {
         self.login.sweep();
         self.register.sweep();
         self.refresh.sweep();
-        self.login_account.sweep();
+        self.login_failures.sweep();
         self.publish.sweep();
         self.publish_ip.sweep();
     }
@@ -153,6 +353,50 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1100));
         limit.sweep();
         assert!(limit.is_empty(), "{} keys left", limit.len());
+    }
+
+    #[test]
+    fn a_failure_budget_counts_what_is_not_given_back() {
+        let budget = FailureBudget::<u32>::new("test", 3, Duration::from_secs(60));
+        for _ in 0..3 {
+            budget.take(&1).unwrap();
+        }
+        assert!(matches!(
+            budget.take(&1),
+            Err(Error::RateLimited { retry_after_secs }) if (19..=20).contains(&retry_after_secs)
+        ));
+        // Successes give their cells back: any number of them, in any order.
+        budget.give_back(&1);
+        budget.take(&1).unwrap();
+        for _ in 0..10 {
+            budget.give_back(&1);
+        }
+        for _ in 0..3 {
+            budget.take(&1).unwrap();
+        }
+        assert!(budget.take(&1).is_err());
+        assert!(budget.take(&2).is_ok(), "other keys are unaffected");
+        for _ in 0..10 {
+            budget.give_back(&1);
+            budget.give_back(&2);
+        }
+        budget.sweep();
+        assert_eq!(budget.len(), 0);
+    }
+
+    #[test]
+    fn a_known_device_is_not_stopped_by_failures_elsewhere() {
+        let throttle = LoginThrottle::new(1);
+        let ip = |i: u8| IpAddr::from([192, 0, 2, i]);
+        // One failure per IP, ten IPs: the account-wide ceiling (10) is spent.
+        for i in 0..10 {
+            throttle.begin("ann", ip(i), None).unwrap().finish(true);
+        }
+        assert!(throttle.begin("ann", ip(200), None).is_err());
+        // The owner's device has its own budget.
+        let attempt = throttle.begin("ann", ip(200), Some("dev".into())).unwrap();
+        attempt.finish(false);
+        assert!(throttle.begin("bob", ip(200), None).is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use poem::{
     Request,
+    http::header::COOKIE,
     web::{Data, cookie::CookieJar},
 };
 use poem_openapi::{ApiResponse, OpenApi, payload::Json};
@@ -24,7 +25,7 @@ use crate::{
         cookies,
         sessions::ClientInfo,
     },
-    error::{Fail, error_set},
+    error::{Error, Fail, error_set},
     state::AppState,
 };
 
@@ -90,7 +91,9 @@ impl AuthApi {
     ///
     /// `mode: token` (default) returns an access token and a refresh token.
     /// `mode: cookie` sets them as HttpOnly cookies instead. An unknown email and a
-    /// wrong password get the same `invalid_credentials`.
+    /// wrong password get the same `invalid_credentials`. Every successful login
+    /// also sets a long-lived device cookie (path `/api/auth`, kept after logout):
+    /// failed guesses made elsewhere never stop a login from that device.
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
@@ -100,11 +103,22 @@ impl AuthApi {
         body: Json<LoginRequest>,
     ) -> Result<LoggedIn, Fail<LoginErrors>> {
         let ip = state.ip(req);
-        state.limits.login.check(&crate::client_ip::limit_key(ip))?;
-        let account_key = Email::parse(&body.email)
+        let ip_key = crate::client_ip::limit_key(ip);
+        state.limits.login.check(&ip_key)?;
+        let account = Email::parse(&body.email)
             .map(|e| e.as_str().to_owned())
-            .unwrap_or_else(|_| body.email.to_string());
-        state.limits.login_account.check(&account_key)?;
+            .unwrap_or_else(|_| body.email.trim().to_lowercase());
+        let auth = &state.auth;
+        // A device this account has logged in from is not held back by guesses
+        // made elsewhere.
+        let device = cookies::find(req.headers().get_all(COOKIE), auth.cookies.device_name)
+            .ok()
+            .flatten()
+            .and_then(|value| auth.devices.recognise(value, &account));
+        let attempt = state
+            .limits
+            .login_failures
+            .begin(&account, ip_key, device)?;
         let client = ClientInfo {
             user_agent: req
                 .headers()
@@ -118,7 +132,17 @@ impl AuthApi {
             password,
             mode,
         } = body.0;
-        let (user, issued) = state.auth.login(&email, password.0, client).await?;
+        let (user, issued) = match state.auth.login(&email, password.0, client).await {
+            Ok(done) => {
+                attempt.finish(false);
+                done
+            }
+            Err(e) => {
+                attempt.finish(matches!(e, Error::Auth(AuthError::InvalidCredentials)));
+                return Err(e.into());
+            }
+        };
+        jar.add(auth.cookies.device(&auth.devices.mint(&account)));
         Ok(respond(
             &state,
             jar,
@@ -147,7 +171,7 @@ impl AuthApi {
         let (token, mode) = match body.0.and_then(|b| b.refresh_token) {
             Some(token) => (token.0, LoginMode::Token),
             None => {
-                let headers = req.headers().get_all(poem::http::header::COOKIE);
+                let headers = req.headers().get_all(COOKIE);
                 let token = cookies::find(headers, auth.cookies.refresh_name)?
                     .ok_or(AuthError::MissingCredentials)?
                     .to_owned();

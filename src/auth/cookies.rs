@@ -13,6 +13,8 @@ use super::AuthError;
 pub struct CookieSettings {
     pub access_name: &'static str,
     pub refresh_name: &'static str,
+    /// The device cookie (see [`super::devices`]): outlives logout on purpose.
+    pub device_name: &'static str,
     secure: bool,
 }
 
@@ -27,12 +29,14 @@ impl CookieSettings {
             Self {
                 access_name: "__Host-doorman_access",
                 refresh_name: "__Secure-doorman_refresh",
+                device_name: "__Secure-doorman_device",
                 secure: true,
             }
         } else {
             Self {
                 access_name: "doorman_access",
                 refresh_name: "doorman_refresh",
+                device_name: "doorman_device",
                 secure: false,
             }
         }
@@ -46,7 +50,19 @@ impl CookieSettings {
         self.build(self.refresh_name, token, REFRESH_COOKIE_PATH, max_age_secs)
     }
 
-    /// Cookies that make the browser forget both credentials.
+    /// The device cookie: only the login endpoint needs it, so it travels only to
+    /// the auth endpoints, like the refresh cookie.
+    pub fn device(&self, value: &str) -> Cookie {
+        self.build(
+            self.device_name,
+            value,
+            REFRESH_COOKIE_PATH,
+            super::devices::DEVICE_LIFETIME_SECS,
+        )
+    }
+
+    /// Cookies that make the browser forget both credentials (not the device
+    /// cookie: a device stays known after logout).
     pub fn cleared(&self) -> [Cookie; 2] {
         [
             self.build(self.access_name, "", "/", 0),

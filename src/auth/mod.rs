@@ -7,6 +7,7 @@
 pub mod accounts;
 mod cache;
 pub mod cookies;
+pub mod devices;
 mod error;
 pub mod events;
 mod identity;
@@ -29,6 +30,7 @@ pub use passwords::Passwords;
 use crate::error::Error;
 use cache::Cache;
 use cookies::CookieSettings;
+use devices::DeviceCookies;
 use origin::OriginPolicy;
 use sessions::{ClientInfo, Opened, SessionSettings, SessionStore};
 use tokens::{AccessToken, TokenKeys};
@@ -62,6 +64,7 @@ pub struct Auth {
     pub passwords: Passwords,
     pub origins: OriginPolicy,
     pub cookies: CookieSettings,
+    pub devices: DeviceCookies,
 }
 
 impl Auth {
@@ -71,13 +74,14 @@ impl Auth {
         bus: RevocationBus,
     ) -> Result<Self, Error> {
         let https = settings.public_url.starts_with("https://");
+        let tokens =
+            TokenKeys::load_or_create(db.clone(), settings.public_url.clone(), settings.access_ttl)
+                .await?;
+        let devices = DeviceCookies::new(tokens.derived_secret())
+            .ok_or_else(|| Error::internal("the device-cookie MAC refused its key"))?;
         Ok(Self {
-            tokens: TokenKeys::load_or_create(
-                db.clone(),
-                settings.public_url.clone(),
-                settings.access_ttl,
-            )
-            .await?,
+            tokens,
+            devices,
             sessions: SessionStore::new(db.clone(), settings.sessions, bus),
             users: Cache::new(None, 100_000),
             passwords: Passwords::new(settings.hash_concurrency)?,

@@ -60,6 +60,8 @@ pub struct TokenKeys {
     /// signature check costs tens of microseconds, a lookup far less. A forged token
     /// cannot hit, as it differs from every verified one.
     verified: Cache<String, AccessClaims>,
+    /// A secret for other MACs of this deployment, derived from the signing key.
+    derived_secret: [u8; 32],
 }
 
 /// Clock skew tolerated on `exp`, as `Validation::leeway`.
@@ -102,6 +104,12 @@ impl TokenKeys {
             .and_then(|k| k.to_pkcs8_der())
             .map_err(|e| Error::internal(format!("signing key {}: {e}", signing.kid)))?;
         let encoding = EncodingKey::from_ed_der(der.as_bytes());
+        // Every instance signs with the same (oldest) key, so each derives the same
+        // secret without another table; a label keeps it apart from any other use.
+        let mut derive = Sha256::new();
+        derive.update(b"doorman derived secret v1\0");
+        derive.update(der.as_bytes());
+        let derived_secret: [u8; 32] = derive.finalize().into();
 
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&issuer]);
@@ -116,10 +124,17 @@ impl TokenKeys {
             verifying: RwLock::new(VerifyingKeys::from_models(&keys)?),
             last_reload: Mutex::new(None),
             verified: Cache::new(None, 100_000),
+            derived_secret,
             db,
             issuer,
             ttl,
         })
+    }
+
+    /// A 32-byte secret shared by every instance on this database, for MACs that
+    /// must not be forgeable (device cookies). It changes when the signing key does.
+    pub fn derived_secret(&self) -> [u8; 32] {
+        self.derived_secret
     }
 
     /// Mints an access token for a session.

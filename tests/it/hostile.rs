@@ -282,3 +282,128 @@ async fn http_and_websocket_publishes_share_one_per_user_budget() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
 }
+
+/// A login as a browser behind a trusted proxy would send it.
+async fn login_from(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    ip: &str,
+    device: Option<&str>,
+) -> reqwest::Response {
+    let mut req = app
+        .http
+        .post(app.url("/api/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": email, "password": password}));
+    if let Some(device) = device {
+        req = req.header("cookie", format!("doorman_device={device}"));
+    }
+    req.send().await.unwrap()
+}
+
+fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
+    let lines: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    cookie_value(&lines, name)
+}
+
+#[tokio::test]
+async fn guessing_from_many_ips_never_stops_the_owner_on_a_known_device() {
+    // N = 2: two attempts per IP per minute, two failures per (account, IP) per
+    // quarter hour, twenty failures per account per hour from unknown devices.
+    let app = spawn_with(|c| {
+        c.login_per_minute = 2;
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let email = app.new_user().await;
+    let bystander = app.new_user().await;
+    let owner = login_from(&app, &email, PASSWORD, "198.51.100.1", None).await;
+    assert_eq!(owner.status(), StatusCode::OK);
+    let device = set_cookie(&owner, "doorman_device").expect("a device cookie");
+    let line = owner
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|l| l.starts_with("doorman_device="))
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.contains("HttpOnly") && line.contains("Path=/api/auth"),
+        "{line}"
+    );
+
+    // The attacker guesses at full speed from 40 addresses, 3 guesses each, all at
+    // once, the email in another case.
+    let guesses = (0..40).flat_map(|i| {
+        let ip = format!("203.0.113.{i}");
+        let email = email.to_uppercase();
+        let app = &app;
+        (0..3).map(move |_| {
+            let (ip, email) = (ip.clone(), email.clone());
+            async move { login_from(app, &email, "wrong password", &ip, None).await }
+        })
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let wrong = answers
+        .iter()
+        .filter(|r| r.status() == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(wrong + refused, 120, "every guess answered 401 or 429");
+    // The account-wide ceiling bounds what the whole botnet tried.
+    assert!(wrong <= 20, "{wrong} guesses were checked");
+    assert!(
+        wrong >= 19,
+        "{wrong}: the ceiling, not less, was let through"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|r| r.status() != StatusCode::TOO_MANY_REQUESTS
+                || r.headers().contains_key("retry-after"))
+    );
+
+    // The owner, on the known device, from yet another address: in.
+    let resp = login_from(&app, &email, PASSWORD, "198.51.100.2", Some(&device)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // A wrong password from the device is its own business, and the device cookie
+    // of one account means nothing for another.
+    let resp = login_from(&app, &email, "typo password", "198.51.100.2", Some(&device)).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let forged = format!("{device}x");
+    let resp = login_from(&app, &email, PASSWORD, "198.51.100.3", Some(&forged)).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a forged device is unknown"
+    );
+
+    // Unknown devices wait for the ceiling to refill; other accounts do not.
+    let resp = login_from(&app, &bystander, PASSWORD, "198.51.100.4", None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_correct_password_does_not_count_against_the_budget() {
+    let app = spawn_with(|c| {
+        c.login_per_minute = 1000;
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let email = app.new_user().await;
+    // 1000 per quarter hour per (account, IP): far more successes than that pass.
+    for _ in 0..5 {
+        let resp = login_from(&app, &email, PASSWORD, "198.51.100.9", None).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+}
