@@ -9,5 +9,6 @@ mod hardening;
 mod http_api;
 mod jwt;
 mod logs;
+mod overload;
 mod spec;
 mod websocket;
