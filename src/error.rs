@@ -37,6 +37,9 @@ pub enum Error {
     TooManySockets,
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// More password hashes wait than the hashing threads can serve promptly.
+    #[error("the server is busy checking passwords; retry in {retry_after_secs} s")]
+    Overloaded { retry_after_secs: u64 },
     /// A server-side failure. The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -60,6 +63,7 @@ impl Error {
             Error::TooManySockets => "too_many_sockets",
             Error::HeadersTooLarge => "headers_too_large",
             Error::ShuttingDown => "shutting_down",
+            Error::Overloaded { .. } => "overloaded",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -72,7 +76,7 @@ impl Error {
             Error::EmailTaken => StatusCode::CONFLICT,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::RateLimited { .. } | Error::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
-            Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::ShuttingDown | Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,7 +112,7 @@ impl Error {
                     headers.insert("WWW-Authenticate", v);
                 }
             }
-            Error::RateLimited { retry_after_secs } => {
+            Error::RateLimited { retry_after_secs } | Error::Overloaded { retry_after_secs } => {
                 headers.insert("Retry-After", (*retry_after_secs).into());
             }
             Error::TooManySockets => {
@@ -206,6 +210,7 @@ fn describe(status: u16) -> &'static str {
         413 => "The request body is too large (64 KiB at most).",
         415 => "The body is not `application/json`.",
         429 => "Rate limited; see `Retry-After`.",
+        503 => "The server is temporarily unable to answer (`overloaded`); see `Retry-After`.",
         _ => "Server error; the message carries a request id.",
     }
 }
@@ -213,7 +218,7 @@ fn describe(status: u16) -> &'static str {
 fn header_for(status: u16) -> Option<MetaHeader> {
     let (name, description) = match status {
         401 => ("WWW-Authenticate", "RFC 6750 challenge."),
-        429 => ("Retry-After", "Seconds to wait before retrying."),
+        429 | 503 => ("Retry-After", "Seconds to wait before retrying."),
         _ => return None,
     };
     Some(MetaHeader {
@@ -221,7 +226,7 @@ fn header_for(status: u16) -> Option<MetaHeader> {
         description: Some(description.to_owned()),
         required: true,
         deprecated: false,
-        schema: if status == 429 {
+        schema: if matches!(status, 429 | 503) {
             u64::schema_ref()
         } else {
             String::schema_ref()

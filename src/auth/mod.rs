@@ -84,7 +84,7 @@ impl Auth {
             devices,
             sessions: SessionStore::new(db.clone(), settings.sessions, bus),
             users: Cache::new(None, 100_000),
-            passwords: Passwords::new(settings.hash_concurrency)?,
+            passwords: Passwords::new(settings.hash_concurrency).await?,
             origins: OriginPolicy::new(&settings.public_url, settings.allowed_origins),
             cookies: CookieSettings::new(https),
             db,

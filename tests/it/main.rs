@@ -10,5 +10,6 @@ mod hostile;
 mod http_api;
 mod jwt;
 mod logs;
+mod overload;
 mod spec;
 mod websocket;
