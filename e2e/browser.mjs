@@ -53,11 +53,38 @@ const browser = await chromium.launch({
 const partner = await servePlainPage(partnerPort);
 const foreign = await servePlainPage(foreignPort);
 
+// Content-Security-Policy violations on a context's pages, seen two ways: the
+// `securitypolicyviolation` event inside the page, and Chromium's console report.
+async function watchCsp(context) {
+  const seen = [];
+  await context.exposeBinding("__reportCspViolation", ({ page }, v) => seen.push({ url: page.url(), ...v }));
+  await context.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => window.__reportCspViolation({
+      directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample, line: e.lineNumber,
+    }));
+  });
+  context.on("console", (msg) => {
+    if (/Content[- ]Security[- ]Policy/i.test(msg.text())) seen.push({ url: msg.page()?.url(), console: msg.text() });
+  });
+  return seen;
+}
+
+// The page's response carries the hardening headers.
+function assertHardened(response) {
+  const h = response.headers();
+  assert.match(h["content-security-policy"] || "", /(^|;)\s*frame-ancestors 'none'\s*(;|$)/);
+  assert.match(h["content-security-policy"], /(^|;)\s*default-src 'none'/);
+  assert.equal(h["x-content-type-options"], "nosniff");
+  assert.equal(h["referrer-policy"], "same-origin");
+  assert.equal(h["x-frame-options"], "DENY");
+}
+
 async function demoPageFlow(origin, screenshot) {
   const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
+  const violations = await watchCsp(context);
   const page = await context.newPage();
   try {
-    await page.goto(`${origin}/`);
+    assertHardened(await page.goto(`${origin}/`));
     await page.fill("#email", uniqueEmail("demo"));
     await page.fill("#password", password);
     await page.click("#register");
@@ -92,6 +119,7 @@ async function demoPageFlow(origin, screenshot) {
     await page.click("#logout");
     await page.waitForFunction(() => document.querySelector("#status").textContent.includes("closed 4403 session_revoked"));
     await page.waitForFunction(() => document.querySelector("#me").textContent.includes("not logged in (401"));
+    assert.deepEqual(violations, [], "CSP violations on the demo page");
   } finally {
     await context.close();
   }
@@ -175,9 +203,10 @@ await scenario("Swagger UI: Authorize with a Bearer token, Try it out on GET /ap
   const { access_token: token } = await (await post("/api/auth/login", { email, password })).json();
 
   const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
+  const violations = await watchCsp(context);
   const page = await context.newPage();
   try {
-    await page.goto(`${api}/docs`);
+    assertHardened(await page.goto(`${api}/docs`));
     await page.click(".btn.authorize");
     const bearer = page.locator(".modal-ux .auth-container", { hasText: "bearerAuth" });
     await bearer.locator("input").fill(token);
@@ -194,6 +223,44 @@ await scenario("Swagger UI: Authorize with a Bearer token, Try it out on GET /ap
     assert.ok(body.includes('"auth_source": "bearer"'), body);
     await op.scrollIntoViewIfNeeded();
     await page.screenshot({ path: `${screenshots}/swagger.png` });
+    assert.deepEqual(violations, [], "CSP violations in Swagger UI");
+  } finally {
+    await context.close();
+  }
+});
+
+await scenario("the CSP is enforced: an injected inline script is refused and reported; no framing", async () => {
+  const context = await browser.newContext();
+  const violations = await watchCsp(context);
+  try {
+    const page = await context.newPage();
+    assertHardened(await page.goto(`${api}/`));
+    const ran = await page.evaluate(async () => {
+      const s = document.createElement("script");
+      s.textContent = "window.__injected = true;";
+      document.body.appendChild(s);
+      await new Promise((r) => setTimeout(r, 200));
+      return window.__injected === true;
+    });
+    assert.equal(ran, false, "an injected inline script ran");
+    await page.waitForTimeout(200);
+    assert.ok(violations.some((v) => v.directive === "script-src-elem"), JSON.stringify(violations));
+
+    // Another site cannot frame the page (frame-ancestors 'none').
+    const evil = await context.newPage();
+    await evil.goto(`http://127.0.0.1:${foreignPort}/`);
+    await evil.evaluate((url) => new Promise((resolve) => {
+      const f = document.createElement("iframe");
+      f.src = url;
+      f.onload = resolve;
+      document.body.appendChild(f);
+      setTimeout(resolve, 3000);
+    }), `${api}/`);
+    const child = evil.frames().find((f) => f !== evil.mainFrame());
+    assert.ok(child, "no iframe");
+    assert.equal(await child.evaluate(() => document.querySelector("#login"), null).catch(() => null), null,
+      "the demo page rendered inside a foreign frame");
+    assert.ok(violations.some((v) => v.console && v.console.includes("frame-ancestors")), JSON.stringify(violations));
   } finally {
     await context.close();
   }
