@@ -5,6 +5,9 @@
 //                            SCREENSHOT_DIR to write the README's screenshots)
 // The doorman under test must list http://127.0.0.1:$PARTNER_PORT in
 // DOORMAN_ALLOWED_ORIGINS and must not list the foreign port.
+// Chromium resolves every *.doorman.test name to 127.0.0.1 (--host-resolver-rules),
+// so app.doorman.test:$DOORMAN_PORT and other.doorman.test:$FOREIGN_PORT are two
+// sites that share the registrable domain doorman.test, as on a real deployment.
 
 import http from "node:http";
 import assert from "node:assert/strict";
@@ -22,10 +25,21 @@ const password = "browser password";
 const uniqueEmail = (tag) => `e2e-${tag}-${Date.now()}-${Math.floor(Math.random() * 1e9)}@example.org`;
 
 // A plain page on another origin: the pages' logic arrives through page.evaluate.
+// `/cookie-bytes` answers the hex of the raw Cookie header bytes it received.
 function servePlainPage(listenPort) {
-  const server = http.createServer((_req, res) => {
-    res.writeHead(200, { "content-type": "text/html" });
-    res.end("<!doctype html><title>another origin</title><p>another origin</p>");
+  const server = http.createServer((req, res) => {
+    if (req.url === "/cookie-bytes") {
+      // Node decodes header bytes as latin1: encoding back gives the bytes on the wire.
+      const raw = [];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) {
+        if (req.rawHeaders[i].toLowerCase() === "cookie") raw.push(Buffer.from(req.rawHeaders[i + 1], "latin1"));
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify(raw.map((b) => b.toString("hex"))));
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+    res.end("<!doctype html><meta charset=utf-8><title>another origin</title><p>another origin</p>");
   });
   return new Promise((resolve) => server.listen(listenPort, "127.0.0.1", () => resolve(server)));
 }
@@ -48,16 +62,44 @@ const browser = await chromium.launch({
   args: [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--host-resolver-rules=MAP *.doorman.test 127.0.0.1",
   ],
 });
 const partner = await servePlainPage(partnerPort);
 const foreign = await servePlainPage(foreignPort);
 
+// Content-Security-Policy violations on a context's pages, seen two ways: the
+// `securitypolicyviolation` event inside the page, and Chromium's console report.
+async function watchCsp(context) {
+  const seen = [];
+  await context.exposeBinding("__reportCspViolation", ({ page }, v) => seen.push({ url: page.url(), ...v }));
+  await context.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => window.__reportCspViolation({
+      directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample, line: e.lineNumber,
+    }));
+  });
+  context.on("console", (msg) => {
+    if (/Content[- ]Security[- ]Policy/i.test(msg.text())) seen.push({ url: msg.page()?.url(), console: msg.text() });
+  });
+  return seen;
+}
+
+// The page's response carries the hardening headers.
+function assertHardened(response) {
+  const h = response.headers();
+  assert.match(h["content-security-policy"] || "", /(^|;)\s*frame-ancestors 'none'\s*(;|$)/);
+  assert.match(h["content-security-policy"], /(^|;)\s*default-src 'none'/);
+  assert.equal(h["x-content-type-options"], "nosniff");
+  assert.equal(h["referrer-policy"], "same-origin");
+  assert.equal(h["x-frame-options"], "DENY");
+}
+
 async function demoPageFlow(origin, screenshot) {
   const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
+  const violations = await watchCsp(context);
   const page = await context.newPage();
   try {
-    await page.goto(`${origin}/`);
+    assertHardened(await page.goto(`${origin}/`));
     await page.fill("#email", uniqueEmail("demo"));
     await page.fill("#password", password);
     await page.click("#register");
@@ -92,6 +134,7 @@ async function demoPageFlow(origin, screenshot) {
     await page.click("#logout");
     await page.waitForFunction(() => document.querySelector("#status").textContent.includes("closed 4403 session_revoked"));
     await page.waitForFunction(() => document.querySelector("#me").textContent.includes("not logged in (401"));
+    assert.deepEqual(violations, [], "CSP violations on the demo page");
   } finally {
     await context.close();
   }
@@ -175,9 +218,10 @@ await scenario("Swagger UI: Authorize with a Bearer token, Try it out on GET /ap
   const { access_token: token } = await (await post("/api/auth/login", { email, password })).json();
 
   const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
+  const violations = await watchCsp(context);
   const page = await context.newPage();
   try {
-    await page.goto(`${api}/docs`);
+    assertHardened(await page.goto(`${api}/docs`));
     await page.click(".btn.authorize");
     const bearer = page.locator(".modal-ux .auth-container", { hasText: "bearerAuth" });
     await bearer.locator("input").fill(token);
@@ -194,6 +238,106 @@ await scenario("Swagger UI: Authorize with a Bearer token, Try it out on GET /ap
     assert.ok(body.includes('"auth_source": "bearer"'), body);
     await op.scrollIntoViewIfNeeded();
     await page.screenshot({ path: `${screenshots}/swagger.png` });
+    assert.deepEqual(violations, [], "CSP violations in Swagger UI");
+  } finally {
+    await context.close();
+  }
+});
+
+await scenario("the CSP is enforced: an injected inline script is refused and reported; no framing", async () => {
+  const context = await browser.newContext();
+  const violations = await watchCsp(context);
+  try {
+    const page = await context.newPage();
+    assertHardened(await page.goto(`${api}/`));
+    const ran = await page.evaluate(async () => {
+      const s = document.createElement("script");
+      s.textContent = "window.__injected = true;";
+      document.body.appendChild(s);
+      await new Promise((r) => setTimeout(r, 200));
+      return window.__injected === true;
+    });
+    assert.equal(ran, false, "an injected inline script ran");
+    await page.waitForTimeout(200);
+    assert.ok(violations.some((v) => v.directive === "script-src-elem"), JSON.stringify(violations));
+
+    // Another site cannot frame the page (frame-ancestors 'none').
+    const evil = await context.newPage();
+    await evil.goto(`http://127.0.0.1:${foreignPort}/`);
+    await evil.evaluate((url) => new Promise((resolve) => {
+      const f = document.createElement("iframe");
+      f.src = url;
+      f.onload = resolve;
+      document.body.appendChild(f);
+      setTimeout(resolve, 3000);
+    }), `${api}/`);
+    const child = evil.frames().find((f) => f !== evil.mainFrame());
+    assert.ok(child, "no iframe");
+    assert.equal(await child.evaluate(() => document.querySelector("#login"), null).catch(() => null), null,
+      "the demo page rendered inside a foreign frame");
+    assert.ok(violations.some((v) => v.console && v.console.includes("frame-ancestors")), JSON.stringify(violations));
+  } finally {
+    await context.close();
+  }
+});
+
+// Issue 10, finding 1: a sibling site under the same registrable domain sets a
+// cookie with a non-ASCII value for the whole domain (nothing doorman can prevent);
+// Chromium then sends its raw UTF-8 bytes in the same Cookie header as doorman's
+// cookies. That must not log the user out of doorman.
+await scenario("a sibling site's non-ASCII cookie does not log the user out (/api/me, refresh, /ws)", async () => {
+  const app = `http://app.doorman.test:${port}`;
+  const other = `http://other.doorman.test:${foreignPort}`;
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${app}/`);
+    const email = uniqueEmail("foreign-cookie");
+    const before = await page.evaluate(async ({ email, password }) => {
+      const post = (path, body) => fetch(path, {
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+      });
+      await post("/api/auth/register", { email, password });
+      const login = (await post("/api/auth/login", { email, password, mode: "cookie" })).status;
+      return { login, me: (await fetch("/api/me")).status };
+    }, { email, password });
+    assert.deepEqual(before, { login: 200, me: 200 }, "logged in on app.doorman.test before the foreign cookie");
+
+    const sibling = await context.newPage();
+    await sibling.goto(`${other}/`);
+    const { visible, bytes } = await sibling.evaluate(async () => {
+      document.cookie = "lang=café; domain=doorman.test; path=/";
+      return { visible: document.cookie, bytes: await (await fetch("/cookie-bytes")).json() };
+    });
+    assert.equal(visible, "lang=café");
+    // The raw bytes on the wire: "lang=caf" c3 a9 — UTF-8, not percent-encoded.
+    assert.deepEqual(bytes, [Buffer.from("lang=café", "utf8").toString("hex")]);
+    const stored = (await context.cookies(app)).map((c) => `${c.name}@${c.domain}`);
+    for (const c of ["doorman_access@app.doorman.test", "lang@.doorman.test"]) {
+      assert.ok(stored.includes(c), `${c} not sent to ${app}: ${stored}`);
+    }
+
+    const after = await page.evaluate(async (wsUrl) => {
+      const me = await fetch("/api/me");
+      const meBody = await me.json().catch(() => null);
+      const refresh = await fetch("/api/auth/refresh", {
+        method: "POST", credentials: "include", headers: { "content-type": "application/json" }, body: "{}",
+      });
+      const meAfterRefresh = (await fetch("/api/me")).status;
+      const welcome = await new Promise((resolve) => {
+        const ws = new WebSocket(wsUrl);
+        ws.onmessage = (ev) => { resolve(JSON.parse(ev.data)); ws.close(1000); };
+        ws.onclose = (ev) => resolve({ closed: ev.code, reason: ev.reason });
+      });
+      return { me: me.status, auth_source: meBody && meBody.auth_source, error: meBody && meBody.error,
+        refresh: refresh.status, meAfterRefresh, welcome };
+    }, `ws://app.doorman.test:${port}/ws`);
+    assert.equal(after.me, 200, `GET /api/me with the foreign cookie: ${JSON.stringify(after)}`);
+    assert.equal(after.auth_source, "cookie");
+    assert.equal(after.refresh, 200, `cookie-mode refresh: ${JSON.stringify(after)}`);
+    assert.equal(after.meAfterRefresh, 200, `GET /api/me after refresh: ${JSON.stringify(after)}`);
+    assert.equal(after.welcome.type, "welcome", `/ws: ${JSON.stringify(after)}`);
+    assert.equal(after.welcome.auth_source, "cookie");
   } finally {
     await context.close();
   }

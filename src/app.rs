@@ -20,6 +20,7 @@ use crate::{
     cluster,
     config::Config,
     cors, error,
+    headers::PageHeaders,
     ratelimit::Limits,
     rooms::Rooms,
     state::AppState,
@@ -168,6 +169,8 @@ impl Application {
 pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
     let api = api::service();
     let docs = api.swagger_ui();
+    // The same text `swagger_ui()` serves, so the policy hashes what browsers get.
+    let pages = Arc::new(PageHeaders::new(api::DEMO_HTML, &api.swagger_ui_html()));
     let auth = state.auth.clone();
     let allowed = Arc::new(AllowedMethods::from_spec(
         &api.spec(),
@@ -185,18 +188,21 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
         .data(state.clone())
         .data(auth)
         .data(ws)
-        .around(move |ep, req| request_scope(ep, req, state.clone(), allowed.clone()))
+        .around(move |ep, req| {
+            request_scope(ep, req, state.clone(), allowed.clone(), pages.clone())
+        })
 }
 
 /// Gives each request an id and a span (id, method, path, client IP — never the
 /// query string or headers, which may carry credentials), bounds its size, answers
-/// CORS, maps errors to the JSON shape, and marks API responses
-/// `Cache-Control: no-store`.
+/// CORS, maps errors to the JSON shape, marks API responses `Cache-Control:
+/// no-store`, and adds the browser hardening headers ([`PageHeaders`]).
 async fn request_scope<E: Endpoint>(
     ep: Arc<E>,
     req: Request,
     state: Arc<AppState>,
     allowed: Arc<AllowedMethods>,
+    pages: Arc<PageHeaders>,
 ) -> poem::Result<Response> {
     let request_id = format!("{:016x}", rand_u64());
     let span = tracing::info_span!(
@@ -241,6 +247,7 @@ async fn request_scope<E: Endpoint>(
     {
         headers.insert(header::ALLOW, v);
     }
+    pages.apply(&path, headers);
     Ok(resp)
 }
 

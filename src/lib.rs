@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod headers;
 pub mod ratelimit;
 pub mod rooms;
 pub mod state;

@@ -24,6 +24,9 @@ pub enum Readiness {
     NotReady(Json<Health>),
 }
 
+/// The demo page, exactly as served at `/` (its CSP hashes are computed from it).
+pub const DEMO_HTML: &str = include_str!("../demo.html");
+
 pub struct MetaApi;
 
 #[OpenApi(tag = "ApiTags::Meta")]
@@ -31,7 +34,7 @@ impl MetaApi {
     /// The demo page (not part of the documented API).
     #[oai(path = "/", method = "get", hidden)]
     async fn demo_page(&self) -> Html<&'static str> {
-        Html(include_str!("../demo.html"))
+        Html(DEMO_HTML)
     }
 
     /// Liveness

@@ -10,6 +10,7 @@ pub mod security;
 mod sessions;
 pub mod text;
 
+pub use meta::DEMO_HTML;
 use poem_openapi::{OpenApiService, Tags};
 
 #[derive(Tags)]

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod browser_headers;
 mod cluster;
 mod hardening;
 mod hostile;
