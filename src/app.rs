@@ -214,7 +214,7 @@ async fn request_scope<E: Endpoint>(
         let result = async {
             bounds::check_headers(&req)?;
             let mut req = req;
-            bounds::limit_body(&mut req).await?;
+            bounds::limit_body(&mut req, state.config.body_timeout).await?;
             ep.call(req).await.map(IntoResponse::into_response)
         }
         .instrument(span.clone())
