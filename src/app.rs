@@ -6,7 +6,7 @@ use migration::MigratorTrait;
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server, get,
     http::{HeaderValue, StatusCode, header},
-    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    listener::{Acceptor, Listener, TcpListener},
 };
 use sea_orm::{ConnectOptions, Database};
 use tracing::Instrument;
@@ -19,6 +19,7 @@ use crate::{
     client_ip::ClientIp,
     cluster,
     config::Config,
+    conn_guard::GuardedAcceptor,
     cors, error,
     ratelimit::Limits,
     rooms::Rooms,
@@ -28,7 +29,7 @@ use crate::{
 
 /// A built server, bound to its port, not yet serving.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    acceptor: GuardedAcceptor,
     addr: SocketAddr,
     state: Arc<AppState>,
     registry: Registry,
@@ -53,7 +54,11 @@ impl Application {
     /// signing key and binds the listener.
     pub async fn build(mut config: Config) -> Result<Self, StartError> {
         // Bind first: with port 0 the real port is part of the default public URL.
-        let acceptor = TcpListener::bind(config.bind).into_acceptor().await?;
+        let acceptor = GuardedAcceptor::new(
+            TcpListener::bind(config.bind).into_acceptor().await?,
+            config.header_timeout,
+            config.max_connections_per_ip,
+        );
         let addr = acceptor
             .local_addr()
             .first()
@@ -149,7 +154,12 @@ impl Application {
     ) -> std::io::Result<()> {
         let registry = self.registry.clone();
         let app = routes(self.state.clone(), self.ws.clone());
+        // poem's idle timeout closes a connection without IO for this long. It only
+        // stops hyper's connection future, which has already finished once a
+        // connection upgrades: open WebSockets are left alone (their heartbeat
+        // covers them).
         Server::new_with_acceptor(self.acceptor)
+            .idle_timeout(self.state.config.idle_timeout)
             .run_with_graceful_shutdown(
                 app,
                 async move {
