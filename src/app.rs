@@ -6,7 +6,7 @@ use migration::MigratorTrait;
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server, get,
     http::{HeaderValue, StatusCode, header},
-    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    listener::{Acceptor, Listener, TcpListener},
 };
 use sea_orm::{ConnectOptions, Database};
 use tracing::Instrument;
@@ -19,6 +19,7 @@ use crate::{
     client_ip::ClientIp,
     cluster,
     config::Config,
+    conn_guard::GuardedAcceptor,
     cors, error,
     headers::PageHeaders,
     ratelimit::Limits,
@@ -29,7 +30,7 @@ use crate::{
 
 /// A built server, bound to its port, not yet serving.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    acceptor: GuardedAcceptor,
     addr: SocketAddr,
     state: Arc<AppState>,
     registry: Registry,
@@ -54,7 +55,11 @@ impl Application {
     /// signing key and binds the listener.
     pub async fn build(mut config: Config) -> Result<Self, StartError> {
         // Bind first: with port 0 the real port is part of the default public URL.
-        let acceptor = TcpListener::bind(config.bind).into_acceptor().await?;
+        let acceptor = GuardedAcceptor::new(
+            TcpListener::bind(config.bind).into_acceptor().await?,
+            config.header_timeout,
+            config.max_connections_per_ip,
+        );
         let addr = acceptor
             .local_addr()
             .first()
@@ -151,7 +156,12 @@ impl Application {
     ) -> std::io::Result<()> {
         let registry = self.registry.clone();
         let app = routes(self.state.clone(), self.ws.clone());
+        // poem's idle timeout closes a connection without IO for this long. It only
+        // stops hyper's connection future, which has already finished once a
+        // connection upgrades: open WebSockets are left alone (their heartbeat
+        // covers them).
         Server::new_with_acceptor(self.acceptor)
+            .idle_timeout(self.state.config.idle_timeout)
             .run_with_graceful_shutdown(
                 app,
                 async move {
@@ -221,7 +231,7 @@ async fn request_scope<E: Endpoint>(
         let result = async {
             bounds::check_headers(&req)?;
             let mut req = req;
-            bounds::limit_body(&mut req).await?;
+            bounds::limit_body(&mut req, state.config.body_timeout).await?;
             ep.call(req).await.map(IntoResponse::into_response)
         }
         .instrument(span.clone())

@@ -1,5 +1,8 @@
-//! Size bounds on what a request may carry, checked before any handler runs:
-//! headers (431) and bodies, chunked ones included (413).
+//! Bounds on what a request may carry, checked before any handler runs: headers
+//! (431), bodies, chunked ones included (413), and the time a body may take to
+//! arrive (408).
+
+use std::time::Duration;
 
 use poem::{Body, Request, http::Method};
 
@@ -27,9 +30,10 @@ pub fn check_headers(req: &Request) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads the body up front, refusing it with 413 past [`MAX_BODY`], and puts the
-/// bytes back for the handler.
-pub async fn limit_body(req: &mut Request) -> Result<(), Error> {
+/// Reads the body up front, refusing it with 413 past [`MAX_BODY`] and with 408
+/// when it has not all arrived within `timeout`, and puts the bytes back for the
+/// handler.
+pub async fn limit_body(req: &mut Request, timeout: Duration) -> Result<(), Error> {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
@@ -41,10 +45,11 @@ pub async fn limit_body(req: &mut Request) -> Result<(), Error> {
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(Error::PayloadTooLarge);
     }
-    let bytes = req
-        .take_body()
-        .into_bytes_limit(MAX_BODY)
+    // The deadline covers the whole body, so a client trickling a byte at a time
+    // cannot hold the request (and its connection) open.
+    let bytes = tokio::time::timeout(timeout, req.take_body().into_bytes_limit(MAX_BODY))
         .await
+        .map_err(|_| Error::RequestTimeout)?
         .map_err(|e| match e {
             poem::error::ReadBodyError::PayloadTooLarge => Error::PayloadTooLarge,
             other => Error::BadRequest(format!("cannot read the request body: {other}")),

@@ -3,7 +3,11 @@
 
 use std::marker::PhantomData;
 
-use poem::{IntoResponse, Response, error::ResponseError, http::StatusCode};
+use poem::{
+    IntoResponse, Response,
+    error::ResponseError,
+    http::{HeaderValue, StatusCode, header},
+};
 use poem_openapi::{
     ApiResponse, Object,
     registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry},
@@ -33,6 +37,9 @@ pub enum Error {
     PayloadTooLarge,
     #[error("request headers are too large")]
     HeadersTooLarge,
+    /// The request body did not arrive within `DOORMAN_BODY_TIMEOUT_SECONDS`.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("this user has too many open sockets")]
     TooManySockets,
     #[error("the server is shutting down")]
@@ -62,6 +69,7 @@ impl Error {
             Error::PayloadTooLarge => "payload_too_large",
             Error::TooManySockets => "too_many_sockets",
             Error::HeadersTooLarge => "headers_too_large",
+            Error::RequestTimeout => "request_timeout",
             Error::ShuttingDown => "shutting_down",
             Error::Overloaded { .. } => "overloaded",
             Error::Internal(_) => "internal_error",
@@ -79,6 +87,7 @@ impl Error {
             Error::ShuttingDown | Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,6 +126,11 @@ impl Error {
             }
             Error::TooManySockets => {
                 headers.insert("Retry-After", 5u64.into());
+            }
+            // The rest of the body may still be on its way: the connection cannot
+            // carry another request.
+            Error::RequestTimeout => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }
@@ -206,6 +220,9 @@ fn describe(status: u16) -> &'static str {
         401 => "Missing, invalid or expired credentials, or the session has ended.",
         403 => "A cookie credential from an origin that is not allowed (`origin_refused`).",
         404 => "Not found, or not yours.",
+        408 => {
+            "The request body did not arrive in time (`request_timeout`); the connection is closed."
+        }
         409 => "Conflicts with existing data (`email_taken`).",
         413 => "The request body is too large (64 KiB at most).",
         415 => "The body is not `application/json`.",

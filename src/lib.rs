@@ -5,6 +5,7 @@
 //!   reuse it.
 //! - [`api`]: the OpenAPI-documented HTTP endpoints.
 //! - [`ws`]: the WebSocket route, its protocol and the registry of live sockets.
+//! - [`conn_guard`]: per-connection guards (request-head deadline, per-IP cap).
 //! - [`app`]: building and running the server from a [`config::Config`].
 
 pub mod allow;
@@ -15,6 +16,7 @@ pub mod bounds;
 pub mod client_ip;
 pub mod cluster;
 pub mod config;
+pub mod conn_guard;
 pub mod cors;
 pub mod error;
 pub mod headers;

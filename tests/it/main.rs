@@ -12,5 +12,6 @@ mod http_api;
 mod jwt;
 mod logs;
 mod overload;
+mod slow_clients;
 mod spec;
 mod websocket;

@@ -1,0 +1,631 @@
+//! Guards on each accepted TCP connection, before HTTP is parsed: a deadline on
+//! every request head (`DOORMAN_HEADER_TIMEOUT_SECONDS`) and a cap on concurrent
+//! connections per client IP (`DOORMAN_MAX_CONNECTIONS_PER_IP`).
+//!
+//! Why an `Acceptor` wrapping the socket rather than our own hyper accept loop with
+//! `http1::Builder::header_read_timeout`: poem's `Server` gives us graceful shutdown,
+//! the idle timeout, HTTP/2 and WebSocket upgrades, and a second accept loop would
+//! have to re-create all of them. hyper's own header timeout (1.12) also runs while a
+//! keep-alive connection sits idle waiting for its next request, so the idle timeout
+//! would shrink to the header timeout. Watching the bytes instead lets the deadline
+//! start at a request's first byte and end at the blank line that closes its head.
+//!
+//! What the byte watcher ([`HeadWatch`]) follows, per HTTP/1 connection:
+//! - reads: idle → (first byte) head in progress, deadline running → (blank line)
+//!   answering, no deadline → (final response written) idle again. Bytes read while
+//!   answering (a body, a pipelined request) are not examined: request bodies have
+//!   their own deadline in [`crate::bounds`].
+//! - writes: the status line of each response. `1xx` interim answers (`100 Continue`)
+//!   do not end a request; `101` means the connection became a WebSocket and the
+//!   guard stands aside from then on; any other status ends the request.
+//! - a connection that opens with the HTTP/2 preface (`PRI * HTTP/2.0`) is not
+//!   HTTP/1 and is not watched at all; it still counts toward the per-IP cap.
+//!
+//! Limits of the watcher, by design: it does not parse bodies, so a client that
+//! pipelines requests behind a response still being written can put it out of step
+//! with the real requests; the worst outcomes are a deadline on the wrong bytes (the
+//! client's own connection closed) or one connection of that client without a head
+//! deadline, which the per-IP cap still bounds.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    io,
+    io::IoSlice,
+    net::IpAddr,
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use poem::{
+    http::uri::Scheme,
+    listener::{Acceptor, TcpAcceptor},
+    web::{LocalAddr, RemoteAddr},
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+    time::{Instant, Sleep},
+};
+
+use crate::client_ip;
+
+/// Accepts TCP connections, closing at once those over the per-IP cap, and hands
+/// out each admitted one wrapped in a [`GuardedStream`].
+pub struct GuardedAcceptor {
+    inner: TcpAcceptor,
+    header_timeout: Duration,
+    counts: ConnCounts,
+}
+
+impl GuardedAcceptor {
+    /// Guards connections from `inner`: request heads must arrive within
+    /// `header_timeout` of their first byte, and one client IP (an IPv6 client by its
+    /// /64) may hold at most `max_per_ip` connections at once.
+    pub fn new(inner: TcpAcceptor, header_timeout: Duration, max_per_ip: usize) -> Self {
+        Self {
+            inner,
+            header_timeout,
+            counts: ConnCounts::new(max_per_ip),
+        }
+    }
+}
+
+impl Acceptor for GuardedAcceptor {
+    type Io = GuardedStream<TcpStream>;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.inner.local_addr()
+    }
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
+        loop {
+            let (stream, local, remote, scheme) = self.inner.accept().await?;
+            // The socket peer, never a forwarded address: nothing has been read yet.
+            // Behind a proxy every connection comes from the proxy's address.
+            let permit = match remote.as_socket_addr() {
+                Some(peer) => match self.counts.admit(peer.ip()) {
+                    Some(permit) => Some(permit),
+                    None => continue, // dropping `stream` closes it
+                },
+                None => None,
+            };
+            let io = GuardedStream::new(stream, self.header_timeout, permit);
+            return Ok((io, local, remote, scheme));
+        }
+    }
+}
+
+/// Open connections per client key, shared by the acceptor and the permits of the
+/// connections it admitted. A key is removed when its count reaches zero, so memory
+/// follows the number of open connections.
+#[derive(Clone)]
+pub struct ConnCounts {
+    inner: Arc<Mutex<HashMap<IpAddr, Slot>>>,
+    max: usize,
+}
+
+#[derive(Default)]
+struct Slot {
+    open: usize,
+    /// A refusal was logged since the key was last under its cap: one line per
+    /// episode, not one per refused connection.
+    warned: bool,
+}
+
+impl ConnCounts {
+    /// Counts allowing `max` connections per key.
+    pub fn new(max: usize) -> Self {
+        Self {
+            inner: Arc::default(),
+            max,
+        }
+    }
+
+    /// A permit for one more connection from `ip`, or `None` when it holds `max`.
+    pub fn admit(&self, ip: IpAddr) -> Option<ConnPermit> {
+        let key = client_ip::limit_key(client_ip::canonical(ip));
+        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = map.entry(key).or_default();
+        if slot.open >= self.max {
+            if !slot.warned {
+                slot.warned = true;
+                tracing::warn!(ip = %key, max = self.max, "connection cap reached; refusing further connections");
+            }
+            return None;
+        }
+        slot.open += 1;
+        Some(ConnPermit {
+            counts: self.clone(),
+            key,
+        })
+    }
+
+    /// Open connections counted for `ip`.
+    pub fn open(&self, ip: IpAddr) -> usize {
+        let key = client_ip::limit_key(client_ip::canonical(ip));
+        let map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(&key).map_or(0, |s| s.open)
+    }
+
+    /// Keys with at least one open connection.
+    pub fn keys(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn release(&self, key: IpAddr) {
+        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = map.get_mut(&key) {
+            slot.open = slot.open.saturating_sub(1);
+            slot.warned = false;
+            if slot.open == 0 {
+                map.remove(&key);
+            }
+        }
+    }
+}
+
+/// One counted connection; dropping it gives the slot back.
+pub struct ConnPermit {
+    counts: ConnCounts,
+    key: IpAddr,
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        self.counts.release(self.key);
+    }
+}
+
+/// A connection whose reads fail with [`io::ErrorKind::TimedOut`] when a request
+/// head is still incomplete `timeout` after its first byte. Holds the connection's
+/// per-IP permit until it closes or becomes a WebSocket (sockets count under their
+/// own caps).
+pub struct GuardedStream<S> {
+    inner: S,
+    watch: HeadWatch,
+    timeout: Duration,
+    /// Allocated once per connection and reset for each head.
+    deadline: Pin<Box<Sleep>>,
+    armed: bool,
+    permit: Option<ConnPermit>,
+}
+
+impl<S> GuardedStream<S> {
+    fn new(inner: S, timeout: Duration, permit: Option<ConnPermit>) -> Self {
+        Self {
+            inner,
+            watch: HeadWatch::new(),
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            armed: false,
+            permit,
+        }
+    }
+
+    /// Starts the deadline when a head has begun, stops it when none is pending,
+    /// and gives the permit back once the connection has upgraded.
+    fn sync(&mut self) {
+        let pending = self.watch.head_pending();
+        if pending && !self.armed {
+            self.deadline.as_mut().reset(Instant::now() + self.timeout);
+        }
+        self.armed = pending;
+        if self.watch.upgraded() {
+            self.permit = None;
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.watch.is_off() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        // Polled before the read so that a client sending nothing still wakes us.
+        if this.armed && this.deadline.as_mut().poll(cx).is_ready() {
+            tracing::debug!(timeout = ?this.timeout, "request head incomplete at its deadline; closing");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request head not received in time",
+            )));
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        this.watch.on_read(&buf.filled()[before..]);
+        this.sync();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        if !this.watch.is_off() {
+            this.watch.on_write(&buf[..n.min(buf.len())]);
+            this.sync();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        if !this.watch.is_off() {
+            // Only the bytes the socket took: the rest will be offered again.
+            let mut left = n;
+            for b in bufs {
+                if left == 0 {
+                    break;
+                }
+                let take = left.min(b.len());
+                this.watch.on_write(&b[..take]);
+                left -= take;
+            }
+            this.sync();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The start of the HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+/// `HTTP/1.1 200`: enough of a status line to know its code.
+const STATUS_PREFIX: usize = 12;
+
+/// Where the client is in sending requests, as far as the bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadPhase {
+    /// No request in progress (`fresh`: nothing read on this connection yet).
+    Idle { fresh: bool },
+    /// The connection's first bytes, all matching the HTTP/2 preface so far.
+    Preface { matched: usize },
+    /// A head in progress. `content`: a byte other than CR/LF seen (blank lines
+    /// before a request line are skipped by the parser, so they end nothing);
+    /// `eol`: 0 inside a line, 1 after LF, 2 after LF CR.
+    Head { content: bool, eol: u8 },
+    /// The head is complete; the response has not started.
+    Answering,
+    /// HTTP/2, or upgraded to a WebSocket: not watched.
+    Off,
+}
+
+/// Where the server is in writing the current response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WritePhase {
+    /// Expecting a status line; its first bytes so far.
+    Status {
+        got: [u8; STATUS_PREFIX],
+        len: usize,
+    },
+    /// Inside a `1xx` interim head (no body): scanning for its blank line.
+    Interim { eol: u8 },
+    /// Inside a final response, or nothing expected until the next head.
+    Rest,
+}
+
+const EXPECT_STATUS: WritePhase = WritePhase::Status {
+    got: [0; STATUS_PREFIX],
+    len: 0,
+};
+
+/// The byte-watching state machine behind [`GuardedStream`]: no IO, no clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeadWatch {
+    read: ReadPhase,
+    write: WritePhase,
+    upgraded: bool,
+}
+
+impl HeadWatch {
+    pub(crate) fn new() -> Self {
+        Self {
+            read: ReadPhase::Idle { fresh: true },
+            write: EXPECT_STATUS,
+            upgraded: false,
+        }
+    }
+
+    /// Whether a request head has begun and not ended: the deadline runs.
+    pub(crate) fn head_pending(&self) -> bool {
+        matches!(
+            self.read,
+            ReadPhase::Preface { .. } | ReadPhase::Head { .. }
+        )
+    }
+
+    /// Whether the connection became a WebSocket (a `101` was written).
+    pub(crate) fn upgraded(&self) -> bool {
+        self.upgraded
+    }
+
+    /// Whether the watcher has stood aside for good (HTTP/2 or upgraded).
+    pub(crate) fn is_off(&self) -> bool {
+        self.read == ReadPhase::Off
+    }
+
+    /// Bytes the client sent.
+    pub(crate) fn on_read(&mut self, bytes: &[u8]) {
+        let mut i = 0;
+        while i < bytes.len() {
+            match self.read {
+                ReadPhase::Off | ReadPhase::Answering => return,
+                ReadPhase::Idle { fresh: true } => self.read = ReadPhase::Preface { matched: 0 },
+                ReadPhase::Idle { fresh: false } => {
+                    self.read = ReadPhase::Head {
+                        content: false,
+                        eol: 0,
+                    }
+                }
+                ReadPhase::Preface { matched } => {
+                    let take = (H2_PREFACE.len() - matched).min(bytes.len() - i);
+                    if bytes[i..i + take] == H2_PREFACE[matched..matched + take] {
+                        i += take;
+                        self.read = if matched + take == H2_PREFACE.len() {
+                            ReadPhase::Off
+                        } else {
+                            ReadPhase::Preface {
+                                matched: matched + take,
+                            }
+                        };
+                    } else {
+                        // HTTP/1 after all. The matched bytes hold no line end;
+                        // scan on from the first byte that differed.
+                        self.read = ReadPhase::Head {
+                            content: matched > 0,
+                            eol: 0,
+                        };
+                    }
+                }
+                ReadPhase::Head { content, eol } => {
+                    let b = bytes[i];
+                    i += 1;
+                    self.read = match (content, b, eol) {
+                        (false, b'\r' | b'\n', _) => continue,
+                        (false, _, _) => ReadPhase::Head {
+                            content: true,
+                            eol: 0,
+                        },
+                        (true, b'\n', 1 | 2) => {
+                            self.write = EXPECT_STATUS;
+                            ReadPhase::Answering
+                        }
+                        (true, b'\n', _) => ReadPhase::Head { content, eol: 1 },
+                        (true, b'\r', 1) => ReadPhase::Head { content, eol: 2 },
+                        (true, _, _) => ReadPhase::Head { content, eol: 0 },
+                    };
+                }
+            }
+        }
+    }
+
+    /// Bytes the server sent.
+    pub(crate) fn on_write(&mut self, bytes: &[u8]) {
+        let mut i = 0;
+        while i < bytes.len() {
+            match self.write {
+                WritePhase::Rest => return,
+                WritePhase::Status { mut got, len } => {
+                    let take = (STATUS_PREFIX - len).min(bytes.len() - i);
+                    got[len..len + take].copy_from_slice(&bytes[i..i + take]);
+                    i += take;
+                    if len + take < STATUS_PREFIX {
+                        self.write = WritePhase::Status {
+                            got,
+                            len: len + take,
+                        };
+                        return;
+                    }
+                    let http1 = got.starts_with(b"HTTP/1.");
+                    match &got[9..] {
+                        b"101" if http1 => {
+                            self.upgraded = true;
+                            self.read = ReadPhase::Off;
+                            self.write = WritePhase::Rest;
+                            return;
+                        }
+                        [b'1', _, _] if http1 => self.write = WritePhase::Interim { eol: 0 },
+                        // A final status (or bytes we do not recognise): the request
+                        // is answered. A head still arriving keeps its deadline.
+                        _ => {
+                            self.write = WritePhase::Rest;
+                            if self.read == ReadPhase::Answering {
+                                self.read = ReadPhase::Idle { fresh: false };
+                            }
+                            return;
+                        }
+                    }
+                }
+                WritePhase::Interim { eol } => {
+                    let b = bytes[i];
+                    i += 1;
+                    self.write = match (b, eol) {
+                        (b'\n', 1 | 2) => EXPECT_STATUS,
+                        (b'\n', _) => WritePhase::Interim { eol: 1 },
+                        (b'\r', 1) => WritePhase::Interim { eol: 2 },
+                        _ => WritePhase::Interim { eol: 0 },
+                    };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(w: &mut HeadWatch, chunks: &[&[u8]]) {
+        for c in chunks {
+            w.on_read(c);
+        }
+    }
+
+    #[test]
+    fn a_head_is_pending_from_its_first_byte_to_its_blank_line() {
+        let mut w = HeadWatch::new();
+        assert!(!w.head_pending(), "no deadline before the first byte");
+        w.on_read(b"G");
+        assert!(w.head_pending());
+        w.on_read(b"ET / HTTP/1.1\r\nHost: x\r\n");
+        assert!(w.head_pending());
+        w.on_read(b"\r");
+        assert!(w.head_pending());
+        w.on_read(b"\n");
+        assert!(!w.head_pending());
+    }
+
+    #[test]
+    fn the_blank_line_is_found_across_reads_and_with_bare_line_feeds() {
+        for chunks in [
+            &[&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..]][..],
+            &[b"GET / HTTP/1.1\r", b"\nHost: x\r", b"\n\r", b"\n"],
+            &[b"GET / HTTP/1.1\nHost: x\n\n"],
+            &[b"GET / HTTP/1.1\r\nHost: x\n", b"\r\n"],
+        ] {
+            let mut w = HeadWatch::new();
+            read_all(&mut w, chunks);
+            assert!(!w.head_pending(), "{chunks:?}");
+        }
+    }
+
+    #[test]
+    fn blank_lines_before_a_request_line_do_not_end_a_head() {
+        let mut w = HeadWatch::new();
+        w.on_read(b"\r\n\r\n\r\n");
+        assert!(w.head_pending());
+        w.on_read(b"GET / HTTP/1.1\r\n");
+        assert!(w.head_pending());
+        w.on_read(b"\r\n");
+        assert!(!w.head_pending());
+    }
+
+    #[test]
+    fn a_final_response_ends_the_request_and_the_next_head_starts_a_new_deadline() {
+        let mut w = HeadWatch::new();
+        w.on_read(b"POST /x HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody");
+        assert!(!w.head_pending());
+        // Body bytes and anything else read while answering are not examined.
+        w.on_read(b"more\r\n\r\n");
+        assert!(!w.head_pending());
+        w.on_write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        // Idle keep-alive: no deadline until the next request's first byte.
+        assert!(!w.head_pending());
+        w.on_read(b"GET /");
+        assert!(w.head_pending());
+        w.on_read(b" HTTP/1.1\r\n\r\n");
+        assert!(!w.head_pending());
+    }
+
+    #[test]
+    fn an_interim_response_does_not_end_the_request() {
+        let mut w = HeadWatch::new();
+        w.on_read(b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
+        w.on_write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        // The body arrives after the interim answer: still the same request.
+        w.on_read(b"x\r\n\r\nGET");
+        assert!(!w.head_pending());
+        assert_eq!(w.read, ReadPhase::Answering);
+        // Interim and final answer in one write, the status line split.
+        let mut v = HeadWatch::new();
+        v.on_read(b"POST /x HTTP/1.1\r\n\r\n");
+        v.on_write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2");
+        assert_eq!(v.read, ReadPhase::Answering);
+        v.on_write(b"04 No Content\r\n\r\n");
+        assert_eq!(v.read, ReadPhase::Idle { fresh: false });
+    }
+
+    #[test]
+    fn a_101_turns_the_watch_off_even_when_its_status_line_is_split() {
+        let mut w = HeadWatch::new();
+        w.on_read(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+        w.on_write(b"HTTP/1.1 1");
+        assert!(!w.upgraded());
+        w.on_write(b"01 Switching Protocols\r\n\r\n");
+        assert!(w.upgraded() && w.is_off());
+        // WebSocket frames, whatever they hold, start no head.
+        w.on_read(b"\x81\x05hello");
+        assert!(!w.head_pending());
+    }
+
+    #[test]
+    fn the_http2_preface_turns_the_watch_off_and_anything_else_is_http1() {
+        let mut w = HeadWatch::new();
+        read_all(&mut w, &[b"PRI * HT", b"TP/2.0\r\n\r\nSM\r\n\r\n"]);
+        assert!(w.is_off() && !w.head_pending() && !w.upgraded());
+
+        let mut v = HeadWatch::new();
+        v.on_read(b"PRI * HTTP/1.1\r\n");
+        assert!(v.head_pending() && !v.is_off());
+        v.on_read(b"\r\n");
+        assert!(!v.head_pending());
+
+        // The preface only counts at the start of a connection.
+        let mut u = HeadWatch::new();
+        u.on_read(b"GET / HTTP/1.1\r\n\r\n");
+        u.on_write(b"HTTP/1.1 200 OK\r\n\r\n");
+        u.on_read(b"PRI * HTTP/2.0\r\n\r\n");
+        assert!(!u.is_off());
+    }
+
+    #[test]
+    fn an_error_answer_to_a_head_in_progress_keeps_its_deadline() {
+        let mut w = HeadWatch::new();
+        w.on_read(b"GET / HTTP/1.1\r\nX: ");
+        w.on_write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n");
+        assert!(w.head_pending());
+    }
+
+    #[test]
+    fn permits_count_per_ip_and_forget_a_key_at_zero() {
+        let counts = ConnCounts::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        let b_same_64: IpAddr = "2001:db8::2".parse().unwrap();
+        let p1 = counts.admit(a).unwrap();
+        let p2 = counts.admit(mapped).unwrap();
+        assert!(counts.admit(a).is_none(), "third from one IPv4 address");
+        let q1 = counts.admit(b).unwrap();
+        let _q2 = counts.admit(b_same_64).unwrap();
+        assert!(counts.admit(b).is_none(), "third from one /64");
+        assert_eq!(counts.keys(), 2);
+        drop(p1);
+        assert_eq!(counts.open(a), 1);
+        let p3 = counts.admit(a).unwrap();
+        drop((p2, p3, q1));
+        assert_eq!(counts.keys(), 1);
+        assert_eq!(counts.open(a), 0);
+    }
+}
