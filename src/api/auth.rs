@@ -27,10 +27,10 @@ use crate::{
     state::AppState,
 };
 
-error_set!(RegisterErrors: 400, 409, 413, 415, 429);
-error_set!(LoginErrors: 400, 401, 413, 415, 429);
-error_set!(RefreshErrors: 400, 401, 403, 413, 415, 429);
-error_set!(LogoutErrors: 401, 403);
+error_set!(RegisterErrors: 400, 409, 413, 415, 429, 503);
+error_set!(LoginErrors: 400, 401, 413, 415, 429, 503);
+error_set!(RefreshErrors: 400, 401, 403, 413, 415, 429, 503);
+error_set!(LogoutErrors: 401, 403, 503);
 
 #[derive(ApiResponse)]
 pub enum Registered {

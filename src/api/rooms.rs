@@ -16,7 +16,7 @@ use crate::{
     state::AppState,
 };
 
-error_set!(PublishErrors: 400, 401, 403, 413, 415);
+error_set!(PublishErrors: 400, 401, 403, 413, 415, 503);
 
 #[derive(ApiResponse)]
 pub enum Accepted {
