@@ -16,6 +16,7 @@ pub mod client_ip;
 pub mod cluster;
 pub mod config;
 pub mod cors;
+pub mod db;
 pub mod error;
 pub mod ratelimit;
 pub mod rooms;

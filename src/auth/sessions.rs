@@ -5,8 +5,7 @@ use std::{sync::Arc, time::Duration};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use entity::{refresh_token, session};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, sea_query::Expr,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -18,7 +17,7 @@ use super::{
     cache::Cache,
     events::{Revocation, RevocationBus, RevocationReason},
 };
-use crate::error::Error;
+use crate::{db::Db, error::Error};
 
 /// Lifetimes and windows of sessions and refresh tokens.
 #[derive(Debug, Clone)]
@@ -94,7 +93,7 @@ const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The session store.
 #[derive(Clone)]
 pub struct SessionStore {
-    db: DatabaseConnection,
+    db: Db,
     settings: SessionSettings,
     bus: RevocationBus,
     cache: Arc<Cache<Uuid, Slot>>,
@@ -103,7 +102,7 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    pub fn new(db: DatabaseConnection, settings: SessionSettings, bus: RevocationBus) -> Self {
+    pub fn new(db: Db, settings: SessionSettings, bus: RevocationBus) -> Self {
         Self {
             db,
             settings,
