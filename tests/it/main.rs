@@ -9,5 +9,6 @@ mod hardening;
 mod http_api;
 mod jwt;
 mod logs;
+mod outage;
 mod spec;
 mod websocket;
