@@ -20,7 +20,9 @@ use crate::{
     cluster,
     config::Config,
     conn_guard::GuardedAcceptor,
-    cors, error,
+    cors,
+    db::{self, Db},
+    error,
     headers::PageHeaders,
     ratelimit::Limits,
     rooms::Rooms,
@@ -70,8 +72,21 @@ impl Application {
         let mut options = ConnectOptions::new(config.database_url.clone());
         // SQL logging would print bound values (hashes, user agents): keep it off.
         options.sqlx_logging(false);
-        let db = Database::connect(options).await?;
-        migration::Migrator::up(&db, None).await?;
+        // Waiting for a pooled connection, and opening one to a database that refuses
+        // or does not answer, ends after the database timeout (sqlx's default is 30 s):
+        // the request answers 503 instead of queueing. (sea-orm hands both settings to
+        // sqlx's one acquire bound, which covers connecting; they are set alike so
+        // neither can be mistaken for being unbounded.) sqlx pings a pooled connection
+        // before handing it out, so connections broken by an outage are replaced, not
+        // reused, and the pool recovers by itself once the database is back. At start
+        // the same bound applies: an unreachable database fails the start quickly.
+        options
+            .connect_timeout(config.db_timeout)
+            .acquire_timeout(config.db_timeout)
+            .test_before_acquire(true);
+        let connection = Database::connect(options).await?;
+        migration::Migrator::up(&connection, None).await?;
+        let db = Db::new(connection, config.db_timeout);
 
         let bus = RevocationBus::new();
         let auth = Arc::new(
@@ -228,12 +243,13 @@ async fn request_scope<E: Endpoint>(
     let mut resp = if let Some(resp) = cors::preflight(&req, origin.as_ref()) {
         resp
     } else {
-        let result = async {
+        // The request's waits for the database share one budget (see `db`).
+        let result = db::with_request_budget(async {
             bounds::check_headers(&req)?;
             let mut req = req;
             bounds::limit_body(&mut req, state.config.body_timeout).await?;
             ep.call(req).await.map(IntoResponse::into_response)
-        }
+        })
         .instrument(span.clone())
         .await;
         match result {

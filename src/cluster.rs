@@ -17,7 +17,7 @@ use std::{sync::Arc, time::Duration};
 
 use entity::room_message;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set,
     sqlx::{PgPool, postgres::PgListener},
 };
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Auth, RevocationBus, RevocationReason, SessionId, UserId},
+    db::Db,
     rooms::{Relayed, RoomName, Rooms},
     ws::Registry,
 };
@@ -61,7 +62,7 @@ struct RoomNote {
 
 /// What the cluster bridge needs.
 pub struct Bridge {
-    pub db: DatabaseConnection,
+    pub db: Db,
     pub bus: RevocationBus,
     pub rooms: Rooms,
     pub registry: Registry,
@@ -74,11 +75,11 @@ impl Bridge {
     /// Starts the relay, listener and sweep tasks when the database is PostgreSQL;
     /// does nothing otherwise.
     pub fn start(self) {
-        if self.db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        if self.db.connection().get_database_backend() != sea_orm::DatabaseBackend::Postgres {
             return;
         }
         let instance = Uuid::new_v4();
-        let pool = self.db.get_postgres_connection_pool().clone();
+        let pool = self.db.connection().get_postgres_connection_pool().clone();
         tracing::info!(%instance, "cluster events over PostgreSQL LISTEN/NOTIFY");
 
         let (tx, rx) = mpsc::channel(4096);
@@ -128,12 +129,7 @@ async fn relay_revocations(pool: PgPool, instance: Uuid, bus: RevocationBus) {
 
 /// Local room messages → NOTIFY (inline, or through `room_messages` when large).
 /// One task, so a publisher's messages keep their order.
-async fn relay_rooms(
-    db: DatabaseConnection,
-    pool: PgPool,
-    instance: Uuid,
-    mut rx: mpsc::Receiver<Relayed>,
-) {
+async fn relay_rooms(db: Db, pool: PgPool, instance: Uuid, mut rx: mpsc::Receiver<Relayed>) {
     while let Some(Relayed { room, frame }) = rx.recv().await {
         let mut note = RoomNote {
             o: instance,

@@ -47,6 +47,10 @@ pub enum Error {
     /// More password hashes wait than the hashing threads can serve promptly.
     #[error("the server is busy checking passwords; retry in {retry_after_secs} s")]
     Overloaded { retry_after_secs: u64 },
+    /// The database cannot be reached (refused, dropped, timed out, shutting down).
+    /// `cause` is logged, never sent: the client only learns to retry.
+    #[error("the database is unavailable; retry shortly")]
+    DatabaseUnavailable { cause: String },
     /// A server-side failure. The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -72,6 +76,7 @@ impl Error {
             Error::RequestTimeout => "request_timeout",
             Error::ShuttingDown => "shutting_down",
             Error::Overloaded { .. } => "overloaded",
+            Error::DatabaseUnavailable { .. } => "database_unavailable",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -84,7 +89,9 @@ impl Error {
             Error::EmailTaken => StatusCode::CONFLICT,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::RateLimited { .. } | Error::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
-            Error::ShuttingDown | Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::ShuttingDown | Error::Overloaded { .. } | Error::DatabaseUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -132,16 +139,69 @@ impl Error {
             Error::RequestTimeout => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
+            Error::DatabaseUnavailable { .. } => {
+                headers.insert("Retry-After", DATABASE_RETRY_AFTER_SECS.into());
+            }
             _ => {}
         }
         resp
     }
 }
 
+/// What a client is told to wait after `database_unavailable`: the pool opens a
+/// new connection on the next request, so a database that is back is used at once.
+const DATABASE_RETRY_AFTER_SECS: u64 = 1;
+
+/// A database failure is the database being unreachable (503, retry) or a bug (500
+/// with a request id). Only failures of the connection itself count as the former;
+/// a failed statement on a working connection (a constraint, a decode error) stays a
+/// 500, so a real bug is never disguised as an outage.
 impl From<sea_orm::DbErr> for Error {
     fn from(e: sea_orm::DbErr) -> Self {
-        Error::Internal(format!("database: {e}"))
+        if is_unavailable(&e) {
+            Error::DatabaseUnavailable {
+                cause: e.to_string(),
+            }
+        } else {
+            Error::Internal(format!("database: {e}"))
+        }
     }
+}
+
+/// Whether a database error means the database could not be reached or used.
+pub fn is_unavailable(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    match e {
+        // No connection from the pool within the timeout, the pool closed, opening a
+        // connection failed, or `crate::db::Db`'s own bound ran out.
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            sqlx_unavailable(e)
+        }
+        _ => false,
+    }
+}
+
+fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::{Error as Sqlx, postgres::PgDatabaseError};
+    match e {
+        // The connection broke mid-statement or could not be (re)established.
+        Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::Protocol(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed => {
+            true
+        }
+        Sqlx::Database(db) => db
+            .try_downcast_ref::<PgDatabaseError>()
+            .is_some_and(|pg| pg_unavailable(pg.code())),
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs that mean "not now" rather than "wrong": class 08
+/// (connection exception), 57P (admin or crash shutdown, cannot connect now, the
+/// database dropped), 57014 (a statement cancelled, e.g. by `statement_timeout`) and
+/// 53300 (too many connections).
+fn pg_unavailable(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code == "57014" || code == "53300"
 }
 
 impl ResponseError for Error {
@@ -227,7 +287,9 @@ fn describe(status: u16) -> &'static str {
         413 => "The request body is too large (64 KiB at most).",
         415 => "The body is not `application/json`.",
         429 => "Rate limited; see `Retry-After`.",
-        503 => "The server is temporarily unable to answer (`overloaded`); see `Retry-After`.",
+        503 => {
+            "The server is temporarily unable to answer (`database_unavailable`, `overloaded`); see `Retry-After`."
+        }
         _ => "Server error; the message carries a request id.",
     }
 }
@@ -300,8 +362,16 @@ fn redact(message: &str) -> String {
 /// generic message carrying the request id.
 pub fn respond_to(err: poem::Error, request_id: &str) -> Response {
     if let Some(e) = err.downcast_ref::<Error>() {
-        if let Error::Internal(detail) = e {
-            tracing::error!(request_id, detail = %detail, "internal error");
+        match e {
+            Error::Internal(detail) => {
+                tracing::error!(request_id, detail = %detail, "internal error");
+            }
+            // sqlx's messages name the failure (refused, reset, timed out), never the
+            // database URL or statement values.
+            Error::DatabaseUnavailable { cause } => {
+                tracing::warn!(request_id, cause = %cause, "database unavailable");
+            }
+            _ => {}
         }
         return e.to_response(Some(request_id));
     }
@@ -327,7 +397,71 @@ pub fn respond_to(err: poem::Error, request_id: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use std::sync::Arc;
+
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr, sqlx};
+
+    use super::{Error, is_unavailable, pg_unavailable, redact};
+
+    fn query_err(e: sqlx::Error) -> DbErr {
+        DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)))
+    }
+
+    #[test]
+    fn connection_failures_are_unavailable_and_bugs_are_internal() {
+        let down = [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+            DbErr::Conn(RuntimeErr::Internal("refused".into())),
+            query_err(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())),
+            query_err(sqlx::Error::PoolTimedOut),
+            query_err(sqlx::Error::PoolClosed),
+            query_err(sqlx::Error::Protocol("unexpected eof".into())),
+            DbErr::Exec(RuntimeErr::SqlxError(Arc::new(sqlx::Error::Io(
+                std::io::ErrorKind::BrokenPipe.into(),
+            )))),
+        ];
+        for e in down {
+            assert!(is_unavailable(&e), "{e}");
+            let err = Error::from(e);
+            assert_eq!(err.code(), "database_unavailable");
+            assert_eq!(err.status().as_u16(), 503);
+            let resp = err.to_response(Some("r1"));
+            assert_eq!(resp.headers()["retry-after"], "1");
+        }
+        let bugs = [
+            query_err(sqlx::Error::RowNotFound),
+            query_err(sqlx::Error::ColumnNotFound("x".into())),
+            DbErr::Exec(RuntimeErr::Internal("boom".into())),
+            DbErr::RecordNotFound("x".into()),
+            DbErr::Type("bad".into()),
+        ];
+        for e in bugs {
+            assert!(!is_unavailable(&e), "{e}");
+            assert_eq!(Error::from(e).status().as_u16(), 500);
+        }
+    }
+
+    #[test]
+    fn postgres_codes_for_not_now() {
+        for code in ["08006", "08001", "57P01", "57P03", "57014", "53300"] {
+            assert!(pg_unavailable(code), "{code}");
+        }
+        for code in ["23505", "42P01", "22P02", "40001"] {
+            assert!(!pg_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn the_cause_is_not_sent() {
+        let err = Error::from(DbErr::Conn(RuntimeErr::Internal(
+            "password authentication failed for user postgres".into(),
+        )));
+        assert_eq!(
+            err.to_string(),
+            "the database is unavailable; retry shortly"
+        );
+    }
 
     #[test]
     fn redaction_keeps_identifiers_and_hides_values() {

@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod conn_guard;
 pub mod cors;
+pub mod db;
 pub mod error;
 pub mod headers;
 pub mod ratelimit;

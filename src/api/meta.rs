@@ -19,7 +19,8 @@ pub enum Readiness {
     /// Ready: the database answers.
     #[oai(status = 200)]
     Ready(Json<Health>),
-    /// Not ready: the database does not answer.
+    /// Not ready: the database does not answer within `DOORMAN_DB_TIMEOUT_SECONDS`
+    /// (`status` is `database_unavailable`).
     #[oai(status = 503)]
     NotReady(Json<Health>),
 }
@@ -53,9 +54,10 @@ impl MetaApi {
                 status: "ok".to_owned(),
             })),
             Err(e) => {
+                // sqlx's message names the failure, never the URL.
                 tracing::warn!(error = %e, "readiness: database unreachable");
                 Readiness::NotReady(Json(Health {
-                    status: "database unavailable".to_owned(),
+                    status: "database_unavailable".to_owned(),
                 }))
             }
         }

@@ -194,7 +194,7 @@ pub struct Published {
 
 #[derive(Object)]
 pub struct Health {
-    /// `ok`.
+    /// `ok`, or why not: `database_unavailable`.
     pub status: String,
 }
 

@@ -16,7 +16,7 @@ use crate::{
     state::AppState,
 };
 
-error_set!(PublishErrors: 400, 401, 403, 408, 413, 415, 429);
+error_set!(PublishErrors: 400, 401, 403, 408, 413, 415, 429, 503);
 
 #[derive(ApiResponse)]
 pub enum Accepted {

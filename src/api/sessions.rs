@@ -17,8 +17,8 @@ use crate::{
     state::AppState,
 };
 
-error_set!(ReadErrors: 401, 403);
-error_set!(RevokeOneErrors: 400, 401, 403, 404);
+error_set!(ReadErrors: 401, 403, 503);
+error_set!(RevokeOneErrors: 400, 401, 403, 404, 503);
 
 #[derive(ApiResponse)]
 pub enum Revoked {

@@ -1,12 +1,12 @@
 //! Accounts: input rules for email, password and display name, and the user rows.
 
 use entity::user;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{AuthError, Passwords};
-use crate::error::Error;
+use crate::{db::Db, error::Error};
 
 /// A normalised email address: trimmed and lower-cased, so `A@X.org` and
 /// `a@x.org ` are one account.
@@ -94,7 +94,7 @@ impl DisplayName {
 
 /// Creates a user; `EmailTaken` when the normalised email exists.
 pub async fn register(
-    db: &DatabaseConnection,
+    db: &Db,
     passwords: &Passwords,
     email: Email,
     password: Password,
@@ -122,7 +122,7 @@ pub async fn register(
 /// The user with this email and password, or `InvalidCredentials` — the same
 /// answer, in about the same time, for an unknown email and a wrong password.
 pub async fn authenticate(
-    db: &DatabaseConnection,
+    db: &Db,
     passwords: &Passwords,
     email: &str,
     password: String,
@@ -139,17 +139,14 @@ pub async fn authenticate(
     }
 }
 
-pub async fn find_by_email(
-    db: &DatabaseConnection,
-    email: &Email,
-) -> Result<Option<user::Model>, Error> {
+pub async fn find_by_email(db: &Db, email: &Email) -> Result<Option<user::Model>, Error> {
     Ok(user::Entity::find()
         .filter(user::Column::Email.eq(email.as_str()))
         .one(db)
         .await?)
 }
 
-pub async fn find(db: &DatabaseConnection, id: Uuid) -> Result<Option<user::Model>, Error> {
+pub async fn find(db: &Db, id: Uuid) -> Result<Option<user::Model>, Error> {
     Ok(user::Entity::find_by_id(id).one(db).await?)
 }
 

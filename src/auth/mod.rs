@@ -20,14 +20,13 @@ pub mod tokens;
 use std::time::Duration;
 
 use entity::user;
-use sea_orm::DatabaseConnection;
 
 pub use error::AuthError;
 pub use events::{Revocation, RevocationBus, RevocationReason};
 pub use identity::{AuthSource, Identity, SessionId, UserId};
 pub use passwords::Passwords;
 
-use crate::error::Error;
+use crate::{db::Db, error::Error};
 use cache::Cache;
 use cookies::CookieSettings;
 use devices::DeviceCookies;
@@ -55,7 +54,7 @@ pub struct Issued {
 
 /// The auth core, shared by every door.
 pub struct Auth {
-    pub db: DatabaseConnection,
+    pub db: Db,
     /// Users never change once created (no endpoint edits them), so they are cached
     /// without expiry; deleting a user removes its sessions, which ends access.
     users: Cache<uuid::Uuid, user::Model>,
@@ -68,11 +67,7 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub async fn new(
-        db: DatabaseConnection,
-        settings: AuthSettings,
-        bus: RevocationBus,
-    ) -> Result<Self, Error> {
+    pub async fn new(db: Db, settings: AuthSettings, bus: RevocationBus) -> Result<Self, Error> {
         let https = settings.public_url.starts_with("https://");
         let tokens =
             TokenKeys::load_or_create(db.clone(), settings.public_url.clone(), settings.access_ttl)

@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Duration};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use entity::{refresh_token, session};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set, sea_query::Expr,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -18,7 +18,7 @@ use super::{
     cache::Cache,
     events::{Revocation, RevocationBus, RevocationReason},
 };
-use crate::error::Error;
+use crate::{db::Db, error::Error};
 
 /// Lifetimes and windows of sessions and refresh tokens.
 #[derive(Debug, Clone)]
@@ -94,7 +94,7 @@ const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The session store.
 #[derive(Clone)]
 pub struct SessionStore {
-    db: DatabaseConnection,
+    db: Db,
     settings: SessionSettings,
     bus: RevocationBus,
     cache: Arc<Cache<Uuid, Slot>>,
@@ -103,7 +103,7 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    pub fn new(db: DatabaseConnection, settings: SessionSettings, bus: RevocationBus) -> Self {
+    pub fn new(db: Db, settings: SessionSettings, bus: RevocationBus) -> Self {
         Self {
             db,
             settings,
@@ -246,7 +246,7 @@ impl SessionStore {
         if now - session.last_used_at < TOUCH_EVERY {
             return Ok(());
         }
-        self.touch_row(&self.db, session.id, now).await
+        Ok(self.touch_row(&self.db, session.id, now).await?)
     }
 
     async fn touch_row(
@@ -254,7 +254,7 @@ impl SessionStore {
         conn: &impl ConnectionTrait,
         id: Uuid,
         now: OffsetDateTime,
-    ) -> Result<(), Error> {
+    ) -> Result<(), DbErr> {
         session::Entity::update_many()
             .col_expr(session::Column::LastUsedAt, Expr::value(now))
             .col_expr(
@@ -294,32 +294,38 @@ impl SessionStore {
             let successor_id = Uuid::new_v4();
             // Claim and mint in one transaction: a token is never spent without
             // its successor in place.
-            let txn = self.db.begin().await?;
-            // Of two racing requests exactly one claims the token here.
-            let claimed = refresh_token::Entity::update_many()
-                .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
-                .col_expr(refresh_token::Column::ReplacedBy, Expr::value(successor_id))
-                .col_expr(
-                    refresh_token::Column::SuccessorSealed,
-                    Expr::value(seal(&raw, presented)),
-                )
-                .filter(refresh_token::Column::Id.eq(token.id))
-                .filter(refresh_token::Column::UsedAt.is_null())
-                .exec(&txn)
+            let claimed = self
+                .db
+                .transaction(async |txn| {
+                    // Of two racing requests exactly one claims the token here.
+                    let claimed = refresh_token::Entity::update_many()
+                        .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+                        .col_expr(refresh_token::Column::ReplacedBy, Expr::value(successor_id))
+                        .col_expr(
+                            refresh_token::Column::SuccessorSealed,
+                            Expr::value(seal(&raw, presented)),
+                        )
+                        .filter(refresh_token::Column::Id.eq(token.id))
+                        .filter(refresh_token::Column::UsedAt.is_null())
+                        .exec(txn)
+                        .await?;
+                    if claimed.rows_affected != 1 {
+                        return Ok(None);
+                    }
+                    let expires_in = self
+                        .insert_refresh(txn, &session, successor_id, &successor)
+                        .await?;
+                    self.touch_row(txn, session.id, now).await?;
+                    Ok(Some(expires_in))
+                })
                 .await?;
-            if claimed.rows_affected == 1 {
-                let refresh_expires_in = self
-                    .insert_refresh(&txn, &session, successor_id, &successor)
-                    .await?;
-                self.touch_row(&txn, session.id, now).await?;
-                txn.commit().await?;
+            if let Some(refresh_expires_in) = claimed {
                 return Ok(Opened {
                     session,
                     refresh_token: successor,
                     refresh_expires_in,
                 });
             }
-            txn.rollback().await?;
             // Another request claimed it first: answer as a re-presentation.
             token = refresh_token::Entity::find_by_id(token.id)
                 .one(&self.db)
@@ -389,7 +395,7 @@ impl SessionStore {
         session: &session::Model,
         id: Uuid,
         token: &str,
-    ) -> Result<u64, Error> {
+    ) -> Result<u64, DbErr> {
         let now = now();
         let expires_at = (now + self.settings.idle).min(session.expires_at);
         refresh_token::ActiveModel {

@@ -15,14 +15,14 @@ use ed25519_dalek::{
 };
 use entity::signing_key;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{AuthError, SessionId, UserId, cache::Cache};
-use crate::error::Error;
+use crate::{db::Db, error::Error};
 
 /// The audience every doorman access token is minted for.
 pub const AUDIENCE: &str = "doorman";
@@ -48,7 +48,7 @@ pub struct AccessToken {
 
 /// Signs and verifies access tokens; serves the JWKS.
 pub struct TokenKeys {
-    db: DatabaseConnection,
+    db: Db,
     issuer: String,
     ttl: Duration,
     signing_kid: String,
@@ -84,11 +84,7 @@ pub struct PublicKey {
 
 impl TokenKeys {
     /// Loads the active signing keys, creating the first one on an empty database.
-    pub async fn load_or_create(
-        db: DatabaseConnection,
-        issuer: String,
-        ttl: Duration,
-    ) -> Result<Self, Error> {
+    pub async fn load_or_create(db: Db, issuer: String, ttl: Duration) -> Result<Self, Error> {
         let mut keys = active_keys(&db).await?;
         if keys.is_empty() {
             insert_new_key(&db).await?;
@@ -252,7 +248,7 @@ impl VerifyingKeys {
     }
 }
 
-async fn active_keys(db: &DatabaseConnection) -> Result<Vec<signing_key::Model>, Error> {
+async fn active_keys(db: &Db) -> Result<Vec<signing_key::Model>, Error> {
     Ok(signing_key::Entity::find()
         .filter(signing_key::Column::RetiredAt.is_null())
         .filter(signing_key::Column::Algorithm.eq(ALGORITHM))
@@ -260,7 +256,7 @@ async fn active_keys(db: &DatabaseConnection) -> Result<Vec<signing_key::Model>,
         .await?)
 }
 
-async fn insert_new_key(db: &DatabaseConnection) -> Result<(), Error> {
+async fn insert_new_key(db: &Db) -> Result<(), Error> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
     let key = SigningKey::from_bytes(&seed);

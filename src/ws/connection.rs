@@ -19,7 +19,7 @@ use super::{
     registry::Registration,
 };
 use crate::{
-    auth::{AuthError, AuthSource, Identity},
+    auth::{AuthSource, Identity},
     error::Error,
     rooms::{MAX_BODY_CHARS, RoomName},
 };
@@ -103,15 +103,15 @@ impl Conn {
                 msg = self.socket.next() => match msg {
                     Some(Ok(Message::Text(text))) => {
                         return match serde_json::from_str::<ClientFrame>(&text) {
-                            Ok(ClientFrame::Auth { token }) => {
-                                match self.ctx.auth.authenticate(&token, AuthSource::Message).await {
-                                    Ok(identity) => Ok(identity),
-                                    Err(Error::Auth(
-                                        e @ (AuthError::SessionRevoked | AuthError::SessionExpired),
-                                    )) => Err(Close::session_ended(e)),
-                                    Err(_) => Err(Close::INVALID_TOKEN),
-                                }
-                            }
+                            Ok(ClientFrame::Auth { token }) => self
+                                .ctx
+                                .auth
+                                .authenticate(&token, AuthSource::Message)
+                                .await
+                                .map_err(|e| {
+                                    log_unavailable(&e);
+                                    Close::auth_failed(&e)
+                                }),
                             _ => Err(Close::BAD_REQUEST),
                         };
                     }
@@ -135,10 +135,16 @@ impl Conn {
         // A revocation between the credential check and the bind found no socket to
         // close; the session's end is recorded before it is announced, so asking
         // once more now, bound, leaves no gap.
+        // Usually answered by the session cache the credential check just filled;
+        // if it has to ask a database that is down, the socket closes with 1013 and
+        // the client retries: it was never welcomed, so nothing it holds is lost.
         match self.ctx.auth.sessions.active(identity.session_id).await {
             Ok(_) => {}
             Err(Error::Auth(e)) => return Close::session_ended(e),
-            Err(_) => return Close::NORMAL,
+            Err(e) => {
+                log_unavailable(&e);
+                return Close::auth_failed(&e);
+            }
         }
         tracing::info!(user_id = %identity.user_id, session_id = %identity.session_id, source = identity.source.as_str(), "socket authenticated");
         let heartbeat = self.ctx.heartbeat;
@@ -316,6 +322,20 @@ impl Conn {
             let _ = self.socket.close().await;
         })
         .await;
+    }
+}
+
+/// Logs why a socket could not be authenticated when it is the server's fault (the
+/// cause, never the token).
+fn log_unavailable(e: &Error) {
+    match e {
+        Error::DatabaseUnavailable { cause } => {
+            tracing::warn!(cause = %cause, "socket not authenticated: database unavailable");
+        }
+        Error::Internal(detail) => {
+            tracing::error!(detail = %detail, "socket not authenticated: internal error");
+        }
+        _ => {}
     }
 }
 

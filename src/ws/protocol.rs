@@ -4,7 +4,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::auth::{AuthError, AuthSource, Identity};
+use crate::{
+    auth::{AuthError, AuthSource, Identity},
+    error::Error,
+};
 
 /// A frame from the client.
 #[derive(Debug, Deserialize)]
@@ -95,6 +98,20 @@ impl Close {
         }
     }
 
+    /// The close for a socket whose credential or session could not be checked:
+    /// an ended session says so, a bad credential is `invalid_token`, and a database
+    /// that cannot be reached says "try again" instead of blaming the token.
+    pub fn auth_failed(e: &Error) -> Close {
+        match e {
+            Error::Auth(e @ (AuthError::SessionRevoked | AuthError::SessionExpired)) => {
+                Close::session_ended(*e)
+            }
+            Error::Auth(_) => Close::INVALID_TOKEN,
+            Error::DatabaseUnavailable { .. } => Close::DATABASE_UNAVAILABLE,
+            _ => Close::INTERNAL_ERROR,
+        }
+    }
+
     pub const NORMAL: Close = Close {
         code: 1000,
         reason: "",
@@ -134,6 +151,18 @@ impl Close {
     pub const TOO_MANY_SOCKETS: Close = Close {
         code: 4429,
         reason: "too_many_sockets",
+    };
+    /// 1011 (RFC 6455): a server-side failure; the cause is logged.
+    pub const INTERNAL_ERROR: Close = Close {
+        code: 1011,
+        reason: "internal_error",
+    };
+    /// 1013 "Try Again Later" (IANA registry): the database could not be reached
+    /// while this socket was being authenticated. Open sockets are never closed
+    /// for this.
+    pub const DATABASE_UNAVAILABLE: Close = Close {
+        code: 1013,
+        reason: "database_unavailable",
     };
     pub const HEARTBEAT_TIMEOUT: Close = Close {
         code: 1000,

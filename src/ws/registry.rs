@@ -228,19 +228,29 @@ impl Registry {
     /// Re-checks every bound socket's session against the store and closes those
     /// that ended: the backstop for revocation events that never arrived. Returns
     /// `false` if some session could not be checked (the database did not answer).
+    /// A session that cannot be checked keeps its sockets open: only a session known
+    /// to have ended closes them, never a database outage.
     pub async fn recheck(&self, auth: &Auth) -> bool {
+        use crate::error::Error;
         let sessions: Vec<SessionId> = self.lock().by_session.keys().copied().collect();
         let mut closed = 0;
         let mut complete = true;
         for session in &sessions {
             match auth.sessions.check(*session).await {
                 Ok(()) => {}
-                Err(crate::error::Error::Auth(e)) => {
+                Err(Error::Auth(e)) => {
                     closed += self.close_session(*session, Close::session_ended(e));
+                }
+                Err(Error::DatabaseUnavailable { cause }) => {
+                    // The rest would wait for the same database in turn: stop, and
+                    // let the caller retry the whole pass.
+                    complete = false;
+                    tracing::warn!(cause = %cause, "re-check of live sockets stopped: database unavailable");
+                    break;
                 }
                 Err(e) => {
                     complete = false;
-                    tracing::warn!(error = %e, session_id = %session, "re-check failed");
+                    tracing::warn!(error = ?e, session_id = %session, "re-check failed");
                 }
             }
         }

@@ -37,6 +37,8 @@ pub struct TestApp {
 enum TestDb {
     Sqlite(tempfile::TempDir),
     Postgres(PgDatabase),
+    /// The test owns the database (and whatever stands in front of it).
+    External,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -45,8 +47,21 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server whose configuration `adjust` may change first.
 pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    init_logging();
     let (database_url, db) = fresh_database().await;
+    spawn_app_on(database_url, db, adjust).await
+}
+
+/// Starts a server on a database the test owns (e.g. behind a [`DbProxy`]).
+pub async fn spawn_on(database_url: &str, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_on(database_url.to_owned(), TestDb::External, adjust).await
+}
+
+async fn spawn_app_on(
+    database_url: String,
+    db: TestDb,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
+    init_logging();
     let mut config = Config::try_parse_from([
         "doorman",
         "--bind",
@@ -442,6 +457,14 @@ impl ServerProcess {
         format!("ws://127.0.0.1:{}/ws", self.port)
     }
 
+    /// SIGKILL (`kill -9`): no shutdown code runs.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM, then the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -503,6 +526,114 @@ impl PgDatabase {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Runs SQL on the test database itself, over a direct connection.
+    pub async fn execute(&self, sql: &str) {
+        let db = Database::connect(&self.url).await.unwrap();
+        db.execute_unprepared(sql).await.unwrap();
+        db.close().await.ok();
+    }
+}
+
+/// A TCP proxy in front of PostgreSQL that a test can cut off: the server under test
+/// connects through it, while the test keeps its own direct connections.
+pub struct DbProxy {
+    /// The database URL with the proxy's address in place of PostgreSQL's.
+    pub url: String,
+    link: std::sync::Arc<tokio::sync::watch::Sender<Link>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The proxy's state: forwarding; cut (open connections dropped, new ones closed as
+/// soon as they are accepted: a database that is down); or stalled (nothing is
+/// forwarded and nothing is closed: a host that vanished from the network, where
+/// only the client's own timeouts help). Connections held by a stall are dropped
+/// when it ends, as a partition's are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Up,
+    Cut,
+    Stalled,
+}
+
+impl DbProxy {
+    pub async fn start(database_url: &str) -> Self {
+        let mut url = url::Url::parse(database_url).expect("database URL");
+        let upstream = format!(
+            "{}:{}",
+            url.host_str().expect("host"),
+            url.port().unwrap_or(5432)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(addr.port())).unwrap();
+        let (link, _) = tokio::sync::watch::channel(Link::Up);
+        let link = std::sync::Arc::new(link);
+        let shared = link.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let mut state = shared.subscribe();
+                let now = *state.borrow_and_update();
+                match now {
+                    Link::Cut => continue,
+                    Link::Stalled => {
+                        tokio::spawn(async move {
+                            let _ = state.wait_for(|l| *l != Link::Stalled).await;
+                            drop(client);
+                        });
+                        continue;
+                    }
+                    Link::Up => {}
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = state.wait_for(|l| *l != Link::Up) => {}
+                    }
+                    if *state.borrow_and_update() == Link::Stalled {
+                        let _ = state.wait_for(|l| *l != Link::Stalled).await;
+                    }
+                    // Both sockets drop here: the connection is gone for both ends.
+                    drop((client, server));
+                });
+            }
+        });
+        Self {
+            url: url.to_string(),
+            link,
+            task,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.link.send_replace(Link::Cut);
+    }
+
+    /// Stops forwarding without closing anything.
+    pub fn stall(&self) {
+        self.link.send_replace(Link::Stalled);
+    }
+
+    /// Accepts and forwards connections again.
+    pub fn restore(&self) {
+        self.link.send_replace(Link::Up);
+    }
+}
+
+impl Drop for DbProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.cut();
     }
 }
 

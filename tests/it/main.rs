@@ -11,6 +11,7 @@ mod hostile;
 mod http_api;
 mod jwt;
 mod logs;
+mod outage;
 mod overload;
 mod slow_clients;
 mod spec;

@@ -1,0 +1,163 @@
+//! The database handle every request path uses: sea-orm's pooled connection, with the
+//! time a request may spend waiting for the database bounded by
+//! `DOORMAN_DB_TIMEOUT_SECONDS`.
+//!
+//! What bounds what:
+//! - the pool's `acquire_timeout` (set in [`crate::app`]) bounds waiting for a
+//!   connection, including opening a new one to a database that refuses or does not
+//!   answer: the caller gets `PoolTimedOut`;
+//! - [`Db`] bounds every statement (acquire and execution together) by what is left
+//!   of the request's budget: one request's waits for the database add up to at most
+//!   the timeout, however many statements it runs. This is what catches a database
+//!   that accepted the connection and then hangs (a dead host, a partition), which no
+//!   server-side setting can;
+//! - outside a request (socket re-checks, background writes) each statement gets the
+//!   whole timeout.
+//!
+//! An exceeded bound is a connection-level [`DbErr`], so the one error mapping
+//! answers it 503 `database_unavailable`.
+
+use std::{
+    cell::Cell,
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
+    QueryResult, RuntimeErr, Statement, TransactionTrait, prelude::async_trait::async_trait,
+};
+
+tokio::task_local! {
+    /// How long the current request has waited for the database so far.
+    static WAITED: Cell<Duration>;
+}
+
+/// Runs `request` with its own database budget (see the module docs).
+pub async fn with_request_budget<F: Future>(request: F) -> F::Output {
+    WAITED.scope(Cell::new(Duration::ZERO), request).await
+}
+
+/// A database connection whose every statement is bounded in time; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+    timeout: Duration,
+}
+
+impl Db {
+    pub fn new(conn: DatabaseConnection, timeout: Duration) -> Self {
+        Self { conn, timeout }
+    }
+
+    /// The unbounded connection, for what is not a request: migrations at start and
+    /// the cluster listener, which waits for notifications on purpose.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Checks that the database answers, within the bound.
+    /// Runs `work` in one transaction, committed when it returns `Ok`, rolled back
+    /// otherwise. The statements run on the transaction, not through this wrapper,
+    /// so the whole unit is bounded by the request's budget at once.
+    pub async fn transaction<T>(
+        &self,
+        work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, DbErr>,
+    ) -> Result<T, DbErr> {
+        self.bounded(async {
+            let txn = self.conn.begin().await?;
+            let out = work(&txn).await?;
+            txn.commit().await?;
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.bounded(self.conn.ping()).await
+    }
+
+    async fn bounded<T>(&self, work: impl Future<Output = Result<T, DbErr>>) -> Result<T, DbErr> {
+        let waited = WAITED.try_with(Cell::get).unwrap_or(Duration::ZERO);
+        let budget = self.timeout.saturating_sub(waited);
+        let started = Instant::now();
+        let result = tokio::time::timeout(budget, work).await;
+        // Outside a request there is no budget to charge; that is fine.
+        let _ = WAITED.try_with(|w| w.set(w.get() + started.elapsed()));
+        result.unwrap_or_else(|_| {
+            // Dropping the statement's future hands its connection back to sqlx,
+            // which pings it before pooling it again and drops it if that fails.
+            Err(DbErr::Conn(RuntimeErr::Internal(format!(
+                "no answer from the database within {:?}",
+                self.timeout
+            ))))
+        })
+    }
+}
+
+#[async_trait]
+impl ConnectionTrait for Db {
+    fn get_database_backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.bounded(self.conn.execute_raw(stmt)).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.bounded(self.conn.execute_unprepared(sql)).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.bounded(self.conn.query_one_raw(stmt)).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.bounded(self.conn.query_all_raw(stmt)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::Database;
+
+    /// A statement SQLite needs seconds for.
+    const SLOW: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                        WHERE x < 50000000) SELECT count(*) FROM c";
+
+    #[tokio::test]
+    async fn a_statement_that_does_not_answer_is_cut_off_as_unavailable() {
+        let conn = Database::connect("sqlite::memory:").await.unwrap();
+        let db = Db::new(conn, Duration::from_millis(200));
+        let started = Instant::now();
+        let err = db.execute_unprepared(SLOW).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(crate::error::is_unavailable(&err), "{err}");
+        assert_eq!(
+            crate::error::Error::from(err).code(),
+            "database_unavailable"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_shares_one_budget_across_statements() {
+        let conn = Database::connect("sqlite::memory:").await.unwrap();
+        let db = Db::new(conn, Duration::from_millis(200));
+        // Outside a request every statement has the whole bound.
+        db.execute_unprepared("SELECT 1").await.unwrap();
+        with_request_budget(async {
+            assert!(db.execute_unprepared(SLOW).await.is_err());
+            // The budget is spent: the next statement is not waited for at all.
+            let started = Instant::now();
+            assert!(db.ping().await.is_err());
+            assert!(started.elapsed() < Duration::from_millis(100));
+        })
+        .await;
+    }
+}
