@@ -4,26 +4,21 @@ use std::{future::Future, net::SocketAddr, num::NonZeroU32, sync::Arc, time::Dur
 
 use migration::MigratorTrait;
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server, get,
-    http::{HeaderValue, StatusCode, header},
+    Endpoint, EndpointExt, IntoResponse, Route, Server, get,
     listener::{Acceptor, Listener, TcpListener},
 };
 use sea_orm::{ConnectOptions, Database};
-use tracing::Instrument;
 
 use crate::{
-    allow::AllowedMethods,
     api,
-    auth::{Auth, AuthSettings, RevocationBus, sessions::SessionSettings},
-    bounds,
-    client_ip::ClientIp,
+    auth::db::Db,
+    auth::{Auth, AuthSettings, AuthSource, RevocationBus, sessions::SessionSettings},
     cluster,
     config::Config,
-    conn_guard::GuardedAcceptor,
-    cors,
-    db::{self, Db},
-    error,
-    headers::PageHeaders,
+    http::{
+        self, allow::AllowedMethods, client_ip::ClientIp, conn_guard::GuardedAcceptor,
+        headers::PageHeaders,
+    },
     ratelimit::Limits,
     rooms::Rooms,
     state::AppState,
@@ -47,7 +42,7 @@ pub enum StartError {
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
     #[error("{0}")]
-    Init(#[from] error::Error),
+    Init(#[from] crate::auth::Error),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
 }
@@ -127,6 +122,7 @@ impl Application {
         .start();
         let ws = Arc::new(WsContext {
             auth: auth.clone(),
+            auth_source: AuthSource::new(auth.clone()),
             registry: registry.clone(),
             rooms: rooms.clone(),
             limits: limits.clone(),
@@ -196,7 +192,7 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
     let docs = api.swagger_ui();
     // The same text `swagger_ui()` serves, so the policy hashes what browsers get.
     let pages = Arc::new(PageHeaders::new(api::DEMO_HTML, &api.swagger_ui_html()));
-    let auth = state.auth.clone();
+    let auth_source = AuthSource::new(state.auth.clone());
     let allowed = Arc::new(AllowedMethods::from_spec(
         &api.spec(),
         &[
@@ -211,76 +207,11 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
         .at("/openapi.json", get(openapi_json))
         .nest("/", api)
         .data(state.clone())
-        .data(auth)
+        .data(auth_source)
         .data(ws)
         .around(move |ep, req| {
-            request_scope(ep, req, state.clone(), allowed.clone(), pages.clone())
+            http::request_scope(ep, req, state.clone(), allowed.clone(), pages.clone())
         })
-}
-
-/// Gives each request an id and a span (id, method, path, client IP — never the
-/// query string or headers, which may carry credentials), bounds its size, answers
-/// CORS, maps errors to the JSON shape, marks API responses `Cache-Control:
-/// no-store`, and adds the browser hardening headers ([`PageHeaders`]).
-async fn request_scope<E: Endpoint>(
-    ep: Arc<E>,
-    req: Request,
-    state: Arc<AppState>,
-    allowed: Arc<AllowedMethods>,
-    pages: Arc<PageHeaders>,
-) -> poem::Result<Response> {
-    let request_id = format!("{:016x}", rand_u64());
-    let span = tracing::info_span!(
-        "request",
-        id = %request_id,
-        method = %req.method(),
-        path = %req.uri().path(),
-        ip = %state.ip(&req),
-    );
-    let path = req.uri().path().to_owned();
-    let private = path.starts_with("/api/");
-    let origin = cors::listed_origin(&req, &state.auth.origins);
-    let mut resp = if let Some(resp) = cors::preflight(&req, origin.as_ref()) {
-        resp
-    } else {
-        // The request's waits for the database share one budget (see `db`).
-        let result = db::with_request_budget(async {
-            bounds::check_headers(&req)?;
-            let mut req = req;
-            bounds::limit_body(&mut req, state.config.body_timeout).await?;
-            ep.call(req).await.map(IntoResponse::into_response)
-        })
-        .instrument(span.clone())
-        .await;
-        match result {
-            Ok(resp) => resp,
-            Err(err) => span.in_scope(|| error::respond_to(err, &request_id)),
-        }
-    };
-    cors::decorate(&mut resp, origin.as_ref());
-    let status = resp.status();
-    span.in_scope(|| tracing::debug!(status = status.as_u16(), "response"));
-    let headers = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        headers.insert("x-request-id", v);
-    }
-    if private {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    if status == StatusCode::METHOD_NOT_ALLOWED
-        && let Some(methods) = allowed.for_path(&path)
-        && let Ok(v) = HeaderValue::from_str(methods)
-    {
-        headers.insert(header::ALLOW, v);
-    }
-    pages.apply(&path, headers);
-    Ok(resp)
-}
-
-fn rand_u64() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    u64::from_le_bytes(b)
 }
 
 /// The live spec: the same text as the committed `openapi.json`.

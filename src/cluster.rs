@@ -26,8 +26,8 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
 
 use crate::{
+    auth::db::Db,
     auth::{Auth, RevocationBus, RevocationReason, SessionId, UserId},
-    db::Db,
     rooms::{Relayed, RoomName, Rooms},
     ws::Registry,
 };

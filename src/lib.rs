@@ -5,25 +5,19 @@
 //!   reuse it.
 //! - [`api`]: the OpenAPI-documented HTTP endpoints.
 //! - [`ws`]: the WebSocket route, its protocol and the registry of live sockets.
-//! - [`conn_guard`]: per-connection guards (request-head deadline, per-IP cap).
+//! - [`http`]: the HTTP edge (connection guards, request scope, CORS, bounds, the
+//!   error map, client IPs).
 //! - [`app`]: building and running the server from a [`config::Config`].
 
-pub mod allow;
 pub mod api;
 pub mod app;
 pub mod auth;
-pub mod bounds;
-pub mod client_ip;
-pub mod cluster;
+mod cluster;
 pub mod config;
-pub mod conn_guard;
-pub mod cors;
-pub mod db;
-pub mod error;
-pub mod headers;
-pub mod ratelimit;
+pub(crate) mod http;
+mod ratelimit;
 pub mod rooms;
-pub mod state;
+mod state;
 pub mod ws;
 
 pub use app::{Application, StartError};

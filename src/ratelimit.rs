@@ -16,7 +16,7 @@ use governor::{
     clock::{Clock, DefaultClock},
 };
 
-use crate::{auth::UserId, config::Config, error::Error};
+use crate::{auth::UserId, config::Config, http::error::Error};
 
 /// One keyed limit.
 pub struct KeyedLimit<K: Hash + Eq + Clone> {
@@ -58,11 +58,13 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
         self.limiter.shrink_to_fit();
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.limiter.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.limiter.is_empty()
     }
 }

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::{auth::UserId, error::Error};
+use crate::{auth::UserId, http::error::Error};
 
 /// The longest message body, in characters, over HTTP and WebSocket alike (the
 /// spec's `maxLength` of `PublishRequest.body`).

@@ -4,7 +4,9 @@ use std::{net::IpAddr, sync::Arc};
 
 use poem::Request;
 
-use crate::{auth::Auth, client_ip::ClientIp, config::Config, ratelimit::Limits, rooms::Rooms};
+use crate::{
+    auth::Auth, config::Config, http::client_ip::ClientIp, ratelimit::Limits, rooms::Rooms,
+};
 
 /// Shared server state, attached to routes with `.data(Arc<AppState>)`.
 pub struct AppState {
@@ -18,7 +20,7 @@ pub struct AppState {
 impl AppState {
     /// The key per-IP rate limits use (IPv6 by /64).
     pub fn limit_key(&self, req: &Request) -> IpAddr {
-        crate::client_ip::limit_key(self.ip(req))
+        crate::http::client_ip::limit_key(self.ip(req))
     }
 
     /// The client's IP for limits and logs (unspecified if the transport has none).

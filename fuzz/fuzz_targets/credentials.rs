@@ -2,7 +2,7 @@
 //! it must never panic, and what it returns must really be in the headers.
 #![no_main]
 
-use doorman::auth::resolve::{Presented, credential_in_headers};
+use doorman::auth::{Presented, credential_in_headers};
 use libfuzzer_sys::fuzz_target;
 use poem::http::{HeaderMap, HeaderValue, header};
 

@@ -25,7 +25,7 @@ use crate::{
         cookies,
         sessions::ClientInfo,
     },
-    error::{Error, Fail, error_set},
+    http::error::{Fail, error_set},
     state::AppState,
 };
 
@@ -103,7 +103,7 @@ impl AuthApi {
         body: Json<LoginRequest>,
     ) -> Result<LoggedIn, Fail<LoginErrors>> {
         let ip = state.ip(req);
-        let ip_key = crate::client_ip::limit_key(ip);
+        let ip_key = crate::http::client_ip::limit_key(ip);
         state.limits.login.check(&ip_key)?;
         let account = Email::parse(&body.email)
             .map(|e| e.as_str().to_owned())
@@ -138,7 +138,10 @@ impl AuthApi {
                 done
             }
             Err(e) => {
-                attempt.finish(matches!(e, Error::Auth(AuthError::InvalidCredentials)));
+                attempt.finish(matches!(
+                    e,
+                    crate::auth::Error::Auth(AuthError::InvalidCredentials)
+                ));
                 return Err(e.into());
             }
         };

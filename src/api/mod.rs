@@ -3,12 +3,12 @@
 
 mod auth;
 mod meta;
-pub mod models;
+pub(crate) mod models;
 mod optional_json;
 mod rooms;
-pub mod security;
+pub(crate) mod security;
 mod sessions;
-pub mod text;
+pub(crate) mod text;
 
 pub use meta::DEMO_HTML;
 use poem_openapi::{OpenApiService, Tags};

@@ -129,13 +129,13 @@ pub enum AuthSourceName {
     Message,
 }
 
-impl From<crate::auth::AuthSource> for AuthSourceName {
-    fn from(s: crate::auth::AuthSource) -> Self {
-        use crate::auth::AuthSource;
+impl From<crate::auth::CredentialSource> for AuthSourceName {
+    fn from(s: crate::auth::CredentialSource) -> Self {
+        use crate::auth::CredentialSource;
         match s {
-            AuthSource::Bearer => Self::Bearer,
-            AuthSource::Cookie => Self::Cookie,
-            AuthSource::Message => Self::Message,
+            CredentialSource::Bearer => Self::Bearer,
+            CredentialSource::Cookie => Self::Cookie,
+            CredentialSource::Message => Self::Message,
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{
     security::Authenticated,
 };
 use crate::{
-    error::{Fail, error_set},
+    http::error::{Fail, error_set},
     rooms::RoomName,
     state::AppState,
 };

@@ -1,9 +1,7 @@
 //! The OpenAPI face of the one resolver: a security extractor that documents both
 //! schemes (http bearer and apiKey in cookie) on every operation that takes it, and
-//! resolves through [`crate::auth::resolve::resolve`] so precedence and errors are
+//! resolves through [`crate::auth::AuthSource`] so precedence and errors are
 //! exactly the WebSocket route's.
-
-use std::sync::Arc;
 
 use poem::{Request, RequestBody};
 use poem_openapi::{
@@ -11,8 +9,8 @@ use poem_openapi::{
     registry::{MetaSecurityScheme, Registry},
 };
 
-use crate::auth::{Auth, Identity, resolve};
-use crate::error::Error;
+use crate::auth::{AuthSource, Identity};
+use crate::http::error::Error;
 
 pub const BEARER_SCHEME: &str = "bearerAuth";
 pub const COOKIE_SCHEME: &str = "cookieAuth";
@@ -70,9 +68,10 @@ impl<'a> ApiExtractor<'a> for Authenticated {
         _body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        let auth = req
-            .data::<Arc<Auth>>()
-            .ok_or_else(|| Error::internal("Auth is not attached to the route"))?;
-        Ok(Authenticated(resolve::resolve(req, auth).await?))
+        let source = req
+            .data::<AuthSource>()
+            .ok_or_else(|| Error::internal("AuthSource is not attached to the route"))?;
+        let identity = source.resolve(req).await.map_err(Error::from)?;
+        Ok(Authenticated(identity))
     }
 }

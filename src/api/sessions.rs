@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     auth::{AuthError, RevocationReason, SessionId},
-    error::{Error, Fail, error_set},
+    http::error::{Error, Fail, error_set},
     state::AppState,
 };
 

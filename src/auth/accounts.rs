@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{AuthError, Passwords};
-use crate::{db::Db, error::Error};
+use super::{Error, db::Db};
 
 /// A normalised email address: trimmed and lower-cased, so `A@X.org` and
 /// `a@x.org ` are one account.

@@ -28,10 +28,11 @@ impl fmt::Display for SessionId {
     }
 }
 
-/// Where a credential came from.
+/// Where a credential came from (on the wire: `auth_source`). The resolver
+/// itself is [`super::AuthSource`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AuthSource {
+pub enum CredentialSource {
     /// `Authorization: Bearer <access token>`.
     Bearer,
     /// The HttpOnly access-token cookie.
@@ -40,12 +41,12 @@ pub enum AuthSource {
     Message,
 }
 
-impl AuthSource {
+impl CredentialSource {
     pub fn as_str(self) -> &'static str {
         match self {
-            AuthSource::Bearer => "bearer",
-            AuthSource::Cookie => "cookie",
-            AuthSource::Message => "message",
+            CredentialSource::Bearer => "bearer",
+            CredentialSource::Cookie => "cookie",
+            CredentialSource::Message => "message",
         }
     }
 }
@@ -56,7 +57,7 @@ impl AuthSource {
 pub struct Identity {
     pub user_id: UserId,
     pub session_id: SessionId,
-    pub source: AuthSource,
+    pub source: CredentialSource,
     /// The session's absolute expiry: a socket bound to it closes then.
     pub session_expires_at: OffsetDateTime,
 }

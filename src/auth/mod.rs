@@ -1,19 +1,20 @@
 //! The auth core: who is calling, and the sessions and tokens that say so.
 //!
-//! It knows neither the HTTP API nor the WebSocket route; both call
-//! [`resolve::resolve_optional`]. Revocations leave it as events on a
+//! It knows neither the HTTP API nor the WebSocket route; both ask [`AuthSource`],
+//! the one resolver. Revocations leave it as events on a
 //! [`RevocationBus`], which live-connection holders subscribe to.
 
 pub mod accounts;
+mod auth_source;
 mod cache;
 pub mod cookies;
+pub mod db;
 pub mod devices;
 mod error;
 pub mod events;
 mod identity;
 pub mod origin;
 mod passwords;
-pub mod resolve;
 pub mod sessions;
 pub mod tokens;
 
@@ -21,14 +22,15 @@ use std::time::Duration;
 
 use entity::user;
 
-pub use error::AuthError;
+pub use auth_source::{AuthSource, Presented, credential_in_headers};
+pub use error::{AuthError, Error};
 pub use events::{Revocation, RevocationBus, RevocationReason};
-pub use identity::{AuthSource, Identity, SessionId, UserId};
+pub use identity::{CredentialSource, Identity, SessionId, UserId};
 pub use passwords::Passwords;
 
-use crate::{db::Db, error::Error};
 use cache::Cache;
 use cookies::CookieSettings;
+use db::Db;
 use devices::DeviceCookies;
 use origin::OriginPolicy;
 use sessions::{ClientInfo, Opened, SessionSettings, SessionStore};
@@ -88,7 +90,7 @@ impl Auth {
 
     /// An identity for an access token from `source`: signature, claims and an
     /// active session, or the reason why not.
-    pub async fn authenticate(&self, token: &str, source: AuthSource) -> Result<Identity, Error> {
+    async fn authenticate(&self, token: &str, source: CredentialSource) -> Result<Identity, Error> {
         let claims = self.tokens.verify(token).await?;
         let session = self.sessions.active(SessionId(claims.sid)).await?;
         if session.user_id != claims.sub {

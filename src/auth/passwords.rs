@@ -9,7 +9,7 @@ use tokio::sync::{
     oneshot,
 };
 
-use crate::error::Error;
+use super::Error;
 use hasher::Hasher;
 
 type Job = Box<dyn FnOnce(&mut Hasher) + Send>;

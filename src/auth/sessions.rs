@@ -18,7 +18,7 @@ use super::{
     cache::Cache,
     events::{Revocation, RevocationBus, RevocationReason},
 };
-use crate::{db::Db, error::Error};
+use super::{Error, db::Db};
 
 /// Lifetimes and windows of sessions and refresh tokens.
 #[derive(Debug, Clone)]

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{AuthError, SessionId, UserId, cache::Cache};
-use crate::{db::Db, error::Error};
+use super::{Error, db::Db};
 
 /// The audience every doorman access token is minted for.
 pub const AUDIENCE: &str = "doorman";

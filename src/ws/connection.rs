@@ -19,8 +19,7 @@ use super::{
     registry::Registration,
 };
 use crate::{
-    auth::{AuthSource, Identity},
-    error::Error,
+    auth::{Error, Identity},
     rooms::{MAX_BODY_CHARS, RoomName},
 };
 
@@ -105,8 +104,8 @@ impl Conn {
                         return match serde_json::from_str::<ClientFrame>(&text) {
                             Ok(ClientFrame::Auth { token }) => self
                                 .ctx
-                                .auth
-                                .authenticate(&token, AuthSource::Message)
+                                .auth_source
+                                .resolve_message(&token)
                                 .await
                                 .map_err(|e| {
                                     log_unavailable(&e);
@@ -329,8 +328,11 @@ impl Conn {
 /// cause, never the token).
 fn log_unavailable(e: &Error) {
     match e {
-        Error::DatabaseUnavailable { cause } => {
+        Error::DatabaseUnavailable(cause) => {
             tracing::warn!(cause = %cause, "socket not authenticated: database unavailable");
+        }
+        Error::Database(cause) => {
+            tracing::error!(cause = %cause, "socket not authenticated: database error");
         }
         Error::Internal(detail) => {
             tracing::error!(detail = %detail, "socket not authenticated: internal error");

@@ -7,7 +7,7 @@
 
 mod connection;
 pub mod protocol;
-pub mod registry;
+pub(crate) mod registry;
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
@@ -22,8 +22,8 @@ use poem::{
 pub use registry::Registry;
 
 use crate::{
-    auth::{Auth, resolve},
-    error::Error,
+    auth::{Auth, AuthSource},
+    http::error::Error,
     ratelimit::Limits,
     rooms::Rooms,
     state::AppState,
@@ -32,6 +32,8 @@ use crate::{
 /// What every socket task needs.
 pub struct WsContext {
     pub auth: Arc<Auth>,
+    /// The one resolver, for the handshake and the first `auth` frame.
+    pub auth_source: AuthSource,
     pub registry: Registry,
     pub rooms: Rooms,
     /// The per-user publish budget, shared with the HTTP API.
@@ -64,7 +66,11 @@ pub async fn route(
     ctx: Data<&Arc<WsContext>>,
 ) -> Result<impl IntoResponse, Error> {
     state.limits.ws_handshake.check(&state.limit_key(req))?;
-    let identity = resolve::resolve_optional(req, &state.auth).await?;
+    let identity = ctx
+        .auth_source
+        .resolve_optional(req)
+        .await
+        .map_err(Error::from)?;
     if let Some(id) = &identity
         && !ctx.registry.has_room_for(id.user_id)
     {

@@ -4,10 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{
-    auth::{AuthError, AuthSource, Identity},
-    error::Error,
-};
+use crate::auth::{AuthError, CredentialSource, Error, Identity};
 
 /// A frame from the client.
 #[derive(Debug, Deserialize)]
@@ -28,7 +25,7 @@ pub enum ServerFrame<'a> {
     Welcome {
         user_id: Uuid,
         session_id: Uuid,
-        auth_source: AuthSource,
+        auth_source: CredentialSource,
         #[serde(with = "time::serde::rfc3339")]
         session_expires_at: OffsetDateTime,
         heartbeat_s: u64,
@@ -40,7 +37,7 @@ pub enum ServerFrame<'a> {
     Identity {
         user_id: Uuid,
         session_id: Uuid,
-        auth_source: AuthSource,
+        auth_source: CredentialSource,
         #[serde(with = "time::serde::rfc3339")]
         session_expires_at: OffsetDateTime,
     },
@@ -107,7 +104,7 @@ impl Close {
                 Close::session_ended(*e)
             }
             Error::Auth(_) => Close::INVALID_TOKEN,
-            Error::DatabaseUnavailable { .. } => Close::DATABASE_UNAVAILABLE,
+            Error::DatabaseUnavailable(_) => Close::DATABASE_UNAVAILABLE,
             _ => Close::INTERNAL_ERROR,
         }
     }

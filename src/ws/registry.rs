@@ -231,7 +231,7 @@ impl Registry {
     /// A session that cannot be checked keeps its sockets open: only a session known
     /// to have ended closes them, never a database outage.
     pub async fn recheck(&self, auth: &Auth) -> bool {
-        use crate::error::Error;
+        use crate::auth::Error;
         let sessions: Vec<SessionId> = self.lock().by_session.keys().copied().collect();
         let mut closed = 0;
         let mut complete = true;
@@ -241,7 +241,7 @@ impl Registry {
                 Err(Error::Auth(e)) => {
                     closed += self.close_session(*session, Close::session_ended(e));
                 }
-                Err(Error::DatabaseUnavailable { cause }) => {
+                Err(Error::DatabaseUnavailable(cause)) => {
                     // The rest would wait for the same database in turn: stop, and
                     // let the caller retry the whole pass.
                     complete = false;

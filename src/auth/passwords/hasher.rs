@@ -13,7 +13,7 @@ use argon2::{
 };
 use subtle::ConstantTimeEq as _;
 
-use crate::error::Error;
+use crate::auth::Error;
 
 /// Salt bytes per hash (the PHC recommendation, and what `SaltString::generate`
 /// gives).

@@ -118,6 +118,42 @@ impl ConnectionTrait for Db {
     }
 }
 
+/// Whether a database error means the database could not be reached or used.
+pub fn is_unavailable(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    match e {
+        // No connection from the pool within the timeout, the pool closed, opening a
+        // connection failed, or `Db`'s own bound ran out.
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            sqlx_unavailable(e)
+        }
+        _ => false,
+    }
+}
+
+fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::{Error as Sqlx, postgres::PgDatabaseError};
+    match e {
+        // The connection broke mid-statement or could not be (re)established.
+        Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::Protocol(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed => {
+            true
+        }
+        Sqlx::Database(db) => db
+            .try_downcast_ref::<PgDatabaseError>()
+            .is_some_and(|pg| pg_unavailable(pg.code())),
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs that mean "not now" rather than "wrong": class 08
+/// (connection exception), 57P (admin or crash shutdown, cannot connect now, the
+/// database dropped), 57014 (a statement cancelled, e.g. by `statement_timeout`) and
+/// 53300 (too many connections).
+pub(crate) fn pg_unavailable(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code == "57014" || code == "53300"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,11 +174,11 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        assert!(crate::error::is_unavailable(&err), "{err}");
-        assert_eq!(
-            crate::error::Error::from(err).code(),
-            "database_unavailable"
-        );
+        assert!(is_unavailable(&err), "{err}");
+        assert!(matches!(
+            crate::auth::Error::from(err),
+            crate::auth::Error::DatabaseUnavailable(_)
+        ));
     }
 
     #[tokio::test]

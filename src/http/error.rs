@@ -48,9 +48,12 @@ pub enum Error {
     #[error("the server is busy checking passwords; retry in {retry_after_secs} s")]
     Overloaded { retry_after_secs: u64 },
     /// The database cannot be reached (refused, dropped, timed out, shutting down).
-    /// `cause` is logged, never sent: the client only learns to retry.
+    /// The source is logged, never sent: the client only learns to retry.
     #[error("the database is unavailable; retry shortly")]
-    DatabaseUnavailable { cause: String },
+    DatabaseUnavailable { source: sea_orm::DbErr },
+    /// The database answered with an error: logged with its source, answered 500.
+    #[error("internal error: database")]
+    Database { source: sea_orm::DbErr },
     /// A server-side failure. The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -77,7 +80,7 @@ impl Error {
             Error::ShuttingDown => "shutting_down",
             Error::Overloaded { .. } => "overloaded",
             Error::DatabaseUnavailable { .. } => "database_unavailable",
-            Error::Internal(_) => "internal_error",
+            Error::Internal(_) | Error::Database { .. } => "internal_error",
         }
     }
 
@@ -95,7 +98,7 @@ impl Error {
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Internal(_) | Error::Database { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -103,8 +106,10 @@ impl Error {
     /// operator can find the logged cause.
     pub fn to_response(&self, request_id: Option<&str>) -> Response {
         let message = match (self, request_id) {
-            (Error::Internal(_), Some(id)) => format!("internal error (request id {id})"),
-            (Error::Internal(_), None) => "internal error".to_owned(),
+            (Error::Internal(_) | Error::Database { .. }, Some(id)) => {
+                format!("internal error (request id {id})")
+            }
+            (Error::Internal(_) | Error::Database { .. }, None) => "internal error".to_owned(),
             _ => self.to_string(),
         };
         let body = ErrorBody {
@@ -158,50 +163,25 @@ const DATABASE_RETRY_AFTER_SECS: u64 = 1;
 /// 500, so a real bug is never disguised as an outage.
 impl From<sea_orm::DbErr> for Error {
     fn from(e: sea_orm::DbErr) -> Self {
-        if is_unavailable(&e) {
-            Error::DatabaseUnavailable {
-                cause: e.to_string(),
-            }
-        } else {
-            Error::Internal(format!("database: {e}"))
-        }
+        crate::auth::Error::from(e).into()
     }
 }
 
-/// Whether a database error means the database could not be reached or used.
-pub fn is_unavailable(e: &sea_orm::DbErr) -> bool {
-    use sea_orm::{DbErr, RuntimeErr};
-    match e {
-        // No connection from the pool within the timeout, the pool closed, opening a
-        // connection failed, or `crate::db::Db`'s own bound ran out.
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            sqlx_unavailable(e)
+/// The core's errors keep their meaning at the edge; database failures keep
+/// their source, so the log shows the whole chain.
+impl From<crate::auth::Error> for Error {
+    fn from(e: crate::auth::Error) -> Self {
+        use crate::auth::Error as Core;
+        match e {
+            Core::Auth(e) => Error::Auth(e),
+            Core::Invalid(message) => Error::Invalid(message),
+            Core::EmailTaken => Error::EmailTaken,
+            Core::Overloaded { retry_after_secs } => Error::Overloaded { retry_after_secs },
+            Core::DatabaseUnavailable(source) => Error::DatabaseUnavailable { source },
+            Core::Database(source) => Error::Database { source },
+            Core::Internal(detail) => Error::Internal(detail),
         }
-        _ => false,
     }
-}
-
-fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
-    use sea_orm::sqlx::{Error as Sqlx, postgres::PgDatabaseError};
-    match e {
-        // The connection broke mid-statement or could not be (re)established.
-        Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::Protocol(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed => {
-            true
-        }
-        Sqlx::Database(db) => db
-            .try_downcast_ref::<PgDatabaseError>()
-            .is_some_and(|pg| pg_unavailable(pg.code())),
-        _ => false,
-    }
-}
-
-/// PostgreSQL SQLSTATEs that mean "not now" rather than "wrong": class 08
-/// (connection exception), 57P (admin or crash shutdown, cannot connect now, the
-/// database dropped), 57014 (a statement cancelled, e.g. by `statement_timeout`) and
-/// 53300 (too many connections).
-fn pg_unavailable(code: &str) -> bool {
-    code.starts_with("08") || code.starts_with("57P") || code == "57014" || code == "53300"
 }
 
 impl ResponseError for Error {
@@ -317,7 +297,7 @@ fn header_for(status: u16) -> Option<MetaHeader> {
 macro_rules! error_set {
     ($name:ident: $($status:literal),+) => {
         pub struct $name;
-        impl $crate::error::ErrorSet for $name {
+        impl $crate::http::error::ErrorSet for $name {
             const STATUSES: &'static [u16] = &[$($status),+];
         }
     };
@@ -366,10 +346,13 @@ pub fn respond_to(err: poem::Error, request_id: &str) -> Response {
             Error::Internal(detail) => {
                 tracing::error!(request_id, detail = %detail, "internal error");
             }
-            // sqlx's messages name the failure (refused, reset, timed out), never the
-            // database URL or statement values.
-            Error::DatabaseUnavailable { cause } => {
-                tracing::warn!(request_id, cause = %cause, "database unavailable");
+            // sqlx's messages name the failure (refused, reset, timed out, the failing
+            // statement's error), never the database URL or statement values.
+            Error::Database { source } => {
+                tracing::error!(request_id, cause = %source, "internal error: database");
+            }
+            Error::DatabaseUnavailable { source } => {
+                tracing::warn!(request_id, cause = %source, "database unavailable");
             }
             _ => {}
         }
@@ -401,7 +384,8 @@ mod tests {
 
     use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr, sqlx};
 
-    use super::{Error, is_unavailable, pg_unavailable, redact};
+    use super::{Error, redact};
+    use crate::auth::db::{is_unavailable, pg_unavailable};
 
     fn query_err(e: sqlx::Error) -> DbErr {
         DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)))

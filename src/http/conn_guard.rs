@@ -14,7 +14,7 @@
 //! - reads: idle → (first byte) head in progress, deadline running → (blank line)
 //!   answering, no deadline → (final response written) idle again. Bytes read while
 //!   answering (a body, a pipelined request) are not examined: request bodies have
-//!   their own deadline in [`crate::bounds`].
+//!   their own deadline in [`crate::http::bounds`].
 //! - writes: the status line of each response. `1xx` interim answers (`100 Continue`)
 //!   do not end a request; `101` means the connection became a WebSocket and the
 //!   guard stands aside from then on; any other status ends the request.
@@ -50,7 +50,7 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
-use crate::client_ip;
+use crate::http::client_ip;
 
 /// Accepts TCP connections, closing at once those over the per-IP cap, and hands
 /// out each admitted one wrapped in a [`GuardedStream`].
@@ -144,6 +144,7 @@ impl ConnCounts {
     }
 
     /// Open connections counted for `ip`.
+    #[cfg(test)]
     pub fn open(&self, ip: IpAddr) -> usize {
         let key = client_ip::limit_key(client_ip::canonical(ip));
         let map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -151,6 +152,7 @@ impl ConnCounts {
     }
 
     /// Keys with at least one open connection.
+    #[cfg(test)]
     pub fn keys(&self) -> usize {
         self.inner
             .lock()

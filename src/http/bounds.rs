@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use poem::{Body, Request, http::Method};
 
-use crate::error::Error;
+use crate::http::error::Error;
 
 /// Largest single `Cookie` or `Authorization` header.
 pub const MAX_CREDENTIAL_HEADER: usize = 8 * 1024;
