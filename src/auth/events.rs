@@ -4,7 +4,7 @@
 
 use tokio::sync::broadcast;
 
-use super::{SessionId, UserId};
+use super::{AuthError, SessionId, UserId};
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,16 @@ pub enum RevocationReason {
 }
 
 impl RevocationReason {
+    /// What a credential of a session that ended this way now fails with: the one
+    /// mapping from a session's end to `session_expired` / `session_revoked` (and so
+    /// to the WebSocket close reason).
+    pub fn ended_as(self) -> AuthError {
+        match self {
+            RevocationReason::Expired => AuthError::SessionExpired,
+            _ => AuthError::SessionRevoked,
+        }
+    }
+
     /// The reason named by [`RevocationReason::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {

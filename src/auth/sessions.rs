@@ -118,7 +118,7 @@ impl SessionStore {
     /// (the socket registry), so nothing here can still accept the session once a
     /// subscriber has acted on its end.
     pub fn revoked_elsewhere(&self, session: SessionId, user: UserId, reason: RevocationReason) {
-        self.end(session.0, ended_by(reason));
+        self.end(session.0, reason.ended_as());
         self.bus.publish(Revocation {
             session_id: session,
             user_id: user,
@@ -431,7 +431,7 @@ impl SessionStore {
         let revoked = result.rows_affected > 0;
         if revoked {
             // Before anyone hears of it: this instance refuses the session at once.
-            self.end(id.0, ended_by(reason));
+            self.end(id.0, reason.ended_as());
             tracing::info!(
                 security_event = "session_revoked",
                 user_id = %user,
@@ -490,13 +490,6 @@ impl SessionStore {
             .into_iter()
             .filter(|s| check_active(s, now).is_ok())
             .collect())
-    }
-}
-
-fn ended_by(reason: RevocationReason) -> AuthError {
-    match reason {
-        RevocationReason::Expired => AuthError::SessionExpired,
-        _ => AuthError::SessionRevoked,
     }
 }
 

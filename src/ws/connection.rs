@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::{
     WsContext,
-    protocol::{ClientFrame, Close, ServerFrame},
+    protocol::{ClientFrame, Close, FrameError, ServerFrame},
     registry::Registration,
 };
 use crate::{
@@ -197,7 +197,7 @@ impl Conn {
                     let step = match msg {
                         Some(Ok(Message::Text(text))) => self.on_text(&identity, &text).await,
                         Some(Ok(Message::Binary(_))) => {
-                            self.error("bad_request", "frames are JSON text").await
+                            self.error(FrameError::BadRequest, "frames are JSON text").await
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Continue,
                         Some(Ok(Message::Close(_))) | None => return Close::NORMAL,
@@ -220,14 +220,14 @@ impl Conn {
                 } else {
                     "unknown frame type or missing fields"
                 };
-                return self.error("bad_request", message).await;
+                return self.error(FrameError::BadRequest, message).await;
             }
         };
         let reply = match frame {
             ClientFrame::Auth { .. } => {
                 return self
                     .error(
-                        "already_authenticated",
+                        FrameError::AlreadyAuthenticated,
                         "this socket is already authenticated",
                     )
                     .await;
@@ -239,7 +239,10 @@ impl Conn {
                     if !self.rooms.contains(&name) && self.rooms.len() >= MAX_ROOMS_PER_SOCKET =>
                 {
                     return self
-                        .error("too_many_rooms", "a socket may join at most 64 rooms")
+                        .error(
+                            FrameError::TooManyRooms,
+                            "a socket may join at most 64 rooms",
+                        )
                         .await;
                 }
                 Ok(name) => {
@@ -249,7 +252,7 @@ impl Conn {
                     self.rooms.insert(name);
                     ServerFrame::Subscribed { room: &room }.to_text()
                 }
-                Err(e) => return self.error("invalid_room", &e.to_string()).await,
+                Err(e) => return self.error(FrameError::InvalidRoom, &e.to_string()).await,
             },
             ClientFrame::Unsubscribe { room } => match RoomName::parse(&room) {
                 Ok(name) => {
@@ -257,25 +260,28 @@ impl Conn {
                     self.rooms.remove(&name);
                     ServerFrame::Unsubscribed { room: &room }.to_text()
                 }
-                Err(e) => return self.error("invalid_room", &e.to_string()).await,
+                Err(e) => return self.error(FrameError::InvalidRoom, &e.to_string()).await,
             },
             ClientFrame::Publish { room, body } => match RoomName::parse(&room) {
                 Ok(_) if body.is_empty() || body.chars().count() > MAX_BODY_CHARS => {
                     return self
-                        .error("invalid_message", "body must be 1 to 4096 characters")
+                        .error(
+                            FrameError::InvalidMessage,
+                            "body must be 1 to 4096 characters",
+                        )
                         .await;
                 }
                 Ok(name) => {
                     // One budget with HTTP publishes; the socket lives.
                     if self.ctx.limits.publish.check(&identity.user_id).is_err() {
                         return self
-                            .error("rate_limited", "publishing too fast; slow down")
+                            .error(FrameError::RateLimited, "publishing too fast; slow down")
                             .await;
                     }
                     self.ctx.rooms.publish(&name, identity.user_id, &body);
                     return Step::Continue;
                 }
-                Err(e) => return self.error("invalid_room", &e.to_string()).await,
+                Err(e) => return self.error(FrameError::InvalidRoom, &e.to_string()).await,
             },
         };
         match self.send(reply).await {
@@ -284,7 +290,7 @@ impl Conn {
         }
     }
 
-    async fn error(&mut self, code: &str, message: &str) -> Step {
+    async fn error(&mut self, code: FrameError, message: &str) -> Step {
         match self
             .send(ServerFrame::Error { code, message }.to_text())
             .await

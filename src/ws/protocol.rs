@@ -48,9 +48,27 @@ pub enum ServerFrame<'a> {
         room: &'a str,
     },
     Error {
-        code: &'a str,
+        code: FrameError,
         message: &'a str,
     },
+}
+
+/// The codes of `error` frames: a bad frame is answered, and the socket lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameError {
+    /// Not JSON, an unknown type, missing fields, or a binary frame.
+    BadRequest,
+    /// A room name outside 1–64 of `A-Z a-z 0-9 _ - .`.
+    InvalidRoom,
+    /// A message body outside 1–4096 characters.
+    InvalidMessage,
+    /// A socket joins at most 64 rooms.
+    TooManyRooms,
+    /// An `auth` frame on a socket that is already authenticated.
+    AlreadyAuthenticated,
+    /// The user's publish budget (shared with HTTP) is spent.
+    RateLimited,
 }
 
 impl ServerFrame<'_> {

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast::error::RecvError, oneshot};
 
 use super::protocol::Close;
 use crate::{
-    auth::{Auth, RevocationReason, SessionId, UserId},
+    auth::{Auth, SessionId, UserId},
     rooms::ConnId,
 };
 
@@ -209,10 +209,7 @@ impl Registry {
             loop {
                 match events.recv().await {
                     Ok(event) => {
-                        let close = match event.reason {
-                            RevocationReason::Expired => Close::SESSION_EXPIRED,
-                            _ => Close::SESSION_REVOKED,
-                        };
+                        let close = Close::session_ended(event.reason.ended_as());
                         registry.close_session(event.session_id, close);
                     }
                     Err(RecvError::Lagged(missed)) => {
