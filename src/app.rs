@@ -12,7 +12,7 @@ use sea_orm::{ConnectOptions, Database};
 use crate::{
     api,
     auth::db::Db,
-    auth::{Auth, AuthSettings, AuthSource, RevocationBus, sessions::SessionSettings},
+    auth::{Auth, AuthSettings, AuthSource, RevocationBus, SessionSettings},
     cluster,
     config::Config,
     http::{

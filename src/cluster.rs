@@ -187,7 +187,7 @@ async fn listen(bridge: Arc<Bridge>, pool: PgPool, instance: Uuid) {
         if connected_before {
             tracing::info!("cluster listener reconnected; re-checking live sockets");
             // Events sent meanwhile are lost: believe no cached session state.
-            bridge.auth.sessions.forget_cached();
+            bridge.auth.forget_cached_sessions();
             // In its own task: notifications must keep flowing meanwhile, and the
             // re-check retries until the database answers it.
             let bridge = Arc::clone(&bridge);
@@ -221,7 +221,7 @@ async fn handle(bridge: &Bridge, instance: Uuid, channel: &str, payload: &str) {
             if note.o == instance {
                 return;
             }
-            bridge.auth.sessions.revoked_elsewhere(
+            bridge.auth.revoked_elsewhere(
                 SessionId(note.s),
                 UserId(note.u),
                 RevocationReason::parse(&note.r).unwrap_or(RevocationReason::Revoked),

@@ -19,12 +19,7 @@ use super::{
     security::Authenticated,
 };
 use crate::{
-    auth::{
-        AuthError, Issued, RevocationReason, UserId,
-        accounts::{self, DisplayName, Email, Password},
-        cookies,
-        sessions::ClientInfo,
-    },
+    auth::{AuthError, ClientInfo, Email, Issued, cookies},
     http::error::{Fail, error_set},
     state::AppState,
 };
@@ -69,21 +64,15 @@ impl AuthApi {
         body: Json<RegisterRequest>,
     ) -> Result<Registered, Fail<RegisterErrors>> {
         state.limits.register.check(&state.limit_key(req))?;
-        let email = Email::parse(&body.email)?;
-        let password = Password::parse(body.0.password.0)?;
-        let display_name = match body.0.display_name.as_deref() {
-            Some(name) => DisplayName::parse(name)?,
-            None => DisplayName::from_email(&email),
-        };
-        let user = accounts::register(
-            &state.auth.db,
-            &state.auth.passwords,
+        let RegisterRequest {
             email,
             password,
             display_name,
-        )
-        .await?;
-        tracing::info!(user_id = %user.id, "registered");
+        } = body.0;
+        let user = state
+            .auth
+            .register(&email, password.0, display_name.as_deref())
+            .await?;
         Ok(Registered::Created(Json(user.into())))
     }
 
@@ -111,10 +100,10 @@ impl AuthApi {
         let auth = &state.auth;
         // A device this account has logged in from is not held back by guesses
         // made elsewhere.
-        let device = cookies::find(req.headers().get_all(COOKIE), auth.cookies.device_name)
+        let device = cookies::find(req.headers().get_all(COOKIE), auth.cookies().device_name)
             .ok()
             .flatten()
-            .and_then(|value| auth.devices.recognise(value, &account));
+            .and_then(|value| auth.devices().recognise(value, &account));
         let attempt = state
             .limits
             .login_failures
@@ -145,7 +134,7 @@ impl AuthApi {
                 return Err(e.into());
             }
         };
-        jar.add(auth.cookies.device(&auth.devices.mint(&account)));
+        jar.add(auth.cookies().device(&auth.devices().mint(&account)));
         Ok(respond(
             &state,
             jar,
@@ -175,18 +164,14 @@ impl AuthApi {
             Some(token) => (token.0, LoginMode::Token),
             None => {
                 let headers = req.headers().get_all(COOKIE);
-                let token = cookies::find(headers, auth.cookies.refresh_name)?
+                let token = cookies::find(headers, auth.cookies().refresh_name)?
                     .ok_or(AuthError::MissingCredentials)?
                     .to_owned();
-                auth.origins.check_cookie_request(req)?;
+                auth.origins().check_cookie_request(req)?;
                 (token, LoginMode::Cookie)
             }
         };
-        let issued = auth.refresh(&token).await?;
-        let user = auth
-            .user(UserId(issued.opened.session.user_id))
-            .await?
-            .ok_or(AuthError::InvalidRefreshToken)?;
+        let (user, issued) = auth.refresh(&token).await?;
         Ok(respond(&state, jar, mode, user.into(), issued))
     }
 
@@ -201,13 +186,8 @@ impl AuthApi {
         auth: Authenticated,
         jar: &CookieJar,
     ) -> Result<LoggedOut, Fail<LogoutErrors>> {
-        let id = auth.0;
-        state
-            .auth
-            .sessions
-            .revoke(id.session_id, id.user_id, RevocationReason::Logout)
-            .await?;
-        for cookie in state.auth.cookies.cleared() {
+        state.auth.logout(&auth.0).await?;
+        for cookie in state.auth.cookies().cleared() {
             jar.add(cookie);
         }
         Ok(LoggedOut::NoContent)
@@ -222,25 +202,24 @@ fn respond(
     user: User,
     issued: Issued,
 ) -> LoggedIn {
-    let Issued { access, opened } = issued;
-    let session_id = opened.session.id;
+    let session_id = issued.session_id.0;
     match mode {
         LoginMode::Token => LoggedIn::Ok(Json(Credentials::Token(TokenPair {
-            access_token: access.token,
+            access_token: issued.access_token,
             token_type: "Bearer".to_owned(),
-            expires_in: access.expires_in,
-            refresh_token: opened.refresh_token,
-            refresh_expires_in: opened.refresh_expires_in,
+            expires_in: issued.expires_in,
+            refresh_token: issued.refresh_token,
+            refresh_expires_in: issued.refresh_expires_in,
             session_id,
             user,
         }))),
         LoginMode::Cookie => {
-            let cookies = &state.auth.cookies;
-            jar.add(cookies.access(&access.token, access.expires_in));
-            jar.add(cookies.refresh(&opened.refresh_token, opened.refresh_expires_in));
+            let cookies = state.auth.cookies();
+            jar.add(cookies.access(&issued.access_token, issued.expires_in));
+            jar.add(cookies.refresh(&issued.refresh_token, issued.refresh_expires_in));
             LoggedIn::Ok(Json(Credentials::Cookie(CookieSession {
-                expires_in: access.expires_in,
-                refresh_expires_in: opened.refresh_expires_in,
+                expires_in: issued.expires_in,
+                refresh_expires_in: issued.refresh_expires_in,
                 session_id,
                 user,
             })))

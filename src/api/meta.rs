@@ -49,7 +49,7 @@ impl MetaApi {
     /// Readiness (includes the database)
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> Readiness {
-        match state.auth.db.ping().await {
+        match state.auth.ready().await {
             Ok(()) => Readiness::Ready(Json(Health {
                 status: "ok".to_owned(),
             })),
@@ -69,7 +69,6 @@ impl MetaApi {
         Json(Jwks {
             keys: state
                 .auth
-                .tokens
                 .public_keys()
                 .into_iter()
                 .map(|k| Jwk {

@@ -1,6 +1,6 @@
 //! The JSON shapes of the HTTP API, as the spec shows them.
 
-use entity::{session, user};
+use crate::auth::{SessionId, SessionSummary};
 use poem_openapi::{Enum, Object, Union};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -16,10 +16,10 @@ pub struct User {
     pub created_at: OffsetDateTime,
 }
 
-impl From<user::Model> for User {
-    fn from(u: user::Model) -> Self {
+impl From<crate::auth::User> for User {
+    fn from(u: crate::auth::User) -> Self {
         Self {
-            id: u.id,
+            id: u.id.0,
             email: u.email,
             display_name: u.display_name,
             created_at: u.created_at,
@@ -165,10 +165,10 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
-    pub fn new(s: session::Model, current: Uuid) -> Self {
+    pub fn new(s: SessionSummary, current: SessionId) -> Self {
         Self {
             current: s.id == current,
-            id: s.id,
+            id: s.id.0,
             created_at: s.created_at,
             last_used_at: s.last_used_at,
             expires_at: s.expires_at,

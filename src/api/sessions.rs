@@ -12,7 +12,7 @@ use super::{
     security::Authenticated,
 };
 use crate::{
-    auth::{AuthError, RevocationReason, SessionId},
+    auth::{AuthError, SessionId},
     http::error::{Error, Fail, error_set},
     state::AppState,
 };
@@ -63,11 +63,11 @@ impl SessionApi {
         auth: Authenticated,
     ) -> Result<Json<Vec<SessionInfo>>, Fail<ReadErrors>> {
         let id = auth.0;
-        let sessions = state.auth.sessions.list_active(id.user_id).await?;
+        let sessions = state.auth.sessions(id.user_id).await?;
         Ok(Json(
             sessions
                 .into_iter()
-                .map(|s| SessionInfo::new(s, id.session_id.0))
+                .map(|s| SessionInfo::new(s, id.session_id))
                 .collect(),
         ))
     }
@@ -89,8 +89,7 @@ impl SessionApi {
         let caller = auth.0;
         let revoked = state
             .auth
-            .sessions
-            .revoke_own(SessionId(id.0), caller.user_id, RevocationReason::Revoked)
+            .revoke_session(SessionId(id.0), caller.user_id)
             .await?;
         if revoked {
             Ok(Revoked::NoContent)
@@ -110,11 +109,7 @@ impl SessionApi {
         state: Data<&Arc<AppState>>,
         auth: Authenticated,
     ) -> Result<Revoked, Fail<ReadErrors>> {
-        state
-            .auth
-            .sessions
-            .revoke_all(auth.0.user_id, RevocationReason::RevokedAll)
-            .await?;
+        state.auth.revoke_all_sessions(auth.0.user_id).await?;
         Ok(Revoked::NoContent)
     }
 }

@@ -5,8 +5,28 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{AuthError, Passwords};
+use super::{AuthError, Passwords, UserId};
 use super::{Error, db::Db};
+
+/// An account as the core hands it out: never the password hash.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub display_name: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&user::Model> for User {
+    fn from(m: &user::Model) -> Self {
+        Self {
+            id: UserId(m.id),
+            email: m.email.clone(),
+            display_name: m.display_name.clone(),
+            created_at: m.created_at,
+        }
+    }
+}
 
 /// A normalised email address: trimmed and lower-cased, so `A@X.org` and
 /// `a@x.org ` are one account.

@@ -4,7 +4,7 @@
 //! the one resolver. Revocations leave it as events on a
 //! [`RevocationBus`], which live-connection holders subscribe to.
 
-pub mod accounts;
+mod accounts;
 mod auth_source;
 mod cache;
 pub mod cookies;
@@ -15,12 +15,10 @@ pub mod events;
 mod identity;
 pub mod origin;
 mod passwords;
-pub mod sessions;
-pub mod tokens;
+mod sessions;
+mod tokens;
 
 use std::time::Duration;
-
-use entity::user;
 
 pub use auth_source::{AuthSource, Presented, credential_in_headers};
 pub use error::{AuthError, Error};
@@ -28,12 +26,15 @@ pub use events::{Revocation, RevocationBus, RevocationReason};
 pub use identity::{CredentialSource, Identity, SessionId, UserId};
 pub use passwords::Passwords;
 
+pub use accounts::{DisplayName, Email, Password, User};
 use cache::Cache;
 use cookies::CookieSettings;
 use db::Db;
 use devices::DeviceCookies;
 use origin::OriginPolicy;
-use sessions::{ClientInfo, Opened, SessionSettings, SessionStore};
+pub use sessions::{ClientInfo, SessionSettings, SessionSummary};
+use sessions::{Opened, SessionStore};
+pub use tokens::PublicKey;
 use tokens::{AccessToken, TokenKeys};
 
 /// What the auth core needs to know, taken from the server's configuration.
@@ -48,24 +49,42 @@ pub struct AuthSettings {
     pub hash_concurrency: usize,
 }
 
-/// A credential pair for a session.
+/// A credential pair for a session, freshly minted: hand it out exactly once.
 pub struct Issued {
-    pub access: AccessToken,
-    pub opened: Opened,
+    pub session_id: SessionId,
+    /// The access token (a JWT) and its lifetime in seconds.
+    pub access_token: String,
+    pub expires_in: u64,
+    /// The opaque refresh token and its lifetime in seconds.
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
 }
 
-/// The auth core, shared by every door.
+impl Issued {
+    fn new(access: AccessToken, opened: Opened) -> Self {
+        Self {
+            session_id: SessionId(opened.session.id),
+            access_token: access.token,
+            expires_in: access.expires_in,
+            refresh_token: opened.refresh_token,
+            refresh_expires_in: opened.refresh_expires_in,
+        }
+    }
+}
+
+/// The auth core, shared by every door: a closed facade over accounts, sessions,
+/// tokens and the cookie and origin rules.
 pub struct Auth {
-    pub db: Db,
+    db: Db,
     /// Users never change once created (no endpoint edits them), so they are cached
     /// without expiry; deleting a user removes its sessions, which ends access.
-    users: Cache<uuid::Uuid, user::Model>,
-    pub tokens: TokenKeys,
-    pub sessions: SessionStore,
-    pub passwords: Passwords,
-    pub origins: OriginPolicy,
-    pub cookies: CookieSettings,
-    pub devices: DeviceCookies,
+    users: Cache<uuid::Uuid, User>,
+    tokens: TokenKeys,
+    sessions: SessionStore,
+    passwords: Passwords,
+    origins: OriginPolicy,
+    cookies: CookieSettings,
+    devices: DeviceCookies,
 }
 
 impl Auth {
@@ -78,12 +97,12 @@ impl Auth {
             .ok_or_else(|| Error::internal("the device-cookie MAC refused its key"))?;
         Ok(Self {
             tokens,
-            devices,
             sessions: SessionStore::new(db.clone(), settings.sessions, bus),
             users: Cache::new(None, 100_000),
             passwords: Passwords::new(settings.hash_concurrency).await?,
             origins: OriginPolicy::new(&settings.public_url, settings.allowed_origins),
             cookies: CookieSettings::new(https),
+            devices,
             db,
         })
     }
@@ -105,15 +124,37 @@ impl Auth {
     }
 
     /// A user by id, from the cache when possible.
-    pub async fn user(&self, id: UserId) -> Result<Option<user::Model>, Error> {
+    pub async fn user(&self, id: UserId) -> Result<Option<User>, Error> {
         if let Some(user) = self.users.get(&id.0) {
             return Ok(Some(user));
         }
-        let user = Box::pin(accounts::find(&self.db, id.0)).await?;
+        let user = Box::pin(accounts::find(&self.db, id.0))
+            .await?
+            .map(|m| User::from(&m));
         if let Some(u) = &user {
             self.users.insert(id.0, u.clone());
         }
         Ok(user)
+    }
+
+    /// Creates an account. The input rules (email, password, display name) are
+    /// checked here, in the core, whatever door the request came through.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: String,
+        display_name: Option<&str>,
+    ) -> Result<User, Error> {
+        let email = Email::parse(email)?;
+        let password = Password::parse(password)?;
+        let display_name = match display_name {
+            Some(name) => DisplayName::parse(name)?,
+            None => DisplayName::from_email(&email),
+        };
+        let user =
+            accounts::register(&self.db, &self.passwords, email, password, display_name).await?;
+        tracing::info!(user_id = %user.id, "registered");
+        Ok(User::from(&user))
     }
 
     /// Checks email and password and opens a session.
@@ -122,7 +163,7 @@ impl Auth {
         email: &str,
         password: String,
         client: ClientInfo,
-    ) -> Result<(user::Model, Issued), Error> {
+    ) -> Result<(User, Issued), Error> {
         let ip = client.ip.clone();
         let user = match accounts::authenticate(&self.db, &self.passwords, email, password).await {
             Ok(user) => user,
@@ -142,15 +183,106 @@ impl Auth {
             .tokens
             .issue(UserId(user.id), SessionId(opened.session.id))?;
         tracing::info!(user_id = %user.id, session_id = %opened.session.id, "login");
-        Ok((user, Issued { access, opened }))
+        Ok((User::from(&user), Issued::new(access, opened)))
     }
 
-    /// Rotates a refresh token into a new pair.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Issued, Error> {
+    /// Rotates a refresh token into a new pair, for the session's user.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<(User, Issued), Error> {
         let opened = self.sessions.rotate(refresh_token).await?;
-        let access = self
-            .tokens
-            .issue(UserId(opened.session.user_id), SessionId(opened.session.id))?;
-        Ok(Issued { access, opened })
+        let user_id = UserId(opened.session.user_id);
+        let access = self.tokens.issue(user_id, SessionId(opened.session.id))?;
+        let user = self
+            .user(user_id)
+            .await?
+            .ok_or(AuthError::InvalidRefreshToken)?;
+        Ok((user, Issued::new(access, opened)))
+    }
+
+    /// Ends the caller's session: its tokens stop working at once and its sockets
+    /// hear of it on the revocation bus.
+    pub async fn logout(&self, who: &Identity) -> Result<(), Error> {
+        self.sessions
+            .revoke(who.session_id, who.user_id, RevocationReason::Logout)
+            .await
+            .map(|_| ())
+    }
+
+    /// A user's active sessions, newest first.
+    pub async fn sessions(&self, user: UserId) -> Result<Vec<SessionSummary>, Error> {
+        Ok(self
+            .sessions
+            .list_active(user)
+            .await?
+            .iter()
+            .map(SessionSummary::from)
+            .collect())
+    }
+
+    /// Ends one of `user`'s active sessions; `false` for one that is not theirs,
+    /// not active, or does not exist.
+    pub async fn revoke_session(&self, id: SessionId, user: UserId) -> Result<bool, Error> {
+        self.sessions
+            .revoke_own(id, user, RevocationReason::Revoked)
+            .await
+    }
+
+    /// Ends every active session of `user` (log out everywhere).
+    pub async fn revoke_all_sessions(&self, user: UserId) -> Result<u64, Error> {
+        self.sessions
+            .revoke_all(user, RevocationReason::RevokedAll)
+            .await
+    }
+
+    /// Whether the session is still active, from the cache when it can: a socket's
+    /// check right after it bound.
+    pub async fn session_active(&self, id: SessionId) -> Result<(), Error> {
+        self.sessions.active(id).await.map(|_| ())
+    }
+
+    /// Whether the session is still active, straight from the database and without
+    /// recording use: the periodic re-check of live sockets.
+    pub async fn session_still_active(&self, id: SessionId) -> Result<(), Error> {
+        self.sessions.check(id).await
+    }
+
+    /// The stream of session ends, for holders of live connections.
+    pub fn revocations(&self) -> tokio::sync::broadcast::Receiver<Revocation> {
+        self.sessions.bus().subscribe()
+    }
+
+    /// Takes in a revocation made by another instance (see
+    /// [`SessionStore::revoked_elsewhere`]).
+    pub fn revoked_elsewhere(&self, session: SessionId, user: UserId, reason: RevocationReason) {
+        self.sessions.revoked_elsewhere(session, user, reason);
+    }
+
+    /// Forgets cached session state after events may have been missed.
+    pub fn forget_cached_sessions(&self) {
+        self.sessions.forget_cached();
+    }
+
+    /// Whether the database answers.
+    pub async fn ready(&self) -> Result<(), Error> {
+        Ok(self.db.ping().await?)
+    }
+
+    /// The public keys that verify access tokens, for the JWKS.
+    pub fn public_keys(&self) -> Vec<PublicKey> {
+        self.tokens.public_keys()
+    }
+
+    /// Cookie names and attributes.
+    pub fn cookies(&self) -> &CookieSettings {
+        &self.cookies
+    }
+
+    /// Which origins may use cookie credentials.
+    pub fn origins(&self) -> &OriginPolicy {
+        &self.origins
+    }
+
+    /// Device cookies for login throttling.
+    pub fn devices(&self) -> &DeviceCookies {
+        &self.devices
     }
 }

@@ -46,6 +46,32 @@ pub struct Opened {
     pub refresh_expires_in: u64,
 }
 
+/// One active session, as a session list shows it.
+#[derive(Debug, Clone)]
+pub struct SessionSummary {
+    pub id: SessionId,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub idle_expires_at: OffsetDateTime,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl From<&session::Model> for SessionSummary {
+    fn from(s: &session::Model) -> Self {
+        Self {
+            id: SessionId(s.id),
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            idle_expires_at: s.idle_expires_at,
+            user_agent: s.user_agent.clone(),
+            ip: s.ip.clone(),
+        }
+    }
+}
+
 /// How stale `last_used_at` may get before a request writes it again: one write per
 /// session per minute instead of one per request.
 const TOUCH_EVERY: time::Duration = time::Duration::seconds(60);

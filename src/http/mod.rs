@@ -49,7 +49,7 @@ pub(crate) async fn request_scope<E: Endpoint>(
     );
     let path = req.uri().path().to_owned();
     let private = path.starts_with("/api/");
-    let origin = cors::listed_origin(&req, &state.auth.origins);
+    let origin = cors::listed_origin(&req, state.auth.origins());
     let mut resp = if let Some(resp) = cors::preflight(&req, origin.as_ref()) {
         resp
     } else {

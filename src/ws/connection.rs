@@ -137,7 +137,7 @@ impl Conn {
         // Usually answered by the session cache the credential check just filled;
         // if it has to ask a database that is down, the socket closes with 1013 and
         // the client retries: it was never welcomed, so nothing it holds is lost.
-        match self.ctx.auth.sessions.active(identity.session_id).await {
+        match self.ctx.auth.session_active(identity.session_id).await {
             Ok(_) => {}
             Err(Error::Auth(e)) => return Close::session_ended(e),
             Err(e) => {

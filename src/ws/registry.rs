@@ -204,7 +204,7 @@ impl Registry {
     /// leaves a revoked socket open.
     pub fn spawn_revocation_listener(&self, auth: Arc<Auth>) {
         let registry = self.clone();
-        let mut events = auth.sessions.bus().subscribe();
+        let mut events = auth.revocations();
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
@@ -233,7 +233,7 @@ impl Registry {
         let mut closed = 0;
         let mut complete = true;
         for session in &sessions {
-            match auth.sessions.check(*session).await {
+            match auth.session_still_active(*session).await {
                 Ok(()) => {}
                 Err(Error::Auth(e)) => {
                     closed += self.close_session(*session, Close::session_ended(e));
