@@ -1,11 +1,12 @@
 //! doorman: one authentication for HTTP endpoints and WebSockets.
 //!
-//! - [`auth`]: the auth core (identity resolution, tokens, sessions, passwords); it
-//!   knows neither the HTTP API nor the WebSocket route, and other poem apps can
-//!   reuse it.
+//! - [`auth`]: the auth core: [`auth::AuthSource`] resolves identity, [`auth::Auth`]
+//!   is the facade over accounts, sessions, tokens and passwords, [`auth::Error`]
+//!   its own errors. It knows neither the HTTP API nor the WebSocket route, and
+//!   other poem apps can reuse it.
 //! - [`api`]: the OpenAPI-documented HTTP endpoints.
 //! - [`ws`]: the WebSocket route, its protocol and the registry of live sockets.
-//! - [`http`]: the HTTP edge (connection guards, request scope, CORS, bounds, the
+//! - `http`: the HTTP edge (connection guards, request scope, CORS, bounds, the
 //!   error map, client IPs).
 //! - [`app`]: building and running the server from a [`config::Config`].
 
