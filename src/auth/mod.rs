@@ -250,8 +250,8 @@ impl Auth {
         self.sessions.bus().subscribe()
     }
 
-    /// Takes in a revocation made by another instance (see
-    /// [`SessionStore::revoked_elsewhere`]).
+    /// Takes in a revocation made by another instance: this instance refuses the
+    /// session first, then tells its own subscribers.
     pub fn revoked_elsewhere(&self, session: SessionId, user: UserId, reason: RevocationReason) {
         self.sessions.revoked_elsewhere(session, user, reason);
     }

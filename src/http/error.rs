@@ -9,12 +9,58 @@ use poem::{
     http::{HeaderValue, StatusCode, header},
 };
 use poem_openapi::{
-    ApiResponse, Object,
+    ApiResponse, Enum, Object,
     registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry},
     types::Type,
 };
 
 use crate::auth::AuthError;
+
+/// Every code an error body can carry: an enum in the spec, so generated clients
+/// can match on it, and the list in docs/behaviour.md is checked against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize, serde::Deserialize)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    MissingCredentials,
+    InvalidToken,
+    SessionRevoked,
+    SessionExpired,
+    OriginRefused,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+    InvalidInput,
+    BadRequest,
+    EmailTaken,
+    NotFound,
+    MethodNotAllowed,
+    RateLimited,
+    TooManySockets,
+    PayloadTooLarge,
+    HeadersTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+    ShuttingDown,
+    Overloaded,
+    DatabaseUnavailable,
+    InternalError,
+}
+
+impl From<AuthError> for ErrorCode {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::MissingCredentials => ErrorCode::MissingCredentials,
+            AuthError::InvalidToken => ErrorCode::InvalidToken,
+            AuthError::SessionRevoked => ErrorCode::SessionRevoked,
+            AuthError::SessionExpired => ErrorCode::SessionExpired,
+            AuthError::OriginRefused => ErrorCode::OriginRefused,
+            AuthError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            AuthError::InvalidRefreshToken => ErrorCode::InvalidRefreshToken,
+            AuthError::RefreshTokenReused => ErrorCode::RefreshTokenReused,
+        }
+    }
+}
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -65,22 +111,22 @@ impl Error {
     }
 
     /// The stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Error::Auth(e) => e.code(),
-            Error::Invalid(_) => "invalid_input",
-            Error::BadRequest(_) => "bad_request",
-            Error::EmailTaken => "email_taken",
-            Error::NotFound => "not_found",
-            Error::RateLimited { .. } => "rate_limited",
-            Error::PayloadTooLarge => "payload_too_large",
-            Error::TooManySockets => "too_many_sockets",
-            Error::HeadersTooLarge => "headers_too_large",
-            Error::RequestTimeout => "request_timeout",
-            Error::ShuttingDown => "shutting_down",
-            Error::Overloaded { .. } => "overloaded",
-            Error::DatabaseUnavailable { .. } => "database_unavailable",
-            Error::Internal(_) | Error::Database { .. } => "internal_error",
+            Error::Auth(e) => (*e).into(),
+            Error::Invalid(_) => ErrorCode::InvalidInput,
+            Error::BadRequest(_) => ErrorCode::BadRequest,
+            Error::EmailTaken => ErrorCode::EmailTaken,
+            Error::NotFound => ErrorCode::NotFound,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            Error::TooManySockets => ErrorCode::TooManySockets,
+            Error::HeadersTooLarge => ErrorCode::HeadersTooLarge,
+            Error::RequestTimeout => ErrorCode::RequestTimeout,
+            Error::ShuttingDown => ErrorCode::ShuttingDown,
+            Error::Overloaded { .. } => ErrorCode::Overloaded,
+            Error::DatabaseUnavailable { .. } => ErrorCode::DatabaseUnavailable,
+            Error::Internal(_) | Error::Database { .. } => ErrorCode::InternalError,
         }
     }
 
@@ -113,7 +159,7 @@ impl Error {
             _ => self.to_string(),
         };
         let body = ErrorBody {
-            error: self.code().to_owned(),
+            error: self.code(),
             message,
         };
         let mut resp = poem::web::Json(body)
@@ -198,7 +244,7 @@ impl ResponseError for Error {
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
 pub struct ErrorBody {
     /// A stable machine-readable code, e.g. `invalid_token`.
-    pub error: String,
+    pub error: ErrorCode,
     /// A human-readable explanation.
     pub message: String,
 }
@@ -364,14 +410,21 @@ pub fn respond_to(err: poem::Error, request_id: &str) -> Response {
         return Error::Internal(String::new()).to_response(Some(request_id));
     }
     let (code, message) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "not found".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed".to_owned()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", Error::PayloadTooLarge.to_string()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", redact(&err.to_string())),
-        _ => ("bad_request", redact(&err.to_string())),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "not found".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            (ErrorCode::MethodNotAllowed, "method not allowed".to_owned())
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            ErrorCode::PayloadTooLarge,
+            Error::PayloadTooLarge.to_string(),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            (ErrorCode::UnsupportedMediaType, redact(&err.to_string()))
+        }
+        _ => (ErrorCode::BadRequest, redact(&err.to_string())),
     };
     poem::web::Json(ErrorBody {
-        error: code.to_owned(),
+        error: code,
         message,
     })
     .with_status(status)
@@ -384,7 +437,7 @@ mod tests {
 
     use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr, sqlx};
 
-    use super::{Error, redact};
+    use super::{Error, ErrorCode, redact};
     use crate::auth::db::{is_unavailable, pg_unavailable};
 
     fn query_err(e: sqlx::Error) -> DbErr {
@@ -408,7 +461,7 @@ mod tests {
         for e in down {
             assert!(is_unavailable(&e), "{e}");
             let err = Error::from(e);
-            assert_eq!(err.code(), "database_unavailable");
+            assert_eq!(err.code(), ErrorCode::DatabaseUnavailable);
             assert_eq!(err.status().as_u16(), 503);
             let resp = err.to_response(Some("r1"));
             assert_eq!(resp.headers()["retry-after"], "1");
@@ -434,6 +487,29 @@ mod tests {
         for code in ["23505", "42P01", "22P02", "40001"] {
             assert!(!pg_unavailable(code), "{code}");
         }
+    }
+
+    #[test]
+    fn the_documented_error_codes_are_exactly_the_enum() {
+        let doc = include_str!("../../docs/behaviour.md");
+        let start = doc
+            .find("codes: `missing_credentials`")
+            .expect("the code list");
+        let list = &doc[start..];
+        let list = &list[..list.find('.').expect("the list ends")];
+        let documented: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
+        let spec: serde_json::Value = serde_json::from_str(&crate::api::spec_json()).unwrap();
+        let enumerated: Vec<&str> = spec["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("ErrorCode is an enum in the spec")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let mut a = documented.clone();
+        let mut b = enumerated.clone();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "docs/behaviour.md and the ErrorCode enum differ");
     }
 
     #[test]
