@@ -4,24 +4,18 @@
 # Usage: .ci/schemathesis.sh PATH_TO_DOORMAN_BINARY [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin="$1"
+source scripts/lib.sh
+DOORMAN_BIN="$1"
 seconds="${2:-60}"
 venv="${DOORMAN_VENV:-/var/tmp/doorman-venv}"
 port=18081
 base="http://127.0.0.1:$port"
 
-if [ ! -x "$venv/bin/schemathesis" ] || ! "$venv/bin/pip" freeze | grep -qxF -f .ci/requirements-schemathesis.txt; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q -r .ci/requirements-schemathesis.txt
-fi
+ensure_python_venv "$venv" .ci/requirements-schemathesis.txt
 
 work="$(mktemp -d)"
-DOORMAN_BIND="127.0.0.1:$port" DATABASE_URL="sqlite://$work/fuzz.db?mode=rwc" \
-  DOORMAN_LOGIN_PER_MINUTE=100000 "$bin" > "$work/server.log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 50); do curl -fs "$base/readyz" >/dev/null && break; sleep 0.2; done
-kill -0 "$pid"  # answering, and it is ours
+on_exit rm -rf "$work"
+start_doorman "$port" "$work/server.log" DOORMAN_LOGIN_PER_MINUTE=100000
 
 creds='{"email":"fuzz@example.org","password":"fuzzing password"}'
 curl -fsS "$base/api/auth/register" -H 'content-type: application/json' -d "$creds" >/dev/null

@@ -12,24 +12,20 @@
 # Default binary: $CARGO_TARGET_DIR/release/doorman (or target/release/doorman);
 # build it first with `cargo build --release`. Needs bash, curl, xargs, awk.
 set -euo pipefail
+source "$(dirname "$0")/../scripts/lib.sh"
 
-bin=${1:-${CARGO_TARGET_DIR:-target}/release/doorman}
+DOORMAN_BIN=${1:-${CARGO_TARGET_DIR:-target}/release/doorman}
 port=${PORT:-18777}
 db=${DB:-/tmp/pw-bench.db}
 base="http://127.0.0.1:$port"
 password="correct horse battery"
 work=$(mktemp -d)
+on_exit rm -rf "$work"
 
 rm -f "$db" "$db-wal" "$db-shm"
-DOORMAN_BIND="127.0.0.1:$port" DATABASE_URL="sqlite://$db?mode=rwc" \
-    DOORMAN_LOGIN_PER_MINUTE=100000 "$bin" >"$work/server.log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
-
-for _ in $(seq 100); do
-    curl -fs -o /dev/null "$base/healthz" && break
-    sleep 0.1
-done
+start_doorman "$port" "$work/server.log" DATABASE_URL="sqlite://$db?mode=rwc" \
+    DOORMAN_LOGIN_PER_MINUTE=100000
+pid=$DOORMAN_PID
 
 status_of() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
 row() { printf '%-32s %6d KiB  %5.1f MiB\n' "$1" "$2" "$(awk -v k="$2" 'BEGIN{print k/1024}')"; }

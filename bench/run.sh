@@ -7,24 +7,25 @@
 # Usage: bench/run.sh [--smoke]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 mode=full
 [ "${1:-}" = --smoke ] && mode=smoke
 if [ "$mode" = smoke ]; then S=1; IDLE=200; CHURN=2; WARM=1; else S=10; IDLE=5000; CHURN=60; WARM=5; fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/doorman-target}"
 cargo build -q --release -p doorman -p bench
-command -v wrk >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+ensure_apt wrk wrk
+ensure_postgres
 bin="$CARGO_TARGET_DIR/release/doorman"
+DOORMAN_BIN="$bin"
 load="$CARGO_TARGET_DIR/release/doorman-bench"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/test}"
+peer_venv="${DOORMAN_PEER_VENV:-/var/tmp/doorman-peer-venv}"
 
 work="$(mktemp -d)"
+on_exit rm -rf "$work"
 results="$work/results"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 record() { echo "$1=$2" >> "$results"; echo "  $1 = $2"; }
-wait_for() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1"; exit 1; }
 
 DP=18800; PP=18801; QP=18802
 D="http://127.0.0.1:$DP"; P="http://127.0.0.1:$PP"
@@ -33,19 +34,22 @@ limits=(DOORMAN_LOGIN_PER_MINUTE=1000000 DOORMAN_WS_HANDSHAKE_PER_SECOND=1000000
         DOORMAN_WS_MESSAGES_PER_SECOND=1000000 RUST_LOG=warn)
 
 echo "== starting doorman (SQLite) and the FastAPI peer"
-env "${limits[@]}" DOORMAN_BIND="127.0.0.1:$DP" DATABASE_URL="sqlite://$work/doorman.db?mode=rwc" \
-  "$bin" > "$work/doorman.log" 2>&1 &
-dpid=$!; pids+=("$dpid")
-bench/peer/run.sh "$work/peer" "$PP" > "$work/peer.log" 2>&1 &
-pids+=("$!")
-wait_for "$D/readyz"; wait_for "$P/healthz"; kill -0 "$dpid"
+# The peer's venv is built here, in the foreground, so that a first run's pip install
+# does not eat into the wait for the peer's /healthz below.
+ensure_python_venv "$peer_venv" bench/peer/requirements.txt \
+  "${DOORMAN_PEER_PYTHON:-$(command -v python3.11 || command -v python3)}"
+DOORMAN_PEER_VENV="$peer_venv" bench/peer/run.sh "$work/peer" "$PP" > "$work/peer.log" 2>&1 &
+on_exit stop_process "$!"
+start_doorman "$DP" "$work/doorman.log" "${limits[@]}"
+dpid=$DOORMAN_PID
+wait_http "$P/healthz" 100 || { cat "$work/peer.log"; exit 1; }
 
 creds='{"email":"bench@example.org","password":"bench password"}'
 curl -fsS "$D/api/auth/register" -H 'content-type: application/json' -d "$creds" >/dev/null
 token() { curl -fsS "$1/api/auth/login" -H 'content-type: application/json' -d "$creds" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'; }
 dtok="$(token "$D")"
-ptok="$("${DOORMAN_PEER_VENV:-/var/tmp/doorman-peer-venv}/bin/python" bench/peer/setup.py "$work/peer" --token)"
+ptok="$("$peer_venv/bin/python" bench/peer/setup.py "$work/peer" --token)"
 
 rps() { wrk -t2 -c32 -d"${S}s" "$@" | awk '/^Requests\/sec:/ { print $2 }'; }
 p99_ms() { wrk -t1 -c8 -d"${S}s" --latency "$@" | awk '$1 == "99%" {
@@ -87,11 +91,9 @@ record logins_per_s "$(value logins_per_s < "$work/logins")"
 echo "== database queries per authenticated request (doorman on PostgreSQL)"
 qdb="doorman_bench_$$"
 psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $qdb" -c "CREATE DATABASE $qdb"
-env "${limits[@]}" DOORMAN_BIND="127.0.0.1:$QP" DATABASE_URL="${PG_ADMIN_URL%/*}/$qdb" \
-  "$bin" > "$work/doorman-pg.log" 2>&1 &
-qpid=$!; pids+=("$qpid")
+start_doorman "$QP" "$work/doorman-pg.log" "${limits[@]}" DATABASE_URL="${PG_ADMIN_URL%/*}/$qdb"
+qpid=$DOORMAN_PID
 Q="http://127.0.0.1:$QP"
-wait_for "$Q/readyz"; kill -0 "$qpid"
 curl -fsS "$Q/api/auth/register" -H 'content-type: application/json' -d "$creds" >/dev/null
 qtok="$(token "$Q")"
 curl -fsS -o /dev/null -H "Authorization: Bearer $qtok" "$Q/api/me"   # warm the caches
@@ -104,7 +106,7 @@ record pg_requests "$requests"
 record pg_queries "$((after - before))"
 curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $qtok" "$Q/api/auth/logout"
 record pg_status_right_after_logout "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $qtok" "$Q/api/me")"
-kill "$qpid"; wait "$qpid" 2>/dev/null || true
+stop_process "$qpid" || true
 psql "$PG_ADMIN_URL" -qc "DROP DATABASE $qdb WITH (FORCE)"
 
 echo "== RSS under handshake churn (${CHURN}s after ${WARM}s warm-up)"

@@ -15,20 +15,13 @@ if [[ $# -ne 2 ]]; then
 fi
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$HERE/../../scripts/lib.sh"
 DATA_DIR="$(mkdir -p "$1" && cd "$1" && pwd)"
 PORT="$2"
 VENV="${DOORMAN_PEER_VENV:-/var/tmp/doorman-peer-venv}"
 PYTHON="${DOORMAN_PEER_PYTHON:-$(command -v python3.11 || command -v python3)}"
 
-want="$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)"
-have="$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)"
-if [[ ! -x "$VENV/bin/python" || "$want" != "$have" ]]; then
-    echo "peer: building venv at $VENV" >&2
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements.txt" >&2
-    echo "$want" > "$VENV/.requirements.sha256"
-fi
+ensure_python_venv "$VENV" "$HERE/requirements.txt" "$PYTHON"
 
 if [[ ! -f "$DATA_DIR/peer.db" ]]; then
     "$VENV/bin/python" "$HERE/setup.py" "$DATA_DIR"

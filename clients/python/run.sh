@@ -12,27 +12,14 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/../../scripts/lib.sh"
 base_url="${1:?usage: $0 BASE_URL}"
 spec="$here/../../openapi.json"
-req="$here/requirements.txt"
 venv="${DOORMAN_PYCLIENT_VENV:-/var/tmp/doorman-pyclient-venv}"
-stamp="$venv/.doorman-pyclient-requirements.sha256"
-want="$(sha256sum "$req" | cut -d' ' -f1)"
-
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ]; then
-    echo "run.sh: $venv exists and is not a venv; refusing to replace it" >&2
-    exit 1
-  fi
-  echo "run.sh: building venv $venv from requirements.txt"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
-  echo "$want" > "$stamp"
-fi
+ensure_python_venv "$venv" "$here/requirements.txt"
 
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+on_exit rm -rf "$work"
 
 cp "$spec" "$work/openapi.json"
 

@@ -4,7 +4,7 @@
 #   clients/ts/run.sh BASE_URL        e.g. clients/ts/run.sh http://127.0.0.1:18600
 #
 # Works from any directory. Installs the pinned packages from package-lock.json
-# (npm ci) when node_modules is missing or older than the lockfile, generates
+# (npm ci) when node_modules does not match the lockfile, generates
 # src/generated/schema.d.ts from the repository's openapi.json, type-checks
 # (strict), compiles to dist/ and runs dist/flow.js. Exits non-zero on any failure.
 set -euo pipefail
@@ -17,26 +17,12 @@ base_url="$1"
 
 here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
+source ../../scripts/lib.sh
 
 spec="../../openapi.json"
 [[ -f "$spec" ]] || { echo "run.sh: $here/$spec not found" >&2; exit 1; }
 
-# npm ci records the lockfile it installed as node_modules/.package-lock.json;
-# reinstall when that is missing or differs from the committed lockfile.
-installed="node_modules/.package-lock.json"
-if [[ ! -f "$installed" ]] || ! node -e '
-  const fs = require("fs");
-  const want = JSON.parse(fs.readFileSync("package-lock.json", "utf8")).packages;
-  const have = JSON.parse(fs.readFileSync(process.argv[1], "utf8")).packages;
-  for (const [k, v] of Object.entries(want)) {
-    if (k === "") continue;
-    if (!have[k] || have[k].version !== v.version || have[k].integrity !== v.integrity) process.exit(1);
-  }
-  for (const k of Object.keys(have)) if (!(k in want)) process.exit(1);
-' "$installed"; then
-  echo "== npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
-fi
+ensure_node_modules .
 
 echo "== generate types from openapi.json"
 rm -rf src/generated dist
