@@ -24,7 +24,7 @@ on_exit rm -rf "$work"
 
 rm -f "$db" "$db-wal" "$db-shm"
 start_doorman "$port" "$work/server.log" DATABASE_URL="sqlite://$db?mode=rwc" \
-    DOORMAN_LOGIN_PER_MINUTE=100000
+    DOORMAN_LOGIN_PER_MINUTE=100000 DOORMAN_MAX_CONNECTIONS_PER_IP=100000
 pid=$DOORMAN_PID
 
 status_of() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
