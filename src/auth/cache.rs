@@ -43,15 +43,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         self.fresh(*stored).then(|| value.clone())
     }
 
-    /// Inserts unless a fresh entry exists for which `keep` says so.
-    pub fn insert_unless(&self, key: K, value: V, keep: impl Fn(&V) -> bool) {
+    pub fn insert(&self, key: K, value: V) {
         let mut map = self.lock();
-        if let Some((existing, stored)) = map.get(&key)
-            && self.fresh(*stored)
-            && keep(existing)
-        {
-            return;
-        }
         if map.len() >= self.max && !map.contains_key(&key) {
             // Drop what is stale first; if the map is full of fresh entries, start
             // over: a cache miss costs one lookup, unbounded memory costs more.
@@ -61,24 +54,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
             }
         }
         map.insert(key, (value, Instant::now()));
-    }
-
-    pub fn insert(&self, key: K, value: V) {
-        self.insert_unless(key, value, |_| false);
-    }
-
-    /// Changes a fresh entry in place, keeping its age.
-    pub fn update(&self, key: &K, change: impl FnOnce(&mut V)) {
-        let mut map = self.lock();
-        if let Some((value, stored)) = map.get_mut(key)
-            && self.ttl.is_none_or(|ttl| stored.elapsed() < ttl)
-        {
-            change(value);
-        }
-    }
-
-    pub fn clear(&self) {
-        self.lock().clear();
     }
 
     #[cfg(test)]
@@ -107,13 +82,5 @@ mod tests {
             cache.insert(k, k);
         }
         assert!(cache.len() <= 100);
-    }
-
-    #[test]
-    fn insert_unless_keeps_what_it_is_told_to() {
-        let cache = Cache::new(None, 10);
-        cache.insert(1, "revoked");
-        cache.insert_unless(1, "active", |v| *v == "revoked");
-        assert_eq!(cache.get(&1), Some("revoked"));
     }
 }

@@ -1,0 +1,334 @@
+//! Sessions: the store of session rows ([`SessionStore`], here), what this
+//! instance believes about them ([`state`]), and the rotation of their refresh
+//! tokens ([`rotation`]).
+
+use std::{sync::Arc, time::Duration};
+
+use entity::session;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set, sea_query::Expr,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+mod rotation;
+mod state;
+#[cfg(test)]
+mod store_tests;
+
+pub use state::ActiveSession;
+use state::{Known, SessionStates};
+
+use super::{
+    AuthError, SessionId, UserId,
+    accounts::now,
+    events::{Revocation, RevocationBus, RevocationReason},
+};
+use super::{Error, db::Db};
+
+/// Lifetimes and windows of sessions and refresh tokens.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Absolute lifetime of a session.
+    pub absolute: Duration,
+    /// A session unused this long expires.
+    pub idle: Duration,
+    /// A just-used refresh token presented again within this window is a concurrent
+    /// refresh, not a theft.
+    pub refresh_grace: Duration,
+}
+
+/// Where a session was opened from, for the session list.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A session with a plaintext refresh token the caller must hand out exactly once.
+pub struct Opened {
+    pub session: session::Model,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+}
+
+/// One active session, as a session list shows it.
+#[derive(Debug, Clone)]
+pub struct SessionSummary {
+    pub id: SessionId,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub idle_expires_at: OffsetDateTime,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl From<&session::Model> for SessionSummary {
+    fn from(s: &session::Model) -> Self {
+        Self {
+            id: SessionId(s.id),
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            idle_expires_at: s.idle_expires_at,
+            user_agent: s.user_agent.clone(),
+            ip: s.ip.clone(),
+        }
+    }
+}
+
+/// How stale `last_used_at` may get before a request writes it again: one write per
+/// session per minute instead of one per request.
+const TOUCH_EVERY: time::Duration = time::Duration::seconds(60);
+
+/// The session store: session rows, what this instance believes about them, and
+/// the revocation bus their ends are announced on.
+#[derive(Clone)]
+pub struct SessionStore {
+    db: Db,
+    settings: SessionSettings,
+    bus: RevocationBus,
+    states: Arc<SessionStates>,
+}
+
+impl SessionStore {
+    pub fn new(db: Db, settings: SessionSettings, bus: RevocationBus) -> Self {
+        Self {
+            db,
+            settings,
+            bus,
+            states: Arc::new(SessionStates::default()),
+        }
+    }
+
+    /// Takes in a revocation made by another instance: this instance's cache
+    /// refuses the session first, then the event goes to the local subscribers
+    /// (the socket registry), so nothing here can still accept the session once a
+    /// subscriber has acted on its end.
+    pub fn revoked_elsewhere(&self, session: SessionId, user: UserId, reason: RevocationReason) {
+        self.end(session.0, reason.ended_as());
+        self.bus.publish(Revocation {
+            session_id: session,
+            user_id: user,
+            reason,
+            remote: true,
+        });
+    }
+
+    /// Forgets every cached session state (after events may have been missed).
+    /// What is known to have ended stays known.
+    pub fn forget_cached(&self) {
+        self.states.forget_active();
+    }
+
+    /// Records that a session ended, before anyone can act on it.
+    fn end(&self, id: Uuid, why: AuthError) {
+        self.states.ended(id, why);
+    }
+
+    pub fn bus(&self) -> &RevocationBus {
+        &self.bus
+    }
+
+    /// Opens a session for a user who just proved who they are.
+    pub async fn open(&self, user: UserId, client: ClientInfo) -> Result<Opened, Error> {
+        let now = now();
+        let session = session::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            user_id: Set(user.0),
+            created_at: Set(now),
+            last_used_at: Set(now),
+            expires_at: Set(now + self.settings.absolute),
+            idle_expires_at: Set(now + self.settings.idle),
+            user_agent: Set(client.user_agent.map(|ua| ua.chars().take(256).collect())),
+            ip: Set(client.ip),
+            revoked_at: Set(None),
+            revoked_reason: Set(None),
+        }
+        .insert(&self.db)
+        .await?;
+        let (refresh_token, refresh_expires_in) = self.mint_refresh(&session).await?;
+        Ok(Opened {
+            session,
+            refresh_token,
+            refresh_expires_in,
+        })
+    }
+
+    /// The session if it is active; otherwise why not. Answers from the cache when it
+    /// can (the hot path of every authenticated request); records use, debounced.
+    pub async fn active(&self, id: SessionId) -> Result<ActiveSession, Error> {
+        let now = now();
+        match self.states.get(&id.0) {
+            Some(Known::Ended(e)) => Err(e.into()),
+            Some(Known::Active(s)) => {
+                if now >= s.expires_at || now >= s.idle_expires_at {
+                    self.end(id.0, AuthError::SessionExpired);
+                    return Err(AuthError::SessionExpired.into());
+                }
+                if now - s.last_used_at >= TOUCH_EVERY {
+                    self.states.touched(&id.0, now, self.settings.idle);
+                    // Off the request path: a lost write only shortens the idle window.
+                    let store = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = store.touch_row(&store.db, id.0, now).await {
+                            tracing::warn!(error = %e, "could not record session use");
+                        }
+                    });
+                }
+                Ok(s)
+            }
+            // Boxed so the database future does not bloat the hot path's (see
+            // `TokenKeys::verify`).
+            None => Box::pin(self.load(id)).await,
+        }
+    }
+
+    /// The session's state straight from the database, refreshing the cache and
+    /// recording use: the path of cache misses.
+    async fn load(&self, id: SessionId) -> Result<ActiveSession, Error> {
+        let session = self.fetch(id).await?;
+        self.touch(&session).await?;
+        let active = ActiveSession::from(&session);
+        self.states.active(active);
+        Ok(active)
+    }
+
+    /// Whether the session is still active, from the database and without recording
+    /// use: the re-check of live sockets, which must neither trust the cache nor
+    /// keep an idle session alive.
+    pub async fn check(&self, id: SessionId) -> Result<(), Error> {
+        self.fetch(id).await.map(|_| ())
+    }
+
+    async fn fetch(&self, id: SessionId) -> Result<session::Model, Error> {
+        let Some(session) = session::Entity::find_by_id(id.0).one(&self.db).await? else {
+            self.end(id.0, AuthError::SessionRevoked);
+            return Err(AuthError::SessionRevoked.into());
+        };
+        if let Err(e) = check_active(&session, now()) {
+            self.end(id.0, e);
+            return Err(e.into());
+        }
+        Ok(session)
+    }
+
+    async fn touch(&self, session: &session::Model) -> Result<(), Error> {
+        let now = now();
+        if now - session.last_used_at < TOUCH_EVERY {
+            return Ok(());
+        }
+        Ok(self.touch_row(&self.db, session.id, now).await?)
+    }
+
+    async fn touch_row(
+        &self,
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<(), DbErr> {
+        session::Entity::update_many()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .col_expr(
+                session::Column::IdleExpiresAt,
+                Expr::value(now + self.settings.idle),
+            )
+            .filter(session::Column::Id.eq(id))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a session and tells the subscribers. `false` if it had already ended.
+    pub async fn revoke(
+        &self,
+        id: SessionId,
+        user: UserId,
+        reason: RevocationReason,
+    ) -> Result<bool, Error> {
+        let result = session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now()))
+            .col_expr(session::Column::RevokedReason, Expr::value(reason.as_str()))
+            .filter(session::Column::Id.eq(id.0))
+            .filter(session::Column::UserId.eq(user.0))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        let revoked = result.rows_affected > 0;
+        if revoked {
+            // Before anyone hears of it: this instance refuses the session at once.
+            self.end(id.0, reason.ended_as());
+            tracing::info!(
+                security_event = "session_revoked",
+                user_id = %user,
+                session_id = %id,
+                reason = reason.as_str(),
+                "session revoked"
+            );
+            self.bus.publish(Revocation {
+                session_id: id,
+                user_id: user,
+                reason,
+                remote: false,
+            });
+        }
+        Ok(revoked)
+    }
+
+    /// Ends one of `user`'s active sessions; `false` (a 404 for the API) for a
+    /// session that is not theirs, not active, or does not exist.
+    pub async fn revoke_own(
+        &self,
+        id: SessionId,
+        user: UserId,
+        reason: RevocationReason,
+    ) -> Result<bool, Error> {
+        let Some(session) = session::Entity::find_by_id(id.0).one(&self.db).await? else {
+            return Ok(false);
+        };
+        if session.user_id != user.0 || check_active(&session, now()).is_err() {
+            return Ok(false);
+        }
+        self.revoke(id, user, reason).await
+    }
+
+    /// Ends every active session of a user.
+    pub async fn revoke_all(&self, user: UserId, reason: RevocationReason) -> Result<u64, Error> {
+        let sessions = self.list_active(user).await?;
+        let mut count = 0;
+        for s in sessions {
+            if self.revoke(SessionId(s.id), user, reason).await? {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// A user's active sessions, newest first.
+    pub async fn list_active(&self, user: UserId) -> Result<Vec<session::Model>, Error> {
+        let now = now();
+        Ok(session::Entity::find()
+            .filter(session::Column::UserId.eq(user.0))
+            .filter(session::Column::RevokedAt.is_null())
+            .order_by_desc(session::Column::CreatedAt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter(|s| check_active(s, now).is_ok())
+            .collect())
+    }
+}
+
+/// Why a session is not active, if it is not.
+fn check_active(session: &session::Model, now: OffsetDateTime) -> Result<(), AuthError> {
+    if session.revoked_at.is_some() {
+        return Err(AuthError::SessionRevoked);
+    }
+    if now >= session.expires_at || now >= session.idle_expires_at {
+        return Err(AuthError::SessionExpired);
+    }
+    Ok(())
+}
