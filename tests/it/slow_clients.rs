@@ -182,7 +182,7 @@ async fn an_open_websocket_outlives_the_idle_and_header_timeouts() {
     let tokens = app.user_with_tokens().await;
     let mut sockets = Vec::new();
     for _ in 0..3 {
-        sockets.push(app.ws_bearer(&tokens.access).await.0);
+        sockets.push(app.ws_welcomed(&tokens).await.0);
     }
     // Silent for three idle timeouts (heartbeats are 30 s apart by default).
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -194,7 +194,7 @@ async fn an_open_websocket_outlives_the_idle_and_header_timeouts() {
     for ws in &mut sockets {
         assert_alive(ws).await;
     }
-    let resp = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let resp = app.healthz().await;
     assert_eq!(resp.status(), reqwest::StatusCode::OK);
 }
 
