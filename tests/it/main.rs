@@ -6,6 +6,9 @@
 mod client;
 mod helpers;
 
+// The flow doorman exists for, end to end.
+mod flagship;
+
 // HTTP API, by feature.
 mod accounts;
 mod credentials;
