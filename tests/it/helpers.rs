@@ -198,6 +198,12 @@ pub async fn expect_close(ws: &mut Ws, within: Duration) -> (u16, String) {
     result.unwrap_or_else(|_| panic!("no close frame within {within:?}"))
 }
 
+/// Sleeps until just past `deadline`: the latest moment something that `deadline`
+/// bounds (an expiry measured from when a response arrived) can end.
+pub async fn sleep_past(deadline: std::time::Instant) {
+    tokio::time::sleep_until((deadline + Duration::from_millis(50)).into()).await;
+}
+
 /// Sends a ping frame and expects the pong: the socket is alive.
 pub async fn assert_alive(ws: &mut Ws) {
     let id = uuid::Uuid::new_v4().to_string();

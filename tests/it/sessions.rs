@@ -1,6 +1,6 @@
 //! The session list, revoking one or all sessions, and session expiry.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -60,10 +60,13 @@ async fn revoking_all_sessions_logs_out_everywhere_but_not_other_users() {
 
 #[tokio::test]
 async fn an_expired_session_refuses_its_tokens() {
-    let app = spawn_with(|c| c.session_ttl = Duration::from_secs(1)).await;
+    const TTL: Duration = Duration::from_millis(600);
+    let app = spawn_with(|c| c.session_ttl = TTL).await;
     let tokens = app.user_with_tokens().await;
+    // The session began before the login answered.
+    let expired_by = Instant::now() + TTL;
     assert_eq!(app.me(&tokens).await.status(), StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    sleep_past(expired_by).await;
     let me = app.me(&tokens).await;
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
     let body: Value = me.json().await.unwrap();
@@ -76,10 +79,11 @@ async fn an_expired_session_refuses_its_tokens() {
 
 #[tokio::test]
 async fn revoking_ones_own_expired_session_is_404() {
-    let app = spawn_with(|c| c.session_ttl = Duration::from_secs(2)).await;
+    const TTL: Duration = Duration::from_millis(500);
+    let app = spawn_with(|c| c.session_ttl = TTL).await;
     let email = app.new_user().await;
     let old = app.login_tokens(&email).await;
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    sleep_past(Instant::now() + TTL).await;
     let fresh = app.login_tokens(&email).await;
     let resp = app.revoke_session(&fresh, &old.session_id).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
