@@ -55,7 +55,7 @@ fn directive<'a>(csp: &'a str, name: &str) -> Vec<&'a str> {
 async fn pages_carry_a_strict_csp_hashing_their_served_inline_blocks() {
     let app = spawn_app().await;
     for (path, min_scripts) in [("/", 1), ("/docs", 2), ("/docs/", 2)] {
-        let resp = app.http.get(app.url(path)).send().await.unwrap();
+        let resp = app.get(path).await;
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         let header = |name: &str| {
             resp.headers()
@@ -105,7 +105,7 @@ async fn pages_carry_a_strict_csp_hashing_their_served_inline_blocks() {
 async fn every_response_is_nosniff_and_api_responses_carry_no_page_policy() {
     let app = spawn_app().await;
     for path in ["/healthz", "/openapi.json", "/api/me", "/no/such/route"] {
-        let resp = app.http.get(app.url(path)).send().await.unwrap();
+        let resp = app.get(path).await;
         let h = resp.headers();
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert!(h.get("content-security-policy").is_none(), "{path}");

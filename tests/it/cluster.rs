@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use serde_json::json;
 
 use crate::helpers::*;
 
@@ -15,7 +14,6 @@ struct Pair {
     a: ServerProcess,
     b: ServerProcess,
     db: PgDatabase,
-    http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
@@ -47,72 +45,17 @@ async fn two_instances() -> Pair {
         a,
         b,
         db,
-        http: reqwest::Client::new(),
         _dir: dir,
     }
 }
 
-impl Pair {
-    async fn user(&self, on: &ServerProcess) -> Tokens {
-        self.user_with_email(on).await.1
-    }
-
-    async fn user_with_email(&self, on: &ServerProcess) -> (String, Tokens) {
-        let email = format!("c-{}@example.org", uuid::Uuid::new_v4().simple());
-        let creds = json!({"email": email, "password": PASSWORD});
-        let resp = self
-            .http
-            .post(format!("{}/api/auth/register", on.base))
-            .json(&creds)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        let tokens = self.login(on, &email).await;
-        (email, tokens)
-    }
-
-    async fn login(&self, on: &ServerProcess, email: &str) -> Tokens {
-        let resp = self
-            .http
-            .post(format!("{}/api/auth/login", on.base))
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        Tokens::from_json(&resp.json().await.unwrap())
-    }
-
-    async fn me(&self, on: &ServerProcess, access: &str) -> StatusCode {
-        self.http
-            .get(format!("{}/api/me", on.base))
-            .bearer_auth(access)
-            .send()
-            .await
-            .unwrap()
-            .status()
-    }
-
-    async fn logout(&self, on: &ServerProcess, access: &str) {
-        let resp = self
-            .http
-            .post(format!("{}/api/auth/logout", on.base))
-            .bearer_auth(access)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    }
+async fn logout(on: &ServerProcess, tokens: &Tokens) {
+    assert_eq!(on.logout(tokens).await.status(), StatusCode::NO_CONTENT);
 }
 
-async fn socket(on: &ServerProcess, access: &str) -> Ws {
-    let mut req = on.ws_url().into_client_request().unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {access}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "welcome");
-    ws
+/// A socket on `on`, welcomed.
+async fn socket(on: &ServerProcess, tokens: &Tokens) -> Ws {
+    on.ws_welcomed(tokens).await.0
 }
 
 /// Asserts that no further text frame arrives within `quiet`.
@@ -135,39 +78,22 @@ async fn sessions_keys_revocations_and_rooms_cross_instances() {
     let (a, b) = (&pair.a, &pair.b);
 
     // One signing key, one session store: a login on A works on B.
-    let (email, tokens) = pair.user_with_email(a).await;
-    assert_eq!(pair.me(b, &tokens.access).await, StatusCode::OK);
-    let jwks_a: Value = pair
-        .http
-        .get(format!("{}/.well-known/jwks.json", a.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let jwks_b: Value = pair
-        .http
-        .get(format!("{}/.well-known/jwks.json", b.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(jwks_a, jwks_b);
+    let email = a.new_user().await;
+    let tokens = a.login_tokens(&email).await;
+    assert_eq!(b.me(&tokens).await.status(), StatusCode::OK);
+    assert_eq!(a.jwks().await, b.jwks().await);
 
     // A socket on A closes when B serves the logout; 20 trials for the latency.
     let mut latencies = Vec::new();
     for _ in 0..20 {
-        let t = pair.login(b, &email).await;
-        let mut ws = socket(a, &t.access).await;
+        let t = b.login_tokens(&email).await;
+        let mut ws = socket(a, &t).await;
         let started = Instant::now();
-        pair.logout(b, &t.access).await;
+        logout(b, &t).await;
         let (code, reason) = expect_close(&mut ws, Duration::from_secs(2)).await;
         latencies.push(started.elapsed());
         assert_eq!((code, reason.as_str()), (4403, "session_revoked"));
-        assert_eq!(pair.me(a, &t.access).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(a.me(&t).await.status(), StatusCode::UNAUTHORIZED);
     }
     latencies.sort();
     let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
@@ -178,22 +104,15 @@ async fn sessions_keys_revocations_and_rooms_cross_instances() {
     assert!(p99 < Duration::from_secs(2), "p99 {p99:?}");
 
     // Rooms: a subscriber on A and one on B each get every message once, in order.
-    let alice = pair.user(a).await;
-    let bob = pair.user(b).await;
-    let mut on_a = socket(a, &alice.access).await;
-    let mut on_b = socket(b, &bob.access).await;
+    let alice = a.user_with_tokens().await;
+    let bob = b.user_with_tokens().await;
+    let mut on_a = socket(a, &alice).await;
+    let mut on_b = socket(b, &bob).await;
     for ws in [&mut on_a, &mut on_b] {
         send_json(ws, json!({"type": "subscribe", "room": "x"})).await;
         assert_eq!(next_json(ws).await["type"], "subscribed");
     }
-    let resp = pair
-        .http
-        .post(format!("{}/api/rooms/x/messages", b.base))
-        .bearer_auth(&bob.access)
-        .json(&json!({"body": "over http on B"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = b.publish(&bob, "x", "over http on B").await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     for ws in [&mut on_a, &mut on_b] {
         let msg = next_json(ws).await;
@@ -231,10 +150,10 @@ async fn sessions_keys_revocations_and_rooms_cross_instances() {
 async fn a_revocation_missed_while_the_listener_was_down_still_closes_the_socket() {
     let pair = two_instances().await;
     let (a, b) = (&pair.a, &pair.b);
-    let tokens = pair.user(b).await;
-    let mut ws = socket(a, &tokens.access).await;
-    let other = pair.user(b).await;
-    let mut unaffected = socket(a, &other.access).await;
+    let tokens = b.user_with_tokens().await;
+    let mut ws = socket(a, &tokens).await;
+    let other = b.user_with_tokens().await;
+    let mut unaffected = socket(a, &other).await;
 
     // Keep new connections out and cut all of A's (its listener among them), then
     // revoke through B while A cannot hear it.
@@ -248,7 +167,7 @@ async fn a_revocation_missed_while_the_listener_was_down_still_closes_the_socket
              WHERE datname = '{db}' AND application_name = 'doorman-a'"
         ))
         .await;
-    pair.logout(b, &tokens.access).await;
+    logout(b, &tokens).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The event was missed: the socket is still open…
     assert_alive(&mut ws).await;
@@ -261,10 +180,10 @@ async fn a_revocation_missed_while_the_listener_was_down_still_closes_the_socket
     assert_alive(&mut unaffected).await;
 
     // A's listener is back: the next revocation arrives the fast way.
-    let t = pair.user(b).await;
-    let mut ws = socket(a, &t.access).await;
+    let t = b.user_with_tokens().await;
+    let mut ws = socket(a, &t).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    pair.logout(b, &t.access).await;
+    logout(b, &t).await;
     assert_eq!(expect_close(&mut ws, Duration::from_secs(2)).await.0, 4403);
     drop(pair);
 }

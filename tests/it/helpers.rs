@@ -1,30 +1,29 @@
 //! Starting the real server for a test: port 0, a fresh database (a temporary SQLite
 //! file, or a fresh PostgreSQL database when `DOORMAN_TEST_DATABASE_URL` is set,
-//! dropped afterwards), and typed helpers over real HTTP and WebSocket clients.
+//! dropped afterwards), driven through the typed [`ApiClient`] over real HTTP and
+//! WebSocket clients.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, ops::Deref, time::Duration};
 
 use clap::Parser;
 use doorman::{Application, Config};
 use futures_util::{SinkExt, StreamExt};
-use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tokio::{net::TcpStream, sync::oneshot};
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
-    tungstenite::{self, Message, client::IntoClientRequest, protocol::frame::coding::CloseCode},
+    tungstenite::{self, Message, protocol::frame::coding::CloseCode},
 };
+
+pub use crate::client::*;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-pub const PASSWORD: &str = "correct horse battery";
-
+/// A server running in this process. It derefs to its [`ApiClient`]: `app.me(…)`.
 pub struct TestApp {
     pub addr: SocketAddr,
-    pub base: String,
-    /// A client without a cookie store: tests set cookies explicitly.
-    pub http: reqwest::Client,
+    pub api: ApiClient,
     pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -83,11 +82,7 @@ async fn spawn_app_on(
     }));
     TestApp {
         addr,
-        base: format!("http://{addr}"),
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client builds"),
+        api: ApiClient::new(format!("http://{addr}")),
         database_url,
         shutdown: Some(tx),
         server: Some(server),
@@ -126,54 +121,12 @@ impl Drop for TestApp {
     }
 }
 
-/// Credentials from a token-mode login.
-#[derive(Debug, Clone)]
-pub struct Tokens {
-    pub access: String,
-    pub refresh: String,
-    pub session_id: String,
-    pub user_id: String,
-}
+impl Deref for TestApp {
+    type Target = ApiClient;
 
-impl Tokens {
-    pub fn from_json(v: &Value) -> Self {
-        Self {
-            access: v["access_token"].as_str().expect("access_token").to_owned(),
-            refresh: v["refresh_token"]
-                .as_str()
-                .expect("refresh_token")
-                .to_owned(),
-            session_id: v["session_id"].as_str().expect("session_id").to_owned(),
-            user_id: v["user"]["id"].as_str().expect("user.id").to_owned(),
-        }
+    fn deref(&self) -> &ApiClient {
+        &self.api
     }
-}
-
-/// Cookies from a cookie-mode login: `name=value` pairs and the raw Set-Cookie lines.
-#[derive(Debug, Clone)]
-pub struct Cookies {
-    pub access: String,
-    pub refresh: String,
-    pub session_id: String,
-}
-
-impl Cookies {
-    /// A `Cookie` header value carrying the access cookie.
-    pub fn access_header(&self) -> String {
-        format!("doorman_access={}", self.access)
-    }
-
-    pub fn refresh_header(&self) -> String {
-        format!("doorman_refresh={}", self.refresh)
-    }
-}
-
-pub fn cookie_value(set_cookie: &[String], name: &str) -> Option<String> {
-    set_cookie.iter().find_map(|line| {
-        let first = line.split(';').next()?;
-        let (k, v) = first.split_once('=')?;
-        (k.trim() == name).then(|| v.to_owned())
-    })
 }
 
 impl TestApp {
@@ -182,157 +135,6 @@ impl TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    /// The server's own origin, as a browser on it would send.
-    pub fn origin(&self) -> String {
-        self.base.clone()
-    }
-
-    pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request sent")
-    }
-
-    pub async fn register(&self, email: &str, password: &str) -> reqwest::Response {
-        self.post_json(
-            "/api/auth/register",
-            json!({"email": email, "password": password}),
-        )
-        .await
-    }
-
-    /// Registers a fresh user and returns its email.
-    pub async fn new_user(&self) -> String {
-        let email = format!("user-{}@example.org", uuid::Uuid::new_v4().simple());
-        let resp = self.register(&email, PASSWORD).await;
-        assert_eq!(resp.status(), StatusCode::CREATED, "register {email}");
-        email
-    }
-
-    pub async fn login_tokens(&self, email: &str) -> Tokens {
-        let resp = self
-            .post_json(
-                "/api/auth/login",
-                json!({"email": email, "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        Tokens::from_json(&resp.json().await.expect("json"))
-    }
-
-    pub async fn login_cookies(&self, email: &str) -> Cookies {
-        let resp = self
-            .post_json(
-                "/api/auth/login",
-                json!({"email": email, "password": PASSWORD, "mode": "cookie"}),
-            )
-            .await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        let set_cookie: Vec<String> = resp
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().expect("ascii").to_owned())
-            .collect();
-        let body: Value = resp.json().await.expect("json");
-        Cookies {
-            access: cookie_value(&set_cookie, "doorman_access").expect("access cookie"),
-            refresh: cookie_value(&set_cookie, "doorman_refresh").expect("refresh cookie"),
-            session_id: body["session_id"].as_str().expect("session_id").to_owned(),
-        }
-    }
-
-    /// A new user logged in with tokens.
-    pub async fn user_with_tokens(&self) -> Tokens {
-        let email = self.new_user().await;
-        self.login_tokens(&email).await
-    }
-
-    /// A body-less request with a Bearer token.
-    pub async fn bearer(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        access: &str,
-    ) -> reqwest::Response {
-        self.http
-            .request(method, self.url(path))
-            .bearer_auth(access)
-            .send()
-            .await
-            .expect("request sent")
-    }
-
-    /// A GET with a `Cookie` header.
-    pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(path))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .expect("request sent")
-    }
-
-    pub async fn me_bearer(&self, access: &str) -> reqwest::Response {
-        self.http
-            .get(self.url("/api/me"))
-            .bearer_auth(access)
-            .send()
-            .await
-            .expect("request sent")
-    }
-
-    pub async fn refresh(&self, refresh: &str) -> reqwest::Response {
-        self.post_json("/api/auth/refresh", json!({"refresh_token": refresh}))
-            .await
-    }
-
-    pub async fn logout_bearer(&self, access: &str) -> reqwest::Response {
-        self.http
-            .post(self.url("/api/auth/logout"))
-            .bearer_auth(access)
-            .send()
-            .await
-            .expect("request sent")
-    }
-
-    /// Opens `/ws` with extra handshake headers.
-    pub async fn ws_connect(&self, headers: &[(&str, &str)]) -> Result<Ws, tungstenite::Error> {
-        let mut request = self.ws_url().into_client_request()?;
-        for (name, value) in headers {
-            request.headers_mut().insert(
-                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
-                value.parse().expect("header value"),
-            );
-        }
-        tokio_tungstenite::connect_async(request)
-            .await
-            .map(|(ws, _)| ws)
-    }
-
-    /// Opens `/ws` with a Bearer header and reads the welcome.
-    pub async fn ws_bearer(&self, access: &str) -> (Ws, Value) {
-        let auth = format!("Bearer {access}");
-        let mut ws = self
-            .ws_connect(&[("authorization", &auth)])
-            .await
-            .expect("handshake");
-        let welcome = next_json(&mut ws).await;
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        (ws, welcome)
     }
 }
 
@@ -396,6 +198,12 @@ pub async fn expect_close(ws: &mut Ws, within: Duration) -> (u16, String) {
     result.unwrap_or_else(|_| panic!("no close frame within {within:?}"))
 }
 
+/// Sleeps until just past `deadline`: the latest moment something that `deadline`
+/// bounds (an expiry measured from when a response arrived) can end.
+pub async fn sleep_past(deadline: std::time::Instant) {
+    tokio::time::sleep_until((deadline + Duration::from_millis(50)).into()).await;
+}
+
 /// Sends a ping frame and expects the pong: the socket is alive.
 pub async fn assert_alive(ws: &mut Ws) {
     let id = uuid::Uuid::new_v4().to_string();
@@ -411,11 +219,18 @@ pub fn close_code(code: u16) -> CloseCode {
 }
 
 /// The real `doorman` binary in its own process, for tests that need a process
-/// boundary (logs, several instances, signals).
+/// boundary (logs, several instances, signals). It derefs to its [`ApiClient`].
 pub struct ServerProcess {
     child: Option<std::process::Child>,
-    pub base: String,
-    pub port: u16,
+    pub api: ApiClient,
+}
+
+impl Deref for ServerProcess {
+    type Target = ApiClient;
+
+    fn deref(&self) -> &ApiClient {
+        &self.api
+    }
 }
 
 impl ServerProcess {
@@ -438,12 +253,11 @@ impl ServerProcess {
         // Owned by `Self` at once, so its `Drop` kills the process on any panic.
         let server = Self {
             child: Some(cmd.spawn().expect("server binary starts")),
-            base: format!("http://127.0.0.1:{port}"),
-            port,
+            api: ApiClient::new(format!("http://127.0.0.1:{port}")),
         };
-        let http = reqwest::Client::new();
         for _ in 0..150 {
-            if let Ok(resp) = http.get(format!("{}/readyz", server.base)).send().await
+            // Not `readyz()`: refused connections are expected until it listens.
+            if let Ok(resp) = server.http.get(server.url("/readyz")).send().await
                 && resp.status().is_success()
             {
                 return server;
@@ -451,10 +265,6 @@ impl ServerProcess {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("server on port {port} did not become ready");
-    }
-
-    pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/ws", self.port)
     }
 
     /// SIGKILL (`kill -9`): no shutdown code runs.

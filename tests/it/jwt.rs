@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 async fn assert_refused(app: &TestApp, token: &str, what: &str) {
-    let resp = app.me_bearer(token).await;
+    let resp = app.me(Bearer(token)).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "invalid_token", "{what}");
@@ -53,15 +53,7 @@ fn sign(kid: &str, der: &[u8], claims: &Value) -> String {
 async fn the_jwks_verifies_issued_tokens_and_they_carry_the_documented_claims() {
     let app = spawn_app().await;
     let tokens = app.user_with_tokens().await;
-    let jwks: Value = app
-        .http
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = app.jwks().await;
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "OKP");
     assert_eq!(key["crv"], "Ed25519");
@@ -173,7 +165,7 @@ async fn the_servers_own_key_with_wrong_claims_is_refused() {
     let (_, claims, _) = parts(&tokens.access);
     // Sanity: the key and claims as they are make a token the server accepts.
     assert_eq!(
-        app.me_bearer(&sign(&kid, &der, &claims)).await.status(),
+        app.me(Bearer(&sign(&kid, &der, &claims))).await.status(),
         StatusCode::OK
     );
 
@@ -225,7 +217,7 @@ async fn the_servers_own_key_with_wrong_claims_is_refused() {
     for (what, change) in cases {
         let mut forged = claims.clone();
         change(&mut forged);
-        let resp = app.me_bearer(&sign(&kid, &der, &forged)).await;
+        let resp = app.me(Bearer(&sign(&kid, &der, &forged))).await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
     }
 }

@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use futures_util::SinkExt;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+use serde_json::json;
 
-use crate::helpers::{ServerProcess, Tokens, cookie_value, expect_close, next_json};
+use crate::helpers::{Anonymous, ServerProcess, Tokens, expect_close, next_json, send_json};
 
 #[tokio::test]
 async fn no_secret_reaches_the_logs_at_trace_level() {
@@ -27,54 +25,20 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
         &log_path,
     )
     .await;
-    let port = server.port;
-    let base = server.base.clone();
-    let http = reqwest::Client::new();
-
     let mut secrets: Vec<String> = Vec::new();
     let password = "s3cret-Passw0rd-for-logs";
     secrets.push(password.to_owned());
     let email = "logs@example.org";
-    let creds = json!({"email": email, "password": password});
-    let resp = http
-        .post(format!("{base}/api/auth/register"))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap();
+    let resp = server.register(email, password).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     // A failed login with a wrong (also secret) password.
     secrets.push("wrong-Passw0rd-for-logs".into());
-    let resp = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": email, "password": "wrong-Passw0rd-for-logs"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = server.login(email, "wrong-Passw0rd-for-logs").await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     // Token mode, refresh, then reuse of the spent refresh token.
-    let first = Tokens::from_json(
-        &http
-            .post(format!("{base}/api/auth/login"))
-            .json(&creds)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap(),
-    );
-    let second: Value = http
-        .post(format!("{base}/api/auth/refresh"))
-        .json(&json!({"refresh_token": first.refresh}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let second = Tokens::from_json(&second);
+    let first = Tokens::from_response(server.login(email, password).await).await;
+    let second = Tokens::from_response(server.refresh(&first.refresh).await).await;
     secrets.extend([
         first.access.clone(),
         first.refresh.clone(),
@@ -83,80 +47,36 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
     ]);
 
     // Cookie mode, and a socket on the cookie.
-    let resp = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": email, "password": password, "mode": "cookie"}))
-        .send()
-        .await
-        .unwrap();
-    let lines: Vec<String> = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let access_cookie = cookie_value(&lines, "doorman_access").unwrap();
-    let refresh_cookie = cookie_value(&lines, "doorman_refresh").unwrap();
-    secrets.extend([access_cookie.clone(), refresh_cookie.clone()]);
-    let mut req = format!("ws://127.0.0.1:{port}/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "cookie",
-        format!("doorman_access={access_cookie}").parse().unwrap(),
-    );
-    let (mut cookie_ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    assert_eq!(next_json(&mut cookie_ws).await["auth_source"], "cookie");
+    let cookies = server.login_cookies_with(email, password).await;
+    secrets.extend([cookies.access.clone(), cookies.refresh.clone()]);
+    let (mut cookie_ws, welcome) = server.ws_welcomed(cookies.access()).await;
+    assert_eq!(welcome["auth_source"], "cookie");
 
     // A cross-site handshake riding the cookie is refused (and logged, cookie-free).
-    let mut req = format!("ws://127.0.0.1:{port}/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "cookie",
-        format!("doorman_access={access_cookie}").parse().unwrap(),
+    assert!(
+        server
+            .ws(cookies.access())
+            .origin("http://evil.example")
+            .await
+            .is_err()
     );
-    req.headers_mut()
-        .insert("origin", "http://evil.example".parse().unwrap());
-    assert!(tokio_tungstenite::connect_async(req).await.is_err());
 
     // A socket with first-message auth, on the second token-mode session.
-    let (mut msg_ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
-        .await
-        .unwrap();
-    msg_ws
-        .send(Message::Text(
-            json!({"type": "auth", "token": second.access})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .unwrap();
+    let mut msg_ws = server.ws(Anonymous).await.unwrap();
+    send_json(&mut msg_ws, json!({"type": "auth", "token": second.access})).await;
     assert_eq!(next_json(&mut msg_ws).await["auth_source"], "message");
     // A bad token in an auth frame and in a header.
-    let (mut bad_ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
-        .await
-        .unwrap();
+    let mut bad_ws = server.ws(Anonymous).await.unwrap();
     let bogus = format!("{}tampered", second.access);
     secrets.push(bogus.clone());
-    bad_ws
-        .send(Message::Text(
-            json!({"type": "auth", "token": bogus}).to_string().into(),
-        ))
-        .await
-        .unwrap();
+    send_json(&mut bad_ws, json!({"type": "auth", "token": bogus})).await;
     assert_eq!(
         expect_close(&mut bad_ws, Duration::from_secs(3)).await.0,
         4401
     );
 
     // Reuse of the first refresh token: the session is revoked, its socket closes.
-    let reuse = http
-        .post(format!("{base}/api/auth/refresh"))
-        .json(&json!({"refresh_token": first.refresh}))
-        .send()
-        .await
-        .unwrap();
+    let reuse = server.refresh(&first.refresh).await;
     assert_eq!(reuse.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         expect_close(&mut msg_ws, Duration::from_secs(2)).await.0,
@@ -164,13 +84,10 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
     );
 
     // Cookie-mode logout closes the cookie socket.
-    let resp = http
-        .post(format!("{base}/api/auth/logout"))
-        .header("cookie", format!("doorman_access={access_cookie}"))
-        .header("origin", &base)
-        .send()
-        .await
-        .unwrap();
+    let resp = server
+        .logout(cookies.access())
+        .origin(&server.origin())
+        .await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         expect_close(&mut cookie_ws, Duration::from_secs(2)).await.0,
@@ -188,12 +105,7 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
             .unwrap();
         db.close().await.ok();
     }
-    let failed = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap();
+    let failed = server.login(email, password).await;
     assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let request_id = failed.headers()["x-request-id"]
         .to_str()

@@ -1,18 +1,44 @@
 //! Integration tests: the real server on an ephemeral port, a fresh database per
-//! test, real HTTP and WebSocket clients. Set `DOORMAN_TEST_DATABASE_URL` to a
-//! PostgreSQL URL to run them on PostgreSQL.
+//! test, real HTTP and WebSocket clients driven through one typed client
+//! (`client.rs`). Set `DOORMAN_TEST_DATABASE_URL` to a PostgreSQL URL to run them on
+//! PostgreSQL.
 
+mod client;
 mod helpers;
 
+// The flow doorman exists for, end to end.
+mod flagship;
+
+// HTTP API, by feature.
+mod accounts;
+mod credentials;
+mod health;
+mod login;
+mod logout;
+mod origins;
+mod refresh;
+mod rooms;
+mod sessions;
+
+// WebSocket, by feature.
+mod ws_frames;
+mod ws_handshake;
+mod ws_lifecycle;
+mod ws_limits;
+
+// Hardening: what hostile or broken clients and environments cannot do.
+mod bounds;
 mod browser_headers;
-mod cluster;
-mod hardening;
-mod hostile;
-mod http_api;
+mod errors;
 mod jwt;
-mod logs;
-mod outage;
 mod overload;
 mod slow_clients;
+mod throttling;
+
+// The real binary in its own process(es).
+mod cluster;
+mod logs;
+mod outage;
+
+// The committed OpenAPI document.
 mod spec;
-mod websocket;

@@ -21,6 +21,7 @@ async fn wait_for_status(
 ) -> Duration {
     let started = Instant::now();
     loop {
+        // Not `get()`: a failed connection is one more reason to poll again.
         if let Ok(resp) = app.http.get(app.url(path)).send().await
             && resp.status() == status
         {
@@ -67,18 +68,18 @@ async fn outage_answers_503_keeps_sockets_open_and_recovers_without_losing_revoc
     let email = app.new_user().await;
     let kept = app.login_tokens(&email).await;
     let doomed = app.login_tokens(&email).await;
-    let (mut kept_ws, _) = app.ws_bearer(&kept.access).await;
-    let (mut doomed_ws, _) = app.ws_bearer(&doomed.access).await;
+    let (mut kept_ws, _) = app.ws_welcomed(&kept).await;
+    let (mut doomed_ws, _) = app.ws_welcomed(&doomed).await;
     // Past the 1 s session cache: the next request must ask the database.
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     proxy.cut();
     let started = Instant::now();
-    let resp = app.me_bearer(&kept.access).await;
+    let resp = app.me(&kept).await;
     assert_unavailable(resp, started.elapsed(), "/api/me").await;
 
     let started = Instant::now();
-    let resp = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let resp = app.readyz().await;
     let took = started.elapsed();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = resp.json().await.unwrap();
@@ -89,12 +90,7 @@ async fn outage_answers_503_keeps_sockets_open_and_recovers_without_losing_revoc
     );
 
     let started = Instant::now();
-    let resp = app
-        .post_json(
-            "/api/auth/login",
-            json!({"email": email, "password": PASSWORD}),
-        )
-        .await;
+    let resp = app.login(&email, PASSWORD).await;
     assert_unavailable(resp, started.elapsed(), "login").await;
 
     let started = Instant::now();
@@ -102,19 +98,13 @@ async fn outage_answers_503_keeps_sockets_open_and_recovers_without_losing_revoc
     assert_unavailable(resp, started.elapsed(), "refresh").await;
 
     // A new socket cannot be authenticated, and says so before the upgrade.
-    let err = app
-        .ws_connect(&[("authorization", &format!("Bearer {}", kept.access))])
-        .await
-        .expect_err("handshake refused");
+    let err = app.ws(&kept).await.expect_err("handshake refused");
     assert_eq!(handshake_status(&err), 503);
     assert_eq!(handshake_body(&err)["error"], "database_unavailable");
 
     // A socket that authenticates by its first message is upgraded (no credential
     // yet), then closed with 1013 "try again later", not blamed on its token.
-    let mut pending = app
-        .ws_connect(&[])
-        .await
-        .expect("credential-less handshake");
+    let mut pending = app.ws(Anonymous).await.expect("credential-less handshake");
     send_json(&mut pending, json!({"type": "auth", "token": kept.access})).await;
     let (code, reason) = expect_close(&mut pending, DB_TIMEOUT * 3).await;
     assert_eq!((code, reason.as_str()), (1013, "database_unavailable"));
@@ -146,11 +136,8 @@ async fn outage_answers_503_keeps_sockets_open_and_recovers_without_losing_revoc
 
     // Everything works again, without a restart.
     assert_alive(&mut kept_ws).await;
-    assert_eq!(app.me_bearer(&kept.access).await.status(), StatusCode::OK);
-    assert_eq!(
-        app.me_bearer(&doomed.access).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.me(&kept).await.status(), StatusCode::OK);
+    assert_eq!(app.me(&doomed).await.status(), StatusCode::UNAUTHORIZED);
     let again = app.login_tokens(&email).await;
     assert_eq!(app.refresh(&again.refresh).await.status(), StatusCode::OK);
 
@@ -168,16 +155,17 @@ async fn outage_of_a_database_that_hangs_is_answered_within_the_timeout() {
     let proxy = DbProxy::start(&db.url).await;
     let app = spawn_on(&proxy.url, |c| c.db_timeout = DB_TIMEOUT).await;
     let tokens = app.user_with_tokens().await;
-    let (mut ws, _) = app.ws_bearer(&tokens.access).await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    // Past the 1 s session cache: the next request must ask the database.
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     // Nothing is refused or closed; nothing answers either.
     proxy.stall();
     let started = Instant::now();
-    let resp = app.me_bearer(&tokens.access).await;
+    let resp = app.me(&tokens).await;
     assert_unavailable(resp, started.elapsed(), "/api/me").await;
     let started = Instant::now();
-    let resp = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let resp = app.readyz().await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(started.elapsed() < DB_TIMEOUT + Duration::from_millis(700));
     assert_alive(&mut ws).await;
@@ -186,7 +174,7 @@ async fn outage_of_a_database_that_hangs_is_answered_within_the_timeout() {
     let ready_after =
         wait_for_status(&app, "/readyz", StatusCode::OK, Duration::from_secs(5)).await;
     eprintln!("after the stall ended: /readyz 200 in {ready_after:?}");
-    assert_eq!(app.me_bearer(&tokens.access).await.status(), StatusCode::OK);
+    assert_eq!(app.me(&tokens).await.status(), StatusCode::OK);
     assert_alive(&mut ws).await;
     drop(app);
     drop(proxy);
@@ -203,53 +191,19 @@ async fn kill_and_restart(database_url: String) {
         // The issuer must not change with the port the restarted process gets.
         ("DOORMAN_PUBLIC_URL", "http://doorman.test".to_owned()),
     ];
-    let http = reqwest::Client::new();
     let first = ServerProcess::start(&envs, &dir.path().join("first.log")).await;
-    let email = format!("k-{}@example.org", uuid::Uuid::new_v4().simple());
-    let creds = json!({"email": email, "password": PASSWORD});
-    let resp = http
-        .post(format!("{}/api/auth/register", first.base))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let resp = http
-        .post(format!("{}/api/auth/login", first.base))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let login = Tokens::from_json(&resp.json().await.unwrap());
-    let resp = http
-        .post(format!("{}/api/auth/refresh", first.base))
-        .json(&json!({"refresh_token": login.refresh}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let current = Tokens::from_json(&resp.json().await.unwrap());
+    let email = first.new_user().await;
+    let login = first.login_tokens(&email).await;
+    let current = Tokens::from_response(first.refresh(&login.refresh).await).await;
 
     first.kill();
     let second = ServerProcess::start(&envs, &dir.path().join("second.log")).await;
 
     // The signing keys survived: both access tokens still verify.
-    for access in [&login.access, &current.access] {
-        let resp = http
-            .get(format!("{}/api/me", second.base))
-            .bearer_auth(access)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
+    for tokens in [&login, &current] {
+        assert_eq!(second.me(tokens).await.status(), StatusCode::OK);
     }
-    let resp = http
-        .get(format!("{}/api/sessions", second.base))
-        .bearer_auth(&current.access)
-        .send()
-        .await
-        .unwrap();
+    let resp = second.sessions(&current).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let sessions: Value = resp.json().await.unwrap();
     assert!(
@@ -262,12 +216,7 @@ async fn kill_and_restart(database_url: String) {
     );
     // The current refresh token refreshes; the spent one is still recognised as spent
     // (presented again past the grace window, it would revoke the session).
-    let resp = http
-        .post(format!("{}/api/auth/refresh", second.base))
-        .json(&json!({"refresh_token": current.refresh}))
-        .send()
-        .await
-        .unwrap();
+    let resp = second.refresh(&current.refresh).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(second.terminate().await.success());
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::helpers::*;
 
@@ -15,12 +15,7 @@ async fn a_login_storm_beyond_the_hash_queue_answers_503_overloaded_at_once() {
 
     let storm = (0..300).map(|_| async {
         let sent = Instant::now();
-        let resp = app
-            .post_json(
-                "/api/auth/login",
-                json!({"email": email, "password": "a wrong password"}),
-            )
-            .await;
+        let resp = app.login(&email, "a wrong password").await;
         let status = resp.status();
         let retry_after = resp
             .headers()

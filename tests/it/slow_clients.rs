@@ -146,8 +146,8 @@ async fn one_byte_of_a_declared_body_gets_408_at_the_body_deadline_and_a_close()
 #[tokio::test]
 async fn an_idle_keep_alive_connection_outlives_the_header_deadline_until_the_idle_timeout() {
     let app = spawn_with(|c| {
-        c.header_timeout = Duration::from_millis(300);
-        c.idle_timeout = Duration::from_millis(1200);
+        c.header_timeout = Duration::from_millis(200);
+        c.idle_timeout = Duration::from_millis(800);
     })
     .await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
@@ -155,7 +155,7 @@ async fn an_idle_keep_alive_connection_outlives_the_header_deadline_until_the_id
     assert_eq!(read_response(&mut stream).await.0, 200);
 
     // Idle for twice the header deadline: the connection is still usable.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     stream.write_all(HEALTHZ).await.unwrap();
     assert_eq!(read_response(&mut stream).await.0, 200);
 
@@ -163,7 +163,7 @@ async fn an_idle_keep_alive_connection_outlives_the_header_deadline_until_the_id
         .await
         .expect("an idle connection is closed after the idle timeout");
     assert!(
-        after >= Duration::from_millis(1000),
+        after >= Duration::from_millis(600),
         "closed too early: {after:?}"
     );
     assert!(sent.is_empty(), "{sent:?}");
@@ -172,8 +172,8 @@ async fn an_idle_keep_alive_connection_outlives_the_header_deadline_until_the_id
 #[tokio::test]
 async fn an_open_websocket_outlives_the_idle_and_header_timeouts() {
     let app = spawn_with(|c| {
-        c.header_timeout = Duration::from_millis(300);
-        c.idle_timeout = Duration::from_millis(500);
+        c.header_timeout = Duration::from_millis(200);
+        c.idle_timeout = Duration::from_millis(300);
         // Room for the test client's pooled connection and one handshake at a time:
         // upgraded sockets leave the HTTP connection cap.
         c.max_connections_per_ip = 2;
@@ -182,19 +182,19 @@ async fn an_open_websocket_outlives_the_idle_and_header_timeouts() {
     let tokens = app.user_with_tokens().await;
     let mut sockets = Vec::new();
     for _ in 0..3 {
-        sockets.push(app.ws_bearer(&tokens.access).await.0);
+        sockets.push(app.ws_welcomed(&tokens).await.0);
     }
     // Silent for three idle timeouts (heartbeats are 30 s apart by default).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
     for ws in &mut sockets {
         assert_alive(ws).await;
     }
     // Frames the client sends later are not request heads either.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     for ws in &mut sockets {
         assert_alive(ws).await;
     }
-    let resp = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let resp = app.healthz().await;
     assert_eq!(resp.status(), reqwest::StatusCode::OK);
 }
 

@@ -87,14 +87,6 @@ fn no_all_of_member_is_a_bare_annotation() {
 #[tokio::test]
 async fn the_live_spec_is_the_committed_one() {
     let app = crate::helpers::spawn_app().await;
-    let live = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let live = app.get("/openapi.json").await.text().await.unwrap();
     assert_eq!(live, doorman::api::spec_json());
 }

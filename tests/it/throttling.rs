@@ -1,0 +1,166 @@
+//! Throttling of the unauthenticated endpoints: logins, registration and refresh
+//! per IP, and the per-account login failure budget that a botnet cannot spend for
+//! the owner on a known device.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn logins_are_throttled_per_ip_even_with_the_right_password() {
+    let app = spawn_with(|c| c.login_per_minute = 3).await;
+    let email = app.new_user().await;
+    for _ in 0..3 {
+        let resp = app.login(&email, "wrong password").await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    let resp = app.login(&email, PASSWORD).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+}
+
+#[tokio::test]
+async fn registration_and_refresh_are_throttled_per_ip() {
+    let app = spawn_with(|c| c.login_per_minute = 2).await;
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        statuses.push(
+            app.register(&format!("r{i}@example.org"), PASSWORD)
+                .await
+                .status(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+
+    let mut last = StatusCode::OK;
+    for _ in 0..20 {
+        last = app.refresh("not-a-token").await.status();
+        if last == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A login as a browser behind a trusted proxy would send it.
+async fn login_from(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    ip: &str,
+    device: Option<&str>,
+) -> reqwest::Response {
+    let mut call = app.login(email, password).forwarded_for(ip);
+    if let Some(device) = device {
+        call = call.header("cookie", format!("doorman_device={device}"));
+    }
+    call.await
+}
+
+#[tokio::test]
+async fn guessing_from_many_ips_never_stops_the_owner_on_a_known_device() {
+    // N = 2: two attempts per IP per minute, two failures per (account, IP) per
+    // quarter hour, twenty failures per account per hour from unknown devices.
+    let app = spawn_with(|c| {
+        c.login_per_minute = 2;
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let email = app.new_user().await;
+    let bystander = app.new_user().await;
+    let owner = login_from(&app, &email, PASSWORD, "198.51.100.1", None).await;
+    assert_eq!(owner.status(), StatusCode::OK);
+    let lines = set_cookie_lines(&owner);
+    let device = cookie_value(&lines, "doorman_device").expect("a device cookie");
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with("doorman_device="))
+        .unwrap();
+    assert!(
+        line.contains("HttpOnly") && line.contains("Path=/api/auth"),
+        "{line}"
+    );
+
+    // The attacker guesses at full speed from 40 addresses, 3 guesses each, all at
+    // once, the email in another case.
+    let guesses = (0..40).flat_map(|i| {
+        let ip = format!("203.0.113.{i}");
+        let email = email.to_uppercase();
+        let app = &app;
+        (0..3).map(move |_| {
+            let (ip, email) = (ip.clone(), email.clone());
+            async move { login_from(app, &email, "wrong password", &ip, None).await }
+        })
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let wrong = answers
+        .iter()
+        .filter(|r| r.status() == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(wrong + refused, 120, "every guess answered 401 or 429");
+    // The account-wide ceiling bounds what the whole botnet tried.
+    assert!(wrong <= 20, "{wrong} guesses were checked");
+    assert!(
+        wrong >= 19,
+        "{wrong}: the ceiling, not less, was let through"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|r| r.status() != StatusCode::TOO_MANY_REQUESTS
+                || r.headers().contains_key("retry-after"))
+    );
+
+    // The owner, on the known device, from yet another address: in.
+    let resp = login_from(&app, &email, PASSWORD, "198.51.100.2", Some(&device)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // A wrong password from the device is its own business, and the device cookie
+    // of one account means nothing for another.
+    let resp = login_from(&app, &email, "typo password", "198.51.100.2", Some(&device)).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let forged = format!("{device}x");
+    let resp = login_from(&app, &email, PASSWORD, "198.51.100.3", Some(&forged)).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a forged device is unknown"
+    );
+
+    // Unknown devices wait for the ceiling to refill; other accounts do not.
+    let resp = login_from(&app, &bystander, PASSWORD, "198.51.100.4", None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_correct_password_does_not_count_against_the_budget() {
+    let app = spawn_with(|c| {
+        c.login_per_minute = 1000;
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let email = app.new_user().await;
+    // 1000 per quarter hour per (account, IP): far more successes than that pass.
+    for _ in 0..5 {
+        let resp = login_from(&app, &email, PASSWORD, "198.51.100.9", None).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+}

@@ -1,0 +1,184 @@
+//! How an open socket ends: with its session (logout, revocation, refresh-token
+//! reuse, absolute and idle expiry), with the server, or with a silent peer.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn logout_closes_that_sessions_sockets_within_a_second_and_no_others() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let mine = app.login_tokens(&email).await;
+    let other_session = app.login_tokens(&email).await;
+    let (mut a1, _) = app.ws_welcomed(&mine).await;
+    let (mut a2, _) = app.ws_welcomed(&mine).await;
+    let (mut other, _) = app.ws_welcomed(&other_session).await;
+
+    let started = Instant::now();
+    assert_eq!(app.logout(&mine).await.status(), StatusCode::NO_CONTENT);
+    for ws in [&mut a1, &mut a2] {
+        let (code, reason) = expect_close(ws, Duration::from_secs(1)).await;
+        assert_eq!((code, reason.as_str()), (4403, "session_revoked"));
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_alive(&mut other).await;
+}
+
+#[tokio::test]
+async fn revoking_a_session_or_all_sessions_closes_their_sockets() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let one = app.login_tokens(&email).await;
+    let two = app.login_tokens(&email).await;
+    let stranger = app.user_with_tokens().await;
+    let (mut ws_two, _) = app.ws_welcomed(&two).await;
+    let (mut ws_one, _) = app.ws_welcomed(&one).await;
+    let (mut ws_stranger, _) = app.ws_welcomed(&stranger).await;
+
+    let resp = app.revoke_session(&one, &two.session_id).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        expect_close(&mut ws_two, Duration::from_secs(1)).await.0,
+        4403
+    );
+    assert_alive(&mut ws_one).await;
+
+    let resp = app.revoke_all_sessions(&one).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        expect_close(&mut ws_one, Duration::from_secs(1)).await.0,
+        4403
+    );
+    assert_alive(&mut ws_stranger).await;
+}
+
+#[tokio::test]
+async fn refresh_token_reuse_closes_the_sessions_sockets() {
+    let app = spawn_with(|c| c.refresh_reuse_grace = Duration::ZERO).await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    assert_eq!(app.refresh(&tokens.refresh).await.status(), StatusCode::OK);
+    // With no grace window, any later presentation is a reuse; a little later, so
+    // that it is later at any clock resolution the database keeps.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        app.refresh(&tokens.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        expect_close(&mut ws, Duration::from_secs(1)).await,
+        (4403, "session_revoked".into())
+    );
+}
+
+#[tokio::test]
+async fn a_socket_closes_when_its_session_expires() {
+    const TTL: Duration = Duration::from_millis(700);
+    let app = spawn_with(|c| c.session_ttl = TTL).await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    assert_eq!(
+        expect_close(&mut ws, TTL + Duration::from_secs(2)).await,
+        (4403, "session_expired".into())
+    );
+}
+
+#[tokio::test]
+async fn a_socket_closes_when_its_session_goes_idle_and_sockets_do_not_keep_it_alive() {
+    const IDLE: Duration = Duration::from_millis(700);
+    let app = spawn_with(|c| {
+        c.session_idle = IDLE;
+        c.sweep = Duration::from_millis(200);
+    })
+    .await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    let (code, reason) = expect_close(&mut ws, IDLE + Duration::from_secs(3)).await;
+    assert_eq!((code, reason.as_str()), (4403, "session_expired"));
+    assert_eq!(app.me(&tokens).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_socket_with_1001() {
+    let mut app = spawn_app().await;
+    let tokens = app.user_with_tokens().await;
+    let (mut authed, _) = app.ws_welcomed(&tokens).await;
+    let mut pending = app.ws(Anonymous).await.unwrap();
+    app.stop();
+    for ws in [&mut authed, &mut pending] {
+        assert_eq!(
+            expect_close(ws, Duration::from_secs(3)).await,
+            (1001, "shutdown".into())
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_welcome_announces_the_heartbeat_interval() {
+    let app = spawn_with(|c| c.ws_heartbeat = Duration::from_secs(1)).await;
+    let tokens = app.user_with_tokens().await;
+    let (_ws, welcome) = app.ws_welcomed(&tokens).await;
+    assert_eq!(welcome["heartbeat_s"], 1);
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped() {
+    use tokio::io::AsyncReadExt;
+    const HEARTBEAT: Duration = Duration::from_millis(250);
+    let app = spawn_with(|c| c.ws_heartbeat = HEARTBEAT).await;
+    let tokens = app.user_with_tokens().await;
+    let (ws, _) = app.ws_welcomed(&tokens).await;
+    let welcomed = Instant::now();
+    // Not reading with a WebSocket client means not answering the server's pings.
+    // Read the raw bytes instead: a WebSocket client would try to answer the queued
+    // pings on a connection the server has already closed.
+    let tokio_tungstenite::MaybeTlsStream::Plain(mut tcp) = ws.into_inner() else {
+        panic!("plain TCP expected");
+    };
+    let mut bytes = Vec::new();
+    tokio::time::timeout(
+        HEARTBEAT * 4 + Duration::from_secs(2),
+        tcp.read_to_end(&mut bytes),
+    )
+    .await
+    .expect("the server closed the connection")
+    .ok();
+    // Dropped for missing pings, not at once.
+    assert!(
+        welcomed.elapsed() >= HEARTBEAT * 2,
+        "{:?}",
+        welcomed.elapsed()
+    );
+    let reason = b"heartbeat_timeout";
+    let mut close = vec![0x88, (2 + reason.len()) as u8, 0x03, 0xE8];
+    close.extend_from_slice(reason);
+    assert!(
+        bytes.windows(close.len()).any(|w| w == close.as_slice()),
+        "no close 1000 heartbeat_timeout in {bytes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reading_peer_survives_heartbeats() {
+    const HEARTBEAT: Duration = Duration::from_millis(250);
+    let app = spawn_with(|c| c.ws_heartbeat = HEARTBEAT).await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    // Reading lets the client answer pings; the socket outlives four intervals
+    // (the server gives up after three unanswered).
+    let deadline = tokio::time::Instant::now() + HEARTBEAT * 9 / 2;
+    let mut pings = 0;
+    while let Ok(frame) = tokio::time::timeout_at(deadline, ws.next()).await {
+        match frame {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("only pings expected, got {other:?}"),
+        }
+    }
+    assert!(pings >= 3, "{pings} pings");
+    assert_alive(&mut ws).await;
+}

@@ -1,0 +1,140 @@
+//! Limits on sockets: the per-IP handshake rate (and whose forwarding headers count),
+//! sockets per user, and frame floods of every kind.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_handshake_flood_gets_429_and_forged_forwarding_headers_do_not_help() {
+    let app = spawn_with(|c| {
+        c.ws_handshake_per_second = 1;
+        c.ws_handshake_burst = 3;
+    })
+    .await;
+    let mut refused = None;
+    for i in 0..10 {
+        let spoof = format!("10.0.0.{i}");
+        let result = app
+            .ws(Anonymous)
+            .forwarded_for(&spoof)
+            .header("x-real-ip", &spoof)
+            .header("forwarded", &format!("for={spoof}"))
+            .await;
+        if let Err(e) = result {
+            refused = Some((i, e));
+            break;
+        }
+    }
+    let (attempt, err) = refused.expect("the flood is refused");
+    assert_eq!(attempt, 3, "the burst of 3 passes, the 4th is refused");
+    assert_eq!(handshake_status(&err), 429);
+    match &err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            let retry: u64 = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(retry >= 1);
+        }
+        _ => unreachable!(),
+    }
+    assert_eq!(handshake_body(&err)["error"], "rate_limited");
+}
+
+#[tokio::test]
+async fn forwarded_headers_count_only_from_trusted_proxies() {
+    let app = spawn_with(|c| {
+        c.ws_handshake_per_second = 1;
+        c.ws_handshake_burst = 1;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    // Behind a trusted proxy, each forwarded client has its own budget.
+    for i in 0..4 {
+        let client = format!("203.0.113.{i}");
+        app.ws(Anonymous)
+            .forwarded_for(&client)
+            .await
+            .expect("distinct clients behind the proxy");
+    }
+    let err = app
+        .ws(Anonymous)
+        .forwarded_for("203.0.113.0")
+        .await
+        .unwrap_err();
+    assert_eq!(handshake_status(&err), 429);
+}
+
+#[tokio::test]
+async fn a_user_may_hold_only_so_many_sockets() {
+    let app = spawn_with(|c| c.ws_max_sockets_per_user = 2).await;
+    let tokens = app.user_with_tokens().await;
+    let (_a, _) = app.ws_welcomed(&tokens).await;
+    let (_b, _) = app.ws_welcomed(&tokens).await;
+    let err = app.ws(&tokens).await.unwrap_err();
+    assert_eq!(handshake_status(&err), 429);
+    assert_eq!(handshake_body(&err)["error"], "too_many_sockets");
+    let other = app.user_with_tokens().await;
+    app.ws_welcomed(&other).await;
+}
+
+#[tokio::test]
+async fn a_flooding_socket_is_closed_with_4429() {
+    let app = spawn_with(|c| c.ws_messages_per_second = 5).await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    for _ in 0..30 {
+        if ws
+            .send(Message::Text(json!({"type": "ping"}).to_string().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        expect_close(&mut ws, Duration::from_secs(3)).await,
+        (4429, "rate_limited".into())
+    );
+}
+
+#[tokio::test]
+async fn binary_floods_count_against_the_rate_too() {
+    let app = spawn_with(|c| c.ws_messages_per_second = 5).await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    for _ in 0..30 {
+        if ws
+            .send(Message::Binary(vec![0u8; 16].into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        expect_close(&mut ws, Duration::from_secs(3)).await,
+        (4429, "rate_limited".into())
+    );
+}
+
+#[tokio::test]
+async fn a_pong_flood_is_cut_like_any_other_flood() {
+    let app = spawn_app().await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    // Unsolicited pongs, as fast as the socket takes them.
+    for _ in 0..5000 {
+        if ws.send(Message::Pong(Vec::new().into())).await.is_err() {
+            break;
+        }
+    }
+    let (code, reason) = expect_close(&mut ws, Duration::from_secs(3)).await;
+    assert_eq!((code, reason.as_str()), (4429, "rate_limited"));
+}
