@@ -37,7 +37,8 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let invalid = || Error::Invalid("email must look like name@example.org".into());
         let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.chars().count() > 254 {
+        // The length counts what was sent, as the spec's `maxLength` does.
+        if trimmed.is_empty() || raw.chars().count() > 254 {
             return Err(invalid());
         }
         let email = trimmed.to_lowercase();
@@ -96,8 +97,8 @@ pub struct DisplayName(String);
 impl DisplayName {
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let name = raw.trim();
-        let chars = name.chars().count();
-        if chars == 0 || chars > 64 || name.chars().any(char::is_control) {
+        // The length counts what was sent, as the spec's `maxLength` does.
+        if name.is_empty() || raw.chars().count() > 64 || name.chars().any(char::is_control) {
             return Err(Error::Invalid(
                 "display_name must be 1 to 64 characters without control characters".into(),
             ));

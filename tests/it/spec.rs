@@ -90,3 +90,94 @@ async fn the_live_spec_is_the_committed_one() {
     let live = app.get("/openapi.json").await.text().await.unwrap();
     assert_eq!(live, doorman::api::spec_json());
 }
+
+/// One rule per input: the patterns and lengths the spec documents for a field
+/// accept exactly what the server's own parser accepts, over a corpus of edge cases.
+#[test]
+fn the_schema_rules_and_the_servers_checks_agree() {
+    let spec: Value = serde_json::from_str(&doorman::api::spec_json()).unwrap();
+    let fields = &spec["components"]["schemas"]["RegisterRequest"]["properties"];
+    let schema_accepts = |field: &str, value: &str| {
+        let rules = &fields[field];
+        let chars = value.chars().count() as u64;
+        let pattern_ok = rules["pattern"].as_str().is_none_or(|p| {
+            regex::Regex::new(p)
+                .unwrap_or_else(|e| panic!("{field} pattern: {e}"))
+                .is_match(value)
+        });
+        pattern_ok
+            && rules["maxLength"].as_u64().is_none_or(|max| chars <= max)
+            && rules["minLength"].as_u64().is_none_or(|min| chars >= min)
+    };
+    let long_local = "a".repeat(240);
+    let emails = [
+        "ann@example.org".to_owned(),
+        " Ann@Example.ORG ".to_owned(),
+        "a@b.co".into(),
+        "é@ü.de".into(),
+        "a@b".into(),
+        "a b@c.de".into(),
+        "a@@b.de".into(),
+        "@b.de".into(),
+        "a@.de".into(),
+        "a@b.".into(),
+        "a@b.c.".into(),
+        "a@b.c.d".into(),
+        "a\u{85}@b.de".into(),
+        "a@b.d\u{7f}e".into(),
+        "a\t@b.de".into(),
+        "".into(),
+        "   ".into(),
+        format!("{long_local}@example.org"),
+        format!("{long_local}@example.orgx"),
+        format!("  {long_local}@example.or  "),
+    ];
+    for email in &emails {
+        assert_eq!(
+            schema_accepts("email", email),
+            doorman::auth::Email::parse(email).is_ok(),
+            "email {email:?}: the spec and the server disagree"
+        );
+    }
+    let passwords = [
+        "1234567",
+        "12345678",
+        "ééééééé",
+        "éééééééé",
+        " spaces ",
+        "\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}",
+    ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain([
+        "x".repeat(128),
+        "x".repeat(129),
+        "é".repeat(128),
+        "é".repeat(129),
+    ]);
+    for password in passwords {
+        assert_eq!(
+            schema_accepts("password", &password),
+            doorman::auth::Password::parse(password.clone()).is_ok(),
+            "password of {} chars: the spec and the server disagree",
+            password.chars().count()
+        );
+    }
+    let names = [
+        "Ann", " Ann ", "", " ", "\t", "a\nb", "a\u{85}b", "a\u{7f}", "ü", "名前",
+    ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain([
+        "x".repeat(64),
+        "x".repeat(65),
+        format!(" {} ", "x".repeat(63)),
+    ]);
+    for name in names {
+        assert_eq!(
+            schema_accepts("display_name", &name),
+            doorman::auth::DisplayName::parse(&name).is_ok(),
+            "display name {name:?}: the spec and the server disagree"
+        );
+    }
+}
