@@ -37,6 +37,7 @@ mod throttling;
 
 // The real binary in its own process(es).
 mod cluster;
+mod configuration;
 mod logs;
 mod outage;
 
