@@ -16,7 +16,10 @@ use crate::{
     cluster,
     config::Config,
     http::{
-        self, allow::AllowedMethods, client_ip::ClientIp, conn_guard::GuardedAcceptor,
+        self,
+        allow::AllowedMethods,
+        client_ip::ClientIp,
+        conn_guard::{GuardedAcceptor, ReadRate},
         headers::PageHeaders,
     },
     ratelimit::Limits,
@@ -56,6 +59,12 @@ impl Application {
             TcpListener::bind(config.bind).into_acceptor().await?,
             config.header_timeout,
             config.max_connections_per_ip,
+            // Four largest messages a second, two at once: far above what the
+            // per-socket message rate lets through in practice.
+            ReadRate {
+                per_second: (config.ws_max_message_bytes as u64).saturating_mul(4),
+                burst: (config.ws_max_message_bytes as u64).saturating_mul(2),
+            },
         );
         let addr = acceptor
             .local_addr()

@@ -84,7 +84,7 @@ pub struct Config {
         long = "refresh-reuse-grace-seconds",
         env = "DOORMAN_REFRESH_REUSE_GRACE_SECONDS",
         default_value = "10",
-        value_parser = parse_seconds
+        value_parser = parse_grace_seconds
     )]
     pub refresh_reuse_grace: Duration,
 
@@ -262,6 +262,12 @@ impl std::str::FromStr for Network {
     }
 }
 
+/// The longest duration any setting takes: ten years. Longer ones overflow dates
+/// and clocks (a session expiring after the year 9999) and are typos anyway.
+const MAX_SECONDS: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
+/// The longest refresh grace window: past a few minutes, reuse detection is off.
+const MAX_GRACE_SECONDS: f64 = 300.0;
+
 /// A number of seconds, fractions allowed (`0.2`), zero allowed.
 fn parse_seconds(raw: &str) -> Result<Duration, String> {
     let s = raw.trim();
@@ -272,7 +278,22 @@ fn parse_seconds(raw: &str) -> Result<Duration, String> {
     if !n.is_finite() || n < 0.0 {
         return Err(format!("`{s}` is not a number of seconds ≥ 0"));
     }
+    if n > MAX_SECONDS {
+        return Err(format!("`{s}` seconds is more than ten years"));
+    }
     Duration::try_from_secs_f64(n).map_err(|_| format!("`{s}` seconds is too long"))
+}
+
+/// The refresh grace window: a few minutes at most.
+fn parse_grace_seconds(raw: &str) -> Result<Duration, String> {
+    let d = parse_seconds(raw)?;
+    if d.as_secs_f64() > MAX_GRACE_SECONDS {
+        return Err(format!(
+            "`{}` seconds would turn refresh-token reuse detection off; at most {MAX_GRACE_SECONDS}",
+            raw.trim()
+        ));
+    }
+    Ok(d)
 }
 
 /// Like [`parse_seconds`], but zero is refused: a zero lifetime, timeout or interval
@@ -353,10 +374,16 @@ fn parse_network_item(raw: &str) -> Result<Network, String> {
     if s.is_empty() {
         return Ok(Network(None));
     }
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map(|n| Network(Some(n)))
-        .map_err(|_| format!("`{s}` is not an IP address or CIDR network"))
+        .map_err(|_| format!("`{s}` is not an IP address or CIDR network"))?;
+    // Trusting every address lets any client name its own IP and walk past every
+    // per-IP limit.
+    if net.prefix_len() == 0 {
+        return Err(format!("`{s}` trusts every address; name the proxies"));
+    }
+    Ok(Network(Some(net)))
 }
 
 #[cfg(test)]
@@ -374,9 +401,14 @@ mod tests {
         assert_eq!(parse_seconds("0.2"), Ok(Duration::from_millis(200)));
         assert_eq!(parse_seconds(" 10 "), Ok(Duration::from_secs(10)));
         assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
-        for bad in ["", "-1", "10s", "inf", "NaN", "1e400", "0x10"] {
+        for bad in [
+            "", "-1", "10s", "inf", "NaN", "1e400", "0x10", "1e12", "1e19",
+        ] {
             assert!(parse_seconds(bad).is_err(), "{bad:?}");
         }
+        assert!(parse_seconds("315360000").is_ok());
+        assert!(parse_grace_seconds("300").is_ok());
+        assert!(parse_grace_seconds("1e15").is_err());
         assert!(parse_positive_seconds("0").is_err());
     }
 
@@ -423,6 +455,8 @@ mod tests {
         assert_eq!(c.trusted_proxies().len(), 2);
         assert!(parse(&["--trusted-proxies", "10.0.0.0/33"]).is_err());
         assert!(parse(&["--trusted-proxies", "proxy.local"]).is_err());
+        assert!(parse(&["--trusted-proxies", "0.0.0.0/0"]).is_err());
+        assert!(parse(&["--trusted-proxies", "::/0"]).is_err());
     }
 
     #[test]

@@ -5,7 +5,12 @@ use doorman::{
     Application, Config,
     config::{Command, LogFormat},
 };
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::{FilterExt, LevelFilter, Targets},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
 fn main() -> ExitCode {
     let config = match Config::try_parse() {
@@ -21,6 +26,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(config.log_format);
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -51,6 +57,17 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Every connection holds a file descriptor, and a soft limit of 1024 (a common
+/// default) lets four clients within their per-IP caps take them all: new
+/// connections from anyone else would then be refused. Raise the soft limit to the
+/// hard one, as servers do.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+    }
+}
+
 /// Ctrl-C or SIGTERM.
 async fn stop_signal() {
     let ctrl_c = async {
@@ -75,23 +92,31 @@ async fn stop_signal() {
 
 /// Libraries that write message payloads (WebSocket frames, SQL with bound values)
 /// at debug or trace: capped whatever `RUST_LOG` says, so no credential reaches a log.
-const PAYLOAD_LOGGERS: &[&str] = &[
-    "tungstenite=info",
-    "tokio_tungstenite=info",
-    "sqlx=warn",
-    "sea_orm=info",
+/// The caps are a filter of their own, applied after `RUST_LOG`'s: a more specific
+/// `RUST_LOG` directive (`tungstenite::protocol=trace`) cannot lift them.
+const PAYLOAD_LOGGERS: &[(&str, LevelFilter)] = &[
+    ("tungstenite", LevelFilter::INFO),
+    ("tokio_tungstenite", LevelFilter::INFO),
+    ("sqlx", LevelFilter::WARN),
+    ("sea_orm", LevelFilter::INFO),
 ];
 
 fn init_logging(format: LogFormat) {
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    for directive in PAYLOAD_LOGGERS {
-        if let Ok(d) = directive.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let caps = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(PAYLOAD_LOGGERS.iter().copied());
+    let filter = env.and(caps);
+    let registry = tracing_subscriber::registry();
+    let result = match format {
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_filter(filter))
+            .try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_filter(filter))
+            .try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("doorman: cannot set up logging: {e}");
     }
 }

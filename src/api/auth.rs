@@ -100,10 +100,11 @@ impl AuthApi {
         let auth = &state.auth;
         // A device this account has logged in from is not held back by guesses
         // made elsewhere.
-        let device = cookies::find(req.headers().get_all(COOKIE), auth.cookies().device_name)
-            .ok()
-            .flatten()
-            .and_then(|value| auth.devices().recognise(value, &account));
+        // Any genuine copy counts: a sibling site can plant a second cookie of the
+        // same name, and must not be able to hide the real one that way.
+        let device = cookies::find_all(req.headers().get_all(COOKIE), auth.cookies().device_name)
+            .into_iter()
+            .find_map(|value| auth.devices().recognise(value, &account));
         let attempt = state
             .limits
             .login_failures

@@ -96,33 +96,58 @@ pub fn find<'a>(
     name: &str,
 ) -> Result<Option<&'a str>, AuthError> {
     let mut found: Option<&[u8]> = None;
-    for header in headers {
-        for pair in header.as_bytes().split(|&b| b == b';') {
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
-                continue;
-            };
-            if trim(&pair[..eq]) != name.as_bytes() {
-                continue;
-            }
-            let value = trim(&pair[eq + 1..]);
-            let value = value
-                .strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(value);
-            if found.is_some() {
-                return Err(AuthError::InvalidToken);
-            }
-            found = Some(value);
+    for value in values(headers, name) {
+        if found.is_some() {
+            return Err(AuthError::InvalidToken);
         }
+        found = Some(value);
     }
     match found {
         None | Some(b"") => Ok(None),
-        Some(value) if value.iter().all(|&b| is_token_byte(b)) => {
-            // Token bytes are ASCII, so this cannot fail.
-            Ok(std::str::from_utf8(value).ok())
-        }
-        Some(_) => Err(AuthError::InvalidToken),
+        Some(value) => as_token(value).map(Some).ok_or(AuthError::InvalidToken),
     }
+}
+
+/// Every value of cookie `name` that could be a doorman token, in order. For a
+/// cookie whose values are each verified on their own (the device cookie is
+/// signed), a planted copy beside the real one must not hide it.
+pub fn find_all<'a>(
+    headers: impl IntoIterator<Item = &'a HeaderValue>,
+    name: &str,
+) -> Vec<&'a str> {
+    values(headers, name).filter_map(as_token).collect()
+}
+
+/// The raw values of cookie `name` across all headers, quotes stripped.
+fn values<'a, 'n, H: IntoIterator<Item = &'a HeaderValue>>(
+    headers: H,
+    name: &'n str,
+) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n, H> {
+    headers
+        .into_iter()
+        .flat_map(|header| header.as_bytes().split(|&b| b == b';'))
+        .filter_map(move |pair| {
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            if trim(&pair[..eq]) != name.as_bytes() {
+                return None;
+            }
+            let value = trim(&pair[eq + 1..]);
+            Some(
+                value
+                    .strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(value),
+            )
+        })
+}
+
+/// The value as text if it is a non-empty run of token characters.
+fn as_token(value: &[u8]) -> Option<&str> {
+    if value.is_empty() || !value.iter().all(|&b| is_token_byte(b)) {
+        return None;
+    }
+    // Token bytes are ASCII, so this cannot fail.
+    std::str::from_utf8(value).ok()
 }
 
 /// The characters of every token doorman puts in a cookie: JWTs and base64url
@@ -213,6 +238,15 @@ mod tests {
         ] {
             assert_eq!(find_in(&[bad]), Err(AuthError::InvalidToken), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn find_all_keeps_every_plausible_copy() {
+        let h = headers(&[
+            b"doorman_device=planted; doorman_device=real.one",
+            b"doorman_device=caf\xc3\xa9",
+        ]);
+        assert_eq!(find_all(&h, "doorman_device"), ["planted", "real.one"]);
     }
 
     #[test]

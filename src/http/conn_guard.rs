@@ -18,8 +18,8 @@
 //! - writes: the status line of each response. `1xx` interim answers (`100 Continue`)
 //!   do not end a request; `101` means the connection became a WebSocket and the
 //!   guard stands aside from then on; any other status ends the request.
-//! - a connection that opens with the HTTP/2 preface (`PRI * HTTP/2.0`) is not
-//!   HTTP/1 and is not watched at all; it still counts toward the per-IP cap.
+//! - a connection that opens with the HTTP/2 preface (`PRI * HTTP/2.0`) is closed
+//!   before the HTTP/2 server sees a byte of it (see [`HeadWatch::is_http2`]).
 //!
 //! Limits of the watcher, by design: it does not parse bodies, so a client that
 //! pipelines requests behind a response still being written can put it out of step
@@ -52,23 +52,35 @@ use tokio::{
 
 use crate::http::client_ip;
 
+/// How long accepting pauses after a failed accept (typically `EMFILE`).
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
 /// Accepts TCP connections, closing at once those over the per-IP cap, and hands
 /// out each admitted one wrapped in a [`GuardedStream`].
 pub struct GuardedAcceptor {
     inner: TcpAcceptor,
     header_timeout: Duration,
     counts: ConnCounts,
+    upgraded_read: ReadRate,
 }
 
 impl GuardedAcceptor {
     /// Guards connections from `inner`: request heads must arrive within
     /// `header_timeout` of their first byte, and one client IP (an IPv6 client by its
     /// /64) may hold at most `max_per_ip` connections at once.
-    pub fn new(inner: TcpAcceptor, header_timeout: Duration, max_per_ip: usize) -> Self {
+    /// Once a connection has upgraded to a WebSocket, what it sends is read at most
+    /// at `upgraded_read`.
+    pub fn new(
+        inner: TcpAcceptor,
+        header_timeout: Duration,
+        max_per_ip: usize,
+        upgraded_read: ReadRate,
+    ) -> Self {
         Self {
             inner,
             header_timeout,
             counts: ConnCounts::new(max_per_ip),
+            upgraded_read,
         }
     }
 }
@@ -82,7 +94,18 @@ impl Acceptor for GuardedAcceptor {
 
     async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
         loop {
-            let (stream, local, remote, scheme) = self.inner.accept().await?;
+            let (stream, local, remote, scheme) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors (or another transient failure): poem's
+                    // accept loop retries at once, which spins a core while the
+                    // condition lasts. Pause instead; open connections close and
+                    // free descriptors in the meantime.
+                    tracing::warn!(error = %e, "accept failed; pausing before the next one");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    return Err(e);
+                }
+            };
             // The socket peer, never a forwarded address: nothing has been read yet.
             // Behind a proxy every connection comes from the proxy's address.
             let permit = match remote.as_socket_addr() {
@@ -92,7 +115,7 @@ impl Acceptor for GuardedAcceptor {
                 },
                 None => None,
             };
-            let io = GuardedStream::new(stream, self.header_timeout, permit);
+            let io = GuardedStream::new(stream, self.header_timeout, permit, self.upgraded_read);
             return Ok((io, local, remote, scheme));
         }
     }
@@ -192,14 +215,59 @@ pub struct GuardedStream<S> {
     inner: S,
     watch: HeadWatch,
     timeout: Duration,
-    /// Allocated once per connection and reset for each head.
+    /// Allocated once per connection and reset for each head (and, once upgraded,
+    /// for each pause of the read budget).
     deadline: Pin<Box<Sleep>>,
     armed: bool,
     permit: Option<ConnPermit>,
+    budget: ReadBudget,
+}
+
+/// How fast an upgraded connection's bytes are read: `per_second` sustained, up to
+/// `burst` at once.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadRate {
+    pub per_second: u64,
+    pub burst: u64,
+}
+
+/// A token bucket of bytes that may run into debt: a read takes what it got, and
+/// the next read waits until the debt is repaid. Why bytes: tungstenite assembles
+/// fragmented messages below the socket's message count, so a client streaming
+/// empty continuation frames (tens of millions a second) never sends a "message"
+/// and escapes the per-socket message rate; every frame costs bytes, though.
+#[derive(Debug)]
+struct ReadBudget {
+    rate: ReadRate,
+    tokens: f64,
+    last: Instant,
+}
+
+impl ReadBudget {
+    fn new(rate: ReadRate) -> Self {
+        Self {
+            rate,
+            tokens: rate.burst as f64,
+            last: Instant::now(),
+        }
+    }
+
+    /// When the debt will be repaid, if there is one.
+    fn wait_until(&mut self, now: Instant) -> Option<Instant> {
+        let per_second = self.rate.per_second.max(1) as f64;
+        self.tokens = (self.tokens + (now - self.last).as_secs_f64() * per_second)
+            .min(self.rate.burst as f64);
+        self.last = now;
+        (self.tokens < 0.0).then(|| now + Duration::from_secs_f64(-self.tokens / per_second))
+    }
+
+    fn charge(&mut self, bytes: usize) {
+        self.tokens -= bytes as f64;
+    }
 }
 
 impl<S> GuardedStream<S> {
-    fn new(inner: S, timeout: Duration, permit: Option<ConnPermit>) -> Self {
+    fn new(inner: S, timeout: Duration, permit: Option<ConnPermit>, upgraded: ReadRate) -> Self {
         Self {
             inner,
             watch: HeadWatch::new(),
@@ -207,6 +275,7 @@ impl<S> GuardedStream<S> {
             deadline: Box::pin(tokio::time::sleep(timeout)),
             armed: false,
             permit,
+            budget: ReadBudget::new(upgraded),
         }
     }
 
@@ -232,7 +301,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.watch.is_off() {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+            // A WebSocket now: read within the byte budget.
+            if let Some(until) = this.budget.wait_until(Instant::now()) {
+                this.deadline.as_mut().reset(until);
+                if this.deadline.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            this.budget.charge(buf.filled().len() - before);
+            return Poll::Ready(Ok(()));
         }
         // Polled before the read so that a client sending nothing still wakes us.
         if this.armed && this.deadline.as_mut().poll(cx).is_ready() {
@@ -245,6 +324,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         this.watch.on_read(&buf.filled()[before..]);
+        if this.watch.is_http2() {
+            // Not one byte of it reaches the HTTP/2 server.
+            buf.set_filled(before);
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "HTTP/2 prior knowledge is not served",
+            )));
+        }
         this.sync();
         Poll::Ready(Ok(()))
     }
@@ -319,8 +406,10 @@ enum ReadPhase {
     Head { content: bool, eol: u8 },
     /// The head is complete; the response has not started.
     Answering,
-    /// HTTP/2, or upgraded to a WebSocket: not watched.
+    /// Upgraded to a WebSocket: not watched.
     Off,
+    /// The client opened with the HTTP/2 preface: refused (see [`HeadWatch::is_http2`]).
+    Http2,
 }
 
 /// Where the server is in writing the current response.
@@ -372,9 +461,18 @@ impl HeadWatch {
         self.upgraded
     }
 
-    /// Whether the watcher has stood aside for good (HTTP/2 or upgraded).
+    /// Whether the watcher has stood aside for good (upgraded).
     pub(crate) fn is_off(&self) -> bool {
         self.read == ReadPhase::Off
+    }
+
+    /// Whether the client opened with the HTTP/2 preface (h2c prior knowledge).
+    /// doorman does not serve it: an HTTP/2 connection multiplexes unbounded
+    /// streams past every per-connection bound here (one connection with 25,000
+    /// stalled streams took a gigabyte), and a TLS proxy in front speaks HTTP/2 to
+    /// browsers and HTTP/1.1 to doorman anyway.
+    pub(crate) fn is_http2(&self) -> bool {
+        self.read == ReadPhase::Http2
     }
 
     /// Bytes the client sent.
@@ -382,7 +480,7 @@ impl HeadWatch {
         let mut i = 0;
         while i < bytes.len() {
             match self.read {
-                ReadPhase::Off | ReadPhase::Answering => return,
+                ReadPhase::Off | ReadPhase::Http2 | ReadPhase::Answering => return,
                 ReadPhase::Idle { fresh: true } => self.read = ReadPhase::Preface { matched: 0 },
                 ReadPhase::Idle { fresh: false } => {
                     self.read = ReadPhase::Head {
@@ -395,7 +493,7 @@ impl HeadWatch {
                     if bytes[i..i + take] == H2_PREFACE[matched..matched + take] {
                         i += take;
                         self.read = if matched + take == H2_PREFACE.len() {
-                            ReadPhase::Off
+                            ReadPhase::Http2
                         } else {
                             ReadPhase::Preface {
                                 matched: matched + take,
@@ -582,10 +680,10 @@ mod tests {
     }
 
     #[test]
-    fn the_http2_preface_turns_the_watch_off_and_anything_else_is_http1() {
+    fn the_http2_preface_is_recognised_and_anything_else_is_http1() {
         let mut w = HeadWatch::new();
         read_all(&mut w, &[b"PRI * HT", b"TP/2.0\r\n\r\nSM\r\n\r\n"]);
-        assert!(w.is_off() && !w.head_pending() && !w.upgraded());
+        assert!(w.is_http2() && !w.head_pending() && !w.upgraded());
 
         let mut v = HeadWatch::new();
         v.on_read(b"PRI * HTTP/1.1\r\n");
@@ -598,7 +696,7 @@ mod tests {
         u.on_read(b"GET / HTTP/1.1\r\n\r\n");
         u.on_write(b"HTTP/1.1 200 OK\r\n\r\n");
         u.on_read(b"PRI * HTTP/2.0\r\n\r\n");
-        assert!(!u.is_off());
+        assert!(!u.is_off() && !u.is_http2());
     }
 
     #[test]

@@ -27,6 +27,8 @@ use crate::{
 const OUTBOX_CAPACITY: usize = 64;
 /// How long one write may wait for a peer that does not read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pings and pongs a socket may send before its `auth` frame.
+const MAX_PENDING_CONTROL_FRAMES: u32 = 16;
 /// Rooms one socket may be subscribed to at once.
 pub const MAX_ROOMS_PER_SOCKET: usize = 64;
 
@@ -94,6 +96,9 @@ impl Conn {
     /// Waits for the `auth` frame; anything else closes the socket.
     async fn pending(&mut self) -> Result<Identity, Close> {
         let deadline = Instant::now() + self.ctx.auth_timeout;
+        // Control frames before `auth` count too: a stranger's socket must not make
+        // the server answer pings for the whole pending window.
+        let mut control_frames = 0;
         loop {
             tokio::select! {
                 biased;
@@ -114,7 +119,13 @@ impl Conn {
                             _ => Err(Close::BAD_REQUEST),
                         };
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        control_frames += 1;
+                        if control_frames > MAX_PENDING_CONTROL_FRAMES {
+                            tracing::warn!(security_event = "rate_limited", "pending socket flooding");
+                            return Err(Close::RATE_LIMITED);
+                        }
+                    }
                     Some(Ok(Message::Close(_))) | None => return Err(Close::NORMAL),
                     Some(Ok(Message::Binary(_))) => return Err(Close::BAD_REQUEST),
                     Some(Err(e)) => return Err(close_for_read_error(&e)),

@@ -42,6 +42,12 @@ fn nonsense_settings_stop_the_server_with_one_line_naming_the_variable() {
         ("DOORMAN_HEADER_TIMEOUT_SECONDS", "NaN"),
         ("DOORMAN_LOGIN_PER_MINUTE", "0"),
         ("DATABASE_URL", "mysql://root:hunter2@db/x"),
+        // Values that parse but would overflow dates or clocks, or switch a defence off.
+        ("DOORMAN_SESSION_TTL_SECONDS", "1e12"),
+        ("DOORMAN_HEADER_TIMEOUT_SECONDS", "1e19"),
+        ("DOORMAN_REFRESH_REUSE_GRACE_SECONDS", "1e15"),
+        ("DOORMAN_TRUSTED_PROXIES", "0.0.0.0/0"),
+        ("DOORMAN_TRUSTED_PROXIES", "::/0"),
     ] {
         let (code, stderr) = start_with(&[(name, value)]);
         assert_eq!(code, Some(2), "{name}={value}: {stderr}");

@@ -20,7 +20,10 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
             ),
             ("DOORMAN_REFRESH_REUSE_GRACE_SECONDS", "0".into()),
             ("DOORMAN_LOG_FORMAT", "json".into()),
-            ("RUST_LOG", "trace".into()),
+            (
+                "RUST_LOG",
+                "trace,tungstenite::protocol=trace,sqlx::query=trace,sea_orm::driver=trace".into(),
+            ),
         ],
         &log_path,
     )

@@ -145,6 +145,27 @@ async fn guessing_from_many_ips_never_stops_the_owner_on_a_known_device() {
         "a forged device is unknown"
     );
 
+    // A copy planted beside the real one (a sibling subdomain can set one for the
+    // parent domain) does not hide it, in one header or across two.
+    let planted = format!("planted; doorman_device={device}");
+    let resp = login_from(&app, &email, PASSWORD, "198.51.100.5", Some(&planted)).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "a planted copy hid the device"
+    );
+    let resp = app
+        .login(&email, PASSWORD)
+        .forwarded_for("198.51.100.6")
+        .header("cookie", format!("doorman_device={device}"))
+        .header("cookie", "doorman_device=planted")
+        .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "a planted copy hid the device"
+    );
+
     // Unknown devices wait for the ceiling to refill; other accounts do not.
     let resp = login_from(&app, &bystander, PASSWORD, "198.51.100.4", None).await;
     assert_eq!(resp.status(), StatusCode::OK);

@@ -138,3 +138,52 @@ async fn a_pong_flood_is_cut_like_any_other_flood() {
     let (code, reason) = expect_close(&mut ws, Duration::from_secs(3)).await;
     assert_eq!((code, reason.as_str()), (4429, "rate_limited"));
 }
+
+#[tokio::test]
+async fn a_socket_waiting_for_auth_cannot_flood_pings() {
+    let app = spawn_app().await;
+    let mut ws = app.ws(Credential::Anonymous).await.unwrap();
+    for _ in 0..200 {
+        if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+            break;
+        }
+    }
+    // Well before the 10 s auth timeout.
+    let (code, reason) = expect_close(&mut ws, Duration::from_secs(2)).await;
+    assert_eq!((code, reason.as_str()), (4429, "rate_limited"));
+}
+
+/// Empty continuation frames never make a message, so no message rate sees them;
+/// the socket's bytes are read within a budget instead (four largest messages a
+/// second, two at once), so a fragment flood is slowed down, not served at wire speed.
+#[tokio::test]
+async fn a_fragment_flood_is_read_no_faster_than_the_byte_budget() {
+    use tokio_tungstenite::tungstenite::protocol::frame::{
+        Frame,
+        coding::{Data, OpCode},
+    };
+    // 8 KiB messages: 32 KiB a second, 16 KiB at once.
+    let app = spawn_with(|c| c.ws_max_message_bytes = 8 * 1024).await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    let started = std::time::Instant::now();
+    let text = |payload: &'static str, op: Data, fin: bool| {
+        Message::Frame(Frame::message(payload, OpCode::Data(op), fin))
+    };
+    ws.feed(text(r#"{"type":"#, Data::Text, false))
+        .await
+        .unwrap();
+    // 11,000 empty fragments: 6 bytes each from a client (header and mask), 66 KB.
+    for _ in 0..11_000 {
+        ws.feed(text("", Data::Continue, false)).await.unwrap();
+    }
+    ws.feed(text(r#""ping","id":7}"#, Data::Continue, true))
+        .await
+        .unwrap();
+    ws.flush().await.unwrap();
+    let pong = next_json(&mut ws).await;
+    assert_eq!(pong["type"], "pong", "{pong}");
+    // (66 KB - 16 KiB burst) / 32 KiB/s ≈ 1.5 s at least; at wire speed it is ~0.1 s.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1200), "read in {took:?}");
+}
