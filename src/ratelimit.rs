@@ -182,6 +182,7 @@ pub struct LoginAttempt<'a> {
     throttle: &'a LoginThrottle,
     account: String,
     from: From,
+    finished: bool,
 }
 
 enum From {
@@ -233,6 +234,7 @@ impl LoginThrottle {
             throttle: self,
             account,
             from,
+            finished: false,
         })
     }
 
@@ -246,7 +248,8 @@ impl LoginThrottle {
 impl LoginAttempt<'_> {
     /// Ends the attempt: a failure keeps its cells, anything else (a correct
     /// password, or an error that was no guess, such as an outage) gives them back.
-    pub fn finish(self, failed: bool) {
+    pub fn finish(mut self, failed: bool) {
+        self.finished = true;
         if failed {
             return;
         }
@@ -259,6 +262,19 @@ impl LoginAttempt<'_> {
                 t.per_account_ip.give_back(&(self.account.clone(), *ip));
                 t.per_account.give_back(&self.account);
             }
+        }
+    }
+}
+
+impl Drop for LoginAttempt<'_> {
+    fn drop(&mut self) {
+        // The client hung up while its password was being checked: counted as a
+        // failure (it may have been one), and said so, as failed logins are.
+        if !self.finished {
+            tracing::warn!(
+                security_event = "login_abandoned",
+                "login abandoned before its answer; counted as a failure"
+            );
         }
     }
 }

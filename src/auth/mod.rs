@@ -261,9 +261,12 @@ impl Auth {
         self.sessions.forget_cached();
     }
 
-    /// Whether the database answers.
+    /// Whether the database answers a real read: a ping alone succeeds on a SQLite
+    /// file another process holds locked while every query waits and fails.
     pub async fn ready(&self) -> Result<(), Error> {
-        Ok(self.db.ping().await?)
+        use sea_orm::EntityTrait;
+        entity::session::Entity::find().one(&self.db).await?;
+        Ok(())
     }
 
     /// The public keys that verify access tokens, for the JWKS.

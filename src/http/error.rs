@@ -1,7 +1,7 @@
 //! The one error type of the server and the one place that turns it into an HTTP
 //! response: `{"error": "<stable_code>", "message": "<human text>"}`.
 
-use std::marker::PhantomData;
+use std::{collections::HashSet, marker::PhantomData, sync::OnceLock};
 
 use poem::{
     IntoResponse, Response,
@@ -351,9 +351,15 @@ macro_rules! error_set {
 pub(crate) use error_set;
 
 /// poem's parse errors quote what they could not parse, which may be a credential
-/// someone put in the wrong field. Keep quoted identifiers (type and field names),
-/// replace any other quoted text.
-fn redact(message: &str) -> String {
+/// someone put in the wrong field. Keep quoted names the API itself defines (its
+/// types, fields, parameters and a few header names), replace any other quoted
+/// text, and any value after "found", by `…`.
+fn redact(message: &str, known: &HashSet<String>) -> String {
+    let is_known = |quoted: &str| {
+        known.contains(quoted)
+            || known.contains(&quoted.to_ascii_lowercase())
+            || is_primitive_type_name(quoted)
+    };
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(start) = rest.find(['"', '`']) {
@@ -366,20 +372,71 @@ fn redact(message: &str) -> String {
             break;
         };
         let quoted = &after[..end];
-        // Field, type and header names (`content-type`) are identifiers; anything
-        // longer, or with other characters, may be a value someone sent.
-        let identifier = quoted.len() <= 40
-            && quoted
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        out.push_str(if identifier { quoted } else { "…" });
+        out.push_str(if is_known(quoted) { quoted } else { "…" });
         out.push(quote);
         rest = &after[end + 1..];
     }
     if !rest.is_empty() && !out.ends_with('…') {
         out.push_str(rest);
     }
+    // Unquoted values (numbers, serde's `found 123`) follow "found".
+    if let Some(at) = out.find("found ") {
+        let value = &out[at + "found ".len()..];
+        if !value.starts_with(['"', '`']) {
+            let end = if out.ends_with('.') { "." } else { "" };
+            out.truncate(at + "found ".len());
+            out.push('…');
+            out.push_str(end);
+        }
+    }
     out
+}
+
+/// `string`, `integer`, `string_email`…: the names poem-openapi gives basic types.
+fn is_primitive_type_name(s: &str) -> bool {
+    let base = s.split('_').next().unwrap_or(s);
+    matches!(
+        base,
+        "string" | "integer" | "number" | "boolean" | "object" | "array"
+    ) && s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The names the API defines, from its own spec: schema names, their properties,
+/// operation parameters, and the headers parse errors mention.
+fn known_names() -> &'static HashSet<String> {
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    KNOWN.get_or_init(|| {
+        let mut known: HashSet<String> = ["content-type", "content-length"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let spec: serde_json::Value =
+            serde_json::from_str(&crate::api::spec_json()).unwrap_or_default();
+        if let Some(schemas) = spec["components"]["schemas"].as_object() {
+            for (name, schema) in schemas {
+                known.insert(name.clone());
+                if let Some(props) = schema["properties"].as_object() {
+                    known.extend(props.keys().cloned());
+                }
+            }
+        }
+        if let Some(paths) = spec["paths"].as_object() {
+            for op in paths
+                .values()
+                .filter_map(|p| p.as_object())
+                .flat_map(|p| p.values())
+            {
+                for param in op["parameters"].as_array().into_iter().flatten() {
+                    if let Some(name) = param["name"].as_str() {
+                        known.insert(name.to_owned());
+                    }
+                }
+            }
+        }
+        known
+    })
 }
 
 /// The response for any error that reaches the top of the stack: ours keep their
@@ -418,10 +475,20 @@ pub fn respond_to(err: poem::Error, request_id: &str) -> Response {
             ErrorCode::PayloadTooLarge,
             Error::PayloadTooLarge.to_string(),
         ),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            (ErrorCode::UnsupportedMediaType, redact(&err.to_string()))
-        }
-        _ => (ErrorCode::BadRequest, redact(&err.to_string())),
+        // The content type someone sent may be anything, a token included: say
+        // what is wanted instead of repeating it.
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            ErrorCode::UnsupportedMediaType,
+            if err.to_string().contains("does not include") {
+                "the request has no `content-type` header; send `application/json`".to_owned()
+            } else {
+                "this content type is not supported; send `application/json`".to_owned()
+            },
+        ),
+        _ => (
+            ErrorCode::BadRequest,
+            redact(&err.to_string(), known_names()),
+        ),
     };
     poem::web::Json(ErrorBody {
         error: code,
@@ -525,14 +592,31 @@ mod tests {
 
     #[test]
     fn redaction_keeps_identifiers_and_hides_values() {
+        let known = super::known_names();
+        let redact = |m: &str| redact(m, known);
         assert_eq!(
             redact(r#"Expected input type "LoginMode", found "eyJhbGciOi.secret.sig"."#),
             r#"Expected input type "LoginMode", found "…"."#
         );
+        // Short plain words are values too when the API does not define them.
+        assert_eq!(
+            redact(
+                r#"failed to parse "LoginMode": Expected input type "LoginMode", found "Hunter2Secret99"."#
+            ),
+            r#"failed to parse "LoginMode": Expected input type "LoginMode", found "…"."#
+        );
+        assert_eq!(
+            redact(r#"Expected input type "string", found 12345678."#),
+            r#"Expected input type "string", found …."#
+        );
         assert_eq!(redact("missing field `email`"), "missing field `email`");
         assert_eq!(
-            redact("the client request does not include the `content-type` header"),
-            "the client request does not include the `content-type` header"
+            redact("invalid type: integer `1234567890123`, expected a map"),
+            "invalid type: integer `…`, expected a map"
+        );
+        assert_eq!(
+            redact("the client request does not include the `Content-Type` header"),
+            "the client request does not include the `Content-Type` header"
         );
         assert_eq!(redact("no quotes at all"), "no quotes at all");
         assert_eq!(redact(r#"unterminated "abc"#), r#"unterminated "…"#);

@@ -50,3 +50,37 @@ async fn a_server_failure_is_a_generic_500_with_a_request_id() {
         assert!(!message.contains(leak), "{message} reveals {leak}");
     }
 }
+
+#[tokio::test]
+async fn parse_errors_never_repeat_what_was_sent() {
+    let app = spawn_app().await;
+    let secret = "Hunter2Secret99";
+    for body in [
+        json!({"email": "a@b.co", "password": "x", "mode": secret}),
+        json!({"email": "a@b.co", "password": "x", "mode": 12345678}),
+        json!({"email": "a@b.co", "password": "x", "mode": {secret: secret}}),
+        json!(secret),
+        json!(1234567890123_u64),
+        json!([secret]),
+    ] {
+        let resp = app.login_json(&body).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains(secret), "{body} echoed: {text}");
+        assert!(!text.contains("12345678"), "{body} echoed: {text}");
+    }
+    // A content type may be a token pasted in the wrong header.
+    let token = "Bearer eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSJ9.e30.c2ln";
+    let resp = app
+        .http
+        .post(app.url("/api/auth/login"))
+        .header("content-type", token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("eyJ0eXAi"), "echoed: {text}");
+    assert!(text.contains("application/json"), "{text}");
+}

@@ -236,3 +236,25 @@ async fn outage_kill_9_and_restart_on_postgres_loses_nothing() {
         .expect("needs DOORMAN_TEST_DATABASE_URL=postgres://…");
     kill_and_restart(db.url.clone()).await;
 }
+
+/// A SQLite file another process holds locked answers a ping but no query: the
+/// readiness check asks a real query, as every other request does.
+#[tokio::test]
+async fn outage_readiness_fails_while_the_sqlite_file_is_locked() {
+    let app = spawn_with(|c| c.db_timeout = Duration::from_millis(500)).await;
+    if !app.database_url.starts_with("sqlite") {
+        return; // the PostgreSQL outages are the tests above
+    }
+    assert_eq!(app.readyz().await.status(), StatusCode::OK);
+    let mut options = sea_orm::ConnectOptions::new(app.database_url.clone());
+    options.max_connections(1).sqlx_logging(false);
+    let locker = sea_orm::Database::connect(options).await.unwrap();
+    use sea_orm::ConnectionTrait;
+    locker.execute_unprepared("BEGIN EXCLUSIVE").await.unwrap();
+    let resp = app.readyz().await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "database_unavailable");
+    locker.execute_unprepared("COMMIT").await.unwrap();
+    assert_eq!(app.readyz().await.status(), StatusCode::OK);
+}
