@@ -2,8 +2,8 @@
 # Memory of password hashing, and a login storm against the bounded hash queue.
 #
 # Starts a release doorman on a fresh SQLite file and prints its VmRSS: idle; after
-# 100 registrations, eight at a time; after 240 logins, eight at a time; the peak
-# (VmHWM). Then fires 600 concurrent logins (two curl processes of 300 parallel
+# 100 registrations, eight at a time; after 240 logins, eight at a time; after 400
+# sockets opened and closed (with doorman-bench beside the binary); the peak (VmHWM). Then fires 600 concurrent logins (two curl processes of 300 parallel
 # transfers each, curl's own cap) and prints how many got 200/401/503 and the
 # slowest answer.
 #
@@ -24,7 +24,9 @@ on_exit rm -rf "$work"
 
 rm -f "$db" "$db-wal" "$db-shm"
 start_doorman "$port" "$work/server.log" DATABASE_URL="sqlite://$db?mode=rwc" \
-    DOORMAN_LOGIN_PER_MINUTE=100000 DOORMAN_MAX_CONNECTIONS_PER_IP=100000
+    DOORMAN_LOGIN_PER_MINUTE=100000 DOORMAN_MAX_CONNECTIONS_PER_IP=100000 \
+    DOORMAN_WS_MAX_SOCKETS_PER_USER=100000 DOORMAN_WS_HANDSHAKE_PER_SECOND=100000 \
+    DOORMAN_WS_HANDSHAKE_BURST=100000
 pid=$DOORMAN_PID
 
 status_of() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
@@ -49,6 +51,19 @@ printf '  login x240: '
 seq 240 | awk '{print ($1 - 1) % 100 + 1}' | post_each /api/auth/login 8 \
     "{\"email\":\"bench-{}@example.org\",\"password\":\"$password\"}"
 rss "after 240 logins (x8)"
+# 400 authenticated sockets opened at once, pinged for a second, closed.
+load="$(dirname "$DOORMAN_BIN")/doorman-bench"
+if [ -x "$load" ]; then
+    token=$(curl -fsS "$base/api/auth/login" -H 'content-type: application/json' \
+        -d "{\"email\":\"bench-1@example.org\",\"password\":\"$password\"}" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+    "$load" --server "$DOORMAN_BIN" ws-ping --url "ws://127.0.0.1:$port/ws" \
+        --header "Authorization: Bearer $token" --sockets 400 --seconds 1 > "$work/sockets.log"
+    sleep 1
+    rss "after 400 sockets opened and closed"
+else
+    echo "  (no $load: cargo build --release -p bench for the sockets row)"
+fi
 row "peak (VmHWM)" "$(status_of VmHWM)"
 
 # 600 concurrent logins with the right password, spread over the 100 users.
