@@ -31,7 +31,12 @@ pid=$DOORMAN_PID
 
 status_of() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
 row() { printf '%-32s %6d KiB  %5.1f MiB\n' "$1" "$2" "$(awk -v k="$2" 'BEGIN{print k/1024}')"; }
-rss() { row "$1" "$(status_of VmRSS)"; }
+# VmRSS at once, and again after the server's periodic malloc_trim (every 10 s).
+rss() {
+    row "$1" "$(status_of VmRSS)"
+    sleep 11
+    row "  ... 11 s later" "$(status_of VmRSS)"
+}
 # Runs curl for each line of stdin (a user number), `parallel` at a time, and
 # prints a count per HTTP status.
 post_each() {

@@ -114,6 +114,7 @@ impl Application {
             .await?,
         );
 
+        crate::memory::spawn_trimmer();
         let limits = Arc::new(Limits::new(&config));
         limits.spawn_sweeper(Duration::from_secs(60));
         let rooms = Rooms::default();

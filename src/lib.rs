@@ -14,6 +14,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 mod cluster;
+mod memory;
 pub mod config;
 pub(crate) mod http;
 mod ratelimit;
