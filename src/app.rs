@@ -19,7 +19,7 @@ use crate::{
         self,
         allow::AllowedMethods,
         client_ip::ClientIp,
-        conn_guard::{GuardedAcceptor, ReadRate},
+        conn_guard::{GuardedAcceptor, ReadRate, UpgradeMarks},
         headers::PageHeaders,
     },
     ratelimit::Limits,
@@ -55,6 +55,7 @@ impl Application {
     /// signing key and binds the listener.
     pub async fn build(mut config: Config) -> Result<Self, StartError> {
         // Bind first: with port 0 the real port is part of the default public URL.
+        let upgrades = UpgradeMarks::default();
         let acceptor = GuardedAcceptor::new(
             TcpListener::bind(config.bind).into_acceptor().await?,
             config.header_timeout,
@@ -65,6 +66,7 @@ impl Application {
                 per_second: (config.ws_max_message_bytes as u64).saturating_mul(4),
                 burst: (config.ws_max_message_bytes as u64).saturating_mul(2),
             },
+            upgrades.clone(),
         );
         let addr = acceptor
             .local_addr()
@@ -136,6 +138,7 @@ impl Application {
             registry: registry.clone(),
             rooms: rooms.clone(),
             limits: limits.clone(),
+            upgrades,
             auth_timeout: config.ws_auth_timeout,
             heartbeat: config.ws_heartbeat,
             messages_per_second: NonZeroU32::new(config.ws_messages_per_second)
@@ -212,7 +215,7 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
         ],
     ));
     Route::new()
-        .at("/ws", get(ws::route))
+        .at("/ws", get(ws::route.before(ws::require_http_11)))
         .nest("/docs", docs)
         .at("/openapi.json", get(openapi_json))
         .nest("/", api)

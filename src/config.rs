@@ -378,10 +378,16 @@ fn parse_network_item(raw: &str) -> Result<Network, String> {
         .parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("`{s}` is not an IP address or CIDR network"))?;
-    // Trusting every address lets any client name its own IP and walk past every
-    // per-IP limit.
-    if net.prefix_len() == 0 {
-        return Err(format!("`{s}` trusts every address; name the proxies"));
+    // Trusting every address (or half of them) lets any client name its own IP and
+    // walk past every per-IP limit; no proxy fleet spans more than a /8 or a /16.
+    let widest = match net {
+        IpNet::V4(_) => 8,
+        IpNet::V6(_) => 16,
+    };
+    if net.prefix_len() < widest {
+        return Err(format!(
+            "`{s}` trusts too many addresses (wider than /{widest}); name the proxies"
+        ));
     }
     Ok(Network(Some(net)))
 }
@@ -457,6 +463,9 @@ mod tests {
         assert!(parse(&["--trusted-proxies", "proxy.local"]).is_err());
         assert!(parse(&["--trusted-proxies", "0.0.0.0/0"]).is_err());
         assert!(parse(&["--trusted-proxies", "::/0"]).is_err());
+        assert!(parse(&["--trusted-proxies", "0.0.0.0/1,128.0.0.0/1"]).is_err());
+        assert!(parse(&["--trusted-proxies", "::/1"]).is_err());
+        assert!(parse(&["--trusted-proxies", "10.0.0.0/8, fd00::/16"]).is_ok());
     }
 
     #[test]

@@ -32,9 +32,12 @@ use std::{
     future::Future,
     io,
     io::IoSlice,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -62,6 +65,7 @@ pub struct GuardedAcceptor {
     header_timeout: Duration,
     counts: ConnCounts,
     upgraded_read: ReadRate,
+    upgrades: UpgradeMarks,
 }
 
 impl GuardedAcceptor {
@@ -70,17 +74,22 @@ impl GuardedAcceptor {
     /// /64) may hold at most `max_per_ip` connections at once.
     /// Once a connection has upgraded to a WebSocket, what it sends is read at most
     /// at `upgraded_read`.
+    ///
+    /// `upgrades` is shared with the WebSocket route, which marks the connections it
+    /// upgrades (see [`UpgradeMarks`]).
     pub fn new(
         inner: TcpAcceptor,
         header_timeout: Duration,
         max_per_ip: usize,
         upgraded_read: ReadRate,
+        upgrades: UpgradeMarks,
     ) -> Self {
         Self {
             inner,
             header_timeout,
             counts: ConnCounts::new(max_per_ip),
             upgraded_read,
+            upgrades,
         }
     }
 }
@@ -115,7 +124,12 @@ impl Acceptor for GuardedAcceptor {
                 },
                 None => None,
             };
-            let io = GuardedStream::new(stream, self.header_timeout, permit, self.upgraded_read);
+            let mark = remote
+                .as_socket_addr()
+                .map(|peer| self.upgrades.register(*peer));
+            let mut io =
+                GuardedStream::new(stream, self.header_timeout, permit, self.upgraded_read);
+            io.mark = mark;
             return Ok((io, local, remote, scheme));
         }
     }
@@ -221,6 +235,67 @@ pub struct GuardedStream<S> {
     armed: bool,
     permit: Option<ConnPermit>,
     budget: ReadBudget,
+    /// Set by the WebSocket route when it upgrades this connection.
+    mark: Option<UpgradeMark>,
+}
+
+/// The connections the WebSocket route is upgrading, by peer address. The byte
+/// watcher sees a `101` only when it kept step with the requests, and a client that
+/// pipelines a request before its upgrade puts it out of step; so the route itself
+/// says "this connection is becoming a WebSocket", and the stream reads within the
+/// byte budget from then on, whatever the watcher made of it.
+#[derive(Clone, Default)]
+pub struct UpgradeMarks {
+    inner: Arc<Mutex<HashMap<SocketAddr, Arc<AtomicBool>>>>,
+}
+
+impl UpgradeMarks {
+    fn register(&self, peer: SocketAddr) -> UpgradeMark {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.lock().insert(peer, flag.clone());
+        UpgradeMark {
+            marks: self.clone(),
+            peer,
+            flag,
+        }
+    }
+
+    /// Marks the connection from `peer` as becoming a WebSocket.
+    pub fn mark(&self, peer: SocketAddr) {
+        if let Some(flag) = self.lock().get(&peer) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<AtomicBool>>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One connection's entry in [`UpgradeMarks`], removed when the connection closes.
+struct UpgradeMark {
+    marks: UpgradeMarks,
+    peer: SocketAddr,
+    flag: Arc<AtomicBool>,
+}
+
+impl UpgradeMark {
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for UpgradeMark {
+    fn drop(&mut self) {
+        let mut map = self.marks.lock();
+        // A new connection may reuse the address: remove only our own entry.
+        if map
+            .get(&self.peer)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flag))
+        {
+            map.remove(&self.peer);
+        }
+    }
 }
 
 /// How fast an upgraded connection's bytes are read: `per_second` sustained, up to
@@ -276,6 +351,7 @@ impl<S> GuardedStream<S> {
             armed: false,
             permit,
             budget: ReadBudget::new(upgraded),
+            mark: None,
         }
     }
 
@@ -300,7 +376,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.watch.is_off() {
+        if this.watch.is_off() || this.mark.as_ref().is_some_and(UpgradeMark::is_set) {
             // A WebSocket now: read within the byte budget.
             if let Some(until) = this.budget.wait_until(Instant::now()) {
                 this.deadline.as_mut().reset(until);

@@ -23,7 +23,7 @@ pub use registry::Registry;
 
 use crate::{
     auth::{Auth, AuthSource},
-    http::error::Error,
+    http::{conn_guard::UpgradeMarks, error::Error},
     ratelimit::Limits,
     rooms::Rooms,
     state::AppState,
@@ -38,6 +38,9 @@ pub struct WsContext {
     pub rooms: Rooms,
     /// The per-user publish budget, shared with the HTTP API.
     pub limits: Arc<Limits>,
+    /// Where the route says which connection becomes a WebSocket (its bytes are then
+    /// read within a budget).
+    pub upgrades: UpgradeMarks,
     pub auth_timeout: Duration,
     pub heartbeat: Duration,
     pub messages_per_second: NonZeroU32,
@@ -54,6 +57,17 @@ impl WsContext {
             .max_write_buffer_size(max_message.saturating_mul(2).max(64 * 1024))
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message))
+    }
+}
+
+/// Put before [`route`]: hyper upgrades HTTP/1.1 connections only, and poem's
+/// `WebSocket` extractor answers any other version's handshake with a 500 before
+/// the route runs. It is the client's mistake: 400.
+pub async fn require_http_11(req: Request) -> poem::Result<Request> {
+    if req.version() == poem::http::Version::HTTP_11 {
+        Ok(req)
+    } else {
+        Err(Error::BadRequest("a WebSocket handshake needs HTTP/1.1".into()).into())
     }
 }
 
@@ -80,6 +94,9 @@ pub async fn route(
     let Some((registration, close_rx)) = ctx.registry.register() else {
         return Err(Error::ShuttingDown);
     };
+    if let Some(peer) = req.remote_addr().as_socket_addr() {
+        ctx.upgrades.mark(*peer);
+    }
     Ok(ws
         .config(ctx.config)
         .on_upgrade(move |socket| connection::run(socket, identity, ctx, registration, close_rx)))

@@ -187,3 +187,84 @@ async fn a_fragment_flood_is_read_no_faster_than_the_byte_budget() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1200), "read in {took:?}");
 }
+
+/// The byte budget must hold when the client pipelines a request before its
+/// upgrade (which puts the connection's byte watcher out of step with the requests).
+#[tokio::test]
+async fn a_pipelined_upgrade_still_reads_within_the_byte_budget() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::protocol::{
+        Role,
+        frame::{
+            Frame,
+            coding::{Data, OpCode},
+        },
+    };
+    let app = spawn_with(|c| c.ws_max_message_bytes = 8 * 1024).await;
+    let tokens = app.user_with_tokens().await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let requests = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n\
+         GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        tokens.access
+    );
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    // Both answers: the health check, then the switch.
+    let mut seen = Vec::new();
+    loop {
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "cut: {seen:?}");
+        seen.push(byte[0]);
+        let text = String::from_utf8_lossy(&seen);
+        if let Some(at) = text.find("HTTP/1.1 101")
+            && text[at..].ends_with("\r\n\r\n")
+        {
+            break;
+        }
+    }
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        Role::Client,
+        None,
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["type"], "welcome");
+    let started = std::time::Instant::now();
+    let text = |payload: &'static str, op: Data, fin: bool| {
+        Message::Frame(Frame::message(payload, OpCode::Data(op), fin))
+    };
+    ws.feed(text(r#"{"type":"#, Data::Text, false))
+        .await
+        .unwrap();
+    for _ in 0..11_000 {
+        ws.feed(text("", Data::Continue, false)).await.unwrap();
+    }
+    ws.feed(text(r#""ping","id":7}"#, Data::Continue, true))
+        .await
+        .unwrap();
+    ws.flush().await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "pong");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1200), "read in {took:?}");
+}
+
+#[tokio::test]
+async fn an_http_1_0_upgrade_is_a_client_mistake_not_a_server_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.0 400"), "{answer}");
+    assert!(answer.contains("bad_request"), "{answer}");
+}
