@@ -229,9 +229,12 @@ pub struct GuardedStream<S> {
     inner: S,
     watch: HeadWatch,
     timeout: Duration,
-    /// Allocated once per connection and reset for each head (and, once upgraded,
-    /// for each pause of the read budget).
-    deadline: Pin<Box<Sleep>>,
+    /// Exists only while a head is pending (or, once upgraded, while the read budget
+    /// pauses). Dropped rather than left armed: a polled timer holds the waker of
+    /// the task that polled it, and after an upgrade that is hyper's finished
+    /// connection task with its buffers — kept alive until the timer fired, 10 s
+    /// later, it cost every new socket about 6 KiB.
+    deadline: Option<Pin<Box<Sleep>>>,
     armed: bool,
     permit: Option<ConnPermit>,
     budget: ReadBudget,
@@ -347,7 +350,7 @@ impl<S> GuardedStream<S> {
             inner,
             watch: HeadWatch::new(),
             timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            deadline: None,
             armed: false,
             permit,
             budget: ReadBudget::new(upgraded),
@@ -360,7 +363,9 @@ impl<S> GuardedStream<S> {
     fn sync(&mut self) {
         let pending = self.watch.head_pending();
         if pending && !self.armed {
-            self.deadline.as_mut().reset(Instant::now() + self.timeout);
+            self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
+        } else if !pending {
+            self.deadline = None;
         }
         self.armed = pending;
         if self.watch.upgraded() {
@@ -379,8 +384,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
         if this.watch.is_off() || this.mark.as_ref().is_some_and(UpgradeMark::is_set) {
             // A WebSocket now: read within the byte budget.
             if let Some(until) = this.budget.wait_until(Instant::now()) {
-                this.deadline.as_mut().reset(until);
-                if this.deadline.as_mut().poll(cx).is_pending() {
+                let pause = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+                pause.as_mut().reset(until);
+                if pause.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
             }
@@ -390,7 +398,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
             return Poll::Ready(Ok(()));
         }
         // Polled before the read so that a client sending nothing still wakes us.
-        if this.armed && this.deadline.as_mut().poll(cx).is_ready() {
+        if this.armed
+            && let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
             tracing::debug!(timeout = ?this.timeout, "request head incomplete at its deadline; closing");
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
