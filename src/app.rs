@@ -116,7 +116,6 @@ impl Application {
             .await?,
         );
 
-        crate::memory::spawn_trimmer();
         let limits = Arc::new(Limits::new(&config));
         limits.spawn_sweeper(Duration::from_secs(60));
         let rooms = Rooms::default();
@@ -153,6 +152,7 @@ impl Application {
             client_ip: ClientIp::new(trusted),
             rooms,
         });
+        crate::memory::spawn_trimmer(Arc::downgrade(&state));
         Ok(Self {
             acceptor,
             addr,

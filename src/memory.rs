@@ -8,19 +8,23 @@
 //! walks the arenas (well under a millisecond here) and changes nothing that is in
 //! use. Other allocators and platforms need nothing of this.
 
-use std::time::Duration;
+use std::{sync::Weak, time::Duration};
 
 /// How often freed memory is handed back.
 const EVERY: Duration = Duration::from_secs(10);
 
-/// Starts handing freed memory back every [`EVERY`], for the life of the runtime.
-pub fn spawn_trimmer() {
+/// Hands freed memory back every [`EVERY`] while `owner` lives (the task holds only
+/// a weak reference, so it ends with the server that started it).
+pub fn spawn_trimmer<T: Send + Sync + 'static>(owner: Weak<T>) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    tokio::spawn(async {
+    tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         tick.tick().await;
         loop {
             tick.tick().await;
+            if owner.strong_count() == 0 {
+                break;
+            }
             // SAFETY: malloc_trim takes no pointers and only releases free pages;
             // glibc guards its arenas with their own locks.
             unsafe {
@@ -28,4 +32,6 @@ pub fn spawn_trimmer() {
             }
         }
     });
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    drop(owner);
 }

@@ -86,9 +86,9 @@ pub struct FailureBudget<K: Hash + Eq + Clone> {
     tat: Mutex<HashMap<K, Instant>>,
 }
 
-/// Keys one budget keeps at most; past it the map starts over (a flood of distinct
-/// keys then refills everyone's budget: it is bounded by the per-IP limits that
-/// come first, and it is better than unbounded memory).
+/// Keys one budget keeps at most. Past it, the keys with the least debt go first
+/// (those closest to a full budget lose least by being forgotten), down to nine
+/// tenths: a flood of fresh keys cannot refill the budget of an account under attack.
 const MAX_BUDGET_KEYS: usize = 100_000;
 
 impl<K: Hash + Eq + Clone> FailureBudget<K> {
@@ -113,7 +113,10 @@ impl<K: Hash + Eq + Clone> FailureBudget<K> {
         if map.len() >= MAX_BUDGET_KEYS && !map.contains_key(key) {
             map.retain(|_, tat| *tat > now);
             if map.len() >= MAX_BUDGET_KEYS {
-                map.clear();
+                let mut tats: Vec<Instant> = map.values().copied().collect();
+                tats.sort_unstable();
+                let cut = tats[tats.len() - MAX_BUDGET_KEYS * 9 / 10];
+                map.retain(|_, tat| *tat >= cut);
             }
         }
         let tat = map.get(key).copied().unwrap_or(now).max(now);

@@ -56,7 +56,6 @@ impl Db {
         &self.conn
     }
 
-    /// Checks that the database answers, within the bound.
     /// Runs `work` in one transaction, committed when it returns `Ok`, rolled back
     /// otherwise. The statements run on the transaction, not through this wrapper,
     /// so the whole unit is bounded by the request's budget at once.
@@ -73,6 +72,7 @@ impl Db {
         .await
     }
 
+    /// Checks that the database answers, within the bound.
     pub async fn ping(&self) -> Result<(), DbErr> {
         self.bounded(self.conn.ping()).await
     }
@@ -88,7 +88,7 @@ impl Db {
             // Dropping the statement's future hands its connection back to sqlx,
             // which pings it before pooling it again and drops it if that fails.
             Err(DbErr::Conn(RuntimeErr::Internal(format!(
-                "no answer from the database within {:?}",
+                "no answer from the database within the {budget:?} left of {:?}",
                 self.timeout
             ))))
         })

@@ -1,6 +1,7 @@
-//! Guards on each accepted TCP connection, before HTTP is parsed: a deadline on
-//! every request head (`DOORMAN_HEADER_TIMEOUT_SECONDS`) and a cap on concurrent
-//! connections per client IP (`DOORMAN_MAX_CONNECTIONS_PER_IP`).
+//! Guards on each accepted TCP connection, below HTTP: a deadline on every request
+//! head (`DOORMAN_HEADER_TIMEOUT_SECONDS`), a cap on concurrent connections per
+//! client IP (`DOORMAN_MAX_CONNECTIONS_PER_IP`), HTTP/2 prior knowledge refused,
+//! and, once a connection is a WebSocket, its bytes read within a budget.
 //!
 //! Why an `Acceptor` wrapping the socket rather than our own hyper accept loop with
 //! `http1::Builder::header_read_timeout`: poem's `Server` gives us graceful shutdown,
@@ -16,8 +17,10 @@
 //!   answering (a body, a pipelined request) are not examined: request bodies have
 //!   their own deadline in [`crate::http::bounds`].
 //! - writes: the status line of each response. `1xx` interim answers (`100 Continue`)
-//!   do not end a request; `101` means the connection became a WebSocket and the
-//!   guard stands aside from then on; any other status ends the request.
+//!   do not end a request; `101` means the connection became a WebSocket (so does
+//!   the WebSocket route's [`UpgradeMarks`], which pipelining cannot fool): no
+//!   more head deadline, the per-IP permit goes back, and reads follow the byte
+//!   budget ([`ReadRate`]); any other status ends the request.
 //! - a connection that opens with the HTTP/2 preface (`PRI * HTTP/2.0`) is closed
 //!   before the HTTP/2 server sees a byte of it (see [`HeadWatch::is_http2`]).
 //!
@@ -117,16 +120,13 @@ impl Acceptor for GuardedAcceptor {
             };
             // The socket peer, never a forwarded address: nothing has been read yet.
             // Behind a proxy every connection comes from the proxy's address.
-            let permit = match remote.as_socket_addr() {
+            let (permit, mark) = match remote.as_socket_addr() {
                 Some(peer) => match self.counts.admit(peer.ip()) {
-                    Some(permit) => Some(permit),
+                    Some(permit) => (Some(permit), Some(self.upgrades.register(*peer))),
                     None => continue, // dropping `stream` closes it
                 },
-                None => None,
+                None => (None, None),
             };
-            let mark = remote
-                .as_socket_addr()
-                .map(|peer| self.upgrades.register(*peer));
             let mut io =
                 GuardedStream::new(stream, self.header_timeout, permit, self.upgraded_read);
             io.mark = mark;
@@ -224,18 +224,18 @@ impl Drop for ConnPermit {
 /// A connection whose reads fail with [`io::ErrorKind::TimedOut`] when a request
 /// head is still incomplete `timeout` after its first byte. Holds the connection's
 /// per-IP permit until it closes or becomes a WebSocket (sockets count under their
-/// own caps).
+/// own caps); a WebSocket's reads follow the byte budget.
 pub struct GuardedStream<S> {
     inner: S,
     watch: HeadWatch,
     timeout: Duration,
-    /// Exists only while a head is pending (or, once upgraded, while the read budget
-    /// pauses). Dropped rather than left armed: a polled timer holds the waker of
-    /// the task that polled it, and after an upgrade that is hyper's finished
-    /// connection task with its buffers — kept alive until the timer fired, 10 s
-    /// later, it cost every new socket about 6 KiB.
+    /// Exists only while a head is pending. Dropped rather than left armed: a
+    /// polled timer holds the waker of the task that polled it, and after an
+    /// upgrade that is hyper's finished connection task with its buffers — kept
+    /// alive until the timer fired, 10 s later, it cost every new socket about 6 KiB.
     deadline: Option<Pin<Box<Sleep>>>,
-    armed: bool,
+    /// Once a WebSocket: the timer of a pause of the read budget.
+    pause: Option<Pin<Box<Sleep>>>,
     permit: Option<ConnPermit>,
     budget: ReadBudget,
     /// Set by the WebSocket route when it upgrades this connection.
@@ -351,25 +351,32 @@ impl<S> GuardedStream<S> {
             watch: HeadWatch::new(),
             timeout,
             deadline: None,
-            armed: false,
+            pause: None,
             permit,
             budget: ReadBudget::new(upgraded),
             mark: None,
         }
     }
 
-    /// Starts the deadline when a head has begun, stops it when none is pending,
-    /// and gives the permit back once the connection has upgraded.
+    /// Whether the connection became a WebSocket: the watcher saw the `101`, or the
+    /// WebSocket route marked it (the watcher may be out of step with pipelined
+    /// requests).
+    fn is_websocket(&self) -> bool {
+        self.watch.is_off() || self.mark.as_ref().is_some_and(UpgradeMark::is_set)
+    }
+
+    /// Starts the deadline when a head has begun and drops it when none is pending;
+    /// once a WebSocket, there is no head deadline and the permit goes back.
     fn sync(&mut self) {
-        let pending = self.watch.head_pending();
-        if pending && !self.armed {
-            self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
-        } else if !pending {
+        if self.is_websocket() {
             self.deadline = None;
-        }
-        self.armed = pending;
-        if self.watch.upgraded() {
             self.permit = None;
+            return;
+        }
+        if !self.watch.head_pending() {
+            self.deadline = None;
+        } else if self.deadline.is_none() {
+            self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
         }
     }
 }
@@ -381,11 +388,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.watch.is_off() || this.mark.as_ref().is_some_and(UpgradeMark::is_set) {
+        if this.is_websocket() {
+            // Whatever the head watcher thought: no deadline, no permit.
+            this.sync();
             // A WebSocket now: read within the byte budget.
             if let Some(until) = this.budget.wait_until(Instant::now()) {
                 let pause = this
-                    .deadline
+                    .pause
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
                 pause.as_mut().reset(until);
                 if pause.as_mut().poll(cx).is_pending() {
@@ -398,8 +407,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
             return Poll::Ready(Ok(()));
         }
         // Polled before the read so that a client sending nothing still wakes us.
-        if this.armed
-            && let Some(deadline) = this.deadline.as_mut()
+        if let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
             tracing::debug!(timeout = ?this.timeout, "request head incomplete at its deadline; closing");
@@ -432,10 +440,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-        if !this.watch.is_off() {
+        if !this.is_websocket() {
             this.watch.on_write(&buf[..n.min(buf.len())]);
-            this.sync();
         }
+        // Also for a connection the route marked: its `101` gives the permit back.
+        this.sync();
         Poll::Ready(Ok(n))
     }
 
@@ -446,7 +455,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
-        if !this.watch.is_off() {
+        if !this.is_websocket() {
             // Only the bytes the socket took: the rest will be offered again.
             let mut left = n;
             for b in bufs {
@@ -457,8 +466,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
                 this.watch.on_write(&b[..take]);
                 left -= take;
             }
-            this.sync();
         }
+        this.sync();
         Poll::Ready(Ok(n))
     }
 
@@ -544,6 +553,7 @@ impl HeadWatch {
     }
 
     /// Whether the connection became a WebSocket (a `101` was written).
+    #[cfg(test)]
     pub(crate) fn upgraded(&self) -> bool {
         self.upgraded
     }

@@ -190,8 +190,12 @@ impl SessionStore {
     /// recording use: the path of cache misses.
     async fn load(&self, id: SessionId) -> Result<ActiveSession, Error> {
         let session = self.fetch(id).await?;
-        self.touch(&session).await?;
-        let active = ActiveSession::from(&session);
+        let mut active = ActiveSession::from(&session);
+        // Believe what was just written, or the next request would write it again.
+        if let Some(now) = self.touch(&session).await? {
+            active.last_used_at = now;
+            active.idle_expires_at = now + self.settings.idle;
+        }
         self.states.active(active);
         Ok(active)
     }
@@ -215,12 +219,15 @@ impl SessionStore {
         Ok(session)
     }
 
-    async fn touch(&self, session: &session::Model) -> Result<(), Error> {
+    /// Records use unless it was recorded less than [`TOUCH_EVERY`] ago; returns
+    /// the time written, if it wrote.
+    async fn touch(&self, session: &session::Model) -> Result<Option<OffsetDateTime>, Error> {
         let now = now();
         if now - session.last_used_at < TOUCH_EVERY {
-            return Ok(());
+            return Ok(None);
         }
-        Ok(self.touch_row(&self.db, session.id, now).await?)
+        self.touch_row(&self.db, session.id, now).await?;
+        Ok(Some(now))
     }
 
     async fn touch_row(

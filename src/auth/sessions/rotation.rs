@@ -104,7 +104,7 @@ impl SessionStore {
         Ok(Opened {
             session,
             refresh_token: successor.0,
-            refresh_expires_in: (successor.1 - now).whole_seconds().max(0) as u64,
+            refresh_expires_in: secs_until(successor.1, now),
         })
     }
 
@@ -160,8 +160,18 @@ impl SessionStore {
         }
         .insert(conn)
         .await?;
-        Ok((expires_at - now).whole_seconds().max(0) as u64)
+        Ok(secs_until(expires_at, now))
     }
+}
+
+/// Whole seconds from `now` until `at`, never negative.
+fn secs_until(at: OffsetDateTime, now: OffsetDateTime) -> u64 {
+    (at - now).whole_seconds().max(0) as u64
+}
+
+/// Lower-case hex of some bytes.
+fn hex(bytes: impl IntoIterator<Item = u8>) -> String {
+    bytes.into_iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new refresh token: 256 random bits, and their base64url text.
@@ -182,11 +192,7 @@ fn pad(spent: &str) -> [u8; 32] {
 }
 
 fn seal(successor: &[u8; 32], spent: &str) -> String {
-    pad(spent)
-        .iter()
-        .zip(successor)
-        .map(|(p, s)| format!("{:02x}", p ^ s))
-        .collect()
+    hex(pad(spent).iter().zip(successor).map(|(p, s)| p ^ s))
 }
 
 fn unseal(sealed: &str, spent: &str) -> Option<String> {
@@ -205,10 +211,7 @@ fn unseal(sealed: &str, spent: &str) -> Option<String> {
 /// Refresh tokens carry 256 random bits, so a fast hash is enough: nobody can
 /// brute-force the preimage, and the database never holds a usable token.
 fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(Sha256::digest(token.as_bytes()))
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! What this instance believes about sessions, in one map with a lifetime per
 //! entry: an active session is believed for a second without asking the database
 //! (the hot path of every authenticated request); an ended one is remembered for a
-//! day, past any access token's life, so a load that read the row just before the
-//! revocation can never put the session back.
+//! day, so a load that read the row just before the revocation can never put the
+//! session back. The database stays the truth: once a tombstone is gone, the next
+//! load reads the ended row and refuses the session again.
 
 use std::{
     collections::HashMap,
