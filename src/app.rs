@@ -12,7 +12,7 @@ use sea_orm::{ConnectOptions, Database};
 use crate::{
     api,
     auth::db::Db,
-    auth::{Auth, AuthSettings, AuthSource, RevocationBus, SessionSettings},
+    auth::{Auth, AuthSettings, AuthSource, SessionBus, SessionSettings},
     cluster,
     config::Config,
     http::{
@@ -94,7 +94,7 @@ impl Application {
         migration::Migrator::up(&connection, None).await?;
         let db = Db::new(connection, config.db_timeout);
 
-        let bus = RevocationBus::new();
+        let bus = SessionBus::new();
         let auth = Arc::new(
             Auth::new(
                 db.clone(),
@@ -118,9 +118,9 @@ impl Application {
 
         let limits = Arc::new(Limits::new(&config));
         limits.spawn_sweeper(Duration::from_secs(60));
-        let rooms = Rooms::default();
+        let rooms = Rooms::new(db.clone());
         let registry = Registry::new(config.ws_max_sockets_per_user);
-        registry.spawn_revocation_listener(auth.clone());
+        registry.spawn_event_listener(auth.clone());
         registry.spawn_sweeper(auth.clone(), config.sweep);
         cluster::Bridge {
             db,
@@ -151,6 +151,7 @@ impl Application {
             limits,
             client_ip: ClientIp::new(trusted),
             rooms,
+            sockets: registry.clone(),
         });
         crate::memory::spawn_trimmer(Arc::downgrade(&state));
         Ok(Self {

@@ -5,7 +5,12 @@ use std::{net::IpAddr, sync::Arc};
 use poem::Request;
 
 use crate::{
-    auth::Auth, config::Config, http::client_ip::ClientIp, ratelimit::Limits, rooms::Rooms,
+    auth::{Auth, ClientInfo},
+    config::Config,
+    http::client_ip::ClientIp,
+    ratelimit::Limits,
+    rooms::Rooms,
+    ws::Registry,
 };
 
 /// Shared server state, attached to routes with `.data(Arc<AppState>)`.
@@ -15,6 +20,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub client_ip: ClientIp,
     pub rooms: Rooms,
+    /// The live sockets, for their counts per session.
+    pub sockets: Registry,
 }
 
 impl AppState {
@@ -26,5 +33,17 @@ impl AppState {
     /// The client's IP for limits and logs (unspecified if the transport has none).
     pub fn ip(&self, req: &Request) -> IpAddr {
         self.client_ip.of(req).unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    /// Where a request comes from, for a new session and the activity log.
+    pub fn client_info(&self, req: &Request) -> ClientInfo {
+        ClientInfo {
+            user_agent: req
+                .headers()
+                .get(poem::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            ip: Some(self.ip(req).to_string()),
+        }
     }
 }

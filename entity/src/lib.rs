@@ -3,7 +3,10 @@
 
 pub mod prelude;
 
+pub mod activity;
 pub mod refresh_token;
+pub mod room;
+pub mod room_member;
 pub mod room_message;
 pub mod session;
 pub mod signing_key;

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_create_tables;
 mod m20261127_000002_room_messages;
 mod m20261127_000003_refresh_successor;
+mod m20261127_000004_rooms_and_activity;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_create_tables::Migration),
             Box::new(m20261127_000002_room_messages::Migration),
             Box::new(m20261127_000003_refresh_successor::Migration),
+            Box::new(m20261127_000004_rooms_and_activity::Migration),
         ]
     }
 }

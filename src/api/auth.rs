@@ -19,7 +19,7 @@ use super::{
     security::Authenticated,
 };
 use crate::{
-    auth::{AuthError, ClientInfo, Email, Issued, cookies},
+    auth::{AuthError, Email, Issued, cookies},
     http::error::{Fail, error_set},
     state::AppState,
 };
@@ -109,14 +109,7 @@ impl AuthApi {
             .limits
             .login_failures
             .begin(&account, ip_key, device)?;
-        let client = ClientInfo {
-            user_agent: req
-                .headers()
-                .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            ip: Some(ip.to_string()),
-        };
+        let client = state.client_info(req);
         let LoginRequest {
             email,
             password,

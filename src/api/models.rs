@@ -162,12 +162,15 @@ pub struct SessionInfo {
     pub ip: Option<String>,
     /// Whether this is the session of the request.
     pub current: bool,
+    /// Open WebSockets of this session, on every instance.
+    pub live_sockets: u64,
 }
 
 impl SessionInfo {
-    pub fn new(s: SessionSummary, current: SessionId) -> Self {
+    pub fn new(s: SessionSummary, current: SessionId, live_sockets: usize) -> Self {
         Self {
             current: s.id == current,
+            live_sockets: live_sockets as u64,
             id: s.id.0,
             created_at: s.created_at,
             last_used_at: s.last_used_at,
@@ -214,4 +217,113 @@ pub struct Jwk {
 #[derive(Object)]
 pub struct Jwks {
     pub keys: Vec<Jwk>,
+}
+
+#[derive(Object)]
+pub struct ChangePasswordRequest {
+    #[oai(validator(max_length = 512))]
+    pub current_password: Secret,
+    /// 8 to 128 characters.
+    #[oai(validator(min_length = 8, max_length = 128))]
+    pub new_password: Secret,
+}
+
+/// Something that happened to the account.
+#[derive(Object)]
+pub struct ActivityEvent {
+    /// `login`, `login_failed`, `logout`, `session_revoked`, `refresh_reuse` or
+    /// `password_changed`.
+    pub kind: String,
+    pub at: OffsetDateTime,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub session_id: Option<Uuid>,
+}
+
+impl From<crate::auth::activity::Event> for ActivityEvent {
+    fn from(e: crate::auth::activity::Event) -> Self {
+        Self {
+            kind: e.kind,
+            at: e.at,
+            ip: e.ip,
+            user_agent: e.user_agent,
+            session_id: e.session_id,
+        }
+    }
+}
+
+/// The account's recent activity, newest first (at most 100 events).
+#[derive(Object)]
+pub struct Activity {
+    pub events: Vec<ActivityEvent>,
+}
+
+#[derive(Object)]
+pub struct CreateRoomRequest {
+    /// `private:` followed by 1 to 64 of `A-Z a-z 0-9 _ - .`.
+    #[oai(validator(max_length = 72))]
+    pub name: Text,
+}
+
+/// A private room.
+#[derive(Object)]
+pub struct Room {
+    pub name: String,
+    pub owner_id: Uuid,
+    pub created_at: OffsetDateTime,
+}
+
+impl From<crate::rooms::RoomInfo> for Room {
+    fn from(r: crate::rooms::RoomInfo) -> Self {
+        Self {
+            name: r.name,
+            owner_id: r.owner_id,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum MemberRole {
+    Owner,
+    Member,
+}
+
+/// A member of a private room.
+#[derive(Object)]
+pub struct RoomMember {
+    pub user_id: Uuid,
+    pub display_name: String,
+    pub role: MemberRole,
+    pub added_at: OffsetDateTime,
+}
+
+impl From<crate::rooms::Member> for RoomMember {
+    fn from(m: crate::rooms::Member) -> Self {
+        Self {
+            user_id: m.user_id,
+            display_name: m.display_name,
+            role: match m.role {
+                crate::rooms::Role::Owner => MemberRole::Owner,
+                crate::rooms::Role::Member => MemberRole::Member,
+            },
+            added_at: m.added_at,
+        }
+    }
+}
+
+/// A user present in a room.
+#[derive(Object)]
+pub struct PresentUser {
+    pub user_id: Uuid,
+    /// When their first socket joined.
+    pub since: OffsetDateTime,
+}
+
+/// Who is in a room now, across instances.
+#[derive(Object)]
+pub struct Presence {
+    pub room: String,
+    pub users: Vec<PresentUser>,
 }

@@ -1,22 +1,32 @@
-//! `/api/rooms`: publish into the same rooms WebSocket clients subscribe to.
+//! `/api/rooms`: private rooms and their members, presence, and publishing into
+//! the same rooms WebSocket clients subscribe to. Every operation on a room asks
+//! the same check as the WebSocket route ([`crate::rooms::Rooms::may_enter`]).
 
 use std::sync::Arc;
 
 use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, OpenApi, param::Path, payload::Json};
+use uuid::Uuid;
 
 use super::{
     ApiTags,
-    models::{PublishRequest, Published},
+    models::{
+        CreateRoomRequest, Presence, PresentUser, PublishRequest, Published, Room, RoomMember,
+    },
     security::Authenticated,
 };
 use crate::{
+    auth::UserId,
     http::error::{Fail, error_set},
     rooms::RoomName,
     state::AppState,
 };
 
 error_set!(PublishErrors: 400, 401, 403, 408, 413, 415, 429, 503);
+error_set!(CreateErrors: 400, 401, 403, 408, 409, 413, 415, 503);
+error_set!(ListErrors: 401, 403, 503);
+error_set!(RoomErrors: 400, 401, 403, 503);
+error_set!(MemberErrors: 400, 401, 403, 404, 503);
 
 #[derive(ApiResponse)]
 pub enum Accepted {
@@ -25,29 +35,204 @@ pub enum Accepted {
     Accepted(Json<Published>),
 }
 
+#[derive(ApiResponse)]
+pub enum Created {
+    /// The room is yours; you are its owner and first member.
+    #[oai(status = 201)]
+    Created(Json<Room>),
+}
+
+#[derive(ApiResponse)]
+pub enum Done {
+    /// Done. Sockets that lost access get `unsubscribed` with reason `removed`.
+    #[oai(status = 204)]
+    NoContent,
+}
+
 pub struct RoomApi;
 
-#[OpenApi(prefix_path = "/api/rooms", tag = "ApiTags::Rooms")]
+#[OpenApi(prefix_path = "/api", tag = "ApiTags::Rooms")]
 impl RoomApi {
+    /// Create a private room
+    ///
+    /// The name must start with `private:`. The caller becomes its owner and first
+    /// member; only members may subscribe, publish, and read its members and presence.
+    #[oai(path = "/rooms", method = "post", operation_id = "createRoom")]
+    async fn create(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Authenticated,
+        body: Json<CreateRoomRequest>,
+    ) -> Result<Created, Fail<CreateErrors>> {
+        let room = RoomName::parse(&body.0.name)?;
+        let created = state.rooms.create(&room, auth.0.user_id).await?;
+        Ok(Created::Created(Json(created.into())))
+    }
+
+    /// List my private rooms
+    ///
+    /// The private rooms the caller owns or is a member of.
+    #[oai(path = "/rooms", method = "get", operation_id = "listRooms")]
+    async fn list(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Authenticated,
+    ) -> Result<Json<Vec<Room>>, Fail<ListErrors>> {
+        let rooms = state.rooms.rooms_of(auth.0.user_id).await?;
+        Ok(Json(rooms.into_iter().map(Room::from).collect()))
+    }
+
+    /// Delete a private room
+    ///
+    /// Owner only. Every subscriber, on every instance, gets `unsubscribed` with
+    /// reason `removed`.
+    #[oai(path = "/rooms/:room", method = "delete", operation_id = "deleteRoom")]
+    async fn delete(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Authenticated,
+        /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`.
+        #[oai(validator(pattern = r"^(private:)?[A-Za-z0-9_.-]{1,64}$"))]
+        room: Path<String>,
+    ) -> Result<Done, Fail<RoomErrors>> {
+        let room = RoomName::parse(&room.0)?;
+        state.rooms.delete(&room, auth.0.user_id).await?;
+        Ok(Done::NoContent)
+    }
+
+    /// List a private room's members
+    ///
+    /// Members only; the owner first.
+    #[oai(
+        path = "/rooms/:room/members",
+        method = "get",
+        operation_id = "listMembers"
+    )]
+    async fn members(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Authenticated,
+        /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`.
+        #[oai(validator(pattern = r"^(private:)?[A-Za-z0-9_.-]{1,64}$"))]
+        room: Path<String>,
+    ) -> Result<Json<Vec<RoomMember>>, Fail<RoomErrors>> {
+        let room = RoomName::parse(&room.0)?;
+        let members = state.rooms.members(&room, auth.0.user_id).await?;
+        Ok(Json(members.into_iter().map(RoomMember::from).collect()))
+    }
+
+    /// Add a member
+    ///
+    /// Owner only; adding a member twice changes nothing. 404 for an unknown user.
+    #[oai(
+        path = "/rooms/:room/members/:user_id",
+        method = "put",
+        operation_id = "addMember"
+    )]
+    async fn add_member(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Authenticated,
+        /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`.
+        #[oai(validator(pattern = r"^(private:)?[A-Za-z0-9_.-]{1,64}$"))]
+        room: Path<String>,
+        user_id: Path<Uuid>,
+    ) -> Result<Done, Fail<MemberErrors>> {
+        let room = RoomName::parse(&room.0)?;
+        state
+            .rooms
+            .add_member(&room, UserId(user_id.0), auth.0.user_id)
+            .await?;
+        Ok(Done::NoContent)
+    }
+
+    /// Remove a member, or leave
+    ///
+    /// The owner removes any member; a member removes themselves. The removed
+    /// user's sockets are taken out of the room on every instance within a second
+    /// (`unsubscribed`, reason `removed`) and stay open. The owner cannot leave
+    /// (delete the room instead).
+    #[oai(
+        path = "/rooms/:room/members/:user_id",
+        method = "delete",
+        operation_id = "removeMember"
+    )]
+    async fn remove_member(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Authenticated,
+        /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`.
+        #[oai(validator(pattern = r"^(private:)?[A-Za-z0-9_.-]{1,64}$"))]
+        room: Path<String>,
+        user_id: Path<Uuid>,
+    ) -> Result<Done, Fail<RoomErrors>> {
+        let room = RoomName::parse(&room.0)?;
+        state
+            .rooms
+            .remove_member(&room, UserId(user_id.0), auth.0.user_id)
+            .await?;
+        Ok(Done::NoContent)
+    }
+
+    /// Who is in a room
+    ///
+    /// The users with at least one socket subscribed, on any instance, and since
+    /// when. For whoever may subscribe: anyone signed in for a public room,
+    /// members for a private one.
+    #[oai(
+        path = "/rooms/:room/presence",
+        method = "get",
+        operation_id = "roomPresence"
+    )]
+    async fn presence(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Authenticated,
+        /// A public name, or `private:` and one: 1 to 64 of `A-Z a-z 0-9 _ - .`.
+        #[oai(validator(pattern = r"^(private:)?[A-Za-z0-9_.-]{1,64}$"))]
+        room: Path<String>,
+    ) -> Result<Json<Presence>, Fail<RoomErrors>> {
+        let name = RoomName::parse(&room.0)?;
+        state.rooms.may_enter(&name, auth.0.user_id).await?;
+        let users = state
+            .rooms
+            .present(&name)
+            .into_iter()
+            .map(|(user, since)| PresentUser {
+                user_id: user.0,
+                since,
+            })
+            .collect();
+        Ok(Json(Presence {
+            room: room.0,
+            users,
+        }))
+    }
+
     /// Publish a message to a room
     ///
     /// Every WebSocket subscribed to the room receives a `message` frame whose
-    /// `from` is the caller's user id. Room names: 1 to 64 of `A-Z a-z 0-9 _ - .`.
+    /// `from` is the caller's user id. Private rooms: members only.
     /// Publishing shares one per-user budget with WebSocket `publish` frames
     /// (`DOORMAN_PUBLISH_PER_SECOND`, burst twice that); past it, 429.
-    #[oai(path = "/:room/messages", method = "post", operation_id = "publish")]
+    #[oai(
+        path = "/rooms/:room/messages",
+        method = "post",
+        operation_id = "publish"
+    )]
     async fn publish(
         &self,
         state: Data<&Arc<AppState>>,
         req: &Request,
         auth: Authenticated,
-        /// 1 to 64 of `A-Z a-z 0-9 _ - .`.
-        #[oai(validator(pattern = r"^[A-Za-z0-9_.-]{1,64}$"))]
+        /// A public name, or `private:` and one: 1 to 64 of `A-Z a-z 0-9 _ - .`.
+        #[oai(validator(pattern = r"^(private:)?[A-Za-z0-9_.-]{1,64}$"))]
         room: Path<String>,
         body: Json<PublishRequest>,
     ) -> Result<Accepted, Fail<PublishErrors>> {
         let room = RoomName::parse(&room.0)?;
         state.limits.publish_ip.check(&state.limit_key(req))?;
+        state.rooms.may_enter(&room, auth.0.user_id).await?;
         state.limits.publish.check(&auth.0.user_id)?;
         let delivered = state.rooms.publish(&room, auth.0.user_id, &body.0.body);
         Ok(Accepted::Accepted(Json(Published {

@@ -1,14 +1,14 @@
-//! `/api/me` and `/api/sessions`: the caller and their sessions.
+//! `/api/me` and `/api/sessions`: the caller, their devices and their activity.
 
 use std::sync::Arc;
 
-use poem::web::Data;
+use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, OpenApi, param::Path, payload::Json};
 use uuid::Uuid;
 
 use super::{
     ApiTags,
-    models::{Me, SessionInfo},
+    models::{Activity, ChangePasswordRequest, Me, SessionInfo},
     security::Authenticated,
 };
 use crate::{
@@ -19,6 +19,7 @@ use crate::{
 
 error_set!(ReadErrors: 401, 403, 503);
 error_set!(RevokeOneErrors: 400, 401, 403, 404, 503);
+error_set!(PasswordErrors: 400, 401, 403, 408, 413, 415, 429, 503);
 
 #[derive(ApiResponse)]
 pub enum Revoked {
@@ -67,7 +68,10 @@ impl SessionApi {
         Ok(Json(
             sessions
                 .into_iter()
-                .map(|s| SessionInfo::new(s, id.session_id))
+                .map(|s| {
+                    let live = state.sockets.live_sockets(s.id);
+                    SessionInfo::new(s, id.session_id, live)
+                })
                 .collect(),
         ))
     }
@@ -111,5 +115,86 @@ impl SessionApi {
     ) -> Result<Revoked, Fail<ReadErrors>> {
         state.auth.revoke_all_sessions(auth.0.user_id).await?;
         Ok(Revoked::NoContent)
+    }
+
+    /// Log out my other devices
+    ///
+    /// Revokes every session of the caller except the current one; their sockets
+    /// close with 4403 and the caller's other sockets get a `session_ended` notice.
+    #[oai(
+        path = "/sessions/others",
+        method = "delete",
+        operation_id = "revokeOtherSessions"
+    )]
+    async fn revoke_others(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Authenticated,
+    ) -> Result<Revoked, Fail<ReadErrors>> {
+        state.auth.revoke_other_sessions(&auth.0).await?;
+        Ok(Revoked::NoContent)
+    }
+
+    /// Change my password
+    ///
+    /// Checks the current password (throttled like login), stores the new one and
+    /// revokes every other session of the caller; the current session stays.
+    #[oai(
+        path = "/me/password",
+        method = "post",
+        operation_id = "changePassword"
+    )]
+    async fn change_password(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: Authenticated,
+        body: Json<ChangePasswordRequest>,
+    ) -> Result<Revoked, Fail<PasswordErrors>> {
+        let ip = state.ip(req);
+        let ip_key = crate::http::client_ip::limit_key(ip);
+        state.limits.login.check(&ip_key)?;
+        let user = state
+            .auth
+            .user(auth.0.user_id)
+            .await?
+            .ok_or(AuthError::SessionRevoked)?;
+        // The same per-account failure budget as login: the session holder cannot
+        // guess the password faster than a stranger at the login form.
+        let attempt = state
+            .limits
+            .login_failures
+            .begin(&user.email, ip_key, None)?;
+        let ChangePasswordRequest {
+            current_password,
+            new_password,
+        } = body.0;
+        let client = state.client_info(req);
+        let result = state
+            .auth
+            .change_password(&auth.0, current_password.0, new_password.0, client)
+            .await;
+        attempt.finish(matches!(
+            result,
+            Err(crate::auth::Error::Auth(AuthError::InvalidCredentials))
+        ));
+        result?;
+        Ok(Revoked::NoContent)
+    }
+
+    /// My account activity
+    ///
+    /// Logins, failed logins, sessions that ended and password changes, newest
+    /// first (at most 100).
+    #[oai(path = "/me/activity", method = "get", operation_id = "activity")]
+    async fn activity(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Authenticated,
+    ) -> Result<Json<Activity>, Fail<ReadErrors>> {
+        let events = state.auth.activity(auth.0.user_id).await?;
+        Ok(Json(Activity {
+            events: events.into_iter().map(Into::into).collect(),
+        }))
     }
 }

@@ -5,8 +5,8 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{AuthError, Passwords, UserId};
 use super::{Error, db::Db};
+use super::{Passwords, UserId};
 
 /// An account as the core hands it out: never the password hash.
 #[derive(Debug, Clone)]
@@ -140,24 +140,60 @@ pub async fn register(
     })
 }
 
-/// The user with this email and password, or `InvalidCredentials` — the same
-/// answer, in about the same time, for an unknown email and a wrong password.
+/// What a password check found.
+pub enum Checked {
+    /// The account, with the right password.
+    Valid(user::Model),
+    /// An account exists, the password is wrong (its owner sees it in their activity).
+    WrongPassword(Uuid),
+    /// No such account.
+    Unknown,
+}
+
+/// Checks an email and password, in about the same time for an unknown email and
+/// a wrong password; callers answer both with the same `InvalidCredentials`.
 pub async fn authenticate(
     db: &Db,
     passwords: &Passwords,
     email: &str,
     password: String,
-) -> Result<user::Model, Error> {
+) -> Result<Checked, Error> {
     let user = match Email::parse(email) {
         Ok(email) => find_by_email(db, &email).await?,
         Err(_) => None,
     };
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    if passwords.verify(password, hash).await? {
-        user.ok_or(Error::Auth(AuthError::InvalidCredentials))
-    } else {
-        Err(AuthError::InvalidCredentials.into())
+    let valid = passwords.verify(password, hash).await?;
+    Ok(match user {
+        Some(user) if valid => Checked::Valid(user),
+        Some(user) => Checked::WrongPassword(user.id),
+        None => Checked::Unknown,
+    })
+}
+
+/// Checks a signed-in user's current password, then stores the new one's hash.
+/// `false` (nothing changed) for a wrong current password.
+pub async fn change_password(
+    db: &Db,
+    passwords: &Passwords,
+    user: Uuid,
+    current: String,
+    new: Password,
+) -> Result<bool, Error> {
+    let hash = find(db, user).await?.map(|u| u.password_hash);
+    if hash.is_none() || !passwords.verify(current, hash).await? {
+        return Ok(false);
     }
+    let hash = passwords.hash(new.into_inner()).await?;
+    user::Entity::update_many()
+        .col_expr(
+            user::Column::PasswordHash,
+            sea_orm::sea_query::Expr::value(hash),
+        )
+        .filter(user::Column::Id.eq(user))
+        .exec(db)
+        .await?;
+    Ok(true)
 }
 
 pub async fn find_by_email(db: &Db, email: &Email) -> Result<Option<user::Model>, Error> {

@@ -1,7 +1,9 @@
-//! Revocation events. The auth core publishes one whenever a session ends early;
-//! whoever holds live connections (the WebSocket registry) subscribes. The core
-//! never calls into its subscribers, so another instance can feed the same stream.
+//! Session events. The auth core publishes one whenever a session opens or ends
+//! early; whoever holds live connections (the WebSocket registry) subscribes. The
+//! core never calls into its subscribers, so another instance can feed the same
+//! stream.
 
+use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
 use super::{AuthError, SessionId, UserId};
@@ -15,6 +17,10 @@ pub enum RevocationReason {
     Revoked,
     /// The user revoked all sessions (`DELETE /api/sessions`).
     RevokedAll,
+    /// The user revoked every other session (`DELETE /api/sessions/others`).
+    RevokedOthers,
+    /// The user changed their password, which ends every other session.
+    PasswordChanged,
     /// A refresh token was used twice: presumed stolen.
     RefreshTokenReuse,
     /// The session reached its expiry.
@@ -38,6 +44,8 @@ impl RevocationReason {
             "logout" => Self::Logout,
             "revoked" => Self::Revoked,
             "revoked_all" => Self::RevokedAll,
+            "revoked_others" => Self::RevokedOthers,
+            "password_changed" => Self::PasswordChanged,
             "refresh_token_reuse" => Self::RefreshTokenReuse,
             "expired" => Self::Expired,
             _ => return None,
@@ -50,6 +58,8 @@ impl RevocationReason {
             RevocationReason::Logout => "logout",
             RevocationReason::Revoked => "revoked",
             RevocationReason::RevokedAll => "revoked_all",
+            RevocationReason::RevokedOthers => "revoked_others",
+            RevocationReason::PasswordChanged => "password_changed",
             RevocationReason::RefreshTokenReuse => "refresh_token_reuse",
             RevocationReason::Expired => "expired",
         }
@@ -67,30 +77,59 @@ pub struct Revocation {
     pub remote: bool,
 }
 
-/// The revocation stream: cheap to clone, many subscribers.
-#[derive(Clone)]
-pub struct RevocationBus {
-    tx: broadcast::Sender<Revocation>,
+/// A session that opened (a login), for the user's other devices to hear of.
+#[derive(Debug, Clone)]
+pub struct Opening {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub at: OffsetDateTime,
+    /// `true` when relayed from another instance.
+    pub remote: bool,
 }
 
-impl Default for RevocationBus {
+/// What happens to sessions.
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    Opened(Opening),
+    Ended(Revocation),
+}
+
+impl SessionEvent {
+    /// Whether another instance relayed this event here.
+    pub fn remote(&self) -> bool {
+        match self {
+            SessionEvent::Opened(o) => o.remote,
+            SessionEvent::Ended(r) => r.remote,
+        }
+    }
+}
+
+/// The session event stream: cheap to clone, many subscribers.
+#[derive(Clone)]
+pub struct SessionBus {
+    tx: broadcast::Sender<SessionEvent>,
+}
+
+impl Default for SessionBus {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl RevocationBus {
+impl SessionBus {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(1024);
         Self { tx }
     }
 
     /// Tells every subscriber; having none is fine.
-    pub fn publish(&self, event: Revocation) {
+    pub fn publish(&self, event: SessionEvent) {
         let _ = self.tx.send(event);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Revocation> {
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
         self.tx.subscribe()
     }
 }

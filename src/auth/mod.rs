@@ -5,6 +5,7 @@
 //! [`RevocationBus`], which live-connection holders subscribe to.
 
 mod accounts;
+pub mod activity;
 mod auth_source;
 mod cache;
 pub mod cookies;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 pub use auth_source::{AuthSource, Presented, credential_in_headers};
 pub use error::{AuthError, Error};
-pub use events::{Revocation, RevocationBus, RevocationReason};
+pub use events::{Opening, Revocation, RevocationReason, SessionBus, SessionEvent};
 pub use identity::{CredentialSource, Identity, SessionId, UserId};
 pub use passwords::Passwords;
 
@@ -88,7 +89,7 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub async fn new(db: Db, settings: AuthSettings, bus: RevocationBus) -> Result<Self, Error> {
+    pub async fn new(db: Db, settings: AuthSettings, bus: SessionBus) -> Result<Self, Error> {
         let https = settings.public_url.starts_with("https://");
         let tokens =
             TokenKeys::load_or_create(db.clone(), settings.public_url.clone(), settings.access_ttl)
@@ -157,33 +158,102 @@ impl Auth {
         Ok(User::from(&user))
     }
 
-    /// Checks email and password and opens a session.
+    /// Checks email and password and opens a session; the user's other devices hear
+    /// of it on the session bus.
     pub async fn login(
         &self,
         email: &str,
         password: String,
         client: ClientInfo,
     ) -> Result<(User, Issued), Error> {
-        let ip = client.ip.clone();
-        let user = match accounts::authenticate(&self.db, &self.passwords, email, password).await {
-            Ok(user) => user,
-            Err(e) => {
-                if matches!(e, Error::Auth(AuthError::InvalidCredentials)) {
-                    tracing::warn!(
-                        security_event = "login_failed",
-                        ip = ip.as_deref().unwrap_or("-"),
-                        "failed login"
-                    );
+        let user = match accounts::authenticate(&self.db, &self.passwords, email, password).await? {
+            accounts::Checked::Valid(user) => user,
+            failed => {
+                tracing::warn!(
+                    security_event = "login_failed",
+                    ip = client.ip.as_deref().unwrap_or("-"),
+                    "failed login"
+                );
+                if let accounts::Checked::WrongPassword(id) = failed {
+                    activity::record(
+                        &self.db,
+                        UserId(id),
+                        activity::Kind::LoginFailed,
+                        None,
+                        Some(&client),
+                    )
+                    .await;
                 }
-                return Err(e);
+                return Err(AuthError::InvalidCredentials.into());
             }
         };
-        let opened = self.sessions.open(UserId(user.id), client).await?;
-        let access = self
-            .tokens
-            .issue(UserId(user.id), SessionId(opened.session.id))?;
-        tracing::info!(user_id = %user.id, session_id = %opened.session.id, "login");
+        let user_id = UserId(user.id);
+        let opened = self.sessions.open(user_id, client.clone()).await?;
+        let session_id = SessionId(opened.session.id);
+        let access = self.tokens.issue(user_id, session_id)?;
+        tracing::info!(user_id = %user.id, session_id = %session_id, "login");
+        activity::record(
+            &self.db,
+            user_id,
+            activity::Kind::Login,
+            Some(session_id),
+            Some(&client),
+        )
+        .await;
+        self.sessions.bus().publish(SessionEvent::Opened(Opening {
+            session_id,
+            user_id,
+            ip: client.ip,
+            user_agent: opened.session.user_agent.clone(),
+            at: opened.session.created_at,
+            remote: false,
+        }));
         Ok((User::from(&user), Issued::new(access, opened)))
+    }
+
+    /// Changes the caller's password after checking the current one, and ends every
+    /// other session of theirs (their sockets close). A wrong current password is
+    /// `InvalidCredentials` and changes nothing.
+    pub async fn change_password(
+        &self,
+        who: &Identity,
+        current: String,
+        new: String,
+        client: ClientInfo,
+    ) -> Result<(), Error> {
+        let new = Password::parse(new)?;
+        if !accounts::change_password(&self.db, &self.passwords, who.user_id.0, current, new)
+            .await?
+        {
+            tracing::warn!(
+                security_event = "password_change_failed",
+                user_id = %who.user_id,
+                "wrong current password"
+            );
+            return Err(AuthError::InvalidCredentials.into());
+        }
+        tracing::info!(security_event = "password_changed", user_id = %who.user_id, "password changed");
+        activity::record(
+            &self.db,
+            who.user_id,
+            activity::Kind::PasswordChanged,
+            Some(who.session_id),
+            Some(&client),
+        )
+        .await;
+        self.sessions
+            .revoke_all(
+                who.user_id,
+                Some(who.session_id),
+                RevocationReason::PasswordChanged,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The caller's recent account activity, newest first.
+    pub async fn activity(&self, user: UserId) -> Result<Vec<activity::Event>, Error> {
+        activity::recent(&self.db, user).await
     }
 
     /// Rotates a refresh token into a new pair, for the session's user.
@@ -229,7 +299,18 @@ impl Auth {
     /// Ends every active session of `user` (log out everywhere).
     pub async fn revoke_all_sessions(&self, user: UserId) -> Result<u64, Error> {
         self.sessions
-            .revoke_all(user, RevocationReason::RevokedAll)
+            .revoke_all(user, None, RevocationReason::RevokedAll)
+            .await
+    }
+
+    /// Ends every active session of the caller but their current one.
+    pub async fn revoke_other_sessions(&self, who: &Identity) -> Result<u64, Error> {
+        self.sessions
+            .revoke_all(
+                who.user_id,
+                Some(who.session_id),
+                RevocationReason::RevokedOthers,
+            )
             .await
     }
 
@@ -245,8 +326,8 @@ impl Auth {
         self.sessions.check(id).await
     }
 
-    /// The stream of session ends, for holders of live connections.
-    pub fn revocations(&self) -> tokio::sync::broadcast::Receiver<Revocation> {
+    /// The stream of session openings and ends, for holders of live connections.
+    pub fn session_events(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
         self.sessions.bus().subscribe()
     }
 
@@ -254,6 +335,14 @@ impl Auth {
     /// session first, then tells its own subscribers.
     pub fn revoked_elsewhere(&self, session: SessionId, user: UserId, reason: RevocationReason) {
         self.sessions.revoked_elsewhere(session, user, reason);
+    }
+
+    /// Takes in a login made on another instance, for this instance's subscribers.
+    pub fn opened_elsewhere(&self, opening: Opening) {
+        self.sessions.bus().publish(SessionEvent::Opened(Opening {
+            remote: true,
+            ..opening
+        }));
     }
 
     /// Forgets cached session state after events may have been missed.

@@ -33,6 +33,8 @@ pub enum ErrorCode {
     InvalidInput,
     BadRequest,
     EmailTaken,
+    RoomExists,
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     RateLimited,
@@ -75,6 +77,12 @@ pub enum Error {
     BadRequest(String),
     #[error("an account with this email already exists")]
     EmailTaken,
+    #[error("a room with this name already exists")]
+    RoomExists,
+    /// Not allowed for this caller (a private room they are not a member of, an
+    /// owner-only operation). Never says whether a private room exists.
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("not found")]
     NotFound,
     #[error("too many requests; retry in {retry_after_secs} s")]
@@ -117,6 +125,8 @@ impl Error {
             Error::Invalid(_) => ErrorCode::InvalidInput,
             Error::BadRequest(_) => ErrorCode::BadRequest,
             Error::EmailTaken => ErrorCode::EmailTaken,
+            Error::RoomExists => ErrorCode::RoomExists,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::NotFound => ErrorCode::NotFound,
             Error::RateLimited { .. } => ErrorCode::RateLimited,
             Error::PayloadTooLarge => ErrorCode::PayloadTooLarge,
@@ -132,10 +142,10 @@ impl Error {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Auth(AuthError::OriginRefused) => StatusCode::FORBIDDEN,
+            Error::Auth(AuthError::OriginRefused) | Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Auth(_) => StatusCode::UNAUTHORIZED,
             Error::Invalid(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::EmailTaken => StatusCode::CONFLICT,
+            Error::EmailTaken | Error::RoomExists => StatusCode::CONFLICT,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::RateLimited { .. } | Error::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             Error::ShuttingDown | Error::Overloaded { .. } | Error::DatabaseUnavailable { .. } => {
@@ -230,6 +240,20 @@ impl From<crate::auth::Error> for Error {
     }
 }
 
+/// Room refusals at the edge: one `forbidden` for every "not yours" case.
+impl From<crate::rooms::RoomError> for Error {
+    fn from(e: crate::rooms::RoomError) -> Self {
+        use crate::rooms::RoomError as R;
+        match e {
+            R::InvalidName | R::NotPrivate | R::OwnerCannotLeave => Error::Invalid(e.to_string()),
+            R::Forbidden => Error::Forbidden("not allowed in this room"),
+            R::Exists => Error::RoomExists,
+            R::UnknownUser => Error::NotFound,
+            R::Core(e) => e.into(),
+        }
+    }
+}
+
 impl ResponseError for Error {
     fn status(&self) -> StatusCode {
         Error::status(self)
@@ -304,12 +328,15 @@ fn describe(status: u16) -> &'static str {
     match status {
         400 => "The input is malformed or breaks a rule (`bad_request`, `invalid_input`).",
         401 => "Missing, invalid or expired credentials, or the session has ended.",
-        403 => "A cookie credential from an origin that is not allowed (`origin_refused`).",
+        403 => {
+            "A cookie credential from an origin that is not allowed (`origin_refused`), or not \
+             allowed for this caller (`forbidden`)."
+        }
         404 => "Not found, or not yours.",
         408 => {
             "The request body did not arrive in time (`request_timeout`); the connection is closed."
         }
-        409 => "Conflicts with existing data (`email_taken`).",
+        409 => "Conflicts with existing data (`email_taken`, `room_exists`).",
         413 => "The request body is too large (64 KiB at most).",
         415 => "The body is not `application/json`.",
         429 => "Rate limited; see `Retry-After`.",

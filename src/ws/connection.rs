@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     auth::{Error, Identity},
-    rooms::{MAX_BODY_CHARS, RoomName},
+    rooms::{MAX_BODY_CHARS, Outgoing, RoomError, RoomName},
 };
 
 /// How many frames may wait for a slow reader before room messages to it drop.
@@ -53,8 +53,8 @@ struct Conn {
     ctx: Arc<WsContext>,
     registration: Registration,
     close_rx: oneshot::Receiver<Close>,
-    outbox: mpsc::Sender<Arc<str>>,
-    inbox: mpsc::Receiver<Arc<str>>,
+    outbox: mpsc::Sender<Outgoing>,
+    inbox: mpsc::Receiver<Outgoing>,
     rooms: HashSet<RoomName>,
 }
 
@@ -135,11 +135,12 @@ impl Conn {
     }
 
     async fn authenticated(&mut self, identity: Identity) -> Close {
-        if let Err(close) =
-            self.ctx
-                .registry
-                .bind(self.registration.id, identity.session_id, identity.user_id)
-        {
+        if let Err(close) = self.ctx.registry.bind(
+            self.registration.id,
+            identity.session_id,
+            identity.user_id,
+            self.outbox.clone(),
+        ) {
             return close;
         }
         // A revocation between the credential check and the bind found no socket to
@@ -182,8 +183,17 @@ impl Conn {
                 biased;
                 close = &mut self.close_rx => return close.unwrap_or(Close::SHUTDOWN),
                 _ = sleep_until(expiry) => return Close::SESSION_EXPIRED,
-                Some(text) = self.inbox.recv() => {
-                    if self.send(text.to_string()).await.is_err() {
+                Some(out) = self.inbox.recv() => {
+                    let text = match out {
+                        Outgoing::Frame(text) => text.to_string(),
+                        Outgoing::Removed(room) => {
+                            if !self.rooms.remove(&room) {
+                                continue;
+                            }
+                            ServerFrame::Unsubscribed { room: room.as_str(), reason: Some("removed") }.to_text()
+                        }
+                    };
+                    if self.send(text).await.is_err() {
                         return Close::NORMAL;
                     }
                 }
@@ -245,10 +255,12 @@ impl Conn {
             }
             ClientFrame::Ping { id } => ServerFrame::Pong { id }.to_text(),
             ClientFrame::Whoami => ServerFrame::identity(identity).to_text(),
-            ClientFrame::Subscribe { room } => match RoomName::parse(&room) {
-                Ok(name)
-                    if !self.rooms.contains(&name) && self.rooms.len() >= MAX_ROOMS_PER_SOCKET =>
-                {
+            ClientFrame::Subscribe { room } => {
+                let name = match RoomName::parse(&room) {
+                    Ok(name) => name,
+                    Err(e) => return self.room_error(e).await,
+                };
+                if !self.rooms.contains(&name) && self.rooms.len() >= MAX_ROOMS_PER_SOCKET {
                     return self
                         .error(
                             FrameError::TooManyRooms,
@@ -256,25 +268,50 @@ impl Conn {
                         )
                         .await;
                 }
-                Ok(name) => {
-                    self.ctx
-                        .rooms
-                        .subscribe(&name, self.registration.id, self.outbox.clone());
-                    self.rooms.insert(name);
-                    ServerFrame::Subscribed { room: &room }.to_text()
+                if let Err(e) = self.ctx.rooms.may_enter(&name, identity.user_id).await {
+                    return self.room_error(e).await;
                 }
-                Err(e) => return self.error(FrameError::InvalidRoom, &e.to_string()).await,
-            },
+                let present = self.ctx.rooms.subscribe(
+                    &name,
+                    self.registration.id,
+                    identity.user_id,
+                    self.outbox.clone(),
+                );
+                // A removal between the check and the subscription found no socket
+                // to take out; the membership row is gone before a removal is
+                // announced, so asking again now leaves no gap.
+                if name.is_private()
+                    && let Err(e) = self.ctx.rooms.may_enter(&name, identity.user_id).await
+                {
+                    self.ctx.rooms.unsubscribe(&name, self.registration.id);
+                    self.rooms.remove(&name);
+                    return self.room_error(e).await;
+                }
+                self.rooms.insert(name);
+                ServerFrame::Subscribed {
+                    room: &room,
+                    present: present.into_iter().map(|u| u.0).collect(),
+                }
+                .to_text()
+            }
             ClientFrame::Unsubscribe { room } => match RoomName::parse(&room) {
                 Ok(name) => {
                     self.ctx.rooms.unsubscribe(&name, self.registration.id);
                     self.rooms.remove(&name);
-                    ServerFrame::Unsubscribed { room: &room }.to_text()
+                    ServerFrame::Unsubscribed {
+                        room: &room,
+                        reason: None,
+                    }
+                    .to_text()
                 }
-                Err(e) => return self.error(FrameError::InvalidRoom, &e.to_string()).await,
+                Err(e) => return self.room_error(e).await,
             },
-            ClientFrame::Publish { room, body } => match RoomName::parse(&room) {
-                Ok(_) if body.is_empty() || body.chars().count() > MAX_BODY_CHARS => {
+            ClientFrame::Publish { room, body } => {
+                let name = match RoomName::parse(&room) {
+                    Ok(name) => name,
+                    Err(e) => return self.room_error(e).await,
+                };
+                if body.is_empty() || body.chars().count() > MAX_BODY_CHARS {
                     return self
                         .error(
                             FrameError::InvalidMessage,
@@ -282,23 +319,47 @@ impl Conn {
                         )
                         .await;
                 }
-                Ok(name) => {
-                    // One budget with HTTP publishes; the socket lives.
-                    if self.ctx.limits.publish.check(&identity.user_id).is_err() {
-                        return self
-                            .error(FrameError::RateLimited, "publishing too fast; slow down")
-                            .await;
-                    }
-                    self.ctx.rooms.publish(&name, identity.user_id, &body);
-                    return Step::Continue;
+                if let Err(e) = self.ctx.rooms.may_enter(&name, identity.user_id).await {
+                    return self.room_error(e).await;
                 }
-                Err(e) => return self.error(FrameError::InvalidRoom, &e.to_string()).await,
-            },
+                // One budget with HTTP publishes; the socket lives.
+                if self.ctx.limits.publish.check(&identity.user_id).is_err() {
+                    return self
+                        .error(FrameError::RateLimited, "publishing too fast; slow down")
+                        .await;
+                }
+                self.ctx.rooms.publish(&name, identity.user_id, &body);
+                return Step::Continue;
+            }
         };
         match self.send(reply).await {
             Ok(()) => Step::Continue,
             Err(()) => Step::Close(Close::NORMAL),
         }
+    }
+
+    /// A refused room operation: answered with an `error` frame, the socket lives.
+    async fn room_error(&mut self, e: RoomError) -> Step {
+        let code = match &e {
+            RoomError::InvalidName => FrameError::InvalidRoom,
+            RoomError::Core(core) => {
+                log_unavailable(core);
+                if matches!(core, Error::DatabaseUnavailable(_)) {
+                    FrameError::DatabaseUnavailable
+                } else {
+                    FrameError::InternalError
+                }
+            }
+            _ => FrameError::Forbidden,
+        };
+        let message = match code {
+            FrameError::InternalError => "internal error".to_owned(),
+            FrameError::DatabaseUnavailable => {
+                "the database is unavailable; retry shortly".to_owned()
+            }
+            _ => e.to_string(),
+        };
+        self.error(code, &message).await
     }
 
     async fn error(&mut self, code: FrameError, message: &str) -> Step {

@@ -18,7 +18,8 @@ pub enum ClientFrame {
     Publish { room: String, body: String },
 }
 
-/// A frame from the server (room `message` frames are built by `rooms`).
+/// A frame from the server (room `message` and `presence` frames are built by
+/// `rooms`).
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerFrame<'a> {
@@ -43,9 +44,15 @@ pub enum ServerFrame<'a> {
     },
     Subscribed {
         room: &'a str,
+        /// Who is in the room now, the subscriber included.
+        present: Vec<Uuid>,
     },
     Unsubscribed {
         room: &'a str,
+        /// `removed` when the server took the socket out (the user was removed from
+        /// the room, or it was deleted); absent when the client asked.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
     },
     Error {
         code: FrameError,
@@ -69,6 +76,45 @@ pub enum FrameError {
     AlreadyAuthenticated,
     /// The user's publish budget (shared with HTTP) is spent.
     RateLimited,
+    /// A private room the user is not a member of (or an unclaimed private name).
+    Forbidden,
+    /// The database could not be asked (a private room's membership); retry.
+    DatabaseUnavailable,
+    /// A server-side failure; the cause is logged.
+    InternalError,
+}
+
+/// What a user's other devices are told: `{"type":"notice","kind":…}`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice<'a> {
+    /// A new session of the same user opened (a login somewhere).
+    NewSession {
+        session_id: Uuid,
+        ip: Option<&'a str>,
+        user_agent: Option<&'a str>,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
+    /// Another session of the same user ended.
+    SessionEnded { session_id: Uuid, reason: &'a str },
+}
+
+impl Notice<'_> {
+    pub fn to_text(&self) -> String {
+        #[derive(Serialize)]
+        struct Tagged<'n, 'a> {
+            #[serde(rename = "type")]
+            ty: &'static str,
+            #[serde(flatten)]
+            notice: &'n Notice<'a>,
+        }
+        serde_json::to_string(&Tagged {
+            ty: "notice",
+            notice: self,
+        })
+        .unwrap_or_default()
+    }
 }
 
 impl ServerFrame<'_> {

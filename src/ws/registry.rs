@@ -1,6 +1,7 @@
 //! The live sockets of this instance, by session and by user. It subscribes to the
-//! auth core's revocation events and closes a revoked session's sockets; this is
-//! what closes a socket on logout.
+//! auth core's session events: it closes a revoked session's sockets (this is what
+//! closes a socket on logout) and tells the user's other sockets with `notice`
+//! frames. It also counts every session's live sockets across instances.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -12,15 +13,16 @@ use std::{
 };
 
 use tokio::sync::{broadcast::error::RecvError, oneshot};
+use uuid::Uuid;
 
-use super::protocol::Close;
+use super::protocol::{Close, Notice};
 use crate::{
-    auth::{Auth, SessionId, UserId},
-    rooms::ConnId,
+    auth::{Auth, SessionEvent, SessionId, UserId},
+    rooms::{ConnId, Outbox, Outgoing},
 };
 
 struct Entry {
-    bound: Option<(SessionId, UserId)>,
+    bound: Option<(SessionId, UserId, Outbox)>,
     close: Option<oneshot::Sender<Close>>,
 }
 
@@ -28,8 +30,21 @@ struct Entry {
 struct Tables {
     conns: HashMap<ConnId, Entry>,
     by_session: HashMap<SessionId, HashSet<ConnId>>,
-    per_user: HashMap<UserId, usize>,
+    by_user: HashMap<UserId, HashSet<ConnId>>,
+    /// Other instances' live sockets per session, as they last reported them.
+    elsewhere: HashMap<SessionId, HashMap<Uuid, usize>>,
+    /// Sessions whose count here changed since other instances were last told;
+    /// `None` while there are no other instances to tell.
+    changed: Option<HashSet<SessionId>>,
     shutting_down: bool,
+}
+
+impl Tables {
+    fn count_changed(&mut self, session: SessionId) {
+        if let Some(changed) = &mut self.changed {
+            changed.insert(session);
+        }
+    }
 }
 
 /// The socket registry; cheap to clone.
@@ -89,25 +104,91 @@ impl Registry {
         ))
     }
 
-    /// Binds a socket to its session; refused when the user holds too many sockets.
-    pub fn bind(&self, id: ConnId, session: SessionId, user: UserId) -> Result<(), Close> {
+    /// Binds a socket to its session, with the queue its notices go to; refused
+    /// when the user holds too many sockets.
+    pub fn bind(
+        &self,
+        id: ConnId,
+        session: SessionId,
+        user: UserId,
+        outbox: Outbox,
+    ) -> Result<(), Close> {
         let mut t = self.lock();
-        let count = t.per_user.get(&user).copied().unwrap_or(0);
-        if count >= self.max_per_user {
+        if t.by_user.get(&user).map_or(0, HashSet::len) >= self.max_per_user {
             return Err(Close::TOO_MANY_SOCKETS);
         }
         let Some(entry) = t.conns.get_mut(&id) else {
             return Err(Close::NORMAL);
         };
-        entry.bound = Some((session, user));
+        entry.bound = Some((session, user, outbox));
         t.by_session.entry(session).or_default().insert(id);
-        *t.per_user.entry(user).or_default() += 1;
+        t.by_user.entry(user).or_default().insert(id);
+        t.count_changed(session);
         Ok(())
     }
 
     /// Whether a user may open another socket (checked before the upgrade).
     pub fn has_room_for(&self, user: UserId) -> bool {
-        self.lock().per_user.get(&user).copied().unwrap_or(0) < self.max_per_user
+        self.lock().by_user.get(&user).map_or(0, HashSet::len) < self.max_per_user
+    }
+
+    /// Open sockets of a session on every instance.
+    pub fn live_sockets(&self, session: SessionId) -> usize {
+        let t = self.lock();
+        let here = t.by_session.get(&session).map_or(0, HashSet::len);
+        here + t.elsewhere.get(&session).map_or(0, |m| m.values().sum())
+    }
+
+    /// From now on, remembers which sessions' counts changed, for
+    /// [`Registry::take_changed_counts`].
+    pub fn track_count_changes(&self) {
+        let mut t = self.lock();
+        if t.changed.is_none() {
+            t.changed = Some(HashSet::new());
+        }
+    }
+
+    /// The sessions whose live-socket count here changed since the last call, with
+    /// their count now (0 for sessions with none left).
+    pub fn take_changed_counts(&self) -> Vec<(SessionId, usize)> {
+        let mut t = self.lock();
+        let changed = t.changed.as_mut().map(std::mem::take).unwrap_or_default();
+        changed
+            .into_iter()
+            .map(|s| (s, t.by_session.get(&s).map_or(0, HashSet::len)))
+            .collect()
+    }
+
+    /// Every session with live sockets here, with their count.
+    pub fn counts_here(&self) -> Vec<(SessionId, usize)> {
+        self.lock()
+            .by_session
+            .iter()
+            .map(|(s, conns)| (*s, conns.len()))
+            .collect()
+    }
+
+    /// Records another instance's live-socket counts; with `replace`, they are its
+    /// whole state (it restarted, or it died and `counts` is empty).
+    pub fn counts_elsewhere(&self, instance: Uuid, counts: &[(SessionId, usize)], replace: bool) {
+        let mut t = self.lock();
+        if replace {
+            t.elsewhere.retain(|_, by_instance| {
+                by_instance.remove(&instance);
+                !by_instance.is_empty()
+            });
+        }
+        for (session, n) in counts {
+            let by_instance = t.elsewhere.entry(*session).or_default();
+            if *n == 0 {
+                by_instance.remove(&instance);
+                if by_instance.is_empty() {
+                    t.elsewhere.remove(session);
+                }
+            } else {
+                by_instance.insert(instance, *n);
+            }
+        }
     }
 
     fn remove(&self, id: ConnId) {
@@ -115,19 +196,20 @@ impl Registry {
         let Some(entry) = t.conns.remove(&id) else {
             return;
         };
-        if let Some((session, user)) = entry.bound {
+        if let Some((session, user, _)) = entry.bound {
             if let Some(set) = t.by_session.get_mut(&session) {
                 set.remove(&id);
                 if set.is_empty() {
                     t.by_session.remove(&session);
                 }
             }
-            if let Some(n) = t.per_user.get_mut(&user) {
-                *n -= 1;
-                if *n == 0 {
-                    t.per_user.remove(&user);
+            if let Some(set) = t.by_user.get_mut(&user) {
+                set.remove(&id);
+                if set.is_empty() {
+                    t.by_user.remove(&user);
                 }
             }
+            t.count_changed(session);
         }
     }
 
@@ -146,6 +228,20 @@ impl Registry {
             }
         }
         closed
+    }
+
+    /// Sends a notice to every socket of `user` except those of session `except`.
+    fn notify_user(&self, user: UserId, except: Option<SessionId>, notice: &Notice) {
+        let frame: Arc<str> = notice.to_text().into();
+        let t = self.lock();
+        for id in t.by_user.get(&user).into_iter().flatten() {
+            if let Some((session, _, outbox)) = t.conns.get(id).and_then(|e| e.bound.as_ref())
+                && Some(*session) != except
+            {
+                // A socket that stopped reading misses it, as it misses messages.
+                let _ = outbox.try_send(Outgoing::Frame(frame.clone()));
+            }
+        }
     }
 
     /// Closes every socket with 1001 and refuses new ones, then waits (up to
@@ -199,21 +295,40 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Follows the revocation stream until it ends. If it falls behind, every bound
-    /// socket's session is re-checked against the store, so a missed event never
-    /// leaves a revoked socket open.
-    pub fn spawn_revocation_listener(&self, auth: Arc<Auth>) {
+    /// Follows the session events until they end: an ended session's sockets
+    /// close, and the user's other sockets get a `notice`. If it falls behind, every
+    /// bound socket's session is re-checked against the store, so a missed event
+    /// never leaves a revoked socket open.
+    pub fn spawn_event_listener(&self, auth: Arc<Auth>) {
         let registry = self.clone();
-        let mut events = auth.revocations();
+        let mut events = auth.session_events();
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
-                    Ok(event) => {
+                    Ok(SessionEvent::Ended(event)) => {
                         let close = Close::session_ended(event.reason.ended_as());
                         registry.close_session(event.session_id, close);
+                        registry.notify_user(
+                            event.user_id,
+                            Some(event.session_id),
+                            &Notice::SessionEnded {
+                                session_id: event.session_id.0,
+                                reason: event.reason.as_str(),
+                            },
+                        );
                     }
+                    Ok(SessionEvent::Opened(o)) => registry.notify_user(
+                        o.user_id,
+                        Some(o.session_id),
+                        &Notice::NewSession {
+                            session_id: o.session_id.0,
+                            ip: o.ip.as_deref(),
+                            user_agent: o.user_agent.as_deref(),
+                            at: o.at,
+                        },
+                    ),
                     Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "revocation events missed; re-checking sockets");
+                        tracing::warn!(missed, "session events missed; re-checking sockets");
                         registry.recheck_until_complete(&auth).await;
                     }
                     Err(RecvError::Closed) => break,

@@ -23,7 +23,8 @@ use state::{Known, SessionStates};
 use super::{
     AuthError, SessionId, UserId,
     accounts::now,
-    events::{Revocation, RevocationBus, RevocationReason},
+    activity,
+    events::{Revocation, RevocationReason, SessionBus, SessionEvent},
 };
 use super::{Error, db::Db};
 
@@ -89,12 +90,12 @@ const TOUCH_EVERY: time::Duration = time::Duration::seconds(60);
 pub struct SessionStore {
     db: Db,
     settings: SessionSettings,
-    bus: RevocationBus,
+    bus: SessionBus,
     states: Arc<SessionStates>,
 }
 
 impl SessionStore {
-    pub fn new(db: Db, settings: SessionSettings, bus: RevocationBus) -> Self {
+    pub fn new(db: Db, settings: SessionSettings, bus: SessionBus) -> Self {
         Self {
             db,
             settings,
@@ -109,12 +110,12 @@ impl SessionStore {
     /// subscriber has acted on its end.
     pub fn revoked_elsewhere(&self, session: SessionId, user: UserId, reason: RevocationReason) {
         self.end(session.0, reason.ended_as());
-        self.bus.publish(Revocation {
+        self.bus.publish(SessionEvent::Ended(Revocation {
             session_id: session,
             user_id: user,
             reason,
             remote: true,
-        });
+        }));
     }
 
     /// Forgets every cached session state (after events may have been missed).
@@ -128,7 +129,7 @@ impl SessionStore {
         self.states.ended(id, why);
     }
 
-    pub fn bus(&self) -> &RevocationBus {
+    pub fn bus(&self) -> &SessionBus {
         &self.bus
     }
 
@@ -275,12 +276,15 @@ impl SessionStore {
                 reason = reason.as_str(),
                 "session revoked"
             );
-            self.bus.publish(Revocation {
+            self.bus.publish(SessionEvent::Ended(Revocation {
                 session_id: id,
                 user_id: user,
                 reason,
                 remote: false,
-            });
+            }));
+            if let Some(kind) = activity::Kind::of_revocation(reason) {
+                activity::record(&self.db, user, kind, Some(id), None).await;
+            }
         }
         Ok(revoked)
     }
@@ -302,11 +306,19 @@ impl SessionStore {
         self.revoke(id, user, reason).await
     }
 
-    /// Ends every active session of a user.
-    pub async fn revoke_all(&self, user: UserId, reason: RevocationReason) -> Result<u64, Error> {
+    /// Ends every active session of a user but `keep` (if given).
+    pub async fn revoke_all(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        reason: RevocationReason,
+    ) -> Result<u64, Error> {
         let sessions = self.list_active(user).await?;
         let mut count = 0;
-        for s in sessions {
+        for s in sessions
+            .into_iter()
+            .filter(|s| Some(SessionId(s.id)) != keep)
+        {
             if self.revoke(SessionId(s.id), user, reason).await? {
                 count += 1;
             }

@@ -11,14 +11,14 @@ use uuid::Uuid;
 
 use super::{ClientInfo, SessionSettings, SessionStore};
 use crate::auth::{
-    AuthError, Error, RevocationBus, RevocationReason, SessionId, UserId, accounts::now, db::Db,
+    AuthError, Error, RevocationReason, SessionBus, SessionId, UserId, accounts::now, db::Db,
 };
 
 /// One backend for one test: the store, and what to drop afterwards.
 struct Backend {
     name: &'static str,
     store: SessionStore,
-    bus: RevocationBus,
+    bus: SessionBus,
     _sqlite: Option<tempfile::TempDir>,
     postgres: Option<(String, String)>,
 }
@@ -73,7 +73,7 @@ async fn backend(
     migration::Migrator::up(&conn, None)
         .await
         .expect("migrations");
-    let bus = RevocationBus::new();
+    let bus = SessionBus::new();
     Backend {
         name,
         store: SessionStore::new(Db::new(conn, Duration::from_secs(5)), settings, bus.clone()),
@@ -125,6 +125,9 @@ async fn an_open_session_is_active_until_revoked_and_its_end_is_announced() {
                 .unwrap()
         );
         let event = events.try_recv().expect("the end is announced");
+        let crate::auth::SessionEvent::Ended(event) = event else {
+            panic!("a session end, not {event:?}");
+        };
         assert_eq!(event.session_id, id);
         assert_eq!(ended(store.active(id).await), AuthError::SessionRevoked);
         assert_eq!(ended(store.check(id).await), AuthError::SessionRevoked);
@@ -199,7 +202,7 @@ async fn a_user_revokes_only_their_own_sessions() {
         assert!(store.revoke_own(anns, ann, reason).await.unwrap());
         assert_eq!(
             store
-                .revoke_all(bob, RevocationReason::RevokedAll)
+                .revoke_all(bob, None, RevocationReason::RevokedAll)
                 .await
                 .unwrap(),
             1

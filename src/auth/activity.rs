@@ -1,0 +1,104 @@
+//! The account activity log behind `GET /api/me/activity`: logins, failed logins,
+//! sessions that ended, password changes. Recording never fails the operation it
+//! records: a lost line is logged, the login still succeeds.
+
+use entity::activity;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{ClientInfo, Error, RevocationReason, SessionId, UserId, db::Db};
+
+/// How many events `GET /api/me/activity` shows.
+pub const SHOWN: u64 = 100;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Login,
+    LoginFailed,
+    Logout,
+    SessionRevoked,
+    RefreshReuse,
+    PasswordChanged,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Login => "login",
+            Kind::LoginFailed => "login_failed",
+            Kind::Logout => "logout",
+            Kind::SessionRevoked => "session_revoked",
+            Kind::RefreshReuse => "refresh_reuse",
+            Kind::PasswordChanged => "password_changed",
+        }
+    }
+
+    /// The event a session's early end is recorded as (`None`: not recorded).
+    pub fn of_revocation(reason: RevocationReason) -> Option<Kind> {
+        match reason {
+            RevocationReason::Logout => Some(Kind::Logout),
+            RevocationReason::RefreshTokenReuse => Some(Kind::RefreshReuse),
+            RevocationReason::Expired => None,
+            RevocationReason::Revoked
+            | RevocationReason::RevokedAll
+            | RevocationReason::RevokedOthers
+            | RevocationReason::PasswordChanged => Some(Kind::SessionRevoked),
+        }
+    }
+}
+
+/// One entry of the log.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: String,
+    pub at: OffsetDateTime,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub session_id: Option<Uuid>,
+}
+
+/// Appends an event; a failure is logged, not returned.
+pub async fn record(
+    db: &Db,
+    user: UserId,
+    kind: Kind,
+    session: Option<SessionId>,
+    client: Option<&ClientInfo>,
+) {
+    let row = activity::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user.0),
+        kind: Set(kind.as_str().to_owned()),
+        at: Set(OffsetDateTime::now_utc()),
+        ip: Set(client.and_then(|c| c.ip.clone())),
+        user_agent: Set(client.and_then(|c| c.user_agent.clone())),
+        session_id: Set(session.map(|s| s.0)),
+    };
+    if let Err(e) = row.insert(db).await {
+        tracing::warn!(error = %e, user_id = %user, kind = kind.as_str(), "activity not recorded");
+    }
+}
+
+/// A user's newest events, newest first.
+pub async fn recent(db: &Db, user: UserId) -> Result<Vec<Event>, Error> {
+    Ok(activity::Entity::find()
+        .filter(activity::Column::UserId.eq(user.0))
+        .order_by_desc(activity::Column::At)
+        .order_by_desc(activity::Column::Id)
+        .limit(SHOWN)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| Event {
+            kind: m.kind,
+            at: m.at,
+            ip: m.ip,
+            user_agent: m.user_agent,
+            session_id: m.session_id,
+        })
+        .collect())
+}

@@ -1,0 +1,235 @@
+//! Who may enter a private room: the `rooms` and `room_members` tables, and
+//! [`Membership::may_enter`], the one check every door asks (WebSocket subscribe
+//! and publish, and every HTTP room operation).
+
+use entity::{room, room_member, user};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{RoomError, RoomName};
+use crate::auth::{UserId, db::Db};
+
+/// A member's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Owner,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Member => "member",
+        }
+    }
+}
+
+/// A private room.
+#[derive(Debug, Clone)]
+pub struct RoomInfo {
+    pub name: String,
+    pub owner_id: Uuid,
+    pub created_at: OffsetDateTime,
+}
+
+impl From<room::Model> for RoomInfo {
+    fn from(m: room::Model) -> Self {
+        Self {
+            name: m.name,
+            owner_id: m.owner_id,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// One member of a private room.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub display_name: String,
+    pub role: Role,
+    pub added_at: OffsetDateTime,
+}
+
+/// The membership tables.
+#[derive(Clone)]
+pub struct Membership {
+    db: Db,
+}
+
+impl Membership {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Whether `user` may subscribe to, publish to and read `room`: anyone signed
+    /// in for a public room, members only for a private one. An unclaimed private
+    /// name is `Forbidden` too, so no answer tells a stranger whether it exists.
+    pub async fn may_enter(&self, room: &RoomName, user: UserId) -> Result<(), RoomError> {
+        if !room.is_private() {
+            return Ok(());
+        }
+        self.role(room, user)
+            .await?
+            .map(|_| ())
+            .ok_or(RoomError::Forbidden)
+    }
+
+    /// `user`'s role in a private room, if any.
+    async fn role(&self, room: &RoomName, user: UserId) -> Result<Option<Role>, RoomError> {
+        let row = room_member::Entity::find_by_id((room.as_str().to_owned(), user.0))
+            .one(&self.db)
+            .await
+            .map_err(RoomError::db)?;
+        Ok(row.map(|m| {
+            if m.role == "owner" {
+                Role::Owner
+            } else {
+                Role::Member
+            }
+        }))
+    }
+
+    /// Owner-only operations: `Forbidden` for anyone else, members included.
+    async fn require_owner(&self, room: &RoomName, user: UserId) -> Result<(), RoomError> {
+        match self.role(room, user).await? {
+            Some(Role::Owner) => Ok(()),
+            _ => Err(RoomError::Forbidden),
+        }
+    }
+
+    /// Claims a private name for `owner`, who becomes its first member.
+    pub async fn create(&self, room: &RoomName, owner: UserId) -> Result<RoomInfo, RoomError> {
+        if !room.is_private() {
+            return Err(RoomError::NotPrivate);
+        }
+        let now = OffsetDateTime::now_utc();
+        let name = room.as_str().to_owned();
+        let created = self
+            .db
+            .transaction(async |txn| {
+                let model = room::ActiveModel {
+                    name: Set(name.clone()),
+                    owner_id: Set(owner.0),
+                    created_at: Set(now),
+                }
+                .insert(txn)
+                .await?;
+                room_member::ActiveModel {
+                    room: Set(name.clone()),
+                    user_id: Set(owner.0),
+                    role: Set(Role::Owner.as_str().to_owned()),
+                    added_at: Set(now),
+                }
+                .insert(txn)
+                .await?;
+                Ok(model)
+            })
+            .await;
+        match created {
+            Ok(model) => Ok(model.into()),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Err(RoomError::Exists)
+            }
+            Err(e) => Err(RoomError::db(e)),
+        }
+    }
+
+    /// The private rooms `user` owns or belongs to, by name.
+    pub async fn rooms_of(&self, user: UserId) -> Result<Vec<RoomInfo>, RoomError> {
+        let rows = room_member::Entity::find()
+            .filter(room_member::Column::UserId.eq(user.0))
+            .find_also_related(room::Entity)
+            .order_by_asc(room_member::Column::Room)
+            .all(&self.db)
+            .await
+            .map_err(RoomError::db)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(_, room)| room.map(RoomInfo::from))
+            .collect())
+    }
+
+    /// Deletes a room (owner only); its members go with it.
+    pub async fn delete(&self, room: &RoomName, by: UserId) -> Result<(), RoomError> {
+        self.require_owner(room, by).await?;
+        room::Entity::delete_by_id(room.as_str().to_owned())
+            .exec(&self.db)
+            .await
+            .map_err(RoomError::db)?;
+        Ok(())
+    }
+
+    /// The members (visible to members only), owner first, then by when added.
+    pub async fn members(&self, room: &RoomName, by: UserId) -> Result<Vec<Member>, RoomError> {
+        self.may_enter(room, by).await?;
+        let rows = room_member::Entity::find()
+            .filter(room_member::Column::Room.eq(room.as_str()))
+            .find_also_related(user::Entity)
+            .order_by_asc(room_member::Column::AddedAt)
+            .all(&self.db)
+            .await
+            .map_err(RoomError::db)?;
+        let mut members: Vec<Member> = rows
+            .into_iter()
+            .filter_map(|(m, u)| {
+                let u = u?;
+                Some(Member {
+                    user_id: m.user_id,
+                    display_name: u.display_name,
+                    role: if m.role == "owner" {
+                        Role::Owner
+                    } else {
+                        Role::Member
+                    },
+                    added_at: m.added_at,
+                })
+            })
+            .collect();
+        members.sort_by_key(|m| m.role != Role::Owner);
+        Ok(members)
+    }
+
+    /// Adds a member (owner only; idempotent). `UnknownUser` for an id with no account.
+    pub async fn add(&self, room: &RoomName, user: UserId, by: UserId) -> Result<(), RoomError> {
+        self.require_owner(room, by).await?;
+        if user::Entity::find_by_id(user.0)
+            .one(&self.db)
+            .await
+            .map_err(RoomError::db)?
+            .is_none()
+        {
+            return Err(RoomError::UnknownUser);
+        }
+        room_member::Entity::insert(room_member::ActiveModel {
+            room: Set(room.as_str().to_owned()),
+            user_id: Set(user.0),
+            role: Set(Role::Member.as_str().to_owned()),
+            added_at: Set(OffsetDateTime::now_utc()),
+        })
+        .on_conflict_do_nothing_on([room_member::Column::Room, room_member::Column::UserId])
+        .exec(&self.db)
+        .await
+        .map_err(RoomError::db)?;
+        Ok(())
+    }
+
+    /// Removes a member: the owner removes anyone but themselves, a member removes
+    /// themselves (leaves). Removing someone who is not a member is done already.
+    pub async fn remove(&self, room: &RoomName, user: UserId, by: UserId) -> Result<(), RoomError> {
+        let role = self.role(room, by).await?;
+        match role {
+            Some(Role::Owner) if user == by => return Err(RoomError::OwnerCannotLeave),
+            Some(Role::Owner) => {}
+            Some(Role::Member) if user == by => {}
+            _ => return Err(RoomError::Forbidden),
+        }
+        room_member::Entity::delete_by_id((room.as_str().to_owned(), user.0))
+            .exec(&self.db)
+            .await
+            .map_err(RoomError::db)?;
+        Ok(())
+    }
+}

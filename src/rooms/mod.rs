@@ -1,0 +1,425 @@
+//! Rooms: named fan-out groups of sockets, who may enter them, and who is in them.
+//!
+//! - [`name`]: public (`lobby`) and private (`private:team`) names.
+//! - [`membership`]: the private rooms' owners and members, and
+//!   [`Rooms::may_enter`], the one check WebSocket and HTTP both ask.
+//! - [`presence`]: who is present, across tabs and instances.
+//!
+//! This module subscribes sockets, delivers messages, takes removed members' sockets
+//! out of a room (authorization follows membership live) and announces presence.
+//! Other instances hear of all of it through the cluster bridge ([`Relayed`]).
+
+mod membership;
+mod name;
+mod presence;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+pub use membership::{Member, Role, RoomInfo};
+pub use name::RoomName;
+pub use presence::Transition;
+
+use crate::auth::{UserId, db::Db};
+use membership::Membership;
+use presence::{Holder, PresenceView};
+
+/// The longest message body, in characters, over HTTP and WebSocket alike (the
+/// spec's `maxLength` of `PublishRequest.body`).
+pub const MAX_BODY_CHARS: usize = 4096;
+
+/// One socket's id, unique within an instance.
+pub type ConnId = u64;
+
+/// What a socket's task is handed to send or act on.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A serialised frame, shared by every recipient.
+    Frame(Arc<str>),
+    /// The socket was taken out of this room (its user was removed, or the room
+    /// deleted); it says so to its client with `unsubscribed`, reason `removed`.
+    Removed(RoomName),
+}
+
+/// A socket's queue of outgoing frames.
+pub type Outbox = mpsc::Sender<Outgoing>;
+
+/// Why a room operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error("room must be 1 to 64 characters of A-Z a-z 0-9 _ - ., optionally after private:")]
+    InvalidName,
+    #[error("only private: rooms can be created")]
+    NotPrivate,
+    /// Not a member, not the owner, or an unclaimed private name: one answer for all.
+    #[error("not allowed in this room")]
+    Forbidden,
+    #[error("a room with this name already exists")]
+    Exists,
+    #[error("no such user")]
+    UnknownUser,
+    #[error("the owner cannot leave a room; delete it instead")]
+    OwnerCannotLeave,
+    #[error(transparent)]
+    Core(#[from] crate::auth::Error),
+}
+
+impl RoomError {
+    fn db(e: sea_orm::DbErr) -> Self {
+        RoomError::Core(e.into())
+    }
+}
+
+#[derive(Serialize)]
+struct MessageFrame<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    id: Uuid,
+    room: &'a str,
+    from: UserId,
+    body: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    sent_at: OffsetDateTime,
+}
+
+#[derive(Serialize)]
+struct PresenceFrame<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    room: &'a str,
+    user_id: UserId,
+    event: &'static str,
+}
+
+/// What this instance tells the others (PostgreSQL only).
+#[derive(Debug)]
+pub enum Relayed {
+    /// A published message, serialised.
+    Message { room: RoomName, frame: Arc<str> },
+    /// `user` (or, with `None`, everyone) was taken out of `room`.
+    Removed {
+        room: RoomName,
+        user: Option<UserId>,
+    },
+    /// This instance now holds `user` in `room` (since then), or no longer does.
+    Presence {
+        room: RoomName,
+        user: UserId,
+        since: Option<OffsetDateTime>,
+    },
+}
+
+struct Subscriber {
+    user: UserId,
+    outbox: Outbox,
+}
+
+#[derive(Default)]
+struct Tables {
+    subs: HashMap<RoomName, HashMap<ConnId, Subscriber>>,
+    presence: PresenceView,
+}
+
+/// The rooms of this instance; cheap to clone.
+#[derive(Clone)]
+pub struct Rooms {
+    tables: Arc<Mutex<Tables>>,
+    membership: Membership,
+    /// Where changes go to reach other instances (PostgreSQL only).
+    relay: Arc<OnceLock<mpsc::Sender<Relayed>>>,
+}
+
+impl Rooms {
+    pub fn new(db: Db) -> Self {
+        Self {
+            tables: Arc::default(),
+            membership: Membership::new(db),
+            relay: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends every local change to `relay` too, for other instances.
+    pub fn set_relay(&self, relay: mpsc::Sender<Relayed>) {
+        let _ = self.relay.set(relay);
+    }
+
+    fn relay(&self, what: Relayed) {
+        if let Some(relay) = self.relay.get()
+            && relay.try_send(what).is_err()
+        {
+            tracing::warn!("relay queue full; a room event was not sent to other instances");
+        }
+    }
+
+    /// The one check: whether `user` may subscribe to, publish to and read `room`.
+    pub async fn may_enter(&self, room: &RoomName, user: UserId) -> Result<(), RoomError> {
+        self.membership.may_enter(room, user).await
+    }
+
+    /// Subscribes a socket; returns who is present now (the subscriber included).
+    /// Call [`Rooms::may_enter`] first, and again after this returns: a removal in
+    /// between found no socket to take out, and the second check closes that gap.
+    pub fn subscribe(
+        &self,
+        room: &RoomName,
+        conn: ConnId,
+        user: UserId,
+        outbox: Outbox,
+    ) -> Vec<UserId> {
+        let now = OffsetDateTime::now_utc();
+        let mut t = self.lock();
+        let subs = t.subs.get(room);
+        if !subs.is_some_and(|subs| subs.contains_key(&conn)) {
+            let first_here = !subs.is_some_and(|subs| subs.values().any(|s| s.user == user));
+            if first_here {
+                // Told before the new socket is in: it sees itself in `present`.
+                if t.presence.add(room, user, None, now) == Some(Transition::Join) {
+                    deliver_presence(&t, room, user, Transition::Join);
+                }
+                self.relay(Relayed::Presence {
+                    room: room.clone(),
+                    user,
+                    since: Some(now),
+                });
+            }
+            t.subs
+                .entry(room.clone())
+                .or_default()
+                .insert(conn, Subscriber { user, outbox });
+        }
+        t.presence
+            .present(room)
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect()
+    }
+
+    /// Unsubscribes a socket; `false` if it was not subscribed.
+    pub fn unsubscribe(&self, room: &RoomName, conn: ConnId) -> bool {
+        let mut t = self.lock();
+        let Some(sub) = t.subs.get_mut(room).and_then(|subs| subs.remove(&conn)) else {
+            return false;
+        };
+        self.after_leaving(&mut t, room, sub.user);
+        true
+    }
+
+    /// Presence bookkeeping once one of `user`'s sockets left `room` here.
+    fn after_leaving(&self, t: &mut Tables, room: &RoomName, user: UserId) {
+        let still_here = t
+            .subs
+            .get(room)
+            .is_some_and(|subs| subs.values().any(|s| s.user == user));
+        if t.subs.get(room).is_some_and(HashMap::is_empty) {
+            t.subs.remove(room);
+        }
+        if still_here {
+            return;
+        }
+        if t.presence.remove(room, user, None) == Some(Transition::Leave) {
+            deliver_presence(t, room, user, Transition::Leave);
+        }
+        self.relay(Relayed::Presence {
+            room: room.clone(),
+            user,
+            since: None,
+        });
+    }
+
+    /// Takes `user`'s sockets (every socket, with `None`) out of `room` on this
+    /// instance and tells each of them. The subscription ends here, at once; the
+    /// socket's own bookkeeping follows when it reads the notice.
+    pub fn remove_here(&self, room: &RoomName, user: Option<UserId>) {
+        let mut t = self.lock();
+        let Some(subs) = t.subs.get_mut(room) else {
+            return;
+        };
+        let taken: Vec<(ConnId, Subscriber)> = subs
+            .extract_if(|_, s| user.is_none_or(|u| s.user == u))
+            .collect();
+        let mut users: Vec<UserId> = Vec::new();
+        for (_, sub) in taken {
+            // A socket whose queue is full stopped reading: it is out of the room
+            // all the same and only misses the notice.
+            let _ = sub.outbox.try_send(Outgoing::Removed(room.clone()));
+            if !users.contains(&sub.user) {
+                users.push(sub.user);
+            }
+        }
+        for u in users {
+            self.after_leaving(&mut t, room, u);
+        }
+    }
+
+    /// Publishes a `message` frame to the room's subscribers here and, through the
+    /// relay, on every other instance. Returns how many sockets here got it. Check
+    /// [`Rooms::may_enter`] first.
+    pub fn publish(&self, room: &RoomName, from: UserId, body: &str) -> usize {
+        let frame = MessageFrame {
+            ty: "message",
+            id: Uuid::now_v7(),
+            room: room.as_str(),
+            from,
+            body,
+            sent_at: OffsetDateTime::now_utc(),
+        };
+        let Ok(text) = serde_json::to_string(&frame) else {
+            return 0;
+        };
+        let frame: Arc<str> = text.into();
+        let delivered = self.deliver(room, &frame);
+        self.relay(Relayed::Message {
+            room: room.clone(),
+            frame,
+        });
+        delivered
+    }
+
+    /// Delivers a serialised frame to this instance's subscribers; returns how many
+    /// got it. A subscriber whose queue is full (it stopped reading) misses the
+    /// message rather than slowing everyone else down.
+    pub fn deliver(&self, room: &RoomName, frame: &Arc<str>) -> usize {
+        deliver(&self.lock(), room, frame)
+    }
+
+    /// Who is present in a room, with since when.
+    pub fn present(&self, room: &RoomName) -> Vec<(UserId, OffsetDateTime)> {
+        self.lock().presence.present(room)
+    }
+
+    /// Another instance now holds `user` in `room`, or (with `since` `None`) no
+    /// longer does.
+    pub fn presence_elsewhere(
+        &self,
+        instance: Uuid,
+        room: &RoomName,
+        user: UserId,
+        since: Option<OffsetDateTime>,
+    ) {
+        let mut t = self.lock();
+        let change = match since {
+            Some(since) => t.presence.add(room, user, Some(instance), since),
+            None => t.presence.remove(room, user, Some(instance)),
+        };
+        if let Some(change) = change {
+            deliver_presence(&t, room, user, change);
+        }
+    }
+
+    /// Replaces what another instance holds with `held` (its full state), or with
+    /// nothing when it died: users nobody holds any more leave, new ones join.
+    pub fn replace_holder(&self, instance: Uuid, held: Vec<(RoomName, UserId, OffsetDateTime)>) {
+        let holder: Holder = Some(instance);
+        let mut t = self.lock();
+        let left = t.presence.drop_holder(holder);
+        let mut joined = Vec::new();
+        for (room, user, since) in held {
+            if t.presence.add(&room, user, holder, since) == Some(Transition::Join) {
+                joined.push((room, user));
+            }
+        }
+        for (room, user) in &left {
+            // Dropped and added back: no change anyone should hear of.
+            if let Some(i) = joined.iter().position(|j| j == &(room.clone(), *user)) {
+                joined.swap_remove(i);
+            } else {
+                deliver_presence(&t, room, *user, Transition::Leave);
+            }
+        }
+        for (room, user) in joined {
+            deliver_presence(&t, &room, user, Transition::Join);
+        }
+    }
+
+    /// What this instance holds, for another instance that asks.
+    pub fn held_here(&self) -> Vec<(RoomName, UserId, OffsetDateTime)> {
+        self.lock().presence.held_by(None)
+    }
+
+    /// Creates a private room owned by `owner`.
+    pub async fn create(&self, room: &RoomName, owner: UserId) -> Result<RoomInfo, RoomError> {
+        self.membership.create(room, owner).await
+    }
+
+    /// The private rooms `user` owns or belongs to.
+    pub async fn rooms_of(&self, user: UserId) -> Result<Vec<RoomInfo>, RoomError> {
+        self.membership.rooms_of(user).await
+    }
+
+    /// The members of a private room, for its members.
+    pub async fn members(&self, room: &RoomName, by: UserId) -> Result<Vec<Member>, RoomError> {
+        self.membership.members(room, by).await
+    }
+
+    /// Adds a member (owner only).
+    pub async fn add_member(
+        &self,
+        room: &RoomName,
+        user: UserId,
+        by: UserId,
+    ) -> Result<(), RoomError> {
+        self.membership.add(room, user, by).await
+    }
+
+    /// Removes a member (owner, or the member leaving); their sockets are taken out
+    /// of the room on every instance.
+    pub async fn remove_member(
+        &self,
+        room: &RoomName,
+        user: UserId,
+        by: UserId,
+    ) -> Result<(), RoomError> {
+        self.membership.remove(room, user, by).await?;
+        // The row is gone before anyone hears of it, so a subscribe racing this
+        // fails its second check.
+        self.remove_here(room, Some(user));
+        self.relay(Relayed::Removed {
+            room: room.clone(),
+            user: Some(user),
+        });
+        Ok(())
+    }
+
+    /// Deletes a private room (owner only); every subscriber is taken out of it on
+    /// every instance.
+    pub async fn delete(&self, room: &RoomName, by: UserId) -> Result<(), RoomError> {
+        self.membership.delete(room, by).await?;
+        self.remove_here(room, None);
+        self.relay(Relayed::Removed {
+            room: room.clone(),
+            user: None,
+        });
+        Ok(())
+    }
+}
+
+fn deliver(t: &Tables, room: &RoomName, frame: &Arc<str>) -> usize {
+    t.subs.get(room).map_or(0, |subs| {
+        subs.values()
+            .filter(|s| s.outbox.try_send(Outgoing::Frame(frame.clone())).is_ok())
+            .count()
+    })
+}
+
+fn deliver_presence(t: &Tables, room: &RoomName, user: UserId, change: Transition) {
+    let frame = PresenceFrame {
+        ty: "presence",
+        room: room.as_str(),
+        user_id: user,
+        event: change.as_str(),
+    };
+    if let Ok(text) = serde_json::to_string(&frame) {
+        deliver(t, room, &text.into());
+    }
+}
