@@ -260,8 +260,8 @@ pub struct Activity {
 
 #[derive(Object)]
 pub struct CreateRoomRequest {
-    /// `private:` followed by 1 to 64 of `A-Z a-z 0-9 _ - .`.
-    #[oai(validator(max_length = 72))]
+    /// `private:` followed by 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is
+    /// 400 `invalid_input`.
     pub name: Text,
 }
 

@@ -1,8 +1,8 @@
 //! The auth core: who is calling, and the sessions and tokens that say so.
 //!
 //! It knows neither the HTTP API nor the WebSocket route; both ask [`AuthSource`],
-//! the one resolver. Revocations leave it as events on a
-//! [`RevocationBus`], which live-connection holders subscribe to.
+//! the one resolver. Sessions that open and end leave it as events on a
+//! [`SessionBus`], which live-connection holders subscribe to.
 
 mod accounts;
 pub mod activity;
