@@ -78,7 +78,7 @@ start_doorman() {
   dir="$(mktemp -d)"
   on_exit rm -rf "$dir"
   # exec: the pid we record is the server's own, not a subshell's.
-  (cd "$dir" && exec env -u DATABASE_URL DOORMAN_BIND="127.0.0.1:$port" "$@" "$bin") >"$log" 2>&1 &
+  (cd "$dir" && exec env -u DATABASE_URL DOORMAN_BIND="127.0.0.1:$port" DOORMAN_DRAIN_SECONDS=0 "$@" "$bin") >"$log" 2>&1 &
   DOORMAN_PID=$!
   DOORMAN_DIR="$dir"
   on_exit stop_process "$DOORMAN_PID"

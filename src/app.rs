@@ -173,13 +173,16 @@ impl Application {
         &self.registry
     }
 
-    /// Serves until `shutdown` completes; then closes every socket with 1001,
+    /// Serves until `shutdown` completes; then drains (see [`Registry::drain`]:
+    /// `/readyz` 503 and new sockets refused at once, open sockets closed with 1001
+    /// spread over `DOORMAN_DRAIN_SECONDS`, the listener answering throughout),
     /// finishes in-flight requests and returns.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let registry = self.registry.clone();
+        let drain = self.state.config.drain;
         let app = routes(self.state.clone(), self.ws.clone());
         // poem's idle timeout closes a connection without IO for this long. It only
         // stops hyper's connection future, which has already finished once a
@@ -192,7 +195,7 @@ impl Application {
                 async move {
                     shutdown.await;
                     tracing::info!("shutting down");
-                    registry.shutdown(Duration::from_secs(5)).await;
+                    registry.drain(drain, Duration::from_secs(5)).await;
                 },
                 Some(Duration::from_secs(10)),
             )

@@ -147,6 +147,12 @@ pub struct Config {
     )]
     pub trusted_proxies: Vec<Network>,
 
+    /// On SIGTERM: for this many seconds `/readyz` answers 503, new sockets are
+    /// refused and open sockets are closed with 1001 spread over the window; then
+    /// in-flight requests finish and the server exits.
+    #[arg(long = "drain-seconds", env = "DOORMAN_DRAIN_SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub drain: Duration,
+
     /// `text` or `json`.
     #[arg(long, env = "DOORMAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -49,6 +49,12 @@ impl MetaApi {
     /// Readiness (includes the database)
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> Readiness {
+        // A draining server tells its load balancer to stop sending at once.
+        if state.sockets.is_draining() {
+            return Readiness::NotReady(Json(Health {
+                status: "shutting_down".to_owned(),
+            }));
+        }
         match state.auth.ready().await {
             Ok(()) => Readiness::Ready(Json(Health {
                 status: "ok".to_owned(),

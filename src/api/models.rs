@@ -197,7 +197,7 @@ pub struct Published {
 
 #[derive(Object)]
 pub struct Health {
-    /// `ok`, or why not: `database_unavailable`.
+    /// `ok`, or why not: `database_unavailable`, `shutting_down` (draining).
     pub status: String,
 }
 

@@ -244,22 +244,46 @@ impl Registry {
         }
     }
 
-    /// Closes every socket with 1001 and refuses new ones, then waits (up to
-    /// `grace`) until their tasks have sent the close frame and finished.
-    pub async fn shutdown(&self, grace: Duration) {
-        {
+    /// Whether the server is draining: new sockets are refused, `/readyz` says 503.
+    pub fn is_draining(&self) -> bool {
+        self.lock().shutting_down
+    }
+
+    /// Refuses new sockets at once, then closes the open ones with 1001 spread
+    /// evenly over `window` (so their clients reconnect spread out, not in one
+    /// burst), and waits (up to `window` plus `grace`) until their tasks have sent
+    /// the close frame and finished.
+    pub async fn drain(&self, window: Duration, grace: Duration) {
+        let start = tokio::time::Instant::now();
+        let closers: Vec<oneshot::Sender<Close>> = {
             let mut t = self.lock();
             t.shutting_down = true;
-            for entry in t.conns.values_mut() {
-                if let Some(tx) = entry.close.take() {
-                    let _ = tx.send(Close::SHUTDOWN);
-                }
+            t.conns
+                .values_mut()
+                .filter_map(|e| e.close.take())
+                .collect()
+        };
+        let n = closers.len() as u32;
+        tracing::info!(sockets = n, window_s = window.as_secs_f64(), "draining");
+        for (i, tx) in closers.into_iter().enumerate() {
+            if n > 1 {
+                tokio::time::sleep_until(start + window * i as u32 / n).await;
+            }
+            let _ = tx.send(Close::SHUTDOWN);
+        }
+        // Sockets registered before the flag was set but bound after the list was
+        // taken: close them now.
+        for entry in self.lock().conns.values_mut() {
+            if let Some(tx) = entry.close.take() {
+                let _ = tx.send(Close::SHUTDOWN);
             }
         }
-        let deadline = tokio::time::Instant::now() + grace;
+        let deadline = start + window + grace;
         while !self.lock().conns.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Whatever is left of the window: the load balancer keeps seeing 503.
+        tokio::time::sleep_until(start + window).await;
     }
 
     /// Re-checks every live socket's session every `every`, on any backend: the

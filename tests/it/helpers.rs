@@ -73,6 +73,8 @@ async fn spawn_app_on(
     config.login_per_minute = 1000;
     config.ws_handshake_per_second = 1000;
     config.ws_handshake_burst = 1000;
+    // No drain window unless a test asks for one.
+    config.drain = std::time::Duration::ZERO;
     adjust(&mut config);
     let app = Application::build(config).await.expect("server builds");
     let addr = app.local_addr();
@@ -164,11 +166,16 @@ pub async fn send_json(ws: &mut Ws, v: Value) {
 
 /// The next text frame as JSON (pings skipped), within 5 s.
 pub async fn next_json(ws: &mut Ws) -> Value {
-    let deadline = Duration::from_secs(5);
+    next_json_within(ws, Duration::from_secs(5)).await
+}
+
+/// The next text frame as JSON (pings skipped), within `within`.
+pub async fn next_json_within(ws: &mut Ws, within: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
     loop {
-        let msg = tokio::time::timeout(deadline, ws.next())
+        let msg = tokio::time::timeout_at(deadline, ws.next())
             .await
-            .expect("a frame within 5 s")
+            .unwrap_or_else(|_| panic!("no frame within {within:?}"))
             .expect("stream open")
             .expect("frame ok");
         match msg {
@@ -213,6 +220,127 @@ pub async fn assert_alive(ws: &mut Ws) {
     assert_eq!(pong["id"], id);
 }
 
+/// Asserts that no further text frame arrives within `quiet` (a negative can only
+/// be checked over a window).
+pub async fn assert_no_more(ws: &mut Ws, quiet: Duration) {
+    if let Ok(Some(Ok(msg))) = tokio::time::timeout(quiet, ws.next()).await {
+        assert!(!msg.is_text(), "unexpected extra frame: {msg:?}");
+    }
+}
+
+/// Subscribes to `room`, expects `subscribed` and returns its `present`, sorted.
+pub async fn subscribe(ws: &mut Ws, room: &str) -> Vec<String> {
+    send_json(ws, json!({"type": "subscribe", "room": room})).await;
+    let frame = next_json(ws).await;
+    assert_eq!(frame["type"], "subscribed", "{frame}");
+    assert_eq!(frame["room"], room, "{frame}");
+    let mut present: Vec<String> = frame["present"]
+        .as_array()
+        .unwrap_or_else(|| panic!("present in {frame}"))
+        .iter()
+        .map(|u| u.as_str().expect("a user id").to_owned())
+        .collect();
+    present.sort();
+    present
+}
+
+/// Sends `frame`, expects an `error` frame with `code`, and checks that the socket
+/// still answers a ping.
+pub async fn expect_refused(ws: &mut Ws, frame: Value, code: &str) {
+    send_json(ws, frame.clone()).await;
+    let reply = next_json(ws).await;
+    assert_eq!(reply["type"], "error", "{frame} -> {reply}");
+    assert_eq!(reply["code"], code, "{frame} -> {reply}");
+    assert!(reply["message"].is_string(), "{reply}");
+    assert_alive(ws).await;
+}
+
+/// Expects the next frame to be `presence` of `user` in `room` with `event`.
+pub async fn expect_presence(ws: &mut Ws, room: &str, user: &str, event: &str) {
+    let frame = next_json(ws).await;
+    assert_eq!(
+        frame,
+        json!({"type": "presence", "room": room, "user_id": user, "event": event}),
+    );
+}
+
+/// Expects `{"type":"unsubscribed","room":room,"reason":"removed"}` within `within`.
+pub async fn expect_removed(ws: &mut Ws, room: &str, within: Duration) {
+    let frame = next_json_within(ws, within).await;
+    assert_eq!(
+        frame,
+        json!({"type": "unsubscribed", "room": room, "reason": "removed"}),
+    );
+}
+
+/// Expects `unsubscribed` `removed` from a room being deleted, within `within`.
+/// The others taken out in the same deletion may be announced (`leave`) before it,
+/// never after it.
+pub async fn expect_removed_with_the_room(ws: &mut Ws, room: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let frame = next_json_within(ws, left).await;
+        if frame["type"] == "presence" && frame["room"] == room && frame["event"] == "leave" {
+            continue;
+        }
+        assert_eq!(
+            frame,
+            json!({"type": "unsubscribed", "room": room, "reason": "removed"}),
+        );
+        return;
+    }
+}
+
+/// Expects a `message` frame in `room` with `body` from `from`.
+pub async fn expect_message(ws: &mut Ws, room: &str, from: &str, body: &str) {
+    let msg = next_json(ws).await;
+    assert_eq!(msg["type"], "message", "{msg}");
+    assert_eq!(msg["room"], room, "{msg}");
+    assert_eq!(msg["from"], from, "{msg}");
+    assert_eq!(msg["body"], body, "{msg}");
+}
+
+/// Closes a socket from the client side and waits for the server's answer.
+pub async fn close_socket(mut ws: Ws) {
+    ws.close(None).await.expect("close sent");
+    let drained = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    assert!(drained.is_ok(), "the server did not answer the close");
+}
+
+/// Asserts that `resp` has `status` and the JSON error `code`.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) {
+    let url = resp.url().clone();
+    assert_eq!(resp.status().as_u16(), status, "{url}");
+    let body: Value = resp.json().await.expect("a JSON error");
+    assert_eq!(body["error"], code, "{url}: {body}");
+    assert!(body["message"].is_string(), "{url}: {body}");
+}
+
+/// Probes until `done` holds for what `probe` returns, for at most `within`;
+/// returns that value, or fails with the last one seen.
+pub async fn poll_until<T: std::fmt::Debug>(
+    within: Duration,
+    mut probe: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let value = probe().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {value:?} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 #[allow(dead_code)]
 pub fn close_code(code: u16) -> CloseCode {
     CloseCode::from(code)
@@ -244,7 +372,9 @@ impl ServerProcess {
             .port();
         let file = std::fs::File::create(log).unwrap();
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_doorman"));
+        // No drain window unless a test asks for one: stopping must not wait for it.
         cmd.env("DOORMAN_BIND", format!("127.0.0.1:{port}"))
+            .env("DOORMAN_DRAIN_SECONDS", "0")
             .stdout(std::process::Stdio::from(file.try_clone().unwrap()))
             .stderr(std::process::Stdio::from(file));
         for (k, v) in envs {

@@ -12,15 +12,18 @@ mod flagship;
 // HTTP API, by feature.
 mod accounts;
 mod credentials;
+mod devices;
 mod health;
 mod login;
 mod logout;
 mod origins;
+mod private_rooms;
 mod refresh;
 mod rooms;
 mod sessions;
 
 // WebSocket, by feature.
+mod presence;
 mod ws_frames;
 mod ws_handshake;
 mod ws_lifecycle;
@@ -38,6 +41,7 @@ mod throttling;
 // The real binary in its own process(es).
 mod cluster;
 mod configuration;
+mod drain;
 mod logs;
 mod outage;
 

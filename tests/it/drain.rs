@@ -1,0 +1,101 @@
+//! The staged drain on SIGTERM: `/readyz` 503 at once, new sockets refused, open
+//! sockets closed with 1001 spread over `DOORMAN_DRAIN_SECONDS`, exit 0.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn sigterm_drains_sockets_spread_over_the_window_then_exits_cleanly() {
+    const SOCKETS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &[
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}/drain.db?mode=rwc", dir.path().display()),
+            ),
+            ("DOORMAN_DRAIN_SECONDS", "2".to_owned()),
+            ("DOORMAN_WS_MAX_SOCKETS_PER_USER", "1000".to_owned()),
+            ("DOORMAN_WS_HANDSHAKE_PER_SECOND", "10000".to_owned()),
+            ("DOORMAN_WS_HANDSHAKE_BURST", "10000".to_owned()),
+        ],
+        &dir.path().join("server.log"),
+    )
+    .await;
+    let tokens = server.user_with_tokens().await;
+    let mut sockets = Vec::with_capacity(SOCKETS);
+    for _ in 0..SOCKETS {
+        let (ws, _) = server.ws(&tokens).welcomed().await;
+        sockets.push(ws);
+    }
+    // Each socket's close, with when it came.
+    let signalled = Instant::now();
+    let closes: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                        Ok(Some(Ok(Message::Close(frame)))) => {
+                            return (frame.map(|f| u16::from(f.code)), signalled.elapsed());
+                        }
+                        Ok(Some(Ok(_))) => continue,
+                        _ => return (None, signalled.elapsed()),
+                    }
+                }
+            })
+        })
+        .collect();
+    let api = server.api.clone();
+    let exit = tokio::spawn(server.terminate());
+
+    // Ready no more, at once; new sockets refused.
+    let body = poll_until(
+        Duration::from_millis(500),
+        async || {
+            let resp = api.http.get(api.url("/readyz")).send().await.ok()?;
+            if resp.status() != 503 {
+                return None;
+            }
+            resp.json::<serde_json::Value>().await.ok()
+        },
+        Option::is_some,
+    )
+    .await
+    .unwrap();
+    assert_eq!(body["status"], "shutting_down", "{body}");
+    let refused = api.ws(&tokens).connect().await.expect_err("refused");
+    assert_eq!(handshake_status(&refused), 503);
+
+    let mut at = Vec::new();
+    for close in closes {
+        let (code, when) = close.await.unwrap();
+        assert_eq!(code, Some(1001));
+        at.push(when);
+    }
+    at.sort();
+    let first_100ms = at
+        .iter()
+        .filter(|t| **t < Duration::from_millis(100))
+        .count();
+    assert!(
+        first_100ms < SOCKETS / 4,
+        "{first_100ms} of {SOCKETS} closed in the first 100 ms: not spread"
+    );
+    let spread = at[SOCKETS - 1] - at[0];
+    assert!(
+        spread >= Duration::from_millis(1500),
+        "closes spread over {spread:?}, not the 2 s window"
+    );
+    assert!(
+        at[SOCKETS - 1] < Duration::from_secs(4),
+        "last close {:?}",
+        at[SOCKETS - 1]
+    );
+    let status = exit.await.unwrap();
+    assert!(status.success(), "{status:?}");
+}
