@@ -75,24 +75,7 @@ impl Application {
             .ok_or_else(|| StartError::Config("listener has no socket address".into()))?;
         config.bind = addr;
         let trusted = config.trusted_proxies();
-        let mut options = ConnectOptions::new(config.database_url.clone());
-        // SQL logging would print bound values (hashes, user agents): keep it off.
-        options.sqlx_logging(false);
-        // Waiting for a pooled connection, and opening one to a database that refuses
-        // or does not answer, ends after the database timeout (sqlx's default is 30 s):
-        // the request answers 503 instead of queueing. (sea-orm hands both settings to
-        // sqlx's one acquire bound, which covers connecting; they are set alike so
-        // neither can be mistaken for being unbounded.) sqlx pings a pooled connection
-        // before handing it out, so connections broken by an outage are replaced, not
-        // reused, and the pool recovers by itself once the database is back. At start
-        // the same bound applies: an unreachable database fails the start quickly.
-        options
-            .connect_timeout(config.db_timeout)
-            .acquire_timeout(config.db_timeout)
-            .test_before_acquire(true);
-        let connection = Database::connect(options).await?;
-        migration::Migrator::up(&connection, None).await?;
-        let db = Db::new(connection, config.db_timeout);
+        let db = connect(&config).await?;
 
         let bus = SessionBus::new();
         let auth = Arc::new(
@@ -110,12 +93,17 @@ impl Application {
                     hash_concurrency: std::thread::available_parallelism()
                         .map(|n| n.get())
                         .unwrap_or(2),
+                    key_encryption_key_file: config
+                        .key_encryption_key_file
+                        .clone()
+                        .filter(|p| !p.as_os_str().is_empty()),
                 },
                 bus.clone(),
             )
             .await?,
         );
 
+        auth.spawn_key_refresh(Duration::from_secs(1));
         let limits = Arc::new(Limits::new(&config));
         limits.spawn_sweeper(Duration::from_secs(60));
         let rooms = Rooms::new(db.clone());
@@ -235,4 +223,79 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
 #[poem::handler]
 fn openapi_json() -> impl IntoResponse {
     api::spec_json().with_content_type("application/json; charset=utf-8")
+}
+
+/// Connects to the database the way the server does and applies pending
+/// migrations.
+pub async fn connect(config: &Config) -> Result<Db, StartError> {
+    let mut options = ConnectOptions::new(config.database_url.clone());
+    // SQL logging would print bound values (hashes, user agents): keep it off.
+    options.sqlx_logging(false);
+    // Waiting for a pooled connection, and opening one to a database that refuses
+    // or does not answer, ends after the database timeout (sqlx's default is 30 s):
+    // the request answers 503 instead of queueing. (sea-orm hands both settings to
+    // sqlx's one acquire bound, which covers connecting; they are set alike so
+    // neither can be mistaken for being unbounded.) sqlx pings a pooled connection
+    // before handing it out, so connections broken by an outage are replaced, not
+    // reused, and the pool recovers by itself once the database is back. At start
+    // the same bound applies: an unreachable database fails the start quickly.
+    options
+        .connect_timeout(config.db_timeout)
+        .acquire_timeout(config.db_timeout)
+        .test_before_acquire(true);
+    let connection = Database::connect(options).await?;
+    migration::Migrator::up(&connection, None).await?;
+    Ok(Db::new(connection, config.db_timeout))
+}
+
+/// `doorman keys …`: lists, rotates or retires signing keys in the server's
+/// database; returns what to print.
+pub async fn manage_keys(
+    config: &Config,
+    action: &crate::config::KeysCommand,
+) -> Result<String, Box<dyn std::error::Error>> {
+    use crate::{
+        auth::keys::{KeyCipher, KeyStore},
+        config::KeysCommand,
+    };
+    let db = connect(config).await?;
+    let cipher = config
+        .key_encryption_key_file
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(KeyCipher::from_file)
+        .transpose()?;
+    let store = KeyStore::new(db, cipher);
+    Ok(match action {
+        KeysCommand::List => {
+            let keys = store.list().await?;
+            let signing = keys
+                .iter()
+                .find(|k| k.retired_at.is_none())
+                .map(|k| k.kid.clone());
+            let mut out = String::from("kid\tcreated_at\tstatus\tat_rest\n");
+            for k in keys {
+                let status = match (&k.retired_at, Some(&k.kid) == signing.as_ref()) {
+                    (Some(at), _) => format!("retired {at}"),
+                    (None, true) => "signing".to_owned(),
+                    (None, false) => "verifying".to_owned(),
+                };
+                let at_rest = if k.encrypted { "encrypted" } else { "plain" };
+                out.push_str(&format!(
+                    "{}\t{}\t{status}\t{at_rest}\n",
+                    k.kid, k.created_at
+                ));
+            }
+            out
+        }
+        KeysCommand::Rotate => {
+            store.seal_plain_keys().await?;
+            let kid = store.create().await?;
+            format!("{kid}\n")
+        }
+        KeysCommand::Retire { kid } => {
+            store.retire(kid).await?;
+            format!("retired {kid}\n")
+        }
+    })
 }

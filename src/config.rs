@@ -153,6 +153,11 @@ pub struct Config {
     #[arg(long = "drain-seconds", env = "DOORMAN_DRAIN_SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub drain: Duration,
 
+    /// A file holding 32 random bytes (base64): when set, private signing keys are
+    /// stored encrypted with it (plain ones are encrypted at start-up).
+    #[arg(long, env = "DOORMAN_KEY_ENCRYPTION_KEY_FILE")]
+    pub key_encryption_key_file: Option<std::path::PathBuf>,
+
     /// `text` or `json`.
     #[arg(long, env = "DOORMAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -164,6 +169,26 @@ pub enum Command {
     Serve,
     /// Print the OpenAPI spec to standard output.
     Openapi,
+    /// Manage the access-token signing keys (same `DATABASE_URL` as the server).
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// List every key: id, created, retired, encrypted, and which one signs.
+    List,
+    /// Create a new key; it signs from now on, on every instance (within about a
+    /// second), while the older ones still verify.
+    Rotate,
+    /// Retire a key: every instance refuses its tokens within about a second and
+    /// the JWKS drops it.
+    Retire {
+        /// The key id (`kid`), as `doorman keys list` shows it.
+        kid: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -25,8 +25,6 @@ fn main() -> ExitCode {
         print!("{}", doorman::api::spec_json());
         return ExitCode::SUCCESS;
     }
-    init_logging(config.log_format);
-    raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -34,6 +32,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Keys { action }) = &config.command {
+        return match runtime.block_on(doorman::app::manage_keys(&config, action)) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("doorman: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    init_logging(config.log_format);
+    raise_open_file_limit();
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -56,6 +56,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         map.insert(key, (value, Instant::now()));
     }
 
+    /// Forgets everything.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()

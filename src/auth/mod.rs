@@ -14,6 +14,7 @@ pub mod devices;
 mod error;
 pub mod events;
 mod identity;
+pub mod keys;
 pub mod origin;
 mod passwords;
 mod sessions;
@@ -48,6 +49,8 @@ pub struct AuthSettings {
     pub sessions: SessionSettings,
     /// How many password hashes may run at once.
     pub hash_concurrency: usize,
+    /// The file holding the key that encrypts private signing keys at rest, if set.
+    pub key_encryption_key_file: Option<std::path::PathBuf>,
 }
 
 /// A credential pair for a session, freshly minted: hand it out exactly once.
@@ -91,9 +94,17 @@ pub struct Auth {
 impl Auth {
     pub async fn new(db: Db, settings: AuthSettings, bus: SessionBus) -> Result<Self, Error> {
         let https = settings.public_url.starts_with("https://");
-        let tokens =
-            TokenKeys::load_or_create(db.clone(), settings.public_url.clone(), settings.access_ttl)
-                .await?;
+        let cipher = settings
+            .key_encryption_key_file
+            .as_deref()
+            .map(keys::KeyCipher::from_file)
+            .transpose()?;
+        let tokens = TokenKeys::load_or_create(
+            keys::KeyStore::new(db.clone(), cipher),
+            settings.public_url.clone(),
+            settings.access_ttl,
+        )
+        .await?;
         let devices = DeviceCookies::new(tokens.derived_secret())
             .ok_or_else(|| Error::internal("the device-cookie MAC refused its key"))?;
         Ok(Self {
@@ -343,6 +354,22 @@ impl Auth {
             remote: true,
             ..opening
         }));
+    }
+
+    /// Re-reads the signing keys every `every` while the core lives: rotations and
+    /// retirements made by `doorman keys` (on any instance) take effect here.
+    pub fn spawn_key_refresh(self: &std::sync::Arc<Self>, every: Duration) {
+        let auth = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(auth) = auth.upgrade() else { break };
+                if let Err(e) = auth.tokens.refresh().await {
+                    tracing::warn!(error = %e, "could not re-read the signing keys");
+                }
+            }
+        });
     }
 
     /// Forgets cached session state after events may have been missed.

@@ -1,6 +1,8 @@
 //! Access tokens: EdDSA-signed JWTs with a `kid`, verified with the algorithm pinned.
-//! The signing key lives in the database, so every instance on one database signs
-//! and verifies with the same keys.
+//! The keys live in the database ([`super::keys`]), so every instance on one
+//! database signs and verifies with the same keys; each instance re-reads them
+//! every second ([`TokenKeys::refresh`]), so a rotation or retirement reaches it
+//! within about a second.
 
 use std::{
     collections::HashMap,
@@ -8,25 +10,25 @@ use std::{
     time::{Duration, Instant},
 };
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{
     SigningKey,
-    pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding},
+    pkcs8::{DecodePrivateKey, EncodePrivateKey},
 };
-use entity::signing_key;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{AuthError, SessionId, UserId, cache::Cache};
-use super::{Error, db::Db};
+use super::Error;
+use super::{
+    AuthError, SessionId, UserId,
+    cache::Cache,
+    keys::{ALGORITHM, ActiveKey, KeyStore},
+};
 
 /// The audience every doorman access token is minted for.
 pub const AUDIENCE: &str = "doorman";
-const ALGORITHM: &str = "EdDSA";
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,11 +50,10 @@ pub struct AccessToken {
 
 /// Signs and verifies access tokens; serves the JWKS.
 pub struct TokenKeys {
-    db: Db,
+    store: KeyStore,
     issuer: String,
     ttl: Duration,
-    signing_kid: String,
-    encoding: EncodingKey,
+    signer: RwLock<Signer>,
     validation: Validation,
     verifying: RwLock<VerifyingKeys>,
     last_reload: Mutex<Option<Instant>>,
@@ -66,6 +67,28 @@ pub struct TokenKeys {
 
 /// Clock skew tolerated on `exp`, as `Validation::leeway`.
 const LEEWAY_SECS: i64 = 5;
+
+/// The key that signs: the newest active one.
+struct Signer {
+    kid: String,
+    encoding: EncodingKey,
+}
+
+impl Signer {
+    fn new(key: &ActiveKey) -> Result<Self, Error> {
+        Ok(Self {
+            kid: key.kid.clone(),
+            encoding: EncodingKey::from_ed_der(&private_der(key)?),
+        })
+    }
+}
+
+fn private_der(key: &ActiveKey) -> Result<Vec<u8>, Error> {
+    SigningKey::from_pkcs8_pem(&key.private_pem)
+        .and_then(|k| k.to_pkcs8_der())
+        .map(|der| der.as_bytes().to_vec())
+        .map_err(|e| Error::internal(format!("signing key {}: {e}", key.kid)))
+}
 
 struct VerifyingKeys {
     by_kid: HashMap<String, DecodingKey>,
@@ -83,28 +106,33 @@ pub struct PublicKey {
 }
 
 impl TokenKeys {
-    /// Loads the active signing keys, creating the first one on an empty database.
-    pub async fn load_or_create(db: Db, issuer: String, ttl: Duration) -> Result<Self, Error> {
-        let mut keys = active_keys(&db).await?;
+    /// Loads the active signing keys (encrypting plain ones when a key-encryption
+    /// key is set), creating the first one on an empty database.
+    pub async fn load_or_create(
+        store: KeyStore,
+        issuer: String,
+        ttl: Duration,
+    ) -> Result<Self, Error> {
+        store.seal_plain_keys().await?;
+        let mut keys = store.active().await?;
         if keys.is_empty() {
-            insert_new_key(&db).await?;
-            keys = active_keys(&db).await?;
+            store.create().await?;
+            keys = store.active().await?;
         }
-        // Instances starting together on an empty database may each insert a key;
-        // all of them sign with the oldest, and verify with every active one.
-        let signing = keys
-            .iter()
-            .min_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)))
+        // Newest first: the first signs.
+        let newest = keys
+            .first()
             .ok_or_else(|| Error::internal("no signing key"))?;
-        let der = SigningKey::from_pkcs8_pem(&signing.private_key)
-            .and_then(|k| k.to_pkcs8_der())
-            .map_err(|e| Error::internal(format!("signing key {}: {e}", signing.kid)))?;
-        let encoding = EncodingKey::from_ed_der(der.as_bytes());
-        // Every instance signs with the same (oldest) key, so each derives the same
-        // secret without another table; a label keeps it apart from any other use.
+        let signer = Signer::new(newest)?;
+        // Every instance derives the same secret from the oldest active key without
+        // another table; a label keeps it apart from any other use. Rotating keeps
+        // it; retiring that key changes it on instances started afterwards.
+        let oldest = keys
+            .last()
+            .ok_or_else(|| Error::internal("no signing key"))?;
         let mut derive = Sha256::new();
         derive.update(b"doorman derived secret v1\0");
-        derive.update(der.as_bytes());
+        derive.update(private_der(oldest)?);
         let derived_secret: [u8; 32] = derive.finalize().into();
 
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -114,17 +142,46 @@ impl TokenKeys {
         validation.leeway = LEEWAY_SECS as u64;
 
         Ok(Self {
-            signing_kid: signing.kid.clone(),
-            encoding,
+            signer: RwLock::new(signer),
             validation,
-            verifying: RwLock::new(VerifyingKeys::from_models(&keys)?),
+            verifying: RwLock::new(VerifyingKeys::from_keys(&keys)?),
             last_reload: Mutex::new(None),
             verified: Cache::new(None, 100_000),
             derived_secret,
-            db,
+            store,
             issuer,
             ttl,
         })
+    }
+
+    /// Re-reads the active keys: the newest signs from now on, a retired one stops
+    /// verifying at once (verified tokens are forgotten, so none is still accepted
+    /// from the cache). Keeps the current keys if the database cannot be read.
+    pub async fn refresh(&self) -> Result<(), Error> {
+        let keys = self.store.active().await?;
+        let Some(newest) = keys.first() else {
+            return Err(Error::internal("every signing key is retired"));
+        };
+        let verifying = VerifyingKeys::from_keys(&keys)?;
+        let retired = {
+            let current = self.verifying.read().unwrap_or_else(|e| e.into_inner());
+            current
+                .by_kid
+                .keys()
+                .any(|kid| !verifying.by_kid.contains_key(kid))
+        };
+        *self.verifying.write().unwrap_or_else(|e| e.into_inner()) = verifying;
+        if retired {
+            self.verified.clear();
+            tracing::info!("a signing key was retired; its tokens are refused from now on");
+        }
+        let rotated = self.signer.read().unwrap_or_else(|e| e.into_inner()).kid != newest.kid;
+        if rotated {
+            let signer = Signer::new(newest)?;
+            tracing::info!(kid = %signer.kid, "signing with a new key");
+            *self.signer.write().unwrap_or_else(|e| e.into_inner()) = signer;
+        }
+        Ok(())
     }
 
     /// A 32-byte secret shared by every instance on this database, for MACs that
@@ -145,9 +202,10 @@ impl TokenKeys {
             exp: now + self.ttl.as_secs() as i64,
             jti: Uuid::new_v4(),
         };
+        let signer = self.signer.read().unwrap_or_else(|e| e.into_inner());
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.signing_kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
+        header.kid = Some(signer.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &signer.encoding)
             .map_err(|e| Error::internal(format!("signing an access token: {e}")))?;
         Ok(AccessToken {
             token,
@@ -210,14 +268,7 @@ impl TokenKeys {
             }
             *last = Some(Instant::now());
         }
-        let Ok(models) = active_keys(&self.db).await else {
-            return false;
-        };
-        let Ok(keys) = VerifyingKeys::from_models(&models) else {
-            return false;
-        };
-        *self.verifying.write().unwrap_or_else(|e| e.into_inner()) = keys;
-        true
+        self.refresh().await.is_ok()
     }
 
     /// The keys that verify access tokens, for the JWKS.
@@ -231,55 +282,19 @@ impl TokenKeys {
 }
 
 impl VerifyingKeys {
-    fn from_models(models: &[signing_key::Model]) -> Result<Self, Error> {
+    fn from_keys(keys: &[ActiveKey]) -> Result<Self, Error> {
         let mut by_kid = HashMap::new();
         let mut public = Vec::new();
-        for m in models {
-            let key = DecodingKey::from_ed_components(&m.public_key)
-                .map_err(|e| Error::internal(format!("public key {}: {e}", m.kid)))?;
-            by_kid.insert(m.kid.clone(), key);
+        for k in keys {
+            let key = DecodingKey::from_ed_components(&k.public_x)
+                .map_err(|e| Error::internal(format!("public key {}: {e}", k.kid)))?;
+            by_kid.insert(k.kid.clone(), key);
             public.push(PublicKey {
-                kid: m.kid.clone(),
+                kid: k.kid.clone(),
                 alg: ALGORITHM,
-                x: m.public_key.clone(),
+                x: k.public_x.clone(),
             });
         }
         Ok(Self { by_kid, public })
     }
-}
-
-async fn active_keys(db: &Db) -> Result<Vec<signing_key::Model>, Error> {
-    Ok(signing_key::Entity::find()
-        .filter(signing_key::Column::RetiredAt.is_null())
-        .filter(signing_key::Column::Algorithm.eq(ALGORITHM))
-        .all(db)
-        .await?)
-}
-
-async fn insert_new_key(db: &Db) -> Result<(), Error> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
-    let key = SigningKey::from_bytes(&seed);
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| Error::internal(format!("encoding a key: {e}")))?;
-    let x = URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
-    signing_key::ActiveModel {
-        kid: Set(thumbprint(&x)),
-        algorithm: Set(ALGORITHM.to_owned()),
-        private_key: Set(pem.to_string()),
-        public_key: Set(x),
-        created_at: Set(OffsetDateTime::now_utc()),
-        retired_at: Set(None),
-    }
-    .insert(db)
-    .await?;
-    tracing::info!("created a new signing key");
-    Ok(())
-}
-
-/// RFC 7638 JWK thumbprint of an Ed25519 public key: a stable, unique `kid`.
-fn thumbprint(x: &str) -> String {
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }

@@ -1,0 +1,207 @@
+//! Signing keys operated with `doorman keys`: rotation and retirement reach every
+//! instance within two seconds, and private keys can be kept encrypted at rest.
+
+use std::{
+    path::Path,
+    process::Output,
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, Database, Statement};
+
+use crate::helpers::*;
+
+/// Runs `doorman keys ARGS` against `database_url`.
+fn keys(database_url: &str, kek: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_doorman"));
+    cmd.arg("keys").args(args).env("DATABASE_URL", database_url);
+    match kek {
+        Some(file) => cmd.env("DOORMAN_KEY_ENCRYPTION_KEY_FILE", file),
+        None => cmd.env_remove("DOORMAN_KEY_ENCRYPTION_KEY_FILE"),
+    };
+    cmd.output().expect("doorman keys runs")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// The `kid` in a JWT's header.
+fn kid(token: &str) -> String {
+    let header = token.split('.').next().unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+async fn jwks_kids(on: &ServerProcess) -> Vec<String> {
+    let mut kids: Vec<String> = on.jwks().await["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn rotation_and_retirement_reach_every_instance_within_two_seconds() {
+    let db = PgDatabase::create()
+        .await
+        .expect("needs DOORMAN_TEST_DATABASE_URL=postgres://…");
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("DATABASE_URL", db.url.clone()),
+        ("DOORMAN_LOGIN_PER_MINUTE", "10000".to_owned()),
+        ("DOORMAN_PUBLIC_URL", "http://doorman.test".to_owned()),
+    ];
+    let a = ServerProcess::start(&envs, &dir.path().join("a.log")).await;
+    let b = ServerProcess::start(&envs, &dir.path().join("b.log")).await;
+    let email = a.new_user().await;
+    let old = a.login_tokens(&email).await;
+    let old_kid = kid(&old.access);
+    // Verified on both, so both caches hold it.
+    assert_eq!(a.me(&old).await.status(), StatusCode::OK);
+    assert_eq!(b.me(&old).await.status(), StatusCode::OK);
+
+    let new_kid = stdout(&keys(&db.url, None, &["rotate"])).trim().to_owned();
+    assert_ne!(new_kid, old_kid);
+    let rotated = Instant::now();
+    for on in [&a, &b] {
+        let tokens = poll_until(
+            Duration::from_secs(2),
+            async || on.login_tokens(&email).await,
+            |t| kid(&t.access) == new_kid,
+        )
+        .await;
+        assert_eq!(a.me(&tokens).await.status(), StatusCode::OK);
+        assert_eq!(b.me(&tokens).await.status(), StatusCode::OK);
+    }
+    assert!(rotated.elapsed() < Duration::from_secs(3));
+    // Old tokens still verify; both keys are published.
+    assert_eq!(a.me(&old).await.status(), StatusCode::OK);
+    assert_eq!(b.me(&old).await.status(), StatusCode::OK);
+    let mut both = vec![old_kid.clone(), new_kid.clone()];
+    both.sort();
+    assert_eq!(jwks_kids(&a).await, both);
+    assert_eq!(jwks_kids(&b).await, both);
+    let listed = stdout(&keys(&db.url, None, &["list"]));
+    assert!(
+        listed.contains(&format!("{new_kid}\t")) && listed.contains("signing"),
+        "{listed}"
+    );
+
+    stdout(&keys(&db.url, None, &["retire", &old_kid]));
+    let retired = Instant::now();
+    for on in [&a, &b] {
+        poll_until(
+            Duration::from_secs(2),
+            async || on.me(&old).await.status(),
+            |s| *s == StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        assert_eq!(jwks_kids(on).await, vec![new_kid.clone()]);
+    }
+    assert!(retired.elapsed() < Duration::from_secs(3));
+    // The last active key cannot be retired.
+    let refused = keys(&db.url, None, &["retire", &new_kid]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("only active key"));
+}
+
+#[tokio::test]
+async fn keys_are_encrypted_at_rest_and_the_server_needs_the_key_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/keys.db?mode=rwc", dir.path().display());
+    let kek = dir.path().join("kek");
+    std::fs::write(
+        &kek,
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+    )
+    .unwrap();
+    let other = dir.path().join("other");
+    std::fs::write(
+        &other,
+        base64::engine::general_purpose::STANDARD.encode([8u8; 32]),
+    )
+    .unwrap();
+
+    // A first start without encryption leaves a plain key; the next start with a
+    // key file encrypts it.
+    // One public URL (the tokens' issuer) whatever port each start gets.
+    let issuer = ("DOORMAN_PUBLIC_URL", "http://doorman.test".to_owned());
+    let plain = ServerProcess::start(
+        &[("DATABASE_URL", url.clone()), issuer.clone()],
+        &dir.path().join("0.log"),
+    )
+    .await;
+    let email = plain.new_user().await;
+    let tokens = plain.login_tokens(&email).await;
+    assert!(plain.terminate().await.success());
+    let with_key = [
+        ("DATABASE_URL", url.clone()),
+        issuer,
+        ("DOORMAN_KEY_ENCRYPTION_KEY_FILE", kek.display().to_string()),
+    ];
+    let server = ServerProcess::start(&with_key, &dir.path().join("1.log")).await;
+    assert_eq!(server.me(&tokens).await.status(), StatusCode::OK);
+    assert!(server.terminate().await.success());
+
+    let conn = Database::connect(&url).await.unwrap();
+    let rows = conn
+        .query_all_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT private_key FROM signing_keys",
+        ))
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let stored: String = row.try_get("", "private_key").unwrap();
+        assert!(
+            !stored.contains("PRIVATE KEY"),
+            "a PEM private key is stored"
+        );
+        assert!(stored.starts_with("enc:v1:"));
+    }
+    conn.close().await.ok();
+
+    // Restart with the key file: the same key, the same tokens.
+    let again = ServerProcess::start(&with_key, &dir.path().join("2.log")).await;
+    assert_eq!(again.me(&tokens).await.status(), StatusCode::OK);
+    assert!(again.terminate().await.success());
+
+    // Without it, or with another key: a clear start-up error, no new key.
+    for (kek, says) in [
+        (None, "is encrypted; set DOORMAN_KEY_ENCRYPTION_KEY_FILE"),
+        (Some(&other), "cannot be decrypted"),
+    ] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_doorman"));
+        cmd.env("DATABASE_URL", &url)
+            .env("DOORMAN_BIND", "127.0.0.1:0")
+            .env_remove("DOORMAN_KEY_ENCRYPTION_KEY_FILE");
+        if let Some(file) = kek {
+            cmd.env("DOORMAN_KEY_ENCRYPTION_KEY_FILE", file);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    let listed = stdout(&keys(&url, Some(&kek), &["list"]));
+    assert_eq!(
+        listed.lines().count(),
+        2,
+        "one key and the header: {listed}"
+    );
+    assert!(listed.contains("encrypted"));
+}
