@@ -104,6 +104,7 @@ impl Application {
         );
 
         auth.spawn_key_refresh(Duration::from_secs(1));
+        crate::janitor::spawn(db.clone(), config.retention);
         let limits = Arc::new(Limits::new(&config));
         limits.spawn_sweeper(Duration::from_secs(60));
         let rooms = Rooms::new(db.clone());

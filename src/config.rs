@@ -153,6 +153,11 @@ pub struct Config {
     #[arg(long = "drain-seconds", env = "DOORMAN_DRAIN_SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub drain: Duration,
 
+    /// Ended sessions, spent refresh tokens, relayed room messages and account
+    /// activity older than this many days (fractions allowed) are deleted.
+    #[arg(long = "retention-days", env = "DOORMAN_RETENTION_DAYS", default_value = "30", value_parser = parse_days)]
+    pub retention: Duration,
+
     /// A file holding 32 random bytes (base64): when set, private signing keys are
     /// stored encrypted with it (plain ones are encrypted at start-up).
     #[arg(long, env = "DOORMAN_KEY_ENCRYPTION_KEY_FILE")]
@@ -313,6 +318,20 @@ fn parse_seconds(raw: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` seconds is more than ten years"));
     }
     Duration::try_from_secs_f64(n).map_err(|_| format!("`{s}` seconds is too long"))
+}
+
+/// A number of days (fractions allowed), at least a second and at most ten years.
+fn parse_days(raw: &str) -> Result<Duration, String> {
+    let s = raw.trim();
+    let days: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of days (e.g. `30` or `0.5`)"))?;
+    if !days.is_finite() || days * 86_400.0 < 1.0 {
+        return Err(format!(
+            "`{s}` is not a number of days of at least one second"
+        ));
+    }
+    parse_seconds(&(days * 86_400.0).to_string())
 }
 
 /// The refresh grace window: a few minutes at most.

@@ -16,6 +16,7 @@ pub mod auth;
 mod cluster;
 pub mod config;
 pub(crate) mod http;
+pub mod janitor;
 mod memory;
 mod ratelimit;
 pub mod rooms;

@@ -42,6 +42,7 @@ mod throttling;
 mod cluster;
 mod configuration;
 mod drain;
+mod janitor;
 mod keys;
 mod logs;
 mod outage;
