@@ -134,6 +134,7 @@ impl Application {
             config: WsContext::socket_config(config.ws_max_message_bytes),
         });
 
+        let metrics = config.metrics_bind;
         let state = Arc::new(AppState {
             config,
             auth,
@@ -141,8 +142,15 @@ impl Application {
             client_ip: ClientIp::new(trusted),
             rooms,
             sockets: registry.clone(),
+            metrics: metrics.is_some(),
         });
         crate::memory::spawn_trimmer(Arc::downgrade(&state));
+        if let Some(bind) = metrics {
+            let handle = crate::telemetry::install().map_err(StartError::Config)?;
+            let listener = TcpListener::bind(bind).into_acceptor().await?;
+            tracing::info!(%bind, "metrics at /metrics");
+            tokio::spawn(crate::telemetry::serve(listener, handle, state.clone()));
+        }
         Ok(Self {
             acceptor,
             addr,

@@ -392,7 +392,9 @@ async fn listen(running: Arc<Running>, pool: PgPool) {
             continue;
         }
         backoff = Duration::from_millis(100);
+        metrics::gauge!("doorman_cluster_listener_connected").set(1.0);
         if connected_before {
+            metrics::counter!("doorman_cluster_reconnects_total").increment(1);
             tracing::info!("cluster listener reconnected; re-checking live sockets");
             // Events sent meanwhile are lost: believe no cached session state.
             bridge.auth.forget_cached_sessions();
@@ -423,6 +425,7 @@ async fn listen(running: Arc<Running>, pool: PgPool) {
                 }
             }
         }
+        metrics::gauge!("doorman_cluster_listener_connected").set(0.0);
     }
 }
 

@@ -153,6 +153,11 @@ pub struct Config {
     #[arg(long = "drain-seconds", env = "DOORMAN_DRAIN_SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub drain: Duration,
 
+    /// Where to serve Prometheus metrics (`GET /metrics`), on a listener of its own;
+    /// empty: no metrics.
+    #[arg(long, env = "DOORMAN_METRICS_BIND")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
+
     /// Ended sessions, spent refresh tokens, relayed room messages and account
     /// activity older than this many days (fractions allowed) are deleted.
     #[arg(long = "retention-days", env = "DOORMAN_RETENTION_DAYS", default_value = "30", value_parser = parse_days)]

@@ -51,12 +51,21 @@ pub fn spawn(db: Db, retention: Duration) {
 pub async fn sweep(db: &Db, retention: Duration) -> Result<Swept, DbErr> {
     let cutoff = OffsetDateTime::now_utc() - retention;
     // Sessions first: their refresh tokens go with them (ON DELETE CASCADE).
-    Ok(Swept {
+    let swept = Swept {
         sessions: batches(db, Table::Sessions, cutoff).await?,
         refresh_tokens: batches(db, Table::RefreshTokens, cutoff).await?,
         room_messages: batches(db, Table::RoomMessages, cutoff).await?,
         activity: batches(db, Table::Activity, cutoff).await?,
-    })
+    };
+    for (table, n) in [
+        ("sessions", swept.sessions),
+        ("refresh_tokens", swept.refresh_tokens),
+        ("room_messages", swept.room_messages),
+        ("activity", swept.activity),
+    ] {
+        metrics::counter!("doorman_janitor_deleted_total", "table" => table).increment(n);
+    }
+    Ok(swept)
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -21,6 +21,7 @@ mod memory;
 mod ratelimit;
 pub mod rooms;
 mod state;
+mod telemetry;
 pub mod ws;
 
 pub use app::{Application, StartError};

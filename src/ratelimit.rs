@@ -45,6 +45,7 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
                 limit = self.name,
                 "rate limit hit"
             );
+            metrics::counter!("doorman_rate_limited_total", "limit" => self.name).increment(1);
             Error::RateLimited {
                 retry_after_secs: whole_seconds(not_until.wait_time_from(self.clock.now())),
             }
@@ -129,6 +130,7 @@ impl<K: Hash + Eq + Clone> FailureBudget<K> {
                 limit = self.name,
                 "login failure budget spent"
             );
+            metrics::counter!("doorman_rate_limited_total", "limit" => self.name).increment(1);
             return Err(Error::RateLimited {
                 retry_after_secs: whole_seconds(next - limit),
             });

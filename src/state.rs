@@ -22,6 +22,8 @@ pub struct AppState {
     pub rooms: Rooms,
     /// The live sockets, for their counts per session.
     pub sockets: Registry,
+    /// Whether metrics are recorded (`DOORMAN_METRICS_BIND` is set).
+    pub metrics: bool,
 }
 
 impl AppState {

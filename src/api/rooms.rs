@@ -91,8 +91,8 @@ impl RoomApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Authenticated,
-        /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`.
-        #[oai(validator(pattern = r"^(private:)?[A-Za-z0-9_.-]{1,64}$"))]
+        /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
+        /// `invalid_input`.
         room: Path<String>,
     ) -> Result<Done, Fail<RoomErrors>> {
         let room = RoomName::parse(&room.0)?;
@@ -112,8 +112,8 @@ impl RoomApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Authenticated,
-        /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`.
-        #[oai(validator(pattern = r"^(private:)?[A-Za-z0-9_.-]{1,64}$"))]
+        /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
+        /// `invalid_input`.
         room: Path<String>,
     ) -> Result<Json<Vec<RoomMember>>, Fail<RoomErrors>> {
         let room = RoomName::parse(&room.0)?;
@@ -133,8 +133,8 @@ impl RoomApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Authenticated,
-        /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`.
-        #[oai(validator(pattern = r"^(private:)?[A-Za-z0-9_.-]{1,64}$"))]
+        /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
+        /// `invalid_input`.
         room: Path<String>,
         user_id: Path<Uuid>,
     ) -> Result<Done, Fail<MemberErrors>> {
@@ -161,8 +161,8 @@ impl RoomApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Authenticated,
-        /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`.
-        #[oai(validator(pattern = r"^(private:)?[A-Za-z0-9_.-]{1,64}$"))]
+        /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
+        /// `invalid_input`.
         room: Path<String>,
         user_id: Path<Uuid>,
     ) -> Result<Done, Fail<RoomErrors>> {
@@ -188,8 +188,8 @@ impl RoomApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Authenticated,
-        /// A public name, or `private:` and one: 1 to 64 of `A-Z a-z 0-9 _ - .`.
-        #[oai(validator(pattern = r"^(private:)?[A-Za-z0-9_.-]{1,64}$"))]
+        /// A public name (1 to 64 of `A-Z a-z 0-9 _ - .`) or `private:` and one; any
+        /// other name is 400 `invalid_input`.
         room: Path<String>,
     ) -> Result<Json<Presence>, Fail<RoomErrors>> {
         let name = RoomName::parse(&room.0)?;
@@ -225,8 +225,8 @@ impl RoomApi {
         state: Data<&Arc<AppState>>,
         req: &Request,
         auth: Authenticated,
-        /// A public name, or `private:` and one: 1 to 64 of `A-Z a-z 0-9 _ - .`.
-        #[oai(validator(pattern = r"^(private:)?[A-Za-z0-9_.-]{1,64}$"))]
+        /// A public name (1 to 64 of `A-Z a-z 0-9 _ - .`) or `private:` and one; any
+        /// other name is 400 `invalid_input`.
         room: Path<String>,
         body: Json<PublishRequest>,
     ) -> Result<Accepted, Fail<PublishErrors>> {

@@ -52,6 +52,20 @@ impl Db {
 
     /// The unbounded connection, for what is not a request: migrations at start and
     /// the cluster listener, which waits for notifications on purpose.
+    /// The pool's open connections and how many of them are idle.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        match self.conn.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        }
+    }
+
     pub fn connection(&self) -> &DatabaseConnection {
         &self.conn
     }
@@ -81,7 +95,19 @@ impl Db {
         let waited = WAITED.try_with(Cell::get).unwrap_or(Duration::ZERO);
         let budget = self.timeout.saturating_sub(waited);
         let started = Instant::now();
+        // Statements in flight, waiting for a connection or running: less the pool's
+        // connections in use, it is how many wait.
+        // A guard: a request dropped mid-statement still counts down.
+        struct InFlight(metrics::Gauge);
+        impl Drop for InFlight {
+            fn drop(&mut self) {
+                self.0.decrement(1.0);
+            }
+        }
+        let in_flight = InFlight(metrics::gauge!("doorman_db_queries_in_flight"));
+        in_flight.0.increment(1.0);
         let result = tokio::time::timeout(budget, work).await;
+        drop(in_flight);
         // Outside a request there is no budget to charge; that is fine.
         let _ = WAITED.try_with(|w| w.set(w.get() + started.elapsed()));
         result.unwrap_or_else(|_| {

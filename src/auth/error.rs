@@ -71,6 +71,18 @@ impl Error {
     pub fn internal(detail: impl Into<String>) -> Self {
         Error::Internal(detail.into())
     }
+
+    /// A stable name for metrics and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Auth(e) => e.code(),
+            Error::Invalid(_) => "invalid_input",
+            Error::EmailTaken => "email_taken",
+            Error::Overloaded { .. } => "overloaded",
+            Error::DatabaseUnavailable(_) => "database_unavailable",
+            Error::Database(_) | Error::Internal(_) => "internal_error",
+        }
+    }
 }
 
 impl From<DbErr> for Error {

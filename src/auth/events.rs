@@ -75,6 +75,9 @@ pub struct Revocation {
     /// `true` when another instance revoked the session and this event was relayed
     /// here; relays forward only local events, so nothing loops.
     pub remote: bool,
+    /// When this instance learnt of it (the revocation's commit here, or the
+    /// notification's arrival), for the revocation-to-close latency metric.
+    pub at: std::time::Instant,
 }
 
 /// A session that opened (a login), for the user's other devices to hear of.

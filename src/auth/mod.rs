@@ -122,6 +122,17 @@ impl Auth {
     /// An identity for an access token from `source`: signature, claims and an
     /// active session, or the reason why not.
     async fn authenticate(&self, token: &str, source: CredentialSource) -> Result<Identity, Error> {
+        let result = self.check_token(token, source).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        metrics::counter!("doorman_authentications_total", "source" => source.as_str(), "outcome" => outcome)
+            .increment(1);
+        result
+    }
+
+    async fn check_token(&self, token: &str, source: CredentialSource) -> Result<Identity, Error> {
         let claims = self.tokens.verify(token).await?;
         let session = self.sessions.active(SessionId(claims.sid)).await?;
         if session.user_id != claims.sub {
@@ -388,6 +399,16 @@ impl Auth {
     /// The public keys that verify access tokens, for the JWKS.
     pub fn public_keys(&self) -> Vec<PublicKey> {
         self.tokens.public_keys()
+    }
+
+    /// Password hashes waiting for a thread (a metric).
+    pub fn password_hashes_queued(&self) -> usize {
+        self.passwords.queued()
+    }
+
+    /// The database pool's open and idle connections (metrics).
+    pub fn pool_stats(&self) -> (u32, usize) {
+        self.db.pool_stats()
     }
 
     /// Cookie names and attributes.

@@ -78,6 +78,11 @@ impl Passwords {
         })
     }
 
+    /// How many hashes wait for a thread.
+    pub fn queued(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     /// Hashes a new password; [`Error::Overloaded`] when too many jobs wait.
     pub async fn hash(&self, password: String) -> Result<String, Error> {
         run(&self.jobs, move |hasher| hasher.hash(password.as_bytes())).await?
@@ -108,7 +113,10 @@ async fn run<T: Send + 'static>(
     let span = tracing::Span::current();
     let (done, result) = oneshot::channel();
     let job: Job = Box::new(move |hasher| {
+        let running = metrics::gauge!("doorman_password_hashes_running");
+        running.increment(1.0);
         let _ = done.send(span.in_scope(|| work(hasher)));
+        running.decrement(1.0);
     });
     match jobs.try_send(job) {
         Ok(()) => {}

@@ -216,7 +216,10 @@ impl TokenKeys {
     /// Verifies signature, algorithm, `kid`, `iss`, `aud` and `exp`. Says nothing of
     /// the session; the resolver checks that.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, AuthError> {
-        if let Some(claims) = self.verified.get(token) {
+        let cached = self.verified.get(token);
+        metrics::counter!("doorman_cache_lookups_total", "cache" => "verified_tokens", "result" => if cached.is_some() { "hit" } else { "miss" })
+            .increment(1);
+        if let Some(claims) = cached {
             return if OffsetDateTime::now_utc().unix_timestamp() <= claims.exp + LEEWAY_SECS {
                 Ok(claims)
             } else {

@@ -49,6 +49,13 @@ pub(crate) async fn request_scope<E: Endpoint>(
     );
     let path = req.uri().path().to_owned();
     let private = path.starts_with("/api/");
+    let measured = state.metrics.then(|| {
+        (
+            std::time::Instant::now(),
+            crate::telemetry::method_label(req.method()),
+        )
+    });
+    let mut operation = None;
     let origin = cors::listed_origin(&req, state.auth.origins());
     let mut resp = if let Some(resp) = cors::preflight(&req, origin.as_ref()) {
         resp
@@ -63,13 +70,26 @@ pub(crate) async fn request_scope<E: Endpoint>(
         .instrument(span.clone())
         .await;
         match result {
-            Ok(resp) => resp,
-            Err(err) => span.in_scope(|| error::respond_to(err, &request_id)),
+            Ok(resp) => {
+                operation = resp.data::<poem_openapi::OperationId>().map(|op| op.0);
+                resp
+            }
+            Err(err) => {
+                operation = err.data::<poem_openapi::OperationId>().map(|op| op.0);
+                span.in_scope(|| error::respond_to(err, &request_id))
+            }
         }
     };
     cors::decorate(&mut resp, origin.as_ref());
     let status = resp.status();
     span.in_scope(|| tracing::debug!(status = status.as_u16(), "response"));
+    if let Some((started, method)) = measured {
+        let route = crate::telemetry::route_label(operation, &path);
+        metrics::counter!("doorman_http_requests_total", "route" => route, "method" => method, "status" => status.as_str().to_owned())
+            .increment(1);
+        metrics::histogram!("doorman_http_request_duration_seconds", "route" => route)
+            .record(started.elapsed());
+    }
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", v);

@@ -71,9 +71,24 @@ pub async fn require_http_11(req: Request) -> poem::Result<Request> {
     }
 }
 
-/// `GET /ws`.
+/// `GET /ws`: counts handshakes by outcome (`upgraded`, or the refusal's status).
 #[handler]
 pub async fn route(
+    req: &Request,
+    ws: WebSocket,
+    state: Data<&Arc<AppState>>,
+    ctx: Data<&Arc<WsContext>>,
+) -> Result<impl IntoResponse, Error> {
+    let result = handshake(req, ws, state, ctx).await;
+    let outcome = match &result {
+        Ok(_) => std::borrow::Cow::Borrowed("upgraded"),
+        Err(e) => std::borrow::Cow::Owned(e.status().as_str().to_owned()),
+    };
+    metrics::counter!("doorman_ws_handshakes_total", "outcome" => outcome).increment(1);
+    result
+}
+
+async fn handshake(
     req: &Request,
     ws: WebSocket,
     state: Data<&Arc<AppState>>,

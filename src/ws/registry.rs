@@ -331,7 +331,10 @@ impl Registry {
                 match events.recv().await {
                     Ok(SessionEvent::Ended(event)) => {
                         let close = Close::session_ended(event.reason.ended_as());
-                        registry.close_session(event.session_id, close);
+                        if registry.close_session(event.session_id, close) > 0 {
+                            metrics::histogram!("doorman_revocation_close_seconds")
+                                .record(event.at.elapsed());
+                        }
                         registry.notify_user(
                             event.user_id,
                             Some(event.session_id),

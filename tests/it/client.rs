@@ -381,11 +381,129 @@ impl ApiClient {
         self.call(Method::DELETE, "/api/sessions", cred)
     }
 
+    /// `DELETE /api/sessions/others`: log out every other device.
+    pub fn revoke_other_sessions<'a>(&self, cred: impl Into<Credential<'a>>) -> Call {
+        self.call(Method::DELETE, "/api/sessions/others", cred)
+    }
+
+    /// The `live_sockets` of session `id` in `GET /api/sessions`, as `cred` sees it.
+    pub async fn live_sockets<'a>(&self, cred: impl Into<Credential<'a>>, id: &str) -> u64 {
+        let resp = self.sessions(cred).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let list: Value = resp.json().await.expect("json");
+        let entry = list
+            .as_array()
+            .expect("a session list")
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("session {id} listed in {list}"));
+        entry["live_sockets"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("live_sockets is an integer in {entry}"))
+    }
+
+    /// `POST /api/me/password`.
+    pub fn change_password<'a>(
+        &self,
+        cred: impl Into<Credential<'a>>,
+        current: &str,
+        new: &str,
+    ) -> Call {
+        self.post_json(
+            "/api/me/password",
+            cred,
+            &json!({"current_password": current, "new_password": new}),
+        )
+    }
+
+    /// `GET /api/me/activity`.
+    pub fn activity<'a>(&self, cred: impl Into<Credential<'a>>) -> Call {
+        self.call(Method::GET, "/api/me/activity", cred)
+    }
+
     // --- rooms --------------------------------------------------------------
 
     /// `POST /api/rooms/{room}/messages` with `{body}`.
     pub fn publish<'a>(&self, cred: impl Into<Credential<'a>>, room: &str, body: &str) -> Call {
         self.publish_json(cred, room, &json!({ "body": body }))
+    }
+
+    /// `POST /api/rooms` with `{name}`: claims a private room.
+    pub fn create_room<'a>(&self, cred: impl Into<Credential<'a>>, name: &str) -> Call {
+        self.post_json("/api/rooms", cred, &json!({ "name": name }))
+    }
+
+    /// `GET /api/rooms`: the private rooms the caller owns or belongs to.
+    pub fn rooms<'a>(&self, cred: impl Into<Credential<'a>>) -> Call {
+        self.call(Method::GET, "/api/rooms", cred)
+    }
+
+    /// `DELETE /api/rooms/{room}`.
+    pub fn delete_room<'a>(&self, cred: impl Into<Credential<'a>>, room: &str) -> Call {
+        self.call(Method::DELETE, &format!("/api/rooms/{room}"), cred)
+    }
+
+    /// `GET /api/rooms/{room}/members`.
+    pub fn members<'a>(&self, cred: impl Into<Credential<'a>>, room: &str) -> Call {
+        self.call(Method::GET, &format!("/api/rooms/{room}/members"), cred)
+    }
+
+    /// `PUT /api/rooms/{room}/members/{user_id}`.
+    pub fn add_member<'a>(&self, cred: impl Into<Credential<'a>>, room: &str, user: &str) -> Call {
+        self.call(
+            Method::PUT,
+            &format!("/api/rooms/{room}/members/{user}"),
+            cred,
+        )
+    }
+
+    /// `DELETE /api/rooms/{room}/members/{user_id}`.
+    pub fn remove_member<'a>(
+        &self,
+        cred: impl Into<Credential<'a>>,
+        room: &str,
+        user: &str,
+    ) -> Call {
+        self.call(
+            Method::DELETE,
+            &format!("/api/rooms/{room}/members/{user}"),
+            cred,
+        )
+    }
+
+    /// `GET /api/rooms/{room}/presence`.
+    pub fn presence<'a>(&self, cred: impl Into<Credential<'a>>, room: &str) -> Call {
+        self.call(Method::GET, &format!("/api/rooms/{room}/presence"), cred)
+    }
+
+    /// The user ids `GET /api/rooms/{room}/presence` lists, sorted.
+    pub async fn present_users<'a>(
+        &self,
+        cred: impl Into<Credential<'a>>,
+        room: &str,
+    ) -> Vec<String> {
+        let resp = self.presence(cred, room).await;
+        assert_eq!(resp.status(), StatusCode::OK, "presence of {room}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["room"], room, "{body}");
+        let mut users: Vec<String> = body["users"]
+            .as_array()
+            .unwrap_or_else(|| panic!("users in {body}"))
+            .iter()
+            .map(|u| u["user_id"].as_str().expect("user_id").to_owned())
+            .collect();
+        users.sort();
+        users
+    }
+
+    /// Claims private room `name` as `owner` (201) and adds each of `members` (204).
+    pub async fn private_room(&self, owner: &Tokens, name: &str, members: &[&Tokens]) {
+        let resp = self.create_room(owner, name).await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "create {name}");
+        for m in members {
+            let resp = self.add_member(owner, name, &m.user_id).await;
+            assert_eq!(resp.status(), StatusCode::NO_CONTENT, "add to {name}");
+        }
     }
 
     /// `POST /api/rooms/{room}/messages` with any JSON body.

@@ -58,14 +58,6 @@ async fn socket(on: &ServerProcess, tokens: &Tokens) -> Ws {
     on.ws_welcomed(tokens).await.0
 }
 
-/// Asserts that no further text frame arrives within `quiet`.
-async fn assert_no_more(ws: &mut Ws, quiet: Duration) {
-    if let Ok(Some(Ok(msg))) = tokio::time::timeout(quiet, futures_util::StreamExt::next(ws)).await
-    {
-        assert!(!msg.is_text(), "unexpected extra frame: {msg:?}");
-    }
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx]
@@ -108,10 +100,12 @@ async fn sessions_keys_revocations_and_rooms_cross_instances() {
     let bob = b.user_with_tokens().await;
     let mut on_a = socket(a, &alice).await;
     let mut on_b = socket(b, &bob).await;
-    for ws in [&mut on_a, &mut on_b] {
-        send_json(ws, json!({"type": "subscribe", "room": "x"})).await;
-        assert_eq!(next_json(ws).await["type"], "subscribed");
-    }
+    subscribe(&mut on_a, "x").await;
+    // Presence crosses instances like everything else, a moment later: once B
+    // knows alice is there, bob's `subscribed` lists her and she hears him join.
+    wait_present(b, &bob, "x", &[&alice.user_id]).await;
+    subscribe(&mut on_b, "x").await;
+    expect_presence(&mut on_a, "x", &bob.user_id, "join").await;
     let resp = b.publish(&bob, "x", "over http on B").await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     for ws in [&mut on_a, &mut on_b] {
@@ -186,4 +180,287 @@ async fn a_revocation_missed_while_the_listener_was_down_still_closes_the_socket
     logout(b, &t).await;
     assert_eq!(expect_close(&mut ws, Duration::from_secs(2)).await.0, 4403);
     drop(pair);
+}
+
+// --- issue 12: membership, presence and devices across instances -------------
+
+/// How soon a removal reaches a socket on any instance.
+const LIVE: Duration = Duration::from_secs(1);
+
+fn sorted(ids: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+    v.sort();
+    v
+}
+
+/// Polls `on` until it lists exactly `users` present in `room` (presence from
+/// another instance arrives a moment later).
+async fn wait_present(on: &ServerProcess, who: &Tokens, room: &str, users: &[&str]) {
+    let want = sorted(users);
+    poll_until(
+        Duration::from_secs(2),
+        async || on.present_users(who, room).await,
+        |now| *now == want,
+    )
+    .await;
+}
+
+/// Polls `on` until `tokens`' session counts `n` live sockets (on every instance).
+async fn wait_live_sockets(on: &ServerProcess, tokens: &Tokens, n: u64) {
+    poll_until(
+        Duration::from_secs(5),
+        async || on.live_sockets(tokens, &tokens.session_id).await,
+        |&live| live == n,
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn membership_changes_on_one_instance_reach_sockets_on_the_other_within_a_second() {
+    let pair = two_instances().await;
+    let (a, b) = (&pair.a, &pair.b);
+    let room = "private:crew";
+    let alice = a.user_with_tokens().await;
+    let bob = a.user_with_tokens().await;
+    a.private_room(&alice, room, &[&bob]).await;
+    let mut on_a = socket(a, &alice).await;
+    let mut on_b = socket(b, &bob).await;
+    assert_eq!(
+        subscribe(&mut on_a, room).await,
+        vec![alice.user_id.clone()]
+    );
+    // Bob, on the other instance, sees alice present (once B has heard of her)
+    // and she sees him arrive.
+    wait_present(b, &bob, room, &[&alice.user_id]).await;
+    assert_eq!(
+        subscribe(&mut on_b, room).await,
+        sorted(&[&alice.user_id, &bob.user_id])
+    );
+    expect_presence(&mut on_a, room, &bob.user_id, "join").await;
+    send_json(
+        &mut on_b,
+        json!({"type": "publish", "room": room, "body": "from b"}),
+    )
+    .await;
+    for ws in [&mut on_a, &mut on_b] {
+        expect_message(ws, room, &bob.user_id, "from b").await;
+    }
+
+    // Removed through A: bob's socket on B is taken out within a second, and lives.
+    let started = Instant::now();
+    let resp = a.remove_member(&alice, room, &bob.user_id).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    expect_removed(&mut on_b, room, LIVE).await;
+    let elapsed = started.elapsed();
+    eprintln!("cross-instance removal (DELETE member on A → unsubscribed on B): {elapsed:?}");
+    assert!(elapsed < LIVE, "{elapsed:?}");
+    assert_alive(&mut on_b).await;
+    expect_presence(&mut on_a, room, &bob.user_id, "leave").await;
+    expect_refused(
+        &mut on_b,
+        json!({"type": "publish", "room": room, "body": "still?"}),
+        "forbidden",
+    )
+    .await;
+    assert_error(b.publish(&bob, room, "still?").await, 403, "forbidden").await;
+
+    // Added back through A: B lets him in again (as soon as a revocation would
+    // cross, at the latest).
+    let resp = a.add_member(&alice, room, &bob.user_id).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let in_again = poll_until(
+        Duration::from_secs(2),
+        async || b.publish(&bob, room, "back").await.status(),
+        |s| *s == StatusCode::ACCEPTED,
+    )
+    .await;
+    assert_eq!(in_again, StatusCode::ACCEPTED);
+    expect_message(&mut on_a, room, &bob.user_id, "back").await;
+    subscribe(&mut on_b, room).await;
+    expect_presence(&mut on_a, room, &bob.user_id, "join").await;
+
+    // Deleted through A: both sockets are taken out, B's within a second.
+    let started = Instant::now();
+    assert_eq!(
+        a.delete_room(&alice, room).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    expect_removed_with_the_room(&mut on_b, room, LIVE).await;
+    assert!(started.elapsed() < LIVE, "{:?}", started.elapsed());
+    expect_removed_with_the_room(&mut on_a, room, LIVE).await;
+    assert_alive(&mut on_b).await;
+    assert_error(b.publish(&bob, room, "gone?").await, 403, "forbidden").await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn presence_counts_a_users_sockets_on_every_instance() {
+    let pair = two_instances().await;
+    let (a, b) = (&pair.a, &pair.b);
+    let room = "lobby";
+    let alice = a.user_with_tokens().await;
+    let bob = a.user_with_tokens().await;
+    let mut watcher = socket(a, &alice).await;
+    subscribe(&mut watcher, room).await;
+
+    let mut bob_on_a = socket(a, &bob).await;
+    let mut bob_on_b = socket(b, &bob).await;
+    wait_present(b, &bob, room, &[&alice.user_id]).await;
+    assert_eq!(
+        subscribe(&mut bob_on_b, room).await,
+        sorted(&[&alice.user_id, &bob.user_id])
+    );
+    expect_presence(&mut watcher, room, &bob.user_id, "join").await;
+    assert_eq!(
+        subscribe(&mut bob_on_a, room).await,
+        sorted(&[&alice.user_id, &bob.user_id])
+    );
+    // One user, one join, wherever his sockets are.
+    assert_no_more(&mut watcher, Duration::from_millis(500)).await;
+    for on in [a, b] {
+        assert_eq!(
+            on.present_users(&alice, room).await,
+            sorted(&[&alice.user_id, &bob.user_id])
+        );
+    }
+
+    // His socket on A (alice's instance) goes: he is still there, on B.
+    close_socket(bob_on_a).await;
+    wait_live_sockets(a, &bob, 1).await;
+    assert_no_more(&mut watcher, Duration::from_millis(500)).await;
+    assert_eq!(
+        a.present_users(&alice, room).await,
+        sorted(&[&alice.user_id, &bob.user_id])
+    );
+    // His last socket goes, on B: one leave, on A.
+    close_socket(bob_on_b).await;
+    expect_presence(&mut watcher, room, &bob.user_id, "leave").await;
+    assert_no_more(&mut watcher, Duration::from_millis(300)).await;
+    for on in [a, b] {
+        assert_eq!(
+            on.present_users(&alice, room).await,
+            vec![alice.user_id.clone()]
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn presence_held_by_a_killed_instance_is_gone_within_60_seconds() {
+    let Pair { a, b, db, _dir } = two_instances().await;
+    let room = "lobby";
+    let alice = a.user_with_tokens().await;
+    let bob = a.user_with_tokens().await;
+    let carol = a.user_with_tokens().await;
+    let mut watcher = socket(&a, &alice).await;
+    subscribe(&mut watcher, room).await;
+    // Bob is only on B; carol is on both.
+    let mut bob_on_b = socket(&b, &bob).await;
+    subscribe(&mut bob_on_b, room).await;
+    expect_presence(&mut watcher, room, &bob.user_id, "join").await;
+    let mut carol_on_a = socket(&a, &carol).await;
+    subscribe(&mut carol_on_a, room).await;
+    expect_presence(&mut watcher, room, &carol.user_id, "join").await;
+    let mut carol_on_b = socket(&b, &carol).await;
+    subscribe(&mut carol_on_b, room).await;
+    assert_eq!(
+        a.present_users(&alice, room).await,
+        sorted(&[&alice.user_id, &bob.user_id, &carol.user_id])
+    );
+
+    // kill -9: B says goodbye to no one.
+    b.kill();
+    let killed = Instant::now();
+    let frame = next_json_within(&mut watcher, Duration::from_secs(60)).await;
+    let after = killed.elapsed();
+    eprintln!("presence of a killed instance expired after {after:?}");
+    assert_eq!(
+        frame,
+        json!({"type": "presence", "room": room, "user_id": bob.user_id, "event": "leave"})
+    );
+    // Carol still has a socket on A: she stays, with no leave.
+    expect_presence(&mut carol_on_a, room, &bob.user_id, "leave").await;
+    assert_eq!(
+        a.present_users(&alice, room).await,
+        sorted(&[&alice.user_id, &carol.user_id])
+    );
+    assert_no_more(&mut watcher, Duration::from_millis(500)).await;
+    assert_alive(&mut watcher).await;
+    drop((a, db));
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn live_sockets_count_the_sockets_on_every_instance() {
+    let pair = two_instances().await;
+    let (a, b) = (&pair.a, &pair.b);
+    let tokens = a.user_with_tokens().await;
+    let on_a = socket(a, &tokens).await;
+    let on_b1 = socket(b, &tokens).await;
+    let on_b2 = socket(b, &tokens).await;
+    wait_live_sockets(a, &tokens, 3).await;
+    wait_live_sockets(b, &tokens, 3).await;
+    close_socket(on_b1).await;
+    drop(on_b2);
+    wait_live_sockets(a, &tokens, 1).await;
+    close_socket(on_a).await;
+    wait_live_sockets(b, &tokens, 0).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn notices_and_password_changes_cross_instances() {
+    let pair = two_instances().await;
+    let (a, b) = (&pair.a, &pair.b);
+    let email = a.new_user().await;
+    let laptop = a.login_tokens(&email).await;
+    let tablet = a.login_tokens(&email).await;
+    let mut on_a = socket(a, &laptop).await;
+    let mut on_b = socket(b, &tablet).await;
+
+    // A login served by B is announced on A.
+    let resp = b
+        .login(&email, PASSWORD)
+        .header("user-agent", "Phone/2")
+        .await;
+    let phone = Tokens::from_response(resp).await;
+    for ws in [&mut on_a, &mut on_b] {
+        let notice = next_json(ws).await;
+        assert_eq!(notice["type"], "notice", "{notice}");
+        assert_eq!(notice["kind"], "new_session", "{notice}");
+        assert_eq!(notice["session_id"], phone.session_id.as_str(), "{notice}");
+        assert_eq!(notice["user_agent"], "Phone/2", "{notice}");
+    }
+
+    // A logout served by B is announced on A.
+    assert_eq!(b.logout(&phone).await.status(), StatusCode::NO_CONTENT);
+    for ws in [&mut on_a, &mut on_b] {
+        assert_eq!(
+            next_json(ws).await,
+            json!({
+                "type": "notice",
+                "kind": "session_ended",
+                "session_id": phone.session_id,
+                "reason": "logout",
+            })
+        );
+    }
+
+    // A password change served by A closes the tablet's socket on B with 4403.
+    let started = Instant::now();
+    let resp = a
+        .change_password(&laptop, PASSWORD, "another passphrase")
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (code, reason) = expect_close(&mut on_b, Duration::from_secs(2)).await;
+    assert_eq!((code, reason.as_str()), (4403, "session_revoked"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let notice = next_json(&mut on_a).await;
+    assert_eq!(notice["kind"], "session_ended", "{notice}");
+    assert_eq!(notice["session_id"], tablet.session_id.as_str());
+    assert_eq!(notice["reason"], "password_changed");
+    assert_alive(&mut on_a).await;
+    assert_eq!(b.me(&laptop).await.status(), StatusCode::OK);
+    assert_eq!(b.me(&tablet).await.status(), StatusCode::UNAUTHORIZED);
 }

@@ -45,6 +45,7 @@ mod drain;
 mod janitor;
 mod keys;
 mod logs;
+mod metrics;
 mod outage;
 
 // The committed OpenAPI document.

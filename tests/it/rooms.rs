@@ -12,13 +12,16 @@ async fn rooms_deliver_over_websocket_and_http_stamped_with_the_sender() {
     let bob = app.user_with_tokens().await;
     let (mut a, _) = app.ws_welcomed(&alice).await;
     let (mut b, _) = app.ws_welcomed(&bob).await;
-    for ws in [&mut a, &mut b] {
-        send_json(ws, json!({"type": "subscribe", "room": "lobby"})).await;
-        assert_eq!(
-            next_json(ws).await,
-            json!({"type": "subscribed", "room": "lobby"})
-        );
-    }
+    send_json(&mut a, json!({"type": "subscribe", "room": "lobby"})).await;
+    assert_eq!(
+        next_json(&mut a).await,
+        json!({"type": "subscribed", "room": "lobby", "present": [alice.user_id]})
+    );
+    let mut both = vec![alice.user_id.clone(), bob.user_id.clone()];
+    both.sort();
+    assert_eq!(subscribe(&mut b, "lobby").await, both);
+    // Bob's arrival is news to alice only.
+    expect_presence(&mut a, "lobby", &bob.user_id, "join").await;
     send_json(
         &mut a,
         json!({"type": "publish", "room": "lobby", "body": "hello"}),

@@ -26,6 +26,10 @@ async fn logout_closes_that_sessions_sockets_within_a_second_and_no_others() {
         assert_eq!((code, reason.as_str()), (4403, "session_revoked"));
     }
     assert!(started.elapsed() < Duration::from_secs(1));
+    // The other session is told, and lives on.
+    let notice = next_json(&mut other).await;
+    assert_eq!(notice["kind"], "session_ended", "{notice}");
+    assert_eq!(notice["session_id"], mine.session_id.as_str());
     assert_alive(&mut other).await;
 }
 
@@ -46,6 +50,9 @@ async fn revoking_a_session_or_all_sessions_closes_their_sockets() {
         expect_close(&mut ws_two, Duration::from_secs(1)).await.0,
         4403
     );
+    let notice = next_json(&mut ws_one).await;
+    assert_eq!(notice["kind"], "session_ended", "{notice}");
+    assert_eq!(notice["session_id"], two.session_id.as_str());
     assert_alive(&mut ws_one).await;
 
     let resp = app.revoke_all_sessions(&one).await;

@@ -115,6 +115,7 @@ impl SessionStore {
             user_id: user,
             reason,
             remote: true,
+            at: std::time::Instant::now(),
         }));
     }
 
@@ -162,7 +163,10 @@ impl SessionStore {
     /// can (the hot path of every authenticated request); records use, debounced.
     pub async fn active(&self, id: SessionId) -> Result<ActiveSession, Error> {
         let now = now();
-        match self.states.get(&id.0) {
+        let known = self.states.get(&id.0);
+        metrics::counter!("doorman_cache_lookups_total", "cache" => "sessions", "result" => if known.is_some() { "hit" } else { "miss" })
+            .increment(1);
+        match known {
             Some(Known::Ended(e)) => Err(e.into()),
             Some(Known::Active(s)) => {
                 if now >= s.expires_at || now >= s.idle_expires_at {
@@ -281,7 +285,10 @@ impl SessionStore {
                 user_id: user,
                 reason,
                 remote: false,
+                at: std::time::Instant::now(),
             }));
+            metrics::counter!("doorman_revocations_total", "reason" => reason.as_str())
+                .increment(1);
             if let Some(kind) = activity::Kind::of_revocation(reason) {
                 activity::record(&self.db, user, kind, Some(id), None).await;
             }

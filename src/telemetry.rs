@@ -1,0 +1,104 @@
+//! Prometheus metrics on a listener of their own (`DOORMAN_METRICS_BIND`, off by
+//! default, never the public port). Code anywhere records through the `metrics`
+//! facade, which does nothing until [`install`] sets the process's recorder (the
+//! facade is process-wide by design); labels are bounded: route templates and
+//! operation ids, status codes, error codes, reasons — never paths, ids or IPs.
+//! docs/operations.md lists every metric with the alerts to set on it.
+
+use std::{sync::Arc, time::Duration};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use poem::{
+    EndpointExt, IntoResponse, Route, Server, get, handler, listener::TcpAcceptor, web::Data,
+};
+
+use crate::state::AppState;
+
+/// Buckets for request and close latencies, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Installs the Prometheus recorder (once per process); later calls get the same
+/// handle.
+pub fn install() -> Result<PrometheusHandle, String> {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .map_err(|e| e.to_string())?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+    let _ = HANDLE.set(handle.clone());
+    // Histograms and idle series need periodic upkeep.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends.
+pub async fn serve(
+    listener: TcpAcceptor,
+    handle: PrometheusHandle,
+    state: Arc<AppState>,
+) -> std::io::Result<()> {
+    let app = Route::new()
+        .at("/metrics", get(scrape))
+        .data(handle)
+        .data(state);
+    Server::new_with_acceptor(listener).run(app).await
+}
+
+/// The text exposition, with the gauges that are read rather than counted
+/// refreshed first.
+#[handler]
+fn scrape(handle: Data<&PrometheusHandle>, state: Data<&Arc<AppState>>) -> impl IntoResponse {
+    metrics::gauge!("doorman_ws_sockets_open").set(state.sockets.len() as f64);
+    metrics::gauge!("doorman_password_hashes_queued")
+        .set(state.auth.password_hashes_queued() as f64);
+    let (open, idle) = state.auth.pool_stats();
+    metrics::gauge!("doorman_db_pool_connections").set(f64::from(open));
+    metrics::gauge!("doorman_db_pool_in_use").set(open.saturating_sub(idle as u32) as f64);
+    handle
+        .render()
+        .with_content_type("text/plain; version=0.0.4; charset=utf-8")
+}
+
+/// The route label of a request: the operation id, or one of the few routes
+/// outside the API; anything else is `other` (so unknown paths add no series).
+pub fn route_label(operation: Option<&'static str>, path: &str) -> &'static str {
+    if let Some(op) = operation {
+        return op;
+    }
+    match path {
+        "/ws" => "ws",
+        "/openapi.json" => "openapi",
+        "/" => "demo",
+        p if p.starts_with("/docs") => "docs",
+        _ => "other",
+    }
+}
+
+/// A method as a static label.
+pub fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
