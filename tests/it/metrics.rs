@@ -8,8 +8,11 @@ use reqwest::StatusCode;
 
 use crate::{client::Credential::Anonymous, helpers::*};
 
-/// Every sample of the scrape, as (name, labels, value).
-async fn scrape(url: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// One sample: name, sorted labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Every sample of the scrape.
+async fn scrape(url: &str) -> Vec<Sample> {
     let text = reqwest::get(url).await.unwrap().text().await.unwrap();
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let parsed = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
