@@ -41,11 +41,7 @@ async fn scrape(url: &str) -> Vec<Sample> {
 }
 
 /// The value of the sample `name` whose labels include `labels` (0 if absent).
-fn value(
-    samples: &[(String, Vec<(String, String)>, f64)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .filter(|(n, l, _)| {
