@@ -94,6 +94,9 @@ impl Membership {
 
     /// Owner-only operations: `Forbidden` for anyone else, members included.
     async fn require_owner(&self, room: &RoomName, user: UserId) -> Result<(), RoomError> {
+        if !room.is_private() {
+            return Err(RoomError::NotPrivate);
+        }
         match self.role(room, user).await? {
             Some(Role::Owner) => Ok(()),
             _ => Err(RoomError::Forbidden),
@@ -164,6 +167,9 @@ impl Membership {
 
     /// The members (visible to members only), owner first, then by when added.
     pub async fn members(&self, room: &RoomName, by: UserId) -> Result<Vec<Member>, RoomError> {
+        if !room.is_private() {
+            return Err(RoomError::NotPrivate);
+        }
         self.may_enter(room, by).await?;
         let rows = room_member::Entity::find()
             .filter(room_member::Column::Room.eq(room.as_str()))
@@ -219,6 +225,9 @@ impl Membership {
     /// Removes a member: the owner removes anyone but themselves, a member removes
     /// themselves (leaves). Removing someone who is not a member is done already.
     pub async fn remove(&self, room: &RoomName, user: UserId, by: UserId) -> Result<(), RoomError> {
+        if !room.is_private() {
+            return Err(RoomError::NotPrivate);
+        }
         let role = self.role(room, by).await?;
         match role {
             Some(Role::Owner) if user == by => return Err(RoomError::OwnerCannotLeave),

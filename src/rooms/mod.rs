@@ -56,7 +56,9 @@ pub type Outbox = mpsc::Sender<Outgoing>;
 pub enum RoomError {
     #[error("room must be 1 to 64 characters of A-Z a-z 0-9 _ - ., optionally after private:")]
     InvalidName,
-    #[error("only private: rooms can be created")]
+    /// Public rooms have no owner and no members: only `private:` rooms are created,
+    /// deleted and managed.
+    #[error("public rooms have no owner or members; only private: rooms do")]
     NotPrivate,
     /// Not a member, not the owner, or an unclaimed private name: one answer for all.
     #[error("not allowed in this room")]
