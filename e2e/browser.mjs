@@ -343,6 +343,203 @@ await scenario("a sibling site's non-ASCII cookie does not log the user out (/ap
   }
 });
 
+// ---- Issue 12: private rooms, presence, devices and notices on the demo page --------
+
+// A browser context logged in on the demo page as one user (registered on first use).
+async function demoUser({ email, name, register = true, contextOptions = {} }) {
+  const context = await browser.newContext({ viewport: { width: 820, height: 1000 }, ...contextOptions });
+  const violations = await watchCsp(context);
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  assertHardened(await page.goto(`${api}/`));
+  await page.fill("#email", email);
+  await page.fill("#password", password);
+  if (register) {
+    await page.fill("#name", name);
+    await page.click("#register");
+    await page.waitForFunction(() => document.querySelector("#me").textContent.includes("registered"));
+  }
+  await page.click("#login");
+  await page.waitForFunction(() => document.querySelector("#me").textContent.includes('"auth_source": "cookie"'));
+  const id = (await page.textContent("#my-id")).trim();
+  assert.match(id, /^[0-9a-f-]{36}$/, "the page shows the user's id");
+  return {
+    context, page, id,
+    async connect() {
+      await page.click("#connect");
+      await page.waitForFunction(() => document.querySelector("#status").textContent.includes("auth_source: cookie"));
+    },
+    // Subscribes the page to `room`; resolves with the #room-state text once answered.
+    async join(room) {
+      await page.fill("#room", room);
+      await page.click("#join");
+      const state = await page.waitForFunction((room) => {
+        const text = document.querySelector("#room-state").textContent;
+        return (text === `subscribed to ${room}` || text.startsWith("forbidden")) && text;
+      }, room);
+      return state.jsonValue();
+    },
+    async clean() {
+      assert.deepEqual(errors, [], `script errors on ${name}'s page`);
+      assert.deepEqual(violations, [], `CSP violations on ${name}'s page`);
+    },
+  };
+}
+
+const presenceOf = (page) => page.$$eval("#presence li[data-user-id]", (lis) => lis.map((li) => li.dataset.userId).sort());
+const statusOf = (page) => page.textContent("#status");
+
+// Screenshots of several pages side by side, each under a caption, as one PNG.
+async function sideBySide(file, shots) {
+  if (!process.env.SCREENSHOT_DIR) return;
+  const figures = [];
+  for (const { caption, page } of shots) {
+    const png = await page.screenshot({ fullPage: true });
+    figures.push(`<figure><figcaption>${caption}</figcaption><img src="data:image/png;base64,${png.toString("base64")}"></figure>`);
+  }
+  const sheet = await browser.newPage({ viewport: { width: 400, height: 300 } });
+  try {
+    await sheet.setContent(`<!doctype html><style>
+      body { margin: 0; padding: 16px; display: flex; gap: 16px; align-items: flex-start; background: #e9edf1;
+             font: 600 16px system-ui, sans-serif; color: #1d232a; width: max-content; }
+      figure { margin: 0; } figcaption { margin: 0 0 8px 2px; }
+      img { display: block; border: 1px solid #c8d0d8; border-radius: 6px; background: #fff; }
+    </style>${figures.join("")}`);
+    await sheet.waitForFunction(() => [...document.images].every((i) => i.complete && i.naturalWidth > 0));
+    await sheet.screenshot({ path: `${screenshots}/${file}`, fullPage: true });
+  } finally {
+    await sheet.close();
+  }
+}
+
+await scenario("private room: add a member by id, presence from a second context, removal takes the member out live", async () => {
+  const stamp = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+  const alice = await demoUser({ email: uniqueEmail("alice"), name: "alice" });
+  const bob = await demoUser({ email: uniqueEmail("bob"), name: "bob" });
+  const room = `private:plans-${stamp}`;
+  try {
+    await alice.connect();
+    await bob.connect();
+
+    // alice creates the room: it is hers, the page switches to it, she is its only member.
+    await alice.page.fill("#new-room", `plans-${stamp}`);
+    await alice.page.click("#create-room");
+    await alice.page.waitForFunction(() => document.querySelector("#rooms-msg").textContent.startsWith("created"));
+    await alice.page.waitForSelector(`#my-rooms li[data-room="${room}"]`);
+    assert.equal(await alice.page.inputValue("#room"), room);
+    await alice.page.waitForSelector(`#members li[data-user-id="${alice.id}"]`);
+    assert.equal(await alice.join(room), `subscribed to ${room}`);
+    assert.deepEqual(await presenceOf(alice.page), [alice.id], "subscribed.present holds the subscriber");
+
+    // bob is not a member yet: refused, and his socket lives.
+    assert.match(await bob.join(room), /^forbidden/, "a non-member's subscribe is refused");
+    assert.match(await statusOf(bob.page), /^open/);
+    await bob.page.waitForFunction(() => document.querySelector("#members").textContent.includes("403"));
+
+    // alice adds bob by the id his page shows.
+    await alice.page.fill("#member-id", bob.id);
+    await alice.page.click("#add-member");
+    await alice.page.waitForSelector(`#members li[data-user-id="${bob.id}"]`);
+
+    // bob joins: both see each other present; alice's presence comes from a join frame.
+    assert.equal(await bob.join(room), `subscribed to ${room}`);
+    assert.deepEqual(await presenceOf(bob.page), [alice.id, bob.id].sort());
+    await bob.page.waitForSelector(`#my-rooms li[data-room="${room}"]`);
+    await alice.page.waitForSelector(`#presence li[data-user-id="${bob.id}"]`);
+    await alice.page.waitForFunction(() => document.querySelector("#presence").textContent.includes("bob"));
+    await bob.page.fill("#text", "hi alice, bob here");
+    await bob.page.click("#send");
+    await alice.page.waitForFunction(() => document.querySelector("#log").textContent.includes('"body":"hi alice, bob here"'));
+    await sideBySide("rooms.png", [
+      { caption: `alice (owner of ${room}) added bob and sees him present`, page: alice.page },
+      { caption: "bob (member) in the same room, from another browser context", page: bob.page },
+    ]);
+
+    // alice removes bob: his page is told at once, his socket stays open.
+    const started = Date.now();
+    await alice.page.click(`#members li[data-user-id="${bob.id}"] button`);
+    await bob.page.waitForFunction((room) =>
+      document.querySelector("#room-state").textContent.startsWith(`removed from ${room}`), room, { timeout: 3000 });
+    const took = Date.now() - started;
+    assert.ok(took < 2000, `unsubscribed removed took ${took} ms after the click`);
+    await bob.page.waitForSelector("#toasts .toast.removed");
+    assert.match(await statusOf(bob.page), /^open/, "the removed member's socket stays open");
+    assert.equal(await bob.page.isDisabled("#send"), true);
+    assert.ok((await bob.page.textContent("#log")).includes('"reason":"removed"'));
+    await alice.page.waitForFunction((id) => !document.querySelector(`#presence li[data-user-id="${id}"]`), bob.id);
+    await alice.page.waitForFunction((id) => !document.querySelector(`#members li[data-user-id="${id}"]`), bob.id);
+    await bob.page.waitForFunction((room) => !document.querySelector(`#my-rooms li[data-room="${room}"]`), room);
+
+    // Publishing is refused too (HTTP here), while the same socket still serves public rooms.
+    const publish = await bob.page.evaluate((path) => fetch(path, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ body: "still here?" }),
+    }).then((r) => r.status), `/api/rooms/${room}/messages`);
+    assert.equal(publish, 403);
+    assert.equal(await bob.join("lobby"), "subscribed to lobby");
+    await alice.clean();
+    await bob.clean();
+  } finally {
+    await alice.context.close();
+    await bob.context.close();
+  }
+});
+
+await scenario("same account elsewhere: a new_session toast; \"log out other devices\" ends the other socket", async () => {
+  const email = uniqueEmail("devices");
+  const laptop = await demoUser({ email, name: "carol" });
+  let phone = null;
+  try {
+    await laptop.connect();
+    phone = await demoUser({
+      email, name: "carol", register: false,
+      contextOptions: { userAgent: "doorman-e2e second device" },
+    });
+    assert.equal(phone.id, laptop.id);
+    const toast = await laptop.page.waitForSelector("#toasts .toast.new_session");
+    const text = await toast.textContent();
+    assert.ok(text.startsWith("signed in elsewhere ("), text);
+    assert.ok(text.includes("doorman-e2e second device") && text.includes("127.0.0.1"), text);
+    await phone.connect();
+    assert.equal(await phone.page.$("#toasts .toast.new_session"), null, "the new session is not told about itself");
+
+    // Both sessions listed, each with its live socket.
+    const deadline = Date.now() + 5000;
+    let rows;
+    for (;;) {
+      await laptop.page.click("#refresh-sessions");
+      await laptop.page.waitForTimeout(200);
+      rows = await laptop.page.$$eval("#sessions li[data-session-id]", (lis) => lis.map((li) => li.textContent));
+      if ((rows.length === 2 && rows.every((r) => r.includes("1 live socket"))) || Date.now() > deadline) break;
+    }
+    assert.equal(rows.length, 2, JSON.stringify(rows));
+    assert.ok(rows.every((r) => r.includes("1 live socket")), `live_sockets: ${JSON.stringify(rows)}`);
+    assert.ok(rows.some((r) => r.includes("this device")) && rows.some((r) => r.includes("doorman-e2e second device")));
+
+    await laptop.page.click("#logout-others");
+    await laptop.page.waitForFunction(() => document.querySelector("#devices-msg").textContent.includes("logged out"));
+    await phone.page.waitForFunction(() => document.querySelector("#status").textContent.includes("closed 4403 session_revoked"),
+      null, { timeout: 3000 });
+    await phone.page.waitForSelector("#session-ended:not([hidden])");
+    assert.ok((await phone.page.textContent("#session-ended")).includes("log in again"));
+    await phone.page.waitForFunction(() => document.querySelector("#me").textContent.includes("not logged in (401"));
+    const ended = await laptop.page.waitForSelector("#toasts .toast.session_ended");
+    assert.ok((await ended.textContent()).includes("revoked_others"), await ended.textContent());
+    assert.match(await statusOf(laptop.page), /^open/, "the current session's socket stays open");
+    await laptop.page.waitForFunction(() => document.querySelectorAll("#sessions li[data-session-id]").length === 1);
+    assert.ok((await laptop.page.textContent("#me")).includes('"auth_source": "cookie"'));
+    await sideBySide("devices.png", [
+      { caption: "the laptop: told of the new sign-in, then \"Log out other devices\"", page: laptop.page },
+      { caption: "the other device: its session ended, its socket closed 4403", page: phone.page },
+    ]);
+    await laptop.clean();
+    await phone.clean();
+  } finally {
+    await laptop.context.close();
+    if (phone) await phone.context.close();
+  }
+});
+
 await browser.close();
 partner.close();
 foreign.close();

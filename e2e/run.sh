@@ -2,9 +2,11 @@
 # Browser end-to-end tests in Debian's headless Chromium against a fresh doorman.
 # Usage: e2e/run.sh PATH_TO_DOORMAN_BINARY [SCREENSHOT_DIR]
 set -euo pipefail
+# Both paths are relative to the caller's directory (README: `e2e/run.sh target/release/doorman docs`).
+DOORMAN_BIN="$(realpath "$1")"
+screenshot_dir="${2:+$(realpath -m "$2")}"
 cd "$(dirname "$0")"
 source ../scripts/lib.sh
-DOORMAN_BIN="$(realpath "$1")"
 chromium="${CHROMIUM:-/usr/bin/chromium}"
 if [ ! -x "$chromium" ]; then
   echo "browser: SKIPPED — no Chromium at $chromium (apt-get install chromium chromium-driver)"
@@ -19,4 +21,4 @@ on_exit rm -rf "$work"
 start_doorman "$port" "$work/server.log" \
   DOORMAN_ALLOWED_ORIGINS="http://127.0.0.1:$PARTNER_PORT" DOORMAN_LOGIN_PER_MINUTE=1000
 
-SCREENSHOT_DIR="${2:-}" node browser.mjs
+SCREENSHOT_DIR="$screenshot_dir" node browser.mjs
