@@ -169,6 +169,28 @@ impl Rooms {
         self.membership.may_enter(room, user).await
     }
 
+    /// [`Rooms::may_enter`] for a socket's publish, without asking the database when
+    /// the socket is subscribed to the room: it was checked when it subscribed, and
+    /// a removal takes it out of the room here before this instance acts on anything
+    /// else (on another instance, within the notification's delay).
+    pub async fn may_publish(
+        &self,
+        room: &RoomName,
+        conn: ConnId,
+        user: UserId,
+    ) -> Result<(), RoomError> {
+        let subscribed = room.is_private()
+            && self
+                .lock()
+                .subs
+                .get(room)
+                .is_some_and(|subs| subs.contains_key(&conn));
+        if subscribed {
+            return Ok(());
+        }
+        self.may_enter(room, user).await
+    }
+
     /// Subscribes a socket; returns who is present now (the subscriber included).
     /// Call [`Rooms::may_enter`] first, and again after this returns: a removal in
     /// between found no socket to take out, and the second check closes that gap.

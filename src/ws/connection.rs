@@ -319,7 +319,12 @@ impl Conn {
                         )
                         .await;
                 }
-                if let Err(e) = self.ctx.rooms.may_enter(&name, identity.user_id).await {
+                if let Err(e) = self
+                    .ctx
+                    .rooms
+                    .may_publish(&name, self.registration.id, identity.user_id)
+                    .await
+                {
                     return self.room_error(e).await;
                 }
                 // One budget with HTTP publishes; the socket lives.
