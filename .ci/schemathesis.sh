@@ -8,7 +8,7 @@ source scripts/lib.sh
 DOORMAN_BIN="$1"
 seconds="${2:-60}"
 venv="${DOORMAN_VENV:-/var/tmp/doorman-venv}"
-port=18081
+port="${SCHEMATHESIS_PORT:-18081}"
 base="http://127.0.0.1:$port"
 
 ensure_python_venv "$venv" .ci/requirements-schemathesis.txt

@@ -262,7 +262,7 @@ pub struct Activity {
 pub struct CreateRoomRequest {
     /// `private:` followed by 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is
     /// 400 `invalid_input`.
-    pub name: Text,
+    pub name: super::room_names::PrivateRoomParam,
 }
 
 /// A private room.

@@ -13,6 +13,7 @@ use super::{
     models::{
         CreateRoomRequest, Presence, PresentUser, PublishRequest, Published, Room, RoomMember,
     },
+    room_names::{PrivateRoomParam, RoomParam},
     security::Authenticated,
 };
 use crate::{
@@ -64,7 +65,7 @@ impl RoomApi {
         auth: Authenticated,
         body: Json<CreateRoomRequest>,
     ) -> Result<Created, Fail<CreateErrors>> {
-        let room = RoomName::parse(&body.0.name)?;
+        let room = RoomName::parse(&body.0.name.0)?;
         let created = state.rooms.create(&room, auth.0.user_id).await?;
         Ok(Created::Created(Json(created.into())))
     }
@@ -93,9 +94,9 @@ impl RoomApi {
         auth: Authenticated,
         /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
         /// `invalid_input`.
-        room: Path<String>,
+        room: Path<PrivateRoomParam>,
     ) -> Result<Done, Fail<RoomErrors>> {
-        let room = RoomName::parse(&room.0)?;
+        let room = RoomName::parse(&room.0.0)?;
         state.rooms.delete(&room, auth.0.user_id).await?;
         Ok(Done::NoContent)
     }
@@ -114,9 +115,9 @@ impl RoomApi {
         auth: Authenticated,
         /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
         /// `invalid_input`.
-        room: Path<String>,
+        room: Path<PrivateRoomParam>,
     ) -> Result<Json<Vec<RoomMember>>, Fail<RoomErrors>> {
-        let room = RoomName::parse(&room.0)?;
+        let room = RoomName::parse(&room.0.0)?;
         let members = state.rooms.members(&room, auth.0.user_id).await?;
         Ok(Json(members.into_iter().map(RoomMember::from).collect()))
     }
@@ -135,10 +136,10 @@ impl RoomApi {
         auth: Authenticated,
         /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
         /// `invalid_input`.
-        room: Path<String>,
+        room: Path<PrivateRoomParam>,
         user_id: Path<Uuid>,
     ) -> Result<Done, Fail<MemberErrors>> {
-        let room = RoomName::parse(&room.0)?;
+        let room = RoomName::parse(&room.0.0)?;
         state
             .rooms
             .add_member(&room, UserId(user_id.0), auth.0.user_id)
@@ -163,10 +164,10 @@ impl RoomApi {
         auth: Authenticated,
         /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
         /// `invalid_input`.
-        room: Path<String>,
+        room: Path<PrivateRoomParam>,
         user_id: Path<Uuid>,
     ) -> Result<Done, Fail<RoomErrors>> {
-        let room = RoomName::parse(&room.0)?;
+        let room = RoomName::parse(&room.0.0)?;
         state
             .rooms
             .remove_member(&room, UserId(user_id.0), auth.0.user_id)
@@ -190,9 +191,9 @@ impl RoomApi {
         auth: Authenticated,
         /// A public name (1 to 64 of `A-Z a-z 0-9 _ - .`) or `private:` and one; any
         /// other name is 400 `invalid_input`.
-        room: Path<String>,
+        room: Path<RoomParam>,
     ) -> Result<Json<Presence>, Fail<RoomErrors>> {
-        let name = RoomName::parse(&room.0)?;
+        let name = RoomName::parse(&room.0.0)?;
         state.rooms.may_enter(&name, auth.0.user_id).await?;
         let users = state
             .rooms
@@ -204,7 +205,7 @@ impl RoomApi {
             })
             .collect();
         Ok(Json(Presence {
-            room: room.0,
+            room: room.0.0,
             users,
         }))
     }
@@ -227,10 +228,10 @@ impl RoomApi {
         auth: Authenticated,
         /// A public name (1 to 64 of `A-Z a-z 0-9 _ - .`) or `private:` and one; any
         /// other name is 400 `invalid_input`.
-        room: Path<String>,
+        room: Path<RoomParam>,
         body: Json<PublishRequest>,
     ) -> Result<Accepted, Fail<PublishErrors>> {
-        let room = RoomName::parse(&room.0)?;
+        let room = RoomName::parse(&room.0.0)?;
         state.limits.publish_ip.check(&state.limit_key(req))?;
         state.rooms.may_enter(&room, auth.0.user_id).await?;
         state.limits.publish.check(&auth.0.user_id)?;
