@@ -275,6 +275,13 @@ pub async fn manage_keys(
         .map(KeyCipher::from_file)
         .transpose()?;
     let store = KeyStore::new(db, cipher);
+    // Changing keys needs the key-encryption key the servers use: decrypting every
+    // active key first refuses a missing or wrong one before anything is written
+    // (a new key in plain text, or one sealed with another key, would leave every
+    // running instance unable to re-read its keys).
+    if !matches!(action, KeysCommand::List) {
+        store.active().await?;
+    }
     Ok(match action {
         KeysCommand::List => {
             let keys = store.list().await?;

@@ -252,7 +252,8 @@ impl From<crate::auth::activity::Event> for ActivityEvent {
     }
 }
 
-/// The account's recent activity, newest first (at most 100 events).
+/// The account's recent activity, newest first: at most 100 events besides failed
+/// logins, and at most 20 failed logins.
 #[derive(Object)]
 pub struct Activity {
     pub events: Vec<ActivityEvent>,

@@ -185,7 +185,8 @@ impl SessionApi {
     /// My account activity
     ///
     /// Logins, failed logins, sessions that ended and password changes, newest
-    /// first (at most 100).
+    /// first: the 100 newest events other than failed logins, and the 20 newest
+    /// failed logins (so guessing cannot push a real login out of view).
     #[oai(path = "/me/activity", method = "get", operation_id = "activity")]
     async fn activity(
         &self,

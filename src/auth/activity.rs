@@ -11,8 +11,11 @@ use uuid::Uuid;
 
 use super::{ClientInfo, Error, RevocationReason, SessionId, UserId, db::Db};
 
-/// How many events `GET /api/me/activity` shows.
+/// How many events `GET /api/me/activity` shows, failed logins apart…
 pub const SHOWN: u64 = 100;
+/// …and how many failed logins on top: a stranger guessing passwords must not push
+/// a real login (theirs, say) out of the owner's view.
+pub const SHOWN_FAILED: u64 = 20;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +78,11 @@ pub async fn record(
         kind: Set(kind.as_str().to_owned()),
         at: Set(OffsetDateTime::now_utc()),
         ip: Set(client.and_then(|c| c.ip.clone())),
-        user_agent: Set(client.and_then(|c| c.user_agent.clone())),
+        // As long as a session keeps it: a client must not grow the table with a
+        // 30 KB header per failed login.
+        user_agent: Set(client
+            .and_then(|c| c.user_agent.as_deref())
+            .map(|ua| ua.chars().take(256).collect())),
         session_id: Set(session.map(|s| s.0)),
     };
     if let Err(e) = row.insert(db).await {
@@ -85,13 +92,25 @@ pub async fn record(
 
 /// A user's newest events, newest first.
 pub async fn recent(db: &Db, user: UserId) -> Result<Vec<Event>, Error> {
-    Ok(activity::Entity::find()
-        .filter(activity::Column::UserId.eq(user.0))
-        .order_by_desc(activity::Column::At)
-        .order_by_desc(activity::Column::Id)
-        .limit(SHOWN)
-        .all(db)
-        .await?
+    let failed = Kind::LoginFailed.as_str();
+    let newest = |failures: bool, limit: u64| {
+        let kind = if failures {
+            activity::Column::Kind.eq(failed)
+        } else {
+            activity::Column::Kind.ne(failed)
+        };
+        activity::Entity::find()
+            .filter(activity::Column::UserId.eq(user.0))
+            .filter(kind)
+            .order_by_desc(activity::Column::At)
+            .order_by_desc(activity::Column::Id)
+            .limit(limit)
+            .all(db)
+    };
+    let mut rows = newest(false, SHOWN).await?;
+    rows.extend(newest(true, SHOWN_FAILED).await?);
+    rows.sort_by(|a, b| (b.at, b.id).cmp(&(a.at, a.id)));
+    Ok(rows
         .into_iter()
         .map(|m| Event {
             kind: m.kind,

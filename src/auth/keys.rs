@@ -22,7 +22,8 @@ use ed25519_dalek::{
 };
 use entity::signing_key;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    sea_query::Expr,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -220,28 +221,46 @@ impl KeyStore {
     /// Retires a key: every instance refuses its tokens within about a second and
     /// the JWKS drops it. The last active key cannot be retired (nothing could sign).
     pub async fn retire(&self, kid: &str) -> Result<(), Error> {
-        let active = self.list().await?;
-        let Some(key) = active.iter().find(|k| k.kid == kid) else {
-            return Err(Error::Invalid(format!("no signing key {kid}")));
-        };
-        if key.retired_at.is_some() {
-            return Err(Error::Invalid(format!(
-                "signing key {kid} is already retired"
-            )));
-        }
-        if active.iter().filter(|k| k.retired_at.is_none()).count() < 2 {
-            return Err(Error::Invalid(format!(
-                "{kid} is the only active key; `doorman keys rotate` first"
-            )));
-        }
-        signing_key::Entity::update_many()
-            .col_expr(
-                signing_key::Column::RetiredAt,
-                Expr::value(OffsetDateTime::now_utc()),
-            )
-            .filter(signing_key::Column::Kid.eq(kid))
-            .exec(&self.db)
+        // One transaction holding every active key's row (FOR UPDATE on PostgreSQL;
+        // SQLite runs one writer at a time): two retirements at once cannot each see
+        // the other key still active and leave none.
+        let kid_owned = kid.to_owned();
+        let outcome = self
+            .db
+            .transaction(async |txn| {
+                let active = signing_key::Entity::find()
+                    .filter(signing_key::Column::RetiredAt.is_null())
+                    .lock_exclusive()
+                    .all(txn)
+                    .await?;
+                if !active.iter().any(|k| k.kid == kid_owned) {
+                    let known = signing_key::Entity::find_by_id(kid_owned.clone())
+                        .one(txn)
+                        .await?
+                        .is_some();
+                    return Ok(Err(if known {
+                        format!("signing key {kid_owned} is already retired")
+                    } else {
+                        format!("no signing key {kid_owned}")
+                    }));
+                }
+                if active.len() < 2 {
+                    return Ok(Err(format!(
+                        "{kid_owned} is the only active key; `doorman keys rotate` first"
+                    )));
+                }
+                signing_key::Entity::update_many()
+                    .col_expr(
+                        signing_key::Column::RetiredAt,
+                        Expr::value(OffsetDateTime::now_utc()),
+                    )
+                    .filter(signing_key::Column::Kid.eq(kid_owned.as_str()))
+                    .exec(txn)
+                    .await?;
+                Ok(Ok(()))
+            })
             .await?;
+        outcome.map_err(Error::Invalid)?;
         tracing::info!(kid = %kid, "retired a signing key");
         Ok(())
     }

@@ -212,6 +212,19 @@ impl Auth {
         let user_id = UserId(user.id);
         let opened = self.sessions.open(user_id, client.clone()).await?;
         let session_id = SessionId(opened.session.id);
+        // A password change between the check above and the session's insert would
+        // not have seen this session. It writes the new hash before it revokes, so
+        // reading the hash after the insert closes the gap: either the change sees
+        // this session, or this read sees the change.
+        let unchanged = accounts::find(&self.db, user.id)
+            .await?
+            .is_some_and(|now| now.password_hash == user.password_hash);
+        if !unchanged {
+            self.sessions
+                .revoke(session_id, user_id, RevocationReason::PasswordChanged)
+                .await?;
+            return Err(AuthError::InvalidCredentials.into());
+        }
         let access = self.tokens.issue(user_id, session_id)?;
         tracing::info!(user_id = %user.id, session_id = %session_id, "login");
         activity::record(

@@ -418,3 +418,70 @@ async fn the_activity_log_lists_what_happened_newest_first() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_login_racing_a_password_change_does_not_outlive_it() {
+    // A login that checked the old password before the change, but opened its
+    // session after the change revoked the others, must not keep a session.
+    let app = spawn_app().await;
+    for trial in 0..12 {
+        let email = app.new_user().await;
+        let keeper = app.login_tokens(&email).await;
+        let new_password = format!("a brand new password {trial}");
+        // Logins spread over the change's two hashes, so that some check the old
+        // password just before the new hash is written.
+        let logins = (0..12u64).map(|i| {
+            let email = email.clone();
+            let app = &app;
+            async move {
+                tokio::time::sleep(Duration::from_millis(8 * i)).await;
+                let resp = app.login(&email, PASSWORD).await;
+                (resp.status() == StatusCode::OK).then_some(resp)
+            }
+        });
+        let (changed, logins) = tokio::join!(
+            async {
+                app.change_password(&keeper, PASSWORD, &new_password)
+                    .await
+                    .status()
+            },
+            futures_util::future::join_all(logins)
+        );
+        assert_eq!(changed, StatusCode::NO_CONTENT);
+        for resp in logins.into_iter().flatten() {
+            let tokens = crate::client::Tokens::from_response(resp).await;
+            assert_eq!(
+                app.me(&tokens).await.status(),
+                StatusCode::UNAUTHORIZED,
+                "trial {trial}: a session opened with the old password survived the change"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn failed_logins_neither_bloat_nor_flood_the_activity_log() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let owner = app.login_tokens(&email).await;
+    let huge_agent = "x".repeat(20_000);
+    for _ in 0..30 {
+        let resp = app
+            .login(&email, "not the password")
+            .header("user-agent", huge_agent.as_str())
+            .await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    let body: Value = app.activity(&owner).await.json().await.unwrap();
+    let events = body["events"].as_array().unwrap();
+    let failed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "login_failed")
+        .collect();
+    assert_eq!(failed.len(), 20, "failed logins shown: at most 20");
+    for e in &failed {
+        assert_eq!(e["user_agent"].as_str().unwrap().len(), 256);
+    }
+    // The real login is still there, older than every failure.
+    assert_eq!(events.last().unwrap()["kind"], "login", "{body}");
+}

@@ -116,6 +116,32 @@ async fn rotation_and_retirement_reach_every_instance_within_two_seconds() {
     let refused = keys(&db.url, None, &["retire", &new_kid]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("only active key"));
+
+    // Nor can two retirements at once leave none: with two active keys, retiring
+    // both concurrently lets exactly one through.
+    let mut current = new_kid;
+    for _ in 0..5 {
+        let fresh = stdout(&keys(&db.url, None, &["rotate"])).trim().to_owned();
+        let (url_a, url_b) = (db.url.clone(), db.url.clone());
+        let (kid_a, kid_b) = (current.clone(), fresh.clone());
+        let a = std::thread::spawn(move || keys(&url_a, None, &["retire", &kid_a]));
+        let b = std::thread::spawn(move || keys(&url_b, None, &["retire", &kid_b]));
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert_eq!(
+            u8::from(a.status.success()) + u8::from(b.status.success()),
+            1,
+            "{}{}",
+            String::from_utf8_lossy(&a.stderr),
+            String::from_utf8_lossy(&b.stderr)
+        );
+        let listed = stdout(&keys(&db.url, None, &["list"]));
+        let active: Vec<&str> = listed
+            .lines()
+            .filter(|l| l.contains("\tsigning\t") || l.contains("\tverifying\t"))
+            .collect();
+        assert_eq!(active.len(), 1, "{listed}");
+        current = active[0].split('\t').next().unwrap().to_owned();
+    }
 }
 
 #[tokio::test]
