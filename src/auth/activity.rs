@@ -109,7 +109,7 @@ pub async fn recent(db: &Db, user: UserId) -> Result<Vec<Event>, Error> {
     };
     let mut rows = newest(false, SHOWN).await?;
     rows.extend(newest(true, SHOWN_FAILED).await?);
-    rows.sort_by(|a, b| (b.at, b.id).cmp(&(a.at, a.id)));
+    rows.sort_by_key(|r| std::cmp::Reverse((r.at, r.id)));
     Ok(rows
         .into_iter()
         .map(|m| Event {
