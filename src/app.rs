@@ -212,6 +212,7 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
         &[
             ("/ws", "GET, HEAD"),
             ("/openapi.json", "GET, HEAD"),
+            ("/asyncapi.json", "GET, HEAD"),
             ("/docs", "GET, HEAD"),
         ],
     ));
@@ -219,6 +220,7 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
         .at("/ws", get(ws::route.before(ws::require_http_11)))
         .nest("/docs", docs)
         .at("/openapi.json", get(openapi_json))
+        .at("/asyncapi.json", get(asyncapi_json))
         .nest("/", api)
         .data(state.clone())
         .data(auth_source)
@@ -226,6 +228,12 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
         .around(move |ep, req| {
             http::request_scope(ep, req, state.clone(), allowed.clone(), pages.clone())
         })
+}
+
+/// The WebSocket's protocol document: the same text as the committed `asyncapi.json`.
+#[poem::handler]
+fn asyncapi_json() -> impl IntoResponse {
+    ws::asyncapi::asyncapi_json().with_content_type("application/json")
 }
 
 /// The live spec: the same text as the committed `openapi.json`.

@@ -179,6 +179,8 @@ pub enum Command {
     Serve,
     /// Print the OpenAPI spec to standard output.
     Openapi,
+    /// Print the AsyncAPI document of the WebSocket (`asyncapi.json`) to standard output.
+    Asyncapi,
     /// Manage the access-token signing keys (same `DATABASE_URL` as the server).
     Keys {
         #[command(subcommand)]

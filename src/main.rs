@@ -21,9 +21,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::Openapi) = config.command {
-        print!("{}", doorman::api::spec_json());
-        return ExitCode::SUCCESS;
+    match config.command {
+        Some(Command::Openapi) => {
+            print!("{}", doorman::api::spec_json());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Asyncapi) => {
+            print!("{}", doorman::ws::asyncapi::asyncapi_json());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Serve | Command::Keys { .. }) | None => {}
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -65,6 +72,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     println!("  demo page:  {public}/");
     println!("  Swagger UI: {public}/docs");
     println!("  spec:       {public}/openapi.json");
+    println!("  WebSocket:  {public}/asyncapi.json");
     app.run_until(stop_signal()).await?;
     Ok(())
 }

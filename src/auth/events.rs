@@ -28,6 +28,17 @@ pub enum RevocationReason {
 }
 
 impl RevocationReason {
+    /// Every reason, for documents that list them (`asyncapi.json`).
+    pub const ALL: [RevocationReason; 7] = [
+        RevocationReason::Logout,
+        RevocationReason::Revoked,
+        RevocationReason::RevokedAll,
+        RevocationReason::RevokedOthers,
+        RevocationReason::PasswordChanged,
+        RevocationReason::RefreshTokenReuse,
+        RevocationReason::Expired,
+    ];
+
     /// What a credential of a session that ended this way now fails with: the one
     /// mapping from a session's end to `session_expired` / `session_revoked` (and so
     /// to the WebSocket close reason).
@@ -134,5 +145,26 @@ impl SessionBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
         self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RevocationReason::{self, *};
+
+    #[test]
+    fn all_lists_every_reason_once_and_each_name_parses_back() {
+        let mut names: Vec<&str> = Vec::new();
+        for r in RevocationReason::ALL {
+            // A new variant stops this from compiling until it is added here and to ALL.
+            match r {
+                Logout | Revoked | RevokedAll | RevokedOthers | PasswordChanged
+                | RefreshTokenReuse | Expired => {}
+            }
+            assert_eq!(RevocationReason::parse(r.as_str()), Some(r));
+            assert!(!names.contains(&r.as_str()), "{} listed twice", r.as_str());
+            names.push(r.as_str());
+        }
+        assert_eq!(names.len(), 7);
     }
 }

@@ -2,12 +2,13 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A user's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct UserId(pub Uuid);
 
@@ -30,7 +31,7 @@ impl fmt::Display for SessionId {
 
 /// Where a credential came from (on the wire: `auth_source`). The resolver
 /// itself is [`super::AuthSource`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CredentialSource {
     /// `Authorization: Bearer <access token>`.

@@ -18,6 +18,7 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -79,25 +80,31 @@ impl RoomError {
     }
 }
 
-#[derive(Serialize)]
-struct MessageFrame<'a> {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    id: Uuid,
-    room: &'a str,
-    from: UserId,
-    body: &'a str,
-    #[serde(with = "time::serde::rfc3339")]
-    sent_at: OffsetDateTime,
-}
-
-#[derive(Serialize)]
-struct PresenceFrame<'a> {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    room: &'a str,
-    user_id: UserId,
-    event: &'static str,
+/// The frames rooms send to their subscribers (the rest of the protocol is
+/// `ws::protocol`; `asyncapi.json` is generated from both).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum RoomFrame<'a> {
+    /// A message published in a room the socket is subscribed to.
+    Message {
+        /// Unique per message (UUIDv7, time-ordered): a client that reconnects may
+        /// use it to drop a message it has already seen.
+        id: Uuid,
+        room: &'a str,
+        /// The sender's user id, stamped by the server from the sender's identity.
+        from: UserId,
+        body: &'a str,
+        #[serde(with = "time::serde::rfc3339")]
+        #[schemars(with = "String", extend("format" = "date-time"))]
+        sent_at: OffsetDateTime,
+    },
+    /// A user's first socket joined the room, or their last socket left it (counted
+    /// across tabs and instances).
+    Presence {
+        room: &'a str,
+        user_id: UserId,
+        event: Transition,
+    },
 }
 
 /// What this instance tells the others (PostgreSQL only).
@@ -290,8 +297,7 @@ impl Rooms {
     /// relay, on every other instance. Returns how many sockets here got it. Check
     /// [`Rooms::may_enter`] first.
     pub fn publish(&self, room: &RoomName, from: UserId, body: &str) -> usize {
-        let frame = MessageFrame {
-            ty: "message",
+        let frame = RoomFrame::Message {
             id: Uuid::now_v7(),
             room: room.as_str(),
             from,
@@ -437,11 +443,10 @@ fn deliver(t: &Tables, room: &RoomName, frame: &Arc<str>) -> usize {
 }
 
 fn deliver_presence(t: &Tables, room: &RoomName, user: UserId, change: Transition) {
-    let frame = PresenceFrame {
-        ty: "presence",
+    let frame = RoomFrame::Presence {
         room: room.as_str(),
         user_id: user,
-        event: change.as_str(),
+        event: change,
     };
     if let Ok(text) = serde_json::to_string(&frame) {
         deliver(t, room, &text.into());

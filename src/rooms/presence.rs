@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use schemars::JsonSchema;
+use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -18,20 +20,14 @@ use crate::auth::UserId;
 /// Where a user is held: this instance (`None`) or another one.
 pub type Holder = Option<Uuid>;
 
-/// A change of who is present.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A change of who is present (on the wire: a `presence` frame's `event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Transition {
+    /// The user's first socket joined.
     Join,
+    /// The user's last socket left.
     Leave,
-}
-
-impl Transition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transition::Join => "join",
-            Transition::Leave => "leave",
-        }
-    }
 }
 
 #[derive(Default)]

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::{
     WsContext,
-    protocol::{ClientFrame, Close, FrameError, ServerFrame},
+    protocol::{ClientFrame, Close, FrameError, ServerFrame, UnsubscribedReason},
     registry::Registration,
 };
 use crate::{
@@ -190,7 +190,7 @@ impl Conn {
                             if !self.rooms.remove(&room) {
                                 continue;
                             }
-                            ServerFrame::Unsubscribed { room: room.as_str(), reason: Some("removed") }.to_text()
+                            ServerFrame::Unsubscribed { room: room.as_str(), reason: Some(UnsubscribedReason::Removed) }.to_text()
                         }
                     };
                     if self.send(text).await.is_err() {

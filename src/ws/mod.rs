@@ -5,6 +5,7 @@
 //! cookies (403), credential resolution (401 if present and invalid). A handshake
 //! without credentials upgrades into a pending state that must send `auth`.
 
+pub mod asyncapi;
 mod connection;
 pub mod protocol;
 pub(crate) mod registry;

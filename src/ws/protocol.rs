@@ -1,119 +1,188 @@
 //! The WebSocket wire protocol: JSON text frames tagged by `type`, and close codes.
+//!
+//! These types are the one source of the protocol: serde (de)serializes the frames
+//! with them, and `asyncapi.json` is generated from them (their `JsonSchema`s and
+//! the doc comments below, which become the document's descriptions).
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::auth::{AuthError, CredentialSource, Error, Identity};
+use crate::auth::{AuthError, CredentialSource, Error, Identity, RevocationReason};
 
 /// A frame from the client.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ClientFrame {
-    Auth { token: String },
-    Ping { id: Option<serde_json::Value> },
+    /// The first frame of a socket opened without a cookie or Bearer header: the
+    /// access token (from `POST /api/auth/login` in token mode). Answered with
+    /// `welcome`, or the socket closes with 4401. Anything else first closes it with
+    /// 4400; no `auth` within `DOORMAN_WS_AUTH_TIMEOUT_SECONDS` closes it with 4408.
+    Auth {
+        /// An access token (JWT).
+        token: String,
+    },
+    /// Answered with `pong` carrying the same `id`.
+    Ping {
+        /// Any JSON value; echoed in the `pong`.
+        id: Option<serde_json::Value>,
+    },
+    /// Answered with `identity`.
     Whoami,
-    Subscribe { room: String },
+    /// Join a room: answered with `subscribed` (who is present), or an `error`
+    /// (`invalid_room`, `forbidden`, `too_many_rooms`). Subscribing again is harmless.
+    Subscribe {
+        /// `lobby` (public) or `private:team` (members only); 1–64 of
+        /// `A-Z a-z 0-9 _ - .` after the optional `private:`.
+        room: String,
+    },
+    /// Leave a room: answered with `unsubscribed`.
     Unsubscribe { room: String },
-    Publish { room: String, body: String },
+    /// Send `body` to the room: every subscriber (the sender too, if subscribed) gets
+    /// `message`. No answer on success; an `error` (`invalid_message`, `forbidden`,
+    /// `rate_limited`, …) otherwise.
+    Publish {
+        room: String,
+        /// 1–4096 characters.
+        body: String,
+    },
 }
 
 /// A frame from the server (room `message` and `presence` frames are built by
 /// `rooms`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerFrame<'a> {
+    /// The socket is authenticated (the first frame the server sends). Resend your
+    /// subscriptions after every (re)connect: a new socket is in no room.
     Welcome {
         user_id: Uuid,
         session_id: Uuid,
+        /// Where the credential came from.
         auth_source: CredentialSource,
+        /// The session's absolute expiry: the socket closes with 4403
+        /// `session_expired` then.
         #[serde(with = "time::serde::rfc3339")]
+        #[schemars(with = "String", extend("format" = "date-time"))]
         session_expires_at: OffsetDateTime,
+        /// The server pings every this many seconds (WebSocket ping frames) and drops
+        /// a peer silent for three intervals; a client may treat a socket it has heard
+        /// nothing from for about three intervals as dead.
         heartbeat_s: u64,
     },
+    /// The answer to `ping`.
     Pong {
+        /// The `ping`'s `id`; absent when the `ping` had none.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,
     },
+    /// The answer to `whoami`.
     Identity {
         user_id: Uuid,
         session_id: Uuid,
         auth_source: CredentialSource,
         #[serde(with = "time::serde::rfc3339")]
+        #[schemars(with = "String", extend("format" = "date-time"))]
         session_expires_at: OffsetDateTime,
     },
+    /// The answer to `subscribe`: the socket is in the room.
     Subscribed {
         room: &'a str,
         /// Who is in the room now, the subscriber included.
         present: Vec<Uuid>,
     },
+    /// The socket left the room: the answer to `unsubscribe`, or (with `reason`) the
+    /// server took it out.
     Unsubscribed {
         room: &'a str,
         /// `removed` when the server took the socket out (the user was removed from
-        /// the room, or it was deleted); absent when the client asked.
+        /// the room, or it was deleted): do not resubscribe. Absent when the client
+        /// asked.
         #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<&'static str>,
+        reason: Option<UnsubscribedReason>,
     },
+    /// A frame was refused; the socket lives.
     Error {
         code: FrameError,
+        /// Human text; `code` is the stable part.
         message: &'a str,
     },
+    /// Something happened to another session of the same user.
+    Notice(Notice<'a>),
+}
+
+/// Why the server took a socket out of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UnsubscribedReason {
+    /// The user was removed from the private room, or the room was deleted.
+    Removed,
 }
 
 /// The codes of `error` frames: a bad frame is answered, and the socket lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FrameError {
-    /// Not JSON, an unknown type, missing fields, or a binary frame.
+    /// Not JSON, an unknown type, missing fields, or a binary frame. Fix the client;
+    /// do not resend the frame.
     BadRequest,
-    /// A room name outside 1–64 of `A-Z a-z 0-9 _ - .`.
+    /// A room name outside 1–64 of `A-Z a-z 0-9 _ - .` (after an optional
+    /// `private:`). Fix the name.
     InvalidRoom,
-    /// A message body outside 1–4096 characters.
+    /// A message body outside 1–4096 characters. Fix the body.
     InvalidMessage,
-    /// A socket joins at most 64 rooms.
+    /// A socket joins at most 64 rooms. Unsubscribe from one first, or open another
+    /// socket.
     TooManyRooms,
-    /// An `auth` frame on a socket that is already authenticated.
+    /// An `auth` frame on a socket that is already authenticated. Harmless; do not
+    /// send it.
     AlreadyAuthenticated,
-    /// The user's publish budget (shared with HTTP) is spent.
+    /// The user's publish budget (shared with HTTP) is spent; the publish was not
+    /// delivered. Wait a second and resend.
     RateLimited,
-    /// A private room the user is not a member of (or an unclaimed private name).
+    /// A private room the user is not a member of (or an unclaimed private name). Do
+    /// not retry.
     Forbidden,
-    /// The database could not be asked (a private room's membership); retry.
+    /// The database could not be asked (a private room's membership). Retry after a
+    /// second.
     DatabaseUnavailable,
-    /// A server-side failure; the cause is logged.
+    /// A server-side failure; the cause is logged. Retry later.
     InternalError,
 }
 
 /// What a user's other devices are told: `{"type":"notice","kind":…}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Notice<'a> {
     /// A new session of the same user opened (a login somewhere).
     NewSession {
         session_id: Uuid,
+        /// The client IP the login came from, when known.
         ip: Option<&'a str>,
         user_agent: Option<&'a str>,
         #[serde(with = "time::serde::rfc3339")]
+        #[schemars(with = "String", extend("format" = "date-time"))]
         at: OffsetDateTime,
     },
-    /// Another session of the same user ended.
-    SessionEnded { session_id: Uuid, reason: &'a str },
+    /// Another session of the same user ended (this socket's own session ending
+    /// closes it with 4403 instead).
+    SessionEnded {
+        session_id: Uuid,
+        #[schemars(schema_with = "revocation_reason")]
+        reason: &'a str,
+    },
+}
+
+/// The schema of a session's end reason: the names the auth core gives them.
+fn revocation_reason(_: &mut SchemaGenerator) -> Schema {
+    let names: Vec<&str> = RevocationReason::ALL.iter().map(|r| r.as_str()).collect();
+    json_schema!({ "type": "string", "enum": names })
 }
 
 impl Notice<'_> {
     pub fn to_text(&self) -> String {
-        #[derive(Serialize)]
-        struct Tagged<'n, 'a> {
-            #[serde(rename = "type")]
-            ty: &'static str,
-            #[serde(flatten)]
-            notice: &'n Notice<'a>,
-        }
-        serde_json::to_string(&Tagged {
-            ty: "notice",
-            notice: self,
-        })
-        .unwrap_or_default()
+        ServerFrame::Notice(*self).to_text()
     }
 }
 
@@ -142,6 +211,146 @@ impl ServerFrame<'_> {
         serde_json::to_string(self).unwrap_or_default()
     }
 }
+
+/// What a client should do after a close: the machine-readable column of the
+/// close-code table in `asyncapi.json` (`x-close-codes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseAction {
+    /// Nothing is required: a client that did not ask for the close may reconnect.
+    None,
+    /// Reconnect, with a jittered exponential backoff.
+    Reconnect,
+    /// Reconnect after a longer backoff (seconds, not milliseconds).
+    ReconnectLater,
+    /// Get a fresh access token (refresh), then reconnect with it.
+    RefreshToken,
+    /// The session is over: do not retry; sign in again.
+    SignInAgain,
+    /// The client sent too much: reconnect only after a long backoff.
+    BackOff,
+    /// A bug in the client: do not retry the same thing.
+    FixClient,
+}
+
+/// One row of the close-code table.
+#[derive(Debug, Clone, Copy)]
+pub struct CloseDoc {
+    pub close: Close,
+    /// Whether the server sends it (1006 is what a client sees when no close frame
+    /// arrived at all).
+    pub sent_by_server: bool,
+    pub when: &'static str,
+    pub action: CloseAction,
+    pub client_should: &'static str,
+}
+
+/// Every close a client can see, with what it should do: the source of the table in
+/// `asyncapi.json` and docs/websocket.md.
+pub const CLOSE_CODES: &[CloseDoc] = &[
+    CloseDoc {
+        close: Close::NORMAL,
+        sent_by_server: true,
+        when: "the client closed the socket, or a write to it failed",
+        action: CloseAction::None,
+        client_should: "nothing; reconnect if the client did not ask for it",
+    },
+    CloseDoc {
+        close: Close::HEARTBEAT_TIMEOUT,
+        sent_by_server: true,
+        when: "the peer answered no ping for three heartbeat intervals",
+        action: CloseAction::Reconnect,
+        client_should: "reconnect",
+    },
+    CloseDoc {
+        close: Close::SHUTDOWN,
+        sent_by_server: true,
+        when: "the server is stopping (restart, deploy); closes are spread over the drain window",
+        action: CloseAction::Reconnect,
+        client_should: "reconnect with a jittered backoff; resubscribe",
+    },
+    CloseDoc {
+        close: Close::ABNORMAL,
+        sent_by_server: false,
+        when: "no close frame arrived: the network dropped, the server was killed, or (in \
+               browsers) the handshake was refused with an HTTP error",
+        action: CloseAction::Reconnect,
+        client_should: "reconnect with a jittered backoff; resubscribe",
+    },
+    CloseDoc {
+        close: Close::TOO_BIG,
+        sent_by_server: true,
+        when: "a message over DOORMAN_WS_MAX_MESSAGE_BYTES (default 64 KiB)",
+        action: CloseAction::FixClient,
+        client_should: "not send such messages",
+    },
+    CloseDoc {
+        close: Close::INTERNAL_ERROR,
+        sent_by_server: true,
+        when: "a server-side failure while authenticating the socket (logged)",
+        action: CloseAction::ReconnectLater,
+        client_should: "reconnect after a longer backoff",
+    },
+    CloseDoc {
+        close: Close::DATABASE_UNAVAILABLE,
+        sent_by_server: true,
+        when: "the database could not be reached while the socket was being authenticated; \
+               an open socket is never closed for this",
+        action: CloseAction::ReconnectLater,
+        client_should: "reconnect after a second or more; keep the token",
+    },
+    CloseDoc {
+        close: Close::BAD_REQUEST,
+        sent_by_server: true,
+        when: "anything but `auth` as the first frame of a socket opened without credentials",
+        action: CloseAction::FixClient,
+        client_should: "stop and report: send `auth` first",
+    },
+    CloseDoc {
+        close: Close::INVALID_TOKEN,
+        sent_by_server: true,
+        when: "a bad or expired token in the `auth` frame",
+        action: CloseAction::RefreshToken,
+        client_should: "refresh the access token, then reconnect with the new one",
+    },
+    CloseDoc {
+        close: Close::SESSION_REVOKED,
+        sent_by_server: true,
+        when: "the session ended while the socket was open (logout, revocation, a password \
+               change, refresh-token reuse)",
+        action: CloseAction::SignInAgain,
+        client_should: "not retry: the session is over; sign in again",
+    },
+    CloseDoc {
+        close: Close::SESSION_EXPIRED,
+        sent_by_server: true,
+        when: "the session reached its absolute expiry (`session_expires_at`) or idle expiry",
+        action: CloseAction::SignInAgain,
+        client_should: "not retry: the session is over; sign in again",
+    },
+    CloseDoc {
+        close: Close::AUTH_TIMEOUT,
+        sent_by_server: true,
+        when: "no `auth` frame within DOORMAN_WS_AUTH_TIMEOUT_SECONDS (default 10)",
+        action: CloseAction::Reconnect,
+        client_should: "reconnect and send `auth` at once",
+    },
+    CloseDoc {
+        close: Close::RATE_LIMITED,
+        sent_by_server: true,
+        when: "the socket sent more than DOORMAN_WS_MESSAGES_PER_SECOND frames (burst twice \
+               that), or more than 16 pings before `auth`",
+        action: CloseAction::BackOff,
+        client_should: "reconnect only after a long backoff, and send less",
+    },
+    CloseDoc {
+        close: Close::TOO_MANY_SOCKETS,
+        sent_by_server: true,
+        when: "the user already holds DOORMAN_WS_MAX_SOCKETS_PER_USER sockets on this instance",
+        action: CloseAction::BackOff,
+        client_should: "close sockets it no longer needs; reconnect only after a long backoff",
+    },
+];
 
 /// Why the server closes a socket: code and reason, as documented for clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,5 +437,11 @@ impl Close {
     pub const HEARTBEAT_TIMEOUT: Close = Close {
         code: 1000,
         reason: "heartbeat_timeout",
+    };
+    /// 1006: never sent (RFC 6455 forbids it on the wire); what a client reports when
+    /// the connection ended without a close frame. Listed for clients only.
+    pub const ABNORMAL: Close = Close {
+        code: 1006,
+        reason: "",
     };
 }

@@ -181,3 +181,28 @@ fn the_schema_rules_and_the_servers_checks_agree() {
         );
     }
 }
+
+const REGENERATE_ASYNCAPI: &str = "cargo run -q -- asyncapi > asyncapi.json";
+
+#[test]
+fn committed_asyncapi_json_matches_the_code() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/asyncapi.json"))
+        .unwrap_or_default();
+    assert!(
+        committed == doorman::ws::asyncapi::asyncapi_json(),
+        "asyncapi.json is out of date with the frame types; regenerate it with `{REGENERATE_ASYNCAPI}`"
+    );
+}
+
+#[tokio::test]
+async fn the_live_asyncapi_document_is_the_committed_one_served_as_json() {
+    let app = crate::helpers::spawn_app().await;
+    let resp = app.get("/asyncapi.json").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let live = resp.text().await.unwrap();
+    assert_eq!(live, doorman::ws::asyncapi::asyncapi_json());
+    let doc: Value = serde_json::from_str(&live).unwrap();
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    assert_eq!(doc["channels"]["socket"]["address"], "/ws");
+}
