@@ -49,7 +49,9 @@ pub fn service() -> OpenApiService<Apis, ()> {
     .description(
         "One authentication for HTTP endpoints and WebSockets. Every protected operation \
          accepts an access token as `Authorization: Bearer` or as the HttpOnly access cookie. \
-         The WebSocket at `GET /ws` uses the same credentials; see docs/websocket.md.",
+         The WebSocket at `GET /ws` uses the same credentials; its protocol (every frame, \
+         the three ways to authenticate, every close code and what a client should do) is \
+         the AsyncAPI document [/asyncapi.json](/asyncapi.json).",
     )
 }
 
@@ -63,9 +65,32 @@ pub fn spec_json() -> String {
         Err(_) => return raw + "\n",
     };
     fold_annotation_members(&mut spec);
+    plain_json_media_types(&mut spec);
     let mut out = serde_json::to_string_pretty(&spec).unwrap_or(raw);
     out.push('\n');
     out
+}
+
+/// poem-openapi names the media type of every JSON body `application/json;
+/// charset=utf-8` (the header it sends). A media-type key with parameters is valid
+/// OpenAPI, but tools match keys against `application/json` (or `*/json`) exactly:
+/// openapi-typescript's helper types (`SuccessResponseJSON`, `RequestBodyJSON`) find
+/// no body at all. JSON is UTF-8 by definition (RFC 8259), so the parameter says
+/// nothing: document the bare media type; the server still sends the parameter.
+fn plain_json_media_types(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Object(content)) = map.get_mut("content")
+                && let Some(body) = content.remove("application/json; charset=utf-8")
+            {
+                content.insert("application/json".to_owned(), body);
+            }
+            map.values_mut().for_each(plain_json_media_types);
+        }
+        Value::Array(items) => items.iter_mut().for_each(plain_json_media_types),
+        _ => {}
+    }
 }
 
 /// poem-openapi documents an annotated `$ref` field as `allOf: [{$ref}, {description,

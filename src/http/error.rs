@@ -310,7 +310,9 @@ impl<S: ErrorSet> ApiResponse for Fail<S> {
                     status: Some(status),
                     status_range: None,
                     content: vec![MetaMediaType {
-                        content_type: "application/json; charset=utf-8",
+                        // The media type, not the header we send (which adds `; charset=utf-8`):
+                        // tools match spec keys against `application/json` exactly.
+                        content_type: "application/json",
                         schema: ErrorBody::schema_ref(),
                     }],
                     headers: header_for(status).into_iter().collect(),

@@ -206,3 +206,30 @@ async fn the_live_asyncapi_document_is_the_committed_one_served_as_json() {
     assert_eq!(doc["asyncapi"], "3.0.0");
     assert_eq!(doc["channels"]["socket"]["address"], "/ws");
 }
+
+#[test]
+fn every_json_body_in_the_spec_is_plain_application_json() {
+    let spec: Value = serde_json::from_str(&doorman::api::spec_json()).unwrap();
+    let mut bodies = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let contents = op["requestBody"]["content"].as_object().into_iter().chain(
+                op["responses"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .filter_map(|r| r["content"].as_object()),
+            );
+            for content in contents {
+                for media in content.keys() {
+                    bodies += 1;
+                    assert!(
+                        media == "application/json",
+                        "{method} {path}: media type {media}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(bodies > 100, "only {bodies} bodies");
+}
