@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Both generated API clients (clients/python, clients/ts) against one fresh doorman.
+# Both generated API clients (clients/python, clients/ts) against one fresh doorman,
+# then the realtime SDK (clients/realtime), whose tests start their own servers.
 # Usage: clients/run.sh PATH_TO_DOORMAN_BINARY
-# Each client prints its closing "… client flow: N passed, N failed" line.
+# Each part prints its closing "…: N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -12,3 +13,4 @@ on_exit rm -rf "$work"
 start_doorman 18500 "$work/server.log" DOORMAN_LOGIN_PER_MINUTE=1000
 clients/python/run.sh http://127.0.0.1:18500
 clients/ts/run.sh http://127.0.0.1:18500
+clients/realtime/run.sh "$DOORMAN_BIN"

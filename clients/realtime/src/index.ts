@@ -1,0 +1,569 @@
+// A client for doorman's WebSocket (`GET /ws`, described by asyncapi.json).
+//
+// - Authenticates with the browser's cookie, a Bearer header (Node, with the `ws`
+//   package passed as `WebSocket`) or a first `auth` frame holding a token from
+//   `getToken()`.
+// - Obeys the close codes of asyncapi.json (`x-close-codes`): 4403 ends the session
+//   for good (`sessionEnded`, no retry); 4401 asks `getToken()` for a fresh token and
+//   reconnects; 1001/1006/4408 reconnect; 1011/1013 reconnect later; 4429 backs off
+//   longer; 1008/1009/4400 stop and report.
+// - Reconnects with full-jitter exponential backoff, so that many clients dropped at
+//   once (a restart) do not come back in one burst.
+// - Re-subscribes its rooms after every reconnect, and drops a `message` it has
+//   already delivered (ids are unique).
+// - Declares a socket dead when it has heard nothing for about three of the server's
+//   heartbeat intervals (`welcome.heartbeat_s`), pinging it when it falls silent.
+//
+// No runtime dependencies: it uses the platform's WebSocket, or the constructor it is
+// given.
+
+import type {
+  ClientFrame,
+  ErrorFrame,
+  IdentityFrame,
+  MessageFrame,
+  NoticeFrame,
+  PongFrame,
+  PresenceFrame,
+  ServerFrame,
+  SubscribedFrame,
+  UnsubscribedFrame,
+  WelcomeFrame,
+} from "./generated/frames.js";
+
+export type * from "./generated/frames.js";
+
+/** What the client does after a close (the `action` column of `x-close-codes`). */
+export type CloseAction =
+  | "none"
+  | "reconnect"
+  | "reconnect_later"
+  | "refresh_token"
+  | "sign_in_again"
+  | "back_off"
+  | "fix_client";
+
+/**
+ * The close-code policy. A code not listed reconnects. The handshake statuses a
+ * Node client can see (browsers report a refused handshake as 1006) are mapped in
+ * {@link HANDSHAKE_POLICY}.
+ */
+export const CLOSE_POLICY: Readonly<Record<number, CloseAction>> = {
+  1000: "reconnect", // the server never ends a healthy socket with it (heartbeat_timeout)
+  1001: "reconnect",
+  1006: "reconnect",
+  1008: "fix_client",
+  1009: "fix_client",
+  1011: "reconnect_later",
+  1013: "reconnect_later",
+  4400: "fix_client",
+  4401: "refresh_token",
+  4403: "sign_in_again",
+  4408: "reconnect",
+  4429: "back_off",
+};
+
+/** HTTP statuses of a refused handshake (`x-handshake-refusals`). */
+export const HANDSHAKE_POLICY: Readonly<Record<number, CloseAction>> = {
+  400: "fix_client",
+  401: "refresh_token",
+  403: "fix_client",
+  429: "back_off",
+  503: "reconnect_later",
+};
+
+/** How the socket authenticates. */
+export type Auth =
+  /** The browser's HttpOnly access cookie (same origin, or an allowed one). */
+  | { kind: "cookie" }
+  /** `Authorization: Bearer` on the handshake: Node, with the `ws` package. */
+  | { kind: "bearer"; getToken: GetToken }
+  /** A first `auth` frame: any platform, e.g. a page on another origin. */
+  | { kind: "frame"; getToken: GetToken };
+
+/**
+ * Returns an access token. `reason` is `connect` before every attempt (a cached
+ * token that is still valid will do) and `rejected` after the server refused the
+ * last token (4401, or a 401 handshake): then only a fresh one helps.
+ */
+export type GetToken = (ctx: { reason: "connect" | "rejected" }) => string | Promise<string>;
+
+/** A WebSocket constructor: the platform's, or `ws`'s (needed for Bearer headers). */
+// `any`: the constructors of browsers and of `ws` share no declared type.
+export type SocketConstructor = new (url: string, ...rest: any[]) => object;
+
+export interface Backoff {
+  /** The first retry waits up to this long (full jitter: uniformly 0..cap). */
+  initialMs: number;
+  /** No wait is longer. */
+  maxMs: number;
+  /** After 4429 or a 429 handshake: the wait is at least half of a cap that starts here. */
+  rateLimitedMs: number;
+  /** After 1011/1013 or a 503 handshake: likewise. */
+  laterMs: number;
+}
+
+export interface Options {
+  /** `ws://…/ws` or `wss://…/ws`. */
+  url: string;
+  auth: Auth;
+  /** Defaults to `globalThis.WebSocket`. */
+  WebSocket?: SocketConstructor;
+  backoff?: Partial<Backoff>;
+  /** Silent heartbeats before the socket counts as dead (default 3). */
+  deadAfterHeartbeats?: number;
+  /** Source of jitter in [0, 1); tests may fix it. */
+  random?: () => number;
+  /** An attempt not welcomed in this time is dropped and retried (default 15 s). */
+  connectTimeoutMs?: number;
+}
+
+export type State =
+  /** Not started, or stopped by {@link RealtimeClient.close}. */
+  | "idle"
+  | "connecting"
+  /** Welcomed: frames flow. */
+  | "open"
+  /** Waiting out a backoff before the next attempt. */
+  | "waiting"
+  /** The session is over (4403): sign in again and call connect(). */
+  | "ended"
+  /** A client bug the server refused (4400, 1008, 1009, a 400/403 handshake): not retried. */
+  | "failed";
+
+export interface StateChange {
+  state: State;
+  previous: State;
+  /** The close that caused it, if any. */
+  close?: CloseInfo;
+  /** For `waiting`: how long until the next attempt. */
+  delayMs?: number;
+}
+
+export interface CloseInfo {
+  code: number;
+  reason: string;
+  /** The HTTP status of a refused handshake, when the platform tells (Node). */
+  status?: number;
+  action: CloseAction;
+}
+
+export interface Events {
+  /** Every frame the server sends, before its own event (for logs and debugging). */
+  frame: ServerFrame;
+  welcome: WelcomeFrame;
+  message: MessageFrame;
+  presence: PresenceFrame;
+  notice: NoticeFrame;
+  subscribed: SubscribedFrame;
+  unsubscribed: UnsubscribedFrame;
+  identity: IdentityFrame;
+  pong: PongFrame;
+  /** An `error` frame: the server refused a frame; the socket lives. */
+  error: ErrorFrame;
+  /** 4403: the session ended (logout, revocation, expiry). No reconnect follows. */
+  sessionEnded: CloseInfo;
+  /** Every socket close, with the action taken. */
+  close: CloseInfo;
+  state: StateChange;
+}
+
+type Listener<T> = (value: T) => void;
+
+// The WebSocket readyState of an open socket, on every platform.
+const OPEN = 1;
+// The closes the client uses itself when it gives up on a silent socket, or on a
+// handshake that never completes (a frozen server, a black-holed network).
+const DEAD_SOCKET = { code: 4000, reason: "heartbeat timeout" };
+const CONNECT_TIMEOUT = { code: 4000, reason: "connect timeout" };
+
+/** What a socket must offer: the WHATWG WebSocket's subset both platforms have. */
+interface Socket {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: { message?: unknown }) => void) | null;
+  /** `ws` (Node) only: EventEmitter events such as `ping`. */
+  on?: (event: string, fn: () => void) => void;
+  /** `ws` (Node) only: drop the connection without a closing handshake. */
+  terminate?: () => void;
+}
+
+const DEFAULT_BACKOFF: Backoff = {
+  initialMs: 1000,
+  maxMs: 30_000,
+  rateLimitedMs: 5000,
+  laterMs: 2000,
+};
+
+export class RealtimeClient {
+  readonly #opts: Options;
+  readonly #backoff: Backoff;
+  readonly #random: () => number;
+  readonly #Socket: SocketConstructor;
+  readonly #listeners = new Map<keyof Events, Set<Listener<never>>>();
+  readonly #rooms = new Set<string>();
+  readonly #pings = new Map<number, { resolve: (rtt: number) => void; reject: (e: Error) => void; sent: number }>();
+  // Recently delivered message ids, oldest first: a message is delivered once.
+  readonly #seen = new Set<string>();
+  #state: State = "idle";
+  #socket: Socket | undefined;
+  #attempt = 0;
+  #tokenRejected = false;
+  #handshakeStatus: number | undefined;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #liveness: ReturnType<typeof setInterval> | undefined;
+  #lastHeard = 0;
+  #nextPingId = 1;
+  #welcome: WelcomeFrame | undefined;
+  #connectTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(opts: Options) {
+    this.#opts = opts;
+    this.#backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
+    this.#random = opts.random ?? Math.random;
+    const Socket = opts.WebSocket ?? (globalThis as { WebSocket?: SocketConstructor }).WebSocket;
+    if (!Socket) throw new Error("no WebSocket on this platform: pass one (the `ws` package) as options.WebSocket");
+    this.#Socket = Socket;
+  }
+
+  /** The current state. */
+  get state(): State {
+    return this.#state;
+  }
+
+  /** The last `welcome` of the open socket. */
+  get welcome(): WelcomeFrame | undefined {
+    return this.#state === "open" ? this.#welcome : undefined;
+  }
+
+  /** The rooms the client keeps itself subscribed to. */
+  get rooms(): ReadonlySet<string> {
+    return this.#rooms;
+  }
+
+  on<K extends keyof Events>(event: K, fn: Listener<Events[K]>): () => void {
+    let set = this.#listeners.get(event);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
+    set.add(fn as Listener<never>);
+    return () => set.delete(fn as Listener<never>);
+  }
+
+  /** Starts connecting (again, after `ended`, `failed` or `close()`). */
+  connect(): void {
+    if (this.#state === "connecting" || this.#state === "open" || this.#state === "waiting") return;
+    this.#attempt = 0;
+    this.#tokenRejected = false;
+    void this.#open();
+  }
+
+  /** Closes the socket and stops reconnecting. Rooms are kept for a later connect(). */
+  close(): void {
+    clearTimeout(this.#retryTimer);
+    this.#teardown(1000, "client closed");
+    this.#setState("idle");
+  }
+
+  /** Joins a room now (if open) and after every reconnect. */
+  subscribe(room: string): void {
+    this.#rooms.add(room);
+    this.#send({ type: "subscribe", room });
+  }
+
+  /** Leaves a room and stops re-joining it. */
+  unsubscribe(room: string): void {
+    this.#rooms.delete(room);
+    this.#send({ type: "unsubscribe", room });
+  }
+
+  /** Publishes to a room; false when the socket is not open (nothing is queued). */
+  publish(room: string, body: string): boolean {
+    return this.#send({ type: "publish", room, body });
+  }
+
+  /** Asks for `identity`; resolves with the next one. */
+  whoami(timeoutMs = 10_000): Promise<IdentityFrame> {
+    return new Promise((resolve, reject) => {
+      if (!this.#send({ type: "whoami" })) return reject(new Error("not connected"));
+      const timer = setTimeout(() => {
+        off();
+        reject(new Error("no identity in time"));
+      }, timeoutMs);
+      const off = this.on("identity", (frame) => {
+        clearTimeout(timer);
+        off();
+        resolve(frame);
+      });
+    });
+  }
+
+  /** Sends `ping` with a fresh id; resolves with the round-trip time (ms) of its `pong`. */
+  ping(timeoutMs = 10_000): Promise<number> {
+    const id = this.#nextPingId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pings.delete(id);
+        reject(new Error(`no pong ${id} in time`));
+      }, timeoutMs);
+      this.#pings.set(id, {
+        sent: Date.now(),
+        resolve: (rtt) => {
+          clearTimeout(timer);
+          resolve(rtt);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      if (!this.#send({ type: "ping", id })) {
+        this.#pings.get(id)?.reject(new Error("not connected"));
+        this.#pings.delete(id);
+      }
+    });
+  }
+
+  #emit<K extends keyof Events>(event: K, value: Events[K]): void {
+    for (const fn of this.#listeners.get(event) ?? []) {
+      try {
+        (fn as Listener<Events[K]>)(value);
+      } catch (e) {
+        // A listener's bug must not break the connection logic.
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+  }
+
+  #setState(state: State, extra: Omit<StateChange, "state" | "previous"> = {}): void {
+    const previous = this.#state;
+    if (previous === state && state !== "waiting") return;
+    this.#state = state;
+    this.#emit("state", { state, previous, ...extra });
+  }
+
+  #send(frame: ClientFrame): boolean {
+    if (this.#state !== "open" || this.#socket?.readyState !== OPEN) return false;
+    this.#socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  async #open(): Promise<void> {
+    this.#setState("connecting");
+    this.#handshakeStatus = undefined;
+    const { auth } = this.#opts;
+    let token: string | undefined;
+    if (auth.kind !== "cookie") {
+      const reason = this.#tokenRejected ? "rejected" : "connect";
+      try {
+        token = await auth.getToken({ reason });
+      } catch {
+        // No token now (the refresh itself failed): try again later.
+        return this.#retry({ code: 1006, reason: "getToken failed", action: "reconnect" });
+      }
+      // close() while the token was being fetched.
+      if (this.#state !== "connecting") return;
+    }
+    const Ctor = this.#Socket;
+    const socket = (
+      auth.kind === "bearer"
+        ? new Ctor(this.#opts.url, { headers: { Authorization: `Bearer ${token}` } })
+        : new Ctor(this.#opts.url)
+    ) as Socket;
+    this.#socket = socket;
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = setTimeout(() => {
+      if (socket !== this.#socket || this.#state !== "connecting") return;
+      this.#teardown(CONNECT_TIMEOUT.code, CONNECT_TIMEOUT.reason);
+      this.#emit("close", { ...CONNECT_TIMEOUT, action: "reconnect" });
+      this.#retry({ ...CONNECT_TIMEOUT, action: "reconnect" });
+    }, this.#opts.connectTimeoutMs ?? 15_000);
+    socket.onopen = () => {
+      this.#lastHeard = Date.now();
+      if (auth.kind === "frame" && token !== undefined) {
+        socket.send(JSON.stringify({ type: "auth", token } satisfies ClientFrame));
+      }
+    };
+    socket.onmessage = (ev) => {
+      if (socket !== this.#socket) return;
+      this.#lastHeard = Date.now();
+      if (typeof ev.data !== "string") return;
+      let frame: ServerFrame;
+      try {
+        frame = JSON.parse(ev.data) as ServerFrame;
+      } catch {
+        return;
+      }
+      this.#onFrame(frame);
+    };
+    // ws (Node) reports a refused handshake as "Unexpected server response: 401";
+    // browsers do not tell the status at all.
+    socket.onerror = (ev) => {
+      const status = /Unexpected server response: (\d{3})/.exec(String(ev?.message ?? ""));
+      if (status?.[1]) this.#handshakeStatus = Number(status[1]);
+    };
+    socket.onclose = (ev) => {
+      if (socket !== this.#socket) return;
+      this.#onClose(ev.code, ev.reason);
+    };
+    // Server pings are invisible in browsers; where they are visible, they count.
+    socket.on?.("ping", () => {
+      this.#lastHeard = Date.now();
+    });
+  }
+
+  #onFrame(frame: ServerFrame): void {
+    this.#emit("frame", frame);
+    switch (frame.type) {
+      case "welcome":
+        clearTimeout(this.#connectTimer);
+        this.#welcome = frame;
+        this.#attempt = 0;
+        this.#tokenRejected = false;
+        this.#setState("open");
+        this.#watchLiveness(frame.heartbeat_s);
+        for (const room of this.#rooms) this.#send({ type: "subscribe", room });
+        this.#emit("welcome", frame);
+        return;
+      case "message":
+        if (this.#seen.has(frame.id)) return;
+        this.#seen.add(frame.id);
+        if (this.#seen.size > 4096) {
+          const oldest = this.#seen.values().next().value;
+          if (oldest !== undefined) this.#seen.delete(oldest);
+        }
+        this.#emit("message", frame);
+        return;
+      case "pong": {
+        const pending = typeof frame.id === "number" ? this.#pings.get(frame.id) : undefined;
+        if (pending && typeof frame.id === "number") {
+          this.#pings.delete(frame.id);
+          pending.resolve(Date.now() - pending.sent);
+        }
+        this.#emit("pong", frame);
+        return;
+      }
+      case "unsubscribed":
+        // Taken out by the server (removed from a private room): do not re-join.
+        if (frame.reason === "removed") this.#rooms.delete(frame.room);
+        this.#emit("unsubscribed", frame);
+        return;
+      case "presence":
+        this.#emit("presence", frame);
+        return;
+      case "notice":
+        this.#emit("notice", frame);
+        return;
+      case "subscribed":
+        this.#emit("subscribed", frame);
+        return;
+      case "identity":
+        this.#emit("identity", frame);
+        return;
+      case "error":
+        this.#emit("error", frame);
+        return;
+      default: {
+        // A frame type this client does not know yet (a newer server): ignore it.
+        const unknown: never = frame;
+        void unknown;
+      }
+    }
+  }
+
+  #watchLiveness(heartbeatS: number): void {
+    clearInterval(this.#liveness);
+    const interval = Math.max(heartbeatS, 1) * 1000;
+    const deadAfter = interval * (this.#opts.deadAfterHeartbeats ?? 3);
+    this.#lastHeard = Date.now();
+    // Check a few times per interval so a dead socket is noticed close to deadAfter.
+    this.#liveness = setInterval(() => {
+      const silent = Date.now() - this.#lastHeard;
+      if (silent >= deadAfter) {
+        // The network may be gone: do not wait for a close handshake that will not
+        // come. Drop the socket and reconnect as after a 1006.
+        this.#teardown(DEAD_SOCKET.code, DEAD_SOCKET.reason);
+        this.#emit("close", { ...DEAD_SOCKET, action: "reconnect" });
+        this.#retry({ ...DEAD_SOCKET, action: "reconnect" });
+      } else if (silent >= interval && this.#socket?.readyState === OPEN) {
+        // Silent for an interval: ask for an answer (browsers cannot see server pings).
+        this.#socket.send(JSON.stringify({ type: "ping" } satisfies ClientFrame));
+      }
+    }, interval / 4);
+  }
+
+  /** Detaches and closes the current socket; fails its pending pings. */
+  #teardown(code: number, reason: string): void {
+    clearTimeout(this.#connectTimer);
+    clearInterval(this.#liveness);
+    this.#liveness = undefined;
+    const socket = this.#socket;
+    this.#socket = undefined;
+    if (socket) {
+      socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
+      try {
+        // A dead socket would wait for a close handshake that never comes.
+        if (code === DEAD_SOCKET.code && socket.terminate) socket.terminate();
+        else socket.close(code, reason);
+      } catch {
+        // Already closed.
+      }
+    }
+    for (const p of this.#pings.values()) p.reject(new Error(`socket closed (${reason})`));
+    this.#pings.clear();
+  }
+
+  #onClose(code: number, reason: string): void {
+    const status = code === 1006 ? this.#handshakeStatus : undefined;
+    const action =
+      (status !== undefined ? HANDSHAKE_POLICY[status] : undefined) ?? CLOSE_POLICY[code] ?? "reconnect";
+    const info: CloseInfo = status !== undefined ? { code, reason, status, action } : { code, reason, action };
+    this.#teardown(code, reason);
+    this.#emit("close", info);
+    switch (action) {
+      case "sign_in_again":
+        this.#setState("ended", { close: info });
+        this.#emit("sessionEnded", info);
+        return;
+      case "fix_client":
+        this.#setState("failed", { close: info });
+        return;
+      case "refresh_token":
+        this.#tokenRejected = true;
+        return this.#retry(info);
+      default:
+        return this.#retry(info);
+    }
+  }
+
+  #retry(info: CloseInfo): void {
+    clearTimeout(this.#retryTimer);
+    if (this.#state === "idle" || this.#state === "ended" || this.#state === "failed") return;
+    const delayMs = this.#delay(info.action);
+    this.#attempt += 1;
+    this.#setState("waiting", { close: info, delayMs });
+    this.#retryTimer = setTimeout(() => void this.#open(), delayMs);
+  }
+
+  /** The wait before the next attempt. */
+  #delay(action: CloseAction): number {
+    const b = this.#backoff;
+    const exp = 2 ** Math.min(this.#attempt, 16);
+    // A rejected token gets one immediate retry with a fresh one.
+    if (action === "refresh_token" && this.#attempt === 0) return 0;
+    if (action === "back_off" || action === "reconnect_later") {
+      // "Equal jitter": at least half the cap, so these really wait longer.
+      const cap = Math.min(b.maxMs, (action === "back_off" ? b.rateLimitedMs : b.laterMs) * exp);
+      return Math.round(cap / 2 + (this.#random() * cap) / 2);
+    }
+    // Full jitter: uniformly between 0 and the cap.
+    return Math.round(this.#random() * Math.min(b.maxMs, b.initialMs * exp));
+  }
+}

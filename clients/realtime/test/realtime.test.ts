@@ -1,0 +1,280 @@
+// The SDK against the real release server (DOORMAN_BIN): connections, restarts,
+// kill -9, logout, expired tokens, a reconnect storm, liveness, and the close-code
+// policy against asyncapi.json. Every frame received is validated against the
+// document's schemas (harness.ts).
+
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+import {
+  CLOSE_POLICY,
+  type CloseInfo,
+  type GetToken,
+  HANDSHAKE_POLICY,
+  type MessageFrame,
+  type Options,
+  RealtimeClient,
+  type State,
+} from "../src/index.js";
+import {
+  CheckedWebSocket,
+  Server,
+  frameStats,
+  logout,
+  newUser,
+  publishHttp,
+  refresh,
+  sleep,
+  socketsOpened,
+  until,
+  validateFrame,
+} from "./harness.js";
+
+const doc = JSON.parse(readFileSync(new URL("../../../../asyncapi.json", import.meta.url), "utf8"));
+
+/** A client whose every event is recorded. */
+function client(server: Server, auth: Options["auth"], extra: Partial<Options> = {}) {
+  const c = new RealtimeClient({
+    url: server.ws,
+    auth,
+    WebSocket: CheckedWebSocket,
+    // Short waits keep the suite quick; the storm test uses the defaults.
+    backoff: { initialMs: 300, maxMs: 3000, rateLimitedMs: 1000, laterMs: 500 },
+    ...extra,
+  });
+  const seen = {
+    messages: [] as MessageFrame[],
+    subscribed: 0,
+    welcomes: [] as number[],
+    closes: [] as CloseInfo[],
+    states: [] as State[],
+    sessionEnded: [] as CloseInfo[],
+  };
+  c.on("message", (m) => seen.messages.push(m));
+  c.on("subscribed", () => seen.subscribed++);
+  c.on("welcome", () => seen.welcomes.push(Date.now()));
+  c.on("close", (i) => seen.closes.push(i));
+  c.on("state", (s) => seen.states.push(s.state));
+  c.on("sessionEnded", (i) => seen.sessionEnded.push(i));
+  return { c, seen };
+}
+
+const bearer = (token: string): Options["auth"] => ({ kind: "bearer", getToken: () => token });
+const frame = (getToken: GetToken): Options["auth"] => ({ kind: "frame", getToken });
+
+describe("realtime SDK against the release server", () => {
+  // A short drain window: a SIGTERM restart takes a second, not ten.
+  const server = new Server(18650, { DOORMAN_DRAIN_SECONDS: "1" });
+  before(() => server.start());
+  after(() => server.dispose());
+
+  test("a Bearer connection (Node, ws) is welcomed as bearer; ping correlates its id", async () => {
+    const u = await newUser(server);
+    const t = await u.login();
+    const { c, seen } = client(server, bearer(t.access_token));
+    c.connect();
+    await until(() => c.state === "open", 5000, "open");
+    assert.equal(c.welcome?.auth_source, "bearer");
+    assert.equal(c.welcome?.session_id, t.session_id);
+    const rtts = await Promise.all([c.ping(), c.ping(), c.ping()]);
+    assert.equal(rtts.length, 3);
+    for (const rtt of rtts) assert.ok(rtt >= 0 && rtt < 5000, `rtt ${rtt}`);
+    const me = await c.whoami();
+    assert.equal(me.user_id, t.user.id);
+    c.close();
+    assert.equal(c.state, "idle");
+    assert.equal(seen.welcomes.length, 1);
+  });
+
+  test("a first-frame connection sends auth with getToken()'s token and is welcomed as message", async () => {
+    const u = await newUser(server);
+    const t = await u.login();
+    const calls: string[] = [];
+    const { c } = client(
+      server,
+      frame(({ reason }) => {
+        calls.push(reason);
+        return t.access_token;
+      }),
+    );
+    c.connect();
+    await until(() => c.state === "open", 5000, "open");
+    assert.equal(c.welcome?.auth_source, "message");
+    assert.deepEqual(calls, ["connect"]);
+    c.close();
+  });
+
+  for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+    test(`after a server ${signal === "SIGTERM" ? "restart" : "kill -9 and restart"} the SDK reconnects, re-subscribes, and no message is duplicated`, async () => {
+      const u = await newUser(server);
+      const t = await u.login();
+      const { c, seen } = client(server, frame(() => t.access_token));
+      c.subscribe("lobby");
+      c.connect();
+      await until(() => seen.subscribed === 1, 5000, "subscribed");
+      await publishHttp(server, t.access_token, "lobby", "before");
+      await until(() => seen.messages.length === 1, 5000, "the first message");
+
+      await server.stop(signal);
+      await until(() => c.state === "waiting", 5000, "waiting");
+      assert.equal(seen.closes.at(-1)?.code, signal === "SIGTERM" ? 1001 : 1006);
+      await server.start();
+      await until(() => seen.subscribed === 2, 15_000, "re-subscribed after the restart");
+      await publishHttp(server, t.access_token, "lobby", "after");
+      await until(() => seen.messages.length >= 2, 5000, "the second message");
+      await sleep(300); // a duplicate would arrive by now
+      assert.deepEqual(
+        seen.messages.map((m) => m.body),
+        ["before", "after"],
+      );
+      assert.equal(new Set(seen.messages.map((m) => m.id)).size, 2);
+      assert.equal(seen.welcomes.length, 2);
+      c.close();
+    });
+  }
+
+  test("logout from another client ends the session: sessionEnded, then no reconnect attempt", async () => {
+    const u = await newUser(server);
+    const t = await u.login();
+    const { c, seen } = client(server, bearer(t.access_token));
+    c.connect();
+    await until(() => c.state === "open", 5000, "open");
+    const opened = socketsOpened;
+    // Another client (plain HTTP) logs this session out.
+    await logout(server, t.access_token);
+    await until(() => seen.sessionEnded.length === 1, 2000, "sessionEnded");
+    assert.equal(seen.sessionEnded[0]?.code, 4403);
+    assert.equal(seen.sessionEnded[0]?.reason, "session_revoked");
+    assert.equal(c.state, "ended");
+    const handshakesAtEnd = server.handshakes().total;
+    const authenticatedAtEnd = server.authenticated();
+    // The log does count them: this client's own handshake is there.
+    assert.ok(handshakesAtEnd >= 1 && authenticatedAtEnd >= 1, server.tail());
+    // Longer than several backoff caps of this client (3 s).
+    await sleep(4000);
+    assert.equal(server.handshakes().total, handshakesAtEnd, "the server saw a handshake after the session ended");
+    assert.equal(server.authenticated(), authenticatedAtEnd);
+    assert.equal(socketsOpened, opened, "the SDK opened a socket after the session ended");
+    assert.equal(c.state, "ended");
+  });
+
+  test("an expired access token with first-frame auth: 4401, getToken() is asked again, then connected", async () => {
+    // Tokens live half a second here; the server tolerates 5 s of clock skew on exp.
+    const short = new Server(18651, { DOORMAN_ACCESS_TTL_SECONDS: "0.5" });
+    await short.start();
+    try {
+      const u = await newUser(short);
+      let tokens = await u.login();
+      await sleep(7000);
+      const calls: string[] = [];
+      const { c, seen } = client(
+        short,
+        frame(async ({ reason }) => {
+          calls.push(reason);
+          // A careless app hands out its stale token; asked again, it refreshes.
+          if (reason === "rejected") tokens = await refresh(short, tokens);
+          return tokens.access_token;
+        }),
+      );
+      c.connect();
+      await until(() => c.state === "open", 5000, "open after a refresh");
+      assert.deepEqual(calls, ["connect", "rejected"]);
+      assert.deepEqual(
+        seen.closes.map((x) => [x.code, x.reason, x.action]),
+        [[4401, "invalid_token", "refresh_token"]],
+      );
+      assert.equal(c.welcome?.session_id, tokens.session_id);
+      c.close();
+    } finally {
+      await short.dispose();
+    }
+  });
+
+  test("50 clients dropped by kill -9 come back spread out, not in one burst", async () => {
+    const users = await Promise.all(Array.from({ length: 5 }, () => newUser(server)));
+    const tokens = await Promise.all(users.map((u) => u.login()));
+    const clients = Array.from({ length: 50 }, (_, i) => {
+      const t = tokens[i % tokens.length];
+      assert.ok(t);
+      // The SDK's default backoff: what an application would ship.
+      return new RealtimeClient({ url: server.ws, auth: bearer(t.access_token), WebSocket: CheckedWebSocket });
+    });
+    const arrivals: number[] = [];
+    for (const c of clients) c.connect();
+    await until(() => clients.every((c) => c.state === "open"), 15_000, "50 open");
+    for (const c of clients) c.on("welcome", () => arrivals.push(Date.now()));
+
+    await server.stop("SIGKILL");
+    const before = server.handshakes();
+    await server.start();
+    const up = Date.now();
+    await until(() => arrivals.length === 50, 30_000, "50 back");
+    const after = server.handshakes();
+    const times = arrivals.map((t) => t - up).sort((a, b) => a - b);
+    const spread = (times.at(-1) ?? 0) - (times[0] ?? 0);
+    let busiest = 0;
+    for (const t of times) busiest = Math.max(busiest, times.filter((x) => x >= t && x < t + 100).length);
+    console.log(
+      `# 50 reconnects: first ${times[0]} ms, median ${times[25]} ms, last ${times.at(-1)} ms after the server was up; ` +
+        `busiest 100 ms window ${busiest}; handshakes ${JSON.stringify(after.byStatus)} (before: ${JSON.stringify(before.byStatus)})`,
+    );
+    assert.equal(after.byStatus["101"], (before.byStatus["101"] ?? 0) + 50, "one successful handshake per client");
+    assert.ok(spread >= 500, `arrivals within ${spread} ms: one burst`);
+    assert.ok(busiest <= 20, `${busiest} of 50 arrived within 100 ms`);
+    for (const c of clients) c.close();
+  });
+
+  test("a frozen server (SIGSTOP) is noticed within about three heartbeats, and the SDK reconnects when it wakes", async () => {
+    const hb = new Server(18652, { DOORMAN_WS_HEARTBEAT_SECONDS: "1" });
+    await hb.start();
+    try {
+      const u = await newUser(hb);
+      const t = await u.login();
+      const { c, seen } = client(hb, bearer(t.access_token));
+      c.connect();
+      await until(() => c.state === "open", 5000, "open");
+      assert.equal(c.welcome?.heartbeat_s, 1);
+      // Two intervals of normal traffic: server pings keep it alive.
+      await sleep(2500);
+      assert.equal(c.state, "open");
+      hb.freeze(true);
+      const frozeAt = Date.now();
+      await until(() => seen.closes.length > 0, 6000, "the silent socket declared dead");
+      const noticedAfter = Date.now() - frozeAt;
+      assert.equal(seen.closes[0]?.code, 4000);
+      // Last heard at most one interval before the freeze; dead after three silent ones.
+      assert.ok(noticedAfter >= 1800 && noticedAfter <= 4500, `noticed after ${noticedAfter} ms`);
+      hb.freeze(false);
+      await until(() => seen.welcomes.length === 2, 10_000, "welcomed again");
+      c.close();
+    } finally {
+      await hb.dispose();
+    }
+  });
+
+  test("the close-code policy is the one asyncapi.json documents", () => {
+    const rows: Array<{ code: number; reason: string; action: string }> = doc.channels.socket["x-close-codes"];
+    assert.ok(rows.length >= 10);
+    for (const row of rows) {
+      const sdk = CLOSE_POLICY[row.code];
+      // `none` requires nothing: the SDK reconnects when it did not ask for the close.
+      if (row.action === "none") continue;
+      assert.equal(sdk, row.action, `close ${row.code} ${row.reason}`);
+    }
+    for (const row of doc.channels.socket["x-handshake-refusals"] as Array<{ status: number; action: string }>) {
+      assert.equal(HANDSHAKE_POLICY[row.status], row.action, `handshake ${row.status}`);
+    }
+  });
+
+  test("every frame the clients received is valid against asyncapi.json", () => {
+    assert.ok(frameStats.checked > 100, `only ${frameStats.checked} frames checked`);
+    // The check has teeth: frames the document does not allow are refused.
+    assert.equal(validateFrame({ type: "welcome", user_id: "x" }).ok, false);
+    // Fields the document does not name are tolerated: a newer server may add some.
+    assert.equal(validateFrame({ type: "pong", id: 1, extra: { nested: true } }).ok, true);
+    assert.equal(validateFrame({ type: "unsubscribed", room: "a", reason: "kicked" }).ok, false);
+    assert.equal(validateFrame({ type: "teleport" }).ok, false);
+    assert.deepEqual(frameStats.invalid, []);
+    console.log(`# ${frameStats.checked} frames validated against asyncapi.json`);
+  });
+});
