@@ -81,6 +81,7 @@ pub enum ServerFrame<'a> {
     Identity {
         user_id: Uuid,
         session_id: Uuid,
+        /// Where the credential came from.
         auth_source: CredentialSource,
         #[serde(with = "time::serde::rfc3339")]
         #[schemars(with = "String", extend("format" = "date-time"))]
