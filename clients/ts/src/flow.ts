@@ -11,14 +11,23 @@
 
 import { randomUUID } from "node:crypto";
 import createClient from "openapi-fetch";
+import type { ErrorResponseJSON, RequestBodyJSON, SuccessResponseJSON } from "openapi-typescript-helpers";
 import type { components, paths } from "./generated/schema.js";
 
 type Schemas = components["schemas"];
 type User = Schemas["User"];
 type Credentials = Schemas["Credentials"];
 type TokenPair = Extract<Credentials, { mode: "token" }>;
-type ErrorBody = Schemas["ErrorBody"];
 type SessionInfo = Schemas["SessionInfo"];
+// openapi-typescript's helper types, per operation. They find a body only under a
+// media type matching `*/json` exactly: with the spec's former
+// `application/json; charset=utf-8` every one of them was `never`.
+type LoginRequest = RequestBodyJSON<paths["/api/auth/login"]["post"]>;
+type Me = SuccessResponseJSON<paths["/api/me"]["get"]>;
+type ErrorBody = ErrorResponseJSON<paths["/api/auth/login"]["post"]>;
+// Compile-time proof that the helpers found the bodies: `never` would not be `true`.
+type Found<T> = [T] extends [never] ? false : true;
+const helperTypesFoundBodies: [Found<LoginRequest>, Found<Me>, Found<ErrorBody>] = [true, true, true];
 
 const REQUEST_TIMEOUT_MS = 10_000;
 
@@ -150,7 +159,8 @@ async function main(): Promise<number> {
     });
 
     const login = async (what: string): Promise<TokenPair> => {
-      const r = await client.POST("/api/auth/login", { body: { email, password, mode: "token" } });
+      const body: LoginRequest = { email, password, mode: "token" };
+      const r = await client.POST("/api/auth/login", { body });
       const creds = expectData(r, 200, what);
       check(isTokenPair(creds), `${what}: token mode answered without tokens: ${show(creds)}`);
       check(creds.token_type === "Bearer", `${what}: expected token_type Bearer, got ${creds.token_type}`);
@@ -162,8 +172,9 @@ async function main(): Promise<number> {
     const first: TokenPair = await step("log in (token mode) -> 200 with a token pair", () => login("login"));
 
     await step("GET /api/me with the access token -> bearer, same session", async () => {
+      check(helperTypesFoundBodies.every(Boolean), "the helper types found every body");
       const r = await client.GET("/api/me", { headers: bearer(first.access_token) });
-      const me = expectData(r, 200, "me");
+      const me: Me = expectData(r, 200, "me");
       check(me.auth_source === "bearer", `me: expected auth_source "bearer", got "${me.auth_source}"`);
       check(me.user.id === user.id, `me: expected user ${user.id}, got ${me.user.id}`);
       check(me.session_id === first.session_id, `me: expected session ${first.session_id}, got ${me.session_id}`);
