@@ -23,7 +23,10 @@ const result = await build({
   banner: { js: "// doorman realtime SDK (clients/realtime), built by scripts/bundle.mjs; do not edit." },
 });
 const text = result.outputFiles[0].text;
-if (text.toLowerCase().includes("</script")) throw new Error("the bundle cannot be inlined: it contains </script");
+// Inside a <script>, "</script" ends it and "<!--" changes how the parser reads on.
+for (const bad of ["</script", "<!--"]) {
+  if (text.toLowerCase().includes(bad)) throw new Error(`the bundle cannot be inlined: it contains ${bad}`);
+}
 if (process.argv.includes("--check")) {
   let committed = "";
   try {

@@ -28,6 +28,10 @@ export class Server {
     this.env = env;
   }
 
+  get running(): boolean {
+    return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+
   get http(): string {
     return `http://127.0.0.1:${this.port}`;
   }
@@ -47,6 +51,8 @@ export class Server {
         // Every response is logged with its path and status: the handshakes are
         // counted from the log (there are no metrics).
         RUST_LOG: "info,doorman::http=debug",
+        // Prometheus text on the next port: doorman_ws_handshakes_total.
+        DOORMAN_METRICS_BIND: `127.0.0.1:${this.port + 10}`,
         ...this.env,
       },
       stdio: ["ignore", "pipe", "pipe"],
@@ -118,6 +124,16 @@ export class Server {
       }
     }
     return { total, byStatus };
+  }
+
+  /** doorman_ws_handshakes_total since this process started, all outcomes. */
+  async handshakeMetric(): Promise<number> {
+    const r = await fetch(`http://127.0.0.1:${this.port + 10}/metrics`, { signal: AbortSignal.timeout(5000) });
+    let total = 0;
+    for (const line of (await r.text()).split("\n")) {
+      if (line.startsWith("doorman_ws_handshakes_total")) total += Number(line.split(" ").at(-1));
+    }
+    return total;
   }
 
   /** Sockets the server authenticated so far. */
