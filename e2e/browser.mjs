@@ -98,8 +98,13 @@ async function demoPageFlow(origin, screenshot) {
   const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
   const violations = await watchCsp(context);
   const page = await context.newPage();
+  // Every WebSocket the page opens (the SDK's reconnects included).
+  const sockets = [];
+  page.on("websocket", (ws) => sockets.push(ws.url()));
   try {
     assertHardened(await page.goto(`${origin}/`));
+    // The realtime SDK is inlined in the page (no request of its own).
+    assert.equal(await page.evaluate(() => typeof DoormanRealtime.RealtimeClient), "function");
     await page.fill("#email", uniqueEmail("demo"));
     await page.fill("#password", password);
     await page.click("#register");
@@ -134,6 +139,11 @@ async function demoPageFlow(origin, screenshot) {
     await page.click("#logout");
     await page.waitForFunction(() => document.querySelector("#status").textContent.includes("closed 4403 session_revoked"));
     await page.waitForFunction(() => document.querySelector("#me").textContent.includes("not logged in (401"));
+    // The session ended: the SDK does not retry. Longer than its first two backoff
+    // caps (1 s, 2 s), and still the one socket it opened.
+    await page.waitForTimeout(3500);
+    assert.deepEqual(sockets, [`${origin.replace(/^http/, "ws")}/ws`], "the page opened a socket after the session ended");
+    assert.equal((await page.textContent("#status")).trim(), "closed 4403 session_revoked");
     assert.deepEqual(violations, [], "CSP violations on the demo page");
   } finally {
     await context.close();

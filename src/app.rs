@@ -205,7 +205,7 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
     let api = api::service();
     let docs = api.swagger_ui();
     // The same text `swagger_ui()` serves, so the policy hashes what browsers get.
-    let pages = Arc::new(PageHeaders::new(api::DEMO_HTML, &api.swagger_ui_html()));
+    let pages = Arc::new(PageHeaders::new(api::demo_html(), &api.swagger_ui_html()));
     let auth_source = AuthSource::new(state.auth.clone());
     let allowed = Arc::new(AllowedMethods::from_spec(
         &api.spec(),

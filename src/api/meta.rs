@@ -25,8 +25,28 @@ pub enum Readiness {
     NotReady(Json<Health>),
 }
 
-/// The demo page, exactly as served at `/` (its CSP hashes are computed from it).
-pub const DEMO_HTML: &str = include_str!("../demo.html");
+/// Where `demo.html` takes the realtime SDK's bundle (an HTML comment, so the file
+/// alone is still a well-formed page).
+const SDK_MARK: &str =
+    "<!-- doorman-realtime.js: the server inlines the SDK bundle (clients/realtime) here -->";
+
+/// The realtime SDK for browsers (`clients/realtime`, built by its pinned esbuild;
+/// CI checks that it is current).
+const SDK_BUNDLE: &str = include_str!("../../clients/realtime/bundle/doorman-realtime.js");
+
+/// The demo page, exactly as served at `/` (its CSP hashes are computed from it):
+/// `demo.html` with the SDK inlined as one more script block, so the page needs no
+/// other request and the policy still allows only these exact scripts.
+pub fn demo_html() -> &'static str {
+    static PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        include_str!("../demo.html").replacen(
+            SDK_MARK,
+            &format!("<script>\n{SDK_BUNDLE}</script>"),
+            1,
+        )
+    });
+    &PAGE
+}
 
 pub struct MetaApi;
 
@@ -35,7 +55,7 @@ impl MetaApi {
     /// The demo page (not part of the documented API).
     #[oai(path = "/", method = "get", hidden)]
     async fn demo_page(&self) -> Html<&'static str> {
-        Html(DEMO_HTML)
+        Html(demo_html())
     }
 
     /// Liveness
@@ -87,5 +107,22 @@ impl MetaApi {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::headers::inline_blocks;
+
+    #[test]
+    fn the_demo_page_inlines_the_sdk_before_its_own_script() {
+        assert!(include_str!("../demo.html").contains(SDK_MARK));
+        let page = demo_html();
+        assert!(!page.contains(SDK_MARK));
+        let scripts = inline_blocks(page, "script");
+        assert_eq!(scripts.len(), 2, "the SDK and the page's own script");
+        assert!(scripts[0].contains("var DoormanRealtime"));
+        assert!(scripts[1].contains("new DoormanRealtime.RealtimeClient"));
     }
 }

@@ -11,7 +11,7 @@ pub(crate) mod security;
 mod sessions;
 pub(crate) mod text;
 
-pub use meta::DEMO_HTML;
+pub use meta::demo_html;
 use poem_openapi::{OpenApiService, Tags};
 
 #[derive(Tags)]
