@@ -5,7 +5,7 @@ mod auth;
 mod meta;
 pub(crate) mod models;
 mod optional_json;
-mod room_names;
+pub(crate) mod room_names;
 mod rooms;
 pub(crate) mod security;
 mod sessions;

@@ -555,6 +555,12 @@ mod tests {
         ] {
             assert!(closes.iter().any(|c| c["code"] == code), "close {code}");
         }
+        for frame in ["SubscribeFrame", "UnsubscribeFrame", "PublishFrame"] {
+            let room = &doc["components"]["schemas"][frame]["properties"]["room"];
+            assert_eq!(room["pattern"], crate::api::room_names::ANY_ROOM, "{frame}");
+        }
+        let body = &doc["components"]["schemas"]["PublishFrame"]["properties"]["body"];
+        assert_eq!(body["maxLength"], crate::rooms::MAX_BODY_CHARS);
         let error_codes = &doc["components"]["schemas"]["ErrorFrame"]["properties"]["code"];
         let text = error_codes.to_string();
         for code in [

@@ -35,16 +35,22 @@ pub enum ClientFrame {
     Subscribe {
         /// `lobby` (public) or `private:team` (members only); 1–64 of
         /// `A-Z a-z 0-9 _ - .` after the optional `private:`.
+        #[schemars(pattern(crate::api::room_names::ANY_ROOM))]
         room: String,
     },
     /// Leave a room: answered with `unsubscribed`.
-    Unsubscribe { room: String },
+    Unsubscribe {
+        #[schemars(pattern(crate::api::room_names::ANY_ROOM))]
+        room: String,
+    },
     /// Send `body` to the room: every subscriber (the sender too, if subscribed) gets
     /// `message`. No answer on success; an `error` (`invalid_message`, `forbidden`,
     /// `rate_limited`, …) otherwise.
     Publish {
+        #[schemars(pattern(crate::api::room_names::ANY_ROOM))]
         room: String,
         /// 1–4096 characters.
+        #[schemars(length(min = 1, max = crate::rooms::MAX_BODY_CHARS))]
         body: String,
     },
 }
