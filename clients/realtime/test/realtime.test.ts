@@ -211,8 +211,21 @@ describe("realtime SDK against the release server", () => {
     }
   });
 
-  /** 50 clients, kill -9, restart: when (ms after the server is up) each is welcomed again. */
-  async function storm(random: () => number): Promise<{ times: number[]; busiest: number; spread: number; statuses: string }> {
+  type Spread = { times: number[]; busiest: number; spread: number };
+  function spreadOf(instants: number[], zero: number): Spread {
+    const times = instants.map((t) => t - zero).sort((a, b) => a - b);
+    let busiest = 0;
+    for (const t of times) busiest = Math.max(busiest, times.filter((x) => x >= t && x < t + 100).length);
+    return { times, busiest, spread: (times.at(-1) ?? 0) - (times[0] ?? 0) };
+  }
+
+  /**
+   * 50 clients, kill -9, restart. `attempts`: when each client started the attempt
+   * that got it back in (the SDK's doing); `welcomes`: when it was welcomed (what
+   * the server saw; a server that is still starting holds early connections in its
+   * accept queue and answers them together). Both in ms after the server was up.
+   */
+  async function storm(random: () => number): Promise<{ attempts: Spread; welcomes: Spread; statuses: string }> {
     const users = await Promise.all(Array.from({ length: 5 }, () => newUser(server)));
     const tokens = await Promise.all(users.map((u) => u.login()));
     const clients = Array.from({ length: 50 }, (_, i) => {
@@ -224,9 +237,19 @@ describe("realtime SDK against the release server", () => {
       );
     });
     const arrivals: number[] = [];
+    const attempts: number[] = [];
     for (const c of clients) c.connect();
     await until(() => clients.every((c) => c.state === "open"), 20_000, "50 open");
-    for (const c of clients) c.on("welcome", () => arrivals.push(Date.now()));
+    for (const c of clients) {
+      let attempt = 0;
+      c.on("state", (s) => {
+        if (s.state === "connecting") attempt = Date.now();
+      });
+      c.on("welcome", () => {
+        arrivals.push(Date.now());
+        attempts.push(attempt);
+      });
+    }
     const before = server.handshakes();
     try {
       await server.stop("SIGKILL");
@@ -238,20 +261,19 @@ describe("realtime SDK against the release server", () => {
     const after = server.handshakes();
     for (const c of clients) c.close();
     assert.equal(after.byStatus["101"], (before.byStatus["101"] ?? 0) + 50, "one successful handshake per client");
-    const times = arrivals.map((t) => t - up).sort((a, b) => a - b);
-    let busiest = 0;
-    for (const t of times) busiest = Math.max(busiest, times.filter((x) => x >= t && x < t + 100).length);
     const delta = Object.fromEntries(
       Object.entries(after.byStatus).map(([k, v]) => [k, v - (before.byStatus[k] ?? 0)]),
     );
-    return { times, busiest, spread: (times.at(-1) ?? 0) - (times[0] ?? 0), statuses: JSON.stringify(delta) };
+    return { attempts: spreadOf(attempts, up), welcomes: spreadOf(arrivals, up), statuses: JSON.stringify(delta) };
   }
 
   test("50 clients dropped by kill -9 come back spread out, not in one burst", async () => {
+    const line = (s: Spread) =>
+      `first ${s.times[0]} ms, median ${s.times[25]} ms, last ${s.times.at(-1)} ms, busiest 100 ms ${s.busiest} of 50`;
     const report = (what: string, r: Awaited<ReturnType<typeof storm>>) =>
       console.log(
-        `# ${what}: first ${r.times[0]} ms, median ${r.times[25]} ms, last ${r.times.at(-1)} ms after the server was up; ` +
-          `busiest 100 ms window ${r.busiest} of 50; handshakes after the kill ${r.statuses}`,
+        `# ${what} (ms after the server was up): successful attempts started ${line(r.attempts)}; ` +
+          `welcomed ${line(r.welcomes)}; handshakes after the kill ${r.statuses}`,
       );
     // The control: the same clients without jitter (every wait at its cap) do come
     // back in one burst, so the measurement below can tell a burst when it sees one.
@@ -259,9 +281,9 @@ describe("realtime SDK against the release server", () => {
     report("without jitter", control);
     const jittered = await storm(Math.random);
     report("with full jitter", jittered);
-    assert.ok(control.busiest >= 35, `the control was not a burst: ${control.busiest}`);
-    assert.ok(jittered.spread >= 500, `arrivals within ${jittered.spread} ms: one burst`);
-    assert.ok(jittered.busiest <= 30, `${jittered.busiest} of 50 arrived within 100 ms`);
+    assert.ok(control.attempts.busiest >= 35, `the control was not a burst: ${control.attempts.busiest}`);
+    assert.ok(jittered.attempts.spread >= 500, `attempts within ${jittered.attempts.spread} ms: one burst`);
+    assert.ok(jittered.attempts.busiest <= 25, `${jittered.attempts.busiest} of 50 attempts within 100 ms`);
   });
 
   test("a frozen server (SIGSTOP) is noticed within about three heartbeats, and the SDK reconnects when it wakes", async () => {
