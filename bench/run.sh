@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The benchmark: doorman and the reference FastAPI peer (bench/peer) measured side by
-# side in one run, on this machine. Prints a table of absolute figures and ratios;
-# a full run also writes docs/benchmarks.md. `--smoke` runs every scenario for about a
-# second (CI uses it so the harness cannot rot); it asserts nothing about speed.
+# The benchmark: doorman, the floor (bench/src/floor.rs: bare poem serving the bytes
+# doorman serves) and the reference FastAPI peer (bench/peer) measured side by side
+# in one run, on this machine. Every load row records requests per second and the
+# server CPU time per operation (user + system time of the server's processes from
+# /proc, read before and after, divided by the operations served); callgrind counts
+# instructions per request (bench/callgrind.sh). Prints a table of absolute figures
+# and ratios; a full run also writes docs/benchmarks.md. `--smoke` runs every
+# scenario for about a second and callgrind on 50 requests (CI uses it so the
+# harness cannot rot); it asserts nothing about speed.
 #
 # Usage: bench/run.sh [--smoke]
 set -euo pipefail
@@ -10,7 +15,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 mode=full
 [ "${1:-}" = --smoke ] && mode=smoke
-if [ "$mode" = smoke ]; then S=1; IDLE=200; CHURN=2; WARM=1; else S=10; IDLE=5000; CHURN=60; WARM=5; fi
+if [ "$mode" = smoke ]; then S=1; IDLE=200; CHURN=2; WARM=1; CG=50; else S=10; IDLE=5000; CHURN=60; WARM=5; CG=2000; fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/doorman-target}"
 cargo build -q --release -p doorman -p bench
@@ -19,6 +24,7 @@ ensure_postgres
 bin="$CARGO_TARGET_DIR/release/doorman"
 DOORMAN_BIN="$bin"
 load="$CARGO_TARGET_DIR/release/doorman-bench"
+floor="$CARGO_TARGET_DIR/release/doorman-floor"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/test}"
 peer_venv="${DOORMAN_PEER_VENV:-/var/tmp/doorman-peer-venv}"
 
@@ -27,7 +33,7 @@ on_exit rm -rf "$work"
 results="$work/results"
 record() { echo "$1=$2" >> "$results"; echo "  $1 = $2"; }
 
-DP=18800; PP=18801; QP=18802
+DP=18800; PP=18801; QP=18802; FP=18803
 D="http://127.0.0.1:$DP"; P="http://127.0.0.1:$PP"
 limits=(DOORMAN_LOGIN_PER_MINUTE=1000000 DOORMAN_WS_HANDSHAKE_PER_SECOND=1000000
         DOORMAN_WS_HANDSHAKE_BURST=1000000 DOORMAN_WS_MAX_SOCKETS_PER_USER=1000000
@@ -39,8 +45,10 @@ echo "== starting doorman (SQLite) and the FastAPI peer"
 # does not eat into the wait for the peer's /healthz below.
 ensure_python_venv "$peer_venv" bench/peer/requirements.txt \
   "${DOORMAN_PEER_PYTHON:-$(command -v python3.11 || command -v python3)}"
+# run.sh execs uvicorn: this pid is the peer's master process, its workers its children.
 DOORMAN_PEER_VENV="$peer_venv" bench/peer/run.sh "$work/peer" "$PP" > "$work/peer.log" 2>&1 &
-on_exit stop_process "$!"
+peer_pid=$!
+on_exit stop_process "$peer_pid"
 start_doorman "$DP" "$work/doorman.log" "${limits[@]}"
 dpid=$DOORMAN_PID
 wait_http "$P/healthz" 100 || { cat "$work/peer.log"; exit 1; }
@@ -52,29 +60,65 @@ token() { curl -fsS "$1/api/auth/login" -H 'content-type: application/json' -d "
 dtok="$(token "$D")"
 ptok="$("$peer_venv/bin/python" bench/peer/setup.py "$work/peer" --token)"
 
-rps() { wrk -t2 -c32 -d"${S}s" "$@" | awk '/^Requests\/sec:/ { print $2 }'; }
+echo "== starting the floor with doorman's bytes"
+curl -fsS -i "$D/healthz" > "$work/healthz.http"
+curl -fsS -i -H "Authorization: Bearer $dtok" "$D/api/me" > "$work/me.http"
+"$load" welcome --url "ws://127.0.0.1:$DP/ws" --header "Authorization: Bearer $dtok" > "$work/welcome.json"
+"$floor" --bind "127.0.0.1:$FP" --canned "/healthz=$work/healthz.http" \
+  --canned "/api/me=$work/me.http" --welcome "$work/welcome.json" > "$work/floor.log" 2>&1 &
+fpid=$!
+on_exit stop_process "$fpid"
+F="http://127.0.0.1:$FP"
+wait_http "$F/healthz"
+
+hz="$(getconf CLK_TCK)"
+cpu_ticks() { "$load" cpu-ticks "${@/#/--pid=}" | value cpu_ticks; }
+# http_row NAME PID WRK_ARGS...: requests per second (NAME) and server CPU
+# microseconds per request (cpu_NAME) of PID and its descendants.
+http_row() {
+  local name="$1" pid="$2" before after out
+  shift 2
+  before="$(cpu_ticks "$pid")"
+  out="$(wrk -t2 -c32 -d"${S}s" "$@")"
+  after="$(cpu_ticks "$pid")"
+  record "$name" "$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
+  record "cpu_$name" "$(awk -v t="$((after - before))" -v hz="$hz" '/ requests in / { printf "%.2f\n", t * 1e6 / hz / $1 }' <<<"$out")"
+}
 p99_ms() { wrk -t1 -c8 -d"${S}s" --latency "$@" | awk '$1 == "99%" {
   v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }
   printf "%.3f\n", v }'; }
 value() { awk -F': ' -v k="$1" '$1 == k { print $2 }'; }
 
 echo "== HTTP (wrk, 2 threads, 32 connections, ${S}s each)"
-record healthz_doorman "$(rps "$D/healthz")"
-record healthz_peer "$(rps "$P/healthz")"
-record me_bearer_doorman "$(rps -H "Authorization: Bearer $dtok" "$D/api/me")"
-record me_cookie_doorman "$(rps -H "Cookie: doorman_access=$dtok" "$D/api/me")"
-record me_bearer_peer "$(rps -H "Authorization: Bearer $ptok" "$P/api/me")"
-record me_cookie_peer "$(rps -H "Cookie: doorman_access=$ptok" "$P/api/me")"
+http_row healthz_doorman "$dpid" "$D/healthz"
+http_row healthz_floor "$fpid" "$F/healthz"
+http_row healthz_peer "$peer_pid" "$P/healthz"
+http_row me_bearer_doorman "$dpid" -H "Authorization: Bearer $dtok" "$D/api/me"
+http_row me_cookie_doorman "$dpid" -H "Cookie: doorman_access=$dtok" "$D/api/me"
+# The floor's /api/me: the same request bytes as doorman's bearer row.
+http_row me_floor "$fpid" -H "Authorization: Bearer $dtok" "$F/api/me"
+http_row me_bearer_peer "$peer_pid" -H "Authorization: Bearer $ptok" "$P/api/me"
+http_row me_cookie_peer "$peer_pid" -H "Cookie: doorman_access=$ptok" "$P/api/me"
 
 echo "== WebSocket (doorman-bench)"
-hs() { "$load" ws-handshake --url "$1/ws" --header "$2" --seconds "$S" | value ws_handshakes_per_s; }
-record ws_handshake_bearer_doorman "$(hs "ws://127.0.0.1:$DP" "Authorization: Bearer $dtok")"
-record ws_handshake_cookie_doorman "$(hs "ws://127.0.0.1:$DP" "Cookie: doorman_access=$dtok")"
-record ws_handshake_bearer_peer "$(hs "ws://127.0.0.1:$PP" "Authorization: Bearer $ptok")"
-record ws_handshake_cookie_peer "$(hs "ws://127.0.0.1:$PP" "Cookie: doorman_access=$ptok")"
-ping() { "$load" ws-ping --url "$1/ws" --header "Authorization: Bearer $2" --sockets 50 --seconds "$S" | value ws_pongs_per_s; }
-record ws_ping_doorman "$(ping "ws://127.0.0.1:$DP" "$dtok")"
-record ws_ping_peer "$(ping "ws://127.0.0.1:$PP" "$ptok")"
+# ws_row NAME PID SCENARIO ARGS...: operations per second and server CPU per operation.
+ws_row() {
+  local name="$1" pid="$2" out
+  shift 2
+  out="$("$load" "$@" --seconds "$S" --cpu-of "$pid")"
+  record "$name" "$(value ws_handshakes_per_s <<<"$out")$(value ws_pongs_per_s <<<"$out")"
+  record "cpu_$name" "$(value server_cpu_us_per_op <<<"$out")"
+}
+hs() { ws_row "$1" "$2" ws-handshake --url "$3/ws" --header "$4"; }
+hs ws_handshake_bearer_doorman "$dpid" "ws://127.0.0.1:$DP" "Authorization: Bearer $dtok"
+hs ws_handshake_cookie_doorman "$dpid" "ws://127.0.0.1:$DP" "Cookie: doorman_access=$dtok"
+hs ws_handshake_floor "$fpid" "ws://127.0.0.1:$FP" "Authorization: Bearer $dtok"
+hs ws_handshake_bearer_peer "$peer_pid" "ws://127.0.0.1:$PP" "Authorization: Bearer $ptok"
+hs ws_handshake_cookie_peer "$peer_pid" "ws://127.0.0.1:$PP" "Cookie: doorman_access=$ptok"
+ping() { ws_row "$1" "$2" ws-ping --url "$3/ws" --header "Authorization: Bearer $4" --sockets 50; }
+ping ws_ping_doorman "$dpid" "ws://127.0.0.1:$DP" "$dtok"
+ping ws_ping_floor "$fpid" "ws://127.0.0.1:$FP" "$dtok"
+ping ws_ping_peer "$peer_pid" "ws://127.0.0.1:$PP" "$ptok"
 
 echo "== idle sockets ($IDLE, a fresh doorman)"
 record idle_socket_kib "$("$load" --server "$bin" idle-memory --sockets "$IDLE" | awk '/per idle socket/ { print $(NF-1) }')"
@@ -117,4 +161,7 @@ record rss_after_warmup_kib "$(value rss_after_warmup_kib < "$work/churn")"
 record rss_after_churn_kib "$(value rss_after_churn_kib < "$work/churn")"
 record churn_handshakes "$(value churn_handshakes < "$work/churn")"
 
-python3 bench/report.py "$results" "$mode" "$S" "$IDLE" "$CHURN"
+echo "== instructions per request (callgrind, $CG requests per window)"
+DOORMAN_BIN="$bin" FLOOR_BIN="$floor" LOAD_BIN="$load" bench/callgrind.sh "$results" "$work/callgrind" "$CG"
+
+python3 bench/report.py "$results" "$mode" "$S" "$IDLE" "$CHURN" "$work/callgrind" "$CG"

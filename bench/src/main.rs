@@ -4,8 +4,14 @@
 //! - `idle-memory --sockets 5000`: starts doorman, reports server RSS growth per idle
 //!   authenticated WebSocket.
 //! - `ws-handshake`, `ws-ping`, `login-load`, `churn`: load against any server that
-//!   speaks doorman's `/ws` frames (doorman itself, or the reference peer); each
-//!   prints one `key: value` result line.
+//!   speaks doorman's `/ws` frames (doorman itself, the floor, or the reference
+//!   peer); each prints `key: value` result lines. With `--cpu-of PID` (repeatable)
+//!   the two WebSocket scenarios also print the server CPU time (user + system, the
+//!   processes and their descendants) per operation, read around the timed stretch.
+//! - `cpu-ticks --pid PID…`: the CPU time of processes and their descendants so far,
+//!   in clock ticks (for the shell to read around a `wrk` run).
+//! - `requests`, `welcome`: exactly N sequential requests on one connection (the
+//!   callgrind runs), and the text of a server's `welcome` frame (the floor's).
 
 use std::{
     process::Stdio,
@@ -42,6 +48,8 @@ enum Scenario {
         concurrency: usize,
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        #[command(flatten)]
+        cpu: CpuOf,
     },
     /// Ping/pong round trips per second over many open sockets.
     WsPing {
@@ -51,6 +59,30 @@ enum Scenario {
         sockets: usize,
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        #[command(flatten)]
+        cpu: CpuOf,
+    },
+    /// CPU time of processes and their descendants so far, in clock ticks.
+    CpuTicks {
+        #[arg(long = "pid", required = true)]
+        pids: Vec<u32>,
+    },
+    /// Exactly `count` GET requests, one after another on one connection; fails on
+    /// any answer but 200.
+    Requests {
+        /// e.g. http://127.0.0.1:8080/healthz
+        #[arg(long)]
+        url: String,
+        /// `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        #[arg(long)]
+        count: u64,
+    },
+    /// Prints the first text frame a server sends after the handshake.
+    Welcome {
+        #[command(flatten)]
+        target: Target,
     },
     /// Logins as fast as they go (to load argon2 while something else is measured).
     LoginLoad {
@@ -80,6 +112,32 @@ enum Scenario {
     },
 }
 
+/// The server processes whose CPU time an operation is charged to.
+#[derive(clap::Args, Clone)]
+struct CpuOf {
+    /// A server process (its descendants count too: uvicorn's workers).
+    #[arg(long = "cpu-of")]
+    pids: Vec<u32>,
+}
+
+impl CpuOf {
+    fn ticks(&self) -> Result<Option<u64>, Error> {
+        if self.pids.is_empty() {
+            return Ok(None);
+        }
+        cpu_ticks(&self.pids).map(Some)
+    }
+
+    /// Prints `server_cpu_us_per_op` for `ops` operations since `before`.
+    fn report(&self, before: Option<u64>, ops: u64) -> Result<(), Error> {
+        if let (Some(before), Some(after)) = (before, self.ticks()?) {
+            let us = (after - before) as f64 * 1e6 / clock_ticks_per_second() as f64;
+            println!("server_cpu_us_per_op: {:.2}", us / ops.max(1) as f64);
+        }
+        Ok(())
+    }
+}
+
 /// Where to connect and with which credential headers.
 #[derive(clap::Args, Clone)]
 struct Target {
@@ -102,19 +160,48 @@ async fn main() -> Result<(), Error> {
             target,
             concurrency,
             seconds,
+            cpu,
         } => {
+            let before = cpu.ticks()?;
             let (ok, failed, elapsed) = handshake_loop(&target, concurrency, seconds).await;
+            // Closed sockets finish on the server after the client let go of them.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            println!("ws_handshakes: {ok}");
             println!("ws_handshakes_per_s: {:.0}", ok as f64 / elapsed);
             if failed > 0 {
                 println!("ws_handshake_failures: {failed}");
             }
-            Ok(())
+            cpu.report(before, ok)
         }
         Scenario::WsPing {
             target,
             sockets,
             seconds,
-        } => ws_ping(&target, sockets, seconds).await,
+            cpu,
+        } => ws_ping(&target, sockets, seconds, &cpu).await,
+        Scenario::CpuTicks { pids } => {
+            println!("cpu_ticks: {}", cpu_ticks(&pids)?);
+            Ok(())
+        }
+        Scenario::Requests {
+            url,
+            headers,
+            count,
+        } => requests(&url, &headers, count).await,
+        Scenario::Welcome { target } => {
+            let mut ws = connect_raw(&target).await?;
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        println!("{t}");
+                        let _ = ws.close(None).await;
+                        return Ok(());
+                    }
+                    Some(Ok(_)) => continue,
+                    other => return Err(format!("no text frame: {other:?}").into()),
+                }
+            }
+        }
         Scenario::LoginLoad {
             base,
             email,
@@ -262,7 +349,7 @@ fn rss_kib(pid: u32) -> Result<u64, Error> {
         .ok_or_else(|| "no VmRSS".into())
 }
 
-async fn connect(target: &Target) -> Result<Socket, Error> {
+async fn connect_raw(target: &Target) -> Result<Socket, Error> {
     let mut req = target.url.as_str().into_client_request()?;
     for h in &target.headers {
         let (name, value) = h.split_once(':').ok_or("header must be `Name: value`")?;
@@ -271,7 +358,12 @@ async fn connect(target: &Target) -> Result<Socket, Error> {
             value.trim().parse()?,
         );
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+    Ok(ws)
+}
+
+async fn connect(target: &Target) -> Result<Socket, Error> {
+    let mut ws = connect_raw(target).await?;
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) if t.contains("welcome") => return Ok(ws),
@@ -313,11 +405,14 @@ async fn handshake_loop(target: &Target, concurrency: usize, seconds: f64) -> (u
     (ok, failed, started.elapsed().as_secs_f64())
 }
 
-async fn ws_ping(target: &Target, sockets: usize, seconds: f64) -> Result<(), Error> {
+async fn ws_ping(target: &Target, sockets: usize, seconds: f64, cpu: &CpuOf) -> Result<(), Error> {
     let mut opened = Vec::new();
     for _ in 0..sockets {
         opened.push(connect(target).await?);
     }
+    // Let the handshakes' work finish before the CPU reading.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = cpu.ticks()?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let tasks: Vec<_> = opened
@@ -337,22 +432,30 @@ async fn ws_ping(target: &Target, sockets: usize, seconds: f64) -> Result<(), Er
                                 break;
                             }
                             Some(Ok(_)) => continue,
-                            _ => return pongs,
+                            _ => return (pongs, None),
                         }
                     }
                 }
-                pongs
+                (pongs, Some(ws))
             })
         })
         .collect();
+    let mut sockets = Vec::new();
     let mut total = 0;
     for t in tasks {
-        total += t.await.unwrap_or(0);
+        if let Ok((pongs, ws)) = t.await {
+            total += pongs;
+            sockets.extend(ws);
+        }
     }
-    println!(
-        "ws_pongs_per_s: {:.0}",
-        total as f64 / started.elapsed().as_secs_f64()
-    );
+    let elapsed = started.elapsed().as_secs_f64();
+    cpu.report(before, total)?;
+    println!("ws_pongs: {total}");
+    println!("ws_pongs_per_s: {:.0}", total as f64 / elapsed);
+    // Closed after the reading: a close is not a pong.
+    for mut ws in sockets {
+        let _ = ws.close(None).await;
+    }
     Ok(())
 }
 
@@ -391,5 +494,62 @@ async fn login_load(
         "logins_per_s: {:.1}",
         total as f64 / started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// User + system CPU time of `pids` and all their descendants, in clock ticks
+/// (`/proc/<pid>/stat` fields 14 and 15; threads that ended are included).
+fn cpu_ticks(pids: &[u32]) -> Result<u64, Error> {
+    let mut total = 0;
+    let mut todo = pids.to_vec();
+    while let Some(pid) = todo.pop() {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // The command name (field 2) may hold spaces; fields count from after it.
+        let rest = &stat[stat.rfind(')').ok_or("bad /proc stat")? + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        total += fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let children = std::fs::read_to_string(task?.path().join("children"))?;
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    Ok(total)
+}
+
+fn clock_ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+async fn requests(url: &str, headers: &[String], count: u64) -> Result<(), Error> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()?;
+    let mut map = reqwest::header::HeaderMap::new();
+    for h in headers {
+        let (name, value) = h.split_once(':').ok_or("header must be `Name: value`")?;
+        map.append(
+            reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())?,
+            value.trim().parse()?,
+        );
+    }
+    for _ in 0..count {
+        let resp = http.get(url).headers(map.clone()).send().await?;
+        let status = resp.status();
+        resp.bytes().await?;
+        if status != reqwest::StatusCode::OK {
+            return Err(format!("{url}: {status}").into());
+        }
+    }
+    println!("requests: {count}");
     Ok(())
 }
