@@ -1,6 +1,7 @@
 """Turns bench/run.sh's measurements into the table of docs/benchmarks.md.
 
 Usage: report.py RESULTS MODE SECONDS IDLE_SOCKETS CHURN_SECONDS CALLGRIND_DIR CALLGRIND_N
+                 ROUND_SECONDS ROUNDS
 Prints the tables; in `full` mode also writes docs/benchmarks.md.
 """
 
@@ -9,7 +10,7 @@ import os
 import subprocess
 import sys
 
-path, mode, seconds, idle, churn, cg_dir, cg_n = sys.argv[1:8]
+path, mode, seconds, idle, churn, cg_dir, cg_n, round_s, rounds = sys.argv[1:10]
 r = {}
 for line in open(path):
     key, _, value = line.strip().partition("=")
@@ -56,6 +57,10 @@ def num(key):
 
 
 def us(key):
+    spread = r.get("cpu_range_" + key)
+    if isinstance(spread, str) and int(rounds) > 1:
+        lo, _, hi = spread.partition("-")
+        return f"{num('cpu_' + key):.1f} µs [{float(lo):.1f}–{float(hi):.1f}]"
     return f"{num('cpu_' + key):.1f} µs"
 
 
@@ -242,10 +247,13 @@ minutes apart.
 - **peer**: the reference FastAPI design in `bench/peer/` (one dependency reading the
   cookie or Bearer header from Starlette's `HTTPConnection`, sessions in SQLite, PyJWT
   with Ed25519, `uvicorn --workers 2` with uvloop and httptools).
-- HTTP load: `wrk -t2 -c32 -d{seconds}s` (p99 rows: `-t1 -c8 --latency`). WebSocket load:
-  `doorman-bench` (`bench/src/main.rs`): 32 concurrent handshake loops; ping/pong over 50
-  open sockets; idle memory is server RSS growth divided by sockets; churn is 32
+- HTTP load: `wrk -t2 -c32 -d{round_s}s` (p99 rows: `-t1 -c8 --latency -d{seconds}s`). WebSocket
+  load: `doorman-bench` (`bench/src/main.rs`): 32 concurrent handshake loops; ping/pong
+  over 50 open sockets; idle memory is server RSS growth divided by sockets; churn is 32
   handshake loops for the stated time.
+- Rows compared with the floor run in {rounds} interleaved rounds of {round_s} s (doorman,
+  floor, doorman, …); each figure is the median of its rounds, with the range of the CPU
+  figures in brackets. The peer runs one round.
 - **Server CPU per operation**: user + system time of the server's processes
   (`/proc/<pid>/stat`, the peer's master and both workers) read before and after each
   load, divided by the operations served (for WebSockets read by `doorman-bench`

@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 mode=full
 [ "${1:-}" = --smoke ] && mode=smoke
-if [ "$mode" = smoke ]; then S=1; IDLE=200; CHURN=2; WARM=1; CG=50; else S=10; IDLE=5000; CHURN=60; WARM=5; CG=2000; fi
+if [ "$mode" = smoke ]; then S=1; RS=1; ROUNDS=1; IDLE=200; CHURN=2; WARM=1; CG=50
+else S=10; RS=5; ROUNDS=3; IDLE=5000; CHURN=60; WARM=5; CG=2000; fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/doorman-target}"
 cargo build -q --release -p doorman -p bench
@@ -73,52 +74,85 @@ wait_http "$F/healthz"
 
 hz="$(getconf CLK_TCK)"
 cpu_ticks() { "$load" cpu-ticks "${@/#/--pid=}" | value cpu_ticks; }
-# http_row NAME PID WRK_ARGS...: requests per second (NAME) and server CPU
-# microseconds per request (cpu_NAME) of PID and its descendants.
-http_row() {
-  local name="$1" pid="$2" before after out
-  shift 2
-  before="$(cpu_ticks "$pid")"
-  out="$(wrk -t2 -c32 -d"${S}s" "$@")"
-  after="$(cpu_ticks "$pid")"
-  record "$name" "$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
-  record "cpu_$name" "$(awk -v t="$((after - before))" -v hz="$hz" '/ requests in / { printf "%.2f\n", t * 1e6 / hz / $1 }' <<<"$out")"
-}
+value() { awk -F': ' -v k="$1" '$1 == k { print $2 }'; }
 p99_ms() { wrk -t1 -c8 -d"${S}s" --latency "$@" | awk '$1 == "99%" {
   v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }
   printf "%.3f\n", v }'; }
-value() { awk -F': ' -v k="$1" '$1 == k { print $2 }'; }
 
-echo "== HTTP (wrk, 2 threads, 32 connections, ${S}s each)"
-http_row healthz_doorman "$dpid" "$D/healthz"
-http_row healthz_floor "$fpid" "$F/healthz"
-http_row healthz_peer "$peer_pid" "$P/healthz"
-http_row me_bearer_doorman "$dpid" -H "Authorization: Bearer $dtok" "$D/api/me"
-http_row me_cookie_doorman "$dpid" -H "Cookie: doorman_access=$dtok" "$D/api/me"
-# The floor's /api/me: the same request bytes as doorman's bearer row.
-http_row me_floor "$fpid" -H "Authorization: Bearer $dtok" "$F/api/me"
-http_row me_bearer_peer "$peer_pid" -H "Authorization: Bearer $ptok" "$P/api/me"
-http_row me_cookie_peer "$peer_pid" -H "Cookie: doorman_access=$ptok" "$P/api/me"
-
-echo "== WebSocket (doorman-bench)"
-# ws_row NAME PID SCENARIO ARGS...: operations per second and server CPU per operation.
-ws_row() {
-  local name="$1" pid="$2" out
-  shift 2
-  out="$("$load" "$@" --seconds "$S" --cpu-of "$pid")"
-  record "$name" "$(value ws_handshakes_per_s <<<"$out")$(value ws_pongs_per_s <<<"$out")"
-  record "cpu_$name" "$(value server_cpu_us_per_op <<<"$out")"
+# sample NAME PID http WRK_ARGS... | sample NAME PID ws SCENARIO ARGS...
+# One measurement of NAME: operations per second and server CPU microseconds per
+# operation of PID and its descendants, appended to $work/samples. `settle` records
+# the median of each name's samples (NAME, cpu_NAME) and the CPU range.
+sample() {
+  local name="$1" pid="$2" kind="$3" before after out rate cpu
+  shift 3
+  if [ "$kind" = http ]; then
+    before="$(cpu_ticks "$pid")"
+    out="$(wrk -t2 -c32 -d"${RS}s" "$@")"
+    after="$(cpu_ticks "$pid")"
+    rate="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
+    cpu="$(awk -v t="$((after - before))" -v hz="$hz" '/ requests in / { printf "%.2f\n", t * 1e6 / hz / $1 }' <<<"$out")"
+  else
+    # doorman-bench reads the CPU around the timed stretch itself.
+    out="$("$load" "$@" --seconds "$RS" --cpu-of "$pid")"
+    rate="$(value ws_handshakes_per_s <<<"$out")$(value ws_pongs_per_s <<<"$out")"
+    cpu="$(value server_cpu_us_per_op <<<"$out")"
+  fi
+  echo "$name $rate $cpu" >> "$work/samples"
+  echo "  $name: $rate/s, $cpu µs CPU per operation"
 }
-hs() { ws_row "$1" "$2" ws-handshake --url "$3/ws" --header "$4"; }
-hs ws_handshake_bearer_doorman "$dpid" "ws://127.0.0.1:$DP" "Authorization: Bearer $dtok"
-hs ws_handshake_cookie_doorman "$dpid" "ws://127.0.0.1:$DP" "Cookie: doorman_access=$dtok"
-hs ws_handshake_floor "$fpid" "ws://127.0.0.1:$FP" "Authorization: Bearer $dtok"
+settle() {
+  local name rate cpu lo hi
+  while read -r name rate cpu lo hi; do
+    record "$name" "$rate"
+    record "cpu_$name" "$cpu"
+    record "cpu_range_$name" "$lo-$hi"
+  done < <(python3 - "$work/samples" <<'PY'
+import statistics, sys
+samples = {}
+for line in open(sys.argv[1]):
+    name, rate, cpu = line.split()
+    samples.setdefault(name, []).append((float(rate), float(cpu)))
+for name, s in samples.items():
+    cpus = [c for _, c in s]
+    print(name, statistics.median(r for r, _ in s), statistics.median(cpus), min(cpus), max(cpus))
+PY
+)
+  : > "$work/samples"
+}
+
+# Rows compared with the floor run in interleaved rounds (doorman, floor, doorman,
+# …), each figure the median of its rounds: the machine is shared, and a burst of
+# someone else's work then lands on one round, not on one server. The peer is
+# slower by an order of magnitude; one round each.
+echo "== HTTP (wrk, 2 threads, 32 connections, ${RS}s each, $ROUNDS rounds)"
+for ((round = 1; round <= ROUNDS; round++)); do
+  sample healthz_doorman "$dpid" http "$D/healthz"
+  sample healthz_floor "$fpid" http "$F/healthz"
+  sample me_bearer_doorman "$dpid" http -H "Authorization: Bearer $dtok" "$D/api/me"
+  # The floor's /api/me: the same request bytes as doorman's bearer row.
+  sample me_floor "$fpid" http -H "Authorization: Bearer $dtok" "$F/api/me"
+  sample me_cookie_doorman "$dpid" http -H "Cookie: doorman_access=$dtok" "$D/api/me"
+done
+sample healthz_peer "$peer_pid" http "$P/healthz"
+sample me_bearer_peer "$peer_pid" http -H "Authorization: Bearer $ptok" "$P/api/me"
+sample me_cookie_peer "$peer_pid" http -H "Cookie: doorman_access=$ptok" "$P/api/me"
+settle
+
+echo "== WebSocket (doorman-bench, ${RS}s each, $ROUNDS rounds)"
+hs() { sample "$1" "$2" ws ws-handshake --url "$3/ws" --header "$4"; }
+ping() { sample "$1" "$2" ws ws-ping --url "$3/ws" --header "Authorization: Bearer $4" --sockets 50; }
+for ((round = 1; round <= ROUNDS; round++)); do
+  hs ws_handshake_bearer_doorman "$dpid" "ws://127.0.0.1:$DP" "Authorization: Bearer $dtok"
+  hs ws_handshake_floor "$fpid" "ws://127.0.0.1:$FP" "Authorization: Bearer $dtok"
+  hs ws_handshake_cookie_doorman "$dpid" "ws://127.0.0.1:$DP" "Cookie: doorman_access=$dtok"
+  ping ws_ping_doorman "$dpid" "ws://127.0.0.1:$DP" "$dtok"
+  ping ws_ping_floor "$fpid" "ws://127.0.0.1:$FP" "$dtok"
+done
 hs ws_handshake_bearer_peer "$peer_pid" "ws://127.0.0.1:$PP" "Authorization: Bearer $ptok"
 hs ws_handshake_cookie_peer "$peer_pid" "ws://127.0.0.1:$PP" "Cookie: doorman_access=$ptok"
-ping() { ws_row "$1" "$2" ws-ping --url "$3/ws" --header "Authorization: Bearer $4" --sockets 50; }
-ping ws_ping_doorman "$dpid" "ws://127.0.0.1:$DP" "$dtok"
-ping ws_ping_floor "$fpid" "ws://127.0.0.1:$FP" "$dtok"
 ping ws_ping_peer "$peer_pid" "ws://127.0.0.1:$PP" "$ptok"
+settle
 
 echo "== idle sockets ($IDLE, a fresh doorman)"
 record idle_socket_kib "$("$load" --server "$bin" idle-memory --sockets "$IDLE" | awk '/per idle socket/ { print $(NF-1) }')"
@@ -164,4 +198,4 @@ record churn_handshakes "$(value churn_handshakes < "$work/churn")"
 echo "== instructions per request (callgrind, $CG requests per window)"
 DOORMAN_BIN="$bin" FLOOR_BIN="$floor" LOAD_BIN="$load" bench/callgrind.sh "$results" "$work/callgrind" "$CG"
 
-python3 bench/report.py "$results" "$mode" "$S" "$IDLE" "$CHURN" "$work/callgrind" "$CG"
+python3 bench/report.py "$results" "$mode" "$S" "$IDLE" "$CHURN" "$work/callgrind" "$CG" "$RS" "$ROUNDS"
