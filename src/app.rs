@@ -205,9 +205,8 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
     let api = api::service();
     let docs = api.swagger_ui();
     // The same text `swagger_ui()` serves, so the policy hashes what browsers get.
-    let pages = Arc::new(PageHeaders::new(api::demo_html(), &api.swagger_ui_html()));
-    let auth_source = AuthSource::new(state.auth.clone());
-    let allowed = Arc::new(AllowedMethods::from_spec(
+    let pages = PageHeaders::new(api::demo_html(), &api.swagger_ui_html());
+    let allowed = AllowedMethods::from_spec(
         &api.spec(),
         &[
             ("/ws", "GET, HEAD"),
@@ -215,19 +214,15 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
             ("/asyncapi.json", "GET, HEAD"),
             ("/docs", "GET, HEAD"),
         ],
-    ));
-    Route::new()
+    );
+    let routes = Route::new()
         .at("/ws", get(ws::route.before(ws::require_http_11)))
         .nest("/docs", docs)
         .at("/openapi.json", get(openapi_json))
         .at("/asyncapi.json", get(asyncapi_json))
-        .nest("/", api)
-        .data(state.clone())
-        .data(auth_source)
-        .data(ws)
-        .around(move |ep, req| {
-            http::request_scope(ep, req, state.clone(), allowed.clone(), pages.clone())
-        })
+        .nest("/", api);
+    // Attaches the state, the resolver and the socket context to every request.
+    http::RequestScope::new(routes, state, ws, allowed, pages)
 }
 
 /// The WebSocket's protocol document: the same text as the committed `asyncapi.json`.

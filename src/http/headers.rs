@@ -48,16 +48,28 @@ impl PageHeaders {
     }
 
     /// Adds the headers that belong on a response to `path`.
+    #[cfg(test)]
     pub fn apply(&self, path: &str, headers: &mut HeaderMap) {
+        Self::apply_policy(self.policy_for(path), headers);
+    }
+
+    /// The page policy for a request path, if it is one of the pages: taken before
+    /// the request is handed on, applied to its response by [`Self::apply_policy`].
+    pub fn policy_for(&self, path: &str) -> Option<&HeaderValue> {
+        match path {
+            "/" => Some(&self.demo),
+            "/docs" | "/docs/" => Some(&self.docs),
+            _ => None,
+        }
+    }
+
+    /// Adds the headers of every response, and the page's when it is one.
+    pub fn apply_policy(policy: Option<&HeaderValue>, headers: &mut HeaderMap) {
         headers.insert(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
-        let csp = match path {
-            "/" => &self.demo,
-            "/docs" | "/docs/" => &self.docs,
-            _ => return,
-        };
+        let Some(csp) = policy else { return };
         headers.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         headers.insert(
