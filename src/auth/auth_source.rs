@@ -35,17 +35,31 @@ pub fn credential_in_headers<'a>(
         if authorization.next().is_some() {
             return Err(AuthError::InvalidToken);
         }
-        let value = value.to_str().map_err(|_| AuthError::InvalidToken)?;
+        let value = visible_ascii(value.as_bytes()).ok_or(AuthError::InvalidToken)?;
         return parse_bearer(value).map(|t| Some(Presented::Bearer(t)));
     }
     Ok(cookies::find(headers.get_all(header::COOKIE), access_cookie)?.map(Presented::Cookie))
+}
+
+/// The header value as text if it is visible ASCII and tabs: what
+/// `HeaderValue::to_str` accepts, checked without an early exit so that the loop
+/// vectorises (a credential header is hundreds of bytes, on every request).
+fn visible_ascii(bytes: &[u8]) -> Option<&str> {
+    let visible = bytes.iter().fold(true, |ok, &b| {
+        ok & ((b.wrapping_sub(0x20) < 0x5f) | (b == b'\t'))
+    });
+    // All ASCII, so this cannot fail.
+    visible.then(|| std::str::from_utf8(bytes).ok()).flatten()
 }
 
 /// `Bearer <token>`; any other scheme, or an empty token, is an invalid credential.
 fn parse_bearer(value: &str) -> Result<&str, AuthError> {
     let (scheme, token) = value.split_once(' ').ok_or(AuthError::InvalidToken)?;
     let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+    if !scheme.eq_ignore_ascii_case("bearer")
+        || token.is_empty()
+        || memchr::memchr(b' ', token.as_bytes()).is_some()
+    {
         return Err(AuthError::InvalidToken);
     }
     Ok(token)
@@ -106,6 +120,21 @@ mod tests {
     fn bearer_scheme_is_case_insensitive() {
         assert_eq!(parse_bearer("bearer abc"), Ok("abc"));
         assert_eq!(parse_bearer("Bearer abc"), Ok("abc"));
+    }
+
+    #[test]
+    fn visible_ascii_is_what_header_values_to_str_accepts() {
+        for b in 0..=255u8 {
+            let bytes = [b'a', b, b'z'];
+            let expected = poem::http::HeaderValue::from_bytes(&bytes)
+                .ok()
+                .and_then(|v| v.to_str().ok().map(str::to_owned));
+            assert_eq!(
+                visible_ascii(&bytes).map(str::to_owned),
+                expected,
+                "{b:#04x}"
+            );
+        }
     }
 
     #[test]

@@ -605,6 +605,24 @@ impl HeadWatch {
                         };
                     }
                 }
+                ReadPhase::Head {
+                    content: true,
+                    eol: 0,
+                } => {
+                    // Inside a line only its end matters: skip to it (a request
+                    // head is mostly one long credential header, and this runs on
+                    // every byte a client sends).
+                    match memchr::memchr(b'\n', &bytes[i..]) {
+                        Some(at) => {
+                            i += at + 1;
+                            self.read = ReadPhase::Head {
+                                content: true,
+                                eol: 1,
+                            };
+                        }
+                        None => return,
+                    }
+                }
                 ReadPhase::Head { content, eol } => {
                     let b = bytes[i];
                     i += 1;
