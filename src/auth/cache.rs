@@ -9,8 +9,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// foldhash, not std's SipHash: the verified-token cache is keyed by whole access
+/// tokens (hundreds of bytes), hashed on every authenticated request, and SipHash
+/// cost more than the rest of the lookup. Flooding is no concern here: only tokens
+/// that passed signature verification and ids read from the database are inserted
+/// (lookups of made-up keys insert nothing), and the map is bounded anyway; the seed
+/// is random per process.
+type Map<K, V> = HashMap<K, (V, Instant), foldhash::fast::RandomState>;
+
 pub struct Cache<K, V> {
-    map: Mutex<HashMap<K, (V, Instant)>>,
+    map: Mutex<Map<K, V>>,
     ttl: Option<Duration>,
     max: usize,
 }
@@ -19,13 +27,13 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// `ttl`: entries older than this count as absent; `max`: entry bound.
     pub fn new(ttl: Option<Duration>, max: usize) -> Self {
         Self {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(Map::default()),
             ttl,
             max: max.max(1),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (V, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Map<K, V>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -6,7 +6,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
@@ -60,7 +60,8 @@ pub struct TokenKeys {
     /// Tokens whose signature and claims were verified, by their exact text: a
     /// signature check costs tens of microseconds, a lookup far less. A forged token
     /// cannot hit, as it differs from every verified one.
-    verified: Cache<String, AccessClaims>,
+    /// Shared, not cloned, on a hit: every authenticated request reads it.
+    verified: Cache<String, Arc<AccessClaims>>,
     /// A secret for other MACs of this deployment, derived from the signing key.
     derived_secret: [u8; 32],
 }
@@ -215,7 +216,7 @@ impl TokenKeys {
 
     /// Verifies signature, algorithm, `kid`, `iss`, `aud` and `exp`. Says nothing of
     /// the session; the resolver checks that.
-    pub async fn verify(&self, token: &str) -> Result<AccessClaims, AuthError> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
         let cached = self.verified.get(token);
         // Literal labels make static keys: no allocation per request.
         if cached.is_some() {
@@ -235,7 +236,7 @@ impl TokenKeys {
         // Boxed: the slow path's future (which may read keys from the database) is
         // large, and inlining it would make every caller's future as large, to be
         // copied on every request even when the cache answers.
-        let claims = Box::pin(self.verify_signature(token)).await?;
+        let claims = Arc::new(Box::pin(self.verify_signature(token)).await?);
         self.verified.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }
