@@ -10,6 +10,7 @@ use poem_openapi::{
 
 use super::{
     ApiTags,
+    direct_json::DirectJson,
     models::{Health, Jwk, Jwks},
 };
 use crate::state::AppState;
@@ -60,8 +61,8 @@ impl MetaApi {
 
     /// Liveness
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
-    async fn healthz(&self) -> Json<Health> {
-        Json(Health {
+    async fn healthz(&self) -> DirectJson<Health> {
+        DirectJson(Health {
             status: "ok".to_owned(),
         })
     }

@@ -2,6 +2,7 @@
 //! [`security::Authenticated`], which documents both security schemes.
 
 mod auth;
+mod direct_json;
 mod meta;
 pub(crate) mod models;
 mod optional_json;

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{
     ApiTags,
+    direct_json::DirectJson,
     models::{Activity, ChangePasswordRequest, Me, SessionInfo},
     security::Authenticated,
 };
@@ -40,7 +41,7 @@ impl SessionApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Authenticated,
-    ) -> Result<Json<Me>, Fail<ReadErrors>> {
+    ) -> Result<DirectJson<Me>, Fail<ReadErrors>> {
         let id = auth.0;
         // The session was active a moment ago, so its user exists (deleting a user
         // cascades to its sessions).
@@ -49,7 +50,7 @@ impl SessionApi {
             .user(id.user_id)
             .await?
             .ok_or(AuthError::SessionRevoked)?;
-        Ok(Json(Me {
+        Ok(DirectJson(Me {
             user: user.into(),
             session_id: id.session_id.0,
             auth_source: id.source.into(),
