@@ -215,7 +215,7 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
             ("/docs", "GET, HEAD"),
         ],
     );
-    let routes = Route::new()
+    let routes = api::hot::add(Route::new())
         .at("/ws", get(ws::route.before(ws::require_http_11)))
         .nest("/docs", docs)
         .at("/openapi.json", get(openapi_json))

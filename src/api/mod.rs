@@ -3,6 +3,7 @@
 
 mod auth;
 mod direct_json;
+pub(crate) mod hot;
 mod meta;
 pub(crate) mod models;
 mod optional_json;

@@ -13,7 +13,7 @@ use super::{
     security::Authenticated,
 };
 use crate::{
-    auth::{AuthError, SessionId},
+    auth::{AuthError, Identity, SessionId},
     http::error::{Error, Fail, error_set},
     state::AppState,
 };
@@ -29,6 +29,23 @@ pub enum Revoked {
     NoContent,
 }
 
+/// `GET /api/me` for an authenticated caller: the OpenAPI operation and the hot
+/// route (`super::hot`) both answer with this.
+pub(super) async fn me(state: &AppState, id: Identity) -> Result<DirectJson<Me>, Error> {
+    // The session was active a moment ago, so its user exists (deleting a user
+    // cascades to its sessions).
+    let user = state
+        .auth
+        .user(id.user_id)
+        .await?
+        .ok_or(AuthError::SessionRevoked)?;
+    Ok(DirectJson(Me {
+        user: user.into(),
+        session_id: id.session_id.0,
+        auth_source: id.source.into(),
+    }))
+}
+
 pub struct SessionApi;
 
 #[OpenApi(prefix_path = "/api", tag = "ApiTags::Sessions")]
@@ -42,19 +59,8 @@ impl SessionApi {
         state: Data<&Arc<AppState>>,
         auth: Authenticated,
     ) -> Result<DirectJson<Me>, Fail<ReadErrors>> {
-        let id = auth.0;
-        // The session was active a moment ago, so its user exists (deleting a user
-        // cascades to its sessions).
-        let user = state
-            .auth
-            .user(id.user_id)
-            .await?
-            .ok_or(AuthError::SessionRevoked)?;
-        Ok(DirectJson(Me {
-            user: user.into(),
-            session_id: id.session_id.0,
-            auth_source: id.source.into(),
-        }))
+        // Served by `super::hot` in front of this operation; the same code.
+        Ok(me(&state, auth.0).await?)
     }
 
     /// List my active sessions

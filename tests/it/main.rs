@@ -14,6 +14,7 @@ mod accounts;
 mod credentials;
 mod devices;
 mod health;
+mod hot_routes;
 mod login;
 mod logout;
 mod origins;
