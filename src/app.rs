@@ -59,6 +59,7 @@ impl Application {
         let acceptor = GuardedAcceptor::new(
             TcpListener::bind(config.bind).into_acceptor().await?,
             config.header_timeout,
+            config.idle_timeout,
             config.max_connections_per_ip,
             // Four largest messages a second, two at once: far above what the
             // per-socket message rate lets through in practice.
@@ -181,12 +182,8 @@ impl Application {
         let registry = self.registry.clone();
         let drain = self.state.config.drain;
         let app = routes(self.state.clone(), self.ws.clone());
-        // poem's idle timeout closes a connection without IO for this long. It only
-        // stops hyper's connection future, which has already finished once a
-        // connection upgrades: open WebSockets are left alone (their heartbeat
-        // covers them).
+        // The idle timeout is the acceptor's (see `conn_guard`), not poem's.
         Server::new_with_acceptor(self.acceptor)
-            .idle_timeout(self.state.config.idle_timeout)
             .run_with_graceful_shutdown(
                 app,
                 async move {

@@ -1,15 +1,25 @@
 //! Guards on each accepted TCP connection, below HTTP: a deadline on every request
-//! head (`DOORMAN_HEADER_TIMEOUT_SECONDS`), a cap on concurrent connections per
+//! head (`DOORMAN_HEADER_TIMEOUT_SECONDS`), the idle timeout of keep-alive
+//! connections (`DOORMAN_IDLE_TIMEOUT_SECONDS`), a cap on concurrent connections per
 //! client IP (`DOORMAN_MAX_CONNECTIONS_PER_IP`), HTTP/2 prior knowledge refused,
 //! and, once a connection is a WebSocket, its bytes read within a budget.
 //!
 //! Why an `Acceptor` wrapping the socket rather than our own hyper accept loop with
 //! `http1::Builder::header_read_timeout`: poem's `Server` gives us graceful shutdown,
-//! the idle timeout, HTTP/2 and WebSocket upgrades, and a second accept loop would
-//! have to re-create all of them. hyper's own header timeout (1.12) also runs while a
-//! keep-alive connection sits idle waiting for its next request, so the idle timeout
-//! would shrink to the header timeout. Watching the bytes instead lets the deadline
-//! start at a request's first byte and end at the blank line that closes its head.
+//! HTTP/2 and WebSocket upgrades, and a second accept loop would have to re-create
+//! all of them. hyper's own header timeout (1.12) also runs while a keep-alive
+//! connection sits idle waiting for its next request, so the idle timeout would
+//! shrink to the header timeout. Watching the bytes instead lets the deadline start
+//! at a request's first byte and end at the blank line that closes its head.
+//!
+//! Why the idle timeout is here and not poem's (`Server::idle_timeout`): poem's
+//! spawns a watcher task per connection and wakes it on every read and every write,
+//! each wake re-arming a timer; on a WebSocket that continues for every frame.
+//! Measured (docs/benchmarks.md), that was a visible share of a request's and of a
+//! ping's cost. Here the connection notes the time of its last bytes, and one timer,
+//! polled only while the connection waits (for its next request, or on a stalled
+//! write), is moved forward when it fires early: one timer operation per idle
+//! period instead of several per request.
 //!
 //! What the byte watcher ([`HeadWatch`]) follows, per HTTP/1 connection:
 //! - reads: idle → (first byte) head in progress, deadline running → (blank line)
@@ -66,6 +76,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub struct GuardedAcceptor {
     inner: TcpAcceptor,
     header_timeout: Duration,
+    idle_timeout: Duration,
     counts: ConnCounts,
     upgraded_read: ReadRate,
     upgrades: UpgradeMarks,
@@ -73,8 +84,10 @@ pub struct GuardedAcceptor {
 
 impl GuardedAcceptor {
     /// Guards connections from `inner`: request heads must arrive within
-    /// `header_timeout` of their first byte, and one client IP (an IPv6 client by its
-    /// /64) may hold at most `max_per_ip` connections at once.
+    /// `header_timeout` of their first byte, a connection that moves no bytes for
+    /// `idle_timeout` while it has no request in progress (or while a write is
+    /// stalled) is closed, and one client IP (an IPv6 client by its /64) may hold at
+    /// most `max_per_ip` connections at once.
     /// Once a connection has upgraded to a WebSocket, what it sends is read at most
     /// at `upgraded_read`.
     ///
@@ -83,6 +96,7 @@ impl GuardedAcceptor {
     pub fn new(
         inner: TcpAcceptor,
         header_timeout: Duration,
+        idle_timeout: Duration,
         max_per_ip: usize,
         upgraded_read: ReadRate,
         upgrades: UpgradeMarks,
@@ -90,6 +104,7 @@ impl GuardedAcceptor {
         Self {
             inner,
             header_timeout,
+            idle_timeout,
             counts: ConnCounts::new(max_per_ip),
             upgraded_read,
             upgrades,
@@ -127,8 +142,13 @@ impl Acceptor for GuardedAcceptor {
                 },
                 None => (None, None),
             };
-            let mut io =
-                GuardedStream::new(stream, self.header_timeout, permit, self.upgraded_read);
+            let mut io = GuardedStream::new(
+                stream,
+                self.header_timeout,
+                self.idle_timeout,
+                permit,
+                self.upgraded_read,
+            );
             io.mark = mark;
             return Ok((io, local, remote, scheme));
         }
@@ -236,6 +256,7 @@ pub struct GuardedStream<S> {
     deadline: Option<Pin<Box<Sleep>>>,
     /// Once a WebSocket: the timer of a pause of the read budget.
     pause: Option<Pin<Box<Sleep>>>,
+    idle: IdleTimer,
     permit: Option<ConnPermit>,
     budget: ReadBudget,
     /// Set by the WebSocket route when it upgrades this connection.
@@ -344,14 +365,68 @@ impl ReadBudget {
     }
 }
 
+/// The idle timeout: when bytes last moved, and a timer that is moved forward only
+/// when it fires before the connection has really been idle that long.
+struct IdleTimer {
+    timeout: Duration,
+    last: Instant,
+    /// Armed from the first wait on. Dropped (with the waker it holds) once the
+    /// connection is a WebSocket, for the reason given at `deadline`.
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl IdleTimer {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            last: Instant::now(),
+            sleep: None,
+        }
+    }
+
+    /// Bytes moved.
+    fn touch(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// Ready once no bytes have moved for the timeout; registers the waker.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let due = self.last + self.timeout;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        loop {
+            ready!(sleep.as_mut().poll(cx));
+            let due = self.last + self.timeout;
+            if due <= Instant::now() {
+                return Poll::Ready(());
+            }
+            sleep.as_mut().reset(due);
+        }
+    }
+
+    /// An error for the IO call that found the connection idle: hyper closes it.
+    fn closing(&self) -> io::Error {
+        tracing::debug!(timeout = ?self.timeout, "connection idle; closing");
+        io::Error::new(io::ErrorKind::TimedOut, "connection idle")
+    }
+}
+
 impl<S> GuardedStream<S> {
-    fn new(inner: S, timeout: Duration, permit: Option<ConnPermit>, upgraded: ReadRate) -> Self {
+    fn new(
+        inner: S,
+        timeout: Duration,
+        idle: Duration,
+        permit: Option<ConnPermit>,
+        upgraded: ReadRate,
+    ) -> Self {
         Self {
             inner,
             watch: HeadWatch::new(),
             timeout,
             deadline: None,
             pause: None,
+            idle: IdleTimer::new(idle),
             permit,
             budget: ReadBudget::new(upgraded),
             mark: None,
@@ -370,6 +445,7 @@ impl<S> GuardedStream<S> {
     fn sync(&mut self) {
         if self.is_websocket() {
             self.deadline = None;
+            self.idle.sleep = None;
             self.permit = None;
             return;
         }
@@ -417,7 +493,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
             )));
         }
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if Pin::new(&mut this.inner).poll_read(cx, buf)?.is_pending() {
+            // Waiting for a request (not inside one: the head has its deadline, and
+            // a request being answered is not idle).
+            if this.watch.is_idle() && this.idle.poll_expired(cx).is_ready() {
+                return Poll::Ready(Err(this.idle.closing()));
+            }
+            return Poll::Pending;
+        }
+        if buf.filled().len() > before {
+            this.idle.touch();
+        }
         this.watch.on_read(&buf.filled()[before..]);
         if this.watch.is_http2() {
             // Not one byte of it reaches the HTTP/2 server.
@@ -432,6 +518,33 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> GuardedStream<S> {
+    /// Once the last response of the connection is written, hyper waits for the
+    /// next request on the read interest it registered while answering, without
+    /// reading again: the idle timer is armed here, with this task's waker.
+    fn arm_idle(&mut self, cx: &mut Context<'_>) {
+        if self.watch.is_idle() {
+            // Just touched: pending, and now it wakes this task when due.
+            let _ = self.idle.poll_expired(cx);
+        }
+    }
+
+    /// A write; one that cannot proceed (the client reads nothing) for the idle
+    /// timeout fails, and the connection closes. Not on a WebSocket: its heartbeat
+    /// and outbox bound it.
+    fn poll_stalled(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let written = write(Pin::new(&mut self.inner), cx);
+        if written.is_pending() && !self.is_websocket() && self.idle.poll_expired(cx).is_ready() {
+            return Poll::Ready(Err(self.idle.closing()));
+        }
+        written
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -439,9 +552,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        let n = ready!(this.poll_stalled(cx, |inner, cx| inner.poll_write(cx, buf)))?;
         if !this.is_websocket() {
+            this.idle.touch();
             this.watch.on_write(&buf[..n.min(buf.len())]);
+            this.arm_idle(cx);
         }
         // Also for a connection the route marked: its `101` gives the permit back.
         this.sync();
@@ -454,8 +569,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        let n = ready!(this.poll_stalled(cx, |inner, cx| inner.poll_write_vectored(cx, bufs)))?;
         if !this.is_websocket() {
+            this.idle.touch();
             // Only the bytes the socket took: the rest will be offered again.
             let mut left = n;
             for b in bufs {
@@ -466,6 +582,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
                 this.watch.on_write(&b[..take]);
                 left -= take;
             }
+            this.arm_idle(cx);
         }
         this.sync();
         Poll::Ready(Ok(n))
@@ -556,6 +673,11 @@ impl HeadWatch {
     #[cfg(test)]
     pub(crate) fn upgraded(&self) -> bool {
         self.upgraded
+    }
+
+    /// Whether no request is in progress (none yet, or the last one answered).
+    pub(crate) fn is_idle(&self) -> bool {
+        matches!(self.read, ReadPhase::Idle { .. })
     }
 
     /// Whether the watcher has stood aside for good (upgraded).

@@ -170,6 +170,37 @@ async fn an_idle_keep_alive_connection_outlives_the_header_deadline_until_the_id
 }
 
 #[tokio::test]
+async fn a_response_the_client_stops_reading_is_given_up_after_the_idle_timeout() {
+    let app = spawn_with(|c| c.idle_timeout = Duration::from_millis(300)).await;
+    // A small receive window, so that the server's writes stall.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(app.addr).await.unwrap();
+    // Swagger UI's page, about 1.7 MB, six times over: more than the kernel's
+    // socket buffers take (Linux grows a send buffer up to 4 MiB by default).
+    stream
+        .write_all(&b"GET /docs HTTP/1.1\r\nHost: x\r\n\r\n".repeat(6))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // What was buffered arrives, then the end: the server gave the write up.
+    let (_, sent) = wait_closed(&mut stream, None, Duration::from_secs(5))
+        .await
+        .expect("a stalled connection is closed after the idle timeout");
+    let text = String::from_utf8_lossy(&sent);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..40.min(text.len())]
+    );
+    assert!(
+        sent.len() < 6 * 1_600_000,
+        "{} bytes: every page",
+        sent.len()
+    );
+}
+
+#[tokio::test]
 async fn an_open_websocket_outlives_the_idle_and_header_timeouts() {
     let app = spawn_with(|c| {
         c.header_timeout = Duration::from_millis(200);
