@@ -138,6 +138,7 @@ impl Application {
         let metrics = config.metrics_bind;
         let state = Arc::new(AppState {
             config,
+            auth_source: AuthSource::new(auth.clone()),
             auth,
             limits,
             client_ip: ClientIp::new(trusted),
@@ -213,13 +214,15 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
         ],
     );
     let routes = api::hot::add(Route::new())
-        .at("/ws", get(ws::route.before(ws::require_http_11)))
+        // The socket context only where sockets are opened: a request's data are
+        // allocated and hashed one by one.
+        .at("/ws", get(ws::route.before(ws::require_http_11)).data(ws))
         .nest("/docs", docs)
         .at("/openapi.json", get(openapi_json))
         .at("/asyncapi.json", get(asyncapi_json))
         .nest("/", api);
-    // Attaches the state, the resolver and the socket context to every request.
-    http::RequestScope::new(routes, state, ws, allowed, pages)
+    // Attaches the state to every request.
+    http::RequestScope::new(routes, state, allowed, pages)
 }
 
 /// The WebSocket's protocol document: the same text as the committed `asyncapi.json`.

@@ -5,7 +5,7 @@ use std::{net::IpAddr, sync::Arc};
 use poem::Request;
 
 use crate::{
-    auth::{Auth, ClientInfo},
+    auth::{Auth, AuthSource, ClientInfo},
     config::Config,
     http::client_ip::ClientIp,
     ratelimit::Limits,
@@ -17,6 +17,8 @@ use crate::{
 pub struct AppState {
     pub config: Config,
     pub auth: Arc<Auth>,
+    /// The one resolver of identity (see [`AuthSource`]), for every door.
+    pub auth_source: AuthSource,
     pub limits: Arc<Limits>,
     pub client_ip: ClientIp,
     pub rooms: Rooms,

@@ -70,7 +70,8 @@ impl MetaApi {
     /// Liveness
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> DirectJson<Health> {
-        // Served by `super::hot` in front of this operation; the same code.
+        // Served by `super::hot` in front of this operation, as the constant this
+        // writes.
         healthz()
     }
 

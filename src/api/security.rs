@@ -9,8 +9,11 @@ use poem_openapi::{
     registry::{MetaSecurityScheme, Registry},
 };
 
-use crate::auth::{AuthSource, Identity};
+use std::sync::Arc;
+
+use crate::auth::Identity;
 use crate::http::error::Error;
+use crate::state::AppState;
 
 pub const BEARER_SCHEME: &str = "bearerAuth";
 pub const COOKIE_SCHEME: &str = "cookieAuth";
@@ -68,10 +71,10 @@ impl<'a> ApiExtractor<'a> for Authenticated {
         _body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        let source = req
-            .data::<AuthSource>()
-            .ok_or_else(|| Error::internal("AuthSource is not attached to the route"))?;
-        let identity = source.resolve(req).await.map_err(Error::from)?;
+        let state = req
+            .data::<Arc<AppState>>()
+            .ok_or_else(|| Error::internal("the state is not attached to the route"))?;
+        let identity = state.auth_source.resolve(req).await.map_err(Error::from)?;
         Ok(Authenticated(identity))
     }
 }

@@ -24,11 +24,7 @@ use poem::{
 };
 use tracing::Instrument;
 
-use crate::{
-    auth::{AuthSource, db},
-    state::AppState,
-    ws::WsContext,
-};
+use crate::{auth::db, state::AppState};
 use allow::AllowedMethods;
 use headers::PageHeaders;
 
@@ -36,12 +32,13 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The per-request scope around every route: gives each request an id and a span
 /// (id, method, path, client IP — never the query string or headers, which may
-/// carry credentials), attaches the shared state handlers reach through `Data`,
+/// carry credentials), attaches the shared state handlers reach through `Data`
+/// (the resolver is in it; the socket context only on `/ws`),
 /// bounds the request's size, answers CORS, maps errors to the JSON shape, marks
 /// API responses `Cache-Control: no-store`, and adds the browser hardening headers
 /// ([`PageHeaders`]).
 ///
-/// One endpoint rather than a stack of poem middlewares (`.data()` three times and
+/// One endpoint rather than a stack of poem middlewares (`.data()` and
 /// `.around()`): each layer is a future that holds the whole request and the layers
 /// within it, and every layer moves all of it once more per request. Measured with
 /// callgrind (docs/benchmarks.md), that copying was most of what doorman's HTTP path
@@ -49,8 +46,6 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(crate) struct RequestScope<E> {
     inner: E,
     state: Arc<AppState>,
-    auth_source: AuthSource,
-    ws: Arc<WsContext>,
     allowed: AllowedMethods,
     pages: PageHeaders,
 }
@@ -59,15 +54,12 @@ impl<E> RequestScope<E> {
     pub(crate) fn new(
         inner: E,
         state: Arc<AppState>,
-        ws: Arc<WsContext>,
         allowed: AllowedMethods,
         pages: PageHeaders,
     ) -> Self {
         Self {
-            auth_source: AuthSource::new(state.auth.clone()),
             inner,
             state,
-            ws,
             allowed,
             pages,
         }
@@ -104,10 +96,7 @@ impl<E: Endpoint> Endpoint for RequestScope<E> {
         let mut resp = if let Some(resp) = cors::preflight(&req, origin.as_ref()) {
             resp
         } else {
-            let extensions = req.extensions_mut();
-            extensions.insert(self.state.clone());
-            extensions.insert(self.auth_source.clone());
-            extensions.insert(self.ws.clone());
+            req.extensions_mut().insert(self.state.clone());
             // The request's waits for the database share one budget (see `db`).
             let result = db::with_request_budget(self.serve(req))
                 .instrument(span.clone())
