@@ -172,7 +172,9 @@ impl Conn {
         let expires_in = (identity.session_expires_at - OffsetDateTime::now_utc())
             .try_into()
             .unwrap_or(Duration::ZERO);
-        let expiry = Instant::now() + expires_in;
+        // One timer for the socket's life, not one armed and dropped per frame.
+        let expiry = sleep_until(Instant::now() + expires_in);
+        tokio::pin!(expiry);
         let mut ping = tokio::time::interval(heartbeat);
         ping.tick().await;
         let mut last_heard = Instant::now();
@@ -182,7 +184,7 @@ impl Conn {
             tokio::select! {
                 biased;
                 close = &mut self.close_rx => return close.unwrap_or(Close::SHUTDOWN),
-                _ = sleep_until(expiry) => return Close::SESSION_EXPIRED,
+                _ = &mut expiry => return Close::SESSION_EXPIRED,
                 Some(out) = self.inbox.recv() => {
                     let text = match out {
                         Outgoing::Frame(text) => text.to_string(),

@@ -113,7 +113,16 @@ async fn handshake(
     if let Some(peer) = req.remote_addr().as_socket_addr() {
         ctx.upgrades.mark(*peer);
     }
-    Ok(ws
-        .config(ctx.config)
-        .on_upgrade(move |socket| connection::run(socket, identity, ctx, registration, close_rx)))
+    // Boxed: poem spawns the callback's future as the socket's task, and tokio
+    // moves a task's whole future at spawn and at each change of its stage; the
+    // socket's future is kilobytes, a box is a pointer.
+    Ok(ws.config(ctx.config).on_upgrade(move |socket| {
+        Box::pin(connection::run(
+            socket,
+            identity,
+            ctx,
+            registration,
+            close_rx,
+        ))
+    }))
 }
