@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Instructions per request, counted by callgrind: exact and repeatable on a noisy
+# Instructions per operation, counted by callgrind: exact and repeatable on a noisy
 # machine, where CPU time is not. For doorman and the floor (bench/src/floor.rs,
 # serving the bytes doorman served), each under `valgrind --tool=callgrind`:
-# warm-up requests, then per route a window of N sequential requests on one
-# connection (counters zeroed before, dumped after) and an idle window of the same
-# length (the timers that run anyway); Ir per request = (window - idle) / N.
+# warm-up requests, then per operation a window of N sequential ones (requests on
+# one connection, WebSocket handshakes, pings on one socket; counters zeroed
+# before, dumped after) and an idle window of the same length (the timers that
+# run anyway); Ir per operation = (window - idle) / N.
 # Also writes, per window, the self cost grouped by crate (the breakdown in
 # docs/benchmarks.md) and keeps the callgrind files for callgrind_annotate.
 #
@@ -21,6 +22,8 @@ mkdir -p "$out"
 record() { echo "$1=$2" >> "$results"; echo "  $1 = $2"; }
 
 DP=18810 FP=18811
+limits=(DOORMAN_WS_HANDSHAKE_PER_SECOND=1000000 DOORMAN_WS_HANDSHAKE_BURST=1000000
+        DOORMAN_WS_MAX_SOCKETS_PER_USER=1000000 DOORMAN_WS_MESSAGES_PER_SECOND=1000000)
 creds='{"email":"bench@example.org","password":"bench password"}'
 
 # A database with a user, a session and a token, made natively (argon2 under
@@ -47,13 +50,14 @@ dump() {
   mv "$out/callgrind.out.$1.$dumps" "$out/callgrind.$2"
 }
 
-# window NAME PID URL [HEADER]: Ir per request of N requests, less an idle window
-# of the same length.
+# window NAME PID LOAD_ARGS...: Ir per operation of `doorman-bench LOAD_ARGS
+# --count N`, less an idle window of the same length.
 window() {
-  local name="$1" pid="$2" url="$3" header=("${@:4}") t0 t1
+  local name="$1" pid="$2" t0 t1
+  shift 2
   callgrind_control -z "$pid" >/dev/null 2>&1
   t0="$(date +%s.%N)"
-  "$LOAD_BIN" requests --url "$url" "${header[@]/#/--header=}" --count "$n" >/dev/null
+  "$LOAD_BIN" "$@" --count "$n" >/dev/null
   t1="$(date +%s.%N)"
   dump "$pid" "$name"
   callgrind_control -z "$pid" >/dev/null 2>&1
@@ -81,20 +85,27 @@ under_callgrind() {
 
 echo "== callgrind: doorman ($n requests per window)"
 under_callgrind "$dir" "$DP" "$out/doorman-callgrind.log" DOORMAN_BIND="127.0.0.1:$DP" \
-  DOORMAN_DRAIN_SECONDS=0 RUST_LOG=warn "$(realpath "$DOORMAN_BIN")"
+  DOORMAN_DRAIN_SECONDS=0 RUST_LOG=warn "${limits[@]}" "$(realpath "$DOORMAN_BIN")"
 "$LOAD_BIN" requests --url "http://127.0.0.1:$DP/healthz" --count 200 >/dev/null
 "$LOAD_BIN" requests --url "http://127.0.0.1:$DP/api/me" --header "Authorization: Bearer $tok" --count 200 >/dev/null
 "$LOAD_BIN" requests --url "http://127.0.0.1:$DP/api/me" --header "Cookie: doorman_access=$tok" --count 200 >/dev/null
-window healthz_doorman "$CG_PID" "http://127.0.0.1:$DP/healthz"
-window me_bearer_doorman "$CG_PID" "http://127.0.0.1:$DP/api/me" "Authorization: Bearer $tok"
-window me_cookie_doorman "$CG_PID" "http://127.0.0.1:$DP/api/me" "Cookie: doorman_access=$tok"
+window healthz_doorman "$CG_PID" requests --url "http://127.0.0.1:$DP/healthz"
+window me_bearer_doorman "$CG_PID" requests --url "http://127.0.0.1:$DP/api/me" --header "Authorization: Bearer $tok"
+window me_cookie_doorman "$CG_PID" requests --url "http://127.0.0.1:$DP/api/me" --header "Cookie: doorman_access=$tok"
+"$LOAD_BIN" welcome --url "ws://127.0.0.1:$DP/ws" --header "Authorization: Bearer $tok" > "$out/welcome.json"
+"$LOAD_BIN" sequential --url "ws://127.0.0.1:$DP/ws" --header "Authorization: Bearer $tok" --count 20 >/dev/null
+window ws_handshake_doorman "$CG_PID" sequential --url "ws://127.0.0.1:$DP/ws" --header "Authorization: Bearer $tok"
+window ws_ping_doorman "$CG_PID" sequential --pings --url "ws://127.0.0.1:$DP/ws" --header "Authorization: Bearer $tok"
 stop_process "$CG_PID" || true
 
 echo "== callgrind: floor ($n requests per window)"
 under_callgrind "$out" "$FP" "$out/floor-callgrind.log" "$(realpath "$FLOOR_BIN")" --bind "127.0.0.1:$FP" \
-  --canned "/healthz=$out/healthz.http" --canned "/api/me=$out/me.http"
+  --canned "/healthz=$out/healthz.http" --canned "/api/me=$out/me.http" --welcome "$out/welcome.json"
 "$LOAD_BIN" requests --url "http://127.0.0.1:$FP/healthz" --count 200 >/dev/null
 "$LOAD_BIN" requests --url "http://127.0.0.1:$FP/api/me" --count 200 >/dev/null
-window healthz_floor "$CG_PID" "http://127.0.0.1:$FP/healthz"
-window me_floor "$CG_PID" "http://127.0.0.1:$FP/api/me" "Authorization: Bearer $tok"
+"$LOAD_BIN" sequential --url "ws://127.0.0.1:$FP/ws" --count 20 >/dev/null
+window healthz_floor "$CG_PID" requests --url "http://127.0.0.1:$FP/healthz"
+window me_floor "$CG_PID" requests --url "http://127.0.0.1:$FP/api/me" --header "Authorization: Bearer $tok"
+window ws_handshake_floor "$CG_PID" sequential --url "ws://127.0.0.1:$FP/ws" --header "Authorization: Bearer $tok"
+window ws_ping_floor "$CG_PID" sequential --pings --url "ws://127.0.0.1:$FP/ws" --header "Authorization: Bearer $tok"
 stop_process "$CG_PID" || true

@@ -124,12 +124,14 @@ for work, d, f in (
     ("`GET /healthz`", "healthz_doorman", "healthz_floor"),
     ("`GET /api/me` (bearer)", "me_bearer_doorman", "me_floor"),
     ("`GET /api/me` (cookie)", "me_cookie_doorman", "me_floor"),
+    ("WS handshake + welcome + close (bearer)", "ws_handshake_doorman", "ws_handshake_floor"),
+    ("WS ping/pong (one socket)", "ws_ping_doorman", "ws_ping_floor"),
 ):
     ir_rows.append(
         f"| {work} | {num('ir_' + d):,.0f} | {num('ir_' + f):,.0f} | **{ratio('ir_' + d, 'ir_' + f):.2f}×** |"
     )
 ir_table = "\n".join(
-    ["| work | doorman Ir/request | floor Ir/request | doorman ÷ floor |", "| --- | --- | --- | --- |", *ir_rows]
+    ["| work | doorman Ir/operation | floor Ir/operation | doorman ÷ floor |", "| --- | --- | --- | --- |", *ir_rows]
 )
 
 
@@ -151,6 +153,7 @@ def breakdown_table(d, f):
 
 breakdown_me = breakdown_table("me_bearer_doorman", "me_floor")
 breakdown_healthz = breakdown_table("healthz_doorman", "healthz_floor")
+breakdown_handshake = breakdown_table("ws_handshake_doorman", "ws_handshake_floor")
 
 for source in ("bearer", "cookie"):
     own = ratio(f"me_{source}_doorman", "healthz_doorman")
@@ -259,19 +262,19 @@ minutes apart.
   load, divided by the operations served (for WebSockets read by `doorman-bench`
   around the timed stretch only). The load generator shares the two cores, so
   requests per second mostly measure the client; CPU per operation does not.
-- **Instructions per request**: `bench/callgrind.sh` runs doorman and the floor under
-  `valgrind --tool=callgrind`, warms each route up, then counts {int(cg_n):,}
-  sequential requests on one connection (counters zeroed before, dumped after) less an
-  idle stretch of the same length. Exact and repeatable where CPU time is not; it
-  counts user-space instructions only (the kernel's share of a request, about the same
-  for both servers, is not in it), and glibc's `rep movsb` copies count one
-  instruction per byte.
+- **Instructions per operation**: `bench/callgrind.sh` runs doorman and the floor under
+  `valgrind --tool=callgrind`, warms each up, then counts {int(cg_n):,} sequential
+  operations (requests on one connection, WebSocket handshakes with their close, pings
+  on one socket; counters zeroed before, dumped after) less an idle stretch of the
+  same length. Exact and repeatable where CPU time is not; it counts user-space
+  instructions only: the kernel's share (the same system calls per request for both
+  servers, checked with `strace -c`) is not in it.
 
 ## Server CPU per operation
 
 {cpu_table}
 
-## Instructions per request (callgrind)
+## Instructions per operation (callgrind)
 
 {ir_table}
 
@@ -286,6 +289,10 @@ instantiates):
 `GET /healthz`:
 
 {breakdown_healthz}
+
+WebSocket handshake + welcome + close:
+
+{breakdown_handshake}
 
 ## Throughput, memory and latency (earlier issues' targets)
 

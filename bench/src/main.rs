@@ -10,8 +10,9 @@
 //!   processes and their descendants) per operation, read around the timed stretch.
 //! - `cpu-ticks --pid PID…`: the CPU time of processes and their descendants so far,
 //!   in clock ticks (for the shell to read around a `wrk` run).
-//! - `requests`, `welcome`: exactly N sequential requests on one connection (the
-//!   callgrind runs), and the text of a server's `welcome` frame (the floor's).
+//! - `requests`, `sequential`: exactly N sequential requests on one connection, or
+//!   N handshakes, or N pings on one socket (the callgrind runs); `welcome`: the
+//!   text of a server's `welcome` frame (the floor's).
 
 use std::{
     process::Stdio,
@@ -78,6 +79,16 @@ enum Scenario {
         headers: Vec<String>,
         #[arg(long)]
         count: u64,
+    },
+    /// Exactly `count` WebSocket handshakes one after another (connect, `welcome`,
+    /// close), or with `--pings`, one socket and `count` ping/pong round trips.
+    Sequential {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        pings: bool,
     },
     /// Prints the first text frame a server sends after the handshake.
     Welcome {
@@ -188,6 +199,38 @@ async fn main() -> Result<(), Error> {
             headers,
             count,
         } => requests(&url, &headers, count).await,
+        Scenario::Sequential {
+            target,
+            count,
+            pings,
+        } => {
+            if pings {
+                let mut ws = connect(&target).await?;
+                for id in 0..count {
+                    ws.send(Message::Text(
+                        format!(r#"{{"type":"ping","id":{id}}}"#).into(),
+                    ))
+                    .await?;
+                    loop {
+                        match ws.next().await {
+                            Some(Ok(Message::Text(t))) if t.contains("pong") => break,
+                            Some(Ok(_)) => continue,
+                            other => return Err(format!("no pong: {other:?}").into()),
+                        }
+                    }
+                }
+                ws.close(None).await?;
+            } else {
+                for _ in 0..count {
+                    let mut ws = connect(&target).await?;
+                    ws.close(None).await?;
+                    // The server's close frame, then the end.
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            }
+            println!("operations: {count}");
+            Ok(())
+        }
         Scenario::Welcome { target } => {
             let mut ws = connect_raw(&target).await?;
             loop {
