@@ -34,18 +34,20 @@ pub const MAX_ROOMS_PER_SOCKET: usize = 64;
 
 /// Runs a socket to its end. `identity` is `None` for a socket that must send an
 /// `auth` frame first.
-pub async fn run(
+///
+/// Not an `async fn`: the socket's state is built here and moved into the future
+/// once, where an `async fn` would keep its arguments' slots beside it for the
+/// socket's whole life (the future is most of an idle socket's memory).
+pub fn run(
     socket: WebSocketStream,
     identity: Option<Identity>,
     ctx: Arc<WsContext>,
     registration: Registration,
     close_rx: oneshot::Receiver<Close>,
-) {
+) -> impl Future<Output = ()> + Send {
     let span = tracing::info_span!("ws", conn = registration.id);
-    Conn::new(socket, ctx, registration, close_rx)
-        .drive(identity)
-        .instrument(span)
-        .await
+    let mut conn = Conn::new(socket, ctx, registration, close_rx);
+    async move { conn.drive(identity).await }.instrument(span)
 }
 
 struct Conn {
@@ -82,7 +84,7 @@ impl Conn {
         }
     }
 
-    async fn drive(mut self, identity: Option<Identity>) {
+    async fn drive(&mut self, identity: Option<Identity>) {
         let close = match identity {
             Some(identity) => self.authenticated(identity).await,
             None => match self.pending().await {
@@ -107,10 +109,13 @@ impl Conn {
                 msg = self.socket.next() => match msg {
                     Some(Ok(Message::Text(text))) => {
                         return match serde_json::from_str::<ClientFrame>(&text) {
-                            Ok(ClientFrame::Auth { token }) => self
+                            // Boxed, like every await that may reach the database:
+                            // the socket's future is held for its whole life, and
+                            // inline it would be as large as its largest await.
+                            Ok(ClientFrame::Auth { token }) => Box::pin(self
                                 .ctx
                                 .auth_source
-                                .resolve_message(&token)
+                                .resolve_message(&token))
                                 .await
                                 .map_err(|e| {
                                     log_unavailable(&e);
@@ -149,7 +154,7 @@ impl Conn {
         // Usually answered by the session cache the credential check just filled;
         // if it has to ask a database that is down, the socket closes with 1013 and
         // the client retries: it was never welcomed, so nothing it holds is lost.
-        match self.ctx.auth.session_active(identity.session_id).await {
+        match Box::pin(self.ctx.auth.session_active(identity.session_id)).await {
             Ok(_) => {}
             Err(Error::Auth(e)) => return Close::session_ended(e),
             Err(e) => {
@@ -218,7 +223,17 @@ impl Conn {
                         return Close::RATE_LIMITED;
                     }
                     let step = match msg {
-                        Some(Ok(Message::Text(text))) => self.on_text(&identity, &text).await,
+                        Some(Ok(Message::Text(text))) => match parse_frame(&text) {
+                            // Pings, the most frequent frame, answered inline.
+                            Ok(ClientFrame::Ping { id }) => {
+                                self.reply(ServerFrame::Pong { id }.to_text()).await
+                            }
+                            // Boxed: the socket's future lives as long as the socket,
+                            // and inline it would be as large as the largest room
+                            // operation's database await.
+                            Ok(frame) => Box::pin(self.on_frame(&identity, frame)).await,
+                            Err(message) => self.error(FrameError::BadRequest, message).await,
+                        },
                         Some(Ok(Message::Binary(_))) => {
                             self.error(FrameError::BadRequest, "frames are JSON text").await
                         }
@@ -234,18 +249,7 @@ impl Conn {
         }
     }
 
-    async fn on_text(&mut self, identity: &Identity, text: &str) -> Step {
-        let frame = match serde_json::from_str::<ClientFrame>(text) {
-            Ok(frame) => frame,
-            Err(e) => {
-                let message = if e.is_syntax() || e.is_eof() {
-                    "frame is not valid JSON"
-                } else {
-                    "unknown frame type or missing fields"
-                };
-                return self.error(FrameError::BadRequest, message).await;
-            }
-        };
+    async fn on_frame(&mut self, identity: &Identity, frame: ClientFrame) -> Step {
         let reply = match frame {
             ClientFrame::Auth { .. } => {
                 return self
@@ -270,7 +274,7 @@ impl Conn {
                         )
                         .await;
                 }
-                if let Err(e) = self.ctx.rooms.may_enter(&name, identity.user_id).await {
+                if let Err(e) = Box::pin(self.ctx.rooms.may_enter(&name, identity.user_id)).await {
                     return self.room_error(e).await;
                 }
                 let present = self.ctx.rooms.subscribe(
@@ -283,7 +287,8 @@ impl Conn {
                 // to take out; the membership row is gone before a removal is
                 // announced, so asking again now leaves no gap.
                 if name.is_private()
-                    && let Err(e) = self.ctx.rooms.may_enter(&name, identity.user_id).await
+                    && let Err(e) =
+                        Box::pin(self.ctx.rooms.may_enter(&name, identity.user_id)).await
                 {
                     self.ctx.rooms.unsubscribe(&name, self.registration.id);
                     self.rooms.remove(&name);
@@ -321,11 +326,12 @@ impl Conn {
                         )
                         .await;
                 }
-                if let Err(e) = self
-                    .ctx
-                    .rooms
-                    .may_publish(&name, self.registration.id, identity.user_id)
-                    .await
+                if let Err(e) = Box::pin(self.ctx.rooms.may_publish(
+                    &name,
+                    self.registration.id,
+                    identity.user_id,
+                ))
+                .await
                 {
                     return self.room_error(e).await;
                 }
@@ -339,7 +345,12 @@ impl Conn {
                 return Step::Continue;
             }
         };
-        match self.send(reply).await {
+        self.reply(reply).await
+    }
+
+    /// Sends a reply; a socket that cannot take it is closed.
+    async fn reply(&mut self, text: String) -> Step {
+        match self.send(text).await {
             Ok(()) => Step::Continue,
             Err(()) => Step::Close(Close::NORMAL),
         }
@@ -392,21 +403,45 @@ impl Conn {
         }
     }
 
-    async fn finish(mut self, close: Close) {
+    async fn finish(&mut self, close: Close) {
         for room in &self.rooms {
             self.ctx.rooms.unsubscribe(room, self.registration.id);
         }
         if close != Close::NORMAL || close.reason.is_empty() {
             tracing::info!(code = close.code, reason = close.reason, "closing socket");
         }
+        self.registration.release();
         let frame = Message::Close(Some((CloseCode::from(close.code), close.reason.to_owned())));
         // The peer may be gone already; a failed close is nothing to report.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = self.socket.send(frame).await;
+            if self.socket.send(frame).await.is_err() {
+                return;
+            }
+            // The closing handshake: what the peer sent meanwhile is read and
+            // dropped until its Close. Closing with unread bytes would make the
+            // kernel end the connection with a reset, which can destroy the Close
+            // frame (and its code) before the peer reads it — a flooding client
+            // would see a reset instead of 4429. Bounded by the timeout.
+            while let Some(Ok(msg)) = self.socket.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
             let _ = self.socket.close().await;
         })
         .await;
     }
+}
+
+/// A client frame, or what is wrong with it.
+fn parse_frame(text: &str) -> Result<ClientFrame, &'static str> {
+    serde_json::from_str::<ClientFrame>(text).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            "frame is not valid JSON"
+        } else {
+            "unknown frame type or missing fields"
+        }
+    })
 }
 
 /// Logs why a socket could not be authenticated when it is the server's fault (the

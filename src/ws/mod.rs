@@ -53,7 +53,10 @@ impl WsContext {
     /// socket; idle sockets must be cheap, so everything is sized deliberately.
     pub fn socket_config(max_message: usize) -> WebSocketConfig {
         WebSocketConfig::default()
-            .read_buffer_size(4 * 1024)
+            // The one buffer an idle socket holds (1 KiB of its ~6). Frames larger
+            // than it are still taken (tungstenite reserves a frame's length from
+            // its header), in reads of at most this size.
+            .read_buffer_size(1024)
             .write_buffer_size(0)
             .max_write_buffer_size(max_message.saturating_mul(2).max(64 * 1024))
             .max_message_size(Some(max_message))
