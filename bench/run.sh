@@ -15,8 +15,13 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 mode=full
 [ "${1:-}" = --smoke ] && mode=smoke
-if [ "$mode" = smoke ]; then S=1; RS=1; ROUNDS=1; IDLE=200; CHURN=2; WARM=1; CG=50
-else S=10; RS=5; ROUNDS=3; IDLE=5000; CHURN=60; WARM=5; CG=2000; fi
+# Idle sockets in a full run: 50,000, or as many as the hard open-file limit lets one
+# process hold (each socket is a descriptor in the server and in the client).
+max_fds="$(ulimit -Hn)"
+[ "$max_fds" = unlimited ] && max_fds=1000000
+if [ "$mode" = smoke ]; then S=1; RS=1; ROUNDS=1; IDLE=200; CHURN=2; WARM=1; CG=50; FAN=500; FANPUB=5
+else S=10; RS=5; ROUNDS=3; IDLE=$(( max_fds - 1000 < 50000 ? max_fds - 1000 : 50000 )); CHURN=60; WARM=5; CG=2000
+  FAN=10000; FANPUB=20; fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/doorman-target}"
 cargo build -q --release -p doorman -p bench
@@ -154,8 +159,29 @@ hs ws_handshake_cookie_peer "$peer_pid" "ws://127.0.0.1:$PP" "Cookie: doorman_ac
 ping ws_ping_peer "$peer_pid" "ws://127.0.0.1:$PP" "$ptok"
 settle
 
-echo "== idle sockets ($IDLE, a fresh doorman)"
-record idle_socket_kib "$("$load" --server "$bin" idle-memory --sockets "$IDLE" | awk '/per idle socket/ { print $(NF-1) }')"
+echo "== fan-out: $FANPUB publishes, one at a time, to $FANPUB × $FAN subscribers (doorman, then the floor)"
+fanout() {
+  local name="$1" base="$2" pid="$3" out
+  out="$("$load" fanout --base "$base" --token "$dtok" --cpu-of "$pid" \
+    --subscribers "$FAN" --publishes "$FANPUB" --sources 4)"
+  echo "$out" | sed 's/^/  /'
+  record "fanout_cpu_$name" "$(value server_cpu_us_per_op <<<"$out")"
+  record "fanout_sys_$name" "$(value server_sys_us_per_op <<<"$out")"
+  record "fanout_last_p50_ms_$name" "$(value fanout_last_subscriber_p50_ms <<<"$out")"
+  record "fanout_last_p99_ms_$name" "$(value fanout_last_subscriber_p99_ms <<<"$out")"
+  record "fanout_delivered_$name" "$(value fanout_delivered <<<"$out" | awk '{ print $1 }')"
+  sleep 1   # the subscribers' sockets close
+}
+fanout doorman "$D" "$dpid"
+fanout floor "$F" "$fpid"
+record fanout_subscribers "$FAN"
+record fanout_publishes "$FANPUB"
+
+echo "== idle sockets ($IDLE over 4 source addresses, a fresh doorman)"
+"$load" --server "$bin" idle-memory --sockets "$IDLE" --sources 4 | tee "$work/idle"
+record idle_socket_kib "$(awk '/per idle socket/ { print $(NF-1) }' "$work/idle")"
+record idle_sockets "$IDLE"
+record open_file_limit "$max_fds"
 
 echo "== /api/me p99 (wrk, 1 thread, 8 connections) alone and while logins run flat out"
 record me_p99_ms_alone "$(p99_ms -H "Authorization: Bearer $dtok" "$D/api/me")"

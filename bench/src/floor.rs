@@ -10,12 +10,19 @@
 //! - `GET /ws`: upgrades (with doorman's socket buffer sizes), sends the text of
 //!   `--welcome FILE` as its first frame, then answers every text frame containing
 //!   `"type":"ping"` with the same frame, `ping` replaced by `pong`, which is
-//!   byte for byte doorman's `pong` for doorman-bench's pings.
+//!   byte for byte doorman's `pong` for doorman-bench's pings. A `subscribe` frame
+//!   adds the socket to the one room there is (answered like doorman's
+//!   `subscribed`); a `publish` frame sends a `message` frame of doorman's shape and
+//!   length to every socket in it, through each socket's queue as doorman does (a
+//!   poem socket is written by its own task).
 //!
 //! Usage: doorman-floor --bind 127.0.0.1:18803 --canned /healthz=healthz.http
 //! --canned /api/me=me.http --welcome welcome.json
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
@@ -100,12 +107,33 @@ impl Endpoint for Canned {
 
 struct Welcome(String);
 
+/// The floor's one room: every subscribed socket's queue.
+#[derive(Default)]
+struct Room(Mutex<Vec<tokio::sync::mpsc::Sender<Arc<str>>>>);
+
+impl Room {
+    /// A `message` frame of doorman's shape and length (ids and time fixed) to
+    /// everyone in the room; a socket whose queue is full misses it, as in doorman.
+    fn publish(&self, body: &str) {
+        let frame: Arc<str> = format!(
+            r#"{{"type":"message","id":"019ac6e4-8f3a-7c2e-9b1d-4f6a8e2c1b3d","room":"fanout","from":"019ac6e4-8f3a-7c2e-9b1d-4f6a8e2c1b3e","body":"{body}","sent_at":"2026-11-27T21:00:00.123456789Z"}}"#
+        )
+        .into();
+        let mut subs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        subs.retain(|tx| !tx.is_closed());
+        for tx in subs.iter() {
+            let _ = tx.try_send(Arc::clone(&frame));
+        }
+    }
+}
+
 #[poem::handler]
-fn ws(ws: WebSocket, welcome: Data<&Arc<Welcome>>) -> impl IntoResponse {
+fn ws(ws: WebSocket, welcome: Data<&Arc<Welcome>>, room: Data<&Arc<Room>>) -> impl IntoResponse {
     let welcome = Arc::clone(&welcome);
+    let room = Arc::clone(&room);
     // doorman's buffer sizes (`WsContext::socket_config` with its 64 KiB default).
     let config = WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(128 * 1024)
         .max_message_size(Some(64 * 1024))
@@ -115,16 +143,35 @@ fn ws(ws: WebSocket, welcome: Data<&Arc<Welcome>>) -> impl IntoResponse {
         if sink.send(Message::Text(welcome.0.clone())).await.is_err() {
             return;
         }
-        while let Some(Ok(msg)) = stream.next().await {
-            match msg {
-                Message::Text(text) if text.contains(r#""type":"ping""#) => {
-                    let pong = text.replacen(r#""type":"ping""#, r#""type":"pong""#, 1);
-                    if sink.send(Message::Text(pong)).await.is_err() {
-                        break;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<str>>(64);
+        let mut tx = Some(tx);
+        loop {
+            let reply = tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(Ok(Message::Text(text))) if text.contains(r#""type":"ping""#) => {
+                        text.replacen(r#""type":"ping""#, r#""type":"pong""#, 1)
                     }
-                }
-                Message::Close(_) => break,
-                _ => {}
+                    Some(Ok(Message::Text(text))) if text.contains(r#""type":"subscribe""#) => {
+                        if let Some(tx) = tx.take() {
+                            room.0.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+                        }
+                        r#"{"type":"subscribed","room":"fanout","present":["019ac6e4-8f3a-7c2e-9b1d-4f6a8e2c1b3e"]}"#.to_owned()
+                    }
+                    Some(Ok(Message::Text(text))) if text.contains(r#""type":"publish""#) => {
+                        let body = text
+                            .split_once(r#""body":""#)
+                            .and_then(|(_, rest)| rest.split('"').next())
+                            .unwrap_or("");
+                        room.publish(body);
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                },
+                Some(frame) = rx.recv() => frame.to_string(),
+            };
+            if sink.send(Message::Text(reply)).await.is_err() {
+                break;
             }
         }
     })
@@ -145,7 +192,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let app = app
         .at("/ws", get(ws))
-        .data(Arc::new(Welcome(welcome.trim_end().to_owned())));
+        .data(Arc::new(Welcome(welcome.trim_end().to_owned())))
+        .data(Arc::new(Room::default()));
     println!("doorman-floor listening on http://{}", args.bind);
     Server::new(TcpListener::bind(args.bind)).run(app).await?;
     Ok(())

@@ -25,6 +25,8 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
+mod fanout;
+
 #[derive(Parser)]
 struct Args {
     /// The doorman binary to start (build it with `cargo build --release`).
@@ -40,6 +42,29 @@ enum Scenario {
     IdleMemory {
         #[arg(long, default_value_t = 5000)]
         sockets: usize,
+        /// Client source addresses 127.0.0.2, 127.0.0.3, …: each source address
+        /// has its own ~28,000 ephemeral ports towards the server.
+        #[arg(long, default_value_t = 1)]
+        sources: u8,
+    },
+    /// One room, `subscribers` sockets in it, `publishes` messages published one
+    /// at a time: server CPU per delivered message and how long the last
+    /// subscriber waited for each message.
+    Fanout {
+        /// e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        base: String,
+        /// An access token, sent as `Authorization: Bearer`.
+        #[arg(long)]
+        token: String,
+        #[command(flatten)]
+        cpu: CpuOf,
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 20)]
+        publishes: usize,
+        #[arg(long, default_value_t = 1)]
+        sources: u8,
     },
     /// Handshakes per second: connect, receive `welcome`, close.
     WsHandshake {
@@ -132,18 +157,25 @@ struct CpuOf {
 }
 
 impl CpuOf {
-    fn ticks(&self) -> Result<Option<u64>, Error> {
+    /// (user, system) clock ticks so far.
+    fn ticks(&self) -> Result<Option<(u64, u64)>, Error> {
         if self.pids.is_empty() {
             return Ok(None);
         }
-        cpu_ticks(&self.pids).map(Some)
+        cpu_ticks_split(&self.pids).map(Some)
     }
 
-    /// Prints `server_cpu_us_per_op` for `ops` operations since `before`.
-    fn report(&self, before: Option<u64>, ops: u64) -> Result<(), Error> {
-        if let (Some(before), Some(after)) = (before, self.ticks()?) {
-            let us = (after - before) as f64 * 1e6 / clock_ticks_per_second() as f64;
-            println!("server_cpu_us_per_op: {:.2}", us / ops.max(1) as f64);
+    /// Prints `server_cpu_us_per_op` for `ops` operations since `before`, and the
+    /// share of it spent in the kernel (system time: the socket system calls,
+    /// which on loopback include the receiving side's TCP work).
+    fn report(&self, before: Option<(u64, u64)>, ops: u64) -> Result<(), Error> {
+        if let (Some((u0, s0)), Some((u1, s1))) = (before, self.ticks()?) {
+            let tick_us = 1e6 / clock_ticks_per_second() as f64;
+            let ops = ops.max(1) as f64;
+            let (user, sys) = ((u1 - u0) as f64 * tick_us, (s1 - s0) as f64 * tick_us);
+            println!("server_cpu_us_per_op: {:.2}", (user + sys) / ops);
+            println!("server_user_us_per_op: {:.2}", user / ops);
+            println!("server_sys_us_per_op: {:.2}", sys / ops);
         }
         Ok(())
     }
@@ -166,7 +198,17 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 async fn main() -> Result<(), Error> {
     let args = Args::parse();
     match args.scenario {
-        Scenario::IdleMemory { sockets } => idle_memory(&args.server, sockets).await,
+        Scenario::IdleMemory { sockets, sources } => {
+            idle_memory(&args.server, sockets, sources).await
+        }
+        Scenario::Fanout {
+            base,
+            token,
+            cpu,
+            subscribers,
+            publishes,
+            sources,
+        } => fanout::run(&base, &token, &cpu, subscribers, publishes, sources).await,
         Scenario::WsHandshake {
             target,
             concurrency,
@@ -300,6 +342,10 @@ impl Server {
             .env("DOORMAN_WS_HANDSHAKE_PER_SECOND", "1000000")
             .env("DOORMAN_WS_HANDSHAKE_BURST", "1000000")
             .env("DOORMAN_LOGIN_PER_MINUTE", "100000")
+            .env("DOORMAN_MAX_CONNECTIONS_PER_IP", "1000000")
+            .env("DOORMAN_PUBLISH_PER_SECOND", "1000000")
+            .env("DOORMAN_WS_MESSAGES_PER_SECOND", "1000000")
+            .env("DOORMAN_DRAIN_SECONDS", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -343,21 +389,39 @@ impl Server {
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// A socket opened from a chosen source address (no TLS).
+type PlainSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-async fn open_bearer(base: &str, token: &str) -> Result<Socket, Error> {
-    let mut req = format!("{}/ws", base.replacen("http", "ws", 1)).into_client_request()?;
+/// Opens an authenticated socket from source address 127.0.0.`source` and waits
+/// for its `welcome`.
+async fn open_bearer(base: &str, token: &str, source: u8) -> Result<PlainSocket, Error> {
+    let url = format!("{}/ws", base.replacen("http", "ws", 1));
+    let host = base.trim_start_matches("http://");
+    let server: std::net::SocketAddr = host.parse()?;
+    let tcp = tokio::net::TcpSocket::new_v4()?;
+    tcp.bind(std::net::SocketAddr::from(([127, 0, 0, source], 0)))?;
+    let stream = tcp.connect(server).await?;
+    let mut req = url.into_client_request()?;
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await?;
     match ws.next().await {
         Some(Ok(msg)) if msg.to_text().unwrap_or("").contains("welcome") => Ok(ws),
         other => Err(format!("no welcome: {other:?}").into()),
     }
 }
 
-async fn open_many(base: &str, token: &str, n: usize) -> Result<Vec<Socket>, Error> {
+/// `n` authenticated sockets, spread round-robin over `sources` source addresses
+/// (127.0.0.2 onwards).
+async fn open_many(
+    base: &str,
+    token: &str,
+    n: usize,
+    sources: u8,
+) -> Result<Vec<PlainSocket>, Error> {
+    let sources = sources.clamp(1, 250);
     stream::iter(0..n)
-        .map(|_| open_bearer(base, token))
+        .map(|i| open_bearer(base, token, 2 + (i % usize::from(sources)) as u8))
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await
@@ -365,15 +429,38 @@ async fn open_many(base: &str, token: &str, n: usize) -> Result<Vec<Socket>, Err
         .collect()
 }
 
-async fn idle_memory(bin: &str, sockets: usize) -> Result<(), Error> {
+/// Raises this process's open-file limit to its hard limit (children inherit it),
+/// and says what it is: the sockets a scenario can hold are bounded by it.
+fn raise_open_files() -> u64 {
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((0, 0));
+    let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard);
+    println!("open_file_limit: {hard}");
+    hard
+}
+
+async fn idle_memory(bin: &str, sockets: usize, sources: u8) -> Result<(), Error> {
+    let limit = raise_open_files();
+    if sockets as u64 + 100 > limit {
+        return Err(format!(
+            "{sockets} sockets need {sockets} descriptors in the server and in this client; \
+             the hard open-file limit here is {limit}"
+        )
+        .into());
+    }
     let server = Server::start(bin).await?;
     let token = server.access_token().await?;
     // Warm up allocator pools and lazily built state, then let them settle.
-    drop(open_many(&server.base, &token, 200).await?);
+    drop(open_many(&server.base, &token, 200, sources).await?);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = server.rss_kib()?;
-    let held = open_many(&server.base, &token, sockets).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = open_many(&server.base, &token, sockets, sources).await?;
+    println!("HELD");
+    tokio::time::sleep(Duration::from_secs(
+        std::env::var("HOLD")
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(2),
+    ))
+    .await;
     let after = server.rss_kib()?;
     let per_socket = (after.saturating_sub(before)) as f64 / held.len() as f64;
     println!("idle authenticated sockets: {}", held.len());
@@ -543,14 +630,20 @@ async fn login_load(
 /// User + system CPU time of `pids` and all their descendants, in clock ticks
 /// (`/proc/<pid>/stat` fields 14 and 15; threads that ended are included).
 fn cpu_ticks(pids: &[u32]) -> Result<u64, Error> {
-    let mut total = 0;
+    cpu_ticks_split(pids).map(|(user, sys)| user + sys)
+}
+
+/// [`cpu_ticks`] as (user, system).
+fn cpu_ticks_split(pids: &[u32]) -> Result<(u64, u64), Error> {
+    let (mut user, mut sys) = (0, 0);
     let mut todo = pids.to_vec();
     while let Some(pid) = todo.pop() {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
         // The command name (field 2) may hold spaces; fields count from after it.
         let rest = &stat[stat.rfind(')').ok_or("bad /proc stat")? + 2..];
         let fields: Vec<&str> = rest.split(' ').collect();
-        total += fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        user += fields[11].parse::<u64>()?;
+        sys += fields[12].parse::<u64>()?;
         for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
             let children = std::fs::read_to_string(task?.path().join("children"))?;
             todo.extend(
@@ -560,7 +653,7 @@ fn cpu_ticks(pids: &[u32]) -> Result<u64, Error> {
             );
         }
     }
-    Ok(total)
+    Ok((user, sys))
 }
 
 fn clock_ticks_per_second() -> u64 {
