@@ -133,6 +133,7 @@ impl Application {
             messages_per_second: NonZeroU32::new(config.ws_messages_per_second)
                 .unwrap_or(NonZeroU32::MIN),
             config: WsContext::socket_config(config.ws_max_message_bytes),
+            clock: governor::clock::DefaultClock::default(),
         });
 
         let metrics = config.metrics_bind;

@@ -168,7 +168,10 @@ impl Conn {
         }
         let rate = self.ctx.messages_per_second;
         let burst = NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate);
-        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let limiter = RateLimiter::direct_with_clock(
+            Quota::per_second(rate).allow_burst(burst),
+            self.ctx.clock.clone(),
+        );
         let expires_in = (identity.session_expires_at - OffsetDateTime::now_utc())
             .try_into()
             .unwrap_or(Duration::ZERO);

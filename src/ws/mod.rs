@@ -46,6 +46,10 @@ pub struct WsContext {
     pub heartbeat: Duration,
     pub messages_per_second: NonZeroU32,
     pub config: WebSocketConfig,
+    /// The clock of every socket's message limiter, made once: making one
+    /// (`quanta::Clock::new`) asks the CPU for its features with `cpuid`, which a
+    /// virtual machine traps, and that was a fifth of a handshake's CPU time.
+    pub clock: governor::clock::DefaultClock,
 }
 
 impl WsContext {
