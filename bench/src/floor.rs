@@ -10,7 +10,8 @@
 //! - `GET /ws`: upgrades (with doorman's socket buffer sizes), sends the text of
 //!   `--welcome FILE` as its first frame, then answers every text frame containing
 //!   `"type":"ping"` with the same frame, `ping` replaced by `pong`, which is
-//!   byte for byte doorman's `pong` for doorman-bench's pings.
+//!   byte for byte doorman's `pong` for doorman-bench's pings, and answers a close
+//!   frame with a close frame before it closes the connection, as doorman does.
 //!
 //! Usage: doorman-floor --bind 127.0.0.1:18803 --canned /healthz=healthz.http
 //! --canned /api/me=me.http --welcome welcome.json
@@ -123,7 +124,12 @@ fn ws(ws: WebSocket, welcome: Data<&Arc<Welcome>>) -> impl IntoResponse {
                         break;
                     }
                 }
-                Message::Close(_) => break,
+                // As doorman does: the close handshake answered (the reply
+                // tungstenite queued on reading the client's close, flushed).
+                Message::Close(_) => {
+                    let _ = sink.close().await;
+                    break;
+                }
                 _ => {}
             }
         }
