@@ -133,6 +133,7 @@ impl Application {
             messages_per_second: NonZeroU32::new(config.ws_messages_per_second)
                 .unwrap_or(NonZeroU32::MIN),
             config: WsContext::socket_config(config.ws_max_message_bytes),
+            clock: governor::clock::DefaultClock::default(),
         });
 
         let metrics = config.metrics_bind;
@@ -216,13 +217,16 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
     let routes = api::hot::add(Route::new())
         // The socket context only where sockets are opened: a request's data are
         // allocated and hashed one by one.
-        .at("/ws", get(ws::route.before(ws::require_http_11)).data(ws))
+        .at(
+            "/ws",
+            get(ws::route.before(ws::require_http_11)).data(ws.clone()),
+        )
         .nest("/docs", docs)
         .at("/openapi.json", get(openapi_json))
         .at("/asyncapi.json", get(asyncapi_json))
         .nest("/", api);
     // Attaches the state to every request.
-    http::RequestScope::new(routes, state, allowed, pages)
+    http::RequestScope::new(routes, state, ws, allowed, pages)
 }
 
 /// The WebSocket's protocol document: the same text as the committed `asyncapi.json`.

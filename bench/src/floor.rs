@@ -10,11 +10,12 @@
 //! - `GET /ws`: upgrades (with doorman's socket buffer sizes), sends the text of
 //!   `--welcome FILE` as its first frame, then answers every text frame containing
 //!   `"type":"ping"` with the same frame, `ping` replaced by `pong`, which is
-//!   byte for byte doorman's `pong` for doorman-bench's pings. A `subscribe` frame
-//!   adds the socket to the one room there is (answered like doorman's
-//!   `subscribed`); a `publish` frame sends a `message` frame of doorman's shape and
-//!   length to every socket in it, through each socket's queue as doorman does (a
-//!   poem socket is written by its own task).
+//!   byte for byte doorman's `pong` for doorman-bench's pings, and answers a close
+//!   frame with a close frame before it closes the connection, as doorman does. A
+//!   `subscribe` frame adds the socket to the one room there is (answered like
+//!   doorman's `subscribed`); a `publish` frame sends a `message` frame of doorman's
+//!   shape and length to every socket in it, through each socket's queue as doorman
+//!   does (a poem socket is written by its own task).
 //!
 //! Usage: doorman-floor --bind 127.0.0.1:18803 --canned /healthz=healthz.http
 //! --canned /api/me=me.http --welcome welcome.json
@@ -165,7 +166,13 @@ fn ws(ws: WebSocket, welcome: Data<&Arc<Welcome>>, room: Data<&Arc<Room>>) -> im
                         room.publish(body);
                         continue;
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    // As doorman does: the close handshake answered (the reply
+                    // tungstenite queued on reading the client's close, flushed).
+                    Some(Ok(Message::Close(_))) => {
+                        let _ = sink.close().await;
+                        break;
+                    }
+                    None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue,
                 },
                 Some(frame) = rx.recv() => frame.to_string(),

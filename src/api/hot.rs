@@ -1,5 +1,7 @@
-//! The two hottest operations, `GET /healthz` and `GET /api/me`, served by plain
-//! poem routes in front of the OpenAPI service.
+//! The hottest requests, `GET /healthz`, `GET /api/me` and `GET /ws`, recognised
+//! by the request scope before poem's router ([`Hot`]), and `/healthz` and
+//! `/api/me` also as plain poem routes in front of the OpenAPI service, for the
+//! methods the scope leaves to the router.
 //!
 //! Why: poem-openapi dispatches every operation through a nested router, a cookie
 //! jar parsed from every request, a query-string parse, an `OperationId` layer and
@@ -9,14 +11,15 @@
 //! ([`super::meta::healthz`], [`super::sessions::me`]) under the same request scope,
 //! with the same resolver and error map: same status, headers and bytes, the same
 //! `HEAD` and `405` handling (poem's `RouteMethod`, as poem-openapi uses), the same
-//! operation id on metrics. (`/healthz`'s body is a constant, served as one.) The OpenAPI operations stay, and are what the spec
-//! documents; `tests/it/hot_routes.rs` holds the two doors to the same answers.
+//! operation id on metrics. (`/healthz`'s body is a constant, served as one.) The
+//! OpenAPI operations stay, and are what the spec documents; `tests/it/hot_routes.rs`
+//! holds the doors to the same answers.
 
 use std::sync::Arc;
 
 use poem::{
     IntoResponse, Request, Response, Route, get, handler,
-    http::{HeaderValue, header},
+    http::{HeaderValue, Method, header},
 };
 use poem_openapi::{
     OperationId,
@@ -24,12 +27,83 @@ use poem_openapi::{
 };
 
 use super::{models::Health, sessions};
-use crate::{http::error::Error, state::AppState};
+use crate::{http::error::Error, state::AppState, ws::WsContext};
 
 /// `routes` with the hot operations added (before the OpenAPI service is nested,
-/// so that these exact paths match here first).
+/// so that these exact paths match here first). [`Hot::of`] recognises the same
+/// requests before the router sees them; the routes stay for the requests it
+/// leaves to the router.
 pub fn add(routes: Route) -> Route {
     routes.at("/healthz", get(healthz)).at("/api/me", get(me))
+}
+
+/// One of the hottest requests, recognised by the request scope before poem's
+/// router: `GET` or `HEAD` of `/healthz` or `/api/me`, `GET /ws`.
+///
+/// Why: poem's router matches the path in its radix tree, records the pattern in
+/// the request's and the response's extensions (a map allocated and hashed for
+/// each), then dispatches through a method router and two boxed endpoints, each
+/// moving the request once more; measured with callgrind, more than a thousand
+/// instructions a request for routes whose path is one string comparison.
+/// What the router would do for these requests is done here the same way: `HEAD`
+/// as poem's `RouteMethod` answers it (the `GET` with the method set to `GET`,
+/// then without its body), the same handlers, the same errors. Every other
+/// method (`405` with `Allow`, `OPTIONS`) and `HEAD /ws` go through the router as
+/// before; `tests/it/hot_routes.rs` holds both doors to the same answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hot {
+    Healthz,
+    Me,
+    Ws,
+}
+
+impl Hot {
+    /// The hot operation `req` asks for, if it is one.
+    pub(crate) fn of(req: &Request) -> Option<Self> {
+        let get = match *req.method() {
+            Method::GET => true,
+            Method::HEAD => false,
+            _ => return None,
+        };
+        match req.uri().path() {
+            "/healthz" => Some(Self::Healthz),
+            "/api/me" => Some(Self::Me),
+            "/ws" if get => Some(Self::Ws),
+            _ => None,
+        }
+    }
+
+    /// Whether the operation may wait for the database (it then runs within the
+    /// request's database budget).
+    pub(crate) fn uses_database(self) -> bool {
+        !matches!(self, Self::Healthz)
+    }
+
+    /// Serves `req`, which [`Self::of`] recognised as `self`.
+    pub(crate) async fn serve(
+        self,
+        state: &AppState,
+        ws: &Arc<WsContext>,
+        mut req: Request,
+    ) -> poem::Result<Response> {
+        // poem's `RouteMethod` answers a `HEAD` to a `GET`-only route so.
+        let head = *req.method() == Method::HEAD;
+        if head {
+            req.set_method(Method::GET);
+        }
+        let mut resp = match self {
+            Self::Healthz => healthz_response(state.metrics),
+            // Boxed: the operation's future (the credential check, and the database
+            // queries of a cache miss) is large, and an unboxed one would be moved
+            // with every request's future whatever its route.
+            Self::Me => Box::pin(me_response(state, &req)).await?,
+            Self::Ws => return crate::ws::serve(req, state, ws).await,
+        };
+        if head {
+            resp.set_body(());
+        }
+        Ok(resp)
+    }
 }
 
 /// What `meta::healthz` writes, always: liveness is a constant (a test holds the
@@ -38,13 +112,17 @@ const HEALTHZ: &[u8] = br#"{"status":"ok"}"#;
 
 #[handler]
 fn healthz(req: &Request) -> Response {
+    healthz_response(metrics_on(req))
+}
+
+fn healthz_response(metrics: bool) -> Response {
     let mut resp = Response::builder()
         .header(
             header::CONTENT_TYPE,
             HeaderValue::from_static(<Json<Health> as Payload>::CONTENT_TYPE),
         )
         .body(HEALTHZ);
-    if metrics_on(req) {
+    if metrics {
         resp.set_data(OperationId("healthz"));
     }
     resp
@@ -55,6 +133,10 @@ async fn me(req: &Request) -> poem::Result<Response> {
     let Some(state) = req.data::<Arc<AppState>>() else {
         return Err(Error::internal("the request scope did not attach its data").into());
     };
+    me_response(state, req).await
+}
+
+async fn me_response(state: &AppState, req: &Request) -> poem::Result<Response> {
     let result = match state.auth_source.resolve(req).await {
         Ok(identity) => sessions::me(state, identity)
             .await

@@ -249,10 +249,18 @@ pub struct GuardedStream<S> {
     inner: S,
     watch: HeadWatch,
     timeout: Duration,
-    /// Exists only while a head is pending. Dropped rather than left armed: a
-    /// polled timer holds the waker of the task that polled it, and after an
-    /// upgrade that is hyper's finished connection task with its buffers — kept
-    /// alive until the timer fired, 10 s later, it cost every new socket about 6 KiB.
+    /// When the pending head's time is up (its first byte + `timeout`); `None`
+    /// while no head is pending.
+    head_due: Option<Instant>,
+    /// The timer of `head_due`, made only once a read has to wait for more of the
+    /// head. Most heads arrive whole, or in pieces that follow one another at once
+    /// (hyper's HTTP/2 detection reads a new connection's first 24 bytes alone):
+    /// a timer armed and cancelled for each of those cost every new connection a
+    /// timer-wheel insertion and removal, under the wheel's lock. Dropped rather
+    /// than left armed: a polled timer holds the waker of the task that polled it,
+    /// and after an upgrade that is hyper's finished connection task with its
+    /// buffers — kept alive until the timer fired, 10 s later, it cost every new
+    /// socket about 6 KiB.
     deadline: Option<Pin<Box<Sleep>>>,
     /// Once a WebSocket: the timer of a pause of the read budget.
     pause: Option<Pin<Box<Sleep>>>,
@@ -424,6 +432,7 @@ impl<S> GuardedStream<S> {
             inner,
             watch: HeadWatch::new(),
             timeout,
+            head_due: None,
             deadline: None,
             pause: None,
             idle: IdleTimer::new(idle),
@@ -444,16 +453,24 @@ impl<S> GuardedStream<S> {
     /// once a WebSocket, there is no head deadline and the permit goes back.
     fn sync(&mut self) {
         if self.is_websocket() {
+            self.head_due = None;
             self.deadline = None;
             self.idle.sleep = None;
             self.permit = None;
             return;
         }
         if !self.watch.head_pending() {
+            self.head_due = None;
             self.deadline = None;
-        } else if self.deadline.is_none() {
-            self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
+        } else if self.head_due.is_none() {
+            self.head_due = Some(Instant::now() + self.timeout);
         }
+    }
+
+    /// The error of a head not complete by its deadline.
+    fn head_too_late(&self) -> io::Error {
+        tracing::debug!(timeout = ?self.timeout, "request head incomplete at its deadline; closing");
+        io::Error::new(io::ErrorKind::TimedOut, "request head not received in time")
     }
 }
 
@@ -486,20 +503,30 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
         if let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
-            tracing::debug!(timeout = ?this.timeout, "request head incomplete at its deadline; closing");
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request head not received in time",
-            )));
+            return Poll::Ready(Err(this.head_too_late()));
         }
         let before = buf.filled().len();
         if Pin::new(&mut this.inner).poll_read(cx, buf)?.is_pending() {
+            if let Some(due) = this.head_due {
+                // Inside a head, and the rest has not come: now it needs the timer.
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(this.head_too_late()));
+                }
+                return Poll::Pending;
+            }
             // Waiting for a request (not inside one: the head has its deadline, and
             // a request being answered is not idle).
             if this.watch.is_idle() && this.idle.poll_expired(cx).is_ready() {
                 return Poll::Ready(Err(this.idle.closing()));
             }
             return Poll::Pending;
+        }
+        // A head whose pieces never keep a read waiting still has its deadline.
+        if this.deadline.is_none() && this.head_due.is_some_and(|due| due <= Instant::now()) {
+            return Poll::Ready(Err(this.head_too_late()));
         }
         if buf.filled().len() > before {
             this.idle.touch();

@@ -24,7 +24,7 @@ use poem::{
 };
 use tracing::Instrument;
 
-use crate::{auth::db, state::AppState};
+use crate::{api::hot::Hot, auth::db, state::AppState, ws::WsContext};
 use allow::AllowedMethods;
 use headers::PageHeaders;
 
@@ -43,9 +43,13 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// within it, and every layer moves all of it once more per request. Measured with
 /// callgrind (docs/benchmarks.md), that copying was most of what doorman's HTTP path
 /// cost beyond poem itself.
+///
+/// The hottest requests ([`Hot`]) are recognised here and served without poem's
+/// router (and without the shared state in their extensions: they are handed it).
 pub(crate) struct RequestScope<E> {
     inner: E,
     state: Arc<AppState>,
+    ws: Arc<WsContext>,
     allowed: AllowedMethods,
     pages: PageHeaders,
 }
@@ -54,12 +58,14 @@ impl<E> RequestScope<E> {
     pub(crate) fn new(
         inner: E,
         state: Arc<AppState>,
+        ws: Arc<WsContext>,
         allowed: AllowedMethods,
         pages: PageHeaders,
     ) -> Self {
         Self {
             inner,
             state,
+            ws,
             allowed,
             pages,
         }
@@ -96,11 +102,23 @@ impl<E: Endpoint> Endpoint for RequestScope<E> {
         let mut resp = if let Some(resp) = cors::preflight(&req, origin.as_ref()) {
             resp
         } else {
-            req.extensions_mut().insert(self.state.clone());
             // The request's waits for the database share one budget (see `db`).
-            let result = db::with_request_budget(self.serve(req))
-                .instrument(span.clone())
-                .await;
+            let result = match Hot::of(&req) {
+                Some(hot) if !hot.uses_database() => {
+                    self.serve_hot(hot, req).instrument(span.clone()).await
+                }
+                Some(hot) => {
+                    db::with_request_budget(self.serve_hot(hot, req))
+                        .instrument(span.clone())
+                        .await
+                }
+                None => {
+                    req.extensions_mut().insert(self.state.clone());
+                    db::with_request_budget(self.serve(req))
+                        .instrument(span.clone())
+                        .await
+                }
+            };
             match result {
                 Ok(resp) => {
                     if measured.is_some() {
@@ -150,6 +168,12 @@ impl<E: Endpoint> RequestScope<E> {
             Box::pin(bounds::limit_body(&mut req, self.state.config.body_timeout)).await?;
         }
         self.inner.call(req).await.map(IntoResponse::into_response)
+    }
+
+    /// Bounds, then the hot operation (a `GET` or `HEAD`: no body to bound).
+    async fn serve_hot(&self, hot: Hot, req: Request) -> poem::Result<Response> {
+        bounds::check_headers(&req)?;
+        hot.serve(&self.state, &self.ws, req).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! One socket's life: pending auth, then frames until the session, the peer or the
 //! server ends it.
 
-use std::{collections::HashSet, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{collections::HashSet, num::NonZeroU32, sync::Arc, task::Poll, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
 use governor::{Quota, RateLimiter};
@@ -165,7 +165,7 @@ impl Conn {
         tracing::info!(user_id = %identity.user_id, session_id = %identity.session_id, source = identity.source.as_str(), "socket authenticated");
         let heartbeat = self.ctx.heartbeat;
         if self
-            .send(ServerFrame::welcome(&identity, heartbeat.as_secs()).to_text())
+            .send(ServerFrame::welcome_text(&identity, heartbeat.as_secs()))
             .await
             .is_err()
         {
@@ -173,23 +173,47 @@ impl Conn {
         }
         let rate = self.ctx.messages_per_second;
         let burst = NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate);
-        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let limiter = RateLimiter::direct_with_clock(
+            Quota::per_second(rate).allow_burst(burst),
+            self.ctx.clock.clone(),
+        );
         let expires_in = (identity.session_expires_at - OffsetDateTime::now_utc())
             .try_into()
             .unwrap_or(Duration::ZERO);
-        // One timer for the socket's life, not one armed and dropped per frame.
-        let expiry = sleep_until(Instant::now() + expires_in);
-        tokio::pin!(expiry);
-        let mut ping = tokio::time::interval(heartbeat);
-        ping.tick().await;
-        let mut last_heard = Instant::now();
+        let now = Instant::now();
+        let expires_at = now + expires_in;
+        // Heartbeats at `heartbeat` intervals from now on, as `tokio::time::interval`
+        // would tick (a late one does not move the next).
+        let mut next_ping = now + heartbeat;
+        // One timer for the socket's life, for its heartbeats and its session's
+        // expiry alike, moved forward when it fires: not one armed and dropped per
+        // frame, nor one per purpose (each is an insertion into the timer wheel and
+        // a removal, under its lock).
+        let timer = sleep_until(next_ping.min(expires_at));
+        tokio::pin!(timer);
+        let mut last_heard = now;
 
         loop {
             // Biased: an ended session or a shutdown wins over pending traffic.
             tokio::select! {
                 biased;
                 close = &mut self.close_rx => return close.unwrap_or(Close::SHUTDOWN),
-                _ = &mut expiry => return Close::SESSION_EXPIRED,
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if now >= expires_at {
+                        return Close::SESSION_EXPIRED;
+                    }
+                    if now >= next_ping {
+                        if last_heard.elapsed() > heartbeat * 3 {
+                            return Close::HEARTBEAT_TIMEOUT;
+                        }
+                        if self.send_message(Message::Ping(Vec::new())).await.is_err() {
+                            return Close::NORMAL;
+                        }
+                        next_ping += heartbeat;
+                    }
+                    timer.as_mut().reset(next_ping.min(expires_at));
+                }
                 Some(out) = self.inbox.recv() => {
                     let text = match out {
                         Outgoing::Frame(text) => text.to_string(),
@@ -201,14 +225,6 @@ impl Conn {
                         }
                     };
                     if self.send(text).await.is_err() {
-                        return Close::NORMAL;
-                    }
-                }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > heartbeat * 3 {
-                        return Close::HEARTBEAT_TIMEOUT;
-                    }
-                    if self.send_message(Message::Ping(Vec::new())).await.is_err() {
                         return Close::NORMAL;
                     }
                 }
@@ -397,10 +413,9 @@ impl Conn {
     /// Sends, giving up after [`WRITE_TIMEOUT`]: a peer that stopped reading must not
     /// park this task where revocation, expiry and heartbeats cannot reach it.
     async fn send_message(&mut self, message: Message) -> Result<(), ()> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        }
+        within(WRITE_TIMEOUT, self.socket.send(message))
+            .await
+            .and_then(|sent| sent.map_err(|_| ()))
     }
 
     async fn finish(&mut self, close: Close) {
@@ -413,7 +428,7 @@ impl Conn {
         self.registration.release();
         let frame = Message::Close(Some((CloseCode::from(close.code), close.reason.to_owned())));
         // The peer may be gone already; a failed close is nothing to report.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = within(Duration::from_secs(2), async {
             if self.socket.send(frame).await.is_err() {
                 return;
             }
@@ -442,6 +457,19 @@ fn parse_frame(text: &str) -> Result<ClientFrame, &'static str> {
             "unknown frame type or missing fields"
         }
     })
+}
+
+/// `future`'s output, or `Err` once it has waited for `limit`: `tokio::time::timeout`
+/// without its cost when the future is ready at once, as a write to a socket
+/// almost always is (a timeout reads the clock and builds a timer entry first).
+/// The limit runs from the first poll that finds the future waiting.
+async fn within<F: Future>(limit: Duration, future: F) -> Result<F::Output, ()> {
+    let mut future = std::pin::pin!(future);
+    if let Poll::Ready(out) = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
+    {
+        return Ok(out);
+    }
+    tokio::time::timeout(limit, future).await.map_err(|_| ())
 }
 
 /// Logs why a socket could not be authenticated when it is the server's fault (the

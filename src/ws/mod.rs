@@ -13,7 +13,7 @@ pub(crate) mod registry;
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use poem::{
-    IntoResponse, Request, handler,
+    FromRequest, IntoResponse, Request, Response, handler,
     web::{
         Data,
         websocket::{WebSocket, WebSocketConfig},
@@ -46,6 +46,10 @@ pub struct WsContext {
     pub heartbeat: Duration,
     pub messages_per_second: NonZeroU32,
     pub config: WebSocketConfig,
+    /// The clock of every socket's message limiter, made once: making one
+    /// (`quanta::Clock::new`) asks the CPU for its features with `cpuid`, which a
+    /// virtual machine traps, and that was a fifth of a handshake's CPU time.
+    pub clock: governor::clock::DefaultClock,
 }
 
 impl WsContext {
@@ -75,7 +79,8 @@ pub async fn require_http_11(req: Request) -> poem::Result<Request> {
     }
 }
 
-/// `GET /ws`: counts handshakes by outcome (`upgraded`, or the refusal's status).
+/// `GET /ws` through poem's router (`HEAD`; `GET` is recognised before the router
+/// and served by [`serve`]): counts handshakes by outcome.
 #[handler]
 pub async fn route(
     req: &Request,
@@ -83,21 +88,46 @@ pub async fn route(
     state: Data<&Arc<AppState>>,
     ctx: Data<&Arc<WsContext>>,
 ) -> Result<impl IntoResponse, Error> {
-    let result = handshake(req, ws, state, ctx).await;
-    let outcome = match &result {
-        Ok(_) => std::borrow::Cow::Borrowed("upgraded"),
-        Err(e) => std::borrow::Cow::Owned(e.status().as_str().to_owned()),
-    };
-    metrics::counter!("doorman_ws_handshakes_total", "outcome" => outcome).increment(1);
+    counted(handshake(req, ws, &state, &ctx).await)
+}
+
+/// `GET /ws`, recognised before the router (`crate::api::hot`): what the router
+/// would run for it — [`require_http_11`], then [`route`] with its extractor.
+pub(crate) async fn serve(
+    req: Request,
+    state: &AppState,
+    ctx: &Arc<WsContext>,
+) -> poem::Result<Response> {
+    let req = require_http_11(req).await?;
+    let (req, mut body) = req.split();
+    let ws = WebSocket::from_request(&req, &mut body).await?;
+    counted(handshake(&req, ws, state, ctx).await)
+        .map(IntoResponse::into_response)
+        .map_err(poem::Error::from)
+}
+
+/// Counts a handshake by outcome (`upgraded`, or the refusal's status). The
+/// upgrade's label is a literal: without a recorder, counting it then costs
+/// nothing (a computed label is allocated first).
+fn counted<T>(result: Result<T, Error>) -> Result<T, Error> {
+    match &result {
+        Ok(_) => {
+            metrics::counter!("doorman_ws_handshakes_total", "outcome" => "upgraded").increment(1);
+        }
+        Err(e) => {
+            metrics::counter!("doorman_ws_handshakes_total", "outcome" => e.status().as_str().to_owned())
+                .increment(1);
+        }
+    }
     result
 }
 
 async fn handshake(
     req: &Request,
     ws: WebSocket,
-    state: Data<&Arc<AppState>>,
-    ctx: Data<&Arc<WsContext>>,
-) -> Result<impl IntoResponse, Error> {
+    state: &AppState,
+    ctx: &Arc<WsContext>,
+) -> Result<impl IntoResponse + use<>, Error> {
     state.limits.ws_handshake.check(&state.limit_key(req))?;
     let identity = ctx
         .auth_source
@@ -109,7 +139,7 @@ async fn handshake(
     {
         return Err(Error::TooManySockets);
     }
-    let ctx = Arc::clone(&ctx);
+    let ctx = Arc::clone(ctx);
     let Some((registration, close_rx)) = ctx.registry.register() else {
         return Err(Error::ShuttingDown);
     };

@@ -1,7 +1,8 @@
 //! `GET /healthz` and `GET /api/me` are served by plain poem routes in front of the
 //! OpenAPI service (src/api/hot.rs). They must answer exactly as OpenAPI operations
 //! do: these tests hold each to a sibling operation (`/readyz`, `/api/sessions`) on
-//! status, headers and body, for failures, `HEAD` and `405` alike.
+//! status, headers and body, for failures, `HEAD` and `405` alike. `GET /ws` is
+//! recognised before poem's router, `HEAD /ws` is not: their refusals must match.
 
 use reqwest::{Client, Method};
 
@@ -128,4 +129,51 @@ async fn head_and_other_methods_are_answered_as_openapi_operations_answer_them()
             "{method}"
         );
     }
+}
+
+#[tokio::test]
+async fn ws_refusals_are_the_same_before_and_through_the_router() {
+    // `GET /ws` is recognised before poem's router; `HEAD /ws` still goes through
+    // it (`RouteMethod` runs the `GET` route). Each refusal before the upgrade must
+    // come out the same through both doors, but for the body a `HEAD` drops.
+    let app = spawn_app().await;
+    let tokens = app.user_with_tokens().await;
+    let cookie = format!("doorman_access={}", tokens.access);
+    let upgrade = [
+        ("connection", "upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+        upgrade.iter().chain(extra).copied().collect()
+    };
+    let cookie_from_elsewhere: Vec<(&str, &str)> = with(&[("origin", "https://evil.example")])
+        .into_iter()
+        .chain([("cookie", cookie.as_str())])
+        .collect();
+    let cases: Vec<(u16, Vec<(&str, &str)>)> = vec![
+        (400, vec![]),
+        (
+            400,
+            vec![("connection", "upgrade"), ("upgrade", "websocket")],
+        ),
+        (401, with(&[("authorization", "Bearer not-a-token")])),
+        (401, with(&[("authorization", "Basic dXNlcjpwYXNz")])),
+        (403, cookie_from_elsewhere),
+    ];
+    for (status, headers) in &cases {
+        let hot = answer(&app, Method::GET, "/ws", headers).await;
+        assert_eq!(hot.status, *status, "{headers:?}: {hot:?}");
+        let routed = answer(&app, Method::HEAD, "/ws", headers).await;
+        let routed = Answer {
+            body: hot.body.clone(),
+            ..routed.without("content-length")
+        };
+        assert_eq!(hot.without("content-length"), routed, "{headers:?}");
+    }
+    // Methods `/ws` does not take: the router's 405, with the path's `Allow`.
+    let post = answer(&app, Method::POST, "/ws", &[]).await;
+    assert_eq!(post.status, 405);
+    assert!(post.headers.contains(&("allow".into(), "GET, HEAD".into())));
 }
