@@ -230,11 +230,12 @@ def scale_row(work, measured, target, ok):
 
 
 n_idle = int(num("idle_sockets")) if num("idle_sockets") == num("idle_sockets") else int(float(idle))
-limit = r.get("open_file_limit", "?")
+limit = int(num("open_file_limit")) if num("open_file_limit") == num("open_file_limit") else 0
+held_at_limit = limit and n_idle >= limit - 1000
 scale_row(
     f"idle authenticated sockets on one instance ({n_idle:,}, over 4 source addresses)",
     f"**{num('idle_socket_kib'):.2f} KiB** server RSS each"
-    + ("" if n_idle >= 50000 else f"; {n_idle:,} is what the hard open-file limit here ({limit}) allows one process"),
+    + (f"; {n_idle:,} is what the hard open-file limit here ({limit:,}) lets one process hold" if held_at_limit and n_idle < 50000 else ""),
     "50,000 sockets at ≤ 8 KiB each",
     n_idle >= 50000 and num("idle_socket_kib") <= 8,
 )
