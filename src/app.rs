@@ -77,6 +77,13 @@ impl Application {
         config.bind = addr;
         let trusted = config.trusted_proxies();
         let db = connect(&config).await?;
+        // The recorder first: a metric set before it exists is lost (the cluster
+        // bridge sets `doorman_cluster_listener_connected` once, when it connects).
+        let metrics_handle = config
+            .metrics_bind
+            .map(|_| crate::telemetry::install())
+            .transpose()
+            .map_err(StartError::Config)?;
 
         let bus = SessionBus::new();
         let auth = Arc::new(
@@ -148,8 +155,7 @@ impl Application {
             metrics: metrics.is_some(),
         });
         crate::memory::spawn_trimmer(Arc::downgrade(&state));
-        if let Some(bind) = metrics {
-            let handle = crate::telemetry::install().map_err(StartError::Config)?;
+        if let (Some(bind), Some(handle)) = (metrics, metrics_handle) {
             let listener = TcpListener::bind(bind).into_acceptor().await?;
             tracing::info!(%bind, "metrics at /metrics");
             tokio::spawn(crate::telemetry::serve(listener, handle, state.clone()));

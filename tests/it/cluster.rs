@@ -345,6 +345,71 @@ async fn presence_counts_a_users_sockets_on_every_instance() {
     }
 }
 
+/// Notes that leave one instance together go out in one statement, where NOTIFY
+/// would deliver a repeated payload once: a user joining and leaving a room over
+/// and over (identical `leave` notes, and `join`s within one millisecond) must
+/// still end in the right state on the other instance.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn rapid_joins_and_leaves_on_one_instance_end_right_on_the_other() {
+    let pair = two_instances().await;
+    let (a, b) = (&pair.a, &pair.b);
+    let room = "lobby";
+    let alice = a.user_with_tokens().await;
+    let bob = b.user_with_tokens().await;
+    let mut watcher = socket(b, &bob).await;
+    subscribe(&mut watcher, room).await;
+    let mut on_a = socket(a, &alice).await;
+    // Within the per-socket message burst (100).
+    let cycles = 20;
+    for round in 0..2 {
+        // Sent without waiting for the answers, so the relay queue fills up.
+        for _ in 0..cycles {
+            send_json(&mut on_a, json!({"type": "subscribe", "room": room})).await;
+            send_json(&mut on_a, json!({"type": "unsubscribe", "room": room})).await;
+        }
+        if round == 0 {
+            send_json(&mut on_a, json!({"type": "subscribe", "room": room})).await;
+        }
+        let mut answers = 0;
+        while answers < 2 * cycles + 1 - round {
+            let frame = next_json(&mut on_a).await;
+            if frame["type"] == "subscribed" || frame["type"] == "unsubscribed" {
+                answers += 1;
+            }
+        }
+        // Round 0 ends subscribed, round 1 unsubscribed: B must agree, and stay so.
+        let want: Vec<&str> = if round == 0 {
+            vec![&alice.user_id, &bob.user_id]
+        } else {
+            vec![&bob.user_id]
+        };
+        wait_present(b, &bob, room, &want).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(b.present_users(&bob, room).await, sorted(&want));
+    }
+    // What bob's socket on B heard of alice: joins and leaves in turn, the last a
+    // leave.
+    let mut events = vec![];
+    while let Ok(frame) =
+        tokio::time::timeout(Duration::from_millis(500), next_json(&mut watcher)).await
+    {
+        assert_eq!(frame["type"], "presence", "{frame}");
+        assert_eq!(frame["user_id"], alice.user_id.as_str(), "{frame}");
+        events.push(frame["event"].as_str().unwrap().to_owned());
+    }
+    assert!(!events.is_empty());
+    assert!(
+        events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e == ["join", "leave"][i % 2]),
+        "{events:?}"
+    );
+    assert_eq!(events.last().unwrap(), "leave");
+    assert_alive(&mut watcher).await;
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
 async fn presence_held_by_a_killed_instance_is_gone_within_60_seconds() {

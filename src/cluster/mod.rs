@@ -1,8 +1,11 @@
 //! Several instances on one PostgreSQL database: session events, room messages,
-//! removals from rooms, presence and live-socket counts travel between them over
-//! LISTEN/NOTIFY, with no broker to operate.
+//! removals from rooms, presence and live-socket counts travel between them as
+//! *notes* over PostgreSQL's LISTEN/NOTIFY, with no broker to operate. This module
+//! is the bridge (what a note says and what it does); [`notify`] only moves opaque
+//! payloads on two channels (sessions, rooms) and reports when its receiving side
+//! connects and disconnects.
 //!
-//! Each instance forwards its *local* events as notifications and turns other
+//! Each instance forwards its *local* events as notes and turns other
 //! instances' notifications into local events: a remote revocation ends the session
 //! in this instance's cache and then goes onto the same [`SessionBus`] the socket
 //! registry follows; a remote login goes onto it as a notice; a remote room
@@ -14,9 +17,9 @@
 //! an instance not heard from for [`PEER_TIMEOUT`] is taken as dead, its presence
 //! and counts dropped (so `kill -9` leaves no ghost for longer than that).
 //!
-//! Missed notifications are not missed revocations: after the listening connection
-//! drops, the instance reconnects with backoff and re-checks every live socket's
-//! session against the database; the registry's periodic sweep (on every backend)
+//! Missed notes are not missed revocations: after the receiving side of the bus
+//! was disconnected (or dropped notes), the instance forgets its cached session
+//! state and re-checks every live socket's session against the database; the registry's periodic sweep (on every backend)
 //! bounds how long any lost event can keep a revoked socket open.
 
 use std::{
@@ -26,17 +29,19 @@ use std::{
 };
 
 use entity::room_message;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set,
-    sqlx::{PgPool, postgres::PgListener},
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::{
-    sync::{broadcast::error::RecvError, mpsc},
+    sync::{
+        broadcast::error::{RecvError, TryRecvError},
+        mpsc,
+    },
     time::Instant,
 };
 use uuid::Uuid;
+
+mod notify;
 
 use crate::{
     auth::db::Db,
@@ -45,10 +50,11 @@ use crate::{
     ws::Registry,
 };
 
-const SESSIONS: &str = "doorman_sessions";
-const ROOMS: &str = "doorman_rooms";
-/// NOTIFY payloads must stay under 8000 bytes; larger frames go through the table.
-const INLINE_LIMIT: usize = 7000;
+/// Room frames larger than the inline limit (less this much for the note around
+/// them) go through the `room_messages` table.
+const NOTE_OVERHEAD: usize = 200;
+/// Notes sent in one go at most (one statement on NOTIFY).
+const BATCH: usize = 256;
 /// How long relayed rows stay in `room_messages`.
 const ROW_TTL: time::Duration = time::Duration::minutes(5);
 /// How often an instance says it is alive.
@@ -92,8 +98,29 @@ enum SessionKind {
 #[derive(Serialize, Deserialize)]
 struct RoomNote {
     o: Uuid,
+    /// The sender's sequence number: no two of its notes are alike (NOTIFY drops a
+    /// payload repeated within one transaction, which a batch is).
+    #[serde(default)]
+    n: u64,
     #[serde(flatten)]
     kind: RoomKind,
+}
+
+/// Which stream a note travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Channel {
+    Sessions,
+    Rooms,
+}
+
+/// What the receiving side of the transport reports, in order.
+enum Incoming {
+    /// Connected; after a [`Incoming::Disconnected`], notes sent meanwhile are lost.
+    Connected,
+    /// The connection dropped; the transport reconnects by itself.
+    Disconnected,
+    /// A note, as sent.
+    Note(Channel, String),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -147,6 +174,7 @@ pub struct Bridge {
 /// The bridge at work: who it is and which peers it has heard from.
 struct Running {
     bridge: Bridge,
+    transport: notify::PgNotify,
     instance: Uuid,
     /// Peers by when last heard from.
     peers: Mutex<HashMap<Uuid, Instant>>,
@@ -170,31 +198,25 @@ impl Bridge {
         let instance = Uuid::new_v4();
         let pool = self.db.connection().get_postgres_connection_pool().clone();
         tracing::info!(%instance, "cluster events over PostgreSQL LISTEN/NOTIFY");
+        let (incoming, received) = mpsc::channel(8192);
+        let transport = notify::PgNotify::start(pool, incoming);
 
         let (tx, rx) = mpsc::channel(4096);
         self.rooms.set_relay(tx);
         self.registry.track_count_changes();
         let (announce, control) = mpsc::channel(16);
-        tokio::spawn(relay_sessions(pool.clone(), instance, self.bus.clone()));
         let running = Arc::new(Running {
             bridge: self,
+            transport,
             instance,
             peers: Mutex::default(),
             announce,
         });
-        tokio::spawn(relay_rooms(Arc::clone(&running), pool.clone(), rx, control));
-        tokio::spawn(listen(Arc::clone(&running), pool));
+        tokio::spawn(relay_sessions(Arc::clone(&running)));
+        tokio::spawn(relay_rooms(Arc::clone(&running), rx, control));
+        tokio::spawn(listen(Arc::clone(&running), received));
         tokio::spawn(sweep(running));
     }
-}
-
-async fn notify(pool: &PgPool, channel: &str, payload: &str) -> Result<(), sea_orm::sqlx::Error> {
-    sea_orm::sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(channel)
-        .bind(payload)
-        .execute(pool)
-        .await
-        .map(|_| ())
 }
 
 fn unix_ms(t: OffsetDateTime) -> i64 {
@@ -206,20 +228,12 @@ fn from_unix_ms(ms: i64) -> OffsetDateTime {
         .unwrap_or_else(|_| OffsetDateTime::now_utc())
 }
 
-/// Local session events → NOTIFY. One task, so notifications leave in order.
-async fn relay_sessions(pool: PgPool, instance: Uuid, bus: SessionBus) {
-    let mut events = bus.subscribe();
-    loop {
-        let event = match events.recv().await {
-            Ok(event) if !event.remote() => event,
-            Ok(_) => continue,
-            Err(RecvError::Lagged(n)) => {
-                tracing::error!(missed = n, "session events not relayed");
-                continue;
-            }
-            Err(RecvError::Closed) => break,
-        };
-        let kind = match &event {
+/// Local session events → NOTIFY. One task, so notes leave in order; what
+/// queued up meanwhile leaves in one go.
+async fn relay_sessions(running: Arc<Running>) {
+    let mut events = running.bridge.bus.subscribe();
+    let note = |event: &SessionEvent| {
+        let kind = match event {
             SessionEvent::Ended(r) => SessionKind::Ended {
                 s: r.session_id.0,
                 u: r.user_id.0,
@@ -233,12 +247,32 @@ async fn relay_sessions(pool: PgPool, instance: Uuid, bus: SessionBus) {
                 at: unix_ms(o.at),
             },
         };
-        let payload = serde_json::to_string(&SessionNote {
-            o: instance,
+        serde_json::to_string(&SessionNote {
+            o: running.instance,
             event: kind,
         })
-        .unwrap_or_default();
-        if let Err(e) = notify(&pool, SESSIONS, &payload).await {
+        .unwrap_or_default()
+    };
+    let lagged = |n| tracing::error!(missed = n, "session events not relayed");
+    loop {
+        let mut batch = match events.recv().await {
+            Ok(event) if !event.remote() => vec![note(&event)],
+            Ok(_) => continue,
+            Err(RecvError::Lagged(n)) => {
+                lagged(n);
+                continue;
+            }
+            Err(RecvError::Closed) => break,
+        };
+        while batch.len() < BATCH {
+            match events.try_recv() {
+                Ok(event) if !event.remote() => batch.push(note(&event)),
+                Ok(_) => {}
+                Err(TryRecvError::Lagged(n)) => lagged(n),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = running.transport.send(Channel::Sessions, batch).await {
             // For an end, other instances' sweeps still close the sockets, later.
             tracing::error!(error = %e, "could not publish a session event");
         }
@@ -246,59 +280,67 @@ async fn relay_sessions(pool: PgPool, instance: Uuid, bus: SessionBus) {
 }
 
 /// Local room events, counts, heartbeats and state → NOTIFY. One task, so an
-/// instance's notes keep their order (a state snapshot never overtakes a change).
+/// instance's notes keep their order (a state snapshot never overtakes a change);
+/// whatever queued up meanwhile leaves in one go.
 async fn relay_rooms(
     running: Arc<Running>,
-    pool: PgPool,
     mut rx: mpsc::Receiver<Relayed>,
     mut control: mpsc::Receiver<Control>,
 ) {
     let mut counts = tokio::time::interval(COUNTS_EVERY);
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    let send = async |kind: RoomKind| {
-        let payload = serde_json::to_string(&RoomNote {
+    let mut seq = 0u64;
+    let mut note = |kind: RoomKind| {
+        seq += 1;
+        serde_json::to_string(&RoomNote {
             o: running.instance,
+            n: seq,
             kind,
         })
-        .unwrap_or_default();
-        if let Err(e) = notify(&pool, ROOMS, &payload).await {
-            tracing::error!(error = %e, "could not relay a room event");
-        }
+        .unwrap_or_default()
     };
+    let inline_limit = notify::INLINE_LIMIT;
     loop {
+        let mut batch = vec![];
         tokio::select! {
             biased;
             Some(what) = rx.recv() => {
-                if let Some(kind) = room_kind(&running.bridge.db, what).await {
-                    send(kind).await;
+                batch.extend(room_kind(&running.bridge.db, inline_limit, what).await.map(&mut note));
+                while batch.len() < BATCH {
+                    let Ok(what) = rx.try_recv() else { break };
+                    batch.extend(room_kind(&running.bridge.db, inline_limit, what).await.map(&mut note));
                 }
             }
             Some(c) = control.recv() => match c {
-                Control::Hello => send(RoomKind::Hello).await,
-                Control::State => {
-                    for kind in state_chunks(&running.bridge) {
-                        send(kind).await;
-                    }
-                }
+                Control::Hello => batch.push(note(RoomKind::Hello)),
+                Control::State => batch.extend(state_chunks(&running.bridge).into_iter().map(&mut note)),
             },
             _ = counts.tick() => {
                 let changed = running.bridge.registry.take_changed_counts();
                 for c in changed.chunks(CHUNK * 3) {
                     let c = c.iter().map(|(s, n)| (s.0, *n)).collect();
-                    send(RoomKind::Counts { c }).await;
+                    batch.push(note(RoomKind::Counts { c }));
                 }
             }
-            _ = heartbeat.tick() => send(RoomKind::Heartbeat).await,
+            _ = heartbeat.tick() => batch.push(note(RoomKind::Heartbeat)),
             else => break,
+        }
+        // A whole state can be longer than a batch; it still leaves in order.
+        while !batch.is_empty() {
+            let rest = batch.split_off(batch.len().min(BATCH));
+            if let Err(e) = running.transport.send(Channel::Rooms, batch).await {
+                tracing::error!(error = %e, "could not relay a room event");
+            }
+            batch = rest;
         }
     }
 }
 
 /// The note for a local room event (a large message goes into the table first).
-async fn room_kind(db: &Db, what: Relayed) -> Option<RoomKind> {
+async fn room_kind(db: &Db, inline_limit: usize, what: Relayed) -> Option<RoomKind> {
     Some(match what {
         Relayed::Message { room, frame } => {
-            if frame.len() + 200 <= INLINE_LIMIT {
+            if frame.len() + NOTE_OVERHEAD <= inline_limit {
                 RoomKind::Message {
                     r: room.as_str().to_owned(),
                     f: Some(frame.to_string()),
@@ -368,71 +410,50 @@ fn state_chunks(bridge: &Bridge) -> Vec<RoomKind> {
     out
 }
 
-/// NOTIFY → local events, reconnecting with backoff. After every reconnect the
-/// live sockets are re-checked, since notifications sent meanwhile are lost, and
-/// every instance is asked for its state again.
-async fn listen(running: Arc<Running>, pool: PgPool) {
-    let bridge = &running.bridge;
-    let mut backoff = Duration::from_millis(100);
+/// NOTIFY → local events. After every gap (a reconnect) the cached session state is forgotten and the live
+/// sockets are re-checked, since notes sent meanwhile are lost, and every instance
+/// is asked for its state again.
+async fn listen(running: Arc<Running>, mut received: mpsc::Receiver<Incoming>) {
     let mut connected_before = false;
-    loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "cluster listener cannot connect; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
+    while let Some(incoming) = received.recv().await {
+        match incoming {
+            Incoming::Note(channel, payload) => handle(&running, channel, &payload).await,
+            Incoming::Connected => {
+                metrics::gauge!("doorman_cluster_listener_connected").set(1.0);
+                if connected_before {
+                    metrics::counter!("doorman_cluster_reconnects_total").increment(1);
+                    tracing::info!("cluster listener reconnected; re-checking live sockets");
+                    after_gap(&running);
+                }
+                connected_before = true;
+                // Others may have missed this instance's changes, and it theirs.
+                let _ = running.announce.try_send(Control::State);
+                let _ = running.announce.try_send(Control::Hello);
             }
-        };
-        if let Err(e) = listener.listen_all([SESSIONS, ROOMS]).await {
-            tracing::warn!(error = %e, "cluster listener cannot LISTEN; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-            continue;
-        }
-        backoff = Duration::from_millis(100);
-        metrics::gauge!("doorman_cluster_listener_connected").set(1.0);
-        if connected_before {
-            metrics::counter!("doorman_cluster_reconnects_total").increment(1);
-            tracing::info!("cluster listener reconnected; re-checking live sockets");
-            // Events sent meanwhile are lost: believe no cached session state.
-            bridge.auth.forget_cached_sessions();
-            // In its own task: notifications must keep flowing meanwhile, and the
-            // re-check retries until the database answers it.
-            let running = Arc::clone(&running);
-            tokio::spawn(async move {
-                let bridge = &running.bridge;
-                bridge.registry.recheck_until_complete(&bridge.auth).await
-            });
-        }
-        connected_before = true;
-        // Others may have missed this instance's changes, and it theirs.
-        let _ = running.announce.try_send(Control::State);
-        let _ = running.announce.try_send(Control::Hello);
-        // `try_recv` reports a lost connection as `None` instead of reconnecting
-        // silently, so the re-check above always follows a gap.
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(n)) => handle(&running, n.channel(), n.payload()).await,
-                Ok(None) => {
-                    tracing::warn!("cluster listener connection lost; reconnecting");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cluster listener failed; reconnecting");
-                    break;
-                }
+            Incoming::Disconnected => {
+                tracing::warn!("cluster listener connection lost; reconnecting");
+                metrics::gauge!("doorman_cluster_listener_connected").set(0.0);
             }
         }
-        metrics::gauge!("doorman_cluster_listener_connected").set(0.0);
     }
 }
 
-async fn handle(running: &Running, channel: &str, payload: &str) {
+/// Notes were lost: believe no cached session state, and re-check every live
+/// socket's session (in its own task: notes must keep flowing meanwhile, and the
+/// re-check retries until the database answers it).
+fn after_gap(running: &Arc<Running>) {
+    running.bridge.auth.forget_cached_sessions();
+    let running = Arc::clone(running);
+    tokio::spawn(async move {
+        let bridge = &running.bridge;
+        bridge.registry.recheck_until_complete(&bridge.auth).await
+    });
+}
+
+async fn handle(running: &Running, channel: Channel, payload: &str) {
     let bridge = &running.bridge;
     match channel {
-        SESSIONS => {
+        Channel::Sessions => {
             let Ok(note) = serde_json::from_str::<SessionNote>(payload) else {
                 return;
             };
@@ -455,7 +476,7 @@ async fn handle(running: &Running, channel: &str, payload: &str) {
                 }),
             }
         }
-        ROOMS => {
+        Channel::Rooms => {
             let Ok(note) = serde_json::from_str::<RoomNote>(payload) else {
                 return;
             };
@@ -470,7 +491,6 @@ async fn handle(running: &Running, channel: &str, payload: &str) {
                 .insert(from, Instant::now());
             handle_room_note(running, from, note.kind).await;
         }
-        _ => {}
     }
 }
 
