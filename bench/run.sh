@@ -221,6 +221,9 @@ record rss_after_warmup_kib "$(value rss_after_warmup_kib < "$work/churn")"
 record rss_after_churn_kib "$(value rss_after_churn_kib < "$work/churn")"
 record churn_handshakes "$(value churn_handshakes < "$work/churn")"
 
+echo "== across two instances on PostgreSQL (bench/cluster.sh)"
+if [ "$mode" = smoke ]; then bench/cluster.sh --smoke "$results"; else bench/cluster.sh "$results"; fi
+
 echo "== instructions per request (callgrind, $CG requests per window)"
 DOORMAN_BIN="$bin" FLOOR_BIN="$floor" LOAD_BIN="$load" bench/callgrind.sh "$results" "$work/callgrind" "$CG"
 
