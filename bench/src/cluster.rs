@@ -22,8 +22,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod proc_cpu;
+
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
+use proc_cpu::{clock_ticks_per_second, cpu_ticks};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
@@ -400,27 +403,4 @@ async fn throughput(
         t.abort();
     }
     Ok(())
-}
-
-/// User + system CPU time of processes so far, in clock ticks.
-fn cpu_ticks(pids: &[u32]) -> Result<u64, Error> {
-    let mut total = 0;
-    for pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // The command name (field 2) may hold spaces; fields count from after it.
-        let rest = &stat[stat.rfind(')').ok_or("bad /proc stat")? + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
-        total += fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    }
-    Ok(total)
-}
-
-fn clock_ticks_per_second() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
 }
