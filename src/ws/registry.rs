@@ -26,11 +26,19 @@ struct Entry {
     close: Option<oneshot::Sender<Close>>,
 }
 
+/// foldhash, not std's SipHash, for the tables keyed by ids this server made (socket
+/// numbers from a counter, session and user ids from the database): no client picks
+/// a key, so flooding one bucket is no concern; a handshake hashes about sixteen
+/// times here (the room check, register, bind, removal). The seed is random per
+/// process.
+type Fast = foldhash::fast::RandomState;
+type Ids = HashSet<ConnId, Fast>;
+
 #[derive(Default)]
 struct Tables {
-    conns: HashMap<ConnId, Entry>,
-    by_session: HashMap<SessionId, HashSet<ConnId>>,
-    by_user: HashMap<UserId, HashSet<ConnId>>,
+    conns: HashMap<ConnId, Entry, Fast>,
+    by_session: HashMap<SessionId, Ids, Fast>,
+    by_user: HashMap<UserId, Ids, Fast>,
     /// Other instances' live sockets per session, as they last reported them.
     elsewhere: HashMap<SessionId, HashMap<Uuid, usize>>,
     /// Sessions whose count here changed since other instances were last told;
@@ -123,7 +131,7 @@ impl Registry {
         outbox: Outbox,
     ) -> Result<(), Close> {
         let mut t = self.lock();
-        if t.by_user.get(&user).map_or(0, HashSet::len) >= self.max_per_user {
+        if t.by_user.get(&user).map_or(0, Ids::len) >= self.max_per_user {
             return Err(Close::TOO_MANY_SOCKETS);
         }
         let Some(entry) = t.conns.get_mut(&id) else {
@@ -138,13 +146,13 @@ impl Registry {
 
     /// Whether a user may open another socket (checked before the upgrade).
     pub fn has_room_for(&self, user: UserId) -> bool {
-        self.lock().by_user.get(&user).map_or(0, HashSet::len) < self.max_per_user
+        self.lock().by_user.get(&user).map_or(0, Ids::len) < self.max_per_user
     }
 
     /// Open sockets of a session on every instance.
     pub fn live_sockets(&self, session: SessionId) -> usize {
         let t = self.lock();
-        let here = t.by_session.get(&session).map_or(0, HashSet::len);
+        let here = t.by_session.get(&session).map_or(0, Ids::len);
         here + t.elsewhere.get(&session).map_or(0, |m| m.values().sum())
     }
 
@@ -164,7 +172,7 @@ impl Registry {
         let changed = t.changed.as_mut().map(std::mem::take).unwrap_or_default();
         changed
             .into_iter()
-            .map(|s| (s, t.by_session.get(&s).map_or(0, HashSet::len)))
+            .map(|s| (s, t.by_session.get(&s).map_or(0, Ids::len)))
             .collect()
     }
 
