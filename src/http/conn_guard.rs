@@ -41,7 +41,7 @@
 //! deadline, which the per-IP cap still bounds.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, hash_map::Entry},
     future::Future,
     io,
     io::IoSlice,
@@ -219,11 +219,13 @@ impl ConnCounts {
 
     fn release(&self, key: IpAddr) {
         let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = map.get_mut(&key) {
-            slot.open = slot.open.saturating_sub(1);
-            slot.warned = false;
-            if slot.open == 0 {
-                map.remove(&key);
+        // Through the entry: the address is hashed once, not again for the removal.
+        if let Entry::Occupied(mut slot) = map.entry(key) {
+            let s = slot.get_mut();
+            s.open = s.open.saturating_sub(1);
+            s.warned = false;
+            if s.open == 0 {
+                slot.remove();
             }
         }
     }
@@ -320,12 +322,12 @@ impl UpgradeMark {
 impl Drop for UpgradeMark {
     fn drop(&mut self) {
         let mut map = self.marks.lock();
-        // A new connection may reuse the address: remove only our own entry.
-        if map
-            .get(&self.peer)
-            .is_some_and(|f| Arc::ptr_eq(f, &self.flag))
+        // A new connection may reuse the address: remove only our own entry (found
+        // through the entry, so the address is hashed once).
+        if let Entry::Occupied(mark) = map.entry(self.peer)
+            && Arc::ptr_eq(mark.get(), &self.flag)
         {
-            map.remove(&self.peer);
+            mark.remove();
         }
     }
 }

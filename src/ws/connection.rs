@@ -154,14 +154,14 @@ impl Conn {
         // Usually answered by the session cache the credential check just filled;
         // if it has to ask a database that is down, the socket closes with 1013 and
         // the client retries: it was never welcomed, so nothing it holds is lost.
-        match Box::pin(self.ctx.auth.session_active(identity.session_id)).await {
-            Ok(_) => {}
+        let checked_at = match Box::pin(self.ctx.auth.session_active(identity.session_id)).await {
+            Ok(at) => at,
             Err(Error::Auth(e)) => return Close::session_ended(e),
             Err(e) => {
                 log_unavailable(&e);
                 return Close::auth_failed(&e);
             }
-        }
+        };
         tracing::info!(user_id = %identity.user_id, session_id = %identity.session_id, source = identity.source.as_str(), "socket authenticated");
         let heartbeat = self.ctx.heartbeat;
         if self
@@ -177,7 +177,10 @@ impl Conn {
             Quota::per_second(rate).allow_burst(burst),
             self.ctx.clock.clone(),
         );
-        let expires_in = (identity.session_expires_at - OffsetDateTime::now_utc())
+        // The time the session was just judged active by, when the cache answered:
+        // microseconds ago, below the timer's millisecond resolution.
+        let checked_at = checked_at.unwrap_or_else(OffsetDateTime::now_utc);
+        let expires_in = (identity.session_expires_at - checked_at)
             .try_into()
             .unwrap_or(Duration::ZERO);
         let now = Instant::now();

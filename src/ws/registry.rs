@@ -4,7 +4,7 @@
 //! frames. It also counts every session's live sockets across instances.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, hash_map},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -26,11 +26,81 @@ struct Entry {
     close: Option<oneshot::Sender<Close>>,
 }
 
+/// foldhash, not std's SipHash, for the tables keyed by ids this server made (socket
+/// numbers from a counter, session and user ids from the database): no client picks
+/// a key, so flooding one bucket is no concern; a handshake hashes about sixteen
+/// times here (the room check, register, bind, removal). The seed is random per
+/// process.
+type Fast = foldhash::fast::RandomState;
+
+/// A session's or a user's sockets here: almost always one, held without a table
+/// (a table per session and per user was two allocations per handshake, and two
+/// frees at its close).
+enum Ids {
+    One(ConnId),
+    Many(HashSet<ConnId, Fast>),
+}
+
+impl Ids {
+    fn len(&self) -> usize {
+        match self {
+            Self::One(_) => 1,
+            Self::Many(ids) => ids.len(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &ConnId> {
+        let (one, many) = match self {
+            Self::One(id) => (Some(id), None),
+            Self::Many(ids) => (None, Some(ids)),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    /// Adds `id` to `key`'s sockets in `map`.
+    fn add<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Self, Fast>, key: K, id: ConnId) {
+        match map.entry(key) {
+            hash_map::Entry::Vacant(slot) => {
+                slot.insert(Self::One(id));
+            }
+            hash_map::Entry::Occupied(mut slot) => match slot.get_mut() {
+                Self::One(first) if *first == id => {}
+                Self::One(first) => {
+                    let mut ids = HashSet::with_capacity_and_hasher(2, Fast::default());
+                    ids.insert(*first);
+                    ids.insert(id);
+                    *slot.get_mut() = Self::Many(ids);
+                }
+                Self::Many(ids) => {
+                    ids.insert(id);
+                }
+            },
+        }
+    }
+
+    /// Takes `id` out of `key`'s sockets in `map`, and `key` out of `map` when it
+    /// has none left.
+    fn take<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Self, Fast>, key: K, id: ConnId) {
+        if let hash_map::Entry::Occupied(mut slot) = map.entry(key) {
+            let empty = match slot.get_mut() {
+                Self::One(only) => *only == id,
+                Self::Many(ids) => {
+                    ids.remove(&id);
+                    ids.is_empty()
+                }
+            };
+            if empty {
+                slot.remove();
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Tables {
-    conns: HashMap<ConnId, Entry>,
-    by_session: HashMap<SessionId, HashSet<ConnId>>,
-    by_user: HashMap<UserId, HashSet<ConnId>>,
+    conns: HashMap<ConnId, Entry, Fast>,
+    by_session: HashMap<SessionId, Ids, Fast>,
+    by_user: HashMap<UserId, Ids, Fast>,
     /// Other instances' live sockets per session, as they last reported them.
     elsewhere: HashMap<SessionId, HashMap<Uuid, usize>>,
     /// Sessions whose count here changed since other instances were last told;
@@ -123,28 +193,28 @@ impl Registry {
         outbox: Outbox,
     ) -> Result<(), Close> {
         let mut t = self.lock();
-        if t.by_user.get(&user).map_or(0, HashSet::len) >= self.max_per_user {
+        if t.by_user.get(&user).map_or(0, Ids::len) >= self.max_per_user {
             return Err(Close::TOO_MANY_SOCKETS);
         }
         let Some(entry) = t.conns.get_mut(&id) else {
             return Err(Close::NORMAL);
         };
         entry.bound = Some((session, user, outbox));
-        t.by_session.entry(session).or_default().insert(id);
-        t.by_user.entry(user).or_default().insert(id);
+        Ids::add(&mut t.by_session, session, id);
+        Ids::add(&mut t.by_user, user, id);
         t.count_changed(session);
         Ok(())
     }
 
     /// Whether a user may open another socket (checked before the upgrade).
     pub fn has_room_for(&self, user: UserId) -> bool {
-        self.lock().by_user.get(&user).map_or(0, HashSet::len) < self.max_per_user
+        self.lock().by_user.get(&user).map_or(0, Ids::len) < self.max_per_user
     }
 
     /// Open sockets of a session on every instance.
     pub fn live_sockets(&self, session: SessionId) -> usize {
         let t = self.lock();
-        let here = t.by_session.get(&session).map_or(0, HashSet::len);
+        let here = t.by_session.get(&session).map_or(0, Ids::len);
         here + t.elsewhere.get(&session).map_or(0, |m| m.values().sum())
     }
 
@@ -164,7 +234,7 @@ impl Registry {
         let changed = t.changed.as_mut().map(std::mem::take).unwrap_or_default();
         changed
             .into_iter()
-            .map(|s| (s, t.by_session.get(&s).map_or(0, HashSet::len)))
+            .map(|s| (s, t.by_session.get(&s).map_or(0, Ids::len)))
             .collect()
     }
 
@@ -206,18 +276,8 @@ impl Registry {
             return;
         };
         if let Some((session, user, _)) = entry.bound {
-            if let Some(set) = t.by_session.get_mut(&session) {
-                set.remove(&id);
-                if set.is_empty() {
-                    t.by_session.remove(&session);
-                }
-            }
-            if let Some(set) = t.by_user.get_mut(&user) {
-                set.remove(&id);
-                if set.is_empty() {
-                    t.by_user.remove(&user);
-                }
-            }
+            Ids::take(&mut t.by_session, session, id);
+            Ids::take(&mut t.by_user, user, id);
             t.count_changed(session);
         }
     }
@@ -243,7 +303,7 @@ impl Registry {
     fn notify_user(&self, user: UserId, except: Option<SessionId>, notice: &Notice) {
         let frame: Arc<str> = notice.to_text().into();
         let t = self.lock();
-        for id in t.by_user.get(&user).into_iter().flatten() {
+        for id in t.by_user.get(&user).into_iter().flat_map(Ids::iter) {
             if let Some((session, _, outbox)) = t.conns.get(id).and_then(|e| e.bound.as_ref())
                 && Some(*session) != except
             {
@@ -409,5 +469,38 @@ impl Registry {
             "re-checked live sockets"
         );
         complete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_hold_one_then_many_and_leave_the_map_when_empty() {
+        let mut map: HashMap<u8, Ids, Fast> = HashMap::default();
+        Ids::add(&mut map, 1, 10);
+        Ids::add(&mut map, 1, 10);
+        assert_eq!(map[&1].len(), 1);
+        Ids::add(&mut map, 1, 11);
+        Ids::add(&mut map, 1, 12);
+        assert_eq!(map[&1].len(), 3);
+        let mut seen: Vec<ConnId> = map[&1].iter().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, [10, 11, 12]);
+        // Taking an id that is not there changes nothing.
+        Ids::take(&mut map, 1, 99);
+        Ids::take(&mut map, 2, 10);
+        assert_eq!(map[&1].len(), 3);
+        Ids::take(&mut map, 1, 10);
+        Ids::take(&mut map, 1, 12);
+        assert_eq!(map[&1].iter().copied().collect::<Vec<_>>(), [11]);
+        Ids::take(&mut map, 1, 11);
+        assert!(map.is_empty());
+        Ids::add(&mut map, 3, 7);
+        Ids::take(&mut map, 3, 8);
+        assert_eq!(map[&3].len(), 1);
+        Ids::take(&mut map, 3, 7);
+        assert!(map.is_empty());
     }
 }

@@ -162,6 +162,16 @@ impl SessionStore {
     /// The session if it is active; otherwise why not. Answers from the cache when it
     /// can (the hot path of every authenticated request); records use, debounced.
     pub async fn active(&self, id: SessionId) -> Result<ActiveSession, Error> {
+        self.active_at(id).await.map(|(s, _)| s)
+    }
+
+    /// [`SessionStore::active`], with the time the cache's answer was judged at
+    /// (`None` when the database answered): a caller that needs the time next may
+    /// take it rather than read the clock again.
+    pub async fn active_at(
+        &self,
+        id: SessionId,
+    ) -> Result<(ActiveSession, Option<OffsetDateTime>), Error> {
         let now = now();
         let known = self.states.get(&id.0);
         // Literal labels make static keys: no allocation per request.
@@ -189,11 +199,11 @@ impl SessionStore {
                         }
                     });
                 }
-                Ok(s)
+                Ok((s, Some(now)))
             }
             // Boxed so the database future does not bloat the hot path's (see
             // `TokenKeys::verify`).
-            None => Box::pin(self.load(id)).await,
+            None => Box::pin(self.load(id)).await.map(|s| (s, None)),
         }
     }
 
