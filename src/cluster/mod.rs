@@ -336,11 +336,18 @@ async fn relay_rooms(
     }
 }
 
+/// How long `frame` is once written inside a note: the frame is JSON text
+/// carried as a JSON string, so each `"` and `\` in it is escaped once more (a
+/// body of quotes doubles in size; serde's frame holds no raw control characters).
+fn inline_len(frame: &str) -> usize {
+    frame.len() + frame.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
+}
+
 /// The note for a local room event (a large message goes into the table first).
 async fn room_kind(db: &Db, inline_limit: usize, what: Relayed) -> Option<RoomKind> {
     Some(match what {
         Relayed::Message { room, frame } => {
-            if frame.len() + NOTE_OVERHEAD <= inline_limit {
+            if inline_len(&frame) + NOTE_OVERHEAD <= inline_limit {
                 RoomKind::Message {
                     r: room.as_str().to_owned(),
                     f: Some(frame.to_string()),

@@ -29,6 +29,8 @@ const OUTBOX_CAPACITY: usize = 64;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pings and pongs a socket may send before its `auth` frame.
 const MAX_PENDING_CONTROL_FRAMES: u32 = 16;
+/// Frames already received that a closing socket reads and drops at most.
+const MAX_UNREAD_FRAMES_AT_CLOSE: usize = 1024;
 /// Rooms one socket may be subscribed to at once.
 pub const MAX_ROOMS_PER_SOCKET: usize = 64;
 
@@ -428,26 +430,36 @@ impl Conn {
         if close != Close::NORMAL || close.reason.is_empty() {
             tracing::info!(code = close.code, reason = close.reason, "closing socket");
         }
-        self.registration.release();
         let frame = Message::Close(Some((CloseCode::from(close.code), close.reason.to_owned())));
         // The peer may be gone already; a failed close is nothing to report.
         let _ = within(Duration::from_secs(2), async {
-            if self.socket.send(frame).await.is_err() {
-                return;
-            }
-            // The closing handshake: what the peer sent meanwhile is read and
-            // dropped until its Close. Closing with unread bytes would make the
-            // kernel end the connection with a reset, which can destroy the Close
-            // frame (and its code) before the peer reads it — a flooding client
-            // would see a reset instead of 4429. Bounded by the timeout.
-            while let Some(Ok(msg)) = self.socket.next().await {
-                if matches!(msg, Message::Close(_)) {
-                    break;
-                }
+            // Refused when the peer closed first: tungstenite has then queued the
+            // reply itself, and `close` below sends it.
+            if self.socket.send(frame).await.is_ok() {
+                self.drop_unread();
             }
             let _ = self.socket.close().await;
         })
         .await;
+    }
+
+    /// Reads and drops what the peer has already sent, without waiting for more.
+    /// Closing with unread bytes makes the kernel end the connection with a reset,
+    /// which can destroy the Close frame (and its code) before the peer reads it:
+    /// a client flooding pings would see a reset instead of 4429. Not waiting for
+    /// the peer's own Close keeps a closed socket from lingering (and from
+    /// outliving its place in the registry); bounded, so a peer that keeps sending
+    /// cannot hold the task here.
+    fn drop_unread(&mut self) {
+        use futures_util::FutureExt;
+        for _ in 0..MAX_UNREAD_FRAMES_AT_CLOSE {
+            match self.socket.next().now_or_never() {
+                Some(Some(Ok(Message::Close(_)))) | Some(None) | Some(Some(Err(_))) | None => {
+                    return;
+                }
+                Some(Some(Ok(_))) => {}
+            }
+        }
     }
 }
 

@@ -131,15 +131,6 @@ pub struct Registration {
     registry: Registry,
 }
 
-impl Registration {
-    /// Takes the socket out of the registry before its task ends: once its close
-    /// frame is on the way it no longer counts as open (per-user limits, metrics,
-    /// drain), however long the peer takes to answer the closing handshake.
-    pub fn release(&self) {
-        self.registry.remove(self.id);
-    }
-}
-
 impl Drop for Registration {
     fn drop(&mut self) {
         self.registry.remove(self.id);

@@ -113,10 +113,15 @@ async fn sessions_keys_revocations_and_rooms_cross_instances() {
         assert_eq!(msg["body"], "over http on B");
         assert_eq!(msg["from"], bob.user_id.as_str());
     }
-    // A burst over WebSocket on A, one message too large for a NOTIFY payload.
-    let big = "é".repeat(4000);
+    // A burst over WebSocket on A: one message too large for a NOTIFY payload,
+    // and two that fit as frames but double once escaped into a note.
     let bodies: Vec<String> = (0..10)
-        .map(|i| if i == 5 { big.clone() } else { format!("m{i}") })
+        .map(|i| match i {
+            5 => "é".repeat(4000),
+            7 => "\"".repeat(2000),
+            8 => "\\".repeat(3000),
+            _ => format!("m{i}"),
+        })
         .collect();
     for body in &bodies {
         send_json(

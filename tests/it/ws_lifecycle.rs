@@ -189,3 +189,43 @@ async fn a_reading_peer_survives_heartbeats() {
     assert!(pings >= 3, "{pings} pings");
     assert_alive(&mut ws).await;
 }
+
+/// RFC 6455 §5.5.1: a Close from the client is answered with a Close, so the
+/// client sees a clean close (1000 from its own code), not 1006.
+#[tokio::test]
+async fn a_close_from_the_client_is_answered_with_a_close() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let tokens = app.login_tokens(&email).await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    ws.close(None).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+    assert!(
+        matches!(reply, Ok(Some(Ok(Message::Close(_))))),
+        "the server's answer to a Close: {reply:?}"
+    );
+}
+
+/// A socket the server closes is gone at once, even when the client never answers
+/// the Close: nothing lingers that would still hold a place of the user's sockets.
+#[tokio::test]
+async fn a_socket_the_server_closes_is_gone_without_waiting_for_the_client() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let tokens = app.login_tokens(&email).await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    app.logout(&tokens).await;
+    // The Close frame is read; no further poll, so no Close goes back.
+    let (code, _) = expect_close(&mut ws, Duration::from_secs(2)).await;
+    assert_eq!(code, 4403);
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
+        panic!("a plain TCP socket");
+    };
+    let mut buf = [0u8; 64];
+    let eof = tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut buf)).await;
+    assert!(
+        matches!(eof, Ok(Ok(0))),
+        "the server ends the connection at once: {eof:?}"
+    );
+}
