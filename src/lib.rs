@@ -17,6 +17,7 @@ mod cluster;
 pub mod config;
 pub(crate) mod http;
 pub mod janitor;
+mod json_text;
 mod memory;
 mod ratelimit;
 pub mod rooms;

@@ -12,6 +12,8 @@
 //! anything (names, emails) go through serde_json's escaping; ids and times are
 //! written as the fixed ASCII they are. The tests hold the bytes to poem-openapi's.
 
+use super::models::{AuthSourceName, Health, Me};
+use crate::json_text::{rfc3339, string, uuid};
 use poem::{
     IntoResponse, Response,
     http::{HeaderValue, header},
@@ -22,10 +24,6 @@ use poem_openapi::{
     registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
     types::{ToJSON, Type},
 };
-use time::format_description::well_known::Rfc3339;
-use uuid::Uuid;
-
-use super::models::{AuthSourceName, Health, Me};
 
 /// A `200` JSON body of type `T`, documented as poem-openapi's `Json<T>`.
 pub struct DirectJson<T>(pub T);
@@ -73,30 +71,6 @@ impl<T: Type + WriteJson + ToJSON + Send> ApiResponse for DirectJson<T> {
     }
 }
 
-/// A JSON string with serde_json's escaping.
-fn string(out: &mut Vec<u8>, s: &str) -> Option<()> {
-    serde_json::to_writer(&mut *out, s).ok()
-}
-
-/// A UUID as `ToJSON` writes it: quoted, hyphenated, lower case.
-fn uuid(out: &mut Vec<u8>, id: &Uuid) {
-    out.push(b'"');
-    out.extend_from_slice(
-        id.hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer())
-            .as_bytes(),
-    );
-    out.push(b'"');
-}
-
-/// A time as `ToJSON` writes it: quoted RFC 3339.
-fn rfc3339(out: &mut Vec<u8>, t: &time::OffsetDateTime) -> Option<()> {
-    out.push(b'"');
-    t.format_into(out, &Rfc3339).ok()?;
-    out.push(b'"');
-    Some(())
-}
-
 impl WriteJson for Health {
     fn write_json(&self, out: &mut Vec<u8>) -> Option<()> {
         out.extend_from_slice(br#"{"status":"#);
@@ -134,6 +108,7 @@ impl WriteJson for Me {
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
+    use uuid::Uuid;
 
     use super::*;
     use crate::api::models::User;

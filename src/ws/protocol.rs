@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::auth::{AuthError, CredentialSource, Error, Identity, RevocationReason};
+use crate::{
+    auth::{AuthError, CredentialSource, Error, Identity, RevocationReason},
+    json_text,
+};
 
 /// A frame from the client.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -225,51 +228,22 @@ impl ServerFrame<'_> {
     /// a fixed word and RFC 3339 digits.
     pub fn welcome_text(id: &Identity, heartbeat_s: u64) -> String {
         let mut out = Vec::with_capacity(192);
-        out.extend_from_slice(br#"{"type":"welcome","user_id":""#);
-        out.extend_from_slice(
-            id.user_id
-                .0
-                .hyphenated()
-                .encode_lower(&mut Uuid::encode_buffer())
-                .as_bytes(),
-        );
-        out.extend_from_slice(br#"","session_id":""#);
-        out.extend_from_slice(
-            id.session_id
-                .0
-                .hyphenated()
-                .encode_lower(&mut Uuid::encode_buffer())
-                .as_bytes(),
-        );
-        out.extend_from_slice(br#"","auth_source":""#);
+        out.extend_from_slice(br#"{"type":"welcome","user_id":"#);
+        json_text::uuid(&mut out, &id.user_id.0);
+        out.extend_from_slice(br#","session_id":"#);
+        json_text::uuid(&mut out, &id.session_id.0);
+        out.extend_from_slice(br#","auth_source":""#);
         out.extend_from_slice(id.source.as_str().as_bytes());
-        out.extend_from_slice(br#"","session_expires_at":""#);
-        if id
-            .session_expires_at
-            .format_into(&mut out, &time::format_description::well_known::Rfc3339)
-            .is_err()
-        {
+        out.extend_from_slice(br#"","session_expires_at":"#);
+        if json_text::rfc3339(&mut out, &id.session_expires_at).is_none() {
             // A time RFC 3339 cannot write: serde's answer, whatever it is.
             return Self::welcome(id, heartbeat_s).to_text();
         }
-        out.extend_from_slice(br#"","heartbeat_s":"#);
-        out.extend_from_slice(itoa_u64(heartbeat_s, &mut [0; 20]));
+        out.extend_from_slice(br#","heartbeat_s":"#);
+        json_text::u64(&mut out, heartbeat_s);
         out.push(b'}');
         // ASCII only.
         String::from_utf8(out).unwrap_or_default()
-    }
-}
-
-/// The decimal digits of `n`, in `buf`.
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
     }
 }
 
