@@ -19,8 +19,9 @@
 //!
 //! Missed notes are not missed revocations: after the receiving side of the bus
 //! was disconnected (or dropped notes), the instance forgets its cached session
-//! state and re-checks every live socket's session against the database; the registry's periodic sweep (on every backend)
-//! bounds how long any lost event can keep a revoked socket open.
+//! state and re-checks every live socket's session against the database; the
+//! registry's periodic sweep (on every backend) bounds how long any lost event can
+//! keep a revoked socket open.
 
 use std::{
     collections::HashMap,
@@ -299,16 +300,15 @@ async fn relay_rooms(
         })
         .unwrap_or_default()
     };
-    let inline_limit = notify::INLINE_LIMIT;
     loop {
         let mut batch = vec![];
         tokio::select! {
             biased;
             Some(what) = rx.recv() => {
-                batch.extend(room_kind(&running.bridge.db, inline_limit, what).await.map(&mut note));
+                batch.extend(room_kind(&running.bridge.db, what).await.map(&mut note));
                 while batch.len() < BATCH {
                     let Ok(what) = rx.try_recv() else { break };
-                    batch.extend(room_kind(&running.bridge.db, inline_limit, what).await.map(&mut note));
+                    batch.extend(room_kind(&running.bridge.db, what).await.map(&mut note));
                 }
             }
             Some(c) = control.recv() => match c {
@@ -344,10 +344,10 @@ fn inline_len(frame: &str) -> usize {
 }
 
 /// The note for a local room event (a large message goes into the table first).
-async fn room_kind(db: &Db, inline_limit: usize, what: Relayed) -> Option<RoomKind> {
+async fn room_kind(db: &Db, what: Relayed) -> Option<RoomKind> {
     Some(match what {
         Relayed::Message { room, frame } => {
-            if inline_len(&frame) + NOTE_OVERHEAD <= inline_limit {
+            if inline_len(&frame) + NOTE_OVERHEAD <= notify::INLINE_LIMIT {
                 RoomKind::Message {
                     r: room.as_str().to_owned(),
                     f: Some(frame.to_string()),

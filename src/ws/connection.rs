@@ -110,7 +110,7 @@ impl Conn {
                 _ = sleep_until(deadline) => return Err(Close::AUTH_TIMEOUT),
                 msg = self.socket.next() => match msg {
                     Some(Ok(Message::Text(text))) => {
-                        return match serde_json::from_str::<ClientFrame>(&text) {
+                        return match parse_frame(&text) {
                             // Boxed, like every await that may reach the database:
                             // the socket's future is held for its whole life, and
                             // inline it would be as large as its largest await.
@@ -453,11 +453,12 @@ impl Conn {
     fn drop_unread(&mut self) {
         use futures_util::FutureExt;
         for _ in 0..MAX_UNREAD_FRAMES_AT_CLOSE {
-            match self.socket.next().now_or_never() {
-                Some(Some(Ok(Message::Close(_)))) | Some(None) | Some(Some(Err(_))) | None => {
-                    return;
-                }
-                Some(Some(Ok(_))) => {}
+            // Stops at the first read that would wait, at the end, or at the peer's Close.
+            let Some(Some(Ok(msg))) = self.socket.next().now_or_never() else {
+                return;
+            };
+            if matches!(msg, Message::Close(_)) {
+                return;
             }
         }
     }
