@@ -1,15 +1,22 @@
 //! One socket's life: pending auth, then frames until the session, the peer or the
 //! server ends it.
 
-use std::{collections::HashSet, num::NonZeroU32, sync::Arc, task::Poll, time::Duration};
+use std::{
+    collections::HashSet,
+    num::NonZeroU32,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use governor::{Quota, RateLimiter};
 use poem::web::websocket::{CloseCode, Message, WebSocketStream};
 use time::OffsetDateTime;
 use tokio::{
     sync::{mpsc, oneshot},
-    time::{Instant, sleep_until},
+    time::{Instant, Sleep, sleep, sleep_until},
 };
 use tracing::Instrument;
 
@@ -53,13 +60,20 @@ pub fn run(
 }
 
 struct Conn {
-    socket: WebSocketStream,
+    /// Boxed, like the timers below: the socket's future is allocated once per
+    /// socket, and at more than 1 KiB glibc serves it from its slow path (its
+    /// per-thread cache stops at 1,032 bytes) at the allocation and again at the
+    /// free; two smaller blocks cost less than one large one.
+    socket: Box<WebSocketStream>,
     ctx: Arc<WsContext>,
     registration: Registration,
     close_rx: oneshot::Receiver<Close>,
     outbox: mpsc::Sender<Outgoing>,
     inbox: mpsc::Receiver<Outgoing>,
     rooms: HashSet<RoomName>,
+    /// The peer sent its Close (or its stream ended): tungstenite has queued the
+    /// reply, and a Close of our own would only be refused.
+    peer_closed: bool,
 }
 
 enum Step {
@@ -76,13 +90,14 @@ impl Conn {
     ) -> Self {
         let (outbox, inbox) = mpsc::channel(OUTBOX_CAPACITY);
         Self {
-            socket,
+            socket: Box::new(socket),
             ctx,
             registration,
             close_rx,
             outbox,
             inbox,
             rooms: HashSet::new(),
+            peer_closed: false,
         }
     }
 
@@ -133,7 +148,10 @@ impl Conn {
                             return Err(Close::RATE_LIMITED);
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None => return Err(Close::NORMAL),
+                    Some(Ok(Message::Close(_))) | None => {
+                        self.peer_closed = true;
+                        return Err(Close::NORMAL);
+                    }
                     Some(Ok(Message::Binary(_))) => return Err(Close::BAD_REQUEST),
                     Some(Err(e)) => return Err(close_for_read_error(&e)),
                 },
@@ -194,8 +212,7 @@ impl Conn {
         // expiry alike, moved forward when it fires: not one armed and dropped per
         // frame, nor one per purpose (each is an insertion into the timer wheel and
         // a removal, under its lock).
-        let timer = sleep_until(next_ping.min(expires_at));
-        tokio::pin!(timer);
+        let mut timer = Box::pin(sleep_until(next_ping.min(expires_at)));
         let mut last_heard = now;
 
         loop {
@@ -259,7 +276,10 @@ impl Conn {
                             self.error(FrameError::BadRequest, "frames are JSON text").await
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Continue,
-                        Some(Ok(Message::Close(_))) | None => return Close::NORMAL,
+                        Some(Ok(Message::Close(_))) | None => {
+                            self.peer_closed = true;
+                            return Close::NORMAL;
+                        }
                         Some(Err(e)) => return close_for_read_error(&e),
                     };
                     if let Step::Close(close) = step {
@@ -370,11 +390,12 @@ impl Conn {
     }
 
     /// Sends a reply; a socket that cannot take it is closed.
-    async fn reply(&mut self, text: String) -> Step {
-        match self.send(text).await {
+    /// Sends a reply; a failed write ends the socket.
+    fn reply(&mut self, text: String) -> impl Future<Output = Step> + '_ {
+        self.send(text).map(|sent| match sent {
             Ok(()) => Step::Continue,
             Err(()) => Step::Close(Close::NORMAL),
-        }
+        })
     }
 
     /// A refused room operation: answered with an `error` frame, the socket lives.
@@ -401,26 +422,23 @@ impl Conn {
         self.error(code, &message).await
     }
 
-    async fn error(&mut self, code: FrameError, message: &str) -> Step {
-        match self
-            .send(ServerFrame::Error { code, message }.to_text())
-            .await
-        {
-            Ok(()) => Step::Continue,
-            Err(()) => Step::Close(Close::NORMAL),
-        }
+    fn error(&mut self, code: FrameError, message: &str) -> impl Future<Output = Step> + '_ {
+        self.reply(ServerFrame::Error { code, message }.to_text())
     }
 
-    async fn send(&mut self, text: String) -> Result<(), ()> {
-        self.send_message(Message::Text(text)).await
+    fn send(&mut self, text: String) -> impl Future<Output = Result<(), ()>> + '_ {
+        self.send_message(Message::Text(text))
     }
 
     /// Sends, giving up after [`WRITE_TIMEOUT`]: a peer that stopped reading must not
     /// park this task where revocation, expiry and heartbeats cannot reach it.
-    async fn send_message(&mut self, message: Message) -> Result<(), ()> {
+    ///
+    /// The send functions are plain functions returning futures, not `async fn`s:
+    /// each `async fn` layer kept its arguments beside its callee's future, and the
+    /// largest of these chains is part of every socket's future for its whole life.
+    fn send_message(&mut self, message: Message) -> impl Future<Output = Result<(), ()>> + '_ {
         within(WRITE_TIMEOUT, self.socket.send(message))
-            .await
-            .and_then(|sent| sent.map_err(|_| ()))
+            .map(|sent| sent.and_then(|sent| sent.map_err(|_| ())))
     }
 
     async fn finish(&mut self, close: Close) {
@@ -430,13 +448,17 @@ impl Conn {
         if close != Close::NORMAL || close.reason.is_empty() {
             tracing::info!(code = close.code, reason = close.reason, "closing socket");
         }
-        let frame = Message::Close(Some((CloseCode::from(close.code), close.reason.to_owned())));
         // The peer may be gone already; a failed close is nothing to report.
         let _ = within(Duration::from_secs(2), async {
-            // Refused when the peer closed first: tungstenite has then queued the
-            // reply itself, and `close` below sends it.
-            if self.socket.send(frame).await.is_ok() {
-                self.drop_unread();
+            // When the peer closed first, tungstenite has queued the reply itself
+            // and `close` below sends it; a Close of ours would be refused (at the
+            // cost of an error built and formatted for nothing).
+            if !self.peer_closed {
+                let frame =
+                    Message::Close(Some((CloseCode::from(close.code), close.reason.to_owned())));
+                if self.socket.send(frame).await.is_ok() {
+                    self.drop_unread();
+                }
             }
             let _ = self.socket.close().await;
         })
@@ -451,7 +473,6 @@ impl Conn {
     /// outliving its place in the registry); bounded, so a peer that keeps sending
     /// cannot hold the task here.
     fn drop_unread(&mut self) {
-        use futures_util::FutureExt;
         for _ in 0..MAX_UNREAD_FRAMES_AT_CLOSE {
             // Stops at the first read that would wait, at the end, or at the peer's Close.
             let Some(Some(Ok(msg))) = self.socket.next().now_or_never() else {
@@ -478,14 +499,39 @@ fn parse_frame(text: &str) -> Result<ClientFrame, &'static str> {
 /// `future`'s output, or `Err` once it has waited for `limit`: `tokio::time::timeout`
 /// without its cost when the future is ready at once, as a write to a socket
 /// almost always is (a timeout reads the clock and builds a timer entry first).
-/// The limit runs from the first poll that finds the future waiting.
-async fn within<F: Future>(limit: Duration, future: F) -> Result<F::Output, ()> {
-    let mut future = std::pin::pin!(future);
-    if let Poll::Ready(out) = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
-    {
-        return Ok(out);
+/// The limit runs from the first poll that finds the future waiting; the timer is
+/// boxed, made then: inline it would sit in every socket's future for its whole
+/// life, to serve the rare write that waits.
+fn within<F: Future>(limit: Duration, future: F) -> Within<F> {
+    Within {
+        future,
+        limit,
+        timer: None,
     }
-    tokio::time::timeout(limit, future).await.map_err(|_| ())
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`within`].
+    struct Within<F> {
+        #[pin]
+        future: F,
+        limit: Duration,
+        timer: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.future.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        let limit = *this.limit;
+        let timer = this.timer.get_or_insert_with(|| Box::pin(sleep(limit)));
+        timer.as_mut().poll(cx).map(|()| Err(()))
+    }
 }
 
 /// Logs why a socket could not be authenticated when it is the server's fault (the
