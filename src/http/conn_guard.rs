@@ -353,11 +353,11 @@ struct ReadBudget {
 }
 
 impl ReadBudget {
-    fn new(rate: ReadRate) -> Self {
+    fn new(rate: ReadRate, now: Instant) -> Self {
         Self {
             rate,
             tokens: rate.burst as f64,
-            last: Instant::now(),
+            last: now,
         }
     }
 
@@ -386,10 +386,10 @@ struct IdleTimer {
 }
 
 impl IdleTimer {
-    fn new(timeout: Duration) -> Self {
+    fn new(timeout: Duration, now: Instant) -> Self {
         Self {
             timeout,
-            last: Instant::now(),
+            last: now,
             sleep: None,
         }
     }
@@ -430,6 +430,8 @@ impl<S> GuardedStream<S> {
         permit: Option<ConnPermit>,
         upgraded: ReadRate,
     ) -> Self {
+        // One clock reading for both: each costs a call into the vDSO.
+        let now = Instant::now();
         Self {
             inner,
             watch: HeadWatch::new(),
@@ -437,9 +439,9 @@ impl<S> GuardedStream<S> {
             head_due: None,
             deadline: None,
             pause: None,
-            idle: IdleTimer::new(idle),
+            idle: IdleTimer::new(idle, now),
             permit,
-            budget: ReadBudget::new(upgraded),
+            budget: ReadBudget::new(upgraded, now),
             mark: None,
         }
     }

@@ -55,14 +55,21 @@ pub enum Known {
     Ended(AuthError),
 }
 
+/// foldhash, not std's SipHash: looked up twice per WebSocket handshake and once per
+/// authenticated request, where SipHash over a UUID cost more than the rest of the
+/// lookup. Every key is a session id this server made (read from the database, or
+/// carried by a token whose signature was checked, or by a revocation event), so no
+/// client picks one; the seed is random per process.
+type Map = HashMap<Uuid, (Known, Instant), foldhash::fast::RandomState>;
+
 /// The one map of session states.
 #[derive(Default)]
 pub struct SessionStates {
-    map: Mutex<HashMap<Uuid, (Known, Instant)>>,
+    map: Mutex<Map>,
 }
 
 impl SessionStates {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Known, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Map> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -126,7 +133,7 @@ impl SessionStates {
 /// Keeps the map bounded: drop what ran out, then what is merely believed active
 /// (a miss costs one lookup), and only then, if a flood filled it with tombstones,
 /// start over (a tombstone only guards a race of a second or so).
-fn make_room(map: &mut HashMap<Uuid, (Known, Instant)>, id: &Uuid) {
+fn make_room(map: &mut Map, id: &Uuid) {
     if map.len() < MAX_ENTRIES || map.contains_key(id) {
         return;
     }
