@@ -1,7 +1,7 @@
 """Turns bench/run.sh's measurements into the table of docs/benchmarks.md.
 
 Usage: report.py RESULTS MODE SECONDS IDLE_SOCKETS CHURN_SECONDS CALLGRIND_DIR CALLGRIND_N
-                 ROUND_SECONDS ROUNDS
+                 ROUND_SECONDS ROUNDS HANDSHAKE_ROUNDS
 Prints the tables; in `full` mode also writes docs/benchmarks.md.
 """
 
@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-path, mode, seconds, idle, churn, cg_dir, cg_n, round_s, rounds = sys.argv[1:10]
+path, mode, seconds, idle, churn, cg_dir, cg_n, round_s, rounds, hs_rounds = sys.argv[1:11]
 r = {}
 for line in open(path):
     key, _, value = line.strip().partition("=")
@@ -331,8 +331,9 @@ minutes apart.
   over 50 open sockets; idle memory is server RSS growth divided by sockets; churn is 32
   handshake loops for the stated time.
 - Rows compared with the floor run in {rounds} interleaved rounds of {round_s} s (doorman,
-  floor, doorman, …); each figure is the median of its rounds, with the range of the CPU
-  figures in brackets. The peer runs one round.
+  floor, doorman, …), the WebSocket handshakes in {hs_rounds} (their CPU figures are the
+  noisiest: mostly kernel work on both servers); each figure is the median of its
+  rounds, with the range of the CPU figures in brackets. The peer runs one round.
 - **Server CPU per operation**: user + system time of the server's processes
   (`/proc/<pid>/stat`, the peer's master and both workers) read before and after each
   load, divided by the operations served (for WebSockets read by `doorman-bench`
