@@ -104,6 +104,25 @@ async fn a_flooding_socket_is_closed_with_4429() {
     );
 }
 
+/// A burst written in one go, read only afterwards: the server closes after a few
+/// frames with a thousand more unread. Closing with them unread made the kernel
+/// reset the connection, and the reset destroyed the 4429 before the client read it.
+#[tokio::test]
+async fn a_flood_sent_in_one_burst_still_gets_its_4429() {
+    let app = spawn_with(|c| c.ws_messages_per_second = 5).await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    let ping = Message::Text(json!({"type": "ping"}).to_string().into());
+    for _ in 0..3000 {
+        ws.feed(ping.clone()).await.expect("queue a ping");
+    }
+    ws.flush().await.expect("the burst is written");
+    assert_eq!(
+        expect_close(&mut ws, Duration::from_secs(5)).await,
+        (4429, "rate_limited".into())
+    );
+}
+
 #[tokio::test]
 async fn binary_floods_count_against_the_rate_too() {
     let app = spawn_with(|c| c.ws_messages_per_second = 5).await;
