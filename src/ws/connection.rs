@@ -61,10 +61,10 @@ pub fn run(
 }
 
 struct Conn {
-    /// Boxed, like the timers below: the socket's future is allocated once per
-    /// socket, and at more than 1 KiB glibc serves it from its slow path (its
-    /// per-thread cache stops at 1,032 bytes) at the allocation and again at the
-    /// free; two smaller blocks cost less than one large one.
+    /// Boxed, like the heartbeat timer in `authenticated`: the socket's future is
+    /// allocated once per socket, and at more than 1 KiB glibc serves it from its
+    /// slow path (its per-thread cache stops at 1,032 bytes) at the allocation and
+    /// again at the free; two smaller blocks cost less than one large one.
     socket: Box<WebSocketStream>,
     ctx: Arc<WsContext>,
     registration: Registration,
@@ -390,7 +390,6 @@ impl Conn {
         self.reply(reply).await
     }
 
-    /// Sends a reply; a socket that cannot take it is closed.
     /// Sends a reply; a failed write ends the socket.
     fn reply(&mut self, text: String) -> impl Future<Output = Step> + '_ {
         self.send(text).map(|sent| match sent {

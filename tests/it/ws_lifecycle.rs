@@ -195,8 +195,7 @@ async fn a_reading_peer_survives_heartbeats() {
 #[tokio::test]
 async fn a_close_from_the_client_is_answered_with_a_close() {
     let app = spawn_app().await;
-    let email = app.new_user().await;
-    let tokens = app.login_tokens(&email).await;
+    let tokens = app.user_with_tokens().await;
     let (mut ws, _) = app.ws_welcomed(&tokens).await;
     ws.close(None).await.unwrap();
     let reply = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
@@ -212,8 +211,7 @@ async fn a_close_from_the_client_is_answered_with_a_close() {
 async fn a_socket_the_server_closes_is_gone_without_waiting_for_the_client() {
     use tokio::io::AsyncReadExt;
     let app = spawn_app().await;
-    let email = app.new_user().await;
-    let tokens = app.login_tokens(&email).await;
+    let tokens = app.user_with_tokens().await;
     let (mut ws, _) = app.ws_welcomed(&tokens).await;
     app.logout(&tokens).await;
     // The Close frame is read; no further poll, so no Close goes back.
