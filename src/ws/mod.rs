@@ -144,7 +144,7 @@ async fn handshake(
         return Err(Error::ShuttingDown);
     };
     if let Some(peer) = req.remote_addr().as_socket_addr() {
-        ctx.upgrades.mark(*peer);
+        ctx.upgrades.mark(*peer, identity.is_some());
     }
     // Boxed: poem spawns the callback's future as the socket's task, and tokio
     // moves a task's whole future at spawn and at each change of its stage; the

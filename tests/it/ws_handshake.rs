@@ -25,6 +25,55 @@ async fn bearer_handshake_is_welcomed_with_its_session() {
     assert_eq!(who["session_id"], tokens.session_id.as_str());
 }
 
+/// The `101` of a handshake that is welcomed at once waits for the `welcome`, and
+/// both leave in one write: one TCP segment with data reaches the client (the
+/// kernel's count, `tcpi_data_segs_in`), holding the head and the frame.
+#[tokio::test]
+async fn a_welcomed_handshake_sends_its_101_and_welcome_in_one_segment() {
+    use std::os::fd::AsRawFd;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let tokens = app.user_with_tokens().await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        tokens.access
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains(r#""heartbeat_s":"#) {
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+    let head_end = text.find("\r\n\r\n").unwrap() + 4;
+    // A text frame (FIN + opcode 1) right behind the head.
+    assert_eq!(got[head_end], 0x81, "{text}");
+
+    // SAFETY: `info` is a plain C struct that getsockopt fills up to `len` bytes.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        info.tcpi_data_segs_in, 1,
+        "segments with data from the server"
+    );
+}
+
 #[tokio::test]
 async fn cookie_handshake_from_no_or_the_same_origin_is_welcomed() {
     let app = spawn_app().await;
