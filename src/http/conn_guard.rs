@@ -660,6 +660,19 @@ impl<S: AsyncWrite + Unpin> GuardedStream<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// The write of `bufs` when the held `101` decides it: the `101` held now, or
+    /// written in front of `bufs`; `None` for an ordinary write.
+    fn poll_write_101(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Option<Poll<io::Result<usize>>> {
+        if self.held.is_some() {
+            return Some(self.poll_write_behind_held(cx, bufs));
+        }
+        self.hold_101(bufs).map(|n| Poll::Ready(Ok(n)))
+    }
+
     /// A write of `bufs` with the held `101` in front, in one system call.
     fn poll_write_behind_held(
         &mut self,
@@ -697,11 +710,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.held.is_some() {
-            return this.poll_write_behind_held(cx, &[IoSlice::new(buf)]);
-        }
-        if let Some(n) = this.hold_101(&[IoSlice::new(buf)]) {
-            return Poll::Ready(Ok(n));
+        if let Some(done) = this.poll_write_101(cx, &[IoSlice::new(buf)]) {
+            return done;
         }
         let n = ready!(this.poll_stalled(cx, |inner, cx| inner.poll_write(cx, buf)))?;
         if !this.is_websocket() {
@@ -720,11 +730,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.held.is_some() {
-            return this.poll_write_behind_held(cx, bufs);
-        }
-        if let Some(n) = this.hold_101(bufs) {
-            return Poll::Ready(Ok(n));
+        if let Some(done) = this.poll_write_101(cx, bufs) {
+            return done;
         }
         let n = ready!(this.poll_stalled(cx, |inner, cx| inner.poll_write_vectored(cx, bufs)))?;
         if !this.is_websocket() {

@@ -160,6 +160,9 @@ impl Conn {
         }
     }
 
+    /// Writes `welcome` (or ends with a close) before it reads anything: for a
+    /// socket authenticated at the handshake, the `101` is held until that first
+    /// write (`crate::http::conn_guard::UpgradeMarks::mark`).
     async fn authenticated(&mut self, identity: Identity) -> Close {
         if let Err(close) = self.ctx.registry.bind(
             self.registration.id,

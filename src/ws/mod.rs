@@ -144,6 +144,9 @@ async fn handshake(
         return Err(Error::ShuttingDown);
     };
     if let Some(peer) = req.remote_addr().as_socket_addr() {
+        // An authenticated socket writes at once (its `welcome`, or a close;
+        // `connection::Conn::authenticated` waits for nothing from the client
+        // first), so its `101` may wait for that write and leave with it.
         ctx.upgrades.mark(*peer, identity.is_some());
     }
     // Boxed: poem spawns the callback's future as the socket's task, and tokio
