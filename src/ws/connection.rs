@@ -126,7 +126,7 @@ impl Conn {
                 _ = sleep_until(deadline) => return Err(Close::AUTH_TIMEOUT),
                 msg = self.socket.next() => match msg {
                     Some(Ok(Message::Text(text))) => {
-                        return match parse_frame(&text) {
+                        return match ClientFrame::parse(&text) {
                             // Boxed, like every await that may reach the database:
                             // the socket's future is held for its whole life, and
                             // inline it would be as large as its largest await.
@@ -265,10 +265,10 @@ impl Conn {
                         return Close::RATE_LIMITED;
                     }
                     let step = match msg {
-                        Some(Ok(Message::Text(text))) => match parse_frame(&text) {
+                        Some(Ok(Message::Text(text))) => match ClientFrame::parse(&text) {
                             // Pings, the most frequent frame, answered inline.
                             Ok(ClientFrame::Ping { id }) => {
-                                self.reply(ServerFrame::Pong { id }.to_text()).await
+                                self.reply(ServerFrame::pong_text(id.as_ref())).await
                             }
                             // Boxed: the socket's future lives as long as the socket,
                             // and inline it would be as large as the largest room
@@ -304,7 +304,7 @@ impl Conn {
                     )
                     .await;
             }
-            ClientFrame::Ping { id } => ServerFrame::Pong { id }.to_text(),
+            ClientFrame::Ping { id } => ServerFrame::pong_text(id.as_ref()),
             ClientFrame::Whoami => ServerFrame::identity(identity).to_text(),
             ClientFrame::Subscribe { room } => {
                 let name = match RoomName::parse(&room) {
@@ -489,17 +489,6 @@ impl Conn {
             }
         }
     }
-}
-
-/// A client frame, or what is wrong with it.
-fn parse_frame(text: &str) -> Result<ClientFrame, &'static str> {
-    serde_json::from_str::<ClientFrame>(text).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            "frame is not valid JSON"
-        } else {
-            "unknown frame type or missing fields"
-        }
-    })
 }
 
 /// `future`'s output, or `Err` once it has waited for `limit`: `tokio::time::timeout`
