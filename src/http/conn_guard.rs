@@ -280,6 +280,9 @@ pub struct GuardedStream<S> {
     /// A `101` not yet written: it leaves with the socket's first write (see
     /// [`FRAME_FOLLOWS`]), or before the first read, or at shutdown.
     held: Option<Box<[u8]>>,
+    /// A WebSocket, its HTTP state dropped: latched by [`Self::sync`], so that a
+    /// socket's every read and write does not ask the watcher and the mark again.
+    websocket: bool,
 }
 
 /// The connections the WebSocket route is upgrading, by peer address. The byte
@@ -386,6 +389,7 @@ pub struct ReadRate {
 #[derive(Debug)]
 struct ReadBudget {
     rate: ReadRate,
+    /// Exact as of `last`: refilled (and capped at `burst`) up to then.
     tokens: f64,
     last: Instant,
 }
@@ -399,17 +403,34 @@ impl ReadBudget {
         }
     }
 
-    /// When the debt will be repaid, if there is one.
-    fn wait_until(&mut self, now: Instant) -> Option<Instant> {
-        let per_second = self.rate.per_second.max(1) as f64;
-        self.tokens = (self.tokens + (now - self.last).as_secs_f64() * per_second)
-            .min(self.rate.burst as f64);
-        self.last = now;
-        (self.tokens < 0.0).then(|| now + Duration::from_secs_f64(-self.tokens / per_second))
+    /// When the debt will be repaid, if there is one. Without a debt the clock is
+    /// not read: a refill only adds, and one done later, capped then, gives what
+    /// one done now would (nothing is charged in between). So a read that finds
+    /// nothing to read costs no clock reading.
+    fn wait_until(&mut self, now: impl FnOnce() -> Instant) -> Option<Instant> {
+        if self.tokens >= 0.0 {
+            return None;
+        }
+        let now = now();
+        self.refill(now);
+        (self.tokens < 0.0).then(|| now + Duration::from_secs_f64(-self.tokens / self.per_second()))
     }
 
-    fn charge(&mut self, bytes: usize) {
+    /// Takes `bytes`, read at `now`: refilled up to then first, so the cap applies
+    /// where it would have.
+    fn charge(&mut self, bytes: usize, now: Instant) {
+        self.refill(now);
         self.tokens -= bytes as f64;
+    }
+
+    fn refill(&mut self, now: Instant) {
+        self.tokens = (self.tokens + (now - self.last).as_secs_f64() * self.per_second())
+            .min(self.rate.burst as f64);
+        self.last = now;
+    }
+
+    fn per_second(&self) -> f64 {
+        self.rate.per_second.max(1) as f64
     }
 }
 
@@ -482,6 +503,7 @@ impl<S> GuardedStream<S> {
             budget: ReadBudget::new(upgraded, now),
             mark: None,
             held: None,
+            websocket: false,
         }
     }
 
@@ -489,13 +511,18 @@ impl<S> GuardedStream<S> {
     /// WebSocket route marked it (the watcher may be out of step with pipelined
     /// requests).
     fn is_websocket(&self) -> bool {
-        self.watch.is_off() || self.mark.as_ref().is_some_and(UpgradeMark::is_set)
+        self.websocket || self.watch.is_off() || self.mark.as_ref().is_some_and(UpgradeMark::is_set)
     }
 
     /// Starts the deadline when a head has begun and drops it when none is pending;
     /// once a WebSocket, there is no head deadline and the permit goes back.
     fn sync(&mut self) {
+        if self.websocket {
+            return;
+        }
         if self.is_websocket() {
+            // For good: neither the watcher's verdict nor the mark is ever undone.
+            self.websocket = true;
             self.head_due = None;
             self.deadline = None;
             self.idle.sleep = None;
@@ -533,7 +560,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedStream<S> {
             // Whatever the head watcher thought: no deadline, no permit.
             this.sync();
             // A WebSocket now: read within the byte budget.
-            if let Some(until) = this.budget.wait_until(Instant::now()) {
+            if let Some(until) = this.budget.wait_until(Instant::now) {
                 let pause = this
                     .pause
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
@@ -544,7 +571,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedStream<S> {
             }
             let before = buf.filled().len();
             ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-            this.budget.charge(buf.filled().len() - before);
+            let read = buf.filled().len() - before;
+            if read > 0 {
+                this.budget.charge(read, Instant::now());
+            }
             return Poll::Ready(Ok(()));
         }
         // Polled before the read so that a client sending nothing still wakes us.
@@ -993,6 +1023,30 @@ mod tests {
         for c in chunks {
             w.on_read(c);
         }
+    }
+
+    #[test]
+    fn the_read_budget_caps_where_it_would_have_and_reads_the_clock_only_in_debt() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let rate = ReadRate {
+            per_second: 100,
+            burst: 1_000,
+        };
+        let mut budget = ReadBudget::new(rate, t0);
+        // Not in debt: no clock reading.
+        assert_eq!(budget.wait_until(|| unreachable!()), None);
+        budget.charge(1_000, at(1));
+        assert_eq!(budget.wait_until(|| unreachable!()), None);
+        // A long silence refills up to the burst, no more: 1,000 then 500 leaves a
+        // debt of 500, five seconds at 100 bytes a second.
+        budget.charge(1_000, at(101));
+        budget.charge(500, at(101));
+        assert_eq!(budget.wait_until(|| at(101)), Some(at(106)));
+        // Paying off in part shortens the wait, and nothing is owed at its end.
+        assert_eq!(budget.wait_until(|| at(103)), Some(at(106)));
+        assert_eq!(budget.wait_until(|| at(106)), None);
+        assert_eq!(budget.wait_until(|| unreachable!()), None);
     }
 
     #[test]

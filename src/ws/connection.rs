@@ -217,7 +217,13 @@ impl Conn {
         // frame, nor one per purpose (each is an insertion into the timer wheel and
         // a removal, under its lock).
         let mut timer = Box::pin(sleep_until(next_ping.min(expires_at)));
-        let mut last_heard = now;
+        // The peer's silence, in whole heartbeat intervals: a frame resets it, each
+        // heartbeat that finds no frame since the last adds one, and the third
+        // closes the socket: 3 to 4 intervals after the last frame, as comparing
+        // its time would, without a clock reading per frame. The welcome counts as
+        // heard.
+        let mut heard = true;
+        let mut silent_intervals = 0u8;
 
         loop {
             // Biased: an ended session or a shutdown wins over pending traffic.
@@ -230,7 +236,9 @@ impl Conn {
                         return Close::SESSION_EXPIRED;
                     }
                     if now >= next_ping {
-                        if last_heard.elapsed() > heartbeat * 3 {
+                        silent_intervals = if heard { 0 } else { silent_intervals + 1 };
+                        heard = false;
+                        if silent_intervals >= 3 {
                             return Close::HEARTBEAT_TIMEOUT;
                         }
                         if self.send_message(Message::Ping(Vec::new())).await.is_err() {
@@ -255,7 +263,7 @@ impl Conn {
                     }
                 }
                 msg = self.socket.next() => {
-                    last_heard = Instant::now();
+                    heard = true;
                     // Every frame counts against the rate: text, binary, pings and
                     // unsolicited pongs alike (a pong flood costs as much to read).
                     if matches!(msg, Some(Ok(_)))
