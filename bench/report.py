@@ -331,7 +331,7 @@ minutes apart.
   over 50 open sockets; idle memory is server RSS growth divided by sockets; churn is 32
   handshake loops for the stated time.
 - Rows compared with the floor run in {rounds} interleaved rounds of {round_s} s (doorman,
-  floor, doorman, …), the WebSocket handshakes in {hs_rounds} (their CPU figures are the
+  floor, doorman, …), the WebSocket rows in {hs_rounds} (their CPU figures are the
   noisiest: mostly kernel work on both servers); each figure is the median of its
   rounds, with the range of the CPU figures in brackets. The peer runs one round.
 - **Server CPU per operation**: user + system time of the server's processes

@@ -144,10 +144,10 @@ sample me_bearer_peer "$peer_pid" http -H "Authorization: Bearer $ptok" "$P/api/
 sample me_cookie_peer "$peer_pid" http -H "Cookie: doorman_access=$ptok" "$P/api/me"
 settle
 
-# Handshakes in more rounds than the rest: a handshake is mostly the kernel's work
-# on both servers, so doorman's share is a small difference between two noisy
+# Sockets in more rounds than the rest: a handshake or a ping is mostly the kernel's
+# work on both servers, so doorman's share is a small difference between two noisy
 # figures (single 5 s rounds of the same server read 107-160 us on one machine).
-echo "== WebSocket (doorman-bench, ${RS}s each; handshakes $HS_ROUNDS rounds, pings $ROUNDS)"
+echo "== WebSocket (doorman-bench, ${RS}s each; handshakes and pings $HS_ROUNDS rounds)"
 hs() { sample "$1" "$2" ws ws-handshake --url "$3/ws" --header "$4"; }
 ping() { sample "$1" "$2" ws ws-ping --url "$3/ws" --header "Authorization: Bearer $4" --sockets 50; }
 for ((round = 1; round <= HS_ROUNDS; round++)); do
@@ -155,7 +155,7 @@ for ((round = 1; round <= HS_ROUNDS; round++)); do
   hs ws_handshake_floor "$fpid" "ws://127.0.0.1:$FP" "Authorization: Bearer $dtok"
   hs ws_handshake_cookie_doorman "$dpid" "ws://127.0.0.1:$DP" "Cookie: doorman_access=$dtok"
 done
-for ((round = 1; round <= ROUNDS; round++)); do
+for ((round = 1; round <= HS_ROUNDS; round++)); do
   ping ws_ping_doorman "$dpid" "ws://127.0.0.1:$DP" "$dtok"
   ping ws_ping_floor "$fpid" "ws://127.0.0.1:$FP" "$dtok"
 done
