@@ -173,13 +173,13 @@ fn as_token(value: &[u8]) -> Option<&str> {
 
 /// The characters of every token doorman puts in a cookie: JWTs and base64url
 /// (`A-Z a-z 0-9 - _ .`), and `=` padding for good measure. Branch-free: `b | 0x20`
-/// maps exactly the upper-case letters onto the lower-case ones.
+/// maps exactly the upper-case letters onto the lower-case ones, and `-`, `.`, `/`
+/// and the digits are one range (0x2d–0x39) less `/`: fewer comparisons per byte
+/// in the vectorised loop over a cookie's few hundred bytes.
 fn is_token_byte(b: u8) -> bool {
     ((b | 0x20).wrapping_sub(b'a') < 26)
-        | (b.wrapping_sub(b'0') < 10)
-        | (b == b'-')
+        | ((b.wrapping_sub(b'-') < 13) & (b != b'/'))
         | (b == b'_')
-        | (b == b'.')
         | (b == b'=')
 }
 
