@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use poem::{Body, Request, http::Method};
+use poem::{
+    Body, Request,
+    http::{Method, header},
+};
 
 use crate::http::error::Error;
 
@@ -22,7 +25,9 @@ pub fn check_headers(req: &Request) -> Result<(), Error> {
     for (name, value) in req.headers() {
         let len = name.as_str().len() + value.len();
         total += len;
-        let credential = name == "cookie" || name == "authorization";
+        // Names against names: a standard header's is a tag, compared at once,
+        // where a comparison with text goes byte by byte, ignoring case.
+        let credential = name == header::COOKIE || name == header::AUTHORIZATION;
         if (credential && value.len() > MAX_CREDENTIAL_HEADER) || total > MAX_HEADERS {
             return Err(Error::HeadersTooLarge);
         }

@@ -54,13 +54,14 @@ use std::{
     net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc, LazyLock, Mutex, PoisonError,
         atomic::{AtomicU8, Ordering},
     },
     task::{Context, Poll, ready},
     time::Duration,
 };
 
+use memchr::memmem;
 use poem::{
     http::uri::Scheme,
     listener::{Acceptor, TcpAcceptor},
@@ -840,6 +841,51 @@ const EXPECT_STATUS: WritePhase = WritePhase::Status {
     len: 0,
 };
 
+/// Where the head ends in `bytes`, read inside a head past its first content byte
+/// with `eol` the line-end state before them (0 inside a line, 1 after LF, 2 after
+/// LF CR): `Ok` with the index just past the blank line's LF, or `Err` with the
+/// state after the last byte. A line ends at LF (CR LF or a bare LF, as the parser
+/// accepts), and the head at a line that is empty or a lone CR.
+///
+/// Two vectorised searches, for the blank line after CR LF and after a bare LF,
+/// instead of a step per byte or per line: a request head is mostly one long
+/// credential header, and this runs on every byte a client sends. Neither pair
+/// occurs inside a head (its lines end in CR LF and go on with a name), so each
+/// search is one pass with no false starts.
+fn head_end(bytes: &[u8], mut eol: u8) -> Result<usize, u8> {
+    static AFTER_CRLF: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\n\r\n"));
+    static AFTER_LF: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\n\n"));
+    let mut i = 0;
+    // What the last read left open: a line end, perhaps of the head.
+    while eol != 0 {
+        let Some(&b) = bytes.get(i) else {
+            return Err(eol);
+        };
+        i += 1;
+        eol = match (b, eol) {
+            (b'\n', _) => return Ok(i),
+            (b'\r', 1) => 2,
+            _ => 0,
+        };
+    }
+    let rest = &bytes[i..];
+    let crlf = AFTER_CRLF.find(rest).map(|at| at + 3);
+    // A bare LF's blank line counts only if it ends first.
+    let lf = AFTER_LF
+        .find(crlf.map_or(rest, |end| &rest[..end]))
+        .map(|at| at + 2);
+    match lf.or(crlf) {
+        Some(end) => Ok(i + end),
+        None => Err(match rest {
+            [.., b'\n'] => 1,
+            [.., b'\n', b'\r'] => 2,
+            _ => 0,
+        }),
+    }
+}
+
 /// The byte-watching state machine behind [`GuardedStream`]: no IO, no clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HeadWatch {
@@ -923,41 +969,35 @@ impl HeadWatch {
                         };
                     }
                 }
-                ReadPhase::Head {
-                    content: true,
-                    eol: 0,
-                } => {
-                    // Inside a line only its end matters: skip to it (a request
-                    // head is mostly one long credential header, and this runs on
-                    // every byte a client sends).
-                    match memchr::memchr(b'\n', &bytes[i..]) {
-                        Some(at) => {
-                            i += at + 1;
-                            self.read = ReadPhase::Head {
-                                content: true,
-                                eol: 1,
-                            };
-                        }
-                        None => return,
+                ReadPhase::Head { content: true, eol } => match head_end(&bytes[i..], eol) {
+                    Ok(end) => {
+                        i += end;
+                        self.write = EXPECT_STATUS;
+                        self.read = ReadPhase::Answering;
                     }
-                }
-                ReadPhase::Head { content, eol } => {
+                    Err(eol) => {
+                        self.read = ReadPhase::Head { content: true, eol };
+                        return;
+                    }
+                },
+                ReadPhase::Head {
+                    content: false,
+                    eol,
+                } => {
+                    // Blank lines before a request line: skipped, they end nothing.
                     let b = bytes[i];
                     i += 1;
-                    self.read = match (content, b, eol) {
-                        (false, b'\r' | b'\n', _) => continue,
-                        (false, _, _) => ReadPhase::Head {
+                    if b != b'\r' && b != b'\n' {
+                        self.read = ReadPhase::Head {
                             content: true,
                             eol: 0,
-                        },
-                        (true, b'\n', 1 | 2) => {
-                            self.write = EXPECT_STATUS;
-                            ReadPhase::Answering
-                        }
-                        (true, b'\n', _) => ReadPhase::Head { content, eol: 1 },
-                        (true, b'\r', 1) => ReadPhase::Head { content, eol: 2 },
-                        (true, _, _) => ReadPhase::Head { content, eol: 0 },
-                    };
+                        };
+                    } else {
+                        self.read = ReadPhase::Head {
+                            content: false,
+                            eol,
+                        };
+                    }
                 }
             }
         }
@@ -1075,6 +1115,49 @@ mod tests {
             read_all(&mut w, chunks);
             assert!(!w.head_pending(), "{chunks:?}");
         }
+    }
+
+    /// The rule [`head_end`] implements, one byte at a time.
+    fn head_end_by_bytes(bytes: &[u8], mut eol: u8) -> Result<usize, u8> {
+        for (i, &b) in bytes.iter().enumerate() {
+            eol = match (b, eol) {
+                (b'\n', 1 | 2) => return Ok(i + 1),
+                (b'\n', _) => 1,
+                (b'\r', 1) => 2,
+                _ => 0,
+            };
+        }
+        Err(eol)
+    }
+
+    #[test]
+    fn the_head_end_search_agrees_with_the_byte_rule_on_every_short_input() {
+        // Every string of up to 8 bytes over {a, CR, LF}, from every start state
+        // (and behind a prefix that holds no line end, as a head's first line).
+        let alphabet = [b'a', b'\r', b'\n'];
+        let mut checked = 0;
+        for len in 0..=8u32 {
+            for mut n in 0..3usize.pow(len) {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[n % 3];
+                        n /= 3;
+                        b
+                    })
+                    .collect();
+                for eol in 0..=2 {
+                    assert_eq!(
+                        head_end(&bytes, eol),
+                        head_end_by_bytes(&bytes, eol),
+                        "{bytes:?} from {eol}"
+                    );
+                    checked += 1;
+                }
+                let long: Vec<u8> = [&[b'x'; 100][..], &bytes, &[b'y'; 40]].concat();
+                assert_eq!(head_end(&long, 0), head_end_by_bytes(&long, 0), "{bytes:?}");
+            }
+        }
+        assert_eq!(checked, 3 * (0..=8).map(|l| 3usize.pow(l)).sum::<usize>());
     }
 
     #[test]
