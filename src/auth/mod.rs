@@ -34,7 +34,7 @@ use cookies::CookieSettings;
 use db::Db;
 use devices::DeviceCookies;
 use origin::OriginPolicy;
-pub use sessions::{ClientInfo, SessionSettings, SessionSummary};
+pub use sessions::{ClientInfo, SessionEnds, SessionSettings, SessionSummary};
 use sessions::{Opened, SessionStore};
 pub use tokens::PublicKey;
 use tokens::{AccessToken, TokenKeys};
@@ -361,14 +361,20 @@ impl Auth {
     }
 
     /// Whether the session is still active, from the cache when it can: a socket's
-    /// check right after it bound. When the cache answered, the time it judged the
-    /// session by (the socket times its session's expiry from it: one clock read
-    /// fewer per handshake).
-    pub async fn session_active(
-        &self,
-        id: SessionId,
-    ) -> Result<Option<time::OffsetDateTime>, Error> {
-        self.sessions.active_at(id).await.map(|(_, at)| at)
+    /// check right after it bound, when a session ended since its credential check
+    /// (see [`Auth::session_ends`]).
+    pub async fn session_active(&self, id: SessionId) -> Result<(), Error> {
+        self.sessions.active(id).await.map(|_| ())
+    }
+
+    /// A mark of the session ends this instance has recorded so far: revocations
+    /// here and elsewhere, expiries it noticed, and forgettings after missed
+    /// events. A check of a session made after reading a mark still holds while
+    /// the mark is unchanged; a holder of a live connection reads one before its
+    /// check and compares once it is bound to its session's events, where any
+    /// later end reaches it.
+    pub fn session_ends(&self) -> SessionEnds {
+        self.sessions.ends()
     }
 
     /// Whether the session is still active, straight from the database and without

@@ -7,7 +7,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -26,7 +26,7 @@ use super::{
     registry::Registration,
 };
 use crate::{
-    auth::{Error, Identity},
+    auth::{Error, Identity, SessionEnds},
     rooms::{MAX_BODY_CHARS, Outgoing, RoomError, RoomName},
 };
 
@@ -43,14 +43,14 @@ const MAX_UNREAD_FRAMES_AT_CLOSE: usize = 65_536;
 pub const MAX_ROOMS_PER_SOCKET: usize = 64;
 
 /// Runs a socket to its end. `identity` is `None` for a socket that must send an
-/// `auth` frame first.
+/// `auth` frame first; with it, the mark of session ends read before its check.
 ///
 /// Not an `async fn`: the socket's state is built here and moved into the future
 /// once, where an `async fn` would keep its arguments' slots beside it for the
 /// socket's whole life (the future is most of an idle socket's memory).
 pub fn run(
     socket: WebSocketStream,
-    identity: Option<Identity>,
+    identity: Option<(Identity, SessionEnds)>,
     ctx: Arc<WsContext>,
     registration: Registration,
     close_rx: oneshot::Receiver<Close>,
@@ -102,11 +102,11 @@ impl Conn {
         }
     }
 
-    async fn drive(&mut self, identity: Option<Identity>) {
+    async fn drive(&mut self, identity: Option<(Identity, SessionEnds)>) {
         let close = match identity {
-            Some(identity) => self.authenticated(identity).await,
+            Some((identity, ends)) => self.authenticated(identity, ends).await,
             None => match self.pending().await {
-                Ok(identity) => self.authenticated(identity).await,
+                Ok((identity, ends)) => self.authenticated(identity, ends).await,
                 Err(close) => close,
             },
         };
@@ -114,7 +114,7 @@ impl Conn {
     }
 
     /// Waits for the `auth` frame; anything else closes the socket.
-    async fn pending(&mut self) -> Result<Identity, Close> {
+    async fn pending(&mut self) -> Result<(Identity, SessionEnds), Close> {
         let deadline = Instant::now() + self.ctx.auth_timeout;
         // Control frames before `auth` count too: a stranger's socket must not make
         // the server answer pings for the whole pending window.
@@ -130,15 +130,16 @@ impl Conn {
                             // Boxed, like every await that may reach the database:
                             // the socket's future is held for its whole life, and
                             // inline it would be as large as its largest await.
-                            Ok(ClientFrame::Auth { token }) => Box::pin(self
-                                .ctx
-                                .auth_source
-                                .resolve_message(&token))
-                                .await
-                                .map_err(|e| {
-                                    log_unavailable(&e);
-                                    Close::auth_failed(&e)
-                                }),
+                            Ok(ClientFrame::Auth { token }) => {
+                                let ends = self.ctx.auth.session_ends();
+                                Box::pin(self.ctx.auth_source.resolve_message(&token))
+                                    .await
+                                    .map(|identity| (identity, ends))
+                                    .map_err(|e| {
+                                        log_unavailable(&e);
+                                        Close::auth_failed(&e)
+                                    })
+                            }
                             _ => Err(Close::BAD_REQUEST),
                         };
                     }
@@ -163,7 +164,9 @@ impl Conn {
     /// Writes `welcome` (or ends with a close) before it reads anything: for a
     /// socket authenticated at the handshake, the `101` is held until that first
     /// write (`crate::http::conn_guard::UpgradeMarks::mark`).
-    async fn authenticated(&mut self, identity: Identity) -> Close {
+    ///
+    /// `ends`: the mark of session ends read before the identity was checked.
+    async fn authenticated(&mut self, identity: Identity, ends: SessionEnds) -> Close {
         if let Err(close) = self.ctx.registry.bind(
             self.registration.id,
             identity.session_id,
@@ -173,19 +176,23 @@ impl Conn {
             return close;
         }
         // A revocation between the credential check and the bind found no socket to
-        // close; the session's end is recorded before it is announced, so asking
-        // once more now, bound, leaves no gap.
+        // close. Every end is recorded before it is announced, and the mark moves
+        // with each record: unchanged since before the check, no session ended in
+        // between, and any end from now on finds this socket bound. Otherwise the
+        // session is asked once more, now, which leaves no gap either.
         // Usually answered by the session cache the credential check just filled;
         // if it has to ask a database that is down, the socket closes with 1013 and
         // the client retries: it was never welcomed, so nothing it holds is lost.
-        let checked_at = match Box::pin(self.ctx.auth.session_active(identity.session_id)).await {
-            Ok(at) => at,
-            Err(Error::Auth(e)) => return Close::session_ended(e),
-            Err(e) => {
-                log_unavailable(&e);
-                return Close::auth_failed(&e);
+        if self.ctx.auth.session_ends() != ends {
+            match Box::pin(self.ctx.auth.session_active(identity.session_id)).await {
+                Ok(_) => {}
+                Err(Error::Auth(e)) => return Close::session_ended(e),
+                Err(e) => {
+                    log_unavailable(&e);
+                    return Close::auth_failed(&e);
+                }
             }
-        };
+        }
         tracing::info!(user_id = %identity.user_id, session_id = %identity.session_id, source = identity.source.as_str(), "socket authenticated");
         let heartbeat = self.ctx.heartbeat;
         if self
@@ -201,12 +208,7 @@ impl Conn {
             Quota::per_second(rate).allow_burst(burst),
             self.ctx.clock.clone(),
         );
-        // The time the session was just judged active by, when the cache answered:
-        // microseconds ago, below the timer's millisecond resolution.
-        let checked_at = checked_at.unwrap_or_else(OffsetDateTime::now_utc);
-        let expires_in = (identity.session_expires_at - checked_at)
-            .try_into()
-            .unwrap_or(Duration::ZERO);
+        let expires_in = until(identity.session_expires_at);
         let now = Instant::now();
         let expires_at = now + expires_in;
         // Heartbeats at `heartbeat` intervals from now on, as `tokio::time::interval`
@@ -537,6 +539,23 @@ impl<F: Future> Future for Within<F> {
     }
 }
 
+/// The time from now until `at`, zero if it has passed: through the system
+/// clock's count of nanoseconds, not a calendar date for now (`time` makes one
+/// from the clock at a few hundred instructions).
+fn until(at: OffsetDateTime) -> Duration {
+    let since_epoch = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let left = at
+        .unix_timestamp_nanos()
+        .saturating_sub_unsigned(since_epoch);
+    if left <= 0 {
+        return Duration::ZERO;
+    }
+    // Past 584 years: as good as never, and still far from `Instant`'s limit.
+    Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX))
+}
+
 /// Logs why a socket could not be authenticated when it is the server's fault (the
 /// cause, never the token).
 fn log_unavailable(e: &Error) {
@@ -560,5 +579,25 @@ fn close_for_read_error(e: &std::io::Error) -> Close {
         Close::TOO_BIG
     } else {
         Close::NORMAL
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_counts_from_now_and_clamps_both_ends() {
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(until(now - time::Duration::hours(1)), Duration::ZERO);
+        let left = until(now + time::Duration::hours(1));
+        assert!(
+            left <= Duration::from_secs(3600) && left > Duration::from_secs(3590),
+            "{left:?}"
+        );
+        let far = until(time::PrimitiveDateTime::MAX.assume_utc());
+        assert_eq!(far, Duration::from_nanos(u64::MAX));
+        // The socket's timer takes it.
+        let _ = Instant::now() + far;
     }
 }

@@ -129,6 +129,8 @@ async fn handshake(
     ctx: &Arc<WsContext>,
 ) -> Result<impl IntoResponse + use<>, Error> {
     state.limits.ws_handshake.check(&state.limit_key(req))?;
+    // Before the check: see `connection::Conn::authenticated`.
+    let ends = ctx.auth.session_ends();
     let identity = ctx
         .auth_source
         .resolve_optional(req)
@@ -155,7 +157,7 @@ async fn handshake(
     Ok(ws.config(ctx.config).on_upgrade(move |socket| {
         Box::pin(connection::run(
             socket,
-            identity,
+            identity.map(|id| (id, ends)),
             ctx,
             registration,
             close_rx,

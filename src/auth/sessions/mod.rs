@@ -17,7 +17,7 @@ mod state;
 #[cfg(test)]
 mod store_tests;
 
-pub use state::ActiveSession;
+pub use state::{ActiveSession, SessionEnds};
 use state::{Known, SessionStates};
 
 use super::{
@@ -125,6 +125,11 @@ impl SessionStore {
         self.states.forget_active();
     }
 
+    /// The mark of the session ends recorded so far (see [`SessionEnds`]).
+    pub fn ends(&self) -> SessionEnds {
+        self.states.ends()
+    }
+
     /// Records that a session ended, before anyone can act on it.
     fn end(&self, id: Uuid, why: AuthError) {
         self.states.ended(id, why);
@@ -162,17 +167,7 @@ impl SessionStore {
     /// The session if it is active; otherwise why not. Answers from the cache when it
     /// can (the hot path of every authenticated request); records use, debounced.
     pub async fn active(&self, id: SessionId) -> Result<ActiveSession, Error> {
-        self.active_at(id).await.map(|(s, _)| s)
-    }
-
-    /// [`SessionStore::active`], with the time the cache's answer was judged at
-    /// (`None` when the database answered): a caller that needs the time next may
-    /// take it rather than read the clock again.
-    pub async fn active_at(
-        &self,
-        id: SessionId,
-    ) -> Result<(ActiveSession, Option<OffsetDateTime>), Error> {
-        let now = now();
+        let clock = state::unix_nanos();
         let known = self.states.get(&id.0);
         // Literal labels make static keys: no allocation per request.
         if known.is_some() {
@@ -185,11 +180,13 @@ impl SessionStore {
         match known {
             Some(Known::Ended(e)) => Err(e.into()),
             Some(Known::Active(s)) => {
-                if now >= s.expires_at || now >= s.idle_expires_at {
+                if s.expired(clock) {
                     self.end(id.0, AuthError::SessionExpired);
                     return Err(AuthError::SessionExpired.into());
                 }
-                if now - s.last_used_at >= TOUCH_EVERY {
+                if s.used_before(clock, TOUCH_EVERY) {
+                    // A calendar time only for what is written.
+                    let now = now();
                     self.states.touched(&id.0, now, self.settings.idle);
                     // Off the request path: a lost write only shortens the idle window.
                     let store = self.clone();
@@ -199,11 +196,11 @@ impl SessionStore {
                         }
                     });
                 }
-                Ok((s, Some(now)))
+                Ok(s)
             }
             // Boxed so the database future does not bloat the hot path's (see
             // `TokenKeys::verify`).
-            None => Box::pin(self.load(id)).await.map(|s| (s, None)),
+            None => Box::pin(self.load(id)).await,
         }
     }
 
@@ -214,8 +211,7 @@ impl SessionStore {
         let mut active = ActiveSession::from(&session);
         // Believe what was just written, or the next request would write it again.
         if let Some(now) = self.touch(&session).await? {
-            active.last_used_at = now;
-            active.idle_expires_at = now + self.settings.idle;
+            active.used(now, self.settings.idle);
         }
         self.states.active(active);
         Ok(active)

@@ -7,7 +7,10 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -32,19 +35,74 @@ pub struct ActiveSession {
     pub id: Uuid,
     pub user_id: Uuid,
     pub expires_at: OffsetDateTime,
-    pub(super) idle_expires_at: OffsetDateTime,
-    pub(super) last_used_at: OffsetDateTime,
+    /// The expiry, the idle expiry and the last recorded use, in nanoseconds since
+    /// the epoch: every authenticated request compares them with the clock, and a
+    /// calendar date made of the clock (`OffsetDateTime::now_utc`) and compared
+    /// costs a few hundred instructions more than the clock's count.
+    nanos: Nanos,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Nanos {
+    expires: i128,
+    idle_expires: i128,
+    last_used: i128,
+}
+
+impl ActiveSession {
+    pub(super) fn new(
+        id: Uuid,
+        user_id: Uuid,
+        expires_at: OffsetDateTime,
+        idle_expires_at: OffsetDateTime,
+        last_used_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            user_id,
+            expires_at,
+            nanos: Nanos {
+                expires: expires_at.unix_timestamp_nanos(),
+                idle_expires: idle_expires_at.unix_timestamp_nanos(),
+                last_used: last_used_at.unix_timestamp_nanos(),
+            },
+        }
+    }
+
+    /// Whether the session has expired (either limit) at `now`, in nanoseconds
+    /// since the epoch ([`unix_nanos`]).
+    pub(super) fn expired(&self, now: i128) -> bool {
+        now >= self.nanos.expires || now >= self.nanos.idle_expires
+    }
+
+    /// Whether its use was last recorded `every` or longer before `now`.
+    pub(super) fn used_before(&self, now: i128, every: time::Duration) -> bool {
+        now - self.nanos.last_used >= every.whole_nanoseconds()
+    }
+
+    /// Records use at `at`: the idle limit moves to `idle` after it.
+    pub(super) fn used(&mut self, at: OffsetDateTime, idle: Duration) {
+        *self = Self::new(self.id, self.user_id, self.expires_at, at + idle, at);
+    }
+}
+
+/// The system clock in nanoseconds since the epoch (negative before it).
+pub(super) fn unix_nanos() -> i128 {
+    match std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH) {
+        Ok(since) => since.as_nanos() as i128,
+        Err(before) => -(before.duration().as_nanos() as i128),
+    }
 }
 
 impl From<&session::Model> for ActiveSession {
     fn from(m: &session::Model) -> Self {
-        Self {
-            id: m.id,
-            user_id: m.user_id,
-            expires_at: m.expires_at,
-            idle_expires_at: m.idle_expires_at,
-            last_used_at: m.last_used_at,
-        }
+        Self::new(
+            m.id,
+            m.user_id,
+            m.expires_at,
+            m.idle_expires_at,
+            m.last_used_at,
+        )
     }
 }
 
@@ -66,7 +124,16 @@ type Map = HashMap<Uuid, (Known, Instant), foldhash::fast::RandomState>;
 #[derive(Default)]
 pub struct SessionStates {
     map: Mutex<Map>,
+    /// Session ends recorded so far, and forgettings of what was believed active:
+    /// see [`SessionStates::ends`].
+    ends: AtomicU64,
 }
+
+/// A mark of the session ends an instance had recorded at one moment
+/// ([`crate::auth::Auth::session_ends`]). Two equal marks mean that no session
+/// ended, as far as this instance knows, between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionEnds(u64);
 
 impl SessionStates {
     fn lock(&self) -> std::sync::MutexGuard<'_, Map> {
@@ -83,6 +150,17 @@ impl SessionStates {
     /// Records that a session ended, for a day.
     pub fn ended(&self, id: Uuid, why: AuthError) {
         self.insert(id, Known::Ended(why), ENDED_TTL);
+        // After the entry: whoever sees the new count finds the tombstone. Every
+        // party that could act on this end (the socket registry, through the
+        // session bus) hears of it after this, so the count needs no stronger order
+        // than the locks and channels between them give.
+        self.ends.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many session ends (and forgettings) have been recorded: a check made
+    /// after one mark was read still holds while the mark is unchanged.
+    pub fn ends(&self) -> SessionEnds {
+        SessionEnds(self.ends.load(Ordering::Relaxed))
     }
 
     /// Believes a session active for a second, unless it is known to have ended: a
@@ -106,8 +184,7 @@ impl SessionStates {
         if let Some((Known::Active(s), until)) = self.lock().get_mut(id)
             && Instant::now() < *until
         {
-            s.last_used_at = now;
-            s.idle_expires_at = now + idle;
+            s.used(now, idle);
         }
     }
 
@@ -116,6 +193,8 @@ impl SessionStates {
     pub fn forget_active(&self) {
         self.lock()
             .retain(|_, (known, _)| matches!(known, Known::Ended(_)));
+        // Sessions may have ended unheard of: as good as an end recorded.
+        self.ends.fetch_add(1, Ordering::Relaxed);
     }
 
     fn insert(&self, id: Uuid, known: Known, ttl: Duration) {
@@ -153,13 +232,7 @@ mod tests {
 
     fn active(id: Uuid) -> ActiveSession {
         let now = OffsetDateTime::now_utc();
-        ActiveSession {
-            id,
-            user_id: Uuid::nil(),
-            expires_at: now,
-            idle_expires_at: now,
-            last_used_at: now,
-        }
+        ActiveSession::new(id, Uuid::nil(), now, now, now)
     }
 
     #[test]
@@ -175,6 +248,47 @@ mod tests {
         ));
         states.forget_active();
         assert!(matches!(states.get(&id), Some(Known::Ended(_))));
+    }
+
+    #[test]
+    fn expiry_and_use_compare_as_the_calendar_times_do() {
+        let t = OffsetDateTime::now_utc();
+        let ns = |at: OffsetDateTime| at.unix_timestamp_nanos();
+        let second = time::Duration::SECOND;
+        let mut s =
+            ActiveSession::new(Uuid::nil(), Uuid::nil(), t + 10 * second, t + 5 * second, t);
+        assert!(!s.expired(ns(t + 5 * second - time::Duration::NANOSECOND)));
+        assert!(
+            s.expired(ns(t + 5 * second)),
+            "the idle limit is reached at its instant"
+        );
+        assert!(!s.used_before(ns(t + 59 * second), time::Duration::minutes(1)));
+        assert!(s.used_before(ns(t + 60 * second), time::Duration::minutes(1)));
+        s.used(t + 4 * second, Duration::from_secs(5));
+        assert!(!s.expired(ns(t + 8 * second)), "use moved the idle limit");
+        assert!(s.expired(ns(t + 10 * second)), "but never the absolute one");
+        assert_eq!(s.nanos.idle_expires, ns(t + 9 * second));
+        let before = ns(OffsetDateTime::now_utc());
+        let clock = unix_nanos();
+        assert!(clock >= before && clock - before < 1_000_000_000);
+    }
+
+    #[test]
+    fn every_end_and_every_forgetting_moves_the_mark() {
+        let states = SessionStates::default();
+        let id = Uuid::new_v4();
+        let before = states.ends();
+        states.active(active(id));
+        assert_eq!(
+            states.ends(),
+            before,
+            "a session believed active ends nothing"
+        );
+        states.ended(id, AuthError::SessionRevoked);
+        let after_end = states.ends();
+        assert_ne!(after_end, before);
+        states.forget_active();
+        assert_ne!(states.ends(), after_end);
     }
 
     #[test]
