@@ -54,14 +54,13 @@ use std::{
     net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::{
-        Arc, LazyLock, Mutex, PoisonError,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU8, Ordering},
     },
     task::{Context, Poll, ready},
     time::Duration,
 };
 
-use memchr::memmem;
 use poem::{
     http::uri::Scheme,
     listener::{Acceptor, TcpAcceptor},
@@ -841,22 +840,17 @@ const EXPECT_STATUS: WritePhase = WritePhase::Status {
     len: 0,
 };
 
-/// Where the head ends in `bytes`, read inside a head past its first content byte
+/// Whether a head ends in `bytes`, read inside a head past its first content byte
 /// with `eol` the line-end state before them (0 inside a line, 1 after LF, 2 after
-/// LF CR): `Ok` with the index just past the blank line's LF, or `Err` with the
-/// state after the last byte. A line ends at LF (CR LF or a bare LF, as the parser
-/// accepts), and the head at a line that is empty or a lone CR.
+/// LF CR); if not, the state after the last byte. A line ends at LF (CR LF or a
+/// bare LF, as the parser accepts), and the head at a line that is empty or a lone
+/// CR. Where it ends does not matter: what follows it in the same read (a body, a
+/// pipelined request) is not examined.
 ///
-/// Two vectorised searches, for the blank line after CR LF and after a bare LF,
-/// instead of a step per byte or per line: a request head is mostly one long
-/// credential header, and this runs on every byte a client sends. Neither pair
-/// occurs inside a head (its lines end in CR LF and go on with a name), so each
-/// search is one pass with no false starts.
-fn head_end(bytes: &[u8], mut eol: u8) -> Result<usize, u8> {
-    static AFTER_CRLF: LazyLock<memmem::Finder<'static>> =
-        LazyLock::new(|| memmem::Finder::new(b"\n\r\n"));
-    static AFTER_LF: LazyLock<memmem::Finder<'static>> =
-        LazyLock::new(|| memmem::Finder::new(b"\n\n"));
+/// This runs on every byte a client sends, and a request head is mostly one long
+/// credential header. The usual read holds a whole head and ends with it: its last
+/// bytes say so at once. Otherwise one vectorised search per line end.
+fn head_ends(bytes: &[u8], mut eol: u8) -> Result<(), u8> {
     let mut i = 0;
     // What the last read left open: a line end, perhaps of the head.
     while eol != 0 {
@@ -865,25 +859,24 @@ fn head_end(bytes: &[u8], mut eol: u8) -> Result<usize, u8> {
         };
         i += 1;
         eol = match (b, eol) {
-            (b'\n', _) => return Ok(i),
+            (b'\n', _) => return Ok(()),
             (b'\r', 1) => 2,
             _ => 0,
         };
     }
     let rest = &bytes[i..];
-    let crlf = AFTER_CRLF.find(rest).map(|at| at + 3);
-    // A bare LF's blank line counts only if it ends first.
-    let lf = AFTER_LF
-        .find(crlf.map_or(rest, |end| &rest[..end]))
-        .map(|at| at + 2);
-    match lf.or(crlf) {
-        Some(end) => Ok(i + end),
-        None => Err(match rest {
-            [.., b'\n'] => 1,
-            [.., b'\n', b'\r'] => 2,
-            _ => 0,
-        }),
+    if rest.ends_with(b"\n\n") || rest.ends_with(b"\n\r\n") {
+        return Ok(());
     }
+    for at in memchr::memchr_iter(b'\n', rest) {
+        match &rest[at + 1..] {
+            [b'\n', ..] | [b'\r', b'\n', ..] => return Ok(()),
+            [] => return Err(1),
+            [b'\r'] => return Err(2),
+            _ => {}
+        }
+    }
+    Err(0)
 }
 
 /// The byte-watching state machine behind [`GuardedStream`]: no IO, no clock.
@@ -969,11 +962,11 @@ impl HeadWatch {
                         };
                     }
                 }
-                ReadPhase::Head { content: true, eol } => match head_end(&bytes[i..], eol) {
-                    Ok(end) => {
-                        i += end;
+                ReadPhase::Head { content: true, eol } => match head_ends(&bytes[i..], eol) {
+                    Ok(()) => {
                         self.write = EXPECT_STATUS;
                         self.read = ReadPhase::Answering;
+                        return;
                     }
                     Err(eol) => {
                         self.read = ReadPhase::Head { content: true, eol };
@@ -1117,11 +1110,11 @@ mod tests {
         }
     }
 
-    /// The rule [`head_end`] implements, one byte at a time.
-    fn head_end_by_bytes(bytes: &[u8], mut eol: u8) -> Result<usize, u8> {
-        for (i, &b) in bytes.iter().enumerate() {
+    /// The rule [`head_ends`] implements, one byte at a time.
+    fn head_ends_by_bytes(bytes: &[u8], mut eol: u8) -> Result<(), u8> {
+        for &b in bytes {
             eol = match (b, eol) {
-                (b'\n', 1 | 2) => return Ok(i + 1),
+                (b'\n', 1 | 2) => return Ok(()),
                 (b'\n', _) => 1,
                 (b'\r', 1) => 2,
                 _ => 0,
@@ -1132,8 +1125,9 @@ mod tests {
 
     #[test]
     fn the_head_end_search_agrees_with_the_byte_rule_on_every_short_input() {
-        // Every string of up to 8 bytes over {a, CR, LF}, from every start state
-        // (and behind a prefix that holds no line end, as a head's first line).
+        // Every string of up to 8 bytes over {a, CR, LF}, from every start state,
+        // and behind a first line that holds no line end, with and without more
+        // bytes after it.
         let alphabet = [b'a', b'\r', b'\n'];
         let mut checked = 0;
         for len in 0..=8u32 {
@@ -1147,14 +1141,22 @@ mod tests {
                     .collect();
                 for eol in 0..=2 {
                     assert_eq!(
-                        head_end(&bytes, eol),
-                        head_end_by_bytes(&bytes, eol),
+                        head_ends(&bytes, eol),
+                        head_ends_by_bytes(&bytes, eol),
                         "{bytes:?} from {eol}"
                     );
                     checked += 1;
                 }
-                let long: Vec<u8> = [&[b'x'; 100][..], &bytes, &[b'y'; 40]].concat();
-                assert_eq!(head_end(&long, 0), head_end_by_bytes(&long, 0), "{bytes:?}");
+                for input in [
+                    [&[b'x'; 100][..], &bytes, &[b'y'; 40]].concat(),
+                    [&[b'x'; 100][..], &bytes].concat(),
+                ] {
+                    assert_eq!(
+                        head_ends(&input, 0),
+                        head_ends_by_bytes(&input, 0),
+                        "{bytes:?}"
+                    );
+                }
             }
         }
         assert_eq!(checked, 3 * (0..=8).map(|l| 3usize.pow(l)).sum::<usize>());
