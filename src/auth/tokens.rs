@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::Error;
 use super::{
     AuthError, SessionId, UserId,
-    cache::Cache,
+    cache::{Cache, TailHash},
     keys::{ALGORITHM, ActiveKey, KeyStore},
 };
 
@@ -60,7 +60,7 @@ pub struct TokenKeys {
     /// signature check costs tens of microseconds, a lookup far less. A forged token
     /// cannot hit, as it differs from every verified one.
     /// Shared, not cloned, on a hit: every authenticated request reads it.
-    verified: Cache<String, Arc<AccessClaims>>,
+    verified: Cache<String, Arc<AccessClaims>, TailHash>,
     /// A secret for other MACs of this deployment, derived from the signing key.
     derived_secret: [u8; 32],
 }
