@@ -33,6 +33,62 @@ async fn logout_closes_that_sessions_sockets_within_a_second_and_no_others() {
     assert_alive(&mut other).await;
 }
 
+/// A logout racing handshakes: whatever the interleaving, no socket of the ended
+/// session stays open: it is refused, or closed by the revocation, or closed before
+/// or right after its welcome. The narrowest interleaving (credential check just
+/// before the revocation, bind to the registry just after it was announced) is
+/// microseconds wide and this test does not reliably reach it: with the socket's
+/// re-check removed it still passed 5 runs of 5. What guards that window is argued
+/// in `Conn::authenticated` and the mark's unit test in `sessions::state`.
+#[tokio::test]
+async fn a_logout_racing_handshakes_leaves_none_of_its_sockets_open() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let (mut welcomed, mut refused) = (0, 0);
+    for round in 0..20u64 {
+        let tokens = app.login_tokens(&email).await;
+        // Spread over the logout's few milliseconds: some before, some during,
+        // some after.
+        let sockets = futures_util::future::join_all((0..4u64).map(|i| {
+            let connect = app.ws(&tokens).connect();
+            async move {
+                tokio::time::sleep(Duration::from_micros((round % 5 + i * 3) * 700)).await;
+                connect.await
+            }
+        }));
+        let (sockets, logout) = tokio::join!(sockets, app.logout(&tokens));
+        assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+        for socket in sockets {
+            let mut ws = match socket {
+                Ok(ws) => ws,
+                Err(e) => {
+                    assert_eq!(handshake_status(&e), 401, "{e}");
+                    refused += 1;
+                    continue;
+                }
+            };
+            // Upgraded: whatever came first, the last word is the session's end.
+            let closed = tokio::time::timeout(Duration::from_secs(2), async {
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                        Some(Ok(Message::Text(t))) if t.contains(r#""type":"welcome""#) => {
+                            welcomed += 1;
+                        }
+                        Some(Ok(_)) => {}
+                        other => panic!("no close frame: {other:?}"),
+                    }
+                }
+            })
+            .await
+            .expect("a socket of the ended session stayed open");
+            assert_eq!(closed, 4403, "the session's end, as `session_revoked`");
+        }
+    }
+    // Both outcomes are legitimate; the count only says which ones this run saw.
+    eprintln!("welcomed then closed: {welcomed}, refused: {refused}");
+}
+
 #[tokio::test]
 async fn revoking_a_session_or_all_sessions_closes_their_sockets() {
     let app = spawn_app().await;
