@@ -34,6 +34,7 @@ use cookies::CookieSettings;
 use db::Db;
 use devices::DeviceCookies;
 use origin::OriginPolicy;
+pub(crate) use sessions::unix_nanos;
 pub use sessions::{ClientInfo, SessionEnds, SessionSettings, SessionSummary};
 use sessions::{Opened, SessionStore};
 pub use tokens::PublicKey;

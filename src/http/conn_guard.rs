@@ -973,10 +973,7 @@ impl HeadWatch {
                         return;
                     }
                 },
-                ReadPhase::Head {
-                    content: false,
-                    eol,
-                } => {
+                ReadPhase::Head { content: false, .. } => {
                     // Blank lines before a request line: skipped, they end nothing.
                     let b = bytes[i];
                     i += 1;
@@ -984,11 +981,6 @@ impl HeadWatch {
                         self.read = ReadPhase::Head {
                             content: true,
                             eol: 0,
-                        };
-                    } else {
-                        self.read = ReadPhase::Head {
-                            content: false,
-                            eol,
                         };
                     }
                 }

@@ -7,7 +7,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -540,15 +540,11 @@ impl<F: Future> Future for Within<F> {
 }
 
 /// The time from now until `at`, zero if it has passed: through the system
-/// clock's count of nanoseconds, not a calendar date for now (`time` makes one
-/// from the clock at a few hundred instructions).
+/// clock's count of nanoseconds (the clock the auth core judges sessions by), not a
+/// calendar date for now (`time` makes one from the clock at a few hundred
+/// instructions).
 fn until(at: OffsetDateTime) -> Duration {
-    let since_epoch = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let left = at
-        .unix_timestamp_nanos()
-        .saturating_sub_unsigned(since_epoch);
+    let left = at.unix_timestamp_nanos() - crate::auth::unix_nanos();
     if left <= 0 {
         return Duration::ZERO;
     }

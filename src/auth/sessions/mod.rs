@@ -17,6 +17,7 @@ mod state;
 #[cfg(test)]
 mod store_tests;
 
+pub(crate) use state::unix_nanos;
 pub use state::{ActiveSession, SessionEnds};
 use state::{Known, SessionStates};
 

@@ -87,7 +87,7 @@ impl ActiveSession {
 }
 
 /// The system clock in nanoseconds since the epoch (negative before it).
-pub(super) fn unix_nanos() -> i128 {
+pub(crate) fn unix_nanos() -> i128 {
     match std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH) {
         Ok(since) => since.as_nanos() as i128,
         Err(before) => -(before.duration().as_nanos() as i128),
