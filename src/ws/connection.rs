@@ -42,8 +42,15 @@ const MAX_UNREAD_FRAMES_AT_CLOSE: usize = 65_536;
 /// Rooms one socket may be subscribed to at once.
 pub const MAX_ROOMS_PER_SOCKET: usize = 64;
 
+/// The queue a socket's room messages and notices wait in, made at its handshake.
+pub fn outbox() -> (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>) {
+    mpsc::channel(OUTBOX_CAPACITY)
+}
+
 /// Runs a socket to its end. `identity` is `None` for a socket that must send an
-/// `auth` frame first; with it, the mark of session ends read before its check.
+/// `auth` frame first; with it (a socket `registration` already bound to its
+/// session), the mark of session ends read before its check. `queue`: from
+/// [`outbox`], its sender the one the registration holds.
 ///
 /// Not an `async fn`: the socket's state is built here and moved into the future
 /// once, where an `async fn` would keep its arguments' slots beside it for the
@@ -54,9 +61,10 @@ pub fn run(
     ctx: Arc<WsContext>,
     registration: Registration,
     close_rx: oneshot::Receiver<Close>,
+    queue: (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>),
 ) -> impl Future<Output = ()> + Send {
     let span = tracing::info_span!("ws", conn = registration.id);
-    let mut conn = Conn::new(socket, ctx, registration, close_rx);
+    let mut conn = Conn::new(socket, ctx, registration, close_rx, queue);
     async move { conn.drive(identity).await }.instrument(span)
 }
 
@@ -88,8 +96,8 @@ impl Conn {
         ctx: Arc<WsContext>,
         registration: Registration,
         close_rx: oneshot::Receiver<Close>,
+        (outbox, inbox): (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>),
     ) -> Self {
-        let (outbox, inbox) = mpsc::channel(OUTBOX_CAPACITY);
         Self {
             socket: Box::new(socket),
             ctx,
@@ -104,9 +112,9 @@ impl Conn {
 
     async fn drive(&mut self, identity: Option<(Identity, SessionEnds)>) {
         let close = match identity {
-            Some((identity, ends)) => self.authenticated(identity, ends).await,
+            Some((identity, ends)) => self.authenticated(identity, ends, true).await,
             None => match self.pending().await {
-                Ok((identity, ends)) => self.authenticated(identity, ends).await,
+                Ok((identity, ends)) => self.authenticated(identity, ends, false).await,
                 Err(close) => close,
             },
         };
@@ -166,13 +174,17 @@ impl Conn {
     /// write (`crate::http::conn_guard::UpgradeMarks::mark`).
     ///
     /// `ends`: the mark of session ends read before the identity was checked.
-    async fn authenticated(&mut self, identity: Identity, ends: SessionEnds) -> Close {
-        if let Err(close) = self.ctx.registry.bind(
-            self.registration.id,
-            identity.session_id,
-            identity.user_id,
-            self.outbox.clone(),
-        ) {
+    /// `bound`: the registration holds the socket's session already (it was
+    /// authenticated at the handshake); otherwise it is bound here.
+    async fn authenticated(&mut self, identity: Identity, ends: SessionEnds, bound: bool) -> Close {
+        if !bound
+            && let Err(close) = self.ctx.registry.bind(
+                self.registration.id,
+                identity.session_id,
+                identity.user_id,
+                self.outbox.clone(),
+            )
+        {
             return close;
         }
         // A revocation between the credential check and the bind found no socket to
@@ -192,6 +204,13 @@ impl Conn {
                     return Close::auth_failed(&e);
                 }
             }
+        }
+        // A socket bound at its handshake may have been closed (its session
+        // revoked, the server draining) before its task ran: no welcome then.
+        match self.close_rx.try_recv() {
+            Ok(close) => return close,
+            Err(oneshot::error::TryRecvError::Closed) => return Close::SHUTDOWN,
+            Err(oneshot::error::TryRecvError::Empty) => {}
         }
         tracing::info!(user_id = %identity.user_id, session_id = %identity.session_id, source = identity.source.as_str(), "socket authenticated");
         let heartbeat = self.ctx.heartbeat;

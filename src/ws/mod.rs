@@ -20,7 +20,7 @@ use poem::{
     },
 };
 
-pub use registry::Registry;
+pub use registry::{Refused, Registry};
 
 use crate::{
     auth::{Auth, AuthSource},
@@ -136,15 +136,17 @@ async fn handshake(
         .resolve_optional(req)
         .await
         .map_err(Error::from)?;
-    if let Some(id) = &identity
-        && !ctx.registry.has_room_for(id.user_id)
-    {
-        return Err(Error::TooManySockets);
-    }
+    // The socket's queue, made here: a socket authenticated at its handshake is
+    // bound to its session now, its user's cap checked in the same step.
+    let (outbox, inbox) = connection::outbox();
+    let bound = identity
+        .as_ref()
+        .map(|id| (id.session_id, id.user_id, outbox.clone()));
+    let (registration, close_rx) = ctx.registry.register(bound).map_err(|e| match e {
+        Refused::ShuttingDown => Error::ShuttingDown,
+        Refused::TooManySockets => Error::TooManySockets,
+    })?;
     let ctx = Arc::clone(ctx);
-    let Some((registration, close_rx)) = ctx.registry.register() else {
-        return Err(Error::ShuttingDown);
-    };
     if let Some(peer) = req.remote_addr().as_socket_addr() {
         // An authenticated socket writes at once (its `welcome`, or a close;
         // `connection::Conn::authenticated` waits for nothing from the client
@@ -161,6 +163,7 @@ async fn handshake(
             ctx,
             registration,
             close_rx,
+            (outbox, inbox),
         ))
     }))
 }

@@ -125,6 +125,15 @@ pub struct Registry {
     max_per_user: usize,
 }
 
+/// Why [`Registry::register`] refused a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The server is draining.
+    ShuttingDown,
+    /// The user already holds `DOORMAN_WS_MAX_SOCKETS_PER_USER` sockets.
+    TooManySockets,
+}
+
 /// A socket's registration: removes it from the registry when dropped.
 pub struct Registration {
     pub id: ConnId,
@@ -150,22 +159,38 @@ impl Registry {
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a new (not yet authenticated) socket; `None` while shutting down.
-    pub fn register(&self) -> Option<(Registration, oneshot::Receiver<Close>)> {
-        let (tx, rx) = oneshot::channel();
+    /// Registers a new socket. `bound`: the session, user and notice queue of a
+    /// socket authenticated at its handshake, bound at once. Its user's socket cap
+    /// is checked and its place taken under one lock, so two handshakes cannot both
+    /// take the last place; a socket that authenticates later is bound by
+    /// [`Registry::bind`].
+    pub fn register(
+        &self,
+        bound: Option<(SessionId, UserId, Outbox)>,
+    ) -> Result<(Registration, oneshot::Receiver<Close>), Refused> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut t = self.lock();
         if t.shutting_down {
-            return None;
+            return Err(Refused::ShuttingDown);
         }
+        if let Some((session, user, _)) = &bound {
+            if t.by_user.get(user).map_or(0, Ids::len) >= self.max_per_user {
+                return Err(Refused::TooManySockets);
+            }
+            let (session, user) = (*session, *user);
+            Ids::add(&mut t.by_session, session, id);
+            Ids::add(&mut t.by_user, user, id);
+            t.count_changed(session);
+        }
+        let (tx, rx) = oneshot::channel();
         t.conns.insert(
             id,
             Entry {
-                bound: None,
+                bound,
                 close: Some(tx),
             },
         );
-        Some((
+        Ok((
             Registration {
                 id,
                 registry: self.clone(),
@@ -174,8 +199,8 @@ impl Registry {
         ))
     }
 
-    /// Binds a socket to its session, with the queue its notices go to; refused
-    /// when the user holds too many sockets.
+    /// Binds a socket registered unbound to its session, with the queue its notices
+    /// go to; refused when the user holds too many sockets.
     pub fn bind(
         &self,
         id: ConnId,
@@ -195,11 +220,6 @@ impl Registry {
         Ids::add(&mut t.by_user, user, id);
         t.count_changed(session);
         Ok(())
-    }
-
-    /// Whether a user may open another socket (checked before the upgrade).
-    pub fn has_room_for(&self, user: UserId) -> bool {
-        self.lock().by_user.get(&user).map_or(0, Ids::len) < self.max_per_user
     }
 
     /// Open sockets of a session on every instance.
