@@ -200,19 +200,25 @@ impl Application {
             let _ = stop.send(());
         });
         // The idle timeout is the acceptor's (see `conn_guard`), not poem's.
-        Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(
-                app,
-                async move {
-                    // A dropped sender (the task ended without sending: the
-                    // runtime is going away) stops too.
-                    let _ = stopped.await;
-                    tracing::info!("shutting down");
-                    registry.drain(drain, Duration::from_secs(5)).await;
-                },
-                Some(Duration::from_secs(10)),
-            )
-            .await
+        let server = Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(
+            app,
+            async move {
+                // A dropped sender (the task ended without sending: the
+                // runtime is going away) stops too.
+                let _ = stopped.await;
+                tracing::info!("shutting down");
+                registry.drain(drain, Duration::from_secs(5)).await;
+            },
+            Some(Duration::from_secs(10)),
+        );
+        // On a worker thread, not the caller's (`main`'s `block_on`): each accepted
+        // connection's task is then spawned into that worker's own queue, where a
+        // spawn from outside the runtime goes through its shared queue and may
+        // have to wake a worker first.
+        match tokio::spawn(server).await {
+            Ok(served) => served,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
     }
 }
 

@@ -202,6 +202,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .data(Arc::new(Welcome(welcome.trim_end().to_owned())))
         .data(Arc::new(Room::default()));
     println!("doorman-floor listening on http://{}", args.bind);
-    Server::new(TcpListener::bind(args.bind)).run(app).await?;
+    // On a worker thread, as doorman runs its server (`Application::run_until`):
+    // how the runtime drives poem's accept loop is not authentication.
+    tokio::spawn(Server::new(TcpListener::bind(args.bind)).run(app)).await??;
     Ok(())
 }
