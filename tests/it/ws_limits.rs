@@ -84,6 +84,53 @@ async fn a_user_may_hold_only_so_many_sockets() {
     app.ws_welcomed(&other).await;
 }
 
+/// The cap is checked and the place taken in one step: of handshakes racing for the
+/// last places, exactly as many as there are places are welcomed, and every other
+/// one is refused before its upgrade (none is upgraded and then closed).
+#[tokio::test]
+async fn racing_handshakes_take_exactly_the_places_left() {
+    let app = spawn_with(|c| c.ws_max_sockets_per_user = 3).await;
+    let tokens = app.user_with_tokens().await;
+    let (_held, _) = app.ws_welcomed(&tokens).await;
+    let attempts = futures_util::future::join_all((0..12).map(|_| app.ws(&tokens).connect())).await;
+    let mut welcomed = Vec::new();
+    let mut refused = 0;
+    for attempt in attempts {
+        match attempt {
+            Ok(mut ws) => {
+                let welcome = next_json(&mut ws).await;
+                assert_eq!(welcome["type"], "welcome", "{welcome}");
+                welcomed.push(ws);
+            }
+            Err(e) => {
+                assert_eq!(handshake_status(&e), 429, "{e}");
+                assert_eq!(handshake_body(&e)["error"], "too_many_sockets");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((welcomed.len(), refused), (2, 10));
+}
+
+/// A socket that authenticates with its first frame is held to the same cap when
+/// that frame is accepted.
+#[tokio::test]
+async fn an_auth_frame_over_the_cap_closes_with_4429() {
+    let app = spawn_with(|c| c.ws_max_sockets_per_user = 1).await;
+    let tokens = app.user_with_tokens().await;
+    let mut pending = app.ws(Anonymous).await.expect("pending socket");
+    let (_held, _) = app.ws_welcomed(&tokens).await;
+    send_json(
+        &mut pending,
+        json!({"type": "auth", "token": tokens.access}),
+    )
+    .await;
+    assert_eq!(
+        expect_close(&mut pending, Duration::from_secs(3)).await,
+        (4429, "too_many_sockets".into())
+    );
+}
+
 #[tokio::test]
 async fn a_flooding_socket_is_closed_with_4429() {
     let app = spawn_with(|c| c.ws_messages_per_second = 5).await;
