@@ -162,17 +162,34 @@ pub fn is_unavailable(e: &sea_orm::DbErr) -> bool {
 }
 
 fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
-    use sea_orm::sqlx::{Error as Sqlx, postgres::PgDatabaseError};
+    use sea_orm::sqlx::{
+        Error as Sqlx, error::DatabaseError, postgres::PgDatabaseError, sqlite::SqliteError,
+    };
     match e {
         // The connection broke mid-statement or could not be (re)established.
         Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::Protocol(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed => {
             true
         }
-        Sqlx::Database(db) => db
-            .try_downcast_ref::<PgDatabaseError>()
-            .is_some_and(|pg| pg_unavailable(pg.code())),
+        Sqlx::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
+                return pg_unavailable(pg.code());
+            }
+            db.try_downcast_ref::<SqliteError>()
+                .and_then(|e| e.code())
+                .and_then(|code| code.parse().ok())
+                .is_some_and(sqlite_unavailable)
+        }
         _ => false,
     }
+}
+
+/// SQLite result codes (extended or primary) that mean "not now" rather than
+/// "wrong": `SQLITE_BUSY` (5: still locked after the busy timeout), `SQLITE_IOERR`
+/// (10), `SQLITE_FULL` (13: the disk is full) and `SQLITE_CANTOPEN` (14: a file it
+/// needs, such as the rollback journal a write opens, cannot be opened; seen when
+/// the process is out of file descriptors).
+pub(crate) fn sqlite_unavailable(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 10 | 13 | 14)
 }
 
 /// PostgreSQL SQLSTATEs that mean "not now" rather than "wrong": class 08
@@ -187,6 +204,18 @@ pub(crate) fn pg_unavailable(code: &str) -> bool {
 mod tests {
     use super::*;
     use sea_orm::Database;
+
+    #[test]
+    fn sqlite_codes_of_a_database_out_of_reach_are_unavailable_and_others_are_not() {
+        // SQLITE_CANTOPEN, SQLITE_IOERR_WRITE (10 | 3 << 8), SQLITE_FULL, SQLITE_BUSY_TIMEOUT.
+        for code in [14, 10 | (3 << 8), 13, 5 | (3 << 8)] {
+            assert!(sqlite_unavailable(code), "{code}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE (19 | 8 << 8), SQLITE_ERROR, SQLITE_CORRUPT, SQLITE_MISUSE.
+        for code in [19 | (8 << 8), 1, 11, 21] {
+            assert!(!sqlite_unavailable(code), "{code}");
+        }
+    }
 
     /// A statement SQLite needs seconds for.
     const SLOW: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \

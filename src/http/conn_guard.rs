@@ -86,6 +86,8 @@ pub struct GuardedAcceptor {
     counts: ConnCounts,
     upgraded_read: ReadRate,
     upgrades: UpgradeMarks,
+    /// The last accept failed: one warning per episode, not one per pause.
+    accept_failing: bool,
 }
 
 impl GuardedAcceptor {
@@ -114,6 +116,7 @@ impl GuardedAcceptor {
             counts: ConnCounts::new(max_per_ip),
             upgraded_read,
             upgrades,
+            accept_failing: false,
         }
     }
 }
@@ -134,11 +137,20 @@ impl Acceptor for GuardedAcceptor {
                     // accept loop retries at once, which spins a core while the
                     // condition lasts. Pause instead; open connections close and
                     // free descriptors in the meantime.
-                    tracing::warn!(error = %e, "accept failed; pausing before the next one");
+                    if self.accept_failing {
+                        tracing::debug!(error = %e, "accept failed again; pausing");
+                    } else {
+                        self.accept_failing = true;
+                        tracing::warn!(error = %e, "accept failed; pausing 100 ms before each retry until it succeeds");
+                    }
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     return Err(e);
                 }
             };
+            if self.accept_failing {
+                self.accept_failing = false;
+                tracing::info!("accepting connections again");
+            }
             // The socket peer, never a forwarded address: nothing has been read yet.
             // Behind a proxy every connection comes from the proxy's address.
             let (permit, mark) = match remote.as_socket_addr() {
