@@ -115,7 +115,8 @@ async fn rotation_and_retirement_reach_every_instance_within_two_seconds() {
     // The last active key cannot be retired.
     let refused = keys(&db.url, None, &["retire", &new_kid]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("only active key"));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("only active key"), "{said}");
 
     // Nor can two retirements at once leave none: with two active keys, retiring
     // both concurrently lets exactly one through.
