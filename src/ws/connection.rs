@@ -112,16 +112,17 @@ impl Conn {
 
     async fn drive(&mut self, identity: Option<(Identity, SessionEnds)>) {
         let close = match identity {
-            Some((identity, ends)) => self.authenticated(identity, ends, true).await,
+            Some((identity, ends)) => self.authenticated(identity, ends).await,
             None => match self.pending().await {
-                Ok((identity, ends)) => self.authenticated(identity, ends, false).await,
+                Ok((identity, ends)) => self.authenticated(identity, ends).await,
                 Err(close) => close,
             },
         };
         self.finish(close).await;
     }
 
-    /// Waits for the `auth` frame; anything else closes the socket.
+    /// Waits for the `auth` frame, then binds the socket to its session; anything
+    /// else closes the socket.
     async fn pending(&mut self) -> Result<(Identity, SessionEnds), Close> {
         let deadline = Instant::now() + self.ctx.auth_timeout;
         // Control frames before `auth` count too: a stranger's socket must not make
@@ -140,13 +141,21 @@ impl Conn {
                             // inline it would be as large as its largest await.
                             Ok(ClientFrame::Auth { token }) => {
                                 let ends = self.ctx.auth.session_ends();
-                                Box::pin(self.ctx.auth_source.resolve_message(&token))
+                                let identity = Box::pin(self.ctx.auth_source.resolve_message(&token))
                                     .await
-                                    .map(|identity| (identity, ends))
                                     .map_err(|e| {
                                         log_unavailable(&e);
                                         Close::auth_failed(&e)
-                                    })
+                                    })?;
+                                // Bound now, as a socket authenticated at its
+                                // handshake was bound there.
+                                self.ctx.registry.bind(
+                                    self.registration.id,
+                                    identity.session_id,
+                                    identity.user_id,
+                                    self.outbox.clone(),
+                                )?;
+                                Ok((identity, ends))
                             }
                             _ => Err(Close::BAD_REQUEST),
                         };
@@ -173,20 +182,10 @@ impl Conn {
     /// socket authenticated at the handshake, the `101` is held until that first
     /// write (`crate::http::conn_guard::UpgradeMarks::mark`).
     ///
-    /// `ends`: the mark of session ends read before the identity was checked.
-    /// `bound`: the registration holds the socket's session already (it was
-    /// authenticated at the handshake); otherwise it is bound here.
-    async fn authenticated(&mut self, identity: Identity, ends: SessionEnds, bound: bool) -> Close {
-        if !bound
-            && let Err(close) = self.ctx.registry.bind(
-                self.registration.id,
-                identity.session_id,
-                identity.user_id,
-                self.outbox.clone(),
-            )
-        {
-            return close;
-        }
+    /// The socket is bound to its session already (at its handshake, or by
+    /// [`Self::pending`]). `ends`: the mark of session ends read before the
+    /// identity was checked.
+    async fn authenticated(&mut self, identity: Identity, ends: SessionEnds) -> Close {
         // A revocation between the credential check and the bind found no socket to
         // close. Every end is recorded before it is announced, and the mark moves
         // with each record: unchanged since before the check, no session ended in
@@ -205,8 +204,9 @@ impl Conn {
                 }
             }
         }
-        // A socket bound at its handshake may have been closed (its session
-        // revoked, the server draining) before its task ran: no welcome then.
+        // A bound socket may have been closed already (its session revoked, the
+        // server draining), before its task ran or during the re-check: no welcome
+        // then.
         match self.close_rx.try_recv() {
             Ok(close) => return close,
             Err(oneshot::error::TryRecvError::Closed) => return Close::SHUTDOWN,

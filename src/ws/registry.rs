@@ -110,6 +110,18 @@ struct Tables {
 }
 
 impl Tables {
+    /// Whether `user` holds fewer than `max` sockets.
+    fn has_place(&self, user: UserId, max: usize) -> bool {
+        self.by_user.get(&user).map_or(0, Ids::len) < max
+    }
+
+    /// Counts socket `id` among `session`'s and `user`'s sockets.
+    fn add_place(&mut self, id: ConnId, session: SessionId, user: UserId) {
+        Ids::add(&mut self.by_session, session, id);
+        Ids::add(&mut self.by_user, user, id);
+        self.count_changed(session);
+    }
+
     fn count_changed(&mut self, session: SessionId) {
         if let Some(changed) = &mut self.changed {
             changed.insert(session);
@@ -174,13 +186,10 @@ impl Registry {
             return Err(Refused::ShuttingDown);
         }
         if let Some((session, user, _)) = &bound {
-            if t.by_user.get(user).map_or(0, Ids::len) >= self.max_per_user {
+            if !t.has_place(*user, self.max_per_user) {
                 return Err(Refused::TooManySockets);
             }
-            let (session, user) = (*session, *user);
-            Ids::add(&mut t.by_session, session, id);
-            Ids::add(&mut t.by_user, user, id);
-            t.count_changed(session);
+            t.add_place(id, *session, *user);
         }
         let (tx, rx) = oneshot::channel();
         t.conns.insert(
@@ -209,16 +218,14 @@ impl Registry {
         outbox: Outbox,
     ) -> Result<(), Close> {
         let mut t = self.lock();
-        if t.by_user.get(&user).map_or(0, Ids::len) >= self.max_per_user {
+        if !t.has_place(user, self.max_per_user) {
             return Err(Close::TOO_MANY_SOCKETS);
         }
         let Some(entry) = t.conns.get_mut(&id) else {
             return Err(Close::NORMAL);
         };
         entry.bound = Some((session, user, outbox));
-        Ids::add(&mut t.by_session, session, id);
-        Ids::add(&mut t.by_user, user, id);
-        t.count_changed(session);
+        t.add_place(id, session, user);
         Ok(())
     }
 
