@@ -86,45 +86,59 @@ def per_s(key):
 cpu_rows = []
 
 
+def paired(a, b):
+    """The median of a's per-round ratios to b (the verdict), else the ratio of medians."""
+    v = num(f"paired_{a}_{b}")
+    return v if v == v else ratio("cpu_" + a, "cpu_" + b)
+
+
+def paired_cell(a, b):
+    v = paired(a, b)
+    spread = r.get(f"paired_range_{a}_{b}")
+    cell = f"**{v:.2f}×**"
+    if isinstance(spread, str) and int(rounds) > 1:
+        lo, _, hi = spread.partition("-")
+        cell += f" [{float(lo):.2f}–{float(hi):.2f}]"
+    return cell + f"; medians {ratio('cpu_' + a, 'cpu_' + b):.2f}×"
+
+
 def cpu_row(work, d, f, p, targets):
     """targets: (label, ok) pairs; d, f, p: result keys (None where no such server)."""
     cells = []
     for key in (d, f, p):
         cells.append("–" if key is None else f"{us(key)} ({per_s(key)})")
-    x_floor = ratio("cpu_" + d, "cpu_" + f) if f else float("nan")
     x_peer = ratio("cpu_" + p, "cpu_" + d) if p else float("nan")
     ok = all(t[1] for t in targets)
     cpu_rows.append(
         f"| {work} | {cells[0]} | {cells[1]} | {cells[2]} | "
-        f"{'–' if x_floor != x_floor else f'**{x_floor:.2f}×**'} | "
+        f"{paired_cell(d, f) if f else '–'} | "
         f"{'–' if x_peer != x_peer else f'**{x_peer:.1f}×** less'} | "
         f"{'; '.join(t[0] for t in targets)} | {verdict(ok)} |"
     )
 
 
-x = ratio("cpu_healthz_doorman", "cpu_healthz_floor")
+x = paired("healthz_doorman", "healthz_floor")
 cpu_row("`GET /healthz`", "healthz_doorman", "healthz_floor", "healthz_peer", [("≤ 1.2× floor", x <= 1.2)])
-bearer = num("cpu_me_bearer_doorman")
 for source in ("bearer", "cookie"):
     d = f"me_{source}_doorman"
-    x = ratio("cpu_" + d, "cpu_me_floor")
+    x = paired(d, "me_floor")
     px = ratio(f"cpu_me_{source}_peer", "cpu_" + d)
     targets = [("≤ 1.3× floor", x <= 1.3), ("≥ 12× less than peer", px >= 12)]
     if source == "cookie":
-        c = num("cpu_" + d) / bearer
-        targets.append((f"within 10% of bearer ({c:.2f}×)", c <= 1.1))
+        c = paired(d, "me_bearer_doorman")
+        targets.append((f"within 10% of bearer ({c:.2f}×; medians {ratio('cpu_' + d, 'cpu_me_bearer_doorman'):.2f}×)", c <= 1.1))
     cpu_row(f"`GET /api/me` ({source})", d, "me_floor", f"me_{source}_peer", targets)
 for source in ("bearer", "cookie"):
     d = f"ws_handshake_{source}_doorman"
-    x = ratio("cpu_" + d, "cpu_ws_handshake_floor")
+    x = paired(d, "ws_handshake_floor")
     cpu_row(f"WS handshake + welcome ({source})", d, "ws_handshake_floor", f"ws_handshake_{source}_peer",
             [("≤ 1.1× floor", x <= 1.1)])
-x = ratio("cpu_ws_ping_doorman", "cpu_ws_ping_floor")
+x = paired("ws_ping_doorman", "ws_ping_floor")
 cpu_row("WS ping/pong (50 sockets)", "ws_ping_doorman", "ws_ping_floor", "ws_ping_peer", [("≤ 1.1× floor", x <= 1.1)])
 
 cpu_table = "\n".join(
     [
-        "| work | doorman | floor | peer | doorman ÷ floor | peer ÷ doorman | target | |",
+        "| work | doorman | floor | peer | doorman ÷ floor, paired | peer ÷ doorman | target | |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *cpu_rows,
     ]
@@ -330,10 +344,16 @@ minutes apart.
   load: `doorman-bench` (`bench/src/main.rs`): 32 concurrent handshake loops; ping/pong
   over 50 open sockets; idle memory is server RSS growth divided by sockets; churn is 32
   handshake loops for the stated time.
-- Rows compared with the floor run in {rounds} interleaved rounds of {round_s} s (doorman,
-  floor, doorman, …), the WebSocket rows in {hs_rounds} (their CPU figures are the
-  noisiest: mostly kernel work on both servers); each figure is the median of its
-  rounds, with the range of the CPU figures in brackets. The peer runs one round.
+- Rows compared with the floor run in {rounds} interleaved rounds of {round_s} s, the
+  WebSocket rows in {hs_rounds} (their CPU figures are the noisiest: mostly kernel work
+  on both servers); doorman goes first in odd rounds, the floor in even ones. Each
+  figure is the median of its rounds, with the range of the CPU figures in brackets.
+  **Each ratio to the floor, and cookie to bearer, is judged by the median of its
+  per-round ratios** (each round's two figures taken seconds apart), with their
+  range in brackets; the ratio of the two medians is shown beside it. Single rounds
+  of the same server differ by up to 15 % here, and two medians taken over minutes
+  can differ by as much with no change in the code; a round's two halves share most
+  of that drift. The peer runs one round.
 - **Server CPU per operation**: user + system time of the server's processes
   (`/proc/<pid>/stat`, the peer's master and both workers) read before and after each
   load, divided by the operations served (for WebSockets read by `doorman-bench`
@@ -393,7 +413,7 @@ WebSocket handshake + welcome + close:
 
 {ANALYSIS}
 
-Reproduce: `bench/run.sh` (about seven minutes). CI runs `bench/run.sh --smoke`, one
+Reproduce: `bench/run.sh` (about twelve minutes). CI runs `bench/run.sh --smoke`, one
 second per scenario and callgrind on 50 requests, so the harness keeps working; it
 asserts nothing about speed.
 

@@ -85,9 +85,10 @@ p99_ms() { wrk -t1 -c8 -d"${S}s" --latency "$@" | awk '$1 == "99%" {
   printf "%.3f\n", v }'; }
 
 # sample NAME PID http WRK_ARGS... | sample NAME PID ws SCENARIO ARGS...
-# One measurement of NAME: operations per second and server CPU microseconds per
-# operation of PID and its descendants, appended to $work/samples. `settle` records
-# the median of each name's samples (NAME, cpu_NAME) and the CPU range.
+# One measurement of NAME in round $round: operations per second and server CPU
+# microseconds per operation of PID and its descendants, appended to $work/samples.
+# `settle` records the median of each name's samples (NAME, cpu_NAME), the CPU range,
+# and for each pair compared in the report the median of its per-round ratios.
 sample() {
   local name="$1" pid="$2" kind="$3" before after out rate cpu
   shift 3
@@ -103,46 +104,63 @@ sample() {
     rate="$(value ws_handshakes_per_s <<<"$out")$(value ws_pongs_per_s <<<"$out")"
     cpu="$(value server_cpu_us_per_op <<<"$out")"
   fi
-  echo "$name $rate $cpu" >> "$work/samples"
+  echo "$name $rate $cpu $round" >> "$work/samples"
   echo "  $name: $rate/s, $cpu µs CPU per operation"
 }
 settle() {
-  local name rate cpu lo hi
-  while read -r name rate cpu lo hi; do
-    record "$name" "$rate"
-    record "cpu_$name" "$cpu"
-    record "cpu_range_$name" "$lo-$hi"
-  done < <(python3 - "$work/samples" <<'PY'
+  local key value
+  while IFS='=' read -r key value; do record "$key" "$value"; done < <(python3 - "$work/samples" <<'PY'
 import statistics, sys
-samples = {}
+samples, rounds = {}, {}
 for line in open(sys.argv[1]):
-    name, rate, cpu = line.split()
+    name, rate, cpu, round_ = line.split()
     samples.setdefault(name, []).append((float(rate), float(cpu)))
+    rounds.setdefault(name, {})[round_] = float(cpu)
 for name, s in samples.items():
     cpus = [c for _, c in s]
-    print(name, statistics.median(r for r, _ in s), statistics.median(cpus), min(cpus), max(cpus))
+    print(f"{name}={statistics.median(r for r, _ in s)}")
+    print(f"cpu_{name}={statistics.median(cpus)}")
+    print(f"cpu_range_{name}={min(cpus)}-{max(cpus)}")
+# Paired ratios: each round's doorman figure over the same round's floor figure,
+# taken seconds apart. A burst of someone else's work or a slower stretch of the
+# machine then lands on both halves of a ratio, not on one server's median.
+PAIRS = [("healthz_doorman", "healthz_floor"), ("me_bearer_doorman", "me_floor"),
+         ("me_cookie_doorman", "me_floor"), ("me_cookie_doorman", "me_bearer_doorman"),
+         ("ws_handshake_bearer_doorman", "ws_handshake_floor"),
+         ("ws_handshake_cookie_doorman", "ws_handshake_floor"), ("ws_ping_doorman", "ws_ping_floor")]
+for a, b in PAIRS:
+    both = sorted(set(rounds.get(a, {})) & set(rounds.get(b, {})) - {"0"})
+    ratios = [rounds[a][k] / rounds[b][k] for k in both if rounds[b][k] > 0]
+    if ratios:
+        print(f"paired_{a}_{b}={statistics.median(ratios):.4f}")
+        print(f"paired_range_{a}_{b}={min(ratios):.4f}-{max(ratios):.4f}")
 PY
 )
   : > "$work/samples"
 }
 
-# Rows compared with the floor run in interleaved rounds (doorman, floor, doorman,
-# …), each figure the median of its rounds: the machine is shared, and a burst of
-# someone else's work then lands on one round, not on one server. The peer is
-# slower by an order of magnitude; one round each.
+# Rows compared with the floor run in interleaved rounds, each server going first in
+# every other round: single rounds of the same server differ by up to 15 % on this
+# shared machine, and the one that goes first may find it warmer or colder. Each
+# figure is the median of its rounds; each ratio to the floor is also taken round by
+# round (see `settle`). The peer is slower by an order of magnitude; one round each.
+# odd: true in odd rounds.
+odd() { (( round % 2 )); }
 echo "== HTTP (wrk, 2 threads, 32 connections, ${RS}s each, $ROUNDS rounds)"
 for ((round = 1; round <= ROUNDS; round++)); do
-  sample healthz_doorman "$dpid" http "$D/healthz"
-  sample healthz_floor "$fpid" http "$F/healthz"
-  # Bearer and cookie take turns going first: single rounds of the same server
-  # differ by up to 15 %, and the cookie row is judged against the bearer row.
-  first=(me_bearer_doorman "Authorization: Bearer $dtok") second=(me_cookie_doorman "Cookie: doorman_access=$dtok")
-  (( round % 2 )) || { first=("${second[@]}") second=(me_bearer_doorman "Authorization: Bearer $dtok"); }
-  sample "${first[0]}" "$dpid" http -H "${first[1]}" "$D/api/me"
+  healthz=(healthz_doorman "$dpid" http "$D/healthz") healthz_floor=(healthz_floor "$fpid" http "$F/healthz")
+  if odd; then sample "${healthz[@]}"; sample "${healthz_floor[@]}"
+  else sample "${healthz_floor[@]}"; sample "${healthz[@]}"; fi
+  # Bearer and cookie take turns going first, the floor between them: the cookie
+  # row is judged against the bearer row as well as against the floor.
+  bearer=(me_bearer_doorman "$dpid" http -H "Authorization: Bearer $dtok" "$D/api/me")
+  cookie=(me_cookie_doorman "$dpid" http -H "Cookie: doorman_access=$dtok" "$D/api/me")
   # The floor's /api/me: the same request bytes as doorman's bearer row.
-  sample me_floor "$fpid" http -H "Authorization: Bearer $dtok" "$F/api/me"
-  sample "${second[0]}" "$dpid" http -H "${second[1]}" "$D/api/me"
+  me_floor=(me_floor "$fpid" http -H "Authorization: Bearer $dtok" "$F/api/me")
+  if odd; then sample "${bearer[@]}"; sample "${me_floor[@]}"; sample "${cookie[@]}"
+  else sample "${cookie[@]}"; sample "${me_floor[@]}"; sample "${bearer[@]}"; fi
 done
+round=0
 sample healthz_peer "$peer_pid" http "$P/healthz"
 sample me_bearer_peer "$peer_pid" http -H "Authorization: Bearer $ptok" "$P/api/me"
 sample me_cookie_peer "$peer_pid" http -H "Cookie: doorman_access=$ptok" "$P/api/me"
@@ -155,14 +173,17 @@ echo "== WebSocket (doorman-bench, ${RS}s each; handshakes and pings $HS_ROUNDS 
 hs() { sample "$1" "$2" ws ws-handshake --url "$3/ws" --header "$4"; }
 ping() { sample "$1" "$2" ws ws-ping --url "$3/ws" --header "Authorization: Bearer $4" --sockets 50; }
 for ((round = 1; round <= HS_ROUNDS; round++)); do
-  hs ws_handshake_bearer_doorman "$dpid" "ws://127.0.0.1:$DP" "Authorization: Bearer $dtok"
-  hs ws_handshake_floor "$fpid" "ws://127.0.0.1:$FP" "Authorization: Bearer $dtok"
-  hs ws_handshake_cookie_doorman "$dpid" "ws://127.0.0.1:$DP" "Cookie: doorman_access=$dtok"
+  bearer=(ws_handshake_bearer_doorman "$dpid" "ws://127.0.0.1:$DP" "Authorization: Bearer $dtok")
+  cookie=(ws_handshake_cookie_doorman "$dpid" "ws://127.0.0.1:$DP" "Cookie: doorman_access=$dtok")
+  hs_floor=(ws_handshake_floor "$fpid" "ws://127.0.0.1:$FP" "Authorization: Bearer $dtok")
+  if odd; then hs "${bearer[@]}"; hs "${hs_floor[@]}"; hs "${cookie[@]}"
+  else hs "${cookie[@]}"; hs "${hs_floor[@]}"; hs "${bearer[@]}"; fi
 done
 for ((round = 1; round <= HS_ROUNDS; round++)); do
-  ping ws_ping_doorman "$dpid" "ws://127.0.0.1:$DP" "$dtok"
-  ping ws_ping_floor "$fpid" "ws://127.0.0.1:$FP" "$dtok"
+  if odd; then ping ws_ping_doorman "$dpid" "ws://127.0.0.1:$DP" "$dtok"; ping ws_ping_floor "$fpid" "ws://127.0.0.1:$FP" "$dtok"
+  else ping ws_ping_floor "$fpid" "ws://127.0.0.1:$FP" "$dtok"; ping ws_ping_doorman "$dpid" "ws://127.0.0.1:$DP" "$dtok"; fi
 done
+round=0
 hs ws_handshake_bearer_peer "$peer_pid" "ws://127.0.0.1:$PP" "Authorization: Bearer $ptok"
 hs ws_handshake_cookie_peer "$peer_pid" "ws://127.0.0.1:$PP" "Cookie: doorman_access=$ptok"
 ping ws_ping_peer "$peer_pid" "ws://127.0.0.1:$PP" "$ptok"
