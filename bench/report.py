@@ -41,6 +41,12 @@ ANALYSIS = """## Where the misses come from
   costs doorman, so the client caps doorman's figure while the Python peer is slow
   enough to be measured almost unhindered. The CPU-per-operation table reads the
   servers alone.
+- **`/api/me` against doorman's own `/healthz`** (req/s, an earlier issue's target):
+  authentication is real work on top of a request that is already at the floor, and
+  the rate follows the server's CPU: in the CPU table `/api/me` costs about 1.2× what
+  `/healthz` costs, so it serves about 0.8× as many requests. Issue 14 set the target
+  for the same work against the floor serving the same bytes (≤ 1.3×), and that row
+  is met.
 - **50,000 idle sockets**: this machine's hard open-file limit (`ulimit -Hn`) is
   20,000 and the sandbox withholds `CAP_SYS_RESOURCE`, so neither the server nor the
   client may raise it (`prlimit` is refused); one process cannot hold more than about
@@ -70,7 +76,7 @@ def num(key):
 
 def us(key):
     spread = r.get("cpu_range_" + key)
-    if isinstance(spread, str) and int(rounds) > 1:
+    if isinstance(spread, str) and len(set(spread.split("-"))) > 1:
         lo, _, hi = spread.partition("-")
         return f"{num('cpu_' + key):.1f} µs [{float(lo):.1f}–{float(hi):.1f}]"
     return f"{num('cpu_' + key):.1f} µs"
@@ -93,13 +99,17 @@ def paired(a, b):
 
 
 def paired_cell(a, b):
-    v = paired(a, b)
+    """Three decimals: the verdict reads this figure, not a rounding of it."""
+    medians = ratio("cpu_" + a, "cpu_" + b)
+    v = num(f"paired_{a}_{b}")
+    if v != v:
+        return f"**{medians:.3f}×** (medians; no paired figure)"
+    cell = f"**{v:.3f}×**"
     spread = r.get(f"paired_range_{a}_{b}")
-    cell = f"**{v:.2f}×**"
-    if isinstance(spread, str) and int(rounds) > 1:
+    if isinstance(spread, str) and len(set(spread.split("-"))) > 1:
         lo, _, hi = spread.partition("-")
         cell += f" [{float(lo):.2f}–{float(hi):.2f}]"
-    return cell + f"; medians {ratio('cpu_' + a, 'cpu_' + b):.2f}×"
+    return cell + f"; medians {medians:.2f}×"
 
 
 def cpu_row(work, d, f, p, targets):
@@ -126,7 +136,7 @@ for source in ("bearer", "cookie"):
     targets = [("≤ 1.3× floor", x <= 1.3), ("≥ 12× less than peer", px >= 12)]
     if source == "cookie":
         c = paired(d, "me_bearer_doorman")
-        targets.append((f"within 10% of bearer ({c:.2f}×; medians {ratio('cpu_' + d, 'cpu_me_bearer_doorman'):.2f}×)", c <= 1.1))
+        targets.append((f"within 10% of bearer ({c:.3f}×; medians {ratio('cpu_' + d, 'cpu_me_bearer_doorman'):.2f}×)", c <= 1.1))
     cpu_row(f"`GET /api/me` ({source})", d, "me_floor", f"me_{source}_peer", targets)
 for source in ("bearer", "cookie"):
     d = f"ws_handshake_{source}_doorman"
@@ -327,8 +337,8 @@ if mode == "full":
 
 Measured by `bench/run.sh` on {datetime.date.today()} at commit `{commit}`, on this
 project's machine: {os.cpu_count()} cores ({cpu}), the servers, the load generators
-and PostgreSQL all sharing them. Every ratio compares two figures taken in the same run,
-minutes apart.
+and PostgreSQL all sharing them. Every ratio compares figures taken in the same run:
+the verdicts against the floor, per-round ratios of figures taken seconds apart.
 
 - **doorman**: release build, SQLite (the PostgreSQL row uses its own instance),
   `RUST_LOG=warn`.
@@ -346,7 +356,8 @@ minutes apart.
   handshake loops for the stated time.
 - Rows compared with the floor run in {rounds} interleaved rounds of {round_s} s, the
   WebSocket rows in {hs_rounds} (their CPU figures are the noisiest: mostly kernel work
-  on both servers); doorman goes first in odd rounds, the floor in even ones. Each
+  on both servers). The order of each compared pair flips every round (bearer, floor,
+  cookie, then cookie, floor, bearer), so each order runs in half the rounds. Each
   figure is the median of its rounds, with the range of the CPU figures in brackets.
   **Each ratio to the floor, and cookie to bearer, is judged by the median of its
   per-round ratios** (each round's two figures taken seconds apart), with their

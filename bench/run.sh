@@ -20,7 +20,7 @@ mode=full
 max_fds="$(ulimit -Hn)"
 [ "$max_fds" = unlimited ] && max_fds=1000000
 if [ "$mode" = smoke ]; then S=1; RS=1; ROUNDS=1; HS_ROUNDS=1; IDLE=200; CHURN=2; WARM=1; CG=50; FAN=500; FANPUB=5
-else S=10; RS=5; ROUNDS=5; HS_ROUNDS=7; IDLE=$(( max_fds - 1000 < 50000 ? max_fds - 1000 : 50000 )); CHURN=60; WARM=5; CG=2000
+else S=10; RS=5; ROUNDS=6; HS_ROUNDS=8; IDLE=$(( max_fds - 1000 < 50000 ? max_fds - 1000 : 50000 )); CHURN=60; WARM=5; CG=2000
   FAN=10000; FANPUB=20; fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/doorman-target}"
@@ -109,7 +109,8 @@ sample() {
 }
 settle() {
   local key value
-  while IFS='=' read -r key value; do record "$key" "$value"; done < <(python3 - "$work/samples" <<'PY'
+  # Through a file, not a process substitution: a failure here must stop the run.
+  python3 - "$work/samples" > "$work/settled" <<'PY'
 import statistics, sys
 samples, rounds = {}, {}
 for line in open(sys.argv[1]):
@@ -135,13 +136,14 @@ for a, b in PAIRS:
         print(f"paired_{a}_{b}={statistics.median(ratios):.4f}")
         print(f"paired_range_{a}_{b}={min(ratios):.4f}-{max(ratios):.4f}")
 PY
-)
+  while IFS='=' read -r key value; do record "$key" "$value"; done < "$work/settled"
   : > "$work/samples"
 }
 
-# Rows compared with the floor run in interleaved rounds, each server going first in
-# every other round: single rounds of the same server differ by up to 15 % on this
-# shared machine, and the one that goes first may find it warmer or colder. Each
+# Rows compared with the floor run in interleaved rounds, the order of each compared
+# pair flipping every round (an even number of rounds, so each order runs equally
+# often): single rounds of the same server differ by up to 15 % on this shared
+# machine, and the one that goes first may find it warmer or colder. Each
 # figure is the median of its rounds; each ratio to the floor is also taken round by
 # round (see `settle`). The peer is slower by an order of magnitude; one round each.
 # odd: true in odd rounds.
