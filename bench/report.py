@@ -43,7 +43,7 @@ ANALYSIS = """## Where the misses come from
   servers alone.
 - **`/api/me` against doorman's own `/healthz`** (req/s, an earlier issue's target):
   authentication is real work on top of a request that is already at the floor, and
-  the rate follows the server's CPU: in the CPU table `/api/me` costs about 1.2× what
+  the rate follows the server's CPU: in the CPU table `/api/me` costs 1.2–1.3× what
   `/healthz` costs, so it serves about 0.8× as many requests. Issue 14 set the target
   for the same work against the floor serving the same bytes (≤ 1.3×), and that row
   is met.
