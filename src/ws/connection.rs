@@ -589,9 +589,21 @@ fn log_unavailable(e: &Error) {
 }
 
 /// Oversized messages close with 1009; other read errors mean the peer is gone.
+/// The close for a frame the WebSocket layer could not read. poem hands tungstenite's
+/// error over as an `io::Error` that keeps only its text, so the text is what tells
+/// the cases apart (`ws_frames` pins each against the locked tungstenite). A peer
+/// that vanished without a close frame, or a failed read, gets the plain 1000: nobody
+/// is left to read a code. The text is never logged: it quotes the client's bytes.
 fn close_for_read_error(e: &std::io::Error) -> Close {
-    if e.to_string().contains("Message too long") {
+    let text = e.to_string();
+    if text.contains("Message too long") {
         Close::TOO_BIG
+    } else if text.starts_with("UTF-8 encoding error") {
+        Close::INVALID_UTF8
+    } else if text.starts_with("WebSocket protocol error")
+        && !text.contains("without closing handshake")
+    {
+        Close::PROTOCOL_ERROR
     } else {
         Close::NORMAL
     }

@@ -371,12 +371,27 @@ pub const CLOSE_CODES: &[CloseDoc] = &[
         client_should: "reconnect with a jittered backoff; resubscribe",
     },
     CloseDoc {
+        close: Close::PROTOCOL_ERROR,
+        sent_by_server: true,
+        when: "a frame that breaks RFC 6455: reserved bits set, an unknown opcode, an \
+               unmasked frame, a fragmented or oversized control frame",
+        action: CloseAction::FixClient,
+        client_should: "stop and report: the WebSocket library is broken",
+    },
+    CloseDoc {
         close: Close::ABNORMAL,
         sent_by_server: false,
         when: "no close frame arrived: the network dropped, the server was killed, or (in \
                browsers) the handshake was refused with an HTTP error",
         action: CloseAction::Reconnect,
         client_should: "reconnect with a jittered backoff; resubscribe",
+    },
+    CloseDoc {
+        close: Close::INVALID_UTF8,
+        sent_by_server: true,
+        when: "a text message that is not valid UTF-8",
+        action: CloseAction::FixClient,
+        client_should: "stop and report: send text frames as UTF-8",
     },
     CloseDoc {
         close: Close::TOO_BIG,
@@ -494,6 +509,18 @@ impl Close {
     pub const TOO_BIG: Close = Close {
         code: 1009,
         reason: "message too big",
+    };
+    /// 1002 (RFC 6455 §7.4.1): a frame that breaks the WebSocket protocol itself
+    /// (reserved bits set, an unknown opcode, an unmasked frame, a fragmented or
+    /// oversized control frame, a stray continuation).
+    pub const PROTOCOL_ERROR: Close = Close {
+        code: 1002,
+        reason: "protocol_error",
+    };
+    /// 1007 (RFC 6455 §8.1): a text message that is not UTF-8.
+    pub const INVALID_UTF8: Close = Close {
+        code: 1007,
+        reason: "invalid_utf8",
     };
     pub const BAD_REQUEST: Close = Close {
         code: 4400,

@@ -1,4 +1,5 @@
-//! Frames on an open socket: bad ones are answered, oversized ones close it.
+//! Frames on an open socket: bad ones are answered, oversized ones and ones that break
+//! the protocol close it.
 
 use std::time::Duration;
 
@@ -41,4 +42,94 @@ async fn an_oversized_message_closes_with_1009() {
     let big = json!({"type": "publish", "room": "r", "body": "x".repeat(70 * 1024)}).to_string();
     ws.send(Message::Text(big.into())).await.unwrap();
     assert_eq!(expect_close(&mut ws, Duration::from_secs(3)).await.0, 1009);
+}
+
+/// Frames that break RFC 6455 itself, each with the close code the RFC names.
+fn frames_breaking_the_protocol() -> Vec<(
+    &'static str,
+    Vec<tokio_tungstenite::tungstenite::protocol::frame::Frame>,
+    u16,
+)> {
+    use tokio_tungstenite::tungstenite::protocol::frame::{
+        Frame,
+        coding::{Control, Data, OpCode},
+    };
+    // `Frame::message` takes data opcodes only; the header is set by hand after it.
+    let frame = |opcode: OpCode, payload: &[u8], fin: bool| {
+        let mut frame = Frame::message(payload.to_vec(), OpCode::Data(Data::Binary), fin);
+        frame.header_mut().opcode = opcode;
+        frame
+    };
+    let text = OpCode::Data(Data::Text);
+    let mut reserved_bit = frame(text, br#"{"type":"ping"}"#, true);
+    reserved_bit.header_mut().rsv1 = true;
+    vec![
+        (
+            "text that is not UTF-8",
+            vec![frame(text, b"\"\xff\xfe\"", true)],
+            1007,
+        ),
+        (
+            "a fragmented text message whose second part is not UTF-8",
+            vec![
+                frame(text, b"{\"type\":", false),
+                frame(OpCode::Data(Data::Continue), b"\"\xc3\x28\"}", true),
+            ],
+            1007,
+        ),
+        ("a reserved bit set", vec![reserved_bit], 1002),
+        (
+            "an unknown data opcode",
+            vec![frame(OpCode::Data(Data::Reserved(3)), b"x", true)],
+            1002,
+        ),
+        (
+            "an unknown control opcode",
+            vec![frame(OpCode::Control(Control::Reserved(11)), b"", true)],
+            1002,
+        ),
+        (
+            "a fragmented ping",
+            vec![frame(OpCode::Control(Control::Ping), b"", false)],
+            1002,
+        ),
+        (
+            "a continuation with nothing to continue",
+            vec![frame(OpCode::Data(Data::Continue), b"x", true)],
+            1002,
+        ),
+    ]
+}
+
+/// tungstenite reports these only as text (poem turns its error into an
+/// `io::Error`), so this also pins the texts of the locked version: an upgrade that
+/// changes them fails here instead of closing with 1000.
+#[tokio::test]
+async fn frames_breaking_the_protocol_close_with_1002_or_1007() {
+    let app = spawn_app().await;
+    let tokens = app.user_with_tokens().await;
+    for pending in [false, true] {
+        for (what, frames, code) in frames_breaking_the_protocol() {
+            let mut ws = if pending {
+                app.ws(Credential::Anonymous).await.unwrap()
+            } else {
+                app.ws_welcomed(&tokens).await.0
+            };
+            for frame in frames {
+                ws.feed(Message::Frame(frame)).await.unwrap();
+            }
+            ws.flush().await.unwrap();
+            let (got, reason) = expect_close(&mut ws, Duration::from_secs(3)).await;
+            let want = if code == 1007 {
+                "invalid_utf8"
+            } else {
+                "protocol_error"
+            };
+            assert_eq!(
+                (got, reason.as_str()),
+                (code, want),
+                "{what} (pending: {pending})"
+            );
+        }
+    }
 }

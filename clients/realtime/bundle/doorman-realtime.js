@@ -30,7 +30,9 @@ var DoormanRealtime = (() => {
     1e3: "reconnect",
     // the server never ends a healthy socket with it (heartbeat_timeout)
     1001: "reconnect",
+    1002: "fix_client",
     1006: "reconnect",
+    1007: "fix_client",
     1008: "fix_client",
     1009: "fix_client",
     1011: "reconnect_later",

@@ -6,7 +6,7 @@
 // - Obeys the close codes of asyncapi.json (`x-close-codes`): 4403 ends the session
 //   for good (`sessionEnded`, no retry); 4401 asks `getToken()` for a fresh token and
 //   reconnects; 1001/1006/4408 reconnect; 1011/1013 reconnect later; 4429 backs off
-//   longer; 1008/1009/4400 stop and report.
+//   longer; 1002/1007/1008/1009/4400 stop and report.
 // - Reconnects with full-jitter exponential backoff, so that many clients dropped at
 //   once (a restart) do not come back in one burst.
 // - Re-subscribes its rooms after every reconnect, and drops a `message` it has
@@ -51,7 +51,9 @@ export type CloseAction =
 export const CLOSE_POLICY: Readonly<Record<number, CloseAction>> = {
   1000: "reconnect", // the server never ends a healthy socket with it (heartbeat_timeout)
   1001: "reconnect",
+  1002: "fix_client",
   1006: "reconnect",
+  1007: "fix_client",
   1008: "fix_client",
   1009: "fix_client",
   1011: "reconnect_later",
@@ -128,7 +130,7 @@ export type State =
   | "waiting"
   /** The session is over (4403): sign in again and call connect(). */
   | "ended"
-  /** A client bug the server refused (4400, 1008, 1009, a 400/403 handshake): not retried. */
+  /** A client bug the server refused (4400, 1002, 1007, 1008, 1009, a 400/403 handshake): not retried. */
   | "failed";
 
 export interface StateChange {
