@@ -588,7 +588,6 @@ fn log_unavailable(e: &Error) {
     }
 }
 
-/// Oversized messages close with 1009; other read errors mean the peer is gone.
 /// The close for a frame the WebSocket layer could not read. poem hands tungstenite's
 /// error over as an `io::Error` that keeps only its text, so the text is what tells
 /// the cases apart (`ws_frames` pins each against the locked tungstenite). A peer
