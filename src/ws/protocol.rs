@@ -352,7 +352,8 @@ pub const CLOSE_CODES: &[CloseDoc] = &[
     CloseDoc {
         close: Close::NORMAL,
         sent_by_server: true,
-        when: "the client closed the socket, or a write to it failed",
+        when: "a write to the socket failed; a client's own Close is answered with its \
+               code",
         action: CloseAction::None,
         client_should: "nothing; reconnect if the client did not ask for it",
     },
@@ -377,6 +378,14 @@ pub const CLOSE_CODES: &[CloseDoc] = &[
                unmasked frame, a fragmented or oversized control frame",
         action: CloseAction::FixClient,
         client_should: "stop and report: the WebSocket library is broken",
+    },
+    CloseDoc {
+        close: Close::PEER_CLOSE_CODE_INVALID,
+        sent_by_server: true,
+        when: "the client's own Close carried a code RFC 6455 does not allow (below 1000, \
+               1004–1006, 1014–2999, 5000 and above); the WebSocket library answers it",
+        action: CloseAction::FixClient,
+        client_should: "stop and report: close with 1000 or a code of 3000–4999",
     },
     CloseDoc {
         close: Close::ABNORMAL,
@@ -516,6 +525,13 @@ impl Close {
     pub const PROTOCOL_ERROR: Close = Close {
         code: 1002,
         reason: "protocol_error",
+    };
+    /// 1002 as tungstenite sends it, with its own reason, in answer to a client's
+    /// Close whose code is not allowed: it replies before doorman sees the frame.
+    /// Listed for clients only.
+    pub const PEER_CLOSE_CODE_INVALID: Close = Close {
+        code: 1002,
+        reason: "Protocol violation",
     };
     /// 1007 (RFC 6455 §8.1): a text message that is not UTF-8.
     pub const INVALID_UTF8: Close = Close {

@@ -133,3 +133,27 @@ async fn frames_breaking_the_protocol_close_with_1002_or_1007() {
         }
     }
 }
+
+/// A client's Close with a code RFC 6455 does not allow is answered by tungstenite
+/// itself, with its own reason (documented as such); allowed codes are echoed.
+#[tokio::test]
+async fn a_close_with_a_forbidden_code_is_answered_with_1002() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let app = spawn_app().await;
+    let tokens = app.user_with_tokens().await;
+    for (sent, want) in [
+        (999, (1002, "Protocol violation")),
+        (1005, (1002, "Protocol violation")),
+        (5000, (1002, "Protocol violation")),
+        (4000, (4000, "")),
+    ] {
+        let (mut ws, _) = app.ws_welcomed(&tokens).await;
+        let frame = CloseFrame {
+            code: close_code(sent),
+            reason: "".into(),
+        };
+        ws.send(Message::Close(Some(frame))).await.unwrap();
+        let (code, reason) = expect_close(&mut ws, Duration::from_secs(3)).await;
+        assert_eq!((code, reason.as_str()), want, "sent {sent}");
+    }
+}
