@@ -589,10 +589,12 @@ fn log_unavailable(e: &Error) {
 }
 
 /// The close for a frame the WebSocket layer could not read. poem hands tungstenite's
-/// error over as an `io::Error` that keeps only its text, so the text is what tells
-/// the cases apart (`ws_frames` pins each against the locked tungstenite). A peer
-/// that vanished without a close frame, or a failed read, gets the plain 1000: nobody
-/// is left to read a code. The text is never logged: it quotes the client's bytes.
+/// error over as an `io::Error` that keeps only its text, so the text's prefix is
+/// what tells the cases apart (pinned against the tungstenite poem links by the unit
+/// test below, and end to end by `ws_frames`). A peer that vanished without a close
+/// frame, or a failed read, gets the plain 1000: nobody is left to read a code, and
+/// `finish` logs no line for it. The text is never logged: it quotes the client's
+/// bytes.
 fn close_for_read_error(e: &std::io::Error) -> Close {
     let text = e.to_string();
     if text.contains("Message too long") {
@@ -611,6 +613,49 @@ fn close_for_read_error(e: &std::io::Error) -> Close {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_errors_close_with_the_codes_rfc_6455_names() {
+        use tungstenite::{
+            error::{CapacityError, Error as WsError, ProtocolError},
+            protocol::frame::coding::Data,
+        };
+        // What poem's `tungstenite_error_to_io_error` does.
+        let as_poem_does = |e: WsError| match e {
+            WsError::Io(e) => e,
+            e => std::io::Error::other(e.to_string()),
+        };
+        let too_long = CapacityError::MessageTooLong {
+            size: 70_000,
+            max_size: 65_536,
+        };
+        let protocol = |e: ProtocolError| (WsError::Protocol(e), Close::PROTOCOL_ERROR);
+        let cases = [
+            (WsError::Utf8("\u{fffd}".into()), Close::INVALID_UTF8),
+            (WsError::Capacity(too_long), Close::TOO_BIG),
+            protocol(ProtocolError::NonZeroReservedBits),
+            protocol(ProtocolError::UnmaskedFrameFromClient),
+            protocol(ProtocolError::InvalidOpcode(3)),
+            protocol(ProtocolError::FragmentedControlFrame),
+            protocol(ProtocolError::ControlFrameTooBig),
+            protocol(ProtocolError::UnexpectedContinueFrame),
+            protocol(ProtocolError::ExpectedFragment(Data::Text)),
+            protocol(ProtocolError::InvalidCloseSequence),
+            // The peer is gone: 1000, and no line in the log for each dropped socket.
+            (
+                WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+                Close::NORMAL,
+            ),
+            (
+                WsError::Io(std::io::ErrorKind::ConnectionReset.into()),
+                Close::NORMAL,
+            ),
+        ];
+        for (error, close) in cases {
+            let text = error.to_string();
+            assert_eq!(close_for_read_error(&as_poem_does(error)), close, "{text}");
+        }
+    }
 
     #[test]
     fn until_counts_from_now_and_clamps_both_ends() {

@@ -352,8 +352,8 @@ pub const CLOSE_CODES: &[CloseDoc] = &[
     CloseDoc {
         close: Close::NORMAL,
         sent_by_server: true,
-        when: "a write to the socket failed; a client's own Close is answered with its \
-               code",
+        when: "a write to the socket failed, or the peer vanished (nobody reads it); a \
+               client's own Close is echoed with its code (none if it sent none)",
         action: CloseAction::None,
         client_should: "nothing; reconnect if the client did not ask for it",
     },
@@ -375,15 +375,18 @@ pub const CLOSE_CODES: &[CloseDoc] = &[
         close: Close::PROTOCOL_ERROR,
         sent_by_server: true,
         when: "a frame that breaks RFC 6455: reserved bits set, an unknown opcode, an \
-               unmasked frame, a fragmented or oversized control frame",
+               unmasked frame, a fragmented or oversized control frame, a continuation \
+               with nothing to continue, a new message inside a fragmented one, a Close \
+               payload of one byte",
         action: CloseAction::FixClient,
         client_should: "stop and report: the WebSocket library is broken",
     },
     CloseDoc {
         close: Close::PEER_CLOSE_CODE_INVALID,
         sent_by_server: true,
-        when: "the client's own Close carried a code RFC 6455 does not allow (below 1000, \
-               1004–1006, 1014–2999, 5000 and above); the WebSocket library answers it",
+        when: "the client's own Close carried a code tungstenite refuses (below 1000, \
+               1004–1006, 1014–2999, 5000 and above): the WebSocket library substitutes \
+               this reply, in its wording, and doorman cannot change it",
         action: CloseAction::FixClient,
         client_should: "stop and report: close with 1000 or a code of 3000–4999",
     },
@@ -398,7 +401,7 @@ pub const CLOSE_CODES: &[CloseDoc] = &[
     CloseDoc {
         close: Close::INVALID_UTF8,
         sent_by_server: true,
-        when: "a text message that is not valid UTF-8",
+        when: "a text message, or the reason in a Close frame, that is not valid UTF-8",
         action: CloseAction::FixClient,
         client_should: "stop and report: send text frames as UTF-8",
     },
@@ -521,19 +524,19 @@ impl Close {
     };
     /// 1002 (RFC 6455 §7.4.1): a frame that breaks the WebSocket protocol itself
     /// (reserved bits set, an unknown opcode, an unmasked frame, a fragmented or
-    /// oversized control frame, a stray continuation).
+    /// oversized control frame, a stray continuation, a one-byte Close payload).
     pub const PROTOCOL_ERROR: Close = Close {
         code: 1002,
         reason: "protocol_error",
     };
-    /// 1002 as tungstenite sends it, with its own reason, in answer to a client's
-    /// Close whose code is not allowed: it replies before doorman sees the frame.
-    /// Listed for clients only.
+    /// 1002 as tungstenite words it, in answer to a client's Close whose code it
+    /// refuses: it substitutes this reply when it parses the frame, and doorman only
+    /// flushes it. Listed for clients only.
     pub const PEER_CLOSE_CODE_INVALID: Close = Close {
         code: 1002,
         reason: "Protocol violation",
     };
-    /// 1007 (RFC 6455 §8.1): a text message that is not UTF-8.
+    /// 1007 (RFC 6455 §8.1): a text message, or a Close reason, that is not UTF-8.
     pub const INVALID_UTF8: Close = Close {
         code: 1007,
         reason: "invalid_utf8",

@@ -98,6 +98,30 @@ fn frames_breaking_the_protocol() -> Vec<(
             vec![frame(OpCode::Data(Data::Continue), b"x", true)],
             1002,
         ),
+        (
+            "a new message inside a fragmented one",
+            vec![frame(text, b"{", false), frame(text, b"{}", true)],
+            1002,
+        ),
+        (
+            "a ping over 125 bytes",
+            vec![frame(OpCode::Control(Control::Ping), &[b'p'; 126], true)],
+            1002,
+        ),
+        (
+            "a Close payload of one byte",
+            vec![frame(OpCode::Control(Control::Close), b"\x03", true)],
+            1002,
+        ),
+        (
+            "a Close whose reason is not UTF-8",
+            vec![frame(
+                OpCode::Control(Control::Close),
+                b"\x03\xe8\xff\xfe",
+                true,
+            )],
+            1007,
+        ),
     ]
 }
 
