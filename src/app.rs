@@ -1,171 +1,48 @@
 //! Building and running the server: `main` and the tests start it the same way.
 
-use std::{future::Future, net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
-use migration::MigratorTrait;
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Route, Server, get,
     listener::{Acceptor, Listener, TcpListener},
 };
-use sea_orm::{ConnectOptions, Database};
 
 use crate::{
-    api,
-    auth::db::Db,
-    auth::{Auth, AuthSettings, AuthSource, SessionBus, SessionSettings},
-    cluster,
+    Doorman, api,
     config::Config,
+    doorman::{StartError, connect},
     http::{
-        self,
-        allow::AllowedMethods,
-        client_ip::ClientIp,
-        conn_guard::{GuardedAcceptor, ReadRate, UpgradeMarks},
-        headers::PageHeaders,
+        self, ServerParts, allow::AllowedMethods, conn_guard::GuardedAcceptor, headers::PageHeaders,
     },
-    ratelimit::Limits,
-    rooms::Rooms,
-    state::AppState,
-    ws::{self, Registry, WsContext},
+    ws::{self, Registry},
 };
 
-/// A built server, bound to its port, not yet serving.
+/// A built server, bound to its port, not yet serving. Composed from the public
+/// face: a [`Doorman`], its connection guard and edge, doorman's API groups and
+/// `/ws`, plus the hot routes.
 pub struct Application {
     acceptor: GuardedAcceptor,
     addr: SocketAddr,
-    state: Arc<AppState>,
-    registry: Registry,
-    ws: Arc<WsContext>,
-}
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("configuration: {0}")]
-    Config(String),
-    #[error("database: {0}")]
-    Database(#[from] sea_orm::DbErr),
-    #[error("{0}")]
-    Init(#[from] crate::auth::Error),
-    #[error("cannot listen: {0}")]
-    Listen(#[from] std::io::Error),
+    doorman: Doorman,
 }
 
 impl Application {
-    /// Connects to the database, applies pending migrations, loads (or creates) the
-    /// signing key and binds the listener.
+    /// Binds the listener, then starts [`Doorman`] (database and migrations,
+    /// signing key, background tasks).
     pub async fn build(mut config: Config) -> Result<Self, StartError> {
         // Bind first: with port 0 the real port is part of the default public URL.
-        let upgrades = UpgradeMarks::default();
-        let acceptor = GuardedAcceptor::new(
-            TcpListener::bind(config.bind).into_acceptor().await?,
-            config.header_timeout,
-            config.idle_timeout,
-            config.max_connections_per_ip,
-            // Four largest messages a second, two at once: far above what the
-            // per-socket message rate lets through in practice.
-            ReadRate {
-                per_second: (config.ws_max_message_bytes as u64).saturating_mul(4),
-                burst: (config.ws_max_message_bytes as u64).saturating_mul(2),
-            },
-            upgrades.clone(),
-        );
-        let addr = acceptor
+        let listener = TcpListener::bind(config.bind).into_acceptor().await?;
+        let addr = listener
             .local_addr()
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .ok_or_else(|| StartError::Config("listener has no socket address".into()))?;
         config.bind = addr;
-        let trusted = config.trusted_proxies();
-        let db = connect(&config).await?;
-        // The recorder first: a metric set before it exists is lost (the cluster
-        // bridge sets `doorman_cluster_listener_connected` once, when it connects).
-        let metrics_handle = config
-            .metrics_bind
-            .map(|_| crate::telemetry::install())
-            .transpose()
-            .map_err(StartError::Config)?;
-
-        let bus = SessionBus::new();
-        let auth = Arc::new(
-            Auth::new(
-                db.clone(),
-                AuthSettings {
-                    public_url: config.public_url(),
-                    allowed_origins: config.allowed_origins(),
-                    access_ttl: config.access_ttl,
-                    sessions: SessionSettings {
-                        absolute: config.session_ttl,
-                        idle: config.session_idle,
-                        refresh_grace: config.refresh_reuse_grace,
-                    },
-                    hash_concurrency: std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(2),
-                    key_encryption_key_file: config
-                        .key_encryption_key_file
-                        .clone()
-                        .filter(|p| !p.as_os_str().is_empty()),
-                },
-                bus.clone(),
-            )
-            .await?,
-        );
-
-        auth.spawn_key_refresh(Duration::from_secs(1));
-        crate::janitor::spawn(db.clone(), config.retention);
-        let limits = Arc::new(Limits::new(&config));
-        limits.spawn_sweeper(Duration::from_secs(60));
-        let rooms = Rooms::new(db.clone());
-        let registry = Registry::new(config.ws_max_sockets_per_user);
-        registry.spawn_event_listener(auth.clone());
-        registry.spawn_sweeper(auth.clone(), config.sweep);
-        cluster::Bridge {
-            db,
-            bus,
-            rooms: rooms.clone(),
-            registry: registry.clone(),
-            auth: auth.clone(),
-            sweep_every: config.sweep,
-        }
-        .start();
-        let ws = Arc::new(WsContext {
-            auth: auth.clone(),
-            auth_source: AuthSource::new(auth.clone()),
-            registry: registry.clone(),
-            rooms: rooms.clone(),
-            limits: limits.clone(),
-            upgrades,
-            auth_timeout: config.ws_auth_timeout,
-            heartbeat: config.ws_heartbeat,
-            messages_per_second: NonZeroU32::new(config.ws_messages_per_second)
-                .unwrap_or(NonZeroU32::MIN),
-            config: WsContext::socket_config(config.ws_max_message_bytes),
-            clock: governor::clock::DefaultClock::default(),
-        });
-
-        let metrics = config.metrics_bind;
-        let state = Arc::new(AppState {
-            config,
-            auth_source: AuthSource::new(auth.clone()),
-            auth,
-            limits,
-            client_ip: ClientIp::new(trusted),
-            rooms,
-            sockets: registry.clone(),
-            metrics: metrics.is_some(),
-        });
-        crate::memory::spawn_trimmer(Arc::downgrade(&state));
-        if let (Some(bind), Some(handle)) = (metrics, metrics_handle) {
-            let listener = TcpListener::bind(bind).into_acceptor().await?;
-            tracing::info!(%bind, "metrics at /metrics");
-            tokio::spawn(crate::telemetry::serve(listener, handle, state.clone()));
-        }
+        let doorman = Doorman::builder(config).start().await?;
         Ok(Self {
-            acceptor,
+            acceptor: doorman.guard(listener),
             addr,
-            state,
-            registry,
-            ws,
+            doorman,
         })
     }
 
@@ -176,7 +53,7 @@ impl Application {
 
     /// The registry of live sockets.
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        self.doorman.sockets()
     }
 
     /// Serves until `shutdown` completes; then drains (see [`Registry::drain`]:
@@ -187,9 +64,9 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let registry = self.registry.clone();
-        let drain = self.state.config.drain;
-        let app = routes(self.state.clone(), self.ws.clone());
+        let doorman = self.doorman.clone();
+        let drain = self.doorman.config().drain;
+        let app = routes(self.doorman);
         // poem polls its shutdown future each time it accepts a connection, and
         // `shutdown` may be costly to poll (Ctrl-C and SIGTERM are two watch
         // channels behind a `select!`: about 900 instructions per connection).
@@ -207,7 +84,7 @@ impl Application {
                 // runtime is going away) stops too.
                 let _ = stopped.await;
                 tracing::info!("shutting down");
-                registry.drain(drain, Duration::from_secs(5)).await;
+                doorman.drain(drain, Duration::from_secs(5)).await;
             },
             Some(Duration::from_secs(10)),
         );
@@ -223,7 +100,7 @@ impl Application {
 }
 
 /// Every route of the server.
-pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
+pub fn routes(doorman: Doorman) -> impl Endpoint {
     let api = api::service();
     let docs = api.swagger_ui();
     // The same text `swagger_ui()` serves, so the policy hashes what browsers get.
@@ -240,16 +117,13 @@ pub fn routes(state: Arc<AppState>, ws: Arc<WsContext>) -> impl Endpoint {
     let routes = api::hot::add(Route::new())
         // The socket context only where sockets are opened: a request's data are
         // allocated and hashed one by one.
-        .at(
-            "/ws",
-            get(ws::route.before(ws::require_http_11)).data(ws.clone()),
-        )
+        .at("/ws", get(ws::route.before(ws::require_http_11)))
         .nest("/docs", docs)
         .at("/openapi.json", get(openapi_json))
         .at("/asyncapi.json", get(asyncapi_json))
         .nest("/", api);
     // Attaches the state to every request.
-    http::RequestScope::new(routes, state, ws, allowed, pages)
+    http::RequestScope::server(routes, doorman, ServerParts { allowed, pages })
 }
 
 /// The WebSocket's protocol document: the same text as the committed `asyncapi.json`.
@@ -262,29 +136,6 @@ fn asyncapi_json() -> impl IntoResponse {
 #[poem::handler]
 fn openapi_json() -> impl IntoResponse {
     api::spec_json().with_content_type("application/json; charset=utf-8")
-}
-
-/// Connects to the database the way the server does and applies pending
-/// migrations.
-pub async fn connect(config: &Config) -> Result<Db, StartError> {
-    let mut options = ConnectOptions::new(config.database_url.clone());
-    // SQL logging would print bound values (hashes, user agents): keep it off.
-    options.sqlx_logging(false);
-    // Waiting for a pooled connection, and opening one to a database that refuses
-    // or does not answer, ends after the database timeout (sqlx's default is 30 s):
-    // the request answers 503 instead of queueing. (sea-orm hands both settings to
-    // sqlx's one acquire bound, which covers connecting; they are set alike so
-    // neither can be mistaken for being unbounded.) sqlx pings a pooled connection
-    // before handing it out, so connections broken by an outage are replaced, not
-    // reused, and the pool recovers by itself once the database is back. At start
-    // the same bound applies: an unreachable database fails the start quickly.
-    options
-        .connect_timeout(config.db_timeout)
-        .acquire_timeout(config.db_timeout)
-        .test_before_acquire(true);
-    let connection = Database::connect(options).await?;
-    migration::Migrator::up(&connection, None).await?;
-    Ok(Db::new(connection, config.db_timeout))
 }
 
 /// `doorman keys …`: lists, rotates or retires signing keys in the server's

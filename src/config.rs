@@ -11,6 +11,11 @@ use std::{net::SocketAddr, time::Duration};
 use clap::{Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
+/// A configuration value that did not parse: one line naming the variable.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
 /// doorman: one authentication for HTTP endpoints and WebSockets.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "doorman", version, about)]
@@ -249,6 +254,14 @@ impl Config {
     /// The trusted proxies as networks; a bare IP is a /32 or /128.
     pub fn trusted_proxies(&self) -> Vec<IpNet> {
         self.trusted_proxies.iter().filter_map(|n| n.0).collect()
+    }
+
+    /// The configuration from the environment alone (`DOORMAN_*`, `DATABASE_URL`),
+    /// with the server's defaults: what a host app embedding doorman reads. A bad
+    /// value is refused with the same one line the server prints.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        <Self as clap::Parser>::try_parse_from(["doorman"])
+            .map_err(|e| ConfigError(Self::explain(&e)))
     }
 
     /// The one-line message for a configuration that did not parse: which setting

@@ -1,20 +1,69 @@
 //! doorman: one authentication for HTTP endpoints and WebSockets.
 //!
+//! A host poem app needs four things, in order: one builder call ([`Doorman`]),
+//! one extractor on an operation ([`Authenticated`]), one upgrade on a socket
+//! route ([`ws::SocketUpgrade`]), and one line to mount doorman's own API
+//! ([`api::AuthApi`], [`api::SessionApi`], … in the host's `OpenApiService`).
+//! `examples/shop.rs` is the whole of it; `docs/embedding.md` walks through it.
+//!
+//! ```no_run
+//! use doorman::{Authenticated, Config, Doorman, ws::SocketUpgrade};
+//! use poem::{IntoResponse, Route, Server, get, handler, web::websocket::Message};
+//! use poem_openapi::{OpenApi, OpenApiService, payload::PlainText};
+//!
+//! struct Orders;
+//!
+//! #[OpenApi]
+//! impl Orders {
+//!     #[oai(path = "/api/orders", method = "get")]
+//!     async fn list(&self, auth: Authenticated) -> PlainText<String> {
+//!         PlainText(auth.user_id.to_string())
+//!     }
+//! }
+//!
+//! #[handler]
+//! fn feed(upgrade: SocketUpgrade) -> impl IntoResponse {
+//!     upgrade.on_upgrade(|mut socket| async move {
+//!         while let Some(Message::Text(text)) = socket.recv().await {
+//!             if socket.send(Message::Text(text)).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     })
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let doorman = Doorman::builder(Config::from_env()?).start().await?;
+//! let api = OpenApiService::new(
+//!     (doorman::api::AuthApi, doorman::api::SessionApi, Orders),
+//!     "shop",
+//!     "1.0",
+//! );
+//! let app = Route::new().at("/feed", get(feed)).nest("/", api);
+//! Server::new_with_acceptor(doorman.listen().await?)
+//!     .run(doorman.edge(app))
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The modules:
 //! - [`auth`]: the auth core: [`auth::AuthSource`] resolves identity, [`auth::Auth`]
-//!   is the facade over accounts, sessions, tokens and passwords, [`auth::Error`]
-//!   its own errors. It knows neither the HTTP API nor the WebSocket route, and
-//!   other poem apps can reuse it.
-//! - [`api`]: the OpenAPI-documented HTTP endpoints.
-//! - [`ws`]: the WebSocket route, its protocol and the registry of live sockets.
-//! - `http`: the HTTP edge (connection guards, request scope, CORS, bounds, the
-//!   error map, client IPs).
-//! - [`app`]: building and running the server from a [`config::Config`].
+//!   is the facade over accounts, sessions, tokens and passwords. It knows neither
+//!   the HTTP API nor the WebSocket route.
+//! - [`extract`]: identity on a host's operations and handlers.
+//! - [`error`]: the one error type and its JSON shape.
+//! - [`api`]: doorman's OpenAPI-documented endpoint groups.
+//! - [`ws`]: doorman's `/ws` protocol, and sockets bound to sessions for a host's
+//!   own routes.
+//! - [`app`]: doorman's own server, composed from the above.
 
 pub mod api;
 pub mod app;
 pub mod auth;
 mod cluster;
 pub mod config;
+mod doorman;
+pub mod extract;
 pub(crate) mod http;
 pub mod janitor;
 mod json_text;
@@ -25,5 +74,16 @@ mod state;
 mod telemetry;
 pub mod ws;
 
-pub use app::{Application, StartError};
+/// The one error type of doorman's HTTP API and its WebSocket handshake, and the
+/// one JSON shape every error answers with: `{"error": "<code>", "message": …}`.
+/// A host's operations can return [`error::Error`] (or [`error::Fail`] with the
+/// statuses they document) and get the same answers.
+pub mod error {
+    pub use crate::http::error::{Error, ErrorBody, ErrorCode, ErrorSet, Fail};
+}
+
+pub use app::Application;
 pub use config::Config;
+pub use doorman::{Builder, Doorman, StartError};
+pub use extract::{Authenticated, MaybeAuthenticated};
+pub use http::conn_guard::GuardedAcceptor;

@@ -1,19 +1,22 @@
-//! What every handler can reach, built once at start.
+//! The one state every door reaches, built once by [`crate::Doorman`]'s builder:
+//! the auth core, the resolver, limits, rooms, the live sockets and the socket
+//! settings. Handlers reach it through the [`crate::Doorman`] handle.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
-use poem::Request;
+use poem::{Request, web::websocket::WebSocketConfig};
 
 use crate::{
     auth::{Auth, AuthSource, ClientInfo},
     config::Config,
-    http::client_ip::ClientIp,
+    http::{client_ip::ClientIp, conn_guard::UpgradeMarks},
     ratelimit::Limits,
     rooms::Rooms,
     ws::Registry,
 };
 
-/// Shared server state, attached to routes with `.data(Arc<AppState>)`.
+/// Shared server state. Reached through [`crate::Doorman`] (it derefs to this);
+/// not nameable outside the crate.
 pub struct AppState {
     pub config: Config,
     pub auth: Arc<Auth>,
@@ -22,10 +25,43 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub client_ip: ClientIp,
     pub rooms: Rooms,
-    /// The live sockets, for their counts per session.
-    pub sockets: Registry,
+    /// The live sockets of this instance (doorman's `/ws` and the host's own).
+    pub registry: Registry,
+    /// What every socket needs beyond the above.
+    pub ws: SocketSettings,
     /// Whether metrics are recorded (`DOORMAN_METRICS_BIND` is set).
     pub metrics: bool,
+}
+
+/// The settings of every socket, doorman's `/ws` and a host's own alike.
+pub struct SocketSettings {
+    /// Where a route says which connection becomes a WebSocket (its bytes are then
+    /// read within a budget).
+    pub upgrades: UpgradeMarks,
+    pub auth_timeout: Duration,
+    pub heartbeat: Duration,
+    pub messages_per_second: NonZeroU32,
+    pub config: WebSocketConfig,
+    /// The clock of every socket's message limiter, made once: making one
+    /// (`quanta::Clock::new`) asks the CPU for its features with `cpuid`, which a
+    /// virtual machine traps, and that was a fifth of a handshake's CPU time.
+    pub clock: governor::clock::DefaultClock,
+}
+
+impl SocketSettings {
+    /// tungstenite's defaults allow 64 MiB messages and reserve large buffers per
+    /// socket; idle sockets must be cheap, so everything is sized deliberately.
+    pub fn socket_config(max_message: usize) -> WebSocketConfig {
+        WebSocketConfig::default()
+            // The one buffer an idle socket holds (1 KiB of its ~6). Frames larger
+            // than it are still taken (tungstenite reserves a frame's length from
+            // its header), in reads of at most this size.
+            .read_buffer_size(1024)
+            .write_buffer_size(0)
+            .max_write_buffer_size(max_message.saturating_mul(2).max(64 * 1024))
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message))
+    }
 }
 
 impl AppState {

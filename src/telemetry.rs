@@ -5,14 +5,14 @@
 //! operation ids, status codes, error codes, reasons — never paths, ids or IPs.
 //! docs/operations.md lists every metric with the alerts to set on it.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use poem::{
     EndpointExt, IntoResponse, Route, Server, get, handler, listener::TcpAcceptor, web::Data,
 };
 
-use crate::state::AppState;
+use crate::Doorman;
 
 /// Buckets for request and close latencies, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -49,7 +49,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
 pub async fn serve(
     listener: TcpAcceptor,
     handle: PrometheusHandle,
-    state: Arc<AppState>,
+    state: Doorman,
 ) -> std::io::Result<()> {
     let app = Route::new()
         .at("/metrics", get(scrape))
@@ -61,8 +61,8 @@ pub async fn serve(
 /// The text exposition, with the gauges that are read rather than counted
 /// refreshed first.
 #[handler]
-fn scrape(handle: Data<&PrometheusHandle>, state: Data<&Arc<AppState>>) -> impl IntoResponse {
-    metrics::gauge!("doorman_ws_sockets_open").set(state.sockets.len() as f64);
+fn scrape(handle: Data<&PrometheusHandle>, state: Data<&Doorman>) -> impl IntoResponse {
+    metrics::gauge!("doorman_ws_sockets_open").set(state.registry.len() as f64);
     metrics::gauge!("doorman_password_hashes_queued")
         .set(state.auth.password_hashes_queued() as f64);
     let (open, idle) = state.auth.pool_stats();

@@ -1,7 +1,5 @@
 //! `/api/auth`: register, login, refresh, logout.
 
-use std::sync::Arc;
-
 use poem::{
     Request,
     http::header::COOKIE,
@@ -16,10 +14,11 @@ use super::{
         TokenPair, User,
     },
     optional_json::OptionalJson,
-    security::Authenticated,
 };
 use crate::{
+    Doorman,
     auth::{AuthError, Email, Issued, cookies},
+    extract::Authenticated,
     http::error::{Fail, error_set},
     state::AppState,
 };
@@ -59,7 +58,7 @@ impl AuthApi {
     #[oai(path = "/register", method = "post", operation_id = "register")]
     async fn register(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         req: &Request,
         body: Json<RegisterRequest>,
     ) -> Result<Registered, Fail<RegisterErrors>> {
@@ -86,7 +85,7 @@ impl AuthApi {
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         req: &Request,
         jar: &CookieJar,
         body: Json<LoginRequest>,
@@ -147,7 +146,7 @@ impl AuthApi {
     #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         req: &Request,
         jar: &CookieJar,
         body: OptionalJson<Option<RefreshRequest>>,
@@ -176,7 +175,7 @@ impl AuthApi {
     #[oai(path = "/logout", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
         jar: &CookieJar,
     ) -> Result<LoggedOut, Fail<LogoutErrors>> {

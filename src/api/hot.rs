@@ -15,8 +15,6 @@
 //! OpenAPI operations stay, and are what the spec documents; `tests/it/hot_routes.rs`
 //! holds the doors to the same answers.
 
-use std::sync::Arc;
-
 use poem::{
     IntoResponse, Request, Response, Route, get, handler,
     http::{HeaderValue, Method, header},
@@ -27,7 +25,7 @@ use poem_openapi::{
 };
 
 use super::{models::Health, sessions};
-use crate::{http::error::Error, state::AppState, ws::WsContext};
+use crate::{Doorman, http::error::Error};
 
 /// `routes` with the hot operations added (before the OpenAPI service is nested,
 /// so that these exact paths match here first). [`Hot::of`] recognises the same
@@ -80,12 +78,7 @@ impl Hot {
     }
 
     /// Serves `req`, which [`Self::of`] recognised as `self`.
-    pub(crate) async fn serve(
-        self,
-        state: &AppState,
-        ws: &Arc<WsContext>,
-        mut req: Request,
-    ) -> poem::Result<Response> {
+    pub(crate) async fn serve(self, state: &Doorman, mut req: Request) -> poem::Result<Response> {
         // poem's `RouteMethod` answers a `HEAD` to a `GET`-only route so.
         let head = *req.method() == Method::HEAD;
         if head {
@@ -97,7 +90,7 @@ impl Hot {
             // queries of a cache miss) is large, and an unboxed one would be moved
             // with every request's future whatever its route.
             Self::Me => Box::pin(me_response(state, &req)).await?,
-            Self::Ws => return crate::ws::serve(req, state, ws).await,
+            Self::Ws => return crate::ws::serve(req, state).await,
         };
         if head {
             resp.set_body(());
@@ -130,14 +123,14 @@ fn healthz_response(metrics: bool) -> Response {
 
 #[handler]
 async fn me(req: &Request) -> poem::Result<Response> {
-    let Some(state) = req.data::<Arc<AppState>>() else {
+    let Some(state) = req.data::<Doorman>() else {
         return Err(Error::internal("the request scope did not attach its data").into());
     };
     me_response(state, req).await
 }
 
-async fn me_response(state: &AppState, req: &Request) -> poem::Result<Response> {
-    let result = match state.auth_source.resolve(req).await {
+async fn me_response(state: &Doorman, req: &Request) -> poem::Result<Response> {
+    let result = match crate::extract::identity(req, state).await {
         Ok(identity) => sessions::me(state, identity)
             .await
             .map(IntoResponse::into_response)
@@ -161,7 +154,7 @@ async fn me_response(state: &AppState, req: &Request) -> poem::Result<Response> 
 }
 
 fn metrics_on(req: &Request) -> bool {
-    req.data::<Arc<AppState>>().is_some_and(|s| s.metrics)
+    req.data::<Doorman>().is_some_and(|s| s.metrics)
 }
 
 #[cfg(test)]

@@ -1,7 +1,5 @@
 //! Liveness, readiness and the public signing keys.
 
-use std::sync::Arc;
-
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, OpenApi,
@@ -13,7 +11,7 @@ use super::{
     direct_json::DirectJson,
     models::{Health, Jwk, Jwks},
 };
-use crate::state::AppState;
+use crate::Doorman;
 
 #[derive(ApiResponse)]
 pub enum Readiness {
@@ -77,9 +75,9 @@ impl MetaApi {
 
     /// Readiness (includes the database)
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
-    async fn readyz(&self, state: Data<&Arc<AppState>>) -> Readiness {
+    async fn readyz(&self, state: Data<&Doorman>) -> Readiness {
         // A draining server tells its load balancer to stop sending at once.
-        if state.sockets.is_draining() {
+        if state.registry.is_draining() {
             return Readiness::NotReady(Json(Health {
                 status: "shutting_down".to_owned(),
             }));
@@ -100,7 +98,7 @@ impl MetaApi {
 
     /// Public keys that verify access tokens (JWK Set)
     #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "jwks")]
-    async fn jwks(&self, state: Data<&Arc<AppState>>) -> Json<Jwks> {
+    async fn jwks(&self, state: Data<&Doorman>) -> Json<Jwks> {
         Json(Jwks {
             keys: state
                 .auth

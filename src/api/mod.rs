@@ -1,5 +1,5 @@
 //! The OpenAPI-documented HTTP API. Every protected operation takes
-//! [`security::Authenticated`], which documents both security schemes.
+//! [`crate::Authenticated`], which documents both security schemes.
 
 mod auth;
 mod direct_json;
@@ -9,7 +9,6 @@ pub(crate) mod models;
 mod optional_json;
 pub(crate) mod room_names;
 mod rooms;
-pub(crate) mod security;
 mod sessions;
 pub(crate) mod text;
 

@@ -2,8 +2,6 @@
 //! the same rooms WebSocket clients subscribe to. Every operation on a room asks
 //! the same check as the WebSocket route ([`crate::rooms::Rooms::may_enter`]).
 
-use std::sync::Arc;
-
 use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, OpenApi, param::Path, payload::Json};
 use uuid::Uuid;
@@ -14,13 +12,13 @@ use super::{
         CreateRoomRequest, Presence, PresentUser, PublishRequest, Published, Room, RoomMember,
     },
     room_names::{PrivateRoomParam, RoomParam},
-    security::Authenticated,
 };
 use crate::{
+    Doorman,
     auth::UserId,
+    extract::Authenticated,
     http::error::{Fail, error_set},
     rooms::RoomName,
-    state::AppState,
 };
 
 error_set!(PublishErrors: 400, 401, 403, 408, 413, 415, 429, 503);
@@ -61,7 +59,7 @@ impl RoomApi {
     #[oai(path = "/rooms", method = "post", operation_id = "createRoom")]
     async fn create(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
         body: Json<CreateRoomRequest>,
     ) -> Result<Created, Fail<CreateErrors>> {
@@ -76,7 +74,7 @@ impl RoomApi {
     #[oai(path = "/rooms", method = "get", operation_id = "listRooms")]
     async fn list(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
     ) -> Result<Json<Vec<Room>>, Fail<ListErrors>> {
         let rooms = state.rooms.rooms_of(auth.0.user_id).await?;
@@ -90,7 +88,7 @@ impl RoomApi {
     #[oai(path = "/rooms/:room", method = "delete", operation_id = "deleteRoom")]
     async fn delete(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
         /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
         /// `invalid_input`.
@@ -111,7 +109,7 @@ impl RoomApi {
     )]
     async fn members(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
         /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
         /// `invalid_input`.
@@ -132,7 +130,7 @@ impl RoomApi {
     )]
     async fn add_member(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
         /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
         /// `invalid_input`.
@@ -160,7 +158,7 @@ impl RoomApi {
     )]
     async fn remove_member(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
         /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
         /// `invalid_input`.
@@ -187,7 +185,7 @@ impl RoomApi {
     )]
     async fn presence(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
         /// A public name (1 to 64 of `A-Z a-z 0-9 _ - .`) or `private:` and one; any
         /// other name is 400 `invalid_input`.
@@ -223,7 +221,7 @@ impl RoomApi {
     )]
     async fn publish(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         req: &Request,
         auth: Authenticated,
         /// A public name (1 to 64 of `A-Z a-z 0-9 _ - .`) or `private:` and one; any

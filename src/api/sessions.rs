@@ -1,7 +1,5 @@
 //! `/api/me` and `/api/sessions`: the caller, their devices and their activity.
 
-use std::sync::Arc;
-
 use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, OpenApi, param::Path, payload::Json};
 use uuid::Uuid;
@@ -10,10 +8,11 @@ use super::{
     ApiTags,
     direct_json::DirectJson,
     models::{Activity, ChangePasswordRequest, Me, SessionInfo},
-    security::Authenticated,
 };
 use crate::{
+    Doorman,
     auth::{AuthError, Identity, SessionId},
+    extract::Authenticated,
     http::error::{Error, Fail, error_set},
     state::AppState,
 };
@@ -56,7 +55,7 @@ impl SessionApi {
     #[oai(path = "/me", method = "get", operation_id = "me")]
     async fn me(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
     ) -> Result<DirectJson<Me>, Fail<ReadErrors>> {
         // Served by `super::hot` in front of this operation; the same code.
@@ -67,7 +66,7 @@ impl SessionApi {
     #[oai(path = "/sessions", method = "get", operation_id = "listSessions")]
     async fn list(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
     ) -> Result<Json<Vec<SessionInfo>>, Fail<ReadErrors>> {
         let id = auth.0;
@@ -76,7 +75,7 @@ impl SessionApi {
             sessions
                 .into_iter()
                 .map(|s| {
-                    let live = state.sockets.live_sockets(s.id);
+                    let live = state.registry.live_sockets(s.id);
                     SessionInfo::new(s, id.session_id, live)
                 })
                 .collect(),
@@ -93,7 +92,7 @@ impl SessionApi {
     )]
     async fn revoke(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
         id: Path<Uuid>,
     ) -> Result<Revoked, Fail<RevokeOneErrors>> {
@@ -117,7 +116,7 @@ impl SessionApi {
     )]
     async fn revoke_all(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
     ) -> Result<Revoked, Fail<ReadErrors>> {
         state.auth.revoke_all_sessions(auth.0.user_id).await?;
@@ -135,7 +134,7 @@ impl SessionApi {
     )]
     async fn revoke_others(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
     ) -> Result<Revoked, Fail<ReadErrors>> {
         state.auth.revoke_other_sessions(&auth.0).await?;
@@ -153,7 +152,7 @@ impl SessionApi {
     )]
     async fn change_password(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         req: &Request,
         auth: Authenticated,
         body: Json<ChangePasswordRequest>,
@@ -197,7 +196,7 @@ impl SessionApi {
     #[oai(path = "/me/activity", method = "get", operation_id = "activity")]
     async fn activity(
         &self,
-        state: Data<&Arc<AppState>>,
+        state: Data<&Doorman>,
         auth: Authenticated,
     ) -> Result<Json<Activity>, Fail<ReadErrors>> {
         let events = state.auth.activity(auth.0.user_id).await?;

@@ -16,7 +16,7 @@ pub(crate) mod cors;
 pub(crate) mod error;
 pub(crate) mod headers;
 
-use std::{cell::Cell, sync::Arc, time::Instant};
+use std::{cell::Cell, time::Instant};
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
@@ -24,7 +24,7 @@ use poem::{
 };
 use tracing::Instrument;
 
-use crate::{api::hot::Hot, auth::db, state::AppState, ws::WsContext};
+use crate::{Doorman, api::hot::Hot, auth::db};
 use allow::AllowedMethods;
 use headers::PageHeaders;
 
@@ -48,26 +48,33 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// router (and without the shared state in their extensions: they are handed it).
 pub(crate) struct RequestScope<E> {
     inner: E,
-    state: Arc<AppState>,
-    ws: Arc<WsContext>,
-    allowed: AllowedMethods,
-    pages: PageHeaders,
+    state: Doorman,
+    /// doorman's own server: its hot routes, `Allow` on 405s, its pages' policies.
+    server: Option<ServerParts>,
+}
+
+/// What only doorman's own server adds to the scope.
+pub(crate) struct ServerParts {
+    pub allowed: AllowedMethods,
+    pub pages: PageHeaders,
 }
 
 impl<E> RequestScope<E> {
-    pub(crate) fn new(
-        inner: E,
-        state: Arc<AppState>,
-        ws: Arc<WsContext>,
-        allowed: AllowedMethods,
-        pages: PageHeaders,
-    ) -> Self {
+    /// The scope a host app puts around its routes (see [`Doorman::edge`]).
+    pub(crate) fn new(inner: E, state: Doorman) -> Self {
         Self {
             inner,
             state,
-            ws,
-            allowed,
-            pages,
+            server: None,
+        }
+    }
+
+    /// The scope of doorman's own server, with its hot routes.
+    pub(crate) fn server(inner: E, state: Doorman, parts: ServerParts) -> Self {
+        Self {
+            inner,
+            state,
+            server: Some(parts),
         }
     }
 }
@@ -86,7 +93,7 @@ impl<E: Endpoint> Endpoint for RequestScope<E> {
         );
         let path = req.uri().path();
         let private = path.starts_with("/api/");
-        let policy = self.pages.policy_for(path);
+        let policy = self.server.as_ref().and_then(|s| s.pages.policy_for(path));
         // Kept for the rare answer that needs the path afterwards (405's `Allow`):
         // cloning a `Uri` shares its bytes, it does not copy them.
         let uri = req.uri().clone();
@@ -103,7 +110,12 @@ impl<E: Endpoint> Endpoint for RequestScope<E> {
             resp
         } else {
             // The request's waits for the database share one budget (see `db`).
-            let result = match Hot::of(&req) {
+            let hot = if self.server.is_some() {
+                Hot::of(&req)
+            } else {
+                None
+            };
+            let result = match hot {
                 Some(hot) if !hot.uses_database() => {
                     self.serve_hot(hot, req).instrument(span.clone()).await
                 }
@@ -148,7 +160,10 @@ impl<E: Endpoint> Endpoint for RequestScope<E> {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         if status == StatusCode::METHOD_NOT_ALLOWED
-            && let Some(methods) = self.allowed.for_path(uri.path())
+            && let Some(methods) = self
+                .server
+                .as_ref()
+                .and_then(|s| s.allowed.for_path(uri.path()))
             && let Ok(v) = HeaderValue::from_str(methods)
         {
             headers.insert(header::ALLOW, v);
@@ -173,7 +188,7 @@ impl<E: Endpoint> RequestScope<E> {
     /// Bounds, then the hot operation (a `GET` or `HEAD`: no body to bound).
     async fn serve_hot(&self, hot: Hot, req: Request) -> poem::Result<Response> {
         bounds::check_headers(&req)?;
-        hot.serve(&self.state, &self.ws, req).await
+        hot.serve(&self.state, req).await
     }
 }
 

@@ -1,44 +1,27 @@
-//! One socket's life: pending auth, then frames until the session, the peer or the
-//! server ends it.
+//! doorman's `/ws` protocol on a socket bound to its session ([`Link`]): the
+//! `welcome`, pings, rooms, publishing and the notices and room messages doorman
+//! queues for the socket.
 
-use std::{
-    collections::HashSet,
-    num::NonZeroU32,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::collections::HashSet;
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
-use governor::{Quota, RateLimiter};
-use poem::web::websocket::{CloseCode, Message, WebSocketStream};
-use time::OffsetDateTime;
-use tokio::{
-    sync::{mpsc, oneshot},
-    time::{Instant, Sleep, sleep, sleep_until},
-};
+use futures_util::FutureExt;
+use poem::web::websocket::{Message, WebSocketStream};
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::{
-    WsContext,
+    link::{Event, Link, log_unavailable},
     protocol::{ClientFrame, Close, FrameError, ServerFrame, UnsubscribedReason},
     registry::Registration,
 };
 use crate::{
+    Doorman,
     auth::{Error, Identity, SessionEnds},
     rooms::{MAX_BODY_CHARS, Outgoing, RoomError, RoomName},
 };
 
 /// How many frames may wait for a slow reader before room messages to it drop.
 const OUTBOX_CAPACITY: usize = 64;
-/// How long one write may wait for a peer that does not read.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pings and pongs a socket may send before its `auth` frame.
-const MAX_PENDING_CONTROL_FRAMES: u32 = 16;
-/// Frames already received that a closing socket reads and drops at most (a burst
-/// of a thousand pings is a client's plausible mistake; 1,024 cut its 4429 off).
-const MAX_UNREAD_FRAMES_AT_CLOSE: usize = 65_536;
 /// Rooms one socket may be subscribed to at once.
 pub const MAX_ROOMS_PER_SOCKET: usize = 64;
 
@@ -58,31 +41,26 @@ pub fn outbox() -> (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>) {
 pub fn run(
     socket: WebSocketStream,
     identity: Option<(Identity, SessionEnds)>,
-    ctx: Arc<WsContext>,
+    ctx: Doorman,
     registration: Registration,
     close_rx: oneshot::Receiver<Close>,
-    queue: (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>),
+    (outbox, inbox): (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>),
 ) -> impl Future<Output = ()> + Send {
     let span = tracing::info_span!("ws", conn = registration.id);
-    let mut conn = Conn::new(socket, ctx, registration, close_rx, queue);
+    let mut conn = Conn {
+        link: Link::new(socket, ctx, registration, close_rx),
+        outbox,
+        inbox,
+        rooms: HashSet::new(),
+    };
     async move { conn.drive(identity).await }.instrument(span)
 }
 
 struct Conn {
-    /// Boxed, like the heartbeat timer in `authenticated`: the socket's future is
-    /// allocated once per socket, and at more than 1 KiB glibc serves it from its
-    /// slow path (its per-thread cache stops at 1,032 bytes) at the allocation and
-    /// again at the free; two smaller blocks cost less than one large one.
-    socket: Box<WebSocketStream>,
-    ctx: Arc<WsContext>,
-    registration: Registration,
-    close_rx: oneshot::Receiver<Close>,
+    link: Link,
     outbox: mpsc::Sender<Outgoing>,
     inbox: mpsc::Receiver<Outgoing>,
     rooms: HashSet<RoomName>,
-    /// The peer sent its Close (or its stream ended): tungstenite has queued the
-    /// reply, and a Close of our own would only be refused.
-    peer_closed: bool,
 }
 
 enum Step {
@@ -91,129 +69,31 @@ enum Step {
 }
 
 impl Conn {
-    fn new(
-        socket: WebSocketStream,
-        ctx: Arc<WsContext>,
-        registration: Registration,
-        close_rx: oneshot::Receiver<Close>,
-        (outbox, inbox): (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>),
-    ) -> Self {
-        Self {
-            socket: Box::new(socket),
-            ctx,
-            registration,
-            close_rx,
-            outbox,
-            inbox,
-            rooms: HashSet::new(),
-            peer_closed: false,
-        }
-    }
-
     async fn drive(&mut self, identity: Option<(Identity, SessionEnds)>) {
         let close = match identity {
             Some((identity, ends)) => self.authenticated(identity, ends).await,
-            None => match self.pending().await {
+            None => match self.link.pending(Some(&self.outbox)).await {
                 Ok((identity, ends)) => self.authenticated(identity, ends).await,
                 Err(close) => close,
             },
         };
-        self.finish(close).await;
-    }
-
-    /// Waits for the `auth` frame, then binds the socket to its session; anything
-    /// else closes the socket.
-    async fn pending(&mut self) -> Result<(Identity, SessionEnds), Close> {
-        let deadline = Instant::now() + self.ctx.auth_timeout;
-        // Control frames before `auth` count too: a stranger's socket must not make
-        // the server answer pings for the whole pending window.
-        let mut control_frames = 0;
-        loop {
-            tokio::select! {
-                biased;
-                close = &mut self.close_rx => return Err(close.unwrap_or(Close::SHUTDOWN)),
-                _ = sleep_until(deadline) => return Err(Close::AUTH_TIMEOUT),
-                msg = self.socket.next() => match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        return match ClientFrame::parse(&text) {
-                            // Boxed, like every await that may reach the database:
-                            // the socket's future is held for its whole life, and
-                            // inline it would be as large as its largest await.
-                            Ok(ClientFrame::Auth { token }) => {
-                                let ends = self.ctx.auth.session_ends();
-                                let identity = Box::pin(self.ctx.auth_source.resolve_message(&token))
-                                    .await
-                                    .map_err(|e| {
-                                        log_unavailable(&e);
-                                        Close::auth_failed(&e)
-                                    })?;
-                                // Bound now, as a socket authenticated at its
-                                // handshake was bound there.
-                                self.ctx.registry.bind(
-                                    self.registration.id,
-                                    identity.session_id,
-                                    identity.user_id,
-                                    self.outbox.clone(),
-                                )?;
-                                Ok((identity, ends))
-                            }
-                            _ => Err(Close::BAD_REQUEST),
-                        };
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                        control_frames += 1;
-                        if control_frames > MAX_PENDING_CONTROL_FRAMES {
-                            tracing::warn!(security_event = "rate_limited", "pending socket flooding");
-                            return Err(Close::RATE_LIMITED);
-                        }
-                    }
-                    Some(Ok(Message::Close(_))) | None => {
-                        self.peer_closed = true;
-                        return Err(Close::NORMAL);
-                    }
-                    Some(Ok(Message::Binary(_))) => return Err(Close::BAD_REQUEST),
-                    Some(Err(e)) => return Err(close_for_read_error(&e)),
-                },
-            }
+        for room in &self.rooms {
+            self.link
+                .ctx
+                .rooms
+                .unsubscribe(room, self.link.registration.id);
         }
+        self.link.finish(close).await;
     }
 
     /// Writes `welcome` (or ends with a close) before it reads anything: for a
     /// socket authenticated at the handshake, the `101` is held until that first
     /// write (`crate::http::conn_guard::UpgradeMarks::mark`).
-    ///
-    /// The socket is bound to its session already (at its handshake, or by
-    /// [`Self::pending`]). `ends`: the mark of session ends read before the
-    /// identity was checked.
     async fn authenticated(&mut self, identity: Identity, ends: SessionEnds) -> Close {
-        // A revocation between the credential check and the bind found no socket to
-        // close. Every end is recorded before it is announced, and the mark moves
-        // with each record: unchanged since before the check, no session ended in
-        // between, and any end from now on finds this socket bound. Otherwise the
-        // session is asked once more, now, which leaves no gap either.
-        // Usually answered by the session cache the credential check just filled;
-        // if it has to ask a database that is down, the socket closes with 1013 and
-        // the client retries: it was never welcomed, so nothing it holds is lost.
-        if self.ctx.auth.session_ends() != ends {
-            match Box::pin(self.ctx.auth.session_active(identity.session_id)).await {
-                Ok(_) => {}
-                Err(Error::Auth(e)) => return Close::session_ended(e),
-                Err(e) => {
-                    log_unavailable(&e);
-                    return Close::auth_failed(&e);
-                }
-            }
+        if let Err(close) = self.link.admit(&identity, ends).await {
+            return close;
         }
-        // A bound socket may have been closed already (its session revoked, the
-        // server draining), before its task ran or during the re-check: no welcome
-        // then.
-        match self.close_rx.try_recv() {
-            Ok(close) => return close,
-            Err(oneshot::error::TryRecvError::Closed) => return Close::SHUTDOWN,
-            Err(oneshot::error::TryRecvError::Empty) => {}
-        }
-        tracing::info!(user_id = %identity.user_id, session_id = %identity.session_id, source = identity.source.as_str(), "socket authenticated");
-        let heartbeat = self.ctx.heartbeat;
+        let heartbeat = self.link.ctx.ws.heartbeat;
         if self
             .send(ServerFrame::welcome_text(&identity, heartbeat.as_secs()))
             .await
@@ -221,104 +101,44 @@ impl Conn {
         {
             return Close::NORMAL;
         }
-        let rate = self.ctx.messages_per_second;
-        let burst = NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate);
-        let limiter = RateLimiter::direct_with_clock(
-            Quota::per_second(rate).allow_burst(burst),
-            self.ctx.clock.clone(),
-        );
-        let expires_in = until(identity.session_expires_at);
-        let now = Instant::now();
-        let expires_at = now + expires_in;
-        // Heartbeats at `heartbeat` intervals from now on, as `tokio::time::interval`
-        // would tick (a late one does not move the next).
-        let mut next_ping = now + heartbeat;
-        // One timer for the socket's life, for its heartbeats and its session's
-        // expiry alike, moved forward when it fires: not one armed and dropped per
-        // frame, nor one per purpose (each is an insertion into the timer wheel and
-        // a removal, under its lock).
-        let mut timer = Box::pin(sleep_until(next_ping.min(expires_at)));
-        // The peer's silence, in whole heartbeat intervals: a frame resets it, each
-        // heartbeat that finds no frame since the last adds one, and the third
-        // closes the socket: 3 to 4 intervals after the last frame, as comparing
-        // its time would, without a clock reading per frame. The welcome counts as
-        // heard.
-        let mut heard = true;
-        let mut silent_intervals = 0u8;
-
+        let mut beat = self.link.beat(&identity);
         loop {
-            // Biased: an ended session or a shutdown wins over pending traffic.
-            tokio::select! {
-                biased;
-                close = &mut self.close_rx => return close.unwrap_or(Close::SHUTDOWN),
-                () = &mut timer => {
-                    let now = Instant::now();
-                    if now >= expires_at {
-                        return Close::SESSION_EXPIRED;
-                    }
-                    if now >= next_ping {
-                        silent_intervals = if heard { 0 } else { silent_intervals + 1 };
-                        heard = false;
-                        if silent_intervals >= 3 {
-                            return Close::HEARTBEAT_TIMEOUT;
-                        }
-                        if self.send_message(Message::Ping(Vec::new())).await.is_err() {
-                            return Close::NORMAL;
-                        }
-                        next_ping += heartbeat;
-                    }
-                    timer.as_mut().reset(next_ping.min(expires_at));
-                }
-                Some(out) = self.inbox.recv() => {
+            let step = match self.link.next(&mut beat, &mut self.inbox).await {
+                Event::End(close) => return close,
+                Event::Queued(out) => {
                     let text = match out {
                         Outgoing::Frame(text) => text.to_string(),
                         Outgoing::Removed(room) => {
                             if !self.rooms.remove(&room) {
                                 continue;
                             }
-                            ServerFrame::Unsubscribed { room: room.as_str(), reason: Some(UnsubscribedReason::Removed) }.to_text()
-                        }
-                    };
-                    if self.send(text).await.is_err() {
-                        return Close::NORMAL;
-                    }
-                }
-                msg = self.socket.next() => {
-                    heard = true;
-                    // Every frame counts against the rate: text, binary, pings and
-                    // unsolicited pongs alike (a pong flood costs as much to read).
-                    if matches!(msg, Some(Ok(_)))
-                        && limiter.check().is_err()
-                    {
-                        tracing::warn!(security_event = "rate_limited", user_id = %identity.user_id, "socket flooding");
-                        return Close::RATE_LIMITED;
-                    }
-                    let step = match msg {
-                        Some(Ok(Message::Text(text))) => match ClientFrame::parse(&text) {
-                            // Pings, the most frequent frame, answered inline.
-                            Ok(ClientFrame::Ping { id }) => {
-                                self.reply(ServerFrame::pong_text(id.as_ref())).await
+                            ServerFrame::Unsubscribed {
+                                room: room.as_str(),
+                                reason: Some(UnsubscribedReason::Removed),
                             }
-                            // Boxed: the socket's future lives as long as the socket,
-                            // and inline it would be as large as the largest room
-                            // operation's database await.
-                            Ok(frame) => Box::pin(self.on_frame(&identity, frame)).await,
-                            Err(message) => self.error(FrameError::BadRequest, message).await,
-                        },
-                        Some(Ok(Message::Binary(_))) => {
-                            self.error(FrameError::BadRequest, "frames are JSON text").await
+                            .to_text()
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Continue,
-                        Some(Ok(Message::Close(_))) | None => {
-                            self.peer_closed = true;
-                            return Close::NORMAL;
-                        }
-                        Some(Err(e)) => return close_for_read_error(&e),
                     };
-                    if let Step::Close(close) = step {
-                        return close;
-                    }
+                    self.reply(text).await
                 }
+                Event::Frame(Message::Text(text)) => match ClientFrame::parse(&text) {
+                    // Pings, the most frequent frame, answered inline.
+                    Ok(ClientFrame::Ping { id }) => {
+                        self.reply(ServerFrame::pong_text(id.as_ref())).await
+                    }
+                    // Boxed: the socket's future lives as long as the socket,
+                    // and inline it would be as large as the largest room
+                    // operation's database await.
+                    Ok(frame) => Box::pin(self.on_frame(&identity, frame)).await,
+                    Err(message) => self.error(FrameError::BadRequest, message).await,
+                },
+                Event::Frame(_) => {
+                    self.error(FrameError::BadRequest, "frames are JSON text")
+                        .await
+                }
+            };
+            if let Step::Close(close) = step {
+                return close;
             }
         }
     }
@@ -348,12 +168,14 @@ impl Conn {
                         )
                         .await;
                 }
-                if let Err(e) = Box::pin(self.ctx.rooms.may_enter(&name, identity.user_id)).await {
+                if let Err(e) =
+                    Box::pin(self.link.ctx.rooms.may_enter(&name, identity.user_id)).await
+                {
                     return self.room_error(e).await;
                 }
-                let present = self.ctx.rooms.subscribe(
+                let present = self.link.ctx.rooms.subscribe(
                     &name,
-                    self.registration.id,
+                    self.link.registration.id,
                     identity.user_id,
                     self.outbox.clone(),
                 );
@@ -362,9 +184,12 @@ impl Conn {
                 // announced, so asking again now leaves no gap.
                 if name.is_private()
                     && let Err(e) =
-                        Box::pin(self.ctx.rooms.may_enter(&name, identity.user_id)).await
+                        Box::pin(self.link.ctx.rooms.may_enter(&name, identity.user_id)).await
                 {
-                    self.ctx.rooms.unsubscribe(&name, self.registration.id);
+                    self.link
+                        .ctx
+                        .rooms
+                        .unsubscribe(&name, self.link.registration.id);
                     self.rooms.remove(&name);
                     return self.room_error(e).await;
                 }
@@ -377,7 +202,10 @@ impl Conn {
             }
             ClientFrame::Unsubscribe { room } => match RoomName::parse(&room) {
                 Ok(name) => {
-                    self.ctx.rooms.unsubscribe(&name, self.registration.id);
+                    self.link
+                        .ctx
+                        .rooms
+                        .unsubscribe(&name, self.link.registration.id);
                     self.rooms.remove(&name);
                     ServerFrame::Unsubscribed {
                         room: &room,
@@ -400,9 +228,9 @@ impl Conn {
                         )
                         .await;
                 }
-                if let Err(e) = Box::pin(self.ctx.rooms.may_publish(
+                if let Err(e) = Box::pin(self.link.ctx.rooms.may_publish(
                     &name,
-                    self.registration.id,
+                    self.link.registration.id,
                     identity.user_id,
                 ))
                 .await
@@ -410,12 +238,19 @@ impl Conn {
                     return self.room_error(e).await;
                 }
                 // One budget with HTTP publishes; the socket lives.
-                if self.ctx.limits.publish.check(&identity.user_id).is_err() {
+                if self
+                    .link
+                    .ctx
+                    .limits
+                    .publish
+                    .check(&identity.user_id)
+                    .is_err()
+                {
                     return self
                         .error(FrameError::RateLimited, "publishing too fast; slow down")
                         .await;
                 }
-                self.ctx.rooms.publish(&name, identity.user_id, &body);
+                self.link.ctx.rooms.publish(&name, identity.user_id, &body);
                 return Step::Continue;
             }
         };
@@ -459,216 +294,6 @@ impl Conn {
     }
 
     fn send(&mut self, text: String) -> impl Future<Output = Result<(), ()>> + '_ {
-        self.send_message(Message::Text(text))
-    }
-
-    /// Sends, giving up after [`WRITE_TIMEOUT`]: a peer that stopped reading must not
-    /// park this task where revocation, expiry and heartbeats cannot reach it.
-    ///
-    /// The send functions are plain functions returning futures, not `async fn`s:
-    /// each `async fn` layer kept its arguments beside its callee's future, and the
-    /// largest of these chains is part of every socket's future for its whole life.
-    fn send_message(&mut self, message: Message) -> impl Future<Output = Result<(), ()>> + '_ {
-        within(WRITE_TIMEOUT, self.socket.send(message))
-            .map(|sent| sent.and_then(|sent| sent.map_err(|_| ())))
-    }
-
-    async fn finish(&mut self, close: Close) {
-        for room in &self.rooms {
-            self.ctx.rooms.unsubscribe(room, self.registration.id);
-        }
-        // Not the everyday close a client asks for: a line per socket for nothing.
-        if close != Close::NORMAL {
-            tracing::info!(code = close.code, reason = close.reason, "closing socket");
-        }
-        // The peer may be gone already; a failed close is nothing to report.
-        let _ = within(Duration::from_secs(2), async {
-            // When the peer closed first, tungstenite has queued the reply itself
-            // and `close` below sends it; a Close of ours would be refused (at the
-            // cost of an error built and formatted for nothing).
-            if !self.peer_closed {
-                let frame =
-                    Message::Close(Some((CloseCode::from(close.code), close.reason.to_owned())));
-                if self.socket.send(frame).await.is_ok() {
-                    self.drop_unread();
-                }
-            }
-            let _ = self.socket.close().await;
-        })
-        .await;
-    }
-
-    /// Reads and drops what the peer has already sent, without waiting for more.
-    /// Closing with unread bytes makes the kernel end the connection with a reset,
-    /// which can destroy the Close frame (and its code) before the peer reads it:
-    /// a client that sent a burst of pings would see a reset instead of 4429. Not
-    /// waiting for the peer's own Close keeps a closed socket from lingering (and
-    /// from holding its place among its user's sockets). Bounded twice: the
-    /// connection's byte budget makes a read wait once it is spent (twice the
-    /// largest message), which ends this loop, and so does a frame count, for
-    /// budgets of tiny frames.
-    fn drop_unread(&mut self) {
-        for _ in 0..MAX_UNREAD_FRAMES_AT_CLOSE {
-            // Stops at the first read that would wait, at the end, or at the peer's Close.
-            let Some(Some(Ok(msg))) = self.socket.next().now_or_never() else {
-                return;
-            };
-            if matches!(msg, Message::Close(_)) {
-                return;
-            }
-        }
-    }
-}
-
-/// `future`'s output, or `Err` once it has waited for `limit`: `tokio::time::timeout`
-/// without its cost when the future is ready at once, as a write to a socket
-/// almost always is (a timeout reads the clock and builds a timer entry first).
-/// The limit runs from the first poll that finds the future waiting; the timer is
-/// boxed, made then: inline it would sit in every socket's future for its whole
-/// life, to serve the rare write that waits.
-fn within<F: Future>(limit: Duration, future: F) -> Within<F> {
-    Within {
-        future,
-        limit,
-        timer: None,
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The future of [`within`].
-    struct Within<F> {
-        #[pin]
-        future: F,
-        limit: Duration,
-        timer: Option<Pin<Box<Sleep>>>,
-    }
-}
-
-impl<F: Future> Future for Within<F> {
-    type Output = Result<F::Output, ()>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(out) = this.future.poll(cx) {
-            return Poll::Ready(Ok(out));
-        }
-        let limit = *this.limit;
-        let timer = this.timer.get_or_insert_with(|| Box::pin(sleep(limit)));
-        timer.as_mut().poll(cx).map(|()| Err(()))
-    }
-}
-
-/// The time from now until `at`, zero if it has passed: through the system
-/// clock's count of nanoseconds (the clock the auth core judges sessions by), not a
-/// calendar date for now (`time` makes one from the clock at a few hundred
-/// instructions).
-fn until(at: OffsetDateTime) -> Duration {
-    let left = at.unix_timestamp_nanos() - crate::auth::unix_nanos();
-    if left <= 0 {
-        return Duration::ZERO;
-    }
-    // Past 584 years: as good as never, and still far from `Instant`'s limit.
-    Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX))
-}
-
-/// Logs why a socket could not be authenticated when it is the server's fault (the
-/// cause, never the token).
-fn log_unavailable(e: &Error) {
-    match e {
-        Error::DatabaseUnavailable(cause) => {
-            tracing::warn!(cause = %cause, "socket not authenticated: database unavailable");
-        }
-        Error::Database(cause) => {
-            tracing::error!(cause = %cause, "socket not authenticated: database error");
-        }
-        Error::Internal(detail) => {
-            tracing::error!(detail = %detail, "socket not authenticated: internal error");
-        }
-        _ => {}
-    }
-}
-
-/// The close for a frame the WebSocket layer could not read. poem hands tungstenite's
-/// error over as an `io::Error` that keeps only its text, so the text's prefix is
-/// what tells the cases apart (pinned against the tungstenite poem links by the unit
-/// test below, and end to end by `ws_frames`). A peer that vanished without a close
-/// frame, or a failed read, gets the plain 1000: nobody is left to read a code, and
-/// `finish` logs no line for it. The text is never logged: it quotes the client's
-/// bytes.
-fn close_for_read_error(e: &std::io::Error) -> Close {
-    let text = e.to_string();
-    if text.contains("Message too long") {
-        Close::TOO_BIG
-    } else if text.starts_with("UTF-8 encoding error") {
-        Close::INVALID_UTF8
-    } else if text.starts_with("WebSocket protocol error")
-        && !text.contains("without closing handshake")
-    {
-        Close::PROTOCOL_ERROR
-    } else {
-        Close::NORMAL
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn read_errors_close_with_the_codes_rfc_6455_names() {
-        use tungstenite::{
-            error::{CapacityError, Error as WsError, ProtocolError},
-            protocol::frame::coding::Data,
-        };
-        // What poem's `tungstenite_error_to_io_error` does.
-        let as_poem_does = |e: WsError| match e {
-            WsError::Io(e) => e,
-            e => std::io::Error::other(e.to_string()),
-        };
-        let too_long = CapacityError::MessageTooLong {
-            size: 70_000,
-            max_size: 65_536,
-        };
-        let protocol = |e: ProtocolError| (WsError::Protocol(e), Close::PROTOCOL_ERROR);
-        let cases = [
-            (WsError::Utf8("\u{fffd}".into()), Close::INVALID_UTF8),
-            (WsError::Capacity(too_long), Close::TOO_BIG),
-            protocol(ProtocolError::NonZeroReservedBits),
-            protocol(ProtocolError::UnmaskedFrameFromClient),
-            protocol(ProtocolError::InvalidOpcode(3)),
-            protocol(ProtocolError::FragmentedControlFrame),
-            protocol(ProtocolError::ControlFrameTooBig),
-            protocol(ProtocolError::UnexpectedContinueFrame),
-            protocol(ProtocolError::ExpectedFragment(Data::Text)),
-            protocol(ProtocolError::InvalidCloseSequence),
-            // The peer is gone: 1000, and no line in the log for each dropped socket.
-            (
-                WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
-                Close::NORMAL,
-            ),
-            (
-                WsError::Io(std::io::ErrorKind::ConnectionReset.into()),
-                Close::NORMAL,
-            ),
-        ];
-        for (error, close) in cases {
-            let text = error.to_string();
-            assert_eq!(close_for_read_error(&as_poem_does(error)), close, "{text}");
-        }
-    }
-
-    #[test]
-    fn until_counts_from_now_and_clamps_both_ends() {
-        let now = OffsetDateTime::now_utc();
-        assert_eq!(until(now - time::Duration::hours(1)), Duration::ZERO);
-        let left = until(now + time::Duration::hours(1));
-        assert!(
-            left <= Duration::from_secs(3600) && left > Duration::from_secs(3590),
-            "{left:?}"
-        );
-        let far = until(time::PrimitiveDateTime::MAX.assume_utc());
-        assert_eq!(far, Duration::from_nanos(u64::MAX));
-        // The socket's timer takes it.
-        let _ = Instant::now() + far;
+        self.link.send_message(Message::Text(text))
     }
 }

@@ -7,66 +7,20 @@
 
 pub mod asyncapi;
 mod connection;
+mod link;
 pub mod protocol;
 pub(crate) mod registry;
-
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+pub mod socket;
 
 use poem::{
     FromRequest, IntoResponse, Request, Response, handler,
-    web::{
-        Data,
-        websocket::{WebSocket, WebSocketConfig},
-    },
+    web::{Data, websocket::WebSocket},
 };
 
 pub use registry::{Refused, Registry};
+pub use socket::{SessionSocket, SocketClosed, SocketUpgrade};
 
-use crate::{
-    auth::{Auth, AuthSource},
-    http::{conn_guard::UpgradeMarks, error::Error},
-    ratelimit::Limits,
-    rooms::Rooms,
-    state::AppState,
-};
-
-/// What every socket task needs.
-pub struct WsContext {
-    pub auth: Arc<Auth>,
-    /// The one resolver, for the handshake and the first `auth` frame.
-    pub auth_source: AuthSource,
-    pub registry: Registry,
-    pub rooms: Rooms,
-    /// The per-user publish budget, shared with the HTTP API.
-    pub limits: Arc<Limits>,
-    /// Where the route says which connection becomes a WebSocket (its bytes are then
-    /// read within a budget).
-    pub upgrades: UpgradeMarks,
-    pub auth_timeout: Duration,
-    pub heartbeat: Duration,
-    pub messages_per_second: NonZeroU32,
-    pub config: WebSocketConfig,
-    /// The clock of every socket's message limiter, made once: making one
-    /// (`quanta::Clock::new`) asks the CPU for its features with `cpuid`, which a
-    /// virtual machine traps, and that was a fifth of a handshake's CPU time.
-    pub clock: governor::clock::DefaultClock,
-}
-
-impl WsContext {
-    /// tungstenite's defaults allow 64 MiB messages and reserve large buffers per
-    /// socket; idle sockets must be cheap, so everything is sized deliberately.
-    pub fn socket_config(max_message: usize) -> WebSocketConfig {
-        WebSocketConfig::default()
-            // The one buffer an idle socket holds (1 KiB of its ~6). Frames larger
-            // than it are still taken (tungstenite reserves a frame's length from
-            // its header), in reads of at most this size.
-            .read_buffer_size(1024)
-            .write_buffer_size(0)
-            .max_write_buffer_size(max_message.saturating_mul(2).max(64 * 1024))
-            .max_message_size(Some(max_message))
-            .max_frame_size(Some(max_message))
-    }
-}
+use crate::{Doorman, http::error::Error};
 
 /// Put before [`route`]: hyper upgrades HTTP/1.1 connections only, and poem's
 /// `WebSocket` extractor answers any other version's handshake with a 500 before
@@ -85,23 +39,18 @@ pub async fn require_http_11(req: Request) -> poem::Result<Request> {
 pub async fn route(
     req: &Request,
     ws: WebSocket,
-    state: Data<&Arc<AppState>>,
-    ctx: Data<&Arc<WsContext>>,
+    state: Data<&Doorman>,
 ) -> Result<impl IntoResponse, Error> {
-    counted(handshake(req, ws, &state, &ctx).await)
+    counted(handshake(req, ws, &state).await)
 }
 
 /// `GET /ws`, recognised before the router (`crate::api::hot`): what the router
 /// would run for it — [`require_http_11`], then [`route`] with its extractor.
-pub(crate) async fn serve(
-    req: Request,
-    state: &AppState,
-    ctx: &Arc<WsContext>,
-) -> poem::Result<Response> {
+pub(crate) async fn serve(req: Request, state: &Doorman) -> poem::Result<Response> {
     let req = require_http_11(req).await?;
     let (req, mut body) = req.split();
     let ws = WebSocket::from_request(&req, &mut body).await?;
-    counted(handshake(&req, ws, state, ctx).await)
+    counted(handshake(&req, ws, state).await)
         .map(IntoResponse::into_response)
         .map_err(poem::Error::from)
 }
@@ -125,10 +74,9 @@ fn counted<T>(result: Result<T, Error>) -> Result<T, Error> {
 async fn handshake(
     req: &Request,
     ws: WebSocket,
-    state: &AppState,
-    ctx: &Arc<WsContext>,
+    ctx: &Doorman,
 ) -> Result<impl IntoResponse + use<>, Error> {
-    state.limits.ws_handshake.check(&state.limit_key(req))?;
+    ctx.limits.ws_handshake.check(&ctx.limit_key(req))?;
     // Before the check: see `connection::Conn::authenticated`.
     let ends = ctx.auth.session_ends();
     let identity = ctx
@@ -141,22 +89,22 @@ async fn handshake(
     let (outbox, inbox) = connection::outbox();
     let bound = identity
         .as_ref()
-        .map(|id| (id.session_id, id.user_id, outbox.clone()));
+        .map(|id| (id.session_id, id.user_id, Some(outbox.clone())));
     let (registration, close_rx) = ctx.registry.register(bound).map_err(|e| match e {
         Refused::ShuttingDown => Error::ShuttingDown,
         Refused::TooManySockets => Error::TooManySockets,
     })?;
-    let ctx = Arc::clone(ctx);
+    let ctx = ctx.clone();
     if let Some(peer) = req.remote_addr().as_socket_addr() {
         // An authenticated socket writes at once (its `welcome`, or a close;
         // `connection::Conn::authenticated` waits for nothing from the client
         // first), so its `101` may wait for that write and leave with it.
-        ctx.upgrades.mark(*peer, identity.is_some());
+        ctx.ws.upgrades.mark(*peer, identity.is_some());
     }
     // Boxed: poem spawns the callback's future as the socket's task, and tokio
     // moves a task's whole future at spawn and at each change of its stage; the
     // socket's future is kilobytes, a box is a pointer.
-    Ok(ws.config(ctx.config).on_upgrade(move |socket| {
+    Ok(ws.config(ctx.ws.config).on_upgrade(move |socket| {
         Box::pin(connection::run(
             socket,
             identity.map(|id| (id, ends)),

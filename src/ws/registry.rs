@@ -22,7 +22,8 @@ use crate::{
 };
 
 struct Entry {
-    bound: Option<(SessionId, UserId, Outbox)>,
+    /// Session, user and, for a socket that takes doorman's frames, its queue.
+    bound: Option<(SessionId, UserId, Option<Outbox>)>,
     close: Option<oneshot::Sender<Close>>,
 }
 
@@ -178,7 +179,7 @@ impl Registry {
     /// [`Registry::bind`].
     pub fn register(
         &self,
-        bound: Option<(SessionId, UserId, Outbox)>,
+        bound: Option<(SessionId, UserId, Option<Outbox>)>,
     ) -> Result<(Registration, oneshot::Receiver<Close>), Refused> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut t = self.lock();
@@ -215,7 +216,7 @@ impl Registry {
         id: ConnId,
         session: SessionId,
         user: UserId,
-        outbox: Outbox,
+        outbox: Option<Outbox>,
     ) -> Result<(), Close> {
         let mut t = self.lock();
         if !t.has_place(user, self.max_per_user) {
@@ -322,7 +323,7 @@ impl Registry {
         let frame: Arc<str> = notice.to_text().into();
         let t = self.lock();
         for id in t.by_user.get(&user).into_iter().flat_map(Ids::iter) {
-            if let Some((session, _, outbox)) = t.conns.get(id).and_then(|e| e.bound.as_ref())
+            if let Some((session, _, Some(outbox))) = t.conns.get(id).and_then(|e| e.bound.as_ref())
                 && Some(*session) != except
             {
                 // A socket that stopped reading misses it, as it misses messages.

@@ -1,0 +1,274 @@
+//! The public face: [`Doorman`], the handle a host app (and doorman's own server)
+//! keeps, and its [`Builder`].
+
+use std::{num::NonZeroU32, ops::Deref, sync::Arc, time::Duration};
+
+use migration::MigratorTrait;
+use poem::{
+    Endpoint,
+    listener::{Listener, TcpListener},
+};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+use crate::{
+    auth::{Auth, AuthSettings, AuthSource, SessionBus, SessionSettings, db::Db},
+    cluster,
+    config::Config,
+    http::{
+        client_ip::ClientIp,
+        conn_guard::{GuardedAcceptor, ReadRate, UpgradeMarks},
+    },
+    ratelimit::Limits,
+    rooms::Rooms,
+    state::{AppState, SocketSettings},
+    ws::Registry,
+};
+
+/// doorman, started: the database (migrated), the signing keys and their refresh,
+/// the janitor, the session bus and, on PostgreSQL, the cluster bridge, the live
+/// sockets and the rate limits. Cheap to clone; keep one in your app and attach it
+/// to your routes with [`Doorman::edge`] (or `.data(doorman.clone())`), where
+/// [`crate::Authenticated`], [`crate::ws::SocketUpgrade`] and doorman's own API
+/// groups find it.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use doorman::{Config, Doorman};
+/// // Every `DOORMAN_*` variable and `DATABASE_URL`, as the server reads them.
+/// let doorman = Doorman::builder(Config::from_env()?).start().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Doorman {
+    state: Arc<AppState>,
+}
+
+impl Deref for Doorman {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.state
+    }
+}
+
+/// Why doorman could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("{0}")]
+    Init(#[from] crate::auth::Error),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// Builds a [`Doorman`] from a [`Config`]; see [`Doorman::builder`].
+pub struct Builder {
+    config: Config,
+    connection: Option<DatabaseConnection>,
+}
+
+impl Builder {
+    /// Use this database connection instead of connecting to `config.database_url`
+    /// (doorman still applies its migrations to it).
+    pub fn connection(mut self, connection: DatabaseConnection) -> Self {
+        self.connection = Some(connection);
+        self
+    }
+
+    /// Connects, applies pending migrations, loads the signing keys (creating the
+    /// first one if there is none) and starts doorman's background tasks.
+    pub async fn start(self) -> Result<Doorman, StartError> {
+        let config = self.config;
+        let db = match self.connection {
+            Some(connection) => {
+                migration::Migrator::up(&connection, None).await?;
+                Db::new(connection, config.db_timeout)
+            }
+            None => connect(&config).await?,
+        };
+        // The recorder first: a metric set before it exists is lost (the cluster
+        // bridge sets `doorman_cluster_listener_connected` once, when it connects).
+        let metrics_handle = config
+            .metrics_bind
+            .map(|_| crate::telemetry::install())
+            .transpose()
+            .map_err(StartError::Config)?;
+
+        let bus = SessionBus::new();
+        let auth = Arc::new(
+            Auth::new(
+                db.clone(),
+                AuthSettings {
+                    public_url: config.public_url(),
+                    allowed_origins: config.allowed_origins(),
+                    access_ttl: config.access_ttl,
+                    sessions: SessionSettings {
+                        absolute: config.session_ttl,
+                        idle: config.session_idle,
+                        refresh_grace: config.refresh_reuse_grace,
+                    },
+                    hash_concurrency: std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(2),
+                    key_encryption_key_file: config
+                        .key_encryption_key_file
+                        .clone()
+                        .filter(|p| !p.as_os_str().is_empty()),
+                },
+                bus.clone(),
+            )
+            .await?,
+        );
+
+        auth.spawn_key_refresh(Duration::from_secs(1));
+        crate::janitor::spawn(db.clone(), config.retention);
+        let limits = Arc::new(Limits::new(&config));
+        limits.spawn_sweeper(Duration::from_secs(60));
+        let rooms = Rooms::new(db.clone());
+        let registry = Registry::new(config.ws_max_sockets_per_user);
+        registry.spawn_event_listener(auth.clone());
+        registry.spawn_sweeper(auth.clone(), config.sweep);
+        cluster::Bridge {
+            db,
+            bus,
+            rooms: rooms.clone(),
+            registry: registry.clone(),
+            auth: auth.clone(),
+            sweep_every: config.sweep,
+        }
+        .start();
+        let ws = SocketSettings {
+            upgrades: UpgradeMarks::default(),
+            auth_timeout: config.ws_auth_timeout,
+            heartbeat: config.ws_heartbeat,
+            messages_per_second: NonZeroU32::new(config.ws_messages_per_second)
+                .unwrap_or(NonZeroU32::MIN),
+            config: SocketSettings::socket_config(config.ws_max_message_bytes),
+            clock: governor::clock::DefaultClock::default(),
+        };
+        let metrics = config.metrics_bind;
+        let state = Arc::new(AppState {
+            client_ip: ClientIp::new(config.trusted_proxies()),
+            config,
+            auth_source: AuthSource::new(auth.clone()),
+            auth,
+            limits,
+            rooms,
+            registry,
+            ws,
+            metrics: metrics.is_some(),
+        });
+        crate::memory::spawn_trimmer(Arc::downgrade(&state));
+        let doorman = Doorman { state };
+        if let (Some(bind), Some(handle)) = (metrics, metrics_handle) {
+            let listener = TcpListener::bind(bind).into_acceptor().await?;
+            tracing::info!(%bind, "metrics at /metrics");
+            tokio::spawn(crate::telemetry::serve(listener, handle, doorman.clone()));
+        }
+        Ok(doorman)
+    }
+}
+
+impl Doorman {
+    /// A builder for doorman configured by `config` (see [`Config::from_env`]).
+    pub fn builder(config: Config) -> Builder {
+        Builder {
+            config,
+            connection: None,
+        }
+    }
+
+    /// The configuration doorman was started with.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// The one resolver of identity, for code that holds a [`poem::Request`] and
+    /// wants the caller without an extractor.
+    pub fn auth_source(&self) -> &AuthSource {
+        &self.state.auth_source
+    }
+
+    /// The auth core: accounts, sessions, tokens, passwords.
+    pub fn auth(&self) -> &Arc<Auth> {
+        &self.state.auth
+    }
+
+    /// The live sockets of this instance.
+    pub fn sockets(&self) -> &Registry {
+        &self.state.registry
+    }
+
+    /// The HTTP edge around `endpoint`: a request id and a span per request (never
+    /// the query string or headers), this handle attached for the extractors and
+    /// doorman's API groups, header and body bounds with their deadlines, CORS for
+    /// `DOORMAN_ALLOWED_ORIGINS`, every error as doorman's JSON shape (5xx logged
+    /// with their cause, answered with the request id), `Cache-Control: no-store`
+    /// on `/api/`, and the browser hardening headers.
+    pub fn edge<E: Endpoint>(&self, endpoint: E) -> impl Endpoint {
+        crate::http::RequestScope::new(endpoint, self.clone())
+    }
+
+    /// A listener on `config.bind` behind doorman's connection guard: request heads
+    /// must arrive within `DOORMAN_HEADER_TIMEOUT_SECONDS`, idle keep-alive
+    /// connections close after `DOORMAN_IDLE_TIMEOUT_SECONDS`, one IP holds at most
+    /// `DOORMAN_MAX_CONNECTIONS_PER_IP` connections, and an upgraded socket's bytes
+    /// are read within a budget. Serve it with `poem::Server::new_with_acceptor`.
+    pub async fn listen(&self) -> std::io::Result<GuardedAcceptor> {
+        let acceptor = TcpListener::bind(self.config().bind)
+            .into_acceptor()
+            .await?;
+        Ok(self.guard(acceptor))
+    }
+
+    /// `acceptor` behind doorman's connection guard (see [`Doorman::listen`]).
+    pub(crate) fn guard(&self, acceptor: poem::listener::TcpAcceptor) -> GuardedAcceptor {
+        let config = self.config();
+        GuardedAcceptor::new(
+            acceptor,
+            config.header_timeout,
+            config.idle_timeout,
+            config.max_connections_per_ip,
+            // Four largest messages a second, two at once: far above what the
+            // per-socket message rate lets through in practice.
+            ReadRate {
+                per_second: (config.ws_max_message_bytes as u64).saturating_mul(4),
+                burst: (config.ws_max_message_bytes as u64).saturating_mul(2),
+            },
+            self.state.ws.upgrades.clone(),
+        )
+    }
+
+    /// Stops taking sockets and closes the open ones with 1001 spread over `window`
+    /// (`DOORMAN_DRAIN_SECONDS` in the server), waiting at most `grace` more for
+    /// them to finish.
+    pub async fn drain(&self, window: Duration, grace: Duration) {
+        self.state.registry.drain(window, grace).await;
+    }
+}
+
+/// Connects to the database the way the server does and applies pending
+/// migrations.
+pub(crate) async fn connect(config: &Config) -> Result<Db, StartError> {
+    let mut options = ConnectOptions::new(config.database_url.clone());
+    // SQL logging would print bound values (hashes, user agents): keep it off.
+    options.sqlx_logging(false);
+    // Waiting for a pooled connection, and opening one to a database that refuses
+    // or does not answer, ends after the database timeout (sqlx's default is 30 s):
+    // the request answers 503 instead of queueing. (sea-orm hands both settings to
+    // sqlx's one acquire bound, which covers connecting; they are set alike so
+    // neither can be mistaken for being unbounded.) sqlx pings a pooled connection
+    // before handing it out, so connections broken by an outage are replaced, not
+    // reused, and the pool recovers by itself once the database is back. At start
+    // the same bound applies: an unreachable database fails the start quickly.
+    options
+        .connect_timeout(config.db_timeout)
+        .acquire_timeout(config.db_timeout)
+        .test_before_acquire(true);
+    let connection = Database::connect(options).await?;
+    migration::Migrator::up(&connection, None).await?;
+    Ok(Db::new(connection, config.db_timeout))
+}

@@ -1,0 +1,185 @@
+//! Identity on a host's routes: [`Authenticated`] and [`MaybeAuthenticated`] for
+//! poem-openapi operations (both security schemes in the spec), and [`Identity`]
+//! itself as a plain poem extractor. All three resolve through the one
+//! [`crate::auth::AuthSource`] with the same function ([`identity`]), so
+//! precedence, the Origin rule for cookies and the errors are exactly those of
+//! doorman's own endpoints and of its WebSocket handshake.
+//!
+//! They find the [`Doorman`] handle in the request's data: put your routes inside
+//! [`Doorman::edge`] (or attach it with `.data(doorman.clone())`).
+
+use std::ops::Deref;
+
+use poem::{FromRequest, Request, RequestBody};
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ExtractParamOptions,
+    registry::{MetaSecurityScheme, Registry},
+};
+
+use crate::{Doorman, auth::Identity, http::error::Error};
+
+/// The name of the http bearer scheme in the spec.
+pub const BEARER_SCHEME: &str = "bearerAuth";
+/// The name of the apiKey-in-cookie scheme in the spec.
+pub const COOKIE_SCHEME: &str = "cookieAuth";
+
+/// The caller of a request, or `None` when it presents no credential at all. A
+/// credential that is present but invalid is an error, never `None`. The one
+/// function behind every extractor here and doorman's own hot routes.
+pub async fn maybe_identity(req: &Request, doorman: &Doorman) -> Result<Option<Identity>, Error> {
+    doorman
+        .auth_source
+        .resolve_optional(req)
+        .await
+        .map_err(Error::from)
+}
+
+/// The caller of a request; `missing_credentials` (401) when it presents none.
+pub async fn identity(req: &Request, doorman: &Doorman) -> Result<Identity, Error> {
+    doorman.auth_source.resolve(req).await.map_err(Error::from)
+}
+
+fn doorman_of(req: &Request) -> Result<&Doorman, Error> {
+    req.data::<Doorman>().ok_or_else(|| {
+        Error::internal("no Doorman in the request's data: wrap the routes with Doorman::edge")
+    })
+}
+
+/// An authenticated caller, for poem-openapi operations: documents both security
+/// schemes (`bearerAuth`, `cookieAuth`) on the operation, so Swagger UI's
+/// "Authorize" and generated clients work with either. Refuses with doorman's
+/// errors: 401 `missing_credentials` / `invalid_token` / `session_revoked` /
+/// `session_expired` with `WWW-Authenticate`, 403 `origin_refused` for a cookie on
+/// an unsafe method from a foreign Origin, 503 `database_unavailable`.
+///
+/// ```
+/// use doorman::Authenticated;
+/// use poem_openapi::{OpenApi, payload::PlainText};
+///
+/// struct Orders;
+///
+/// #[OpenApi]
+/// impl Orders {
+///     /// The caller's user id.
+///     #[oai(path = "/api/orders", method = "get")]
+///     async fn list(&self, auth: Authenticated) -> PlainText<String> {
+///         PlainText(auth.user_id.to_string())
+///     }
+/// }
+/// ```
+pub struct Authenticated(pub Identity);
+
+impl Deref for Authenticated {
+    type Target = Identity;
+
+    fn deref(&self) -> &Identity {
+        &self.0
+    }
+}
+
+/// Like [`Authenticated`], but a request without any credential is let through
+/// as `None` (a present but invalid credential is still refused). Documents both
+/// schemes, as the operation still reads them.
+pub struct MaybeAuthenticated(pub Option<Identity>);
+
+fn register_schemes(registry: &mut Registry) {
+    registry.create_security_scheme(
+        BEARER_SCHEME,
+        MetaSecurityScheme {
+            ty: "http",
+            description: Some(
+                "An access token from `POST /api/auth/login` (token mode) in `Authorization: Bearer`.",
+            ),
+            name: None,
+            key_in: None,
+            scheme: Some("bearer"),
+            bearer_format: Some("JWT"),
+            flows: None,
+            openid_connect_url: None,
+        },
+    );
+    registry.create_security_scheme(
+        COOKIE_SCHEME,
+        MetaSecurityScheme {
+            ty: "apiKey",
+            description: Some(
+                "The HttpOnly access cookie set by `POST /api/auth/login` in cookie mode \
+                 (named `__Host-doorman_access` when the server's public URL is https). \
+                 Unsafe methods also need an allowed `Origin`.",
+            ),
+            name: Some("doorman_access"),
+            key_in: Some("cookie"),
+            scheme: None,
+            bearer_format: None,
+            flows: None,
+            openid_connect_url: None,
+        },
+    );
+}
+
+impl<'a> ApiExtractor<'a> for Authenticated {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        register_schemes(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec![BEARER_SCHEME, COOKIE_SCHEME]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        Ok(Authenticated(identity(req, doorman_of(req)?).await?))
+    }
+}
+
+impl<'a> ApiExtractor<'a> for MaybeAuthenticated {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        register_schemes(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec![BEARER_SCHEME, COOKIE_SCHEME]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        Ok(MaybeAuthenticated(
+            maybe_identity(req, doorman_of(req)?).await?,
+        ))
+    }
+}
+
+/// On plain poem handlers, the caller itself is the extractor (a type cannot be
+/// both a poem extractor and a poem-openapi security scheme; use
+/// [`Authenticated`] on OpenAPI operations so the spec documents the schemes).
+/// Same resolution, same errors.
+///
+/// ```
+/// use doorman::auth::Identity;
+///
+/// #[poem::handler]
+/// fn whoami(id: Identity) -> String {
+///     format!("{} via {}", id.user_id, id.source.as_str())
+/// }
+/// ```
+impl<'a> FromRequest<'a> for Identity {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        Ok(identity(req, doorman_of(req)?).await?)
+    }
+}
