@@ -6,7 +6,7 @@ use std::{num::NonZeroU32, ops::Deref, sync::Arc, time::Duration};
 use migration::MigratorTrait;
 use poem::{
     Endpoint,
-    listener::{Listener, TcpListener},
+    listener::{Acceptor, Listener, TcpListener},
 };
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
@@ -208,7 +208,7 @@ impl Doorman {
     /// `DOORMAN_ALLOWED_ORIGINS`, every error as doorman's JSON shape (5xx logged
     /// with their cause, answered with the request id), `Cache-Control: no-store`
     /// on `/api/`, and the browser hardening headers.
-    pub fn edge<E: Endpoint>(&self, endpoint: E) -> impl Endpoint {
+    pub fn edge<E: Endpoint>(&self, endpoint: E) -> impl Endpoint + use<E> {
         crate::http::RequestScope::new(endpoint, self.clone())
     }
 
@@ -222,6 +222,30 @@ impl Doorman {
             .into_acceptor()
             .await?;
         Ok(self.guard(acceptor))
+    }
+
+    /// Serves `app` behind [`Doorman::edge`] on [`Doorman::listen`]'s listener until
+    /// Ctrl-C or SIGTERM; then drains as doorman's server does (sockets closed with
+    /// 1001 over `DOORMAN_DRAIN_SECONDS`, in-flight requests finished).
+    pub async fn serve<E: Endpoint + 'static>(&self, app: E) -> std::io::Result<()> {
+        let acceptor = self.listen().await?;
+        let addr = acceptor.local_addr();
+        if let Some(addr) = addr.first() {
+            tracing::info!(addr = %addr, "listening");
+        }
+        let doorman = self.clone();
+        poem::Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                self.edge(app),
+                async move {
+                    shutdown_signal().await;
+                    tracing::info!("shutting down");
+                    let window = doorman.config().drain;
+                    doorman.drain(window, Duration::from_secs(5)).await;
+                },
+                Some(Duration::from_secs(10)),
+            )
+            .await
     }
 
     /// `acceptor` behind doorman's connection guard (see [`Doorman::listen`]).
@@ -247,6 +271,28 @@ impl Doorman {
     /// them to finish.
     pub async fn drain(&self, window: Duration, grace: Duration) {
         self.state.registry.drain(window, grace).await;
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
     }
 }
 

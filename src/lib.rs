@@ -79,11 +79,13 @@ pub mod ws;
 /// A host's operations can return [`error::Error`] (or [`error::Fail`] with the
 /// statuses they document) and get the same answers.
 pub mod error {
-    pub use crate::http::error::{Error, ErrorBody, ErrorCode, ErrorSet, Fail};
+    pub use crate::http::error::{
+        AuthFailures, BodyAuthFailures, Error, ErrorBody, ErrorCode, ErrorSet, Fail,
+    };
 }
 
 pub use app::Application;
 pub use config::Config;
-pub use doorman::{Builder, Doorman, StartError};
+pub use doorman::{Builder, Doorman, StartError, shutdown_signal};
 pub use extract::{Authenticated, MaybeAuthenticated};
 pub use http::conn_guard::GuardedAcceptor;

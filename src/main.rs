@@ -73,7 +73,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     println!("  Swagger UI: {public}/docs");
     println!("  spec:       {public}/openapi.json");
     println!("  WebSocket:  {public}/asyncapi.json");
-    app.run_until(stop_signal()).await?;
+    app.run_until(doorman::shutdown_signal()).await?;
     Ok(())
 }
 
@@ -85,28 +85,6 @@ fn raise_open_file_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::info!(limit, "open file limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }
 

@@ -12,8 +12,11 @@ mod rooms;
 mod sessions;
 pub(crate) mod text;
 
-pub use meta::demo_html;
+pub use auth::AuthApi;
+pub use meta::{MetaApi, demo_html};
 use poem_openapi::{OpenApiService, Tags};
+pub use rooms::RoomApi;
+pub use sessions::SessionApi;
 
 #[derive(Tags)]
 pub enum ApiTags {

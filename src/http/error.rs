@@ -368,6 +368,23 @@ fn header_for(status: u16) -> Option<MetaHeader> {
     })
 }
 
+/// The errors of an operation that takes [`crate::Authenticated`] and nothing
+/// else that can fail: 401, 403 (`origin_refused`), 503. For a host's operations:
+/// `Result<Json<T>, Fail<AuthFailures>>`.
+pub struct AuthFailures;
+
+impl ErrorSet for AuthFailures {
+    const STATUSES: &'static [u16] = &[401, 403, 503];
+}
+
+/// The errors of an operation with a JSON body that takes
+/// [`crate::Authenticated`]: 400, 401, 403, 408, 413, 415, 503.
+pub struct BodyAuthFailures;
+
+impl ErrorSet for BodyAuthFailures {
+    const STATUSES: &'static [u16] = &[400, 401, 403, 408, 413, 415, 503];
+}
+
 /// Declares an [`ErrorSet`]: `error_set!(LoginErrors: 400, 401, 429);`.
 macro_rules! error_set {
     ($name:ident: $($status:literal),+) => {

@@ -253,7 +253,8 @@ impl ApiClient {
         self.base.clone()
     }
 
-    fn call<'a>(&self, method: Method, path: &str, cred: impl Into<Credential<'a>>) -> Call {
+    /// Any request to `path` with `cred`.
+    pub fn call<'a>(&self, method: Method, path: &str, cred: impl Into<Credential<'a>>) -> Call {
         let req = self.http.request(method, self.url(path));
         Call(match cred.into() {
             Anonymous => req,
@@ -262,7 +263,8 @@ impl ApiClient {
         })
     }
 
-    fn post_json<'a>(&self, path: &str, cred: impl Into<Credential<'a>>, body: &Value) -> Call {
+    /// A JSON `POST` to `path` with `cred`.
+    pub fn post_json<'a>(&self, path: &str, cred: impl Into<Credential<'a>>, body: &Value) -> Call {
         let Call(req) = self.call(Method::POST, path, cred);
         Call(req.json(body))
     }
@@ -543,8 +545,13 @@ impl ApiClient {
     /// A `/ws` handshake with a credential in a header (`Anonymous`: the pending
     /// state, which must send an `auth` frame).
     pub fn ws<'a>(&self, cred: impl Into<Credential<'a>>) -> WsCall {
+        self.ws_at("/ws", cred)
+    }
+
+    /// A WebSocket handshake to `path` (a host app's own socket route).
+    pub fn ws_at<'a>(&self, path: &str, cred: impl Into<Credential<'a>>) -> WsCall {
         let call = WsCall {
-            url: self.ws_url(),
+            url: self.ws_url().replacen("/ws", path, 1),
             headers: Vec::new(),
         };
         match cred.into() {

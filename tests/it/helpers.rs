@@ -365,13 +365,24 @@ impl ServerProcess {
     /// Starts the binary with `envs` (plus a free `DOORMAN_BIND`), writing its output
     /// to `log`, and waits until `/readyz` answers.
     pub async fn start(envs: &[(&str, String)], log: &std::path::Path) -> Self {
+        Self::start_program(env!("CARGO_BIN_EXE_doorman").as_ref(), envs, log, "/readyz").await
+    }
+
+    /// Starts `program` (the doorman binary, or an example built on the library)
+    /// with `envs` plus a free `DOORMAN_BIND`, and waits until `ready` answers 2xx.
+    pub async fn start_program(
+        program: &std::path::Path,
+        envs: &[(&str, String)],
+        log: &std::path::Path,
+        ready: &str,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let file = std::fs::File::create(log).unwrap();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_doorman"));
+        let mut cmd = std::process::Command::new(program);
         // No drain window unless a test asks for one: stopping must not wait for it.
         cmd.env("DOORMAN_BIND", format!("127.0.0.1:{port}"))
             .env("DOORMAN_DRAIN_SECONDS", "0")
@@ -387,7 +398,7 @@ impl ServerProcess {
         };
         for _ in 0..150 {
             // Not `readyz()`: refused connections are expected until it listens.
-            if let Ok(resp) = server.http.get(server.url("/readyz")).send().await
+            if let Ok(resp) = server.http.get(server.url(ready)).send().await
                 && resp.status().is_success()
             {
                 return server;
@@ -425,6 +436,24 @@ impl Drop for ServerProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// The binary of example `name`, which `cargo test` builds beside the tests
+/// (`target/<profile>/examples/`).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/it-… → target/<profile>/examples/<name>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is built by `cargo test` (alone: `cargo build --example {name}`)",
+        path.display()
+    );
+    path
 }
 
 /// A fresh PostgreSQL database for a multi-process test, dropped with the guard;

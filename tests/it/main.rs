@@ -48,6 +48,8 @@ mod keys;
 mod logs;
 mod metrics;
 mod outage;
+// The reference host app, examples/shop.rs, built on the library.
+mod shop;
 
 // The committed OpenAPI document.
 mod spec;
