@@ -135,7 +135,7 @@ async fn me_response(state: &Doorman, req: &Request) -> poem::Result<Response> {
             .await
             .map(IntoResponse::into_response)
             .map_err(poem::Error::from),
-        Err(e) => Err(Error::from(e).into()),
+        Err(e) => Err(e.into()),
     };
     if !state.metrics {
         return result;

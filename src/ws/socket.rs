@@ -169,7 +169,7 @@ impl SocketUpgrade {
             // the `101` at once.
             doorman.ws.upgrades.mark(peer, false);
         }
-        let config = doorman.ws.config.clone();
+        let config = doorman.ws.config;
         let span = tracing::info_span!("socket", conn = registration.id);
         Ok(ws
             .config(config)
