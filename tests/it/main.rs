@@ -49,6 +49,7 @@ mod logs;
 mod metrics;
 mod outage;
 // The reference host app, examples/shop.rs, built on the library.
+mod embedding;
 mod shop;
 
 // The committed OpenAPI document.
