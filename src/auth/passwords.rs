@@ -25,13 +25,13 @@ const RETRY_AFTER_SECS: u64 = 1;
 
 /// Hashes and verifies passwords on a few dedicated threads, so a login storm
 /// queues here instead of stalling every other request. The queue is bounded:
-/// past [`QUEUE_PER_THREAD`] waiting jobs per thread, a job is refused at once with
+/// past `QUEUE_PER_THREAD` waiting jobs per thread, a job is refused at once with
 /// [`Error::Overloaded`] rather than queued.
 ///
 /// Dedicated threads rather than tokio's blocking pool, and each with one Argon2
 /// memory (19 MiB) it reuses for every job: the server's memory for hashing is a
 /// fixed `threads × 19 MiB`, however many passwords it checks (freed 19 MiB
-/// buffers otherwise stay in glibc's heaps, see [`hasher`]).
+/// buffers otherwise stay in glibc's heaps, see `hasher`).
 #[derive(Clone)]
 pub struct Passwords {
     jobs: mpsc::Sender<Job>,

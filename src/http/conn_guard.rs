@@ -78,7 +78,7 @@ use crate::http::client_ip;
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Accepts TCP connections, closing at once those over the per-IP cap, and hands
-/// out each admitted one wrapped in a [`GuardedStream`].
+/// out each admitted one wrapped in a `GuardedStream`.
 pub struct GuardedAcceptor {
     inner: TcpAcceptor,
     header_timeout: Duration,
@@ -100,7 +100,7 @@ impl GuardedAcceptor {
     /// at `upgraded_read`.
     ///
     /// `upgrades` is shared with the WebSocket route, which marks the connections it
-    /// upgrades (see [`UpgradeMarks`]).
+    /// upgrades (see `UpgradeMarks`).
     pub fn new(
         inner: TcpAcceptor,
         header_timeout: Duration,

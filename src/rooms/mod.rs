@@ -1,9 +1,9 @@
 //! Rooms: named fan-out groups of sockets, who may enter them, and who is in them.
 //!
-//! - [`name`]: public (`lobby`) and private (`private:team`) names.
-//! - [`membership`]: the private rooms' owners and members, and
+//! - `name`: public (`lobby`) and private (`private:team`) names.
+//! - `membership`: the private rooms' owners and members, and
 //!   [`Rooms::may_enter`], the one check WebSocket and HTTP both ask.
-//! - [`presence`]: who is present, across tabs and instances.
+//! - `presence`: who is present, across tabs and instances.
 //!
 //! This module subscribes sockets, delivers messages, takes removed members' sockets
 //! out of a room (authorization follows membership live) and announces presence.

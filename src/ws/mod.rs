@@ -34,7 +34,7 @@ pub async fn require_http_11(req: Request) -> poem::Result<Request> {
 }
 
 /// `GET /ws` through poem's router (`HEAD`; `GET` is recognised before the router
-/// and served by [`serve`]): counts handshakes by outcome.
+/// and served by `serve`): counts handshakes by outcome.
 #[handler]
 pub async fn route(
     req: &Request,
