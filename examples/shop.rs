@@ -65,8 +65,9 @@ fn feed(upgrade: SocketUpgrade) -> impl IntoResponse {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt::init();
-    let doorman = Doorman::builder(Config::from_env()?).start().await?;
+    let config = Config::from_env()?;
+    doorman::init_logging(config.log_format); // RUST_LOG, payload loggers capped
+    let doorman = Doorman::builder(config).start().await?;
     let api = OpenApiService::new((AuthApi, SessionApi, Shop), "shop", "1.0");
     let app = Route::new()
         .at("/feed", get(feed))

@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! use doorman::{Authenticated, Config, Doorman, ws::SocketUpgrade};
-//! use poem::{IntoResponse, Route, Server, get, handler, web::websocket::Message};
+//! use poem::{IntoResponse, Route, get, handler, web::websocket::Message};
 //! use poem_openapi::{OpenApi, OpenApiService, payload::PlainText};
 //!
 //! struct Orders;
@@ -40,9 +40,8 @@
 //!     "1.0",
 //! );
 //! let app = Route::new().at("/feed", get(feed)).nest("/", api);
-//! Server::new_with_acceptor(doorman.listen().await?)
-//!     .run(doorman.edge(app))
-//!     .await?;
+//! // doorman's edge and connection guard around `app`, until Ctrl-C or SIGTERM.
+//! doorman.serve(app).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -67,6 +66,7 @@ pub mod extract;
 pub(crate) mod http;
 pub mod janitor;
 mod json_text;
+mod logging;
 mod memory;
 mod ratelimit;
 pub mod rooms;
@@ -89,3 +89,4 @@ pub use config::Config;
 pub use doorman::{Builder, Doorman, StartError, shutdown_signal};
 pub use extract::{Authenticated, MaybeAuthenticated};
 pub use http::conn_guard::GuardedAcceptor;
+pub use logging::init_logging;

@@ -1,16 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use doorman::{
-    Application, Config,
-    config::{Command, LogFormat},
-};
-use tracing_subscriber::{
-    EnvFilter, Layer,
-    filter::{FilterExt, LevelFilter, Targets},
-    layer::SubscriberExt,
-    util::SubscriberInitExt,
-};
+use doorman::{Application, Config, config::Command};
 
 fn main() -> ExitCode {
     let config = match Config::try_parse() {
@@ -51,7 +42,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    init_logging(config.log_format);
+    doorman::init_logging(config.log_format);
     raise_open_file_limit();
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,36 +76,5 @@ fn raise_open_file_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::info!(limit, "open file limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
-    }
-}
-
-/// Libraries that write message payloads (WebSocket frames, SQL with bound values)
-/// at debug or trace: capped whatever `RUST_LOG` says, so no credential reaches a log.
-/// The caps are a filter of their own, applied after `RUST_LOG`'s: a more specific
-/// `RUST_LOG` directive (`tungstenite::protocol=trace`) cannot lift them.
-const PAYLOAD_LOGGERS: &[(&str, LevelFilter)] = &[
-    ("tungstenite", LevelFilter::INFO),
-    ("tokio_tungstenite", LevelFilter::INFO),
-    ("sqlx", LevelFilter::WARN),
-    ("sea_orm", LevelFilter::INFO),
-];
-
-fn init_logging(format: LogFormat) {
-    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let caps = Targets::new()
-        .with_default(LevelFilter::TRACE)
-        .with_targets(PAYLOAD_LOGGERS.iter().copied());
-    let filter = env.and(caps);
-    let registry = tracing_subscriber::registry();
-    let result = match format {
-        LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_filter(filter))
-            .try_init(),
-        LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_filter(filter))
-            .try_init(),
-    };
-    if let Err(e) = result {
-        eprintln!("doorman: cannot set up logging: {e}");
     }
 }

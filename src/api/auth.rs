@@ -50,6 +50,8 @@ pub enum LoggedOut {
     NoContent,
 }
 
+/// doorman's sign-in: `POST /api/auth/register`, `/login`, `/refresh`, `/logout`
+/// (tag `Auth`), with its per-IP and per-account login limits and device cookies.
 pub struct AuthApi;
 
 #[OpenApi(prefix_path = "/api/auth", tag = "ApiTags::Auth")]

@@ -55,6 +55,8 @@ pub(super) fn healthz() -> DirectJson<Health> {
     })
 }
 
+/// Health and keys: `GET /healthz`, `GET /readyz` (503 while draining or without
+/// the database), `GET /.well-known/jwks.json` (tag `Meta`).
 pub struct MetaApi;
 
 #[OpenApi(tag = "ApiTags::Meta")]

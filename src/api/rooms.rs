@@ -48,6 +48,8 @@ pub enum Done {
     NoContent,
 }
 
+/// Rooms over HTTP: `/api/rooms…` (create, list, delete, members, presence,
+/// publish) for doorman's `/ws` protocol (tag `Rooms`).
 pub struct RoomApi;
 
 #[OpenApi(prefix_path = "/api", tag = "ApiTags::Rooms")]

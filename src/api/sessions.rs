@@ -45,6 +45,9 @@ pub(super) async fn me(state: &AppState, id: Identity) -> Result<DirectJson<Me>,
     }))
 }
 
+/// The caller and their devices: `GET /api/me`, `/api/me/activity`,
+/// `POST /api/me/password`, `GET|DELETE /api/sessions`, `DELETE /api/sessions/{id}`,
+/// `DELETE /api/sessions/others` (tag `Sessions`).
 pub struct SessionApi;
 
 #[OpenApi(prefix_path = "/api", tag = "ApiTags::Sessions")]
