@@ -14,7 +14,8 @@ use crate::{
     http::{
         self, ServerParts, allow::AllowedMethods, conn_guard::GuardedAcceptor, headers::PageHeaders,
     },
-    ws::{self, Registry},
+    sockets::Registry,
+    ws,
 };
 
 /// A built server, bound to its port, not yet serving. Composed from the public

@@ -21,7 +21,7 @@ use crate::{
     ratelimit::Limits,
     rooms::Rooms,
     state::{AppState, SocketSettings},
-    ws::Registry,
+    sockets::Registry,
 };
 
 /// doorman, started: the database (migrated), the signing keys and their refresh,
@@ -166,7 +166,19 @@ impl Builder {
         if let (Some(bind), Some(handle)) = (metrics, metrics_handle) {
             let listener = TcpListener::bind(bind).into_acceptor().await?;
             tracing::info!(%bind, "metrics at /metrics");
-            tokio::spawn(crate::telemetry::serve(listener, handle, doorman.clone()));
+            // Weak: the listener must not keep doorman's state alive.
+            let state = Arc::downgrade(&doorman.state);
+            let gauges = crate::telemetry::Gauges(Arc::new(move || {
+                let Some(state) = state.upgrade() else { return };
+                metrics::gauge!("doorman_ws_sockets_open").set(state.registry.len() as f64);
+                metrics::gauge!("doorman_password_hashes_queued")
+                    .set(state.auth.password_hashes_queued() as f64);
+                let (open, idle) = state.auth.pool_stats();
+                metrics::gauge!("doorman_db_pool_connections").set(f64::from(open));
+                metrics::gauge!("doorman_db_pool_in_use")
+                    .set(open.saturating_sub(idle as u32) as f64);
+            }));
+            tokio::spawn(crate::telemetry::serve(listener, handle, gauges));
         }
         Ok(doorman)
     }

@@ -70,6 +70,7 @@ mod logging;
 mod memory;
 mod ratelimit;
 pub mod rooms;
+pub mod sockets;
 mod state;
 mod telemetry;
 pub mod ws;

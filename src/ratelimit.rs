@@ -16,7 +16,15 @@ use governor::{
     clock::{Clock, DefaultClock},
 };
 
-use crate::{auth::UserId, config::Config, http::error::Error};
+use crate::{auth::UserId, config::Config};
+
+/// A refusal: wait this many whole seconds (`Retry-After`). Its HTTP answer is
+/// 429 `rate_limited` (`crate::http::error`); a socket's is an `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many requests; retry in {retry_after_secs} s")]
+pub struct Limited {
+    pub retry_after_secs: u64,
+}
 
 /// One keyed limit.
 pub struct KeyedLimit<K: Hash + Eq + Clone> {
@@ -36,7 +44,7 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     }
 
     /// Takes one cell for `key`, or says how long to wait (whole seconds, rounded up).
-    pub fn check(&self, key: &K) -> Result<(), Error> {
+    pub fn check(&self, key: &K) -> Result<(), Limited> {
         self.limiter.check_key(key).map_err(|not_until| {
             // The request span carries the client IP; the key itself (an email for
             // the account limit) is not logged.
@@ -46,7 +54,7 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
                 "rate limit hit"
             );
             metrics::counter!("doorman_rate_limited_total", "limit" => self.name).increment(1);
-            Error::RateLimited {
+            Limited {
                 retry_after_secs: whole_seconds(not_until.wait_time_from(self.clock.now())),
             }
         })
@@ -108,7 +116,7 @@ impl<K: Hash + Eq + Clone> FailureBudget<K> {
     }
 
     /// Takes one cell for `key`, or refuses with how long to wait.
-    pub fn take(&self, key: &K) -> Result<(), Error> {
+    pub fn take(&self, key: &K) -> Result<(), Limited> {
         let now = Instant::now();
         let mut map = self.lock();
         if map.len() >= MAX_BUDGET_KEYS && !map.contains_key(key) {
@@ -131,7 +139,7 @@ impl<K: Hash + Eq + Clone> FailureBudget<K> {
                 "login failure budget spent"
             );
             metrics::counter!("doorman_rate_limited_total", "limit" => self.name).increment(1);
-            return Err(Error::RateLimited {
+            return Err(Limited {
                 retry_after_secs: whole_seconds(next - limit),
             });
         }
@@ -218,7 +226,7 @@ impl LoginThrottle {
         account: &str,
         ip: IpAddr,
         device: Option<String>,
-    ) -> Result<LoginAttempt<'_>, Error> {
+    ) -> Result<LoginAttempt<'_>, Limited> {
         let account = account.to_owned();
         let from = match device {
             Some(device) => {
@@ -386,7 +394,7 @@ mod tests {
         }
         assert!(matches!(
             budget.take(&1),
-            Err(Error::RateLimited { retry_after_secs }) if (19..=20).contains(&retry_after_secs)
+            Err(Limited { retry_after_secs }) if (19..=20).contains(&retry_after_secs)
         ));
         // Successes give their cells back: any number of them, in any order.
         budget.give_back(&1);
@@ -427,7 +435,7 @@ mod tests {
         let limit = KeyedLimit::<u32>::new("test", Quota::per_minute(nz(1)));
         limit.check(&1).unwrap();
         match limit.check(&1) {
-            Err(Error::RateLimited { retry_after_secs }) => {
+            Err(Limited { retry_after_secs }) => {
                 assert!((59..=60).contains(&retry_after_secs), "{retry_after_secs}")
             }
             other => panic!("expected a refusal, got {other:?}"),

@@ -12,7 +12,7 @@ use crate::{
     http::{client_ip::ClientIp, conn_guard::UpgradeMarks},
     ratelimit::Limits,
     rooms::Rooms,
-    ws::Registry,
+    sockets::Registry,
 };
 
 /// Shared server state. Reached through [`crate::Doorman`] (it derefs to this);

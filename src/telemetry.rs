@@ -12,7 +12,7 @@ use poem::{
     EndpointExt, IntoResponse, Route, Server, get, handler, listener::TcpAcceptor, web::Data,
 };
 
-use crate::Doorman;
+use std::sync::Arc;
 
 /// Buckets for request and close latencies, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -45,29 +45,29 @@ pub fn install() -> Result<PrometheusHandle, String> {
     Ok(handle)
 }
 
+/// The gauges that are read rather than counted, set before each scrape by the
+/// code that owns what they read.
+#[derive(Clone)]
+pub struct Gauges(pub Arc<dyn Fn() + Send + Sync>);
+
 /// Serves `GET /metrics` on `listener` until the process ends.
 pub async fn serve(
     listener: TcpAcceptor,
     handle: PrometheusHandle,
-    state: Doorman,
+    gauges: Gauges,
 ) -> std::io::Result<()> {
     let app = Route::new()
         .at("/metrics", get(scrape))
         .data(handle)
-        .data(state);
+        .data(gauges);
     Server::new_with_acceptor(listener).run(app).await
 }
 
 /// The text exposition, with the gauges that are read rather than counted
 /// refreshed first.
 #[handler]
-fn scrape(handle: Data<&PrometheusHandle>, state: Data<&Doorman>) -> impl IntoResponse {
-    metrics::gauge!("doorman_ws_sockets_open").set(state.registry.len() as f64);
-    metrics::gauge!("doorman_password_hashes_queued")
-        .set(state.auth.password_hashes_queued() as f64);
-    let (open, idle) = state.auth.pool_stats();
-    metrics::gauge!("doorman_db_pool_connections").set(f64::from(open));
-    metrics::gauge!("doorman_db_pool_in_use").set(open.saturating_sub(idle as u32) as f64);
+fn scrape(handle: Data<&PrometheusHandle>, gauges: Data<&Gauges>) -> impl IntoResponse {
+    (gauges.0.0)();
     handle
         .render()
         .with_content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -13,10 +13,7 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
-/// A public name, or `private:` and one.
-pub const ANY_ROOM: &str = r"^(private:)?[A-Za-z0-9_.-]{1,64}$";
-/// `private:` and a name.
-pub const PRIVATE_ROOM: &str = r"^private:[A-Za-z0-9_.-]{1,64}$";
+use crate::rooms::{ANY_ROOM, PRIVATE_ROOM};
 
 macro_rules! room_string {
     ($(#[$doc:meta])* $name:ident, $pattern:expr) => {

@@ -27,6 +27,21 @@ error_set!(ListErrors: 401, 403, 503);
 error_set!(RoomErrors: 400, 401, 403, 503);
 error_set!(MemberErrors: 400, 401, 403, 404, 503);
 
+/// Room refusals at the edge: one `forbidden` for every "not yours" case.
+impl From<crate::rooms::RoomError> for crate::http::error::Error {
+    fn from(e: crate::rooms::RoomError) -> Self {
+        use crate::{http::error::Error, rooms::RoomError as R};
+        match e {
+            R::InvalidName | R::NotPrivate | R::OwnerCannotLeave => Error::Invalid(e.to_string()),
+            R::Forbidden => Error::Forbidden("not allowed in this room"),
+            R::Exists => Error::RoomExists,
+            R::UnknownUser => Error::NotFound,
+            R::Core(e) => e.into(),
+        }
+    }
+}
+
+
 #[derive(ApiResponse)]
 pub enum Accepted {
     /// Delivered to the room's current subscribers.

@@ -48,7 +48,7 @@ use crate::{
     auth::db::Db,
     auth::{Auth, Opening, RevocationReason, SessionBus, SessionEvent, SessionId, UserId},
     rooms::{Relayed, RoomName, Rooms},
-    ws::Registry,
+    sockets::Registry,
 };
 
 /// Room frames larger than the inline limit (less this much for the note around

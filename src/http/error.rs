@@ -240,16 +240,10 @@ impl From<crate::auth::Error> for Error {
     }
 }
 
-/// Room refusals at the edge: one `forbidden` for every "not yours" case.
-impl From<crate::rooms::RoomError> for Error {
-    fn from(e: crate::rooms::RoomError) -> Self {
-        use crate::rooms::RoomError as R;
-        match e {
-            R::InvalidName | R::NotPrivate | R::OwnerCannotLeave => Error::Invalid(e.to_string()),
-            R::Forbidden => Error::Forbidden("not allowed in this room"),
-            R::Exists => Error::RoomExists,
-            R::UnknownUser => Error::NotFound,
-            R::Core(e) => e.into(),
+impl From<crate::ratelimit::Limited> for Error {
+    fn from(e: crate::ratelimit::Limited) -> Self {
+        Error::RateLimited {
+            retry_after_secs: e.retry_after_secs,
         }
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 pub use membership::{Member, Role, RoomInfo};
-pub use name::RoomName;
+pub use name::{ANY_ROOM, PRIVATE_ROOM, RoomName};
 pub use presence::Transition;
 
 use crate::auth::{UserId, db::Db};

@@ -5,6 +5,12 @@ use super::RoomError;
 /// The prefix that makes a room private.
 pub const PRIVATE_PREFIX: &str = "private:";
 
+/// The rule of [`RoomName::parse`] as a pattern, for the documents (the spec's
+/// room parameters, asyncapi.json's frames): a public name, or `private:` and one.
+pub const ANY_ROOM: &str = r"^(private:)?[A-Za-z0-9_.-]{1,64}$";
+/// `private:` and a name.
+pub const PRIVATE_ROOM: &str = r"^private:[A-Za-z0-9_.-]{1,64}$";
+
 /// A validated room name: 1 to 64 of `A-Z a-z 0-9 _ - .`, or `private:` and such a
 /// name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

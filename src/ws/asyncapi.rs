@@ -557,7 +557,7 @@ mod tests {
         }
         for frame in ["SubscribeFrame", "UnsubscribeFrame", "PublishFrame"] {
             let room = &doc["components"]["schemas"][frame]["properties"]["room"];
-            assert_eq!(room["pattern"], crate::api::room_names::ANY_ROOM, "{frame}");
+            assert_eq!(room["pattern"], crate::rooms::ANY_ROOM, "{frame}");
         }
         let body = &doc["components"]["schemas"]["PublishFrame"]["properties"]["body"];
         assert_eq!(body["maxLength"], crate::rooms::MAX_BODY_CHARS);

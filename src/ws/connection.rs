@@ -12,10 +12,10 @@ use tracing::Instrument;
 use super::{
     link::{Event, Link, log_unavailable},
     protocol::{ClientFrame, Close, FrameError, ServerFrame, UnsubscribedReason},
-    registry::Registration,
 };
 use crate::{
     Doorman,
+    sockets::Registration,
     auth::{Error, Identity, SessionEnds},
     rooms::{MAX_BODY_CHARS, Outgoing, RoomError, RoomName},
 };

@@ -28,10 +28,10 @@ use tokio::{
 
 use super::{
     protocol::{ClientFrame, Close},
-    registry::Registration,
 };
 use crate::{
     Doorman,
+    sockets::Registration,
     auth::{Error, Identity, SessionEnds},
     rooms::{Outbox, Outgoing},
 };

@@ -9,7 +9,6 @@ pub mod asyncapi;
 mod connection;
 mod link;
 pub mod protocol;
-pub(crate) mod registry;
 pub mod socket;
 
 use poem::{
@@ -17,7 +16,7 @@ use poem::{
     web::{Data, websocket::WebSocket},
 };
 
-pub use registry::{Refused, Registry};
+pub use crate::sockets::{Refused, Registry};
 pub use socket::{SessionSocket, SocketClosed, SocketUpgrade};
 
 use crate::{Doorman, http::error::Error};

@@ -4,13 +4,14 @@
 //! with them, and `asyncapi.json` is generated from them (their `JsonSchema`s and
 //! the doc comments below, which become the document's descriptions).
 
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use crate::sockets::{Close, Notice};
 use crate::{
-    auth::{AuthError, CredentialSource, Error, Identity, RevocationReason},
+    auth::{CredentialSource, Identity},
     json_text,
 };
 
@@ -38,19 +39,19 @@ pub enum ClientFrame {
     Subscribe {
         /// `lobby` (public) or `private:team` (members only); 1–64 of
         /// `A-Z a-z 0-9 _ - .` after the optional `private:`.
-        #[schemars(pattern(crate::api::room_names::ANY_ROOM))]
+        #[schemars(pattern(crate::rooms::ANY_ROOM))]
         room: String,
     },
     /// Leave a room: answered with `unsubscribed`.
     Unsubscribe {
-        #[schemars(pattern(crate::api::room_names::ANY_ROOM))]
+        #[schemars(pattern(crate::rooms::ANY_ROOM))]
         room: String,
     },
     /// Send `body` to the room: every subscriber (the sender too, if subscribed) gets
     /// `message`. No answer on success; an `error` (`invalid_message`, `forbidden`,
     /// `rate_limited`, …) otherwise.
     Publish {
-        #[schemars(pattern(crate::api::room_names::ANY_ROOM))]
+        #[schemars(pattern(crate::rooms::ANY_ROOM))]
         room: String,
         /// 1–4096 characters.
         #[schemars(length(min = 1, max = crate::rooms::MAX_BODY_CHARS))]
@@ -169,7 +170,7 @@ pub enum ServerFrame<'a> {
         message: &'a str,
     },
     /// Something happened to another session of the same user.
-    Notice(Notice<'a>),
+    Notice(crate::sockets::Notice<'a>),
 }
 
 /// Why the server took a socket out of a room.
@@ -209,41 +210,6 @@ pub enum FrameError {
     DatabaseUnavailable,
     /// A server-side failure; the cause is logged. Retry later.
     InternalError,
-}
-
-/// What a user's other devices are told: `{"type":"notice","kind":…}`.
-#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Notice<'a> {
-    /// A new session of the same user opened (a login somewhere).
-    NewSession {
-        session_id: Uuid,
-        /// The client IP the login came from, when known.
-        ip: Option<&'a str>,
-        user_agent: Option<&'a str>,
-        #[serde(with = "time::serde::rfc3339")]
-        #[schemars(with = "String", extend("format" = "date-time"))]
-        at: OffsetDateTime,
-    },
-    /// Another session of the same user ended (this socket's own session ending
-    /// closes it with 4403 instead).
-    SessionEnded {
-        session_id: Uuid,
-        #[schemars(schema_with = "revocation_reason")]
-        reason: &'a str,
-    },
-}
-
-/// The schema of a session's end reason: the names the auth core gives them.
-fn revocation_reason(_: &mut SchemaGenerator) -> Schema {
-    let names: Vec<&str> = RevocationReason::ALL.iter().map(|r| r.as_str()).collect();
-    json_schema!({ "type": "string", "enum": names })
-}
-
-impl Notice<'_> {
-    pub fn to_text(&self) -> String {
-        ServerFrame::Notice(*self).to_text()
-    }
 }
 
 impl ServerFrame<'_> {
@@ -479,119 +445,6 @@ pub const CLOSE_CODES: &[CloseDoc] = &[
         client_should: "close sockets it no longer needs; reconnect only after a long backoff",
     },
 ];
-
-/// Why the server closes a socket: code and reason, as documented for clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Close {
-    pub code: u16,
-    pub reason: &'static str,
-}
-
-impl Close {
-    /// The close for a socket whose session ended for reason `why`.
-    pub fn session_ended(why: AuthError) -> Close {
-        match why {
-            AuthError::SessionExpired => Close::SESSION_EXPIRED,
-            _ => Close::SESSION_REVOKED,
-        }
-    }
-
-    /// The close for a socket whose credential or session could not be checked:
-    /// an ended session says so, a bad credential is `invalid_token`, and a database
-    /// that cannot be reached says "try again" instead of blaming the token.
-    pub fn auth_failed(e: &Error) -> Close {
-        match e {
-            Error::Auth(e @ (AuthError::SessionRevoked | AuthError::SessionExpired)) => {
-                Close::session_ended(*e)
-            }
-            Error::Auth(_) => Close::INVALID_TOKEN,
-            Error::DatabaseUnavailable(_) => Close::DATABASE_UNAVAILABLE,
-            _ => Close::INTERNAL_ERROR,
-        }
-    }
-
-    pub const NORMAL: Close = Close {
-        code: 1000,
-        reason: "",
-    };
-    pub const SHUTDOWN: Close = Close {
-        code: 1001,
-        reason: "shutdown",
-    };
-    pub const TOO_BIG: Close = Close {
-        code: 1009,
-        reason: "message too big",
-    };
-    /// 1002 (RFC 6455 §7.4.1): a frame that breaks the WebSocket protocol itself
-    /// (reserved bits set, an unknown opcode, an unmasked frame, a fragmented or
-    /// oversized control frame, a stray continuation, a one-byte Close payload).
-    pub const PROTOCOL_ERROR: Close = Close {
-        code: 1002,
-        reason: "protocol_error",
-    };
-    /// 1002 as tungstenite words it, in answer to a client's Close whose code it
-    /// refuses: it substitutes this reply when it parses the frame, and doorman only
-    /// flushes it. Listed for clients only.
-    pub const PEER_CLOSE_CODE_INVALID: Close = Close {
-        code: 1002,
-        reason: "Protocol violation",
-    };
-    /// 1007 (RFC 6455 §8.1): a text message, or a Close reason, that is not UTF-8.
-    pub const INVALID_UTF8: Close = Close {
-        code: 1007,
-        reason: "invalid_utf8",
-    };
-    pub const BAD_REQUEST: Close = Close {
-        code: 4400,
-        reason: "bad_request",
-    };
-    pub const INVALID_TOKEN: Close = Close {
-        code: 4401,
-        reason: "invalid_token",
-    };
-    pub const SESSION_REVOKED: Close = Close {
-        code: 4403,
-        reason: "session_revoked",
-    };
-    pub const SESSION_EXPIRED: Close = Close {
-        code: 4403,
-        reason: "session_expired",
-    };
-    pub const AUTH_TIMEOUT: Close = Close {
-        code: 4408,
-        reason: "auth_timeout",
-    };
-    pub const RATE_LIMITED: Close = Close {
-        code: 4429,
-        reason: "rate_limited",
-    };
-    pub const TOO_MANY_SOCKETS: Close = Close {
-        code: 4429,
-        reason: "too_many_sockets",
-    };
-    /// 1011 (RFC 6455): a server-side failure; the cause is logged.
-    pub const INTERNAL_ERROR: Close = Close {
-        code: 1011,
-        reason: "internal_error",
-    };
-    /// 1013 "Try Again Later" (IANA registry): the database could not be reached
-    /// while this socket was being authenticated. Open sockets are never closed
-    /// for this.
-    pub const DATABASE_UNAVAILABLE: Close = Close {
-        code: 1013,
-        reason: "database_unavailable",
-    };
-    pub const HEARTBEAT_TIMEOUT: Close = Close {
-        code: 1000,
-        reason: "heartbeat_timeout",
-    };
-    /// 1006: never sent (RFC 6455 forbids it on the wire); what a client reports when
-    /// the connection ended without a close frame. Listed for clients only.
-    pub const ABNORMAL: Close = Close {
-        code: 1006,
-        reason: "",
-    };
-}
 
 #[cfg(test)]
 mod tests {

@@ -31,10 +31,10 @@ use tracing::Instrument;
 use super::{
     connection::outbox,
     link::{Beat, Event, Link},
-    registry::Refused,
 };
 use crate::{
     Doorman,
+    sockets::Refused,
     auth::{Identity, SessionEnds},
     http::error::Error,
     rooms::Outgoing,
@@ -83,7 +83,11 @@ impl<'a> FromRequest<'a> for SocketUpgrade {
             })?
             .clone();
         let ws = WebSocket::from_request(req, body).await?;
-        doorman.limits.ws_handshake.check(&doorman.limit_key(req))?;
+        doorman
+            .limits
+            .ws_handshake
+            .check(&doorman.limit_key(req))
+            .map_err(Error::from)?;
         // Read before the check: see `Link::admit`.
         let ends = doorman.auth.session_ends();
         let identity = crate::extract::maybe_identity(req, &doorman).await?;

@@ -1,4 +1,5 @@
-//! The live sockets of this instance, by session and by user. It subscribes to the
+//! The live sockets of this instance (doorman's `/ws` and a host's own), by session
+//! and by user. It subscribes to the
 //! auth core's session events: it closes a revoked session's sockets (this is what
 //! closes a socket on logout) and tells the user's other sockets with `notice`
 //! frames. It also counts every session's live sockets across instances.
@@ -15,7 +16,11 @@ use std::{
 use tokio::sync::{broadcast::error::RecvError, oneshot};
 use uuid::Uuid;
 
-use super::protocol::{Close, Notice};
+mod close;
+mod notice;
+
+pub use close::Close;
+pub use notice::Notice;
 use crate::{
     auth::{Auth, SessionEvent, SessionId, UserId},
     rooms::{ConnId, Outbox, Outgoing},
