@@ -11,9 +11,7 @@ use crate::{
     Doorman, api,
     config::Config,
     doorman::{StartError, connect},
-    http::{
-        self, ServerParts, allow::AllowedMethods, conn_guard::GuardedAcceptor, headers::PageHeaders,
-    },
+    http::{allow::AllowedMethods, conn_guard::GuardedAcceptor, headers::PageHeaders},
     sockets::Registry,
     ws,
 };
@@ -115,7 +113,7 @@ pub fn routes(doorman: Doorman) -> impl Endpoint {
             ("/docs", "GET, HEAD"),
         ],
     );
-    let routes = api::hot::add(Route::new())
+    let routes = crate::front::add(Route::new())
         // The socket context only where sockets are opened: a request's data are
         // allocated and hashed one by one.
         .at("/ws", get(ws::route.before(ws::require_http_11)))
@@ -124,7 +122,7 @@ pub fn routes(doorman: Doorman) -> impl Endpoint {
         .at("/asyncapi.json", get(asyncapi_json))
         .nest("/", api);
     // Attaches the state to every request.
-    http::RequestScope::server(routes, doorman, ServerParts { allowed, pages })
+    doorman.server_edge(routes, pages, allowed)
 }
 
 /// The WebSocket's protocol document: the same text as the committed `asyncapi.json`.

@@ -4,10 +4,7 @@
 use std::{num::NonZeroU32, ops::Deref, sync::Arc, time::Duration};
 
 use migration::MigratorTrait;
-use poem::{
-    Endpoint,
-    listener::{Acceptor, Listener, TcpListener},
-};
+use poem::listener::{Listener, TcpListener};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 use crate::{
@@ -20,8 +17,8 @@ use crate::{
     },
     ratelimit::Limits,
     rooms::Rooms,
-    state::{AppState, SocketSettings},
     sockets::Registry,
+    state::{AppState, SocketSettings},
 };
 
 /// doorman, started: the database (migrated), the signing keys and their refresh,
@@ -214,16 +211,6 @@ impl Doorman {
         &self.state.registry
     }
 
-    /// The HTTP edge around `endpoint`: a request id and a span per request (never
-    /// the query string or headers), this handle attached for the extractors and
-    /// doorman's API groups, header and body bounds with their deadlines, CORS for
-    /// `DOORMAN_ALLOWED_ORIGINS`, every error as doorman's JSON shape (5xx logged
-    /// with their cause, answered with the request id), `Cache-Control: no-store`
-    /// on `/api/`, and the browser hardening headers.
-    pub fn edge<E: Endpoint>(&self, endpoint: E) -> impl Endpoint + use<E> {
-        crate::http::RequestScope::new(endpoint, self.clone())
-    }
-
     /// A listener on `config.bind` behind doorman's connection guard: request heads
     /// must arrive within `DOORMAN_HEADER_TIMEOUT_SECONDS`, idle keep-alive
     /// connections close after `DOORMAN_IDLE_TIMEOUT_SECONDS`, one IP holds at most
@@ -234,30 +221,6 @@ impl Doorman {
             .into_acceptor()
             .await?;
         Ok(self.guard(acceptor))
-    }
-
-    /// Serves `app` behind [`Doorman::edge`] on [`Doorman::listen`]'s listener until
-    /// Ctrl-C or SIGTERM; then drains as doorman's server does (sockets closed with
-    /// 1001 over `DOORMAN_DRAIN_SECONDS`, in-flight requests finished).
-    pub async fn serve<E: Endpoint + 'static>(&self, app: E) -> std::io::Result<()> {
-        let acceptor = self.listen().await?;
-        let addr = acceptor.local_addr();
-        if let Some(addr) = addr.first() {
-            tracing::info!(addr = %addr, "listening");
-        }
-        let doorman = self.clone();
-        poem::Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                self.edge(app),
-                async move {
-                    shutdown_signal().await;
-                    tracing::info!("shutting down");
-                    let window = doorman.config().drain;
-                    doorman.drain(window, Duration::from_secs(5)).await;
-                },
-                Some(Duration::from_secs(10)),
-            )
-            .await
     }
 
     /// `acceptor` behind doorman's connection guard (see [`Doorman::listen`]).

@@ -63,6 +63,7 @@ mod cluster;
 pub mod config;
 mod doorman;
 pub mod extract;
+mod front;
 pub(crate) mod http;
 pub mod janitor;
 mod json_text;

@@ -72,33 +72,3 @@ fn scrape(handle: Data<&PrometheusHandle>, gauges: Data<&Gauges>) -> impl IntoRe
         .render()
         .with_content_type("text/plain; version=0.0.4; charset=utf-8")
 }
-
-/// The route label of a request: the operation id, or one of the few routes
-/// outside the API; anything else is `other` (so unknown paths add no series).
-pub fn route_label(operation: Option<&'static str>, path: &str) -> &'static str {
-    if let Some(op) = operation {
-        return op;
-    }
-    match path {
-        "/ws" => "ws",
-        "/openapi.json" => "openapi",
-        "/" => "demo",
-        p if p.starts_with("/docs") => "docs",
-        _ => "other",
-    }
-}
-
-/// A method as a static label.
-pub fn method_label(method: &poem::http::Method) -> &'static str {
-    use poem::http::Method;
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        _ => "other",
-    }
-}

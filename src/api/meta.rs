@@ -49,7 +49,7 @@ pub fn demo_html() -> &'static str {
 
 /// `GET /healthz`: the OpenAPI operation and the hot route (`super::hot`) both
 /// answer with this.
-pub(super) fn healthz() -> DirectJson<Health> {
+pub(crate) fn healthz() -> DirectJson<Health> {
     DirectJson(Health {
         status: "ok".to_owned(),
     })

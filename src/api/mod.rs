@@ -3,13 +3,12 @@
 
 mod auth;
 mod direct_json;
-pub(crate) mod hot;
-mod meta;
+pub(crate) mod meta;
 pub(crate) mod models;
 mod optional_json;
 pub(crate) mod room_names;
 mod rooms;
-mod sessions;
+pub(crate) mod sessions;
 pub(crate) mod text;
 
 pub use auth::AuthApi;
@@ -128,5 +127,31 @@ fn fold_annotation_members(value: &mut serde_json::Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(fold_annotation_members),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_documented_error_codes_are_exactly_the_enum() {
+        let doc = include_str!("../../docs/behaviour.md");
+        let start = doc
+            .find("codes: `missing_credentials`")
+            .expect("the code list");
+        let list = &doc[start..];
+        let list = &list[..list.find('.').expect("the list ends")];
+        let documented: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
+        let spec: serde_json::Value = serde_json::from_str(&super::spec_json()).unwrap();
+        let enumerated: Vec<&str> = spec["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("ErrorCode is an enum in the spec")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let mut a = documented.clone();
+        let mut b = enumerated.clone();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "docs/behaviour.md and the ErrorCode enum differ");
     }
 }

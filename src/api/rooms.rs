@@ -41,7 +41,6 @@ impl From<crate::rooms::RoomError> for crate::http::error::Error {
     }
 }
 
-
 #[derive(ApiResponse)]
 pub enum Accepted {
     /// Delivered to the room's current subscribers.

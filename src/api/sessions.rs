@@ -30,7 +30,7 @@ pub enum Revoked {
 
 /// `GET /api/me` for an authenticated caller: the OpenAPI operation and the hot
 /// route (`super::hot`) both answer with this.
-pub(super) async fn me(state: &AppState, id: Identity) -> Result<DirectJson<Me>, Error> {
+pub(crate) async fn me(state: &AppState, id: Identity) -> Result<DirectJson<Me>, Error> {
     // The session was active a moment ago, so its user exists (deleting a user
     // cascades to its sessions).
     let user = state

@@ -19,12 +19,12 @@ use uuid::Uuid;
 mod close;
 mod notice;
 
-pub use close::Close;
-pub use notice::Notice;
 use crate::{
     auth::{Auth, SessionEvent, SessionId, UserId},
     rooms::{ConnId, Outbox, Outgoing},
 };
+pub use close::Close;
+pub use notice::Notice;
 
 struct Entry {
     /// Session, user and, for a socket that takes doorman's frames, its queue.

@@ -52,4 +52,3 @@ impl Notice<'_> {
         serde_json::to_string(&Frame { notice: self }).unwrap_or_default()
     }
 }
-

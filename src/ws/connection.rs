@@ -15,9 +15,9 @@ use super::{
 };
 use crate::{
     Doorman,
-    sockets::Registration,
     auth::{Error, Identity, SessionEnds},
     rooms::{MAX_BODY_CHARS, Outgoing, RoomError, RoomName},
+    sockets::Registration,
 };
 
 /// How many frames may wait for a slow reader before room messages to it drop.

@@ -26,14 +26,12 @@ use tokio::{
     time::{Instant, Sleep, sleep, sleep_until},
 };
 
-use super::{
-    protocol::{ClientFrame, Close},
-};
+use super::protocol::{ClientFrame, Close};
 use crate::{
     Doorman,
-    sockets::Registration,
     auth::{Error, Identity, SessionEnds},
     rooms::{Outbox, Outgoing},
+    sockets::Registration,
 };
 
 /// How long one write may wait for a peer that does not read.

@@ -34,10 +34,10 @@ use super::{
 };
 use crate::{
     Doorman,
-    sockets::Refused,
     auth::{Identity, SessionEnds},
     http::error::Error,
     rooms::Outgoing,
+    sockets::Refused,
 };
 
 /// The extractor of a host's socket route: the handshake checked, the caller (if

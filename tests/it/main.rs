@@ -31,6 +31,7 @@ mod ws_lifecycle;
 mod ws_limits;
 
 // Hardening: what hostile or broken clients and environments cannot do.
+mod architecture;
 mod bounds;
 mod browser_headers;
 mod errors;

@@ -1,18 +1,23 @@
 //! The one error type of the server and the one place that turns it into an HTTP
 //! response: `{"error": "<stable_code>", "message": "<human text>"}`.
+//! `sets`: the statuses each operation documents; `redact`: credentials kept out
+//! of parse errors.
 
-use std::{collections::HashSet, marker::PhantomData, sync::OnceLock};
+mod redact;
+mod sets;
+
+pub use redact::known_names;
+pub(crate) use sets::error_set;
+pub use sets::{AuthFailures, BodyAuthFailures, ErrorSet, Fail};
+
+use std::collections::HashSet;
 
 use poem::{
     IntoResponse, Response,
     error::ResponseError,
     http::{HeaderValue, StatusCode, header},
 };
-use poem_openapi::{
-    ApiResponse, Enum, Object,
-    registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry},
-    types::Type,
-};
+use poem_openapi::{Enum, Object};
 
 use crate::auth::AuthError;
 
@@ -267,223 +272,11 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// A set of error statuses one operation can answer with, for the spec.
-pub trait ErrorSet: Send + Sync + 'static {
-    const STATUSES: &'static [u16];
-}
-
-/// An operation's error response: any [`Error`], documented in the spec with only
-/// the statuses of `S`, so generated clients get typed errors per operation.
-pub struct Fail<S>(pub Error, PhantomData<S>);
-
-impl<S> std::fmt::Debug for Fail<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl<S, E: Into<Error>> From<E> for Fail<S> {
-    fn from(e: E) -> Self {
-        Fail(e.into(), PhantomData)
-    }
-}
-
-impl<S> From<Fail<S>> for poem::Error {
-    fn from(f: Fail<S>) -> Self {
-        poem::Error::from(f.0)
-    }
-}
-
-impl<S: ErrorSet> ApiResponse for Fail<S> {
-    fn meta() -> MetaResponses {
-        MetaResponses {
-            responses: S::STATUSES
-                .iter()
-                .map(|&status| MetaResponse {
-                    description: describe(status),
-                    status: Some(status),
-                    status_range: None,
-                    content: vec![MetaMediaType {
-                        // The media type, not the header we send (which adds `; charset=utf-8`):
-                        // tools match spec keys against `application/json` exactly.
-                        content_type: "application/json",
-                        schema: ErrorBody::schema_ref(),
-                    }],
-                    headers: header_for(status).into_iter().collect(),
-                })
-                .collect(),
-        }
-    }
-
-    fn register(registry: &mut Registry) {
-        ErrorBody::register(registry);
-    }
-}
-
-fn describe(status: u16) -> &'static str {
-    match status {
-        400 => "The input is malformed or breaks a rule (`bad_request`, `invalid_input`).",
-        401 => "Missing, invalid or expired credentials, or the session has ended.",
-        403 => {
-            "A cookie credential from an origin that is not allowed (`origin_refused`), or not \
-             allowed for this caller (`forbidden`)."
-        }
-        404 => "Not found, or not yours.",
-        408 => {
-            "The request body did not arrive in time (`request_timeout`); the connection is closed."
-        }
-        409 => "Conflicts with existing data (`email_taken`, `room_exists`).",
-        413 => "The request body is too large (64 KiB at most).",
-        415 => "The body is not `application/json`.",
-        429 => "Rate limited; see `Retry-After`.",
-        503 => {
-            "The server is temporarily unable to answer (`database_unavailable`, `overloaded`); see `Retry-After`."
-        }
-        _ => "Server error; the message carries a request id.",
-    }
-}
-
-fn header_for(status: u16) -> Option<MetaHeader> {
-    let (name, description) = match status {
-        401 => ("WWW-Authenticate", "RFC 6750 challenge."),
-        429 | 503 => ("Retry-After", "Seconds to wait before retrying."),
-        _ => return None,
-    };
-    Some(MetaHeader {
-        name: name.to_owned(),
-        description: Some(description.to_owned()),
-        required: true,
-        deprecated: false,
-        schema: if matches!(status, 429 | 503) {
-            u64::schema_ref()
-        } else {
-            String::schema_ref()
-        },
-    })
-}
-
-/// The errors of an operation that takes [`crate::Authenticated`] and nothing
-/// else that can fail: 401, 403 (`origin_refused`), 503. For a host's operations:
-/// `Result<Json<T>, Fail<AuthFailures>>`.
-pub struct AuthFailures;
-
-impl ErrorSet for AuthFailures {
-    const STATUSES: &'static [u16] = &[401, 403, 503];
-}
-
-/// The errors of an operation with a JSON body that takes
-/// [`crate::Authenticated`]: 400, 401, 403, 408, 413, 415, 503.
-pub struct BodyAuthFailures;
-
-impl ErrorSet for BodyAuthFailures {
-    const STATUSES: &'static [u16] = &[400, 401, 403, 408, 413, 415, 503];
-}
-
-/// Declares an [`ErrorSet`]: `error_set!(LoginErrors: 400, 401, 429);`.
-macro_rules! error_set {
-    ($name:ident: $($status:literal),+) => {
-        pub struct $name;
-        impl $crate::http::error::ErrorSet for $name {
-            const STATUSES: &'static [u16] = &[$($status),+];
-        }
-    };
-}
-pub(crate) use error_set;
-
-/// poem's parse errors quote what they could not parse, which may be a credential
-/// someone put in the wrong field. Keep quoted names the API itself defines (its
-/// types, fields, parameters and a few header names), replace any other quoted
-/// text, and any value after "found", by `…`.
-fn redact(message: &str, known: &HashSet<String>) -> String {
-    let is_known = |quoted: &str| {
-        known.contains(quoted)
-            || known.contains(&quoted.to_ascii_lowercase())
-            || is_primitive_type_name(quoted)
-    };
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(start) = rest.find(['"', '`']) {
-        let quote = rest.as_bytes()[start] as char;
-        out.push_str(&rest[..=start]);
-        let after = &rest[start + 1..];
-        let Some(end) = after.find(quote) else {
-            rest = after;
-            out.push('…');
-            break;
-        };
-        let quoted = &after[..end];
-        out.push_str(if is_known(quoted) { quoted } else { "…" });
-        out.push(quote);
-        rest = &after[end + 1..];
-    }
-    if !rest.is_empty() && !out.ends_with('…') {
-        out.push_str(rest);
-    }
-    // Unquoted values (numbers, serde's `found 123`) follow "found".
-    if let Some(at) = out.find("found ") {
-        let value = &out[at + "found ".len()..];
-        if !value.starts_with(['"', '`']) {
-            let end = if out.ends_with('.') { "." } else { "" };
-            out.truncate(at + "found ".len());
-            out.push('…');
-            out.push_str(end);
-        }
-    }
-    out
-}
-
-/// `string`, `integer`, `string_email`…: the names poem-openapi gives basic types.
-fn is_primitive_type_name(s: &str) -> bool {
-    let base = s.split('_').next().unwrap_or(s);
-    matches!(
-        base,
-        "string" | "integer" | "number" | "boolean" | "object" | "array"
-    ) && s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-/// The names the API defines, from its own spec: schema names, their properties,
-/// operation parameters, and the headers parse errors mention.
-fn known_names() -> &'static HashSet<String> {
-    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
-    KNOWN.get_or_init(|| {
-        let mut known: HashSet<String> = ["content-type", "content-length"]
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let spec: serde_json::Value =
-            serde_json::from_str(&crate::api::spec_json()).unwrap_or_default();
-        if let Some(schemas) = spec["components"]["schemas"].as_object() {
-            for (name, schema) in schemas {
-                known.insert(name.clone());
-                if let Some(props) = schema["properties"].as_object() {
-                    known.extend(props.keys().cloned());
-                }
-            }
-        }
-        if let Some(paths) = spec["paths"].as_object() {
-            for op in paths
-                .values()
-                .filter_map(|p| p.as_object())
-                .flat_map(|p| p.values())
-            {
-                for param in op["parameters"].as_array().into_iter().flatten() {
-                    if let Some(name) = param["name"].as_str() {
-                        known.insert(name.to_owned());
-                    }
-                }
-            }
-        }
-        known
-    })
-}
-
 /// The response for any error that reaches the top of the stack: ours keep their
 /// code; poem's own (unknown route, unparsable body, bad path parameter) get the
 /// same JSON shape. Server errors are logged with their cause and answered with a
 /// generic message carrying the request id.
-pub fn respond_to(err: poem::Error, request_id: &str) -> Response {
+pub fn respond_to(err: poem::Error, request_id: &str, known: &HashSet<String>) -> Response {
     if let Some(e) = err.downcast_ref::<Error>() {
         match e {
             Error::Internal(detail) => {
@@ -527,7 +320,7 @@ pub fn respond_to(err: poem::Error, request_id: &str) -> Response {
         ),
         _ => (
             ErrorCode::BadRequest,
-            redact(&err.to_string(), known_names()),
+            redact::redact(&err.to_string(), known),
         ),
     };
     poem::web::Json(ErrorBody {
@@ -544,7 +337,7 @@ mod tests {
 
     use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr, sqlx};
 
-    use super::{Error, ErrorCode, redact};
+    use super::{Error, ErrorCode};
     use crate::auth::db::{is_unavailable, pg_unavailable};
 
     fn query_err(e: sqlx::Error) -> DbErr {
@@ -597,29 +390,6 @@ mod tests {
     }
 
     #[test]
-    fn the_documented_error_codes_are_exactly_the_enum() {
-        let doc = include_str!("../../docs/behaviour.md");
-        let start = doc
-            .find("codes: `missing_credentials`")
-            .expect("the code list");
-        let list = &doc[start..];
-        let list = &list[..list.find('.').expect("the list ends")];
-        let documented: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
-        let spec: serde_json::Value = serde_json::from_str(&crate::api::spec_json()).unwrap();
-        let enumerated: Vec<&str> = spec["components"]["schemas"]["ErrorCode"]["enum"]
-            .as_array()
-            .expect("ErrorCode is an enum in the spec")
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        let mut a = documented.clone();
-        let mut b = enumerated.clone();
-        a.sort_unstable();
-        b.sort_unstable();
-        assert_eq!(a, b, "docs/behaviour.md and the ErrorCode enum differ");
-    }
-
-    #[test]
     fn the_cause_is_not_sent() {
         let err = Error::from(DbErr::Conn(RuntimeErr::Internal(
             "password authentication failed for user postgres".into(),
@@ -628,37 +398,5 @@ mod tests {
             err.to_string(),
             "the database is unavailable; retry shortly"
         );
-    }
-
-    #[test]
-    fn redaction_keeps_identifiers_and_hides_values() {
-        let known = super::known_names();
-        let redact = |m: &str| redact(m, known);
-        assert_eq!(
-            redact(r#"Expected input type "LoginMode", found "eyJhbGciOi.secret.sig"."#),
-            r#"Expected input type "LoginMode", found "…"."#
-        );
-        // Short plain words are values too when the API does not define them.
-        assert_eq!(
-            redact(
-                r#"failed to parse "LoginMode": Expected input type "LoginMode", found "Hunter2Secret99"."#
-            ),
-            r#"failed to parse "LoginMode": Expected input type "LoginMode", found "…"."#
-        );
-        assert_eq!(
-            redact(r#"Expected input type "string", found 12345678."#),
-            r#"Expected input type "string", found …."#
-        );
-        assert_eq!(redact("missing field `email`"), "missing field `email`");
-        assert_eq!(
-            redact("invalid type: integer `1234567890123`, expected a map"),
-            "invalid type: integer `…`, expected a map"
-        );
-        assert_eq!(
-            redact("the client request does not include the `Content-Type` header"),
-            "the client request does not include the `Content-Type` header"
-        );
-        assert_eq!(redact("no quotes at all"), "no quotes at all");
-        assert_eq!(redact(r#"unterminated "abc"#), r#"unterminated "…"#);
     }
 }

@@ -1,3 +1,6 @@
+//! The front door: the request scope around a host's routes ([`Doorman::edge`],
+//! [`Doorman::serve`]) and around doorman's own server, with its hot routes.
+//!
 //! The hottest requests, `GET /healthz`, `GET /api/me` and `GET /ws`, recognised
 //! by the request scope before poem's router ([`Hot`]), and `/healthz` and
 //! `/api/me` also as plain poem routes in front of the OpenAPI service, for the
@@ -15,8 +18,14 @@
 //! OpenAPI operations stay, and are what the spec documents; `tests/it/hot_routes.rs`
 //! holds the doors to the same answers.
 
+use std::{
+    collections::HashSet,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
 use poem::{
-    IntoResponse, Request, Response, Route, get, handler,
+    Endpoint, IntoResponse, Request, Response, Route, get, handler,
     http::{HeaderValue, Method, header},
 };
 use poem_openapi::{
@@ -24,14 +33,22 @@ use poem_openapi::{
     payload::{Json, Payload},
 };
 
-use super::{models::Health, sessions};
-use crate::{Doorman, http::error::Error};
+use crate::api::{models::Health, sessions};
+use crate::{
+    Doorman,
+    http::{
+        allow::AllowedMethods,
+        error::{Error, known_names},
+        headers::PageHeaders,
+        scope::{HotRoutes, RequestScope, ScopeSettings},
+    },
+};
 
 /// `routes` with the hot operations added (before the OpenAPI service is nested,
 /// so that these exact paths match here first). [`Hot::of`] recognises the same
 /// requests before the router sees them; the routes stay for the requests it
 /// leaves to the router.
-pub fn add(routes: Route) -> Route {
+pub(crate) fn add(routes: Route) -> Route {
     routes.at("/healthz", get(healthz)).at("/api/me", get(me))
 }
 
@@ -99,6 +116,104 @@ impl Hot {
     }
 }
 
+/// doorman's hot routes, served with its state.
+pub(crate) struct ServerHot(pub Doorman);
+
+impl HotRoutes for ServerHot {
+    type Route = Hot;
+
+    fn recognise(&self, req: &Request) -> Option<Hot> {
+        Hot::of(req)
+    }
+
+    fn uses_database(&self, route: Hot) -> bool {
+        route.uses_database()
+    }
+
+    fn serve(
+        &self,
+        route: Hot,
+        req: Request,
+    ) -> impl Future<Output = poem::Result<Response>> + Send {
+        route.serve(&self.0, req)
+    }
+}
+
+/// The names the API defines, which a parse error may repeat: every other quoted
+/// value in one is replaced (`crate::http::error::known_names`). Computed once, from
+/// doorman's spec.
+fn api_names() -> Arc<HashSet<String>> {
+    static NAMES: OnceLock<Arc<HashSet<String>>> = OnceLock::new();
+    NAMES
+        .get_or_init(|| Arc::new(known_names(&crate::api::spec_json())))
+        .clone()
+}
+
+impl Doorman {
+    fn scope_settings(&self) -> ScopeSettings<Doorman> {
+        ScopeSettings {
+            data: self.clone(),
+            auth: self.auth.clone(),
+            client_ip: self.client_ip.clone(),
+            metrics: self.metrics,
+            body_timeout: self.config.body_timeout,
+            known_names: api_names(),
+            pages: None,
+            allowed: None,
+        }
+    }
+
+    /// The HTTP edge around `endpoint`: a request id and a span per request (never
+    /// the query string or headers), this handle attached for the extractors and
+    /// doorman's API groups, header and body bounds with their deadlines, CORS for
+    /// `DOORMAN_ALLOWED_ORIGINS`, every error as doorman's JSON shape (5xx logged
+    /// with their cause, answered with the request id; parse errors never repeat a
+    /// value), `Cache-Control: no-store` on `/api/`, `X-Content-Type-Options:
+    /// nosniff`.
+    pub fn edge<E: Endpoint>(&self, endpoint: E) -> impl Endpoint + use<E> {
+        RequestScope::new(endpoint, self.scope_settings())
+    }
+
+    /// doorman's own server's scope: the edge, plus its pages' policies, `Allow`
+    /// on 405s and its hot routes.
+    pub(crate) fn server_edge<E: Endpoint>(
+        &self,
+        endpoint: E,
+        pages: PageHeaders,
+        allowed: AllowedMethods,
+    ) -> impl Endpoint + use<E> {
+        let settings = ScopeSettings {
+            pages: Some(pages),
+            allowed: Some(allowed),
+            ..self.scope_settings()
+        };
+        RequestScope::new(endpoint, settings).with_hot_routes(ServerHot(self.clone()))
+    }
+
+    /// Serves `app` behind [`Doorman::edge`] on [`Doorman::listen`]'s listener until
+    /// Ctrl-C or SIGTERM; then drains as doorman's server does (sockets closed with
+    /// 1001 over `DOORMAN_DRAIN_SECONDS`, in-flight requests finished).
+    pub async fn serve<E: Endpoint + 'static>(&self, app: E) -> std::io::Result<()> {
+        let acceptor = self.listen().await?;
+        if let Some(addr) = poem::listener::Acceptor::local_addr(&acceptor).first() {
+            tracing::info!(addr = %addr, "listening");
+        }
+        let doorman = self.clone();
+        poem::Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                self.edge(app),
+                async move {
+                    crate::shutdown_signal().await;
+                    tracing::info!("shutting down");
+                    let window = doorman.config().drain;
+                    doorman.drain(window, Duration::from_secs(5)).await;
+                },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+    }
+}
+
 /// What `meta::healthz` writes, always: liveness is a constant (a test holds the
 /// two together), so the hot route serves the bytes without building them.
 const HEALTHZ: &[u8] = br#"{"status":"ok"}"#;
@@ -163,7 +278,7 @@ mod tests {
 
     #[test]
     fn the_healthz_constant_is_what_the_operation_writes() {
-        let theirs = serde_json::to_vec(&super::super::meta::healthz().0.to_json()).unwrap();
+        let theirs = serde_json::to_vec(&crate::api::meta::healthz().0.to_json()).unwrap();
         assert_eq!(super::HEALTHZ, theirs.as_slice());
     }
 }
