@@ -76,6 +76,14 @@ mod state;
 mod telemetry;
 pub mod ws;
 
+/// Pure parsers of hostile bytes, for the fuzz targets in `fuzz/` (feature
+/// `fuzzing`; not part of the API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::http::conn_guard::{HeadWatch, chunking_agrees};
+}
+
 /// The one error type of doorman's HTTP API and its WebSocket handshake, and the
 /// one JSON shape every error answers with: `{"error": "<code>", "message": …}`.
 /// A host's operations can return [`error::Error`] (or [`error::Fail`] with the
