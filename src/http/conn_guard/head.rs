@@ -249,6 +249,7 @@ impl HeadWatch {
 /// in any order, out of range ignored) leaves the watcher exactly where reading
 /// them one byte at a time does. TCP splits a head anywhere; the deadline must not
 /// depend on where.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn chunking_agrees(bytes: &[u8], cuts: &[usize]) -> bool {
     let mut cuts: Vec<usize> = cuts.iter().copied().filter(|&c| c < bytes.len()).collect();
     cuts.sort_unstable();
