@@ -54,6 +54,8 @@ mod stream;
 
 pub use budget::ReadRate;
 pub use counts::ConnCounts;
+#[cfg(feature = "fuzzing")]
+pub use head::{HeadWatch, chunking_agrees};
 pub use marks::UpgradeMarks;
 pub use stream::GuardedStream;
 
