@@ -14,6 +14,10 @@ use ipnet::IpNet;
 /// doorman: one authentication for HTTP endpoints and WebSockets.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "doorman", version, about)]
+// `--help` names each setting's environment variable but never prints its value:
+// `DATABASE_URL` may carry a password, and no command prints a secret it found in
+// the environment.
+#[command(mut_args(|arg| arg.hide_env_values(true)))]
 pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
