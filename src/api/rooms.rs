@@ -124,7 +124,8 @@ impl RoomApi {
 
     /// Add a member
     ///
-    /// Owner only; adding a member twice changes nothing. 404 for an unknown user.
+    /// Owner only; adding a member twice changes nothing. 404 for an unknown user,
+    /// and for a room deleted while the member was being added.
     #[oai(
         path = "/rooms/:room/members/:user_id",
         method = "put",

@@ -248,7 +248,7 @@ impl From<crate::rooms::RoomError> for Error {
             R::InvalidName | R::NotPrivate | R::OwnerCannotLeave => Error::Invalid(e.to_string()),
             R::Forbidden => Error::Forbidden("not allowed in this room"),
             R::Exists => Error::RoomExists,
-            R::UnknownUser => Error::NotFound,
+            R::UnknownUser | R::Gone => Error::NotFound,
             R::Core(e) => e.into(),
         }
     }
