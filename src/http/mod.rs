@@ -76,6 +76,8 @@ impl<E: Endpoint> Endpoint for RequestScope<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        // A drain ends early only once requests stop arriving.
+        self.state.sockets.note_request();
         let request_id = RequestId::next();
         let span = tracing::info_span!(
             "request",

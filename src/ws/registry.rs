@@ -7,7 +7,7 @@ use std::{
     collections::{HashMap, HashSet, hash_map},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -135,7 +135,22 @@ pub struct Registry {
     tables: Arc<Mutex<Tables>>,
     next_id: Arc<AtomicU64>,
     max_per_user: usize,
+    /// HTTP requests seen while draining (see [`Registry::note_request`]).
+    traffic: Arc<DrainTraffic>,
 }
+
+/// Whether requests still arrive during a drain: counted only once it began, so a
+/// serving instance pays one uncontended load per request.
+#[derive(Default)]
+struct DrainTraffic {
+    draining: AtomicBool,
+    requests: AtomicU64,
+}
+
+/// How long a drain with no socket left waits without a request before it ends
+/// early: requests still arriving mean a load balancer that has not yet seen
+/// `/readyz` 503, and they are answered until the window ends.
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
 
 /// Why [`Registry::register`] refused a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +179,7 @@ impl Registry {
             tables: Arc::default(),
             next_id: Arc::new(AtomicU64::new(1)),
             max_per_user,
+            traffic: Arc::default(),
         }
     }
 
@@ -336,12 +352,23 @@ impl Registry {
         self.lock().shutting_down
     }
 
+    /// Counts an HTTP request that arrived during a drain (called for every
+    /// request; does nothing while the server serves).
+    pub fn note_request(&self) {
+        if self.traffic.draining.load(Ordering::Relaxed) {
+            self.traffic.requests.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Refuses new sockets at once, then closes the open ones with 1001 spread
     /// evenly over `window` (so their clients reconnect spread out, not in one
     /// burst), and waits (up to `window` plus `grace`) until their tasks have sent
-    /// the close frame and finished.
+    /// the close frame and finished. The window is an upper bound: once no socket
+    /// is left and no request has arrived for [`DRAIN_QUIET`], it ends early
+    /// (requests still in flight are finished by the server's graceful shutdown).
     pub async fn drain(&self, window: Duration, grace: Duration) {
         let start = tokio::time::Instant::now();
+        self.traffic.draining.store(true, Ordering::Relaxed);
         let closers: Vec<oneshot::Sender<Close>> = {
             let mut t = self.lock();
             t.shutting_down = true;
@@ -366,11 +393,29 @@ impl Registry {
             }
         }
         let deadline = start + window + grace;
-        while !self.lock().conns.is_empty() && tokio::time::Instant::now() < deadline {
+        let mut seen = self.traffic.requests.load(Ordering::Relaxed);
+        let mut quiet_since = start;
+        loop {
+            let now = tokio::time::Instant::now();
+            if !self.lock().conns.is_empty() {
+                // Sockets still closing: up to the grace after the window.
+                if now >= deadline {
+                    break;
+                }
+            } else {
+                // Nothing open: through the window (the load balancer keeps
+                // seeing 503) while requests keep coming, not a moment longer.
+                let requests = self.traffic.requests.load(Ordering::Relaxed);
+                if requests != seen {
+                    seen = requests;
+                    quiet_since = now;
+                }
+                if now >= start + window || now >= quiet_since + DRAIN_QUIET {
+                    break;
+                }
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // Whatever is left of the window: the load balancer keeps seeing 503.
-        tokio::time::sleep_until(start + window).await;
     }
 
     /// Re-checks every live socket's session every `every`, on any backend: the
