@@ -283,7 +283,12 @@ pub async fn connect(config: &Config) -> Result<Db, StartError> {
         .acquire_timeout(config.db_timeout)
         .test_before_acquire(true);
     let connection = Database::connect(options).await?;
-    migration::Migrator::up(&connection, None).await?;
+    // Instances starting together on an empty database would each create the same
+    // tables (PostgreSQL refuses the second `seaql_migrations`): one at a time.
+    crate::auth::db::exclusive(&connection, async |txn| {
+        migration::Migrator::up(txn, None).await
+    })
+    .await?;
     Ok(Db::new(connection, config.db_timeout))
 }
 

@@ -119,7 +119,8 @@ impl TokenKeys {
         store.seal_plain_keys().await?;
         let mut keys = store.active().await?;
         if keys.is_empty() {
-            store.create().await?;
+            // Another instance starting at the same time may create it first.
+            store.create_first().await?;
             keys = store.active().await?;
         }
         // Newest first: the first signs.
