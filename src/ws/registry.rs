@@ -369,6 +369,9 @@ impl Registry {
     pub async fn drain(&self, window: Duration, grace: Duration) {
         let start = tokio::time::Instant::now();
         self.traffic.draining.store(true, Ordering::Relaxed);
+        // Read before the sockets close (which may take the window): requests
+        // that arrive meanwhile must count as traffic below.
+        let mut seen = self.traffic.requests.load(Ordering::Relaxed);
         let closers: Vec<oneshot::Sender<Close>> = {
             let mut t = self.lock();
             t.shutting_down = true;
@@ -393,7 +396,6 @@ impl Registry {
             }
         }
         let deadline = start + window + grace;
-        let mut seen = self.traffic.requests.load(Ordering::Relaxed);
         let mut quiet_since = start;
         loop {
             let now = tokio::time::Instant::now();
