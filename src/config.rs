@@ -19,6 +19,10 @@ pub struct ConfigError(pub String);
 /// doorman: one authentication for HTTP endpoints and WebSockets.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "doorman", version, about)]
+// `--help` names each setting's environment variable but never prints its value:
+// `DATABASE_URL` may carry a password, and no command prints a secret it found in
+// the environment.
+#[command(mut_args(|arg| arg.hide_env_values(true)))]
 pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -152,8 +156,9 @@ pub struct Config {
     )]
     pub trusted_proxies: Vec<Network>,
 
-    /// On SIGTERM: for this many seconds `/readyz` answers 503, new sockets are
-    /// refused and open sockets are closed with 1001 spread over the window; then
+    /// On SIGTERM: for up to this many seconds `/readyz` answers 503, new sockets
+    /// are refused and open sockets are closed with 1001 spread over the window; it
+    /// ends sooner once no socket is left and no request has arrived for 0.5 s. Then
     /// in-flight requests finish and the server exits.
     #[arg(long = "drain-seconds", env = "DOORMAN_DRAIN_SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub drain: Duration,

@@ -81,7 +81,7 @@ impl Builder {
         let config = self.config;
         let db = match self.connection {
             Some(connection) => {
-                migration::Migrator::up(&connection, None).await?;
+                migrate(&connection).await?;
                 Db::new(connection, config.db_timeout)
             }
             None => connect(&config).await?,
@@ -290,6 +290,16 @@ pub(crate) async fn connect(config: &Config) -> Result<Db, StartError> {
         .acquire_timeout(config.db_timeout)
         .test_before_acquire(true);
     let connection = Database::connect(options).await?;
-    migration::Migrator::up(&connection, None).await?;
+    migrate(&connection).await?;
     Ok(Db::new(connection, config.db_timeout))
+}
+
+/// Applies pending migrations. Instances starting together on an empty database
+/// would each create the same tables (PostgreSQL refuses the second
+/// `seaql_migrations`): one at a time.
+async fn migrate(connection: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    crate::auth::db::exclusive(connection, async |txn| {
+        migration::Migrator::up(txn, None).await
+    })
+    .await
 }

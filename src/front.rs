@@ -160,6 +160,7 @@ impl Doorman {
             known_names: api_names(),
             pages: None,
             allowed: None,
+            traffic: self.registry.traffic().clone(),
         }
     }
 

@@ -111,6 +111,21 @@ impl<K: Hash + Eq + Clone> FailureBudget<K> {
         }
     }
 
+    /// A budget that never lets more than `max` cells through in any `window`
+    /// (for `max` ≥ 2; one cell per `window` for 1). A GCRA budget of burst `b`,
+    /// one more every `t`, lets `b + window / t` through in a window: half of
+    /// `max` at once, the other half spread over the window.
+    pub fn at_most(name: &'static str, max: u32, window: Duration) -> Self {
+        let burst = (max / 2).max(1);
+        let spread = max.saturating_sub(burst).max(1);
+        Self {
+            name,
+            period: window / spread,
+            burst,
+            tat: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Instant>> {
         self.tat.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -179,13 +194,16 @@ impl<K: Hash + Eq + Clone> FailureBudget<K> {
 /// lock the owner out:
 /// - from a device the account has used (a device cookie), failures count only
 ///   against that device's own budget;
-/// - from anywhere else, against a budget per (account, IP) and under an
-///   account-wide ceiling shared by all unknown devices.
+/// - from anywhere else, against a budget per (account, IP) and under
+///   account-wide ceilings shared by all unknown devices: never more than N in any
+///   15 minutes nor 10·N in any 24 hours (NIST SP 800-63B §5.2.2 caps consecutive
+///   failures at 100; N = 10 by default).
 ///
 /// A correct password gives its cells back. The arithmetic is in docs/security.md.
 pub struct LoginThrottle {
     per_account_ip: FailureBudget<(String, IpAddr)>,
     per_account: FailureBudget<String>,
+    per_account_daily: FailureBudget<String>,
     per_device: FailureBudget<(String, String)>,
 }
 
@@ -210,10 +228,11 @@ impl LoginThrottle {
         let quarter_hour = Duration::from_secs(15 * 60);
         Self {
             per_account_ip: FailureBudget::new("login_account_ip", n, quarter_hour),
-            per_account: FailureBudget::new(
-                "login_account",
+            per_account: FailureBudget::at_most("login_account", n, quarter_hour),
+            per_account_daily: FailureBudget::at_most(
+                "login_account_daily",
                 n.saturating_mul(10),
-                Duration::from_secs(3600),
+                Duration::from_secs(24 * 3600),
             ),
             per_device: FailureBudget::new("login_device", n, quarter_hour),
         }
@@ -240,6 +259,11 @@ impl LoginThrottle {
                     self.per_account_ip.give_back(&key);
                     return Err(e);
                 }
+                if let Err(e) = self.per_account_daily.take(&account) {
+                    self.per_account.give_back(&account);
+                    self.per_account_ip.give_back(&key);
+                    return Err(e);
+                }
                 From::Ip(ip)
             }
         };
@@ -254,6 +278,7 @@ impl LoginThrottle {
     fn sweep(&self) {
         self.per_account_ip.sweep();
         self.per_account.sweep();
+        self.per_account_daily.sweep();
         self.per_device.sweep();
     }
 }
@@ -274,6 +299,7 @@ impl LoginAttempt<'_> {
             From::Ip(ip) => {
                 t.per_account_ip.give_back(&(self.account.clone(), *ip));
                 t.per_account.give_back(&self.account);
+                t.per_account_daily.give_back(&self.account);
             }
         }
     }
@@ -417,17 +443,74 @@ mod tests {
 
     #[test]
     fn a_known_device_is_not_stopped_by_failures_elsewhere() {
-        let throttle = LoginThrottle::new(1);
+        let throttle = LoginThrottle::new(10);
         let ip = |i: u8| IpAddr::from([192, 0, 2, i]);
-        // One failure per IP, ten IPs: the account-wide ceiling (10) is spent.
+        // One failure per IP, ten IPs: the account-wide ceiling is spent.
+        let mut checked = 0;
         for i in 0..10 {
-            throttle.begin("ann", ip(i), None).unwrap().finish(true);
+            if let Ok(attempt) = throttle.begin("ann", ip(i), None) {
+                attempt.finish(true);
+                checked += 1;
+            }
         }
+        assert_eq!(checked, 5, "half the quarter hour's 10 at once");
         assert!(throttle.begin("ann", ip(200), None).is_err());
         // The owner's device has its own budget.
         let attempt = throttle.begin("ann", ip(200), Some("dev".into())).unwrap();
         attempt.finish(false);
         assert!(throttle.begin("bob", ip(200), None).is_ok());
+    }
+
+    /// Never more than `max` in any window: half at once, then one every
+    /// `window / (max - max/2)`, so a burst plus a window's refill is `max`.
+    #[test]
+    fn an_at_most_budget_never_lets_more_than_max_through_in_a_window() {
+        for (max, window) in [(10, 15 * 60), (100, 24 * 3600), (7, 60), (2, 900)] {
+            let window = Duration::from_secs(window);
+            let budget = FailureBudget::<u32>::at_most("test", max, window);
+            let let_through = budget.burst as u128 + window.as_nanos() / budget.period.as_nanos();
+            assert_eq!(let_through, max as u128, "max {max}");
+            let mut taken = 0;
+            while budget.take(&1).is_ok() {
+                taken += 1;
+            }
+            assert_eq!(taken, budget.burst);
+            match budget.take(&1) {
+                Err(Limited { retry_after_secs }) => {
+                    let next = budget.period.as_secs();
+                    assert!((next.saturating_sub(1)..=next).contains(&retry_after_secs));
+                }
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+    }
+
+    /// The default account-wide ceilings (issue 31, item 11): at most 10 failures
+    /// in any 15 minutes and 100 in any day from unknown devices.
+    #[test]
+    fn the_default_account_ceilings_are_ten_a_quarter_hour_and_a_hundred_a_day() {
+        let throttle = LoginThrottle::new(10);
+        let quarter = &throttle.per_account;
+        assert_eq!(
+            (quarter.burst, quarter.period),
+            (5, Duration::from_secs(180))
+        );
+        let daily = &throttle.per_account_daily;
+        assert_eq!((daily.burst, daily.period), (50, Duration::from_secs(1728)));
+        // The day's budget refuses on its own, when the quarter hour's would not.
+        for _ in 0..50 {
+            daily.take(&"ann".to_owned()).unwrap();
+        }
+        let ip = IpAddr::from([192, 0, 2, 1]);
+        assert!(throttle.begin("ann", ip, None).is_err());
+        // …and gives back what the other budgets took for the refused attempt.
+        assert!(throttle.begin("bob", ip, None).is_ok());
+        assert!(throttle.per_account.lock().get("ann").is_none());
+        // The owner's device is not counted against either.
+        throttle
+            .begin("ann", ip, Some("dev".into()))
+            .unwrap()
+            .finish(true);
     }
 
     #[test]

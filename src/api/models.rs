@@ -231,8 +231,9 @@ pub struct ChangePasswordRequest {
 /// Something that happened to the account.
 #[derive(Object)]
 pub struct ActivityEvent {
-    /// `login`, `login_failed`, `logout`, `session_revoked`, `refresh_reuse` or
-    /// `password_changed`.
+    /// `login`, `login_failed`, `logout`, `session_revoked`, `refresh_reuse`,
+    /// `password_changed` or `password_change_failed` (a wrong current password
+    /// given to `POST /api/me/password`, with the session that gave it).
     pub kind: String,
     pub at: OffsetDateTime,
     pub ip: Option<String>,

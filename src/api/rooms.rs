@@ -35,7 +35,7 @@ impl From<crate::rooms::RoomError> for crate::http::error::Error {
             R::InvalidName | R::NotPrivate | R::OwnerCannotLeave => Error::Invalid(e.to_string()),
             R::Forbidden => Error::Forbidden("not allowed in this room"),
             R::Exists => Error::RoomExists,
-            R::UnknownUser => Error::NotFound,
+            R::UnknownUser | R::Gone => Error::NotFound,
             R::Core(e) => e.into(),
         }
     }
@@ -138,7 +138,8 @@ impl RoomApi {
 
     /// Add a member
     ///
-    /// Owner only; adding a member twice changes nothing. 404 for an unknown user.
+    /// Owner only; adding a member twice changes nothing. 404 for an unknown user,
+    /// and for a room deleted while the member was being added.
     #[oai(
         path = "/rooms/:room/members/:user_id",
         method = "put",

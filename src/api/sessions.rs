@@ -193,9 +193,11 @@ impl SessionApi {
 
     /// My account activity
     ///
-    /// Logins, failed logins, sessions that ended and password changes, newest
-    /// first: the 100 newest events other than failed logins, and the 20 newest
-    /// failed logins (so guessing cannot push a real login out of view).
+    /// Logins, failed logins, sessions that ended, password changes and wrong
+    /// current passwords given to a password change, newest first: the 100 newest
+    /// events other than failed guesses, and the 20 newest failed guesses
+    /// (`login_failed`, `password_change_failed`), so guessing cannot push a real
+    /// login out of view.
     #[oai(path = "/me/activity", method = "get", operation_id = "activity")]
     async fn activity(
         &self,

@@ -1,5 +1,6 @@
 //! The account activity log behind `GET /api/me/activity`: logins, failed logins,
-//! sessions that ended, password changes. Recording never fails the operation it
+//! sessions that ended, password changes and wrong current passwords given to a
+//! password change. Recording never fails the operation it
 //! records: a lost line is logged, the login still succeeds.
 
 use entity::activity;
@@ -11,10 +12,11 @@ use uuid::Uuid;
 
 use super::{ClientInfo, Error, RevocationReason, SessionId, UserId, db::Db};
 
-/// How many events `GET /api/me/activity` shows, failed logins apart…
+/// How many events `GET /api/me/activity` shows, failed guesses apart…
 pub const SHOWN: u64 = 100;
-/// …and how many failed logins on top: a stranger guessing passwords must not push
-/// a real login (theirs, say) out of the owner's view.
+/// …and how many failed guesses (`login_failed`, `password_change_failed`) on top:
+/// someone guessing passwords must not push a real login (theirs, say) out of the
+/// owner's view.
 pub const SHOWN_FAILED: u64 = 20;
 
 /// What happened.
@@ -26,6 +28,9 @@ pub enum Kind {
     SessionRevoked,
     RefreshReuse,
     PasswordChanged,
+    /// A wrong current password at `POST /api/me/password`: someone holding one of
+    /// the account's sessions is guessing the password.
+    PasswordChangeFailed,
 }
 
 impl Kind {
@@ -37,6 +42,7 @@ impl Kind {
             Kind::SessionRevoked => "session_revoked",
             Kind::RefreshReuse => "refresh_reuse",
             Kind::PasswordChanged => "password_changed",
+            Kind::PasswordChangeFailed => "password_change_failed",
         }
     }
 
@@ -92,12 +98,13 @@ pub async fn record(
 
 /// A user's newest events, newest first.
 pub async fn recent(db: &Db, user: UserId) -> Result<Vec<Event>, Error> {
-    let failed = Kind::LoginFailed.as_str();
+    // Failed password guesses, shown in their own, smaller window.
+    let failed = [Kind::LoginFailed, Kind::PasswordChangeFailed].map(Kind::as_str);
     let newest = |failures: bool, limit: u64| {
         let kind = if failures {
-            activity::Column::Kind.eq(failed)
+            activity::Column::Kind.is_in(failed)
         } else {
-            activity::Column::Kind.ne(failed)
+            activity::Column::Kind.is_not_in(failed)
         };
         activity::Entity::find()
             .filter(activity::Column::UserId.eq(user.0))

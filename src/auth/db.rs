@@ -25,8 +25,41 @@ use std::{
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
-    QueryResult, RuntimeErr, Statement, TransactionTrait, prelude::async_trait::async_trait,
+    QueryResult, RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait, prelude::async_trait::async_trait,
 };
+
+/// The advisory lock's key for what instances starting together must not do
+/// twice at once (PostgreSQL): "doorstrt".
+const STARTUP_LOCK_KEY: i64 = 0x646f_6f72_7374_7274;
+
+/// Runs `work` in one transaction that no other instance's `exclusive` work on the
+/// same database interleaves with: on PostgreSQL it first takes a transaction-level
+/// advisory lock (waiting for the holder to commit), on SQLite it begins with
+/// `BEGIN IMMEDIATE` (one writer at a time; the next waits up to the busy timeout).
+/// What instances starting together on an empty database do once: the migrations,
+/// and the first signing key. Unbounded: it runs at start, not in a request.
+pub async fn exclusive<T>(
+    conn: &DatabaseConnection,
+    work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, DbErr>,
+) -> Result<T, DbErr> {
+    let options = TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    };
+    let txn = conn.begin_with_options(options).await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [STARTUP_LOCK_KEY.into()],
+        ))
+        .await?;
+    }
+    let out = work(&txn).await?;
+    txn.commit().await?;
+    Ok(out)
+}
 
 tokio::task_local! {
     /// How long the current request has waited for the database so far.

@@ -189,9 +189,42 @@ impl KeyStore {
             .collect())
     }
 
+    /// Creates the first key unless there is one: instances starting together on
+    /// an empty database make exactly one between them (the check and the insert
+    /// run in one [`exclusive`](super::db::exclusive) transaction). Returns the id
+    /// of the key created, if this call created it.
+    pub async fn create_first(&self) -> Result<Option<String>, Error> {
+        let (kid, key) = self.new_key()?;
+        let created = super::db::exclusive(self.db.connection(), async |txn| {
+            let any = signing_key::Entity::find()
+                .filter(signing_key::Column::RetiredAt.is_null())
+                .one(txn)
+                .await?
+                .is_some();
+            if any {
+                return Ok(false);
+            }
+            key.insert(txn).await?;
+            Ok(true)
+        })
+        .await?;
+        if created {
+            tracing::info!(kid = %kid, "created the first signing key");
+        }
+        Ok(created.then_some(kid))
+    }
+
     /// Creates a key (encrypted when a key-encryption key is set); it signs from
     /// now on, on every instance, as the newest active key. Returns its id.
     pub async fn create(&self) -> Result<String, Error> {
+        let (kid, key) = self.new_key()?;
+        key.insert(&self.db).await?;
+        tracing::info!(kid = %kid, "created a new signing key");
+        Ok(kid)
+    }
+
+    /// A fresh key's id and row, sealed when a key-encryption key is set.
+    fn new_key(&self) -> Result<(String, signing_key::ActiveModel), Error> {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
         let key = SigningKey::from_bytes(&seed);
@@ -204,18 +237,15 @@ impl KeyStore {
             Some(cipher) => cipher.seal(&kid, &pem)?,
             None => pem.to_string(),
         };
-        signing_key::ActiveModel {
+        let row = signing_key::ActiveModel {
             kid: Set(kid.clone()),
             algorithm: Set(ALGORITHM.to_owned()),
             private_key: Set(private_key),
             public_key: Set(x),
             created_at: Set(OffsetDateTime::now_utc()),
             retired_at: Set(None),
-        }
-        .insert(&self.db)
-        .await?;
-        tracing::info!(kid = %kid, "created a new signing key");
-        Ok(kid)
+        };
+        Ok((kid, row))
     }
 
     /// Retires a key: every instance refuses its tokens within about a second and

@@ -277,6 +277,16 @@ impl Auth {
                 user_id = %who.user_id,
                 "wrong current password"
             );
+            // Like a failed login: the owner sees that a session of theirs (which
+            // one, from where) is guessing their password.
+            activity::record(
+                &self.db,
+                who.user_id,
+                activity::Kind::PasswordChangeFailed,
+                Some(who.session_id),
+                Some(&client),
+            )
+            .await;
             return Err(AuthError::InvalidCredentials.into());
         }
         tracing::info!(security_event = "password_changed", user_id = %who.user_id, "password changed");

@@ -65,7 +65,10 @@ pub struct TokenKeys {
     derived_secret: [u8; 32],
 }
 
-/// Clock skew tolerated on `exp`, as `Validation::leeway`.
+/// The one clock-skew tolerance, in seconds: a token is still accepted this long
+/// after its `exp`, and its `nbf` and `iat` may be this far in the future (another
+/// instance's clock running ahead), never more. Instances sharing a database must
+/// keep their clocks within it (NTP does).
 const LEEWAY_SECS: i64 = 5;
 
 /// The key that signs: the newest active one.
@@ -116,7 +119,8 @@ impl TokenKeys {
         store.seal_plain_keys().await?;
         let mut keys = store.active().await?;
         if keys.is_empty() {
-            store.create().await?;
+            // Another instance starting at the same time may create it first.
+            store.create_first().await?;
             keys = store.active().await?;
         }
         // Newest first: the first signs.
@@ -140,6 +144,8 @@ impl TokenKeys {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS as u64;
+        // Not required, but a token that is not valid yet is refused (RFC 7519 §4.1.5).
+        validation.validate_nbf = true;
 
         Ok(Self {
             signer: RwLock::new(signer),
@@ -213,8 +219,9 @@ impl TokenKeys {
         })
     }
 
-    /// Verifies signature, algorithm, `kid`, `iss`, `aud` and `exp`. Says nothing of
-    /// the session; the resolver checks that.
+    /// Verifies the header (see [`header_is_ours`]), signature, algorithm, `kid`,
+    /// `iss`, `aud`, `exp`, `nbf` and `iat` (neither in the future beyond the
+    /// leeway). Says nothing of the session; the resolver checks that.
     pub async fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
         let cached = self.verified.get(token);
         // Literal labels make static keys: no allocation per request.
@@ -242,20 +249,24 @@ impl TokenKeys {
 
     async fn verify_signature(&self, token: &str) -> Result<AccessClaims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::InvalidToken)?;
-        if header.alg != Algorithm::EdDSA {
+        if !header_is_ours(&header) {
             return Err(AuthError::InvalidToken);
         }
-        let kid = header.kid.ok_or(AuthError::InvalidToken)?;
-        if let Some(result) = self.verify_with(&kid, token) {
-            return result;
-        }
+        let Some(kid) = header.kid else {
+            return Err(AuthError::InvalidToken);
+        };
+        let mut verified = self.verify_with(&kid, token);
         // A kid we do not know may belong to a key another instance just created.
-        if self.reload_keys().await
-            && let Some(result) = self.verify_with(&kid, token)
-        {
-            return result;
+        if verified.is_none() && self.reload_keys().await {
+            verified = self.verify_with(&kid, token);
         }
-        Err(AuthError::InvalidToken)
+        let claims = verified.ok_or(AuthError::InvalidToken)??;
+        // jsonwebtoken checks `exp` and `nbf`, not `iat`: a token issued in the
+        // future is as wrong as one not valid yet (RFC 8725 §3.10).
+        if claims.iat > unix_now().saturating_add(LEEWAY_SECS) {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(claims)
     }
 
     fn verify_with(&self, kid: &str, token: &str) -> Option<Result<AccessClaims, AuthError>> {
@@ -288,6 +299,40 @@ impl TokenKeys {
             .public
             .clone()
     }
+}
+
+/// Whether a JWS header is one doorman writes: `alg` EdDSA, `typ` JWT, a `kid`,
+/// and nothing else. RFC 7515 §4.1.11 requires refusing a `crit` that names an
+/// extension the verifier does not understand (doorman understands none); a `typ`
+/// other than JWT (`JWE`, …) or any `cty` (a nested token, RFC 7519 §5.2) says the
+/// signed content is not our claims set (RFC 8725 §3.11); key-locating and JWE
+/// fields (`jku`, `jwk`, `x5*`, `enc`, `zip`) and unknown ones have no business in
+/// an access token. Refusing them costs nothing: only doorman's key signs.
+fn header_is_ours(header: &Header) -> bool {
+    let typ_is_jwt = header.typ.as_deref().is_some_and(|typ| {
+        // Media types compare case-insensitively; "application/" may be omitted.
+        let typ = typ
+            .get(..12)
+            .filter(|p| p.eq_ignore_ascii_case("application/"))
+            .map_or(typ, |_| &typ[12..]);
+        typ.eq_ignore_ascii_case("JWT")
+    });
+    header.alg == Algorithm::EdDSA
+        && typ_is_jwt
+        && header.kid.is_some()
+        && header.cty.is_none()
+        && header.crit.is_none()
+        && header.jku.is_none()
+        && header.jwk.is_none()
+        && header.x5u.is_none()
+        && header.x5c.is_none()
+        && header.x5t.is_none()
+        && header.x5t_s256.is_none()
+        && header.enc.is_none()
+        && header.zip.is_none()
+        && header.url.is_none()
+        && header.nonce.is_none()
+        && header.extras.inner().is_empty()
 }
 
 impl VerifyingKeys {

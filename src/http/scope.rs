@@ -6,7 +6,10 @@ use std::{
     cell::Cell,
     collections::HashSet,
     net::IpAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -63,6 +66,40 @@ pub struct ScopeSettings<D> {
     pub pages: Option<PageHeaders>,
     /// `Allow` on 405s, for a server that knows its routes.
     pub allowed: Option<AllowedMethods>,
+    /// Requests during a drain (a drain ends early only once they stop).
+    pub traffic: Traffic,
+}
+
+/// Whether requests still arrive during a drain: counted only once it began, so a
+/// serving instance pays one uncontended load per request. The scope notes every
+/// request; the socket registry's drain reads the count.
+#[derive(Clone, Default)]
+pub struct Traffic(Arc<DrainTraffic>);
+
+#[derive(Default)]
+struct DrainTraffic {
+    draining: AtomicBool,
+    requests: AtomicU64,
+}
+
+impl Traffic {
+    /// Counts a request if a drain began (does nothing while the server serves).
+    pub fn note(&self) {
+        if self.0.draining.load(Ordering::Relaxed) {
+            self.0.requests.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts counting; returns the count so far.
+    pub fn start_counting(&self) -> u64 {
+        self.0.draining.store(true, Ordering::Relaxed);
+        self.count()
+    }
+
+    /// Requests counted since the drain began.
+    pub fn count(&self) -> u64 {
+        self.0.requests.load(Ordering::Relaxed)
+    }
 }
 
 /// Requests a server serves before poem's router (doorman's `GET /healthz`,
@@ -132,6 +169,7 @@ impl<E: Endpoint, D: Clone + Send + Sync + 'static, H: HotRoutes> Endpoint
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        self.settings.traffic.note();
         let request_id = RequestId::next();
         let span = tracing::info_span!(
             "request",

@@ -209,7 +209,7 @@ impl Membership {
         {
             return Err(RoomError::UnknownUser);
         }
-        room_member::Entity::insert(room_member::ActiveModel {
+        let inserted = room_member::Entity::insert(room_member::ActiveModel {
             room: Set(room.as_str().to_owned()),
             user_id: Set(user.0),
             role: Set(Role::Member.as_str().to_owned()),
@@ -217,9 +217,25 @@ impl Membership {
         })
         .on_conflict_do_nothing_on([room_member::Column::Room, room_member::Column::UserId])
         .exec(&self.db)
-        .await
-        .map_err(RoomError::db)?;
-        Ok(())
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            // The room (or the user) was deleted between the checks above and the
+            // insert: the database refuses the row. Not a fault: say which is gone.
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::ForeignKeyConstraintViolation(_))) => {
+                let user_exists = user::Entity::find_by_id(user.0)
+                    .one(&self.db)
+                    .await
+                    .map_err(RoomError::db)?
+                    .is_some();
+                Err(if user_exists {
+                    RoomError::Gone
+                } else {
+                    RoomError::UnknownUser
+                })
+            }
+            Err(e) => Err(RoomError::db(e)),
+        }
     }
 
     /// Removes a member: the owner removes anyone but themselves, a member removes

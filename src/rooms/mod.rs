@@ -68,6 +68,10 @@ pub enum RoomError {
     Exists,
     #[error("no such user")]
     UnknownUser,
+    /// The room was deleted while the caller, its owner a moment before, was
+    /// changing it (a member added as the room went).
+    #[error("the room was deleted")]
+    Gone,
     #[error("the owner cannot leave a room; delete it instead")]
     OwnerCannotLeave,
     #[error(transparent)]

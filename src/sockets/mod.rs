@@ -26,6 +26,8 @@ use crate::{
 pub use close::Close;
 pub use notice::Notice;
 
+use crate::http::scope::Traffic;
+
 struct Entry {
     /// Session, user and, for a socket that takes doorman's frames, its queue.
     bound: Option<(SessionId, UserId, Option<Outbox>)>,
@@ -141,7 +143,14 @@ pub struct Registry {
     tables: Arc<Mutex<Tables>>,
     next_id: Arc<AtomicU64>,
     max_per_user: usize,
+    /// HTTP requests seen while draining (noted by the request scope).
+    traffic: Traffic,
 }
+
+/// How long a drain with no socket left waits without a request before it ends
+/// early: requests still arriving mean a load balancer that has not yet seen
+/// `/readyz` 503, and they are answered until the window ends.
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
 
 /// Why [`Registry::register`] refused a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +179,7 @@ impl Registry {
             tables: Arc::default(),
             next_id: Arc::new(AtomicU64::new(1)),
             max_per_user,
+            traffic: Traffic::default(),
         }
     }
 
@@ -342,12 +352,22 @@ impl Registry {
         self.lock().shutting_down
     }
 
+    /// The request count its drain reads (noted by the request scope).
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
     /// Refuses new sockets at once, then closes the open ones with 1001 spread
     /// evenly over `window` (so their clients reconnect spread out, not in one
     /// burst), and waits (up to `window` plus `grace`) until their tasks have sent
-    /// the close frame and finished.
+    /// the close frame and finished. The window is an upper bound: once no socket
+    /// is left and no request has arrived for [`DRAIN_QUIET`], it ends early
+    /// (requests still in flight are finished by the server's graceful shutdown).
     pub async fn drain(&self, window: Duration, grace: Duration) {
         let start = tokio::time::Instant::now();
+        // Read before the sockets close (which may take the window): requests
+        // that arrive meanwhile must count as traffic below.
+        let mut seen = self.traffic.start_counting();
         let closers: Vec<oneshot::Sender<Close>> = {
             let mut t = self.lock();
             t.shutting_down = true;
@@ -372,11 +392,28 @@ impl Registry {
             }
         }
         let deadline = start + window + grace;
-        while !self.lock().conns.is_empty() && tokio::time::Instant::now() < deadline {
+        let mut quiet_since = start;
+        loop {
+            let now = tokio::time::Instant::now();
+            if !self.lock().conns.is_empty() {
+                // Sockets still closing: up to the grace after the window.
+                if now >= deadline {
+                    break;
+                }
+            } else {
+                // Nothing open: through the window (the load balancer keeps
+                // seeing 503) while requests keep coming, not a moment longer.
+                let requests = self.traffic.count();
+                if requests != seen {
+                    seen = requests;
+                    quiet_since = now;
+                }
+                if now >= start + window || now >= quiet_since + DRAIN_QUIET {
+                    break;
+                }
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // Whatever is left of the window: the load balancer keeps seeing 503.
-        tokio::time::sleep_until(start + window).await;
     }
 
     /// Re-checks every live socket's session every `every`, on any backend: the

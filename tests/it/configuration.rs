@@ -93,3 +93,55 @@ async fn an_upper_case_https_public_url_still_gets_secure_prefixed_cookies() {
     .unwrap();
     assert_eq!(claims["iss"], "https://auth.example.org");
 }
+
+/// `--help` names every setting's environment variable but prints none of their
+/// values (issue 31, item 14): `DATABASE_URL` may carry a password.
+#[test]
+fn help_never_prints_a_value_from_the_environment() {
+    use clap::CommandFactory;
+    let names: Vec<String> = doorman::Config::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "DATABASE_URL"), "{names:?}");
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["help"],
+        &["serve", "--help"],
+        &["keys", "--help"],
+        &["help", "keys", "rotate"],
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_doorman"));
+        cmd.env_clear();
+        for name in &names {
+            cmd.env(name, format!("secret-of-{name}"));
+        }
+        cmd.env(
+            "DATABASE_URL",
+            "postgres://doorman:hunter2@db.invalid/doorman",
+        );
+        let out = cmd.args(args).output().expect("the binary runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {text}");
+        assert!(
+            !text.contains("hunter2"),
+            "{args:?} printed the password:\n{text}"
+        );
+        assert!(
+            !text.contains("secret-of-"),
+            "{args:?} printed a value:\n{text}"
+        );
+        if args == ["--help"] {
+            // The variables themselves are still documented.
+            for name in &names {
+                assert!(text.contains(name.as_str()), "{name} missing from --help");
+            }
+        }
+    }
+}

@@ -485,3 +485,45 @@ async fn failed_logins_neither_bloat_nor_flood_the_activity_log() {
     // The real login is still there, older than every failure.
     assert_eq!(events.last().unwrap()["kind"], "login", "{body}");
 }
+
+/// Someone holding a stolen token who guesses the current password at
+/// `POST /api/me/password` is seen in the activity log like a failed login
+/// (issue 31, item 7): `password_change_failed`, with the guessing session, its IP
+/// and user agent; the guesses cannot push the real logins out of view.
+#[tokio::test]
+async fn wrong_current_passwords_at_a_password_change_are_in_the_activity_log() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let owner = app.login_tokens(&email).await;
+    let thief = app
+        .login(&email, PASSWORD)
+        .header("user-agent", "Thief/1")
+        .await;
+    let thief = Tokens::from_response(thief).await;
+    for i in 0..25 {
+        let resp = app
+            .change_password(&thief, &format!("guess number {i}"), NEW_PASSWORD)
+            .header("user-agent", "Thief/1")
+            .await;
+        assert_error(resp, 401, "invalid_credentials").await;
+    }
+    let body: Value = app.activity(&owner).await.json().await.unwrap();
+    let events = body["events"].as_array().expect("events");
+    let guesses: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "password_change_failed")
+        .collect();
+    // Shown in the failed-guess window, like failed logins: at most 20.
+    assert_eq!(guesses.len(), 20, "{body}");
+    for e in &guesses {
+        assert_eq!(e["session_id"], thief.session_id.as_str(), "{e}");
+        assert_eq!(e["ip"], "127.0.0.1", "{e}");
+        assert_eq!(e["user_agent"], "Thief/1", "{e}");
+    }
+    // The newest events are the guesses; both real logins are still there.
+    assert_eq!(events[0]["kind"], "password_change_failed", "{body}");
+    let logins: Vec<&Value> = events.iter().filter(|e| e["kind"] == "login").collect();
+    assert_eq!(logins.len(), 2, "{body}");
+    // Nothing changed: the owner's password still works.
+    assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
+}

@@ -221,3 +221,100 @@ async fn the_servers_own_key_with_wrong_claims_is_refused() {
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
     }
 }
+
+/// Signs `header` and `claims` exactly as given (jsonwebtoken's `Header` cannot
+/// write every field an attacker might).
+fn sign_raw(der: &[u8], header: &Value, claims: &Value) -> String {
+    use ed25519_dalek::Signer;
+    let key = SigningKey::from_pkcs8_der(der).unwrap();
+    let message = format!("{}.{}", b64(header), b64(claims));
+    let signature = key.sign(message.as_bytes());
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+}
+
+/// What RFC 7515, 7519 and 8725 say a verifier must refuse, signed with the
+/// server's own key (issue 31, item 9): a `crit` naming an extension it does not
+/// understand, a `typ` other than JWT, a `cty` (a nested token), key-locating
+/// header fields, and `nbf` or `iat` beyond the clock-skew leeway.
+#[tokio::test]
+async fn the_servers_own_key_with_a_header_or_times_outside_the_rfcs_is_refused() {
+    let app = spawn_app().await;
+    let tokens = app.user_with_tokens().await;
+    let (kid, der, _) = server_key(&app).await;
+    let (_, claims, _) = parts(&tokens.access);
+    let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
+    let now = claims["iat"].as_i64().unwrap();
+
+    // Sanity: what doorman writes, spelled as RFC 7515 allows, is accepted, and so
+    // are times within the leeway.
+    let with = |change: &dyn Fn(&mut Value, &mut Value)| {
+        let (mut h, mut c) = (header.clone(), claims.clone());
+        change(&mut h, &mut c);
+        sign_raw(&der, &h, &c)
+    };
+    let fine: Vec<(&str, String)> = vec![
+        ("as issued", with(&|_, _| {})),
+        ("typ jwt", with(&|h, _| h["typ"] = json!("jwt"))),
+        (
+            "typ application/jwt",
+            with(&|h, _| h["typ"] = json!("application/JWT")),
+        ),
+        ("nbf now", with(&|_, c| c["nbf"] = json!(now))),
+        ("iat 2 s ahead", with(&|_, c| c["iat"] = json!(now + 2))),
+    ];
+    for (what, token) in fine {
+        assert_eq!(
+            app.me(Bearer(&token)).await.status(),
+            StatusCode::OK,
+            "{what}"
+        );
+    }
+
+    let refused: Vec<(&str, String)> = vec![
+        (
+            "crit with an unknown extension",
+            with(&|h, _| {
+                h["crit"] = json!(["urn:example:must-understand"]);
+                h["urn:example:must-understand"] = json!(true);
+            }),
+        ),
+        ("crit naming exp", with(&|h, _| h["crit"] = json!(["exp"]))),
+        ("typ JWE", with(&|h, _| h["typ"] = json!("JWE"))),
+        ("typ at+jwt", with(&|h, _| h["typ"] = json!("at+jwt"))),
+        (
+            "no typ",
+            with(&|h, _| {
+                h.as_object_mut().unwrap().remove("typ");
+            }),
+        ),
+        ("cty JWT", with(&|h, _| h["cty"] = json!("JWT"))),
+        (
+            "jku",
+            with(&|h, _| h["jku"] = json!("https://evil.example/jwks.json")),
+        ),
+        (
+            "an unknown header field",
+            with(&|h, _| h["x-extra"] = json!(1)),
+        ),
+        (
+            "nbf an hour ahead",
+            with(&|_, c| c["nbf"] = json!(now + 3600)),
+        ),
+        ("nbf 2 min ahead", with(&|_, c| c["nbf"] = json!(now + 120))),
+        (
+            "iat an hour ahead",
+            with(&|_, c| {
+                c["iat"] = json!(now + 3600);
+                c["exp"] = json!(now + 3600 + 900);
+            }),
+        ),
+        ("iat 2 min ahead", with(&|_, c| c["iat"] = json!(now + 120))),
+        ("nbf not a number", with(&|_, c| c["nbf"] = json!("soon"))),
+    ];
+    for (what, token) in refused {
+        assert_refused(&app, &token, what).await;
+        // The same over a socket: the handshake is refused.
+        let err = app.ws(Bearer(&token)).await.expect_err(what);
+        assert_eq!(handshake_status(&err), 401, "{what}");
+    }
+}

@@ -232,3 +232,60 @@ async fn keys_are_encrypted_at_rest_and_the_server_needs_the_key_to_start() {
     );
     assert!(listed.contains("encrypted"));
 }
+
+/// Starts two servers at once on the fresh database `url` (as two instances of a
+/// new deployment do) and returns how many signing keys the database then holds;
+/// checks that each instance accepts the other's tokens.
+async fn keys_after_starting_two_at_once(url: &str) -> i64 {
+    // One public URL: it is the tokens' issuer.
+    let shared = |c: &mut doorman::Config| {
+        c.public_url = Some("http://doorman.test".parse().unwrap());
+    };
+    let (a, b) = tokio::join!(spawn_on(url, shared), spawn_on(url, shared));
+    let on_a = a.user_with_tokens().await;
+    assert_eq!(b.me(&on_a).await.status(), StatusCode::OK);
+    let on_b = b.user_with_tokens().await;
+    assert_eq!(a.me(&on_b).await.status(), StatusCode::OK);
+    let db = Database::connect(url).await.unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM signing_keys",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    db.close().await.ok();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+/// Two instances starting together on an empty database create exactly one
+/// signing key between them (issue 31, item 13), on SQLite…
+#[tokio::test]
+async fn two_instances_starting_together_on_an_empty_sqlite_database_make_one_key() {
+    for round in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/keys.db?mode=rwc", dir.path().display());
+        assert_eq!(
+            keys_after_starting_two_at_once(&url).await,
+            1,
+            "round {round}"
+        );
+    }
+}
+
+/// …and on PostgreSQL.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn two_instances_starting_together_on_an_empty_postgres_database_make_one_key() {
+    for round in 0..8 {
+        let db = PgDatabase::create()
+            .await
+            .expect("needs DOORMAN_TEST_DATABASE_URL=postgres://…");
+        assert_eq!(
+            keys_after_starting_two_at_once(&db.url).await,
+            1,
+            "round {round}"
+        );
+    }
+}
