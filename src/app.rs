@@ -113,7 +113,7 @@ pub fn routes(doorman: Doorman) -> impl Endpoint {
             ("/docs", "GET, HEAD"),
         ],
     );
-    let routes = crate::front::add(Route::new())
+    let routes = crate::front::hot::add(Route::new())
         // The socket context only where sockets are opened: a request's data are
         // allocated and hashed one by one.
         .at("/ws", get(ws::route.before(ws::require_http_11)))

@@ -57,6 +57,7 @@
 //! - [`app`]: doorman's own server, composed from the above.
 
 pub mod api;
+#[cfg(feature = "server")]
 pub mod app;
 pub mod auth;
 mod cluster;
@@ -94,6 +95,7 @@ pub mod error {
     };
 }
 
+#[cfg(feature = "server")]
 pub use app::Application;
 pub use config::Config;
 pub use doorman::{Builder, Doorman, StartError, shutdown_signal};

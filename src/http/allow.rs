@@ -1,6 +1,10 @@
 //! The `Allow` header of a 405 (RFC 9110 requires it): which methods each path
 //! takes, read once from the OpenAPI spec plus the plain routes.
 
+// What only doorman's own server builds (its pages, its `Allow` table) is unused
+// in a library build without the `server` feature.
+#![cfg_attr(not(feature = "server"), allow(dead_code))]
+
 use std::collections::BTreeSet;
 
 /// Path templates and the methods they take.

@@ -154,6 +154,7 @@ impl<E, D> RequestScope<E, D> {
 
 impl<E, D, H> RequestScope<E, D, H> {
     /// With `hot` served before the router.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub fn with_hot_routes<H2: HotRoutes>(self, hot: H2) -> RequestScope<E, D, H2> {
         RequestScope {
             inner: self.inner,

@@ -12,7 +12,7 @@ pub mod protocol;
 pub mod socket;
 
 use poem::{
-    FromRequest, IntoResponse, Request, Response, handler,
+    IntoResponse, Request, handler,
     web::{Data, websocket::WebSocket},
 };
 
@@ -43,9 +43,11 @@ pub async fn route(
     counted(handshake(req, ws, &state).await)
 }
 
-/// `GET /ws`, recognised before the router (`crate::api::hot`): what the router
+/// `GET /ws`, recognised before the router (`crate::front::hot`): what the router
 /// would run for it — [`require_http_11`], then [`route`] with its extractor.
-pub(crate) async fn serve(req: Request, state: &Doorman) -> poem::Result<Response> {
+#[cfg(feature = "server")]
+pub(crate) async fn serve(req: Request, state: &Doorman) -> poem::Result<poem::Response> {
+    use poem::FromRequest;
     let req = require_http_11(req).await?;
     let (req, mut body) = req.split();
     let ws = WebSocket::from_request(&req, &mut body).await?;
