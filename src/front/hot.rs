@@ -58,6 +58,15 @@ pub(crate) enum Hot {
     Ws,
 }
 
+/// The one table of hot routes: the path, whether a `HEAD` is served here too,
+/// and the OpenAPI operation it serves (its `operationId`; `/ws` is documented by
+/// asyncapi.json instead). A unit test holds every entry to the spec.
+const ROUTES: &[(Hot, &str, bool, Option<&str>)] = &[
+    (Hot::Healthz, "/healthz", true, Some("healthz")),
+    (Hot::Me, "/api/me", true, Some("me")),
+    (Hot::Ws, "/ws", false, None),
+];
+
 impl Hot {
     /// The hot operation `req` asks for, if it is one.
     pub(crate) fn of(req: &Request) -> Option<Self> {
@@ -66,12 +75,20 @@ impl Hot {
             Method::HEAD => false,
             _ => return None,
         };
-        match req.uri().path() {
-            "/healthz" => Some(Self::Healthz),
-            "/api/me" => Some(Self::Me),
-            "/ws" if get => Some(Self::Ws),
-            _ => None,
-        }
+        let path = req.uri().path();
+        ROUTES
+            .iter()
+            .find(|(_, p, head, _)| *p == path && (get || *head))
+            .map(|(hot, ..)| *hot)
+    }
+
+    /// The operation id this route serves (its metrics label), from the table.
+    fn operation(self) -> &'static str {
+        ROUTES
+            .iter()
+            .find(|(hot, ..)| *hot == self)
+            .and_then(|(.., op)| *op)
+            .unwrap_or("ws")
     }
 
     /// Whether the operation may wait for the database (it then runs within the
@@ -142,7 +159,7 @@ fn healthz_response(metrics: bool) -> Response {
         )
         .body(HEALTHZ);
     if metrics {
-        resp.set_data(OperationId("healthz"));
+        resp.set_data(OperationId(Hot::Healthz.operation()));
     }
     resp
 }
@@ -166,7 +183,7 @@ async fn me_response(state: &Doorman, req: &Request) -> poem::Result<Response> {
     if !state.metrics {
         return result;
     }
-    let id = OperationId("me");
+    let id = OperationId(Hot::Me.operation());
     match result {
         Ok(mut resp) => {
             resp.set_data(id);
@@ -186,6 +203,33 @@ fn metrics_on(req: &Request) -> bool {
 #[cfg(test)]
 mod tests {
     use poem_openapi::types::ToJSON;
+
+    use super::{Hot, ROUTES};
+
+    #[test]
+    fn every_hot_route_serves_the_operation_the_spec_documents_there() {
+        let spec: serde_json::Value = serde_json::from_str(&crate::api::spec_json()).unwrap();
+        for (hot, path, _, op) in ROUTES {
+            match op {
+                Some(op) => assert_eq!(
+                    spec["paths"][*path]["get"]["operationId"], *op,
+                    "{hot:?} at {path}"
+                ),
+                // The socket is not an OpenAPI operation: asyncapi.json has it.
+                None => assert!(spec["paths"][*path].is_null(), "{path}"),
+            }
+        }
+        let ws = crate::ws::asyncapi::asyncapi_json();
+        assert!(ws.contains("\"/ws\""), "asyncapi.json documents /ws");
+        // Each variant has its row.
+        for hot in [Hot::Healthz, Hot::Me, Hot::Ws] {
+            assert_eq!(
+                ROUTES.iter().filter(|(h, ..)| *h == hot).count(),
+                1,
+                "{hot:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_healthz_constant_is_what_the_operation_writes() {
