@@ -62,14 +62,35 @@ pub enum Error {
     /// The database answered with an error: a bug, not a client mistake.
     #[error("database error")]
     Database(#[source] DbErr),
-    /// Anything else that is the server's fault (no randomness, a bad stored key).
-    #[error("{0}")]
-    Internal(String),
+    /// Anything else that is the server's fault (no randomness, a bad stored key):
+    /// what failed, and the error that made it fail when there is one (kept, so a
+    /// log shows the whole chain).
+    #[error("{context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl Error {
-    pub fn internal(detail: impl Into<String>) -> Self {
-        Error::Internal(detail.into())
+    /// A server-side failure with no underlying error.
+    pub fn internal(context: impl Into<String>) -> Self {
+        Error::Internal {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A server-side failure caused by `source`.
+    pub fn caused(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Internal {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
     }
 
     /// A stable name for metrics and logs.
@@ -80,7 +101,7 @@ impl Error {
             Error::EmailTaken => "email_taken",
             Error::Overloaded { .. } => "overloaded",
             Error::DatabaseUnavailable(_) => "database_unavailable",
-            Error::Database(_) | Error::Internal(_) => "internal_error",
+            Error::Database(_) | Error::Internal { .. } => "internal_error",
         }
     }
 }
@@ -92,5 +113,39 @@ impl From<DbErr> for Error {
         } else {
             Error::Database(e)
         }
+    }
+}
+
+/// An error's causes, for a log line: each `source()` after the first, joined by
+/// `": "` (the error's own text is logged beside it). Empty without a source.
+pub struct Causes<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut next = self.0.source();
+        let mut first = true;
+        while let Some(e) = next {
+            if !first {
+                f.write_str(": ")?;
+            }
+            first = false;
+            write!(f, "{e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_keeps_its_source_for_the_log() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::caused("reading the key file", io);
+        assert_eq!(e.to_string(), "reading the key file");
+        assert_eq!(Causes(&e).to_string(), "disk on fire");
+        assert_eq!(Causes(&Error::internal("no cause")).to_string(), "");
     }
 }

@@ -42,10 +42,10 @@ impl KeyCipher {
     /// Reads 32 random bytes, base64-encoded, from `path`.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::internal(format!(
-                "DOORMAN_KEY_ENCRYPTION_KEY_FILE {}: {e}",
-                path.display()
-            ))
+            Error::caused(
+                format!("DOORMAN_KEY_ENCRYPTION_KEY_FILE {}", path.display()),
+                e,
+            )
         })?;
         let bytes = STANDARD
             .decode(text.trim())
@@ -65,7 +65,7 @@ impl KeyCipher {
 
     fn seal(&self, kid: &str, pem: &str) -> Result<String, Error> {
         let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut nonce).map_err(|e| Error::caused("no randomness", e))?;
         let sealed = self
             .0
             .encrypt(
@@ -226,11 +226,11 @@ impl KeyStore {
     /// A fresh key's id and row, sealed when a key-encryption key is set.
     fn new_key(&self) -> Result<(String, signing_key::ActiveModel), Error> {
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut seed).map_err(|e| Error::caused("no randomness", e))?;
         let key = SigningKey::from_bytes(&seed);
         let pem = key
             .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| Error::internal(format!("encoding a key: {e}")))?;
+            .map_err(|e| Error::caused("encoding a key", e))?;
         let x = URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
         let kid = thumbprint(&x);
         let private_key = match &self.cipher {

@@ -23,7 +23,7 @@ mod tokens;
 use std::time::Duration;
 
 pub use auth_source::{AuthSource, Presented, credential_in_headers};
-pub use error::{AuthError, Error};
+pub use error::{AuthError, Causes, Error};
 pub use events::{Opening, Revocation, RevocationReason, SessionBus, SessionEvent};
 pub use identity::{CredentialSource, Identity, SessionId, UserId};
 pub use passwords::Passwords;

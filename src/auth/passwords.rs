@@ -64,7 +64,7 @@ impl Passwords {
                         }
                     }
                 })
-                .map_err(|e| Error::internal(format!("cannot start a hashing thread: {e}")))?;
+                .map_err(|e| Error::caused("cannot start a hashing thread", e))?;
         }
         // Made on a hashing thread, like every hash: hashed here, it would allocate
         // and free 19 MiB outside the threads' memory.

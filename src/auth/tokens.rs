@@ -90,7 +90,7 @@ fn private_der(key: &ActiveKey) -> Result<Vec<u8>, Error> {
     SigningKey::from_pkcs8_pem(&key.private_pem)
         .and_then(|k| k.to_pkcs8_der())
         .map(|der| der.as_bytes().to_vec())
-        .map_err(|e| Error::internal(format!("signing key {}: {e}", key.kid)))
+        .map_err(|e| Error::caused(format!("signing key {}", key.kid), e))
 }
 
 struct VerifyingKeys {
@@ -212,7 +212,7 @@ impl TokenKeys {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(signer.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &signer.encoding)
-            .map_err(|e| Error::internal(format!("signing an access token: {e}")))?;
+            .map_err(|e| Error::caused("signing an access token", e))?;
         Ok(AccessToken {
             token,
             expires_in: self.ttl.as_secs(),
@@ -341,7 +341,7 @@ impl VerifyingKeys {
         let mut public = Vec::new();
         for k in keys {
             let key = DecodingKey::from_ed_components(&k.public_x)
-                .map_err(|e| Error::internal(format!("public key {}: {e}", k.kid)))?;
+                .map_err(|e| Error::caused(format!("public key {}", k.kid), e))?;
             by_kid.insert(k.kid.clone(), key);
             public.push(PublicKey {
                 kid: k.kid.clone(),

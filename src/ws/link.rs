@@ -400,8 +400,9 @@ pub(crate) fn log_unavailable(e: &Error) {
         Error::Database(cause) => {
             tracing::error!(cause = %cause, "socket not authenticated: database error");
         }
-        Error::Internal(detail) => {
-            tracing::error!(detail = %detail, "socket not authenticated: internal error");
+        Error::Internal { context, .. } => {
+            let cause = crate::auth::Causes(e);
+            tracing::error!(detail = %context, cause = %cause, "socket not authenticated: internal error");
         }
         _ => {}
     }

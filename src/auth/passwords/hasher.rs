@@ -7,6 +7,8 @@
 //! the server from 20 MiB to over 300 MiB. The PHC strings written and read here
 //! are the ones `hash_password` writes, so hashes from either verify with the other.
 
+// argon2's errors (built without its `std` feature) implement no `std::error::Error`:
+// their text is all there is to keep, so they are formatted into the message.
 use argon2::{
     Algorithm, Argon2, Block, Params, PasswordHash, Version,
     password_hash::{Output, ParamsString, SaltString},
@@ -45,19 +47,22 @@ impl Hasher {
     /// `password` with a fresh random salt.
     pub(super) fn hash(&mut self, password: &[u8]) -> Result<String, Error> {
         let mut salt = [0u8; SALT_LEN];
-        getrandom::fill(&mut salt).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut salt).map_err(|e| Error::caused("no randomness", e))?;
         let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
         let argon2 = &self.argon2;
         compute(&mut self.memory, argon2, argon2, password, &salt, &mut out)
             .map_err(|e| Error::internal(format!("hashing: {e}")))?;
-        let salt = SaltString::encode_b64(&salt).map_err(|e| Error::internal(e.to_string()))?;
+        let salt = SaltString::encode_b64(&salt)
+            .map_err(|e| Error::internal(format!("a password hash: {e}")))?;
         let phc = PasswordHash {
             algorithm: Algorithm::Argon2id.ident(),
             version: Some(Version::V0x13.into()),
             params: ParamsString::try_from(argon2.params())
-                .map_err(|e| Error::internal(e.to_string()))?,
+                .map_err(|e| Error::internal(format!("a password hash: {e}")))?,
             salt: Some(salt.as_salt()),
-            hash: Some(Output::new(&out).map_err(|e| Error::internal(e.to_string()))?),
+            hash: Some(
+                Output::new(&out).map_err(|e| Error::internal(format!("a password hash: {e}")))?,
+            ),
         };
         Ok(phc.to_string())
     }

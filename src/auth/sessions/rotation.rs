@@ -177,7 +177,7 @@ fn hex(bytes: impl IntoIterator<Item = u8>) -> String {
 /// A new refresh token: 256 random bits, and their base64url text.
 fn new_token() -> Result<([u8; 32], String), Error> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| Error::caused("no randomness", e))?;
     Ok((bytes, URL_SAFE_NO_PAD.encode(bytes)))
 }
 

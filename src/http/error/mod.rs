@@ -114,13 +114,21 @@ pub enum Error {
     #[error("internal error: database")]
     Database { source: sea_orm::DbErr },
     /// A server-side failure. The detail is logged, never sent.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {detail}")]
+    Internal {
+        detail: String,
+        /// What made it fail, when there is such an error (logged as a chain).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl Error {
     pub fn internal(detail: impl Into<String>) -> Self {
-        Error::Internal(detail.into())
+        Error::Internal {
+            detail: detail.into(),
+            source: None,
+        }
     }
 
     /// The stable machine-readable code.
@@ -141,7 +149,7 @@ impl Error {
             Error::ShuttingDown => ErrorCode::ShuttingDown,
             Error::Overloaded { .. } => ErrorCode::Overloaded,
             Error::DatabaseUnavailable { .. } => ErrorCode::DatabaseUnavailable,
-            Error::Internal(_) | Error::Database { .. } => ErrorCode::InternalError,
+            Error::Internal { .. } | Error::Database { .. } => ErrorCode::InternalError,
         }
     }
 
@@ -159,7 +167,7 @@ impl Error {
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Error::Internal(_) | Error::Database { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Internal { .. } | Error::Database { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -167,10 +175,10 @@ impl Error {
     /// operator can find the logged cause.
     pub fn to_response(&self, request_id: Option<&str>) -> Response {
         let message = match (self, request_id) {
-            (Error::Internal(_) | Error::Database { .. }, Some(id)) => {
+            (Error::Internal { .. } | Error::Database { .. }, Some(id)) => {
                 format!("internal error (request id {id})")
             }
-            (Error::Internal(_) | Error::Database { .. }, None) => "internal error".to_owned(),
+            (Error::Internal { .. } | Error::Database { .. }, None) => "internal error".to_owned(),
             _ => self.to_string(),
         };
         let body = ErrorBody {
@@ -240,7 +248,10 @@ impl From<crate::auth::Error> for Error {
             Core::Overloaded { retry_after_secs } => Error::Overloaded { retry_after_secs },
             Core::DatabaseUnavailable(source) => Error::DatabaseUnavailable { source },
             Core::Database(source) => Error::Database { source },
-            Core::Internal(detail) => Error::Internal(detail),
+            Core::Internal { context, source } => Error::Internal {
+                detail: context,
+                source,
+            },
         }
     }
 }
@@ -279,8 +290,9 @@ pub struct ErrorBody {
 pub fn respond_to(err: poem::Error, request_id: &str, known: &HashSet<String>) -> Response {
     if let Some(e) = err.downcast_ref::<Error>() {
         match e {
-            Error::Internal(detail) => {
-                tracing::error!(request_id, detail = %detail, "internal error");
+            Error::Internal { detail, .. } => {
+                let cause = crate::auth::Causes(e);
+                tracing::error!(request_id, detail = %detail, cause = %cause, "internal error");
             }
             // sqlx's messages name the failure (refused, reset, timed out, the failing
             // statement's error), never the database URL or statement values.
@@ -297,7 +309,7 @@ pub fn respond_to(err: poem::Error, request_id: &str, known: &HashSet<String>) -
     let status = err.status();
     if status.is_server_error() {
         tracing::error!(request_id, detail = %err, "internal error");
-        return Error::Internal(String::new()).to_response(Some(request_id));
+        return Error::internal(String::new()).to_response(Some(request_id));
     }
     let (code, message) = match status {
         StatusCode::NOT_FOUND => (ErrorCode::NotFound, "not found".to_owned()),
