@@ -31,7 +31,6 @@ use std::{
 
 use entity::room_message;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::{
     sync::{
@@ -43,6 +42,9 @@ use tokio::{
 use uuid::Uuid;
 
 mod notify;
+mod wire;
+
+use wire::{Read, RoomKind, RoomNote, SessionKind, SessionNote};
 
 use crate::{
     auth::db::Db,
@@ -68,45 +70,6 @@ const COUNTS_EVERY: Duration = Duration::from_millis(200);
 /// State entries per notification, to stay under the payload limit.
 const CHUNK: usize = 40;
 
-/// A session event on its way between instances.
-#[derive(Serialize, Deserialize)]
-struct SessionNote {
-    /// The instance it happened on.
-    o: Uuid,
-    #[serde(flatten)]
-    event: SessionKind,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "k")]
-enum SessionKind {
-    /// A session ended.
-    #[serde(rename = "end")]
-    Ended { s: Uuid, u: Uuid, r: String },
-    /// A session opened.
-    #[serde(rename = "open")]
-    Opened {
-        s: Uuid,
-        u: Uuid,
-        ip: Option<String>,
-        ua: Option<String>,
-        /// Unix milliseconds.
-        at: i64,
-    },
-}
-
-/// A room event or a piece of shared state on its way between instances.
-#[derive(Serialize, Deserialize)]
-struct RoomNote {
-    o: Uuid,
-    /// The sender's sequence number: no two of its notes are alike (NOTIFY drops a
-    /// payload repeated within one transaction, which a batch is).
-    #[serde(default)]
-    n: u64,
-    #[serde(flatten)]
-    kind: RoomKind,
-}
-
 /// Which stream a note travels on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Channel {
@@ -122,43 +85,6 @@ enum Incoming {
     Disconnected,
     /// A note, as sent.
     Note(Channel, String),
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "k")]
-enum RoomKind {
-    /// A message: the frame itself when small enough, or the `room_messages` row
-    /// that holds it.
-    #[serde(rename = "msg")]
-    Message {
-        r: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        f: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<Uuid>,
-    },
-    /// `u` (everyone, without) was taken out of room `r`.
-    #[serde(rename = "rm")]
-    Removed { r: String, u: Option<Uuid> },
-    /// The sender now holds `u` in `r` since `t` (unix ms), or (without `t`) not.
-    #[serde(rename = "pr")]
-    Presence { r: String, u: Uuid, t: Option<i64> },
-    /// Live-socket counts per session on the sender, absolute.
-    #[serde(rename = "sc")]
-    Counts { c: Vec<(Uuid, usize)> },
-    /// The sender's whole state, in chunks; the first replaces what was known.
-    #[serde(rename = "st")]
-    State {
-        first: bool,
-        p: Vec<(String, Uuid, i64)>,
-        c: Vec<(Uuid, usize)>,
-    },
-    /// A newcomer (or a reconnected instance) asks everyone for their state.
-    #[serde(rename = "hi")]
-    Hello,
-    /// Still alive.
-    #[serde(rename = "hb")]
-    Heartbeat,
 }
 
 /// What the cluster bridge needs.
@@ -248,11 +174,7 @@ async fn relay_sessions(running: Arc<Running>) {
                 at: unix_ms(o.at),
             },
         };
-        serde_json::to_string(&SessionNote {
-            o: running.instance,
-            event: kind,
-        })
-        .unwrap_or_default()
+        SessionNote::new(running.instance, kind).encode()
     };
     let lagged = |n| tracing::error!(missed = n, "session events not relayed");
     loop {
@@ -293,12 +215,7 @@ async fn relay_rooms(
     let mut seq = 0u64;
     let mut note = |kind: RoomKind| {
         seq += 1;
-        serde_json::to_string(&RoomNote {
-            o: running.instance,
-            n: seq,
-            kind,
-        })
-        .unwrap_or_default()
+        RoomNote::new(running.instance, seq, kind).encode()
     };
     loop {
         let mut batch = vec![];
@@ -461,7 +378,7 @@ async fn handle(running: &Running, channel: Channel, payload: &str) {
     let bridge = &running.bridge;
     match channel {
         Channel::Sessions => {
-            let Ok(note) = serde_json::from_str::<SessionNote>(payload) else {
+            let Read::Note(note) = SessionNote::read(payload) else {
                 return;
             };
             if note.o == running.instance {
@@ -484,7 +401,7 @@ async fn handle(running: &Running, channel: Channel, payload: &str) {
             }
         }
         Channel::Rooms => {
-            let Ok(note) = serde_json::from_str::<RoomNote>(payload) else {
+            let Read::Note(note) = RoomNote::read(payload) else {
                 return;
             };
             let from = note.o;
