@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use crate::sockets::{Close, Notice};
+pub use crate::{
+    rooms::MAX_BODY_CHARS,
+    sockets::{Close, Notice},
+};
 use crate::{
     auth::{CredentialSource, Identity},
     json_text,

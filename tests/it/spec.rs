@@ -54,7 +54,7 @@ fn every_protected_operation_offers_bearer_and_cookie() {
 fn the_documented_message_limit_is_the_one_enforced() {
     let spec: Value = serde_json::from_str(&doorman::api::spec_json()).unwrap();
     let body = &spec["components"]["schemas"]["PublishRequest"]["properties"]["body"];
-    assert_eq!(body["maxLength"], doorman::rooms::MAX_BODY_CHARS);
+    assert_eq!(body["maxLength"], doorman::ws::protocol::MAX_BODY_CHARS);
 }
 
 #[test]
