@@ -138,6 +138,9 @@ for source in ("bearer", "cookie"):
         c = paired(d, "me_bearer_doorman")
         targets.append((f"within 10% of bearer ({c:.3f}×; medians {ratio('cpu_' + d, 'cpu_me_bearer_doorman'):.2f}×)", c <= 1.1))
     cpu_row(f"`GET /api/me` ({source})", d, "me_floor", f"me_{source}_peer", targets)
+x = paired("host_doorman", "host_floor")
+cpu_row("a host's `GET /api/orders` with `Authenticated` (bearer)", "host_doorman", "host_floor", None,
+        [("≤ 1.1× its poem-openapi floor", x <= 1.1)])
 for source in ("bearer", "cookie"):
     d = f"ws_handshake_{source}_doorman"
     x = paired(d, "ws_handshake_floor")

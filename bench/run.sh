@@ -31,6 +31,7 @@ bin="$CARGO_TARGET_DIR/release/doorman"
 DOORMAN_BIN="$bin"
 load="$CARGO_TARGET_DIR/release/doorman-bench"
 floor="$CARGO_TARGET_DIR/release/doorman-floor"
+host="$CARGO_TARGET_DIR/release/doorman-host"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/test}"
 peer_venv="${DOORMAN_PEER_VENV:-/var/tmp/doorman-peer-venv}"
 
@@ -39,7 +40,7 @@ on_exit rm -rf "$work"
 results="$work/results"
 record() { echo "$1=$2" >> "$results"; echo "  $1 = $2"; }
 
-DP=18800; PP=18801; QP=18802; FP=18803
+DP=18800; PP=18801; QP=18802; FP=18803; HP=18804; HFP=18805
 D="http://127.0.0.1:$DP"; P="http://127.0.0.1:$PP"
 limits=(DOORMAN_LOGIN_PER_MINUTE=1000000 DOORMAN_WS_HANDSHAKE_PER_SECOND=1000000
         DOORMAN_WS_HANDSHAKE_BURST=1000000 DOORMAN_WS_MAX_SOCKETS_PER_USER=1000000
@@ -76,6 +77,24 @@ fpid=$!
 on_exit stop_process "$fpid"
 F="http://127.0.0.1:$FP"
 wait_http "$F/healthz"
+
+echo "== starting a host app on doorman's library (bench/src/host.rs) and its poem-openapi floor"
+# The host opens doorman's database (the bench user, its session, the signing keys)
+# with doorman's public URL, so doorman's tokens are the host's too.
+uid="$(curl -fsS -H "Authorization: Bearer $dtok" "$D/api/me" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["user"]["id"])')"
+(cd "$DOORMAN_DIR" && exec env -u DATABASE_URL DOORMAN_BIND="127.0.0.1:$HP" DOORMAN_PUBLIC_URL="$D" \
+  DOORMAN_DRAIN_SECONDS=0 "${limits[@]}" "$host") > "$work/host.log" 2>&1 &
+hpid=$!
+on_exit stop_process "$hpid"
+"$host" --floor --bind "127.0.0.1:$HFP" --user-id "$uid" > "$work/host-floor.log" 2>&1 &
+hfpid=$!
+on_exit stop_process "$hfpid"
+H="http://127.0.0.1:$HP"; HF="http://127.0.0.1:$HFP"
+wait_http "$H/healthz"
+wait_http "$HF/healthz"
+[ "$(curl -fsS -H "Authorization: Bearer $dtok" "$H/api/orders")" = "$(curl -fsS "$HF/api/orders")" ] ||
+  { echo "the host and its floor answer differently"; exit 1; }
 
 hz="$(getconf CLK_TCK)"
 cpu_ticks() { "$load" cpu-ticks "${@/#/--pid=}" | value cpu_ticks; }
@@ -127,6 +146,7 @@ for name, s in samples.items():
 # machine then lands on both halves of a ratio, not on one server's median.
 PAIRS = [("healthz_doorman", "healthz_floor"), ("me_bearer_doorman", "me_floor"),
          ("me_cookie_doorman", "me_floor"), ("me_cookie_doorman", "me_bearer_doorman"),
+         ("host_doorman", "host_floor"),
          ("ws_handshake_bearer_doorman", "ws_handshake_floor"),
          ("ws_handshake_cookie_doorman", "ws_handshake_floor"), ("ws_ping_doorman", "ws_ping_floor")]
 for a, b in PAIRS:
@@ -161,6 +181,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
   me_floor=(me_floor "$fpid" http -H "Authorization: Bearer $dtok" "$F/api/me")
   if odd; then sample "${bearer[@]}"; sample "${me_floor[@]}"; sample "${cookie[@]}"
   else sample "${cookie[@]}"; sample "${me_floor[@]}"; sample "${bearer[@]}"; fi
+  # A host's own operation with doorman's extractor, against the same operation in
+  # poem-openapi without doorman (same request bytes, same JSON).
+  host_op=(host_doorman "$hpid" http -H "Authorization: Bearer $dtok" "$H/api/orders")
+  host_floor=(host_floor "$hfpid" http -H "Authorization: Bearer $dtok" "$HF/api/orders")
+  if odd; then sample "${host_op[@]}"; sample "${host_floor[@]}"
+  else sample "${host_floor[@]}"; sample "${host_op[@]}"; fi
 done
 round=0
 sample healthz_peer "$peer_pid" http "$P/healthz"
