@@ -174,6 +174,7 @@ impl Drop for Registration {
 }
 
 impl Registry {
+    /// An empty registry that lets each user hold at most `max_per_user` sockets.
     pub fn new(max_per_user: usize) -> Self {
         Self {
             tables: Arc::default(),
@@ -445,6 +446,7 @@ impl Registry {
         self.lock().conns.len()
     }
 
+    /// Whether no socket is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
