@@ -362,7 +362,7 @@ impl Registry {
     /// evenly over `window` (so their clients reconnect spread out, not in one
     /// burst), and waits (up to `window` plus `grace`) until their tasks have sent
     /// the close frame and finished. The window is an upper bound: once no socket
-    /// is left and no request has arrived for [`DRAIN_QUIET`], it ends early
+    /// is left and no request has arrived for half a second, it ends early
     /// (requests still in flight are finished by the server's graceful shutdown).
     pub async fn drain(&self, window: Duration, grace: Duration) {
         let start = tokio::time::Instant::now();
