@@ -24,6 +24,7 @@ pub struct ConfigError(pub String);
 // the environment.
 #[command(mut_args(|arg| arg.hide_env_values(true)))]
 pub struct Config {
+    /// What to do; `None` runs the server.
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -183,6 +184,7 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// doorman's subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
@@ -193,11 +195,13 @@ pub enum Command {
     Asyncapi,
     /// Manage the access-token signing keys (same `DATABASE_URL` as the server).
     Keys {
+        /// What to do with the keys.
         #[command(subcommand)]
         action: KeysCommand,
     },
 }
 
+/// The `doorman keys` subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeysCommand {
     /// List every key: id, created, retired, encrypted, and which one signs.
@@ -213,7 +217,11 @@ pub enum KeysCommand {
     },
 }
 
+/// How log lines are written: `Text`, human-readable lines, or `Json`, one JSON
+/// object per line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+// clap turns variant docs into `--help` text (and switches it to its long layout).
+#[allow(missing_docs)]
 pub enum LogFormat {
     Text,
     Json,
@@ -225,6 +233,7 @@ pub enum LogFormat {
 pub struct PublicUrl(String);
 
 impl PublicUrl {
+    /// The origin, e.g. `https://auth.example.org`.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -51,12 +51,16 @@ impl Deref for Doorman {
 /// Why doorman could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A setting is invalid or cannot be used; the text says which.
     #[error("configuration: {0}")]
     Config(String),
+    /// The database could not be opened or migrated.
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
+    /// The auth core could not start (signing keys, the key-encryption key).
     #[error("{0}")]
     Init(#[from] crate::auth::Error),
+    /// The listen address could not be bound.
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
 }

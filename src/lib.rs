@@ -56,6 +56,8 @@
 //!   own routes.
 //! - [`app`]: doorman's own server, composed from the above.
 
+#![warn(missing_docs)]
+
 pub mod api;
 #[cfg(feature = "server")]
 pub mod app;

@@ -17,6 +17,7 @@ use poem_openapi::{OpenApiService, Tags};
 pub use rooms::RoomApi;
 pub use sessions::SessionApi;
 
+/// The spec's tags, one per endpoint group.
 #[derive(Tags)]
 pub enum ApiTags {
     /// Accounts, login, token refresh and logout.
@@ -29,6 +30,7 @@ pub enum ApiTags {
     Meta,
 }
 
+/// doorman's own endpoint groups, as one `OpenApiService` serves them.
 pub type Apis = (
     auth::AuthApi,
     sessions::SessionApi,

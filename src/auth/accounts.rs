@@ -11,9 +11,13 @@ use super::{Passwords, UserId};
 /// An account as the core hands it out: never the password hash.
 #[derive(Debug, Clone)]
 pub struct User {
+    /// The account's id.
     pub id: UserId,
+    /// The login email, trimmed and lower-cased.
     pub email: String,
+    /// The name shown to others (default: the email's local part).
     pub display_name: String,
+    /// When the account was registered.
     pub created_at: OffsetDateTime,
 }
 
@@ -34,6 +38,8 @@ impl From<&user::Model> for User {
 pub struct Email(String);
 
 impl Email {
+    /// Normalises `raw`; `invalid_input` unless it looks like `local@domain.tld`
+    /// (at most 254 characters as sent).
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let invalid = || Error::Invalid("email must look like name@example.org".into());
         let trimmed = raw.trim();
@@ -55,6 +61,7 @@ impl Email {
         Ok(Self(email))
     }
 
+    /// The normalised address.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -64,9 +71,12 @@ impl Email {
 pub struct Password(String);
 
 impl Password {
+    /// The fewest characters a password may have.
     pub const MIN_CHARS: usize = 8;
+    /// The most characters a password may have.
     pub const MAX_CHARS: usize = 128;
 
+    /// `raw` unchanged, or `invalid_input` when its length is out of bounds.
     pub fn parse(raw: String) -> Result<Self, Error> {
         let chars = raw.chars().count();
         if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
@@ -79,6 +89,7 @@ impl Password {
         Ok(Self(raw))
     }
 
+    /// The password as given.
     pub fn into_inner(self) -> String {
         self.0
     }
@@ -95,6 +106,7 @@ impl std::fmt::Debug for Password {
 pub struct DisplayName(String);
 
 impl DisplayName {
+    /// `raw` trimmed, or `invalid_input` when it breaks the rule above.
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let name = raw.trim();
         // The length counts what was sent, as the spec's `maxLength` does.

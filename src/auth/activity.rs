@@ -22,11 +22,17 @@ pub const SHOWN_FAILED: u64 = 20;
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A successful login (`login`).
     Login,
+    /// A login with a wrong password for this account (`login_failed`).
     LoginFailed,
+    /// A session logged out (`logout`).
     Logout,
+    /// A session revoked by the user, or by their password change (`session_revoked`).
     SessionRevoked,
+    /// A refresh token used twice; its session was revoked as stolen (`refresh_reuse`).
     RefreshReuse,
+    /// The password was changed (`password_changed`).
     PasswordChanged,
     /// A wrong current password at `POST /api/me/password`: someone holding one of
     /// the account's sessions is guessing the password.
@@ -34,6 +40,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The name stored and shown for it, e.g. `login_failed`.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Login => "login",
@@ -63,10 +70,15 @@ impl Kind {
 /// One entry of the log.
 #[derive(Debug, Clone)]
 pub struct Event {
+    /// What happened: a [`Kind`]'s name.
     pub kind: String,
+    /// When it happened.
     pub at: OffsetDateTime,
+    /// The client IP of the request, when known.
     pub ip: Option<String>,
+    /// The request's `User-Agent`, when it sent one.
     pub user_agent: Option<String>,
+    /// The session it concerns, when there is one.
     pub session_id: Option<Uuid>,
 }
 

@@ -20,7 +20,9 @@ use super::{Auth, AuthError, CredentialSource, Identity, cookies};
 /// A credential as the request presented it, not yet verified.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Presented<'a> {
+    /// The token of an `Authorization: Bearer` header.
     Bearer(&'a str),
+    /// The value of the access cookie.
     Cookie(&'a str),
 }
 
@@ -74,6 +76,7 @@ pub struct AuthSource {
 }
 
 impl AuthSource {
+    /// The resolver over the auth core.
     pub fn new(auth: Arc<Auth>) -> Self {
         Self { auth }
     }

@@ -11,7 +11,9 @@ use super::AuthError;
 /// Cookie names and attributes, fixed at start from the public URL.
 #[derive(Debug, Clone)]
 pub struct CookieSettings {
+    /// The access-token cookie's name (`__Host-` prefixed on https).
     pub access_name: &'static str,
+    /// The refresh-token cookie's name (`__Secure-` prefixed on https).
     pub refresh_name: &'static str,
     /// The device cookie (see [`super::devices`]): outlives logout on purpose.
     pub device_name: &'static str,
@@ -42,10 +44,13 @@ impl CookieSettings {
         }
     }
 
+    /// The access cookie carrying `token`, for every path, kept `max_age_secs` seconds.
     pub fn access(&self, token: &str, max_age_secs: u64) -> Cookie {
         self.build(self.access_name, token, "/", max_age_secs)
     }
 
+    /// The refresh cookie carrying `token`, sent only to `/api/auth`, kept
+    /// `max_age_secs` seconds.
     pub fn refresh(&self, token: &str, max_age_secs: u64) -> Cookie {
         self.build(self.refresh_name, token, REFRESH_COOKIE_PATH, max_age_secs)
     }

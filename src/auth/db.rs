@@ -82,12 +82,11 @@ pub struct Db {
 }
 
 impl Db {
+    /// Wraps `conn`; `timeout` bounds a request's waits for the database.
     pub fn new(conn: DatabaseConnection, timeout: Duration) -> Self {
         Self { conn, timeout }
     }
 
-    /// The unbounded connection, for what is not a request: migrations at start and
-    /// the cluster listener, which waits for notifications on purpose.
     /// The pool's open connections and how many of them are idle.
     pub fn pool_stats(&self) -> (u32, usize) {
         match self.conn.get_database_backend() {
@@ -102,6 +101,8 @@ impl Db {
         }
     }
 
+    /// The unbounded connection, for what is not a request: migrations at start and
+    /// the cluster listener, which waits for notifications on purpose.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.conn
     }

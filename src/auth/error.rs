@@ -8,20 +8,29 @@ use sea_orm::DbErr;
 /// An authentication failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// No credential was presented (`missing_credentials`).
     #[error("no credentials were presented")]
     MissingCredentials,
+    /// The access token is malformed, badly signed or expired (`invalid_token`).
     #[error("the access token is invalid or expired")]
     InvalidToken,
+    /// The credential's session was revoked (`session_revoked`).
     #[error("the session has been revoked")]
     SessionRevoked,
+    /// The credential's session passed its idle or absolute expiry (`session_expired`).
     #[error("the session has expired")]
     SessionExpired,
+    /// A cookie credential from an origin that is not allowed (`origin_refused`).
     #[error("cookie credentials are not accepted from this origin")]
     OriginRefused,
+    /// A wrong email or password at login; never says which (`invalid_credentials`).
     #[error("invalid email or password")]
     InvalidCredentials,
+    /// The refresh token is unknown, expired, or its session ended (`invalid_refresh_token`).
     #[error("the refresh token is invalid or expired")]
     InvalidRefreshToken,
+    /// A spent refresh token came back after the grace window; its session is revoked
+    /// (`refresh_token_reused`).
     #[error("the refresh token was already used; the session has been revoked")]
     RefreshTokenReused,
 }
@@ -51,11 +60,15 @@ pub enum Error {
     /// Input that breaks a rule (email, password, display name).
     #[error("{0}")]
     Invalid(String),
+    /// The email already has an account (`email_taken`).
     #[error("an account with this email already exists")]
     EmailTaken,
     /// More password hashes wait than the hashing threads can serve promptly.
     #[error("the server is busy checking passwords; retry in {retry_after_secs} s")]
-    Overloaded { retry_after_secs: u64 },
+    Overloaded {
+        /// Seconds the caller should wait before retrying.
+        retry_after_secs: u64,
+    },
     /// The database cannot be reached (refused, dropped, timed out, shutting down).
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] DbErr),
@@ -67,7 +80,9 @@ pub enum Error {
     /// log shows the whole chain).
     #[error("{context}")]
     Internal {
+        /// What failed, for the log.
         context: String,
+        /// The error that made it fail, if any.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },

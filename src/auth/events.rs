@@ -80,8 +80,11 @@ impl RevocationReason {
 /// A session that ended.
 #[derive(Debug, Clone, Copy)]
 pub struct Revocation {
+    /// The session that ended.
     pub session_id: SessionId,
+    /// Its user, whose other sockets hear of it.
     pub user_id: UserId,
+    /// Why it ended; decides the close reason of its sockets.
     pub reason: RevocationReason,
     /// `true` when another instance revoked the session and this event was relayed
     /// here; relays forward only local events, so nothing loops.
@@ -94,10 +97,15 @@ pub struct Revocation {
 /// A session that opened (a login), for the user's other devices to hear of.
 #[derive(Debug, Clone)]
 pub struct Opening {
+    /// The new session.
     pub session_id: SessionId,
+    /// Its user, whose other sockets hear of it.
     pub user_id: UserId,
+    /// The client IP the login came from, when known.
     pub ip: Option<String>,
+    /// The login's `User-Agent`, when it sent one.
     pub user_agent: Option<String>,
+    /// When the session opened.
     pub at: OffsetDateTime,
     /// `true` when relayed from another instance.
     pub remote: bool,
@@ -106,7 +114,9 @@ pub struct Opening {
 /// What happens to sessions.
 #[derive(Debug, Clone)]
 pub enum SessionEvent {
+    /// A session opened (a login).
     Opened(Opening),
+    /// A session ended (logout, revocation, refresh-token reuse, expiry).
     Ended(Revocation),
 }
 
@@ -133,6 +143,7 @@ impl Default for SessionBus {
 }
 
 impl SessionBus {
+    /// A bus with no subscribers yet; one that falls 1024 events behind misses some.
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(1024);
         Self { tx }
@@ -143,6 +154,7 @@ impl SessionBus {
         let _ = self.tx.send(event);
     }
 
+    /// A receiver of every event published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
         self.tx.subscribe()
     }

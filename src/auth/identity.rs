@@ -43,6 +43,7 @@ pub enum CredentialSource {
 }
 
 impl CredentialSource {
+    /// Its name on the wire: `bearer`, `cookie` or `message`.
     pub fn as_str(self) -> &'static str {
         match self {
             CredentialSource::Bearer => "bearer",
@@ -56,8 +57,11 @@ impl CredentialSource {
 /// Only the resolver constructs it.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The caller's user.
     pub user_id: UserId,
+    /// The session the access token belongs to.
     pub session_id: SessionId,
+    /// Where the credential came from.
     pub source: CredentialSource,
     /// The session's absolute expiry: a socket bound to it closes then.
     pub session_expires_at: OffsetDateTime,

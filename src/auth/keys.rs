@@ -30,6 +30,7 @@ use time::OffsetDateTime;
 
 use super::{Error, db::Db};
 
+/// The JWS algorithm of every signing key (Ed25519), as tokens and the JWKS name it.
 pub const ALGORITHM: &str = "EdDSA";
 /// Marks a private key stored encrypted: `enc:v1:` + base64(nonce ‖ ciphertext).
 const SEALED: &str = "enc:v1:";
@@ -112,7 +113,9 @@ impl KeyCipher {
 
 /// An active key, decrypted.
 pub struct ActiveKey {
+    /// The key id, the `kid` of the tokens it signs.
     pub kid: String,
+    /// When the key was made; the newest active key signs.
     pub created_at: OffsetDateTime,
     /// PKCS#8 PEM.
     pub private_pem: String,
@@ -122,9 +125,13 @@ pub struct ActiveKey {
 
 /// A key as `doorman keys list` shows it.
 pub struct KeyInfo {
+    /// The key id, the `kid` of the tokens it signs.
     pub kid: String,
+    /// When the key was made.
     pub created_at: OffsetDateTime,
+    /// When it was retired (its tokens refused from then on); `None` while active.
     pub retired_at: Option<OffsetDateTime>,
+    /// Whether its private key is stored encrypted with the key-encryption key.
     pub encrypted: bool,
 }
 
@@ -135,6 +142,7 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
+    /// The store over `db`; `cipher` seals new keys and opens encrypted ones.
     pub fn new(db: Db, cipher: Option<KeyCipher>) -> Self {
         Self { db, cipher }
     }

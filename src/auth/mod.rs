@@ -45,8 +45,11 @@ use tokens::{AccessToken, TokenKeys};
 pub struct AuthSettings {
     /// The public URL: token issuer, cookie security and same-origin scheme.
     pub public_url: String,
+    /// Origins besides the public URL's own whose cookie credentials are accepted.
     pub allowed_origins: Vec<String>,
+    /// How long an access token is valid.
     pub access_ttl: Duration,
+    /// Session lifetimes: absolute, idle, and the refresh-reuse grace.
     pub sessions: SessionSettings,
     /// How many password hashes may run at once.
     pub hash_concurrency: usize,
@@ -56,12 +59,15 @@ pub struct AuthSettings {
 
 /// A credential pair for a session, freshly minted: hand it out exactly once.
 pub struct Issued {
+    /// The session the pair belongs to.
     pub session_id: SessionId,
     /// The access token (a JWT) and its lifetime in seconds.
     pub access_token: String,
+    /// Seconds until the access token expires.
     pub expires_in: u64,
     /// The opaque refresh token and its lifetime in seconds.
     pub refresh_token: String,
+    /// Seconds until the refresh token expires if it is not used.
     pub refresh_expires_in: u64,
 }
 
@@ -93,6 +99,8 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// The core over `db`: loads the signing keys (making one when there is none)
+    /// and publishes session events on `bus`.
     pub async fn new(db: Db, settings: AuthSettings, bus: SessionBus) -> Result<Self, Error> {
         let https = settings.public_url.starts_with("https://");
         let cipher = settings

@@ -101,6 +101,7 @@ struct VerifyingKeys {
 /// A public verification key, as the JWKS shows it.
 #[derive(Debug, Clone)]
 pub struct PublicKey {
+    /// The key id, as the `kid` of the tokens it verifies.
     pub kid: String,
     /// The JWS algorithm (`EdDSA`).
     pub alg: &'static str,

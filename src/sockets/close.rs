@@ -6,7 +6,9 @@ use crate::auth::{AuthError, Error};
 /// Why the server closes a socket: code and reason, as documented for clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Close {
+    /// The close code (RFC 6455 range, or doorman's own 4xxx).
     pub code: u16,
+    /// The close reason, a stable snake_case word (empty for a plain 1000).
     pub reason: &'static str,
 }
 
@@ -33,14 +35,17 @@ impl Close {
         }
     }
 
+    /// 1000: a write failed, the peer vanished, or the echo of a client's own Close.
     pub const NORMAL: Close = Close {
         code: 1000,
         reason: "",
     };
+    /// 1001: the server is stopping (restart, deploy); reconnect with a jittered backoff.
     pub const SHUTDOWN: Close = Close {
         code: 1001,
         reason: "shutdown",
     };
+    /// 1009: a message over `DOORMAN_WS_MAX_MESSAGE_BYTES`; do not send such messages.
     pub const TOO_BIG: Close = Close {
         code: 1009,
         reason: "message too big",
@@ -64,30 +69,37 @@ impl Close {
         code: 1007,
         reason: "invalid_utf8",
     };
+    /// 4400: anything but `auth` first on a socket opened without credentials; fix the client.
     pub const BAD_REQUEST: Close = Close {
         code: 4400,
         reason: "bad_request",
     };
+    /// 4401: a bad or expired token in the `auth` frame; refresh it, then reconnect.
     pub const INVALID_TOKEN: Close = Close {
         code: 4401,
         reason: "invalid_token",
     };
+    /// 4403: the session was revoked while the socket was open; sign in again, do not retry.
     pub const SESSION_REVOKED: Close = Close {
         code: 4403,
         reason: "session_revoked",
     };
+    /// 4403: the session reached its absolute or idle expiry; sign in again, do not retry.
     pub const SESSION_EXPIRED: Close = Close {
         code: 4403,
         reason: "session_expired",
     };
+    /// 4408: no `auth` frame within `DOORMAN_WS_AUTH_TIMEOUT_SECONDS`; reconnect, `auth` at once.
     pub const AUTH_TIMEOUT: Close = Close {
         code: 4408,
         reason: "auth_timeout",
     };
+    /// 4429: the socket sent frames faster than its budget; reconnect only after a long backoff.
     pub const RATE_LIMITED: Close = Close {
         code: 4429,
         reason: "rate_limited",
     };
+    /// 4429: the user is at `DOORMAN_WS_MAX_SOCKETS_PER_USER`; close unused sockets, back off.
     pub const TOO_MANY_SOCKETS: Close = Close {
         code: 4429,
         reason: "too_many_sockets",
@@ -104,6 +116,7 @@ impl Close {
         code: 1013,
         reason: "database_unavailable",
     };
+    /// 1000: the peer answered no ping for three heartbeat intervals; reconnect.
     pub const HEARTBEAT_TIMEOUT: Close = Close {
         code: 1000,
         reason: "heartbeat_timeout",

@@ -174,6 +174,7 @@ impl Drop for Registration {
 }
 
 impl Registry {
+    /// An empty registry that lets each user hold at most `max_per_user` sockets.
     pub fn new(max_per_user: usize) -> Self {
         Self {
             tables: Arc::default(),
@@ -361,7 +362,7 @@ impl Registry {
     /// evenly over `window` (so their clients reconnect spread out, not in one
     /// burst), and waits (up to `window` plus `grace`) until their tasks have sent
     /// the close frame and finished. The window is an upper bound: once no socket
-    /// is left and no request has arrived for [`DRAIN_QUIET`], it ends early
+    /// is left and no request has arrived for half a second, it ends early
     /// (requests still in flight are finished by the server's graceful shutdown).
     pub async fn drain(&self, window: Duration, grace: Duration) {
         let start = tokio::time::Instant::now();
@@ -445,6 +446,7 @@ impl Registry {
         self.lock().conns.len()
     }
 
+    /// Whether no socket is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -14,10 +14,13 @@ use crate::auth::RevocationReason;
 pub enum Notice<'a> {
     /// A new session of the same user opened (a login somewhere).
     NewSession {
+        /// The new session's id.
         session_id: Uuid,
         /// The client IP the login came from, when known.
         ip: Option<&'a str>,
+        /// The login's `User-Agent`, when it sent one.
         user_agent: Option<&'a str>,
+        /// When the session opened (RFC 3339).
         #[serde(with = "time::serde::rfc3339")]
         #[schemars(with = "String", extend("format" = "date-time"))]
         at: OffsetDateTime,
@@ -25,7 +28,9 @@ pub enum Notice<'a> {
     /// Another session of the same user ended (this socket's own session ending
     /// closes it with 4403 instead).
     SessionEnded {
+        /// The ended session's id.
         session_id: Uuid,
+        /// Why it ended (logout, revocation, expiry, …).
         #[schemars(schema_with = "revocation_reason")]
         reason: &'a str,
     },
@@ -47,6 +52,7 @@ struct Frame<'a> {
 }
 
 impl Notice<'_> {
+    /// The notice as the JSON text of its frame.
     pub fn to_text(&self) -> String {
         // Serialising these plain structs cannot fail.
         serde_json::to_string(&Frame { notice: self }).unwrap_or_default()

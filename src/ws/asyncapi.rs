@@ -2,7 +2,7 @@
 //! that (de)serialize the frames, so the document cannot drift from the wire.
 //!
 //! Each frame's payload schema is one variant of [`ClientFrame`], [`ServerFrame`] or
-//! [`RoomFrame`] as schemars derives it from the serde attributes (draft-07, which
+//! the rooms' `RoomFrame` as schemars derives it from the serde attributes (draft-07, which
 //! AsyncAPI's default schema format extends), with the variant's doc comment as its
 //! description. The close codes come from [`CLOSE_CODES`]. Examples of server frames
 //! are serialized from real values; client examples are checked by a test to

@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use crate::{
-    rooms::MAX_BODY_CHARS,
-    sockets::{Close, Notice},
-};
 use crate::{
     auth::{CredentialSource, Identity},
     json_text,
+};
+pub use crate::{
+    rooms::MAX_BODY_CHARS,
+    sockets::{Close, Notice},
 };
 
 /// A frame from the client.
@@ -47,6 +47,7 @@ pub enum ClientFrame {
     },
     /// Leave a room: answered with `unsubscribed`.
     Unsubscribe {
+        /// The room to leave.
         #[schemars(pattern(crate::rooms::ANY_ROOM))]
         room: String,
     },
@@ -54,6 +55,7 @@ pub enum ClientFrame {
     /// `message`. No answer on success; an `error` (`invalid_message`, `forbidden`,
     /// `rate_limited`, …) otherwise.
     Publish {
+        /// The room to send to (a private room: members only).
         #[schemars(pattern(crate::rooms::ANY_ROOM))]
         room: String,
         /// 1–4096 characters.
@@ -120,7 +122,9 @@ pub enum ServerFrame<'a> {
     /// The socket is authenticated (the first frame the server sends). Resend your
     /// subscriptions after every (re)connect: a new socket is in no room.
     Welcome {
+        /// The authenticated user's id.
         user_id: Uuid,
+        /// The session the socket is bound to: it closes when this session ends.
         session_id: Uuid,
         /// Where the credential came from.
         auth_source: CredentialSource,
@@ -142,16 +146,20 @@ pub enum ServerFrame<'a> {
     },
     /// The answer to `whoami`.
     Identity {
+        /// The authenticated user's id.
         user_id: Uuid,
+        /// The session the socket is bound to.
         session_id: Uuid,
         /// Where the credential came from.
         auth_source: CredentialSource,
+        /// The session's absolute expiry, when the socket closes with 4403.
         #[serde(with = "time::serde::rfc3339")]
         #[schemars(with = "String", extend("format" = "date-time"))]
         session_expires_at: OffsetDateTime,
     },
     /// The answer to `subscribe`: the socket is in the room.
     Subscribed {
+        /// The room joined, as the `subscribe` named it.
         room: &'a str,
         /// Who is in the room now, the subscriber included.
         present: Vec<Uuid>,
@@ -159,6 +167,7 @@ pub enum ServerFrame<'a> {
     /// The socket left the room: the answer to `unsubscribe`, or (with `reason`) the
     /// server took it out.
     Unsubscribed {
+        /// The room the socket left.
         room: &'a str,
         /// `removed` when the server took the socket out (the user was removed from
         /// the room, or it was deleted): do not resubscribe. Absent when the client
@@ -168,6 +177,7 @@ pub enum ServerFrame<'a> {
     },
     /// A frame was refused; the socket lives.
     Error {
+        /// The stable code: what was wrong, and what to do (the socket lives).
         code: FrameError,
         /// Human text; `code` is the stable part.
         message: &'a str,
@@ -216,6 +226,7 @@ pub enum FrameError {
 }
 
 impl ServerFrame<'_> {
+    /// The `welcome` frame for an authenticated socket.
     pub fn welcome(id: &Identity, heartbeat_s: u64) -> Self {
         ServerFrame::Welcome {
             user_id: id.user_id.0,
@@ -226,6 +237,7 @@ impl ServerFrame<'_> {
         }
     }
 
+    /// The `identity` frame, the answer to `whoami`.
     pub fn identity(id: &Identity) -> Self {
         ServerFrame::Identity {
             user_id: id.user_id.0,
@@ -250,6 +262,7 @@ impl ServerFrame<'_> {
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// The frame as JSON text, as it goes on the wire.
     pub fn to_text(&self) -> String {
         // Serialising these plain structs cannot fail.
         serde_json::to_string(self).unwrap_or_default()
@@ -306,12 +319,16 @@ pub enum CloseAction {
 /// One row of the close-code table.
 #[derive(Debug, Clone, Copy)]
 pub struct CloseDoc {
+    /// The code and reason.
     pub close: Close,
     /// Whether the server sends it (1006 is what a client sees when no close frame
     /// arrived at all).
     pub sent_by_server: bool,
+    /// When a socket gets it.
     pub when: &'static str,
+    /// What a client should do, machine-readable.
     pub action: CloseAction,
+    /// What a client should do, in words.
     pub client_should: &'static str,
 }
 

@@ -44,7 +44,9 @@ pub struct SessionSettings {
 /// Where a session was opened from, for the session list.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
+    /// The request's `User-Agent`, when it sent one.
     pub user_agent: Option<String>,
+    /// The client IP (behind a trusted proxy, the one it reports), when known.
     pub ip: Option<String>,
 }
 
@@ -58,12 +60,19 @@ pub struct Opened {
 /// One active session, as a session list shows it.
 #[derive(Debug, Clone)]
 pub struct SessionSummary {
+    /// The session's id.
     pub id: SessionId,
+    /// When it was opened (the login).
     pub created_at: OffsetDateTime,
+    /// When it was last used (recorded at most once a minute).
     pub last_used_at: OffsetDateTime,
+    /// Its absolute expiry.
     pub expires_at: OffsetDateTime,
+    /// When it expires unless used again (last use plus the idle window).
     pub idle_expires_at: OffsetDateTime,
+    /// The `User-Agent` of the login, when it sent one.
     pub user_agent: Option<String>,
+    /// The client IP of the login, when known.
     pub ip: Option<String>,
 }
 

@@ -92,6 +92,7 @@ pub struct HeadWatch {
 }
 
 impl HeadWatch {
+    /// The state of a fresh connection: no byte read or written yet.
     pub fn new() -> Self {
         Self {
             read: ReadPhase::Idle { fresh: true },

@@ -27,30 +27,55 @@ use crate::auth::AuthError;
 #[oai(rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
+    /// 401: the request carried no credential (no `Authorization` header, no session cookie).
     MissingCredentials,
+    /// 401: the access token is malformed, badly signed or expired; refresh it and retry.
     InvalidToken,
+    /// 401: the credential's session was revoked (logout, an admin, token reuse); log in again.
     SessionRevoked,
+    /// 401: the credential's session passed its idle or absolute expiry; log in again.
     SessionExpired,
+    /// 403: a cookie credential came from an origin that is not allowed (the CSRF rule).
     OriginRefused,
+    /// 401: login with a wrong email or password (it never says which).
     InvalidCredentials,
+    /// 401: the refresh token is unknown, expired, or of a session that has ended; log in again.
     InvalidRefreshToken,
+    /// 401: a spent refresh token came back after the grace window; its session is now revoked.
     RefreshTokenReused,
+    /// 400: the input parsed but breaks a rule; the message says which.
     InvalidInput,
+    /// 400: a body, parameter or header did not parse (or a WebSocket handshake not over HTTP/1.1).
     BadRequest,
+    /// 409: registering an email that already has an account.
     EmailTaken,
+    /// 409: creating a room whose name is already taken.
     RoomExists,
+    /// 403: not allowed for this caller (a private room they are not in, an owner-only operation).
     Forbidden,
+    /// 404: no such route, or no such resource among the caller's own.
     NotFound,
+    /// 405: the route exists but not with this method; `Allow` lists the ones it has.
     MethodNotAllowed,
+    /// 429: the client went over a rate limit; retry after `Retry-After` seconds.
     RateLimited,
+    /// 429: the user holds `DOORMAN_WS_MAX_SOCKETS_PER_USER` sockets; close one or retry later.
     TooManySockets,
+    /// 413: the request body is over 64 KiB.
     PayloadTooLarge,
+    /// 431: `Cookie` or `Authorization` is over 8 KiB, or all headers over 32 KiB.
     HeadersTooLarge,
+    /// 408: the body did not arrive within `DOORMAN_BODY_TIMEOUT_SECONDS`; the connection closes.
     RequestTimeout,
+    /// 415: the body is not sent as `application/json`.
     UnsupportedMediaType,
+    /// 503: a WebSocket handshake reached a server that is draining to stop; reconnect.
     ShuttingDown,
+    /// 503: too many password checks wait already; retry after `Retry-After` seconds.
     Overloaded,
+    /// 503: the database cannot be reached; retry after `Retry-After` seconds.
     DatabaseUnavailable,
+    /// 500: a server-side failure; the message names the request id whose cause is logged.
     InternalError,
 }
 
@@ -72,6 +97,7 @@ impl From<AuthError> for ErrorCode {
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A credential that does not hold (401, or 403 `origin_refused`).
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// Input that parsed but breaks a rule (`invalid_input`).
@@ -80,42 +106,63 @@ pub enum Error {
     /// Input that did not parse (`bad_request`).
     #[error("{0}")]
     BadRequest(String),
+    /// The email already has an account (`email_taken`, 409).
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// The room name is taken (`room_exists`, 409).
     #[error("a room with this name already exists")]
     RoomExists,
     /// Not allowed for this caller (a private room they are not a member of, an
     /// owner-only operation). Never says whether a private room exists.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// No such resource, or not the caller's (`not_found`, 404).
     #[error("not found")]
     NotFound,
+    /// A rate limit was hit (`rate_limited`, 429).
     #[error("too many requests; retry in {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        /// Seconds until the limit lets the client through again (`Retry-After`).
+        retry_after_secs: u64,
+    },
+    /// The body is over the size limit (`payload_too_large`, 413).
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// A credential header or the whole head is over its limit (`headers_too_large`, 431).
     #[error("request headers are too large")]
     HeadersTooLarge,
     /// The request body did not arrive within `DOORMAN_BODY_TIMEOUT_SECONDS`.
     #[error("the request body did not arrive in time")]
     RequestTimeout,
+    /// The user is at the per-user socket cap (`too_many_sockets`, 429).
     #[error("this user has too many open sockets")]
     TooManySockets,
+    /// The server is draining and takes no new sockets (`shutting_down`, 503).
     #[error("the server is shutting down")]
     ShuttingDown,
     /// More password hashes wait than the hashing threads can serve promptly.
     #[error("the server is busy checking passwords; retry in {retry_after_secs} s")]
-    Overloaded { retry_after_secs: u64 },
+    Overloaded {
+        /// Seconds the client is told to wait (`Retry-After`).
+        retry_after_secs: u64,
+    },
     /// The database cannot be reached (refused, dropped, timed out, shutting down).
     /// The source is logged, never sent: the client only learns to retry.
     #[error("the database is unavailable; retry shortly")]
-    DatabaseUnavailable { source: sea_orm::DbErr },
+    DatabaseUnavailable {
+        /// The connection failure, for the log.
+        source: sea_orm::DbErr,
+    },
     /// The database answered with an error: logged with its source, answered 500.
     #[error("internal error: database")]
-    Database { source: sea_orm::DbErr },
+    Database {
+        /// The database's error, for the log.
+        source: sea_orm::DbErr,
+    },
     /// A server-side failure. The detail is logged, never sent.
     #[error("internal error: {detail}")]
     Internal {
+        /// What failed, for the log (the client sees only the request id).
         detail: String,
         /// What made it fail, when there is such an error (logged as a chain).
         #[source]
@@ -124,6 +171,7 @@ pub enum Error {
 }
 
 impl Error {
+    /// A server-side failure with no underlying error (500; `detail` is only logged).
     pub fn internal(detail: impl Into<String>) -> Self {
         Error::Internal {
             detail: detail.into(),
@@ -153,6 +201,7 @@ impl Error {
         }
     }
 
+    /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Auth(AuthError::OriginRefused) | Error::Forbidden(_) => StatusCode::FORBIDDEN,

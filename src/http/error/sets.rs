@@ -13,6 +13,7 @@ use super::{Error, ErrorBody};
 
 /// A set of error statuses one operation can answer with, for the spec.
 pub trait ErrorSet: Send + Sync + 'static {
+    /// The statuses (e.g. `[401, 429]`) the operation's spec lists.
     const STATUSES: &'static [u16];
 }
 
