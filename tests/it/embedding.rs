@@ -88,6 +88,8 @@ async fn host(adjust: impl FnOnce(&mut Config)) -> Hosted {
         .at("/plain", get(plain))
         .at("/live", get(live))
         .at("/strict", get(strict))
+        // doorman's own socket protocol, at a path the host chose.
+        .at("/chat", get(doorman::ws::route))
         .nest("/", api);
     let listener = doorman.listen().await.unwrap();
     let addr = *listener.local_addr()[0].as_socket_addr().unwrap();
@@ -189,4 +191,19 @@ async fn a_host_socket_without_opt_ins_gets_only_its_own_frames_and_doormans_lim
     }
     let (code, _) = expect_close(&mut ws, Duration::from_secs(2)).await;
     assert_eq!(code, 4429);
+}
+
+#[tokio::test]
+async fn doormans_own_socket_protocol_mounts_at_a_path_the_host_chooses() {
+    let host = host(|_| {}).await;
+    let tokens = host.api.user_with_tokens().await;
+    let mut ws = host.api.ws_at("/chat", &tokens).await.expect("handshake");
+    let welcome = next_json(&mut ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["user_id"], tokens.user_id.as_str());
+    send_json(&mut ws, json!({"type": "ping", "id": 7})).await;
+    assert_eq!(next_json(&mut ws).await, json!({"type": "pong", "id": 7}));
+    assert_eq!(host.api.logout(&tokens).await.status(), 204);
+    let (code, _) = expect_close(&mut ws, Duration::from_secs(1)).await;
+    assert_eq!(code, 4403);
 }
