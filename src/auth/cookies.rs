@@ -13,25 +13,38 @@ use super::AuthError;
 pub struct CookieSettings {
     /// The access-token cookie's name (`__Host-` prefixed on https).
     pub access_name: &'static str,
-    /// The refresh-token cookie's name (`__Secure-` prefixed on https).
+    /// The refresh-token cookie's name (`__Host-` prefixed on https).
     pub refresh_name: &'static str,
     /// The device cookie (see [`super::devices`]): outlives logout on purpose.
     pub device_name: &'static str,
+    /// The path of the refresh and device cookies.
+    auth_path: &'static str,
     secure: bool,
 }
 
-/// The path the refresh cookie is scoped to, so it travels only to the auth endpoints.
+/// The path the refresh and device cookies are scoped to over plain http, so they
+/// travel only to the auth endpoints.
 pub const REFRESH_COOKIE_PATH: &str = "/api/auth";
 
+/// The refresh cookie's name before it took the `__Host-` prefix (path `/api/auth`):
+/// expired at logout so that browsers drop it, never read.
+const LEGACY_REFRESH_NAME: &str = "__Secure-doorman_refresh";
+
 impl CookieSettings {
-    /// On https the access cookie gets the `__Host-` prefix (Secure, Path=/, no
-    /// Domain) and the refresh cookie `__Secure-` (it has a narrower path).
+    /// On https every cookie gets the `__Host-` prefix (Secure, Path=/, no Domain).
+    /// Why the refresh and device cookies too, at the price of travelling to every
+    /// path: a page on a sibling subdomain can set a cookie for the parent domain,
+    /// and a `__Secure-` name does not stop it; a planted refresh cookie would sign
+    /// the browser into the planter's account at the next cookie refresh (login
+    /// CSRF by cookie tossing). A `__Host-` cookie can only be set by this host, so
+    /// a planted one never has the name doorman reads.
     pub fn new(https: bool) -> Self {
         if https {
             Self {
                 access_name: "__Host-doorman_access",
-                refresh_name: "__Secure-doorman_refresh",
-                device_name: "__Secure-doorman_device",
+                refresh_name: "__Host-doorman_refresh",
+                device_name: "__Host-doorman_device",
+                auth_path: "/",
                 secure: true,
             }
         } else {
@@ -39,6 +52,7 @@ impl CookieSettings {
                 access_name: "doorman_access",
                 refresh_name: "doorman_refresh",
                 device_name: "doorman_device",
+                auth_path: REFRESH_COOKIE_PATH,
                 secure: false,
             }
         }
@@ -49,30 +63,36 @@ impl CookieSettings {
         self.build(self.access_name, token, "/", max_age_secs)
     }
 
-    /// The refresh cookie carrying `token`, sent only to `/api/auth`, kept
-    /// `max_age_secs` seconds.
+    /// The refresh cookie carrying `token`, kept `max_age_secs` seconds: sent only
+    /// to `/api/auth` over http, to every path (its `__Host-` prefix needs it) over
+    /// https.
     pub fn refresh(&self, token: &str, max_age_secs: u64) -> Cookie {
-        self.build(self.refresh_name, token, REFRESH_COOKIE_PATH, max_age_secs)
+        self.build(self.refresh_name, token, self.auth_path, max_age_secs)
     }
 
-    /// The device cookie: only the login endpoint needs it, so it travels only to
-    /// the auth endpoints, like the refresh cookie.
+    /// The device cookie: only the login endpoint needs it; scoped like the
+    /// refresh cookie.
     pub fn device(&self, value: &str) -> Cookie {
         self.build(
             self.device_name,
             value,
-            REFRESH_COOKIE_PATH,
+            self.auth_path,
             super::devices::DEVICE_LIFETIME_SECS,
         )
     }
 
     /// Cookies that make the browser forget both credentials (not the device
-    /// cookie: a device stays known after logout).
-    pub fn cleared(&self) -> [Cookie; 2] {
-        [
+    /// cookie: a device stays known after logout); over https also the refresh
+    /// cookie of the name it had before its `__Host-` prefix.
+    pub fn cleared(&self) -> Vec<Cookie> {
+        let mut cleared = vec![
             self.build(self.access_name, "", "/", 0),
-            self.build(self.refresh_name, "", REFRESH_COOKIE_PATH, 0),
-        ]
+            self.build(self.refresh_name, "", self.auth_path, 0),
+        ];
+        if self.secure {
+            cleared.push(self.build(LEGACY_REFRESH_NAME, "", REFRESH_COOKIE_PATH, 0));
+        }
+        cleared
     }
 
     fn build(&self, name: &str, value: &str, path: &str, max_age_secs: u64) -> Cookie {

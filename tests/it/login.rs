@@ -75,11 +75,18 @@ async fn https_public_url_makes_cookies_secure_with_host_prefix() {
         .find(|l| l.starts_with("__Host-doorman_access="))
         .expect("__Host- cookie");
     assert!(access.contains("Secure") && access.contains("Path=/") && !access.contains("Domain"));
-    let refresh = lines
-        .iter()
-        .find(|l| l.starts_with("__Secure-doorman_refresh="))
-        .expect("__Secure- cookie");
-    assert!(refresh.contains("Secure"));
+    // The refresh and device cookies too: a sibling subdomain cannot plant a
+    // `__Host-` cookie (see refresh::a_refresh_cookie_planted_by_a_sibling_…).
+    for name in ["__Host-doorman_refresh=", "__Host-doorman_device="] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {lines:?}"));
+        assert!(
+            line.contains("Secure") && line.contains("Path=/;") && !line.contains("Domain"),
+            "{line}"
+        );
+    }
 }
 
 #[tokio::test]

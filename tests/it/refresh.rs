@@ -180,3 +180,62 @@ async fn cookie_refresh_accepts_no_body_at_all() {
     let resp = app.refresh_without_body(Anonymous).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Cookie tossing: behind TLS at `https://app.example.test`, a page on a sibling
+/// (`https://evil.example.test`) can set a cookie with `Domain=example.test`, but
+/// never a `__Host-` one. Its planted refresh token (of the attacker's own account)
+/// must not sign the victim's browser in at the next cookie refresh.
+#[tokio::test]
+async fn a_refresh_cookie_planted_by_a_sibling_subdomain_is_never_read() {
+    const PUBLIC: &str = "https://app.example.test";
+    let app = spawn_with(|c| c.public_url = Some(PUBLIC.parse().unwrap())).await;
+    let attacker = app.new_user().await;
+    let login = app.login_cookie_mode(&attacker, PASSWORD).await;
+    let planted = cookie_value(&set_cookie_lines(&login), "__Host-doorman_refresh")
+        .expect("the host's refresh cookie");
+    // What a sibling can plant: any name but a `__Host-` one.
+    for name in ["__Secure-doorman_refresh", "doorman_refresh"] {
+        let tossed = app
+            .refresh_cookie(Credential::Cookie(format!("{name}={planted}")))
+            .origin(PUBLIC)
+            .await;
+        let lines = set_cookie_lines(&tossed);
+        assert!(
+            !lines.iter().any(|l| l.contains("doorman_access=ey")),
+            "{name}: {lines:?}"
+        );
+        assert_error(tossed, 401, "missing_credentials").await;
+    }
+    // The cookie the host set itself still refreshes.
+    let own = app
+        .refresh_cookie(Credential::Cookie(format!(
+            "__Host-doorman_refresh={planted}"
+        )))
+        .origin(PUBLIC)
+        .await;
+    assert_eq!(own.status(), StatusCode::OK);
+}
+
+/// Logging out over https also expires the refresh cookie of the name it had before
+/// its `__Host-` prefix, so browsers that still hold one drop it.
+#[tokio::test]
+async fn logout_over_https_clears_the_old_refresh_cookie_too() {
+    const PUBLIC: &str = "https://app.example.test";
+    let app = spawn_with(|c| c.public_url = Some(PUBLIC.parse().unwrap())).await;
+    let email = app.new_user().await;
+    let tokens = app.login_tokens(&email).await;
+    let out = app.logout(&tokens).await;
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let lines = set_cookie_lines(&out);
+    for (name, path) in [
+        ("__Host-doorman_access=", "Path=/;"),
+        ("__Host-doorman_refresh=", "Path=/;"),
+        ("__Secure-doorman_refresh=", "Path=/api/auth;"),
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {lines:?}"));
+        assert!(line.contains("Max-Age=0") && line.contains(path), "{line}");
+    }
+}
