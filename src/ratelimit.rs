@@ -336,6 +336,8 @@ pub struct Limits {
     /// HTTP publishes per client IP: bounds what many accounts behind one address
     /// can push (five users' worth of budget).
     pub publish_ip: KeyedLimit<IpAddr>,
+    /// Private rooms created per user (`DOORMAN_ROOM_CREATE_PER_MINUTE`).
+    pub room_create: KeyedLimit<UserId>,
 }
 
 impl Limits {
@@ -364,6 +366,10 @@ impl Limits {
                 Quota::per_second(nz(config.publish_per_second.saturating_mul(5)))
                     .allow_burst(nz(config.publish_per_second.saturating_mul(10))),
             ),
+            room_create: KeyedLimit::new(
+                "room_create",
+                Quota::per_minute(nz(config.room_create_per_minute)),
+            ),
         }
     }
 
@@ -375,6 +381,7 @@ impl Limits {
         self.login_failures.sweep();
         self.publish.sweep();
         self.publish_ip.sweep();
+        self.room_create.sweep();
     }
 
     /// Sweeps all limits every `every`, until the limits themselves are dropped

@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-pub use membership::{Member, Role, RoomInfo};
+pub use membership::{Member, Page, Role, RoomCaps, RoomInfo};
 pub use name::{ANY_ROOM, PRIVATE_ROOM, RoomName};
 pub use presence::Transition;
 
@@ -74,6 +74,15 @@ pub enum RoomError {
     Gone,
     #[error("the owner cannot leave a room; delete it instead")]
     OwnerCannotLeave,
+    /// The caller owns `DOORMAN_MAX_ROOMS_PER_USER` rooms already.
+    #[error("you own as many rooms as one user may; delete one first")]
+    TooManyRooms,
+    /// The user belongs to `DOORMAN_MAX_MEMBERSHIPS_PER_USER` rooms already.
+    #[error("this user belongs to as many rooms as one user may")]
+    TooManyMemberships,
+    /// The room has `DOORMAN_MAX_ROOM_MEMBERS` members already.
+    #[error("this room has as many members as a room may")]
+    RoomFull,
     #[error(transparent)]
     Core(#[from] crate::auth::Error),
 }
@@ -150,10 +159,10 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Db, caps: RoomCaps) -> Self {
         Self {
             tables: Arc::default(),
-            membership: Membership::new(db),
+            membership: Membership::new(db, caps),
             relay: Arc::default(),
         }
     }
@@ -386,14 +395,27 @@ impl Rooms {
         self.membership.create(room, owner).await
     }
 
-    /// The private rooms `user` owns or belongs to.
-    pub async fn rooms_of(&self, user: UserId) -> Result<Vec<RoomInfo>, RoomError> {
-        self.membership.rooms_of(user).await
+    /// The private rooms `user` owns or belongs to, by name: a page of at most
+    /// `limit` after the name `after`.
+    pub async fn rooms_of(
+        &self,
+        user: UserId,
+        after: Option<&RoomName>,
+        limit: usize,
+    ) -> Result<Page<RoomInfo, String>, RoomError> {
+        self.membership.rooms_of(user, after, limit).await
     }
 
-    /// The members of a private room, for its members.
-    pub async fn members(&self, room: &RoomName, by: UserId) -> Result<Vec<Member>, RoomError> {
-        self.membership.members(room, by).await
+    /// The members of a private room, for its members: a page of at most `limit`
+    /// after the member `after` (the owner first).
+    pub async fn members(
+        &self,
+        room: &RoomName,
+        by: UserId,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Page<Member, Uuid>, RoomError> {
+        self.membership.members(room, by, after, limit).await
     }
 
     /// Adds a member (owner only).

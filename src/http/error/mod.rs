@@ -39,6 +39,7 @@ pub enum ErrorCode {
     BadRequest,
     EmailTaken,
     RoomExists,
+    LimitReached,
     Forbidden,
     NotFound,
     MethodNotAllowed,
@@ -84,6 +85,10 @@ pub enum Error {
     EmailTaken,
     #[error("a room with this name already exists")]
     RoomExists,
+    /// A cap on what one user's requests may make the server hold (rooms owned,
+    /// rooms joined, members of a room): 409 `limit_reached`.
+    #[error("{0}")]
+    LimitReached(String),
     /// Not allowed for this caller (a private room they are not a member of, an
     /// owner-only operation). Never says whether a private room exists.
     #[error("{0}")]
@@ -131,6 +136,7 @@ impl Error {
             Error::BadRequest(_) => ErrorCode::BadRequest,
             Error::EmailTaken => ErrorCode::EmailTaken,
             Error::RoomExists => ErrorCode::RoomExists,
+            Error::LimitReached(_) => ErrorCode::LimitReached,
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::NotFound => ErrorCode::NotFound,
             Error::RateLimited { .. } => ErrorCode::RateLimited,
@@ -150,7 +156,7 @@ impl Error {
             Error::Auth(AuthError::OriginRefused) | Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Auth(_) => StatusCode::UNAUTHORIZED,
             Error::Invalid(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::EmailTaken | Error::RoomExists => StatusCode::CONFLICT,
+            Error::EmailTaken | Error::RoomExists | Error::LimitReached(_) => StatusCode::CONFLICT,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::RateLimited { .. } | Error::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             Error::ShuttingDown | Error::Overloaded { .. } | Error::DatabaseUnavailable { .. } => {
