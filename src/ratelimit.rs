@@ -322,6 +322,21 @@ fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)
 }
 
+/// The name of every limit: the `limit` label of `doorman_rate_limited_total`.
+pub const LIMIT_NAMES: &[&str] = &[
+    "ws_handshake",
+    "login",
+    "register",
+    "refresh",
+    "publish",
+    "publish_ip",
+    "room_create",
+    "login_account",
+    "login_account_daily",
+    "login_account_ip",
+    "login_device",
+];
+
 /// Every limit of the server.
 pub struct Limits {
     pub ws_handshake: KeyedLimit<IpAddr>,
@@ -405,6 +420,31 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limit_names_lists_every_limit() {
+        use clap::Parser;
+        let config = Config::try_parse_from(["doorman"]).unwrap();
+        let limits = Limits::new(&config);
+        let t = &limits.login_failures;
+        let mut names = vec![
+            limits.ws_handshake.name,
+            limits.login.name,
+            limits.register.name,
+            limits.refresh.name,
+            limits.publish.name,
+            limits.publish_ip.name,
+            limits.room_create.name,
+            t.per_account.name,
+            t.per_account_daily.name,
+            t.per_account_ip.name,
+            t.per_device.name,
+        ];
+        names.sort_unstable();
+        let mut listed = LIMIT_NAMES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(names, listed);
+    }
 
     #[test]
     fn a_flood_of_distinct_keys_is_forgotten_by_the_sweep() {
