@@ -76,6 +76,23 @@ pub struct Config {
     #[arg(long, env = "DOORMAN_PUBLISH_PER_SECOND", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub publish_per_second: u32,
 
+    /// Private rooms one user may create per minute (burst the same).
+    #[arg(long, env = "DOORMAN_ROOM_CREATE_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub room_create_per_minute: u32,
+
+    /// Private rooms one user may own at once.
+    #[arg(long, env = "DOORMAN_MAX_ROOMS_PER_USER", default_value_t = 100, value_parser = parse_positive_count)]
+    pub max_rooms_per_user: usize,
+
+    /// Private rooms one user may belong to at once (owned ones included): nobody
+    /// can add a user to rooms without end.
+    #[arg(long, env = "DOORMAN_MAX_MEMBERSHIPS_PER_USER", default_value_t = 500, value_parser = parse_positive_count)]
+    pub max_memberships_per_user: usize,
+
+    /// Members one private room may have (its owner included).
+    #[arg(long, env = "DOORMAN_MAX_ROOM_MEMBERS", default_value_t = 1000, value_parser = parse_positive_count)]
+    pub max_room_members: usize,
+
     /// Access-token lifetime in seconds.
     #[arg(long = "access-ttl-seconds", env = "DOORMAN_ACCESS_TTL_SECONDS", default_value = "900", value_parser = parse_positive_seconds)]
     pub access_ttl: Duration,

@@ -128,7 +128,14 @@ impl Builder {
         crate::janitor::spawn(db.clone(), config.retention);
         let limits = Arc::new(Limits::new(&config));
         limits.spawn_sweeper(Duration::from_secs(60));
-        let rooms = Rooms::new(db.clone());
+        let rooms = Rooms::new(
+            db.clone(),
+            crate::rooms::RoomCaps {
+                rooms_per_user: config.max_rooms_per_user,
+                memberships_per_user: config.max_memberships_per_user,
+                members_per_room: config.max_room_members,
+            },
+        );
         let registry = Registry::new(config.ws_max_sockets_per_user);
         registry.spawn_event_listener(auth.clone());
         registry.spawn_sweeper(auth.clone(), config.sweep);

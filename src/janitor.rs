@@ -20,6 +20,10 @@ const BATCH: u64 = 1000;
 /// The advisory lock's key: "doorman janitor".
 const LOCK_KEY: i64 = 0x646f_6f72_6a61_6e69;
 
+/// The tables the janitor deletes from: the `table` label of
+/// `doorman_janitor_deleted_total`.
+pub const TABLES: &[&str] = &["sessions", "refresh_tokens", "room_messages", "activity"];
+
 /// What one pass deleted, by table.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
@@ -57,6 +61,10 @@ pub async fn sweep(db: &Db, retention: Duration) -> Result<Swept, DbErr> {
         room_messages: batches(db, Table::RoomMessages, cutoff).await?,
         activity: batches(db, Table::Activity, cutoff).await?,
     };
+    debug_assert_eq!(
+        TABLES,
+        ["sessions", "refresh_tokens", "room_messages", "activity"]
+    );
     for (table, n) in [
         ("sessions", swept.sessions),
         ("refresh_tokens", swept.refresh_tokens),

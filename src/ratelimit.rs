@@ -322,6 +322,21 @@ fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)
 }
 
+/// The name of every limit: the `limit` label of `doorman_rate_limited_total`.
+pub const LIMIT_NAMES: &[&str] = &[
+    "ws_handshake",
+    "login",
+    "register",
+    "refresh",
+    "publish",
+    "publish_ip",
+    "room_create",
+    "login_account",
+    "login_account_daily",
+    "login_account_ip",
+    "login_device",
+];
+
 /// Every limit of the server.
 pub struct Limits {
     pub ws_handshake: KeyedLimit<IpAddr>,
@@ -336,6 +351,8 @@ pub struct Limits {
     /// HTTP publishes per client IP: bounds what many accounts behind one address
     /// can push (five users' worth of budget).
     pub publish_ip: KeyedLimit<IpAddr>,
+    /// Private rooms created per user (`DOORMAN_ROOM_CREATE_PER_MINUTE`).
+    pub room_create: KeyedLimit<UserId>,
 }
 
 impl Limits {
@@ -364,6 +381,10 @@ impl Limits {
                 Quota::per_second(nz(config.publish_per_second.saturating_mul(5)))
                     .allow_burst(nz(config.publish_per_second.saturating_mul(10))),
             ),
+            room_create: KeyedLimit::new(
+                "room_create",
+                Quota::per_minute(nz(config.room_create_per_minute)),
+            ),
         }
     }
 
@@ -375,6 +396,7 @@ impl Limits {
         self.login_failures.sweep();
         self.publish.sweep();
         self.publish_ip.sweep();
+        self.room_create.sweep();
     }
 
     /// Sweeps all limits every `every`, until the limits themselves are dropped
@@ -398,6 +420,31 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limit_names_lists_every_limit() {
+        use clap::Parser;
+        let config = Config::try_parse_from(["doorman"]).unwrap();
+        let limits = Limits::new(&config);
+        let t = &limits.login_failures;
+        let mut names = vec![
+            limits.ws_handshake.name,
+            limits.login.name,
+            limits.register.name,
+            limits.refresh.name,
+            limits.publish.name,
+            limits.publish_ip.name,
+            limits.room_create.name,
+            t.per_account.name,
+            t.per_account_daily.name,
+            t.per_account_ip.name,
+            t.per_device.name,
+        ];
+        names.sort_unstable();
+        let mut listed = LIMIT_NAMES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(names, listed);
+    }
 
     #[test]
     fn a_flood_of_distinct_keys_is_forgotten_by_the_sweep() {

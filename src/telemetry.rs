@@ -20,6 +20,119 @@ pub struct Gauges(pub Arc<dyn Fn() + Send + Sync>);
 #[cfg(feature = "server")]
 pub use exporter::{install, serve};
 
+/// Describes every family and registers its series at 0 (for labelled families,
+/// those whose label values are known in advance), so that each is in the first
+/// scrape: an alert or a ratio on a family that has not happened yet sees 0, not
+/// nothing. docs/operations.md lists the same families; `metrics::every_family_*`
+/// checks the first scrape against it.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+fn describe() {
+    use metrics::{
+        counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    };
+
+    crate::auth::outcomes::register();
+
+    describe_counter!(
+        "doorman_http_requests_total",
+        "HTTP requests, WebSocket handshakes included, by route, method and status"
+    );
+    describe_histogram!(
+        "doorman_http_request_duration_seconds",
+        "time in the server from the request head to the response head, by route"
+    );
+    // Routes, methods and statuses are open-ended: the readiness probe's series
+    // stands for the family.
+    counter!("doorman_http_requests_total", "route" => "readyz", "method" => "GET", "status" => "200").increment(0);
+    let _ = histogram!("doorman_http_request_duration_seconds", "route" => "readyz");
+
+    describe_counter!(
+        "doorman_ws_handshakes_total",
+        "WebSocket handshakes, by outcome (upgraded or the refusal's status)"
+    );
+    counter!("doorman_ws_handshakes_total", "outcome" => "upgraded").increment(0);
+    describe_gauge!(
+        "doorman_ws_sockets_open",
+        "open sockets on this instance, pending ones included"
+    );
+    gauge!("doorman_ws_sockets_open").set(0.0);
+
+    describe_counter!(
+        "doorman_revocations_total",
+        "sessions ended early by this instance, by reason"
+    );
+    for reason in crate::auth::RevocationReason::ALL {
+        if reason != crate::auth::RevocationReason::Expired {
+            counter!("doorman_revocations_total", "reason" => reason.as_str()).increment(0);
+        }
+    }
+    describe_histogram!(
+        "doorman_revocation_close_seconds",
+        "from learning of a revocation to the session's sockets being told to close"
+    );
+    let _ = histogram!("doorman_revocation_close_seconds");
+
+    describe_counter!("doorman_rate_limited_total", "refusals by limit");
+    for limit in crate::ratelimit::LIMIT_NAMES {
+        counter!("doorman_rate_limited_total", "limit" => *limit).increment(0);
+    }
+
+    describe_gauge!(
+        "doorman_password_hashes_running",
+        "Argon2 hashes running on the hashing threads"
+    );
+    gauge!("doorman_password_hashes_running").set(0.0);
+    describe_gauge!(
+        "doorman_password_hashes_queued",
+        "Argon2 hashes waiting for a hashing thread"
+    );
+    gauge!("doorman_password_hashes_queued").set(0.0);
+    describe_gauge!(
+        "doorman_db_pool_connections",
+        "the database pool's open connections"
+    );
+    gauge!("doorman_db_pool_connections").set(0.0);
+    describe_gauge!(
+        "doorman_db_pool_in_use",
+        "the database pool's connections serving a statement"
+    );
+    gauge!("doorman_db_pool_in_use").set(0.0);
+    describe_gauge!(
+        "doorman_db_queries_in_flight",
+        "statements waiting for a connection or running"
+    );
+    gauge!("doorman_db_queries_in_flight").increment(0.0);
+
+    describe_counter!(
+        "doorman_cluster_reconnects_total",
+        "LISTEN reconnections (PostgreSQL only)"
+    );
+    counter!("doorman_cluster_reconnects_total").increment(0);
+    describe_gauge!(
+        "doorman_cluster_listener_connected",
+        "1 while the PostgreSQL LISTEN connection is up (set by the listener, PostgreSQL only)"
+    );
+
+    describe_counter!(
+        "doorman_cache_lookups_total",
+        "lookups of the two caches on the hot path, by cache and result"
+    );
+    for cache in ["sessions", "verified_tokens"] {
+        for result in ["hit", "miss"] {
+            counter!("doorman_cache_lookups_total", "cache" => cache, "result" => result)
+                .increment(0);
+        }
+    }
+
+    describe_counter!(
+        "doorman_janitor_deleted_total",
+        "rows the janitor deleted, by table"
+    );
+    for table in crate::janitor::TABLES {
+        counter!("doorman_janitor_deleted_total", "table" => *table).increment(0);
+    }
+}
+
 #[cfg(feature = "server")]
 mod exporter {
     use std::time::Duration;
@@ -50,6 +163,7 @@ mod exporter {
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
         let _ = HANDLE.set(handle.clone());
+        super::describe();
         // Histograms and idle series need periodic upkeep.
         let upkeep = handle.clone();
         tokio::spawn(async move {

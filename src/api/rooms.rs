@@ -3,7 +3,11 @@
 //! the same check as the WebSocket route ([`crate::rooms::Rooms::may_enter`]).
 
 use poem::{Request, web::Data};
-use poem_openapi::{ApiResponse, OpenApi, param::Path, payload::Json};
+use poem_openapi::{
+    ApiResponse, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
 use uuid::Uuid;
 
 use super::{
@@ -22,10 +26,35 @@ use crate::{
 };
 
 error_set!(PublishErrors: 400, 401, 403, 408, 413, 415, 429, 503);
-error_set!(CreateErrors: 400, 401, 403, 408, 409, 413, 415, 503);
-error_set!(ListErrors: 401, 403, 503);
+error_set!(CreateErrors: 400, 401, 403, 408, 409, 413, 415, 429, 503);
+error_set!(ListErrors: 400, 401, 403, 503);
 error_set!(RoomErrors: 400, 401, 403, 503);
-error_set!(MemberErrors: 400, 401, 403, 404, 503);
+error_set!(MemberErrors: 400, 401, 403, 404, 409, 503);
+
+/// A page's size when the request names none, and the largest it may name.
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 500;
+
+/// A page of a list: the items in the body, and the next page (if any) in a
+/// `Link` header (RFC 8288), `<…?limit=N&after=CURSOR>; rel="next"`.
+#[derive(ApiResponse)]
+pub enum Listed<T: poem_openapi::types::ToJSON + Send + Sync> {
+    /// One page. A `Link` header with `rel="next"` says where the next one is;
+    /// without it this is the last.
+    #[oai(status = 200)]
+    Page(
+        Json<Vec<T>>,
+        /// `<PATH?limit=N&after=CURSOR>; rel="next"` while more follow. The cursor
+        /// is the last item's room name (rooms) or user id (members).
+        #[oai(header = "Link")]
+        Option<String>,
+    ),
+}
+
+/// The `Link` header of the page after `cursor`.
+fn next_link(path: &str, limit: u32, cursor: Option<impl std::fmt::Display>) -> Option<String> {
+    cursor.map(|c| format!("<{path}?limit={limit}&after={c}>; rel=\"next\""))
+}
 
 /// Room refusals at the edge: one `forbidden` for every "not yours" case.
 impl From<crate::rooms::RoomError> for crate::http::error::Error {
@@ -33,6 +62,9 @@ impl From<crate::rooms::RoomError> for crate::http::error::Error {
         use crate::{http::error::Error, rooms::RoomError as R};
         match e {
             R::InvalidName | R::NotPrivate | R::OwnerCannotLeave => Error::Invalid(e.to_string()),
+            R::TooManyRooms | R::TooManyMemberships | R::RoomFull => {
+                Error::LimitReached(e.to_string())
+            }
             R::Forbidden => Error::Forbidden("not allowed in this room"),
             R::Exists => Error::RoomExists,
             R::UnknownUser | R::Gone => Error::NotFound,
@@ -72,6 +104,10 @@ impl RoomApi {
     ///
     /// The name must start with `private:`. The caller becomes its owner and first
     /// member; only members may subscribe, publish, and read its members and presence.
+    /// At most `DOORMAN_ROOM_CREATE_PER_MINUTE` creations a minute per user (429 with
+    /// `Retry-After` past it); 409 `limit_reached` when the caller owns
+    /// `DOORMAN_MAX_ROOMS_PER_USER` rooms or belongs to
+    /// `DOORMAN_MAX_MEMBERSHIPS_PER_USER`.
     #[oai(path = "/rooms", method = "post", operation_id = "createRoom")]
     async fn create(
         &self,
@@ -80,21 +116,38 @@ impl RoomApi {
         body: Json<CreateRoomRequest>,
     ) -> Result<Created, Fail<CreateErrors>> {
         let room = RoomName::parse(&body.0.name.0)?;
+        state.limits.room_create.check(&auth.0.user_id)?;
         let created = state.rooms.create(&room, auth.0.user_id).await?;
         Ok(Created::Created(Json(created.into())))
     }
 
     /// List my private rooms
     ///
-    /// The private rooms the caller owns or is a member of.
+    /// The private rooms the caller owns or is a member of, by name, a page at a
+    /// time: `limit` (1 to 500, default 100) after the room `after`. The `Link`
+    /// header (`rel="next"`) gives the next page's URL while there is one.
     #[oai(path = "/rooms", method = "get", operation_id = "listRooms")]
     async fn list(
         &self,
         state: Data<&Doorman>,
         auth: Authenticated,
-    ) -> Result<Json<Vec<Room>>, Fail<ListErrors>> {
-        let rooms = state.rooms.rooms_of(auth.0.user_id).await?;
-        Ok(Json(rooms.into_iter().map(Room::from).collect()))
+        /// Rooms per page, 1 to 500 (default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
+        limit: Query<Option<u32>>,
+        /// The cursor: the last room of the previous page (from its `Link` header).
+        #[oai(validator(max_length = 72))]
+        after: Query<Option<String>>,
+    ) -> Result<Listed<Room>, Fail<ListErrors>> {
+        let limit = limit.0.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let after = after.0.as_deref().map(RoomName::parse).transpose()?;
+        let page = state
+            .rooms
+            .rooms_of(auth.0.user_id, after.as_ref(), limit as usize)
+            .await?;
+        Ok(Listed::Page(
+            Json(page.items.into_iter().map(Room::from).collect()),
+            next_link("/api/rooms", limit, page.next),
+        ))
     }
 
     /// Delete a private room
@@ -117,7 +170,9 @@ impl RoomApi {
 
     /// List a private room's members
     ///
-    /// Members only; the owner first.
+    /// Members only; the owner first, then the others by user id, a page at a
+    /// time: `limit` (1 to 500, default 100) after the member `after`. The `Link`
+    /// header (`rel="next"`) gives the next page's URL while there is one.
     #[oai(
         path = "/rooms/:room/members",
         method = "get",
@@ -130,16 +185,32 @@ impl RoomApi {
         /// `private:` and 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is 400
         /// `invalid_input`.
         room: Path<PrivateRoomParam>,
-    ) -> Result<Json<Vec<RoomMember>>, Fail<RoomErrors>> {
+        /// Members per page, 1 to 500 (default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
+        limit: Query<Option<u32>>,
+        /// The cursor: the last member's user id on the previous page (from its
+        /// `Link` header).
+        after: Query<Option<Uuid>>,
+    ) -> Result<Listed<RoomMember>, Fail<RoomErrors>> {
         let room = RoomName::parse(&room.0.0)?;
-        let members = state.rooms.members(&room, auth.0.user_id).await?;
-        Ok(Json(members.into_iter().map(RoomMember::from).collect()))
+        let limit = limit.0.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let page = state
+            .rooms
+            .members(&room, auth.0.user_id, after.0, limit as usize)
+            .await?;
+        let path = format!("/api/rooms/{}/members", room.as_str());
+        Ok(Listed::Page(
+            Json(page.items.into_iter().map(RoomMember::from).collect()),
+            next_link(&path, limit, page.next),
+        ))
     }
 
     /// Add a member
     ///
     /// Owner only; adding a member twice changes nothing. 404 for an unknown user,
-    /// and for a room deleted while the member was being added.
+    /// and for a room deleted while the member was being added. 409
+    /// `limit_reached` when the room has `DOORMAN_MAX_ROOM_MEMBERS` members, or the
+    /// user belongs to `DOORMAN_MAX_MEMBERSHIPS_PER_USER` rooms.
     #[oai(
         path = "/rooms/:room/members/:user_id",
         method = "put",

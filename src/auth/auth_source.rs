@@ -15,7 +15,7 @@ use poem::{
 use std::sync::Arc;
 
 use super::Error;
-use super::{Auth, AuthError, CredentialSource, Identity, cookies};
+use super::{Auth, AuthError, CredentialSource, Identity, cookies, outcomes};
 
 /// A credential as the request presented it, not yet verified.
 #[derive(Debug, PartialEq, Eq)]
@@ -84,7 +84,22 @@ impl AuthSource {
     /// The request's identity; `None` when it presents no credential at all.
     pub async fn resolve_optional(&self, req: &Request) -> Result<Option<Identity>, Error> {
         let auth = &self.auth;
-        match credential_in_headers(req.headers(), auth.cookies.access_name)? {
+        let presented = match credential_in_headers(req.headers(), auth.cookies.access_name) {
+            Ok(presented) => presented,
+            Err(e) => {
+                // Refused before any token is read (two Authorization headers,
+                // another scheme, an empty token, the cookie twice or malformed):
+                // counted all the same, under the header that carried it.
+                let source = if req.headers().contains_key(header::AUTHORIZATION) {
+                    CredentialSource::Bearer
+                } else {
+                    CredentialSource::Cookie
+                };
+                outcomes::refused(source, e);
+                return Err(e.into());
+            }
+        };
+        match presented {
             None => Ok(None),
             Some(Presented::Bearer(token)) => auth
                 .authenticate(token, CredentialSource::Bearer)
@@ -92,7 +107,10 @@ impl AuthSource {
                 .map(Some),
             Some(Presented::Cookie(token)) => {
                 // Cookies ride along on cross-site requests; headers do not.
-                auth.origins.check_cookie_request(req)?;
+                if let Err(e) = auth.origins.check_cookie_request(req) {
+                    outcomes::refused(CredentialSource::Cookie, e);
+                    return Err(e.into());
+                }
                 auth.authenticate(token, CredentialSource::Cookie)
                     .await
                     .map(Some)

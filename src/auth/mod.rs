@@ -16,6 +16,7 @@ pub mod events;
 mod identity;
 pub mod keys;
 pub mod origin;
+pub(crate) mod outcomes;
 mod passwords;
 mod sessions;
 mod tokens;
@@ -132,23 +133,7 @@ impl Auth {
     /// active session, or the reason why not.
     async fn authenticate(&self, token: &str, source: CredentialSource) -> Result<Identity, Error> {
         let result = self.check_token(token, source).await;
-        // Literal labels make static keys: successes, every request's case, count
-        // without allocating.
-        match (&result, source) {
-            (Ok(_), CredentialSource::Bearer) => {
-                metrics::counter!("doorman_authentications_total", "source" => "bearer", "outcome" => "ok")
-            }
-            (Ok(_), CredentialSource::Cookie) => {
-                metrics::counter!("doorman_authentications_total", "source" => "cookie", "outcome" => "ok")
-            }
-            (Ok(_), CredentialSource::Message) => {
-                metrics::counter!("doorman_authentications_total", "source" => "message", "outcome" => "ok")
-            }
-            (Err(e), _) => {
-                metrics::counter!("doorman_authentications_total", "source" => source.as_str(), "outcome" => e.code())
-            }
-        }
-        .increment(1);
+        outcomes::count(source, result.as_ref().map(|_| ()));
         result
     }
 

@@ -3,7 +3,10 @@
 //! and publish, and every HTTP room operation).
 
 use entity::{room, room_member, user};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, SqlErr,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -53,15 +56,70 @@ pub struct Member {
     pub added_at: OffsetDateTime,
 }
 
+/// Caps on private rooms and memberships: what one user's requests may make the
+/// tables hold (`DOORMAN_MAX_ROOMS_PER_USER`, `DOORMAN_MAX_MEMBERSHIPS_PER_USER`,
+/// `DOORMAN_MAX_ROOM_MEMBERS`). Checked in the transaction that writes the row;
+/// requests racing for a user's last place may pass it together, by at most their
+/// number (creations are rate-limited too).
+#[derive(Debug, Clone, Copy)]
+pub struct RoomCaps {
+    /// Rooms one user may own.
+    pub rooms_per_user: usize,
+    /// Rooms one user may belong to (owned ones included).
+    pub memberships_per_user: usize,
+    /// Members one room may have (its owner included).
+    pub members_per_room: usize,
+}
+
+impl Default for RoomCaps {
+    fn default() -> Self {
+        Self {
+            rooms_per_user: 100,
+            memberships_per_user: 500,
+            members_per_room: 1000,
+        }
+    }
+}
+
+/// One page of a list, and the cursor of the next page if there is one.
+#[derive(Debug, Clone)]
+pub struct Page<T, C> {
+    pub items: Vec<T>,
+    pub next: Option<C>,
+}
+
+impl<T, C> Page<T, C> {
+    /// `rows` fetched with one more than `limit`: the extra one says there is a
+    /// next page, which starts after the last item kept.
+    fn of(mut rows: Vec<T>, limit: usize, cursor: impl Fn(&T) -> C) -> Self {
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(cursor)
+        } else {
+            None
+        };
+        Self { items: rows, next }
+    }
+}
+
 /// The membership tables.
 #[derive(Clone)]
 pub struct Membership {
     db: Db,
+    caps: RoomCaps,
 }
 
 impl Membership {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, caps: RoomCaps) -> Self {
+        Self { db, caps }
+    }
+
+    /// How many rooms `user` belongs to.
+    async fn memberships(db: &impl ConnectionTrait, user: UserId) -> Result<u64, sea_orm::DbErr> {
+        room_member::Entity::find()
+            .filter(room_member::Column::UserId.eq(user.0))
+            .count(db)
+            .await
     }
 
     /// Whether `user` may subscribe to, publish to and read `room`: anyone signed
@@ -110,9 +168,20 @@ impl Membership {
         }
         let now = OffsetDateTime::now_utc();
         let name = room.as_str().to_owned();
+        let caps = self.caps;
         let created = self
             .db
             .transaction(async |txn| {
+                let owned = room::Entity::find()
+                    .filter(room::Column::OwnerId.eq(owner.0))
+                    .count(txn)
+                    .await?;
+                if owned >= caps.rooms_per_user as u64 {
+                    return Ok(Err(RoomError::TooManyRooms));
+                }
+                if Self::memberships(txn, owner).await? >= caps.memberships_per_user as u64 {
+                    return Ok(Err(RoomError::TooManyMemberships));
+                }
                 let model = room::ActiveModel {
                     name: Set(name.clone()),
                     owner_id: Set(owner.0),
@@ -128,11 +197,11 @@ impl Membership {
                 }
                 .insert(txn)
                 .await?;
-                Ok(model)
+                Ok(Ok(model))
             })
             .await;
         match created {
-            Ok(model) => Ok(model.into()),
+            Ok(model) => Ok(model?.into()),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Err(RoomError::Exists)
             }
@@ -140,19 +209,30 @@ impl Membership {
         }
     }
 
-    /// The private rooms `user` owns or belongs to, by name.
-    pub async fn rooms_of(&self, user: UserId) -> Result<Vec<RoomInfo>, RoomError> {
-        let rows = room_member::Entity::find()
-            .filter(room_member::Column::UserId.eq(user.0))
-            .find_also_related(room::Entity)
+    /// The private rooms `user` owns or belongs to, by name: at most `limit` of
+    /// them after the name `after`.
+    pub async fn rooms_of(
+        &self,
+        user: UserId,
+        after: Option<&RoomName>,
+        limit: usize,
+    ) -> Result<Page<RoomInfo, String>, RoomError> {
+        let mut query = room_member::Entity::find().filter(room_member::Column::UserId.eq(user.0));
+        if let Some(after) = after {
+            query = query.filter(room_member::Column::Room.gt(after.as_str()));
+        }
+        let rows = query
             .order_by_asc(room_member::Column::Room)
+            .limit(limit as u64 + 1)
+            .find_also_related(room::Entity)
             .all(&self.db)
             .await
             .map_err(RoomError::db)?;
-        Ok(rows
+        let rooms = rows
             .into_iter()
             .filter_map(|(_, room)| room.map(RoomInfo::from))
-            .collect())
+            .collect();
+        Ok(Page::of(rooms, limit, |r: &RoomInfo| r.name.clone()))
     }
 
     /// Deletes a room (owner only); its members go with it.
@@ -165,20 +245,46 @@ impl Membership {
         Ok(())
     }
 
-    /// The members (visible to members only), owner first, then by when added.
-    pub async fn members(&self, room: &RoomName, by: UserId) -> Result<Vec<Member>, RoomError> {
+    /// The members (visible to members only): the owner first, then the others by
+    /// user id, at most `limit` of them after the member `after` (the owner only
+    /// on the first page).
+    pub async fn members(
+        &self,
+        room: &RoomName,
+        by: UserId,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Page<Member, Uuid>, RoomError> {
         if !room.is_private() {
             return Err(RoomError::NotPrivate);
         }
         self.may_enter(room, by).await?;
-        let rows = room_member::Entity::find()
-            .filter(room_member::Column::Room.eq(room.as_str()))
-            .find_also_related(user::Entity)
-            .order_by_asc(room_member::Column::AddedAt)
-            .all(&self.db)
-            .await
-            .map_err(RoomError::db)?;
-        let mut members: Vec<Member> = rows
+        let in_room =
+            || room_member::Entity::find().filter(room_member::Column::Room.eq(room.as_str()));
+        let mut rows = Vec::with_capacity(limit.min(64) + 1);
+        let mut others = in_room().filter(room_member::Column::Role.ne(Role::Owner.as_str()));
+        match after {
+            Some(after) => others = others.filter(room_member::Column::UserId.gt(after)),
+            None => rows.extend(
+                in_room()
+                    .filter(room_member::Column::Role.eq(Role::Owner.as_str()))
+                    .find_also_related(user::Entity)
+                    .one(&self.db)
+                    .await
+                    .map_err(RoomError::db)?,
+            ),
+        }
+        let take = (limit + 1).saturating_sub(rows.len());
+        rows.extend(
+            others
+                .order_by_asc(room_member::Column::UserId)
+                .limit(take as u64)
+                .find_also_related(user::Entity)
+                .all(&self.db)
+                .await
+                .map_err(RoomError::db)?,
+        );
+        let members: Vec<Member> = rows
             .into_iter()
             .filter_map(|(m, u)| {
                 let u = u?;
@@ -194,8 +300,7 @@ impl Membership {
                 })
             })
             .collect();
-        members.sort_by_key(|m| m.role != Role::Owner);
-        Ok(members)
+        Ok(Page::of(members, limit, |m: &Member| m.user_id))
     }
 
     /// Adds a member (owner only; idempotent). `UnknownUser` for an id with no account.
@@ -208,6 +313,25 @@ impl Membership {
             .is_none()
         {
             return Err(RoomError::UnknownUser);
+        }
+        // Adding a member twice changes nothing, whatever the caps say now.
+        if self.role(room, user).await?.is_some() {
+            return Ok(());
+        }
+        let members = room_member::Entity::find()
+            .filter(room_member::Column::Room.eq(room.as_str()))
+            .count(&self.db)
+            .await
+            .map_err(RoomError::db)?;
+        if members >= self.caps.members_per_room as u64 {
+            return Err(RoomError::RoomFull);
+        }
+        if Self::memberships(&self.db, user)
+            .await
+            .map_err(RoomError::db)?
+            >= self.caps.memberships_per_user as u64
+        {
+            return Err(RoomError::TooManyMemberships);
         }
         let inserted = room_member::Entity::insert(room_member::ActiveModel {
             room: Set(room.as_str().to_owned()),

@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-pub use membership::{Member, Role, RoomInfo};
+pub use membership::{Member, Page, Role, RoomCaps, RoomInfo};
 pub use name::{ANY_ROOM, PRIVATE_ROOM, RoomName};
 pub use presence::Transition;
 
@@ -74,6 +74,15 @@ pub enum RoomError {
     Gone,
     #[error("the owner cannot leave a room; delete it instead")]
     OwnerCannotLeave,
+    /// The caller owns `DOORMAN_MAX_ROOMS_PER_USER` rooms already.
+    #[error("you own as many rooms as one user may; delete one first")]
+    TooManyRooms,
+    /// The user belongs to `DOORMAN_MAX_MEMBERSHIPS_PER_USER` rooms already.
+    #[error("this user belongs to as many rooms as one user may")]
+    TooManyMemberships,
+    /// The room has `DOORMAN_MAX_ROOM_MEMBERS` members already.
+    #[error("this room has as many members as a room may")]
+    RoomFull,
     #[error(transparent)]
     Core(#[from] crate::auth::Error),
 }
@@ -103,7 +112,8 @@ pub enum RoomFrame<'a> {
         sent_at: OffsetDateTime,
     },
     /// A user's first socket joined the room, or their last socket left it (counted
-    /// across tabs and instances).
+    /// across tabs and instances). Coalesced per room in 250 ms windows: net changes
+    /// only, up to 250 ms late; apply them as set operations.
     Presence {
         room: &'a str,
         user_id: UserId,
@@ -138,7 +148,18 @@ struct Subscriber {
 struct Tables {
     subs: HashMap<RoomName, HashMap<ConnId, Subscriber>>,
     presence: PresenceView,
+    /// Rooms whose presence window is open (see [`PRESENCE_WINDOW`]), with the
+    /// changes that wait for its end.
+    windows: HashMap<RoomName, Vec<(UserId, Transition)>>,
 }
+
+/// Presence frames in one room go out at most once per window: the first change
+/// at once, those that follow within the window together at its end, as net
+/// changes (a join and a leave of one user in between cancel). So however fast a
+/// user's sockets flip subscribe and unsubscribe (sixteen of them made hundreds of
+/// frames a second, past any publish budget), each subscriber hears of that user at
+/// most once a window, and real messages are not crowded out of its queue.
+const PRESENCE_WINDOW: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The rooms of this instance; cheap to clone.
 #[derive(Clone)]
@@ -150,10 +171,10 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Db, caps: RoomCaps) -> Self {
         Self {
             tables: Arc::default(),
-            membership: Membership::new(db),
+            membership: Membership::new(db, caps),
             relay: Arc::default(),
         }
     }
@@ -202,6 +223,29 @@ impl Rooms {
         self.may_enter(room, user).await
     }
 
+    /// Tells `room`'s subscribers that `user` joined or left: at once if the room's
+    /// presence window is closed (and opens it), else at the window's end, netted
+    /// against the changes already waiting.
+    fn announce(&self, t: &mut Tables, room: &RoomName, user: UserId, change: Transition) {
+        if let Some(waiting) = t.windows.get_mut(room) {
+            // Changes of one user alternate: one waiting for this user is the
+            // opposite of this one, and the two cancel.
+            match waiting.iter().position(|(u, _)| *u == user) {
+                Some(i) => {
+                    waiting.remove(i);
+                }
+                None => waiting.push((user, change)),
+            }
+            return;
+        }
+        deliver_presence(t, room, user, change);
+        // Outside a runtime (a unit test) every change goes out at once.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            t.windows.insert(room.clone(), Vec::new());
+            runtime.spawn(close_window(Arc::downgrade(&self.tables), room.clone()));
+        }
+    }
+
     /// Subscribes a socket; returns who is present now (the subscriber included).
     /// Call [`Rooms::may_enter`] first, and again after this returns: a removal in
     /// between found no socket to take out, and the second check closes that gap.
@@ -220,7 +264,7 @@ impl Rooms {
             if first_here {
                 // Told before the new socket is in: it sees itself in `present`.
                 if t.presence.add(room, user, None, now) == Some(Transition::Join) {
-                    deliver_presence(&t, room, user, Transition::Join);
+                    self.announce(&mut t, room, user, Transition::Join);
                 }
                 self.relay(Relayed::Presence {
                     room: room.clone(),
@@ -263,7 +307,7 @@ impl Rooms {
             return;
         }
         if t.presence.remove(room, user, None) == Some(Transition::Leave) {
-            deliver_presence(t, room, user, Transition::Leave);
+            self.announce(t, room, user, Transition::Leave);
         }
         self.relay(Relayed::Presence {
             room: room.clone(),
@@ -347,7 +391,7 @@ impl Rooms {
             None => t.presence.remove(room, user, Some(instance)),
         };
         if let Some(change) = change {
-            deliver_presence(&t, room, user, change);
+            self.announce(&mut t, room, user, change);
         }
     }
 
@@ -368,11 +412,11 @@ impl Rooms {
             if let Some(i) = joined.iter().position(|j| j == &(room.clone(), *user)) {
                 joined.swap_remove(i);
             } else {
-                deliver_presence(&t, room, *user, Transition::Leave);
+                self.announce(&mut t, room, *user, Transition::Leave);
             }
         }
         for (room, user) in joined {
-            deliver_presence(&t, &room, user, Transition::Join);
+            self.announce(&mut t, &room, user, Transition::Join);
         }
     }
 
@@ -386,14 +430,27 @@ impl Rooms {
         self.membership.create(room, owner).await
     }
 
-    /// The private rooms `user` owns or belongs to.
-    pub async fn rooms_of(&self, user: UserId) -> Result<Vec<RoomInfo>, RoomError> {
-        self.membership.rooms_of(user).await
+    /// The private rooms `user` owns or belongs to, by name: a page of at most
+    /// `limit` after the name `after`.
+    pub async fn rooms_of(
+        &self,
+        user: UserId,
+        after: Option<&RoomName>,
+        limit: usize,
+    ) -> Result<Page<RoomInfo, String>, RoomError> {
+        self.membership.rooms_of(user, after, limit).await
     }
 
-    /// The members of a private room, for its members.
-    pub async fn members(&self, room: &RoomName, by: UserId) -> Result<Vec<Member>, RoomError> {
-        self.membership.members(room, by).await
+    /// The members of a private room, for its members: a page of at most `limit`
+    /// after the member `after` (the owner first).
+    pub async fn members(
+        &self,
+        room: &RoomName,
+        by: UserId,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Page<Member, Uuid>, RoomError> {
+        self.membership.members(room, by, after, limit).await
     }
 
     /// Adds a member (owner only).
@@ -446,13 +503,45 @@ fn deliver(t: &Tables, room: &RoomName, frame: &Arc<str>) -> usize {
     })
 }
 
+/// Sends a presence frame to the room's subscribers but `user`'s own sockets: a
+/// socket of theirs in the room subscribed after the change and saw it in its
+/// `present` (at once this changes nothing: a join or a leave finds none of the
+/// user's sockets in the room here).
 fn deliver_presence(t: &Tables, room: &RoomName, user: UserId, change: Transition) {
     let frame = RoomFrame::Presence {
         room: room.as_str(),
         user_id: user,
         event: change,
     };
-    if let Ok(text) = serde_json::to_string(&frame) {
-        deliver(t, room, &text.into());
+    let Ok(text) = serde_json::to_string(&frame) else {
+        return;
+    };
+    let frame: Arc<str> = text.into();
+    if let Some(subs) = t.subs.get(room) {
+        for s in subs.values().filter(|s| s.user != user) {
+            let _ = s.outbox.try_send(Outgoing::Frame(frame.clone()));
+        }
+    }
+}
+
+/// Ends `room`'s presence window when it is due: sends the net changes that
+/// waited, which opens the next window, or closes it when none did.
+async fn close_window(tables: std::sync::Weak<Mutex<Tables>>, room: RoomName) {
+    loop {
+        tokio::time::sleep(PRESENCE_WINDOW).await;
+        let Some(tables) = tables.upgrade() else {
+            return;
+        };
+        let mut t = tables.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = match t.windows.get_mut(&room) {
+            Some(waiting) if !waiting.is_empty() => std::mem::take(waiting),
+            _ => {
+                t.windows.remove(&room);
+                return;
+            }
+        };
+        for (user, change) in waiting {
+            deliver_presence(&t, &room, user, change);
+        }
     }
 }

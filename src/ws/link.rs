@@ -320,9 +320,12 @@ impl Link {
     /// Reads and drops what the peer has already sent, without waiting for more.
     /// Closing with unread bytes makes the kernel end the connection with a reset,
     /// which can destroy the Close frame (and its code) before the peer reads it:
-    /// a client that sent a burst of pings would see a reset instead of 4429. Not
-    /// waiting for the peer's own Close keeps a closed socket from lingering (and
-    /// from holding its place among its user's sockets). Bounded twice: the
+    /// a client that sent a burst of pings would see a reset instead of 4429.
+    /// What arrives later (a flood still being written, the rest of a message over
+    /// the limit, which the frame parser will not read) is drained below the
+    /// socket, by the lingering close of doorman's connection guard
+    /// (`http::conn_guard`), once this socket is dropped: not waiting here keeps
+    /// a closed socket from holding its place among its user's sockets. Bounded twice: the
     /// connection's byte budget makes a read wait once it is spent (twice the
     /// largest message), which ends this loop, and so does a frame count, for
     /// budgets of tiny frames.

@@ -71,6 +71,7 @@ async fn spawn_app_on(
     .expect("test configuration parses");
     // Generous login limits unless a test is about them.
     config.login_per_minute = 1000;
+    config.room_create_per_minute = 1000;
     config.ws_handshake_per_second = 1000;
     config.ws_handshake_burst = 1000;
     // No drain window unless a test asks for one.

@@ -20,6 +20,7 @@ mod logout;
 mod origins;
 mod private_rooms;
 mod refresh;
+mod room_limits;
 mod rooms;
 mod sessions;
 

@@ -177,3 +177,127 @@ async fn counters_move_with_requests_refusals_handshakes_and_revocations() {
         }
     }
 }
+
+/// Starts the binary with its metrics listener; returns it and the metrics URL.
+async fn server_with_metrics(dir: &std::path::Path) -> (ServerProcess, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = ServerProcess::start(
+        &[
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}/m.db?mode=rwc", dir.display()),
+            ),
+            ("DOORMAN_METRICS_BIND", format!("127.0.0.1:{port}")),
+        ],
+        &dir.join("server.log"),
+    )
+    .await;
+    (server, format!("http://127.0.0.1:{port}/metrics"))
+}
+
+/// Issue 31, item 8: every family of docs/operations.md is in the first scrape
+/// (at 0), so that alerts see a value before the first event; and credentials
+/// refused before any token is read count like any other refusal.
+#[tokio::test]
+async fn every_family_is_there_from_the_start_and_every_refused_credential_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, metrics) = server_with_metrics(dir.path()).await;
+    let first = scrape(&metrics).await;
+    let operations = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"),
+    )
+    .unwrap();
+    // The families the table names (`doorman_x` / `_y` rows name two).
+    let mut families = Vec::new();
+    for line in operations.lines().filter(|l| l.starts_with("| `doorman_")) {
+        let cell = line.split('|').nth(1).unwrap();
+        let names: Vec<&str> = cell
+            .split('`')
+            .filter(|s| s.starts_with("doorman_") || s.starts_with('_'))
+            .collect();
+        let first_name = names[0];
+        for name in &names {
+            families.push(if name.starts_with('_') {
+                // `doorman_password_hashes_running` / `_queued`: the first name's
+                // last word replaced.
+                let stem = first_name
+                    .rsplit_once('_')
+                    .map_or(first_name, |(stem, _)| stem);
+                format!("{stem}{name}")
+            } else {
+                (*name).to_owned()
+            });
+        }
+    }
+    assert!(families.len() >= 15, "{families:?}");
+    for family in &families {
+        // PostgreSQL only, set by the LISTEN connection when it starts.
+        if family == "doorman_cluster_listener_connected" {
+            continue;
+        }
+        assert!(
+            first
+                .iter()
+                .any(|(name, _, _)| name == family || name.starts_with(&format!("{family}_"))),
+            "{family} is not in the first scrape"
+        );
+    }
+    for (source, outcome) in [
+        ("bearer", "ok"),
+        ("bearer", "invalid_token"),
+        ("cookie", "invalid_token"),
+        ("cookie", "origin_refused"),
+        ("message", "session_revoked"),
+    ] {
+        assert!(
+            first
+                .iter()
+                .any(|(name, labels, v)| name == "doorman_authentications_total"
+                    && labels.contains(&("source".into(), source.into()))
+                    && labels.contains(&("outcome".into(), outcome.into()))
+                    && *v == 0.0),
+            "{source} {outcome} at 0 from the start"
+        );
+    }
+
+    // Refused before any token is read.
+    let me = || server.me(Anonymous);
+    let refused = [
+        me().header("authorization", "Bearer a.b.c")
+            .header("authorization", "Bearer d.e.f"),
+        me().header("authorization", "Basic dXNlcjpwYXNz"),
+        me().header("authorization", "Bearer "),
+        me().header("cookie", "doorman_access=a.b.c; doorman_access=d.e.f"),
+        me().header("cookie", "doorman_access=\"a.b.c"),
+        me().header("cookie", "doorman_access=a.b.c")
+            .origin("http://evil.example"),
+    ];
+    for call in refused {
+        let status = call.await.status();
+        assert!(
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN,
+            "{status}"
+        );
+    }
+    let after = scrape(&metrics).await;
+    let moved = |labels: &[(&str, &str)]| {
+        value(&after, "doorman_authentications_total", labels)
+            - value(&first, "doorman_authentications_total", labels)
+    };
+    assert_eq!(
+        moved(&[("source", "bearer"), ("outcome", "invalid_token")]),
+        3.0
+    );
+    assert_eq!(
+        moved(&[("source", "cookie"), ("outcome", "invalid_token")]),
+        2.0
+    );
+    assert_eq!(
+        moved(&[("source", "cookie"), ("outcome", "origin_refused")]),
+        1.0
+    );
+}

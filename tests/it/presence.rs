@@ -197,3 +197,111 @@ async fn presence_in_a_private_room_is_for_its_members() {
     expect_presence(&mut a, room, &bob.user_id, "leave").await;
     assert_no_more(&mut c, Duration::from_millis(200)).await;
 }
+
+/// Issue 31, item 4: sixteen sockets of one account flipping subscribe and
+/// unsubscribe made a presence frame of every flip (hundreds a second, far past the
+/// publish budget), and a subscriber reading 100 frames a second lost most real
+/// messages behind them. Presence frames are coalesced per room now: at most a few
+/// a second per user, and the real messages get through.
+#[tokio::test]
+async fn presence_churn_cannot_crowd_out_real_messages() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let app = spawn_app().await;
+    let (watcher, speaker) = (app.user_with_tokens().await, app.user_with_tokens().await);
+    let flipper_email = app.new_user().await;
+    let (mut w, _) = app.ws_welcomed(&watcher).await;
+    subscribe(&mut w, ROOM).await;
+    let (mut s, _) = app.ws_welcomed(&speaker).await;
+    subscribe(&mut s, ROOM).await;
+    expect_presence(&mut w, ROOM, &speaker.user_id, "join").await;
+
+    // Sixteen sockets of one account (one session each: a login is a notice on the
+    // sockets already open, so all log in first).
+    let mut sessions = Vec::new();
+    for _ in 0..16 {
+        sessions.push(app.login_tokens(&flipper_email).await);
+    }
+    let mut flippers = Vec::new();
+    for tokens in &sessions {
+        flippers.push(app.ws_welcomed(tokens).await.0);
+    }
+    let attack = Duration::from_secs(3);
+    let stop = tokio::time::Instant::now() + attack;
+    let flipping = tokio::spawn(async move {
+        let sub = Message::Text(
+            json!({"type": "subscribe", "room": ROOM})
+                .to_string()
+                .into(),
+        );
+        let unsub = Message::Text(
+            json!({"type": "unsubscribe", "room": ROOM})
+                .to_string()
+                .into(),
+        );
+        let mut flips = 0u32;
+        while tokio::time::Instant::now() < stop {
+            let round = tokio::time::Instant::now();
+            // One socket at a time in the room: every flip is a join and a leave.
+            for ws in &mut flippers {
+                ws.send(sub.clone()).await.unwrap();
+                next_json(ws).await;
+                ws.send(unsub.clone()).await.unwrap();
+                next_json(ws).await;
+                flips += 1;
+            }
+            // Two frames per socket per round, under the per-socket frame rate.
+            tokio::time::sleep_until(round + Duration::from_millis(50)).await;
+        }
+        flips
+    });
+
+    // Real messages, 10 a second (half the publish budget), while the watcher reads
+    // at most 100 frames a second.
+    let publishing = tokio::spawn(async move {
+        let mut sent = 0u32;
+        while tokio::time::Instant::now() < stop {
+            send_json(
+                &mut s,
+                json!({"type": "publish", "room": ROOM, "body": format!("m{sent}")}),
+            )
+            .await;
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sent
+    });
+    let (mut messages, mut presence) = (0u32, 0u32);
+    let read_until = stop + Duration::from_secs(2);
+    while tokio::time::Instant::now() < read_until
+        && let Ok(Some(Ok(msg))) = tokio::time::timeout_at(read_until, w.next()).await
+    {
+        if let Message::Text(text) = msg {
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            match frame["type"].as_str() {
+                Some("message") => messages += 1,
+                Some("presence") => presence += 1,
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let flips = flipping.await.unwrap();
+    let sent = publishing.await.unwrap();
+    assert!(flips > 500, "the attack ran: {flips} flips");
+    assert!(
+        f64::from(messages) >= 0.95 * f64::from(sent),
+        "{messages} of {sent} messages arrived ({presence} presence frames, {flips} flips)"
+    );
+    // Coalesced: a few presence frames a second, however fast the flips.
+    let per_second = f64::from(presence) / attack.as_secs_f64();
+    assert!(
+        per_second <= 20.0,
+        "{presence} presence frames in {attack:?} ({flips} flips)"
+    );
+    assert!(
+        f64::from(messages) >= 0.95 * f64::from(sent),
+        "{messages} of {sent} messages arrived ({presence} presence frames)"
+    );
+}

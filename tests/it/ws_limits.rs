@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -317,4 +317,70 @@ async fn an_http_1_0_upgrade_is_a_client_mistake_not_a_server_error() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.0 400"), "{answer}");
     assert!(answer.contains("bad_request"), "{answer}");
+}
+
+/// The attack of issue 31 (item 10): a client that keeps flooding after the server
+/// has closed. Closing the connection with its pongs still arriving made the
+/// kernel answer them with a reset, which destroyed the 4429 before the client
+/// read it (the client saw 1006). The server now drains what the peer still sends
+/// for a bounded time after its Close (a lingering close).
+#[tokio::test]
+async fn a_client_still_flooding_after_the_close_reads_its_4429() {
+    let app = spawn_app().await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    // 5,000 unsolicited pongs, in bursts of 50 every millisecond or so: the rate
+    // (50/s, burst 100) is spent within the first bursts, and pongs keep arriving
+    // for a good while after the server's Close.
+    for _ in 0..100 {
+        for _ in 0..50 {
+            if ws.feed(Message::Pong(Vec::new().into())).await.is_err() {
+                break;
+            }
+        }
+        if ws.flush().await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (code, reason) = expect_close(&mut ws, Duration::from_secs(3)).await;
+    assert_eq!((code, reason.as_str()), (4429, "rate_limited"));
+    expect_clean_end(&mut ws).await;
+}
+
+/// The same for a message over the size limit with the rest of it in flight: the
+/// server stops reading at the frame's header, and the megabyte behind it made the
+/// kernel reset the connection over the 1009.
+#[tokio::test]
+async fn an_oversized_message_still_in_flight_gets_its_1009() {
+    let app = spawn_with(|c| c.ws_max_message_bytes = 4096).await;
+    let tokens = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    let _ = ws.send(Message::Binary(vec![7u8; 512 * 1024].into())).await;
+    let (code, _) = expect_close(&mut ws, Duration::from_secs(3)).await;
+    assert_eq!(code, 1009);
+    expect_clean_end(&mut ws).await;
+}
+
+/// After the server's Close has been read: the client's reply goes out and the
+/// connection ends with the server's FIN, not a reset. A reset is what a browser
+/// (or any client that was still writing) reports as 1006, the code lost.
+async fn expect_clean_end(ws: &mut Ws) {
+    use tokio_tungstenite::tungstenite::Error;
+    let end = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(_)) => continue,
+                None | Some(Err(Error::ConnectionClosed | Error::AlreadyClosed)) => return Ok(()),
+                Some(Err(e)) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .expect("the connection ends");
+    assert_eq!(
+        end,
+        Ok(()),
+        "the connection ended with an error, not a clean close"
+    );
 }

@@ -34,6 +34,10 @@
 //! - a connection that opens with the HTTP/2 preface (`PRI * HTTP/2.0`) is closed
 //!   before the HTTP/2 server sees a byte of it (see [`HeadWatch::is_http2`]).
 //!
+//! When a WebSocket's connection is dropped, its end lingers: the FIN goes out
+//! after the Close frame and what the peer still sends is drained for a bounded
+//! time and size, so that no reset destroys the close code (see `linger`).
+//!
 //! One more duty belongs here because only the connection sees its writes: when the
 //! route upgrades a socket that writes its first frame at once (an authenticated
 //! one, whose `welcome` follows), the `101` is held back and leaves in the same
@@ -49,6 +53,7 @@
 mod budget;
 mod counts;
 mod head;
+mod linger;
 mod marks;
 mod stream;
 
@@ -56,6 +61,7 @@ pub use budget::ReadRate;
 pub use counts::ConnCounts;
 #[cfg(feature = "fuzzing")]
 pub use head::{HeadWatch, chunking_agrees};
+pub use linger::LingeringTcp;
 pub use marks::UpgradeMarks;
 pub use stream::GuardedStream;
 
@@ -66,7 +72,6 @@ use poem::{
     listener::{Acceptor, TcpAcceptor},
     web::{LocalAddr, RemoteAddr},
 };
-use tokio::net::TcpStream;
 
 /// How long accepting pauses after a failed accept (typically `EMFILE`).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -116,7 +121,7 @@ impl GuardedAcceptor {
 }
 
 impl Acceptor for GuardedAcceptor {
-    type Io = GuardedStream<TcpStream>;
+    type Io = GuardedStream<LingeringTcp>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         self.inner.local_addr()
@@ -155,7 +160,7 @@ impl Acceptor for GuardedAcceptor {
                 None => (None, None),
             };
             let mut io = GuardedStream::new(
-                stream,
+                LingeringTcp::new(stream),
                 self.header_timeout,
                 self.idle_timeout,
                 permit,

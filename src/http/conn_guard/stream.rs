@@ -14,7 +14,7 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
-use super::{budget::*, counts::*, head::*, marks::*};
+use super::{budget::*, counts::*, head::*, linger::Upgradable, marks::*};
 
 /// A connection whose reads fail with [`io::ErrorKind::TimedOut`] when a request
 /// head is still incomplete `timeout` after its first byte. Holds the connection's
@@ -134,13 +134,17 @@ impl<S> GuardedStream<S> {
 
     /// Starts the deadline when a head has begun and drops it when none is pending;
     /// once a WebSocket, there is no head deadline and the permit goes back.
-    pub(super) fn sync(&mut self) {
+    pub(super) fn sync(&mut self)
+    where
+        S: Upgradable,
+    {
         if self.websocket {
             return;
         }
         if self.is_websocket() {
             // For good: neither the watcher's verdict nor the mark is ever undone.
             self.websocket = true;
+            self.inner.upgraded();
             self.head_due = None;
             self.deadline = None;
             self.idle.sleep = None;
@@ -162,7 +166,7 @@ impl<S> GuardedStream<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedStream<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Upgradable> AsyncRead for GuardedStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -241,7 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedStream<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> GuardedStream<S> {
+impl<S: AsyncWrite + Unpin + Upgradable> GuardedStream<S> {
     /// Once the last response of the connection is written, hyper waits for the
     /// next request on the read interest it registered while answering, without
     /// reading again: the idle timer is armed here, with this task's waker.
@@ -268,7 +272,7 @@ impl<S: AsyncWrite + Unpin> GuardedStream<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> GuardedStream<S> {
+impl<S: AsyncWrite + Unpin + Upgradable> GuardedStream<S> {
     /// Holds `bufs` back when they are the `101` of an upgrade whose socket writes
     /// at once ([`FRAME_FOLLOWS`]), and says they were written.
     ///
@@ -351,7 +355,7 @@ impl<S: AsyncWrite + Unpin> GuardedStream<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
+impl<S: AsyncWrite + Unpin + Upgradable> AsyncWrite for GuardedStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -471,6 +475,8 @@ mod tests {
             Poll::Ready(Ok(()))
         }
     }
+
+    impl Upgradable for Recorder {}
 
     const SWITCHING: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n";
 

@@ -51,6 +51,8 @@ pub enum ErrorCode {
     EmailTaken,
     /// 409: creating a room whose name is already taken.
     RoomExists,
+    /// 409: a cap on rooms owned, rooms joined or members of a room is reached.
+    LimitReached,
     /// 403: not allowed for this caller (a private room they are not in, an owner-only operation).
     Forbidden,
     /// 404: no such route, or no such resource among the caller's own.
@@ -112,6 +114,10 @@ pub enum Error {
     /// The room name is taken (`room_exists`, 409).
     #[error("a room with this name already exists")]
     RoomExists,
+    /// A cap on what one user's requests may make the server hold (rooms owned,
+    /// rooms joined, members of a room): 409 `limit_reached`.
+    #[error("{0}")]
+    LimitReached(String),
     /// Not allowed for this caller (a private room they are not a member of, an
     /// owner-only operation). Never says whether a private room exists.
     #[error("{0}")]
@@ -187,6 +193,7 @@ impl Error {
             Error::BadRequest(_) => ErrorCode::BadRequest,
             Error::EmailTaken => ErrorCode::EmailTaken,
             Error::RoomExists => ErrorCode::RoomExists,
+            Error::LimitReached(_) => ErrorCode::LimitReached,
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::NotFound => ErrorCode::NotFound,
             Error::RateLimited { .. } => ErrorCode::RateLimited,
@@ -207,7 +214,7 @@ impl Error {
             Error::Auth(AuthError::OriginRefused) | Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Auth(_) => StatusCode::UNAUTHORIZED,
             Error::Invalid(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::EmailTaken | Error::RoomExists => StatusCode::CONFLICT,
+            Error::EmailTaken | Error::RoomExists | Error::LimitReached(_) => StatusCode::CONFLICT,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::RateLimited { .. } | Error::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             Error::ShuttingDown | Error::Overloaded { .. } | Error::DatabaseUnavailable { .. } => {

@@ -77,7 +77,9 @@ fn describe(status: u16) -> &'static str {
         408 => {
             "The request body did not arrive in time (`request_timeout`); the connection is closed."
         }
-        409 => "Conflicts with existing data (`email_taken`, `room_exists`).",
+        409 => {
+            "Conflicts with existing data or a cap (`email_taken`, `room_exists`, `limit_reached`)."
+        }
         413 => "The request body is too large (64 KiB at most).",
         415 => "The body is not `application/json`.",
         429 => "Rate limited; see `Retry-After`.",
