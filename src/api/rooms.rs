@@ -135,11 +135,10 @@ impl RoomApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// The cursor: the last room of the previous page (from its `Link` header).
-        #[oai(validator(max_length = 72))]
-        after: Query<Option<String>>,
+        after: Query<Option<RoomParam>>,
     ) -> Result<Listed<Room>, Fail<ListErrors>> {
         let limit = limit.0.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-        let after = after.0.as_deref().map(RoomName::parse).transpose()?;
+        let after = after.0.map(|r| RoomName::parse(&r.0)).transpose()?;
         let page = state
             .rooms
             .rooms_of(auth.0.user_id, after.as_ref(), limit as usize)
