@@ -3,6 +3,8 @@
 //! core never calls into its subscribers, so another instance can feed the same
 //! stream.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
@@ -118,6 +120,10 @@ pub enum SessionEvent {
     Opened(Opening),
     /// A session ended (logout, revocation, refresh-token reuse, expiry).
     Ended(Revocation),
+    /// A signing key was retired (`doorman keys retire`): its tokens are refused,
+    /// and sockets authenticated with one close with 4401. Every instance sees the
+    /// retirement itself (it re-reads the keys every second): never relayed.
+    KeyRetired(Arc<str>),
 }
 
 impl SessionEvent {
@@ -126,6 +132,7 @@ impl SessionEvent {
         match self {
             SessionEvent::Opened(o) => o.remote,
             SessionEvent::Ended(r) => r.remote,
+            SessionEvent::KeyRetired(_) => false,
         }
     }
 }

@@ -65,4 +65,7 @@ pub struct Identity {
     pub source: CredentialSource,
     /// The session's absolute expiry: a socket bound to it closes then.
     pub session_expires_at: OffsetDateTime,
+    /// The key that signed the access token (its `kid`): a socket authenticated
+    /// with it closes (4401) when that key is retired.
+    pub key_id: Option<std::sync::Arc<str>>,
 }

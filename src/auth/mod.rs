@@ -148,6 +148,7 @@ impl Auth {
             session_id: SessionId(session.id),
             source,
             session_expires_at: session.expires_at,
+            key_id: claims.kid.clone(),
         })
     }
 
@@ -417,6 +418,10 @@ impl Auth {
                 let Some(auth) = auth.upgrade() else { break };
                 if let Err(e) = auth.tokens.refresh().await {
                     tracing::warn!(error = %e, "could not re-read the signing keys");
+                }
+                // Sockets authenticated with a retired key's token close (4401).
+                for kid in auth.tokens.take_retired() {
+                    auth.sessions.bus().publish(SessionEvent::KeyRetired(kid));
                 }
             }
         });

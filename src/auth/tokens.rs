@@ -39,6 +39,9 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: Uuid,
+    /// The key that signed the token (its header's `kid`), set once verified.
+    #[serde(skip)]
+    pub kid: Option<Arc<str>>,
 }
 
 /// A freshly minted access token.
@@ -56,6 +59,8 @@ pub struct TokenKeys {
     validation: Validation,
     verifying: RwLock<VerifyingKeys>,
     last_reload: Mutex<Option<Instant>>,
+    /// Kids found retired, not yet taken (see [`TokenKeys::take_retired`]).
+    retired: Mutex<Vec<Arc<str>>>,
     /// Tokens whose signature and claims were verified, by their exact text: a
     /// signature check costs tens of microseconds, a lookup far less. A forged token
     /// cannot hit, as it differs from every verified one.
@@ -153,6 +158,7 @@ impl TokenKeys {
             validation,
             verifying: RwLock::new(VerifyingKeys::from_keys(&keys)?),
             last_reload: Mutex::new(None),
+            retired: Mutex::new(Vec::new()),
             verified: Cache::new(None, 100_000),
             derived_secret,
             store,
@@ -164,23 +170,30 @@ impl TokenKeys {
     /// Re-reads the active keys: the newest signs from now on, a retired one stops
     /// verifying at once (verified tokens are forgotten, so none is still accepted
     /// from the cache). Keeps the current keys if the database cannot be read.
+    /// The kids it finds retired wait for [`Self::take_retired`].
     pub async fn refresh(&self) -> Result<(), Error> {
         let keys = self.store.active().await?;
         let Some(newest) = keys.first() else {
             return Err(Error::internal("every signing key is retired"));
         };
         let verifying = VerifyingKeys::from_keys(&keys)?;
-        let retired = {
+        let retired: Vec<Arc<str>> = {
             let current = self.verifying.read().unwrap_or_else(|e| e.into_inner());
             current
                 .by_kid
                 .keys()
-                .any(|kid| !verifying.by_kid.contains_key(kid))
+                .filter(|kid| !verifying.by_kid.contains_key(*kid))
+                .map(|kid| Arc::from(kid.as_str()))
+                .collect()
         };
         *self.verifying.write().unwrap_or_else(|e| e.into_inner()) = verifying;
-        if retired {
+        if !retired.is_empty() {
             self.verified.clear();
-            tracing::info!("a signing key was retired; its tokens are refused from now on");
+            tracing::info!(kids = ?retired, "a signing key was retired; its tokens are refused from now on");
+            self.retired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(retired);
         }
         let rotated = self.signer.read().unwrap_or_else(|e| e.into_inner()).kid != newest.kid;
         if rotated {
@@ -189,6 +202,12 @@ impl TokenKeys {
             *self.signer.write().unwrap_or_else(|e| e.into_inner()) = signer;
         }
         Ok(())
+    }
+
+    /// The kids retired since the last call (whichever reading found them: the
+    /// periodic one, or one made for an unknown kid).
+    pub fn take_retired(&self) -> Vec<Arc<str>> {
+        std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A 32-byte secret shared by every instance on this database, for MACs that
@@ -201,6 +220,7 @@ impl TokenKeys {
     pub fn issue(&self, user: UserId, session: SessionId) -> Result<AccessToken, Error> {
         let now = unix_now();
         let claims = AccessClaims {
+            kid: None,
             iss: self.issuer.clone(),
             aud: AUDIENCE.to_owned(),
             sub: user.0,
@@ -275,7 +295,10 @@ impl TokenKeys {
         let key = keys.by_kid.get(kid)?;
         Some(
             jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
-                .map(|data| data.claims)
+                .map(|data| AccessClaims {
+                    kid: Some(Arc::from(kid)),
+                    ..data.claims
+                })
                 .map_err(|_| AuthError::InvalidToken),
         )
     }

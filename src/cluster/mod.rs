@@ -159,8 +159,10 @@ fn from_unix_ms(ms: i64) -> OffsetDateTime {
 /// queued up meanwhile leaves in one go.
 async fn relay_sessions(running: Arc<Running>) {
     let mut events = running.bridge.bus.subscribe();
+    // A retired key is seen by every instance itself: nothing to relay.
     let note = |event: &SessionEvent| {
         let kind = match event {
+            SessionEvent::KeyRetired(_) => return None,
             SessionEvent::Ended(r) => SessionKind::Ended {
                 s: r.session_id.0,
                 u: r.user_id.0,
@@ -174,12 +176,15 @@ async fn relay_sessions(running: Arc<Running>) {
                 at: unix_ms(o.at),
             },
         };
-        SessionNote::new(running.instance, kind).encode()
+        Some(SessionNote::new(running.instance, kind).encode())
     };
     let lagged = |n| tracing::error!(missed = n, "session events not relayed");
     loop {
         let mut batch = match events.recv().await {
-            Ok(event) if !event.remote() => vec![note(&event)],
+            Ok(event) if !event.remote() => match note(&event) {
+                Some(note) => vec![note],
+                None => continue,
+            },
             Ok(_) => continue,
             Err(RecvError::Lagged(n)) => {
                 lagged(n);
@@ -189,7 +194,7 @@ async fn relay_sessions(running: Arc<Running>) {
         };
         while batch.len() < BATCH {
             match events.try_recv() {
-                Ok(event) if !event.remote() => batch.push(note(&event)),
+                Ok(event) if !event.remote() => batch.extend(note(&event)),
                 Ok(_) => {}
                 Err(TryRecvError::Lagged(n)) => lagged(n),
                 Err(_) => break,

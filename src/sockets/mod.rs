@@ -29,9 +29,34 @@ pub use notice::Notice;
 use crate::http::scope::Traffic;
 
 struct Entry {
-    /// Session, user and, for a socket that takes doorman's frames, its queue.
-    bound: Option<(SessionId, UserId, Option<Outbox>)>,
+    bound: Option<Binding>,
     close: Option<oneshot::Sender<Close>>,
+}
+
+/// What binds a socket to its session.
+pub struct Binding {
+    /// The session: the socket closes when it ends.
+    pub session: SessionId,
+    /// Its user: the per-user cap, and notices.
+    pub user: UserId,
+    /// The key that signed its credential: the socket closes (4401) when that key
+    /// is retired.
+    pub key: Option<Arc<str>>,
+    /// For a socket that takes doorman's frames, its queue.
+    pub outbox: Option<Outbox>,
+}
+
+impl Binding {
+    /// The binding of a socket authenticated as `identity`, with `outbox` if it
+    /// takes doorman's frames.
+    pub fn of(identity: &crate::auth::Identity, outbox: Option<Outbox>) -> Self {
+        Self {
+            session: identity.session_id,
+            user: identity.user_id,
+            key: identity.key_id.clone(),
+            outbox,
+        }
+    }
 }
 
 /// foldhash, not std's SipHash, for the tables keyed by ids this server made (socket
@@ -195,18 +220,18 @@ impl Registry {
     /// [`Registry::bind`].
     pub fn register(
         &self,
-        bound: Option<(SessionId, UserId, Option<Outbox>)>,
+        bound: Option<Binding>,
     ) -> Result<(Registration, oneshot::Receiver<Close>), Refused> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut t = self.lock();
         if t.shutting_down {
             return Err(Refused::ShuttingDown);
         }
-        if let Some((session, user, _)) = &bound {
-            if !t.has_place(*user, self.max_per_user) {
+        if let Some(b) = &bound {
+            if !t.has_place(b.user, self.max_per_user) {
                 return Err(Refused::TooManySockets);
             }
-            t.add_place(id, *session, *user);
+            t.add_place(id, b.session, b.user);
         }
         let (tx, rx) = oneshot::channel();
         t.conns.insert(
@@ -227,21 +252,16 @@ impl Registry {
 
     /// Binds a socket registered unbound to its session, with the queue its notices
     /// go to; refused when the user holds too many sockets.
-    pub fn bind(
-        &self,
-        id: ConnId,
-        session: SessionId,
-        user: UserId,
-        outbox: Option<Outbox>,
-    ) -> Result<(), Close> {
+    pub fn bind(&self, id: ConnId, binding: Binding) -> Result<(), Close> {
         let mut t = self.lock();
-        if !t.has_place(user, self.max_per_user) {
+        if !t.has_place(binding.user, self.max_per_user) {
             return Err(Close::TOO_MANY_SOCKETS);
         }
         let Some(entry) = t.conns.get_mut(&id) else {
             return Err(Close::NORMAL);
         };
-        entry.bound = Some((session, user, outbox));
+        let (session, user) = (binding.session, binding.user);
+        entry.bound = Some(binding);
         t.add_place(id, session, user);
         Ok(())
     }
@@ -310,10 +330,10 @@ impl Registry {
         let Some(entry) = t.conns.remove(&id) else {
             return;
         };
-        if let Some((session, user, _)) = entry.bound {
-            Ids::take(&mut t.by_session, session, id);
-            Ids::take(&mut t.by_user, user, id);
-            t.count_changed(session);
+        if let Some(b) = entry.bound {
+            Ids::take(&mut t.by_session, b.session, id);
+            Ids::take(&mut t.by_user, b.user, id);
+            t.count_changed(b.session);
         }
     }
 
@@ -334,12 +354,34 @@ impl Registry {
         closed
     }
 
+    /// Closes every socket whose credential the key `kid` signed; returns how many.
+    /// A walk over every socket: keys are retired by hand, rarely.
+    pub fn close_key(&self, kid: &str, close: Close) -> usize {
+        let mut t = self.lock();
+        let mut closed = 0;
+        for entry in t.conns.values_mut() {
+            if entry
+                .bound
+                .as_ref()
+                .is_some_and(|b| b.key.as_deref() == Some(kid))
+                && let Some(tx) = entry.close.take()
+            {
+                closed += usize::from(tx.send(close).is_ok());
+            }
+        }
+        closed
+    }
+
     /// Sends a notice to every socket of `user` except those of session `except`.
     fn notify_user(&self, user: UserId, except: Option<SessionId>, notice: &Notice) {
         let frame: Arc<str> = notice.to_text().into();
         let t = self.lock();
         for id in t.by_user.get(&user).into_iter().flat_map(Ids::iter) {
-            if let Some((session, _, Some(outbox))) = t.conns.get(id).and_then(|e| e.bound.as_ref())
+            if let Some(Binding {
+                session,
+                outbox: Some(outbox),
+                ..
+            }) = t.conns.get(id).and_then(|e| e.bound.as_ref())
                 && Some(*session) != except
             {
                 // A socket that stopped reading misses it, as it misses messages.
@@ -475,6 +517,10 @@ impl Registry {
                                 reason: event.reason.as_str(),
                             },
                         );
+                    }
+                    Ok(SessionEvent::KeyRetired(kid)) => {
+                        let closed = registry.close_key(&kid, Close::INVALID_TOKEN);
+                        tracing::info!(kid = %kid, closed, "sockets of a retired key closed");
                     }
                     Ok(SessionEvent::Opened(o)) => registry.notify_user(
                         o.user_id,

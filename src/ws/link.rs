@@ -31,7 +31,7 @@ use crate::{
     Doorman,
     auth::{Error, Identity, SessionEnds},
     rooms::{Outbox, Outgoing},
-    sockets::Registration,
+    sockets::{Binding, Registration},
 };
 
 /// How long one write may wait for a peer that does not read.
@@ -137,9 +137,7 @@ impl Link {
                                 // handshake was bound there.
                                 self.ctx.registry.bind(
                                     self.registration.id,
-                                    identity.session_id,
-                                    identity.user_id,
-                                    outbox.cloned(),
+                                    Binding::of(&identity, outbox.cloned()),
                                 )?;
                                 Ok((identity, ends))
                             }

@@ -16,6 +16,7 @@ use poem::{
     web::{Data, websocket::WebSocket},
 };
 
+use crate::sockets::Binding;
 pub use crate::sockets::{Refused, Registry};
 pub use socket::{SessionSocket, SocketClosed, SocketUpgrade};
 
@@ -90,7 +91,7 @@ async fn handshake(
     let (outbox, inbox) = connection::outbox();
     let bound = identity
         .as_ref()
-        .map(|id| (id.session_id, id.user_id, Some(outbox.clone())));
+        .map(|id| Binding::of(id, Some(outbox.clone())));
     let (registration, close_rx) = ctx.registry.register(bound).map_err(|e| match e {
         Refused::ShuttingDown => Error::ShuttingDown,
         Refused::TooManySockets => Error::TooManySockets,

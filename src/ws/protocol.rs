@@ -494,6 +494,7 @@ mod tests {
                     session_id: SessionId(Uuid::new_v4()),
                     source,
                     session_expires_at: at,
+                    key_id: None,
                 };
                 for heartbeat in [0, 1, 30, 86_400, u64::MAX] {
                     assert_eq!(

@@ -37,7 +37,7 @@ use crate::{
     auth::{Identity, SessionEnds},
     http::error::Error,
     rooms::Outgoing,
-    sockets::Refused,
+    sockets::{Binding, Refused},
 };
 
 /// The extractor of a host's socket route: the handshake checked, the caller (if
@@ -163,7 +163,7 @@ impl SocketUpgrade {
         };
         let bound = identity
             .as_ref()
-            .map(|(id, _)| (id.session_id, id.user_id, sender.clone()));
+            .map(|(id, _)| Binding::of(id, sender.clone()));
         let (registration, close_rx) = doorman.registry.register(bound).map_err(|e| match e {
             Refused::ShuttingDown => Error::ShuttingDown,
             Refused::TooManySockets => Error::TooManySockets,

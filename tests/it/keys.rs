@@ -72,6 +72,8 @@ async fn rotation_and_retirement_reach_every_instance_within_two_seconds() {
     // Verified on both, so both caches hold it.
     assert_eq!(a.me(&old).await.status(), StatusCode::OK);
     assert_eq!(b.me(&old).await.status(), StatusCode::OK);
+    // A socket on each instance, opened with the soon-retired key's token.
+    let mut old_sockets = vec![a.ws_welcomed(&old).await.0, b.ws_welcomed(&old).await.0];
 
     let new_kid = stdout(&keys(&db.url, None, &["rotate"])).trim().to_owned();
     assert_ne!(new_kid, old_kid);
@@ -111,6 +113,11 @@ async fn rotation_and_retirement_reach_every_instance_within_two_seconds() {
         .await;
         assert_eq!(jwks_kids(on).await, vec![new_kid.clone()]);
     }
+    // Its sockets close too, on every instance, within two seconds (4401).
+    for socket in &mut old_sockets {
+        let (code, reason) = expect_close(socket, Duration::from_secs(2)).await;
+        assert_eq!((code, reason.as_str()), (4401, "invalid_token"));
+    }
     assert!(retired.elapsed() < Duration::from_secs(3));
     // The last active key cannot be retired.
     let refused = keys(&db.url, None, &["retire", &new_kid]);
@@ -143,6 +150,38 @@ async fn rotation_and_retirement_reach_every_instance_within_two_seconds() {
         assert_eq!(active.len(), 1, "{listed}");
         current = active[0].split('\t').next().unwrap().to_owned();
     }
+}
+
+/// The issue-31 finding: a leaked key's token opened a socket, and after `keys
+/// rotate` + `keys retire` HTTP refused the token but the socket stayed open.
+#[tokio::test]
+async fn retiring_a_key_closes_the_sockets_its_tokens_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/keys.db?mode=rwc", dir.path().display());
+    let envs = [
+        ("DATABASE_URL", url.clone()),
+        ("DOORMAN_LOGIN_PER_MINUTE", "10000".to_owned()),
+    ];
+    let server = ServerProcess::start(&envs, &dir.path().join("server.log")).await;
+    let email = server.new_user().await;
+    let old = server.login_tokens(&email).await;
+    let old_kid = kid(&old.access);
+    let (mut leaked, _) = server.ws_welcomed(&old).await;
+
+    let new_kid = stdout(&keys(&url, None, &["rotate"])).trim().to_owned();
+    let new = poll_until(
+        Duration::from_secs(2),
+        async || server.login_tokens(&email).await,
+        |t| kid(&t.access) == new_kid,
+    )
+    .await;
+    let (mut kept, _) = server.ws_welcomed(&new).await;
+
+    stdout(&keys(&url, None, &["retire", &old_kid]));
+    let (code, reason) = expect_close(&mut leaked, Duration::from_secs(2)).await;
+    assert_eq!((code, reason.as_str()), (4401, "invalid_token"));
+    // A socket authenticated with the other key lives on.
+    assert_alive(&mut kept).await;
 }
 
 #[tokio::test]
