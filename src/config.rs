@@ -230,6 +230,8 @@ pub enum KeysCommand {
     /// the JWKS drops it.
     Retire {
         /// The key id (`kid`), as `doorman keys list` shows it.
+        // A kid is base64url: one in 64 starts with `-`, which is still the kid.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }
@@ -495,6 +497,18 @@ fn parse_network_item(raw: &str) -> Result<Network, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_kid_that_starts_with_a_hyphen_is_still_a_kid() {
+        let config = Config::try_parse_from(["doorman", "keys", "retire", "-5Xq_abc"])
+            .expect("a kid starting with '-' parses");
+        match config.command {
+            Some(Command::Keys {
+                action: KeysCommand::Retire { kid },
+            }) => assert_eq!(kid, "-5Xq_abc"),
+            _ => panic!("not keys retire"),
+        }
+    }
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
