@@ -12,7 +12,8 @@
 # Usage: bench/callgrind.sh RESULTS OUT_DIR N
 #   RESULTS: key=value lines are appended (ir_<route>_<server>, ir_idle_…)
 #   OUT_DIR: callgrind.out.* and breakdown-*.txt
-# Needs DOORMAN_BIN, FLOOR_BIN and LOAD_BIN (release builds).
+# Needs DOORMAN_BIN, FLOOR_BIN and LOAD_BIN (release builds); with HOST_BIN
+# (doorman-host, bench/src/host.rs) also a host app's operation and its floor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -21,7 +22,7 @@ ensure_apt valgrind valgrind
 mkdir -p "$out"
 record() { echo "$1=$2" >> "$results"; echo "  $1 = $2"; }
 
-DP=18810 FP=18811
+DP=18810 FP=18811 HP=18812 HFP=18813
 limits=(DOORMAN_WS_HANDSHAKE_PER_SECOND=1000000 DOORMAN_WS_HANDSHAKE_BURST=1000000
         DOORMAN_WS_MAX_SOCKETS_PER_USER=1000000 DOORMAN_WS_MESSAGES_PER_SECOND=1000000)
 creds='{"email":"bench@example.org","password":"bench password"}'
@@ -36,6 +37,8 @@ tok="$(curl -fsS "http://127.0.0.1:$DP/api/auth/login" -H 'content-type: applica
 # The floor serves what doorman serves.
 curl -fsS -i "http://127.0.0.1:$DP/healthz" > "$out/healthz.http"
 curl -fsS -i -H "Authorization: Bearer $tok" "http://127.0.0.1:$DP/api/me" > "$out/me.http"
+uid="$(curl -fsS -H "Authorization: Bearer $tok" "http://127.0.0.1:$DP/api/me" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["user"]["id"])')"
 stop_process "$DOORMAN_PID" || true
 
 # dump PID NAME: callgrind's counters since the last zeroing into $out/callgrind.NAME.
@@ -109,3 +112,18 @@ window me_floor "$CG_PID" requests --url "http://127.0.0.1:$FP/api/me" --header 
 window ws_handshake_floor "$CG_PID" sequential --url "ws://127.0.0.1:$FP/ws" --header "Authorization: Bearer $tok"
 window ws_ping_floor "$CG_PID" sequential --pings --url "ws://127.0.0.1:$FP/ws" --header "Authorization: Bearer $tok"
 stop_process "$CG_PID" || true
+
+if [[ -n "${HOST_BIN:-}" ]]; then
+  echo "== callgrind: a host app's operation with doorman's extractor, and its floor ($n requests per window)"
+  # The host opens doorman's database with doorman's public URL: the token is its too.
+  under_callgrind "$dir" "$HP" "$out/host-callgrind.log" DOORMAN_BIND="127.0.0.1:$HP" \
+    DOORMAN_PUBLIC_URL="http://127.0.0.1:$DP" DOORMAN_DRAIN_SECONDS=0 "$(realpath "$HOST_BIN")"
+  "$LOAD_BIN" requests --url "http://127.0.0.1:$HP/api/orders" --header "Authorization: Bearer $tok" --count 200 >/dev/null
+  window host_doorman "$CG_PID" requests --url "http://127.0.0.1:$HP/api/orders" --header "Authorization: Bearer $tok"
+  stop_process "$CG_PID" || true
+  under_callgrind "$out" "$HFP" "$out/host-floor-callgrind.log" "$(realpath "$HOST_BIN")" --floor \
+    --bind "127.0.0.1:$HFP" --user-id "$uid"
+  "$LOAD_BIN" requests --url "http://127.0.0.1:$HFP/api/orders" --header "Authorization: Bearer $tok" --count 200 >/dev/null
+  window host_floor "$CG_PID" requests --url "http://127.0.0.1:$HFP/api/orders" --header "Authorization: Bearer $tok"
+  stop_process "$CG_PID" || true
+fi

@@ -163,6 +163,7 @@ for work, d, f in (
     ("`GET /healthz`", "healthz_doorman", "healthz_floor"),
     ("`GET /api/me` (bearer)", "me_bearer_doorman", "me_floor"),
     ("`GET /api/me` (cookie)", "me_cookie_doorman", "me_floor"),
+    ("a host's `GET /api/orders` with `Authenticated` (bearer)", "host_doorman", "host_floor"),
     ("WS handshake + welcome + close (bearer)", "ws_handshake_doorman", "ws_handshake_floor"),
     ("WS ping/pong (one socket)", "ws_ping_doorman", "ws_ping_floor"),
 ):

@@ -283,6 +283,6 @@ echo "== across two instances on PostgreSQL (bench/cluster.sh)"
 if [ "$mode" = smoke ]; then bench/cluster.sh --smoke "$results"; else bench/cluster.sh "$results"; fi
 
 echo "== instructions per request (callgrind, $CG requests per window)"
-DOORMAN_BIN="$bin" FLOOR_BIN="$floor" LOAD_BIN="$load" bench/callgrind.sh "$results" "$work/callgrind" "$CG"
+DOORMAN_BIN="$bin" FLOOR_BIN="$floor" LOAD_BIN="$load" HOST_BIN="$host" bench/callgrind.sh "$results" "$work/callgrind" "$CG"
 
 python3 bench/report.py "$results" "$mode" "$S" "$IDLE" "$CHURN" "$work/callgrind" "$CG" "$RS" "$ROUNDS" "$HS_ROUNDS"
