@@ -264,7 +264,20 @@ impl Membership {
         let mut rows = Vec::with_capacity(limit.min(64) + 1);
         let mut others = in_room().filter(room_member::Column::Role.ne(Role::Owner.as_str()));
         match after {
-            Some(after) => others = others.filter(room_member::Column::UserId.gt(after)),
+            Some(after) => {
+                // The owner comes first whatever its id: after the owner, the others
+                // start from the lowest id (members whose id sorts below the owner's
+                // were skipped when the cursor was compared as an id).
+                let owner = in_room()
+                    .filter(room_member::Column::Role.eq(Role::Owner.as_str()))
+                    .one(&self.db)
+                    .await
+                    .map_err(RoomError::db)?
+                    .map(|m| m.user_id);
+                if owner != Some(after) {
+                    others = others.filter(room_member::Column::UserId.gt(after));
+                }
+            }
             None => rows.extend(
                 in_room()
                     .filter(room_member::Column::Role.eq(Role::Owner.as_str()))

@@ -206,3 +206,38 @@ async fn room_and_member_lists_come_a_page_at_a_time() {
         .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Found by the outside attack: paging members one at a time ended after the owner
+/// when a member's id sorted below the owner's (ids are time-ordered: a user who
+/// registered before the owner), since the cursor after the owner's page was the
+/// owner's id.
+#[tokio::test]
+async fn members_who_registered_before_the_owner_are_on_a_page_too() {
+    let app = spawn_with(|c| c.room_create_per_minute = 1000).await;
+    // Registered first: their ids sort below the owner's.
+    let early: Vec<String> = {
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            ids.push(app.user_with_tokens().await.user_id);
+        }
+        ids.sort();
+        ids
+    };
+    let owner = app.user_with_tokens().await;
+    assert!(early.iter().all(|id| *id < owner.user_id));
+    assert_eq!(
+        app.create_room(&owner, "private:early").await.status(),
+        StatusCode::CREATED
+    );
+    for id in &early {
+        let resp = app.add_member(&owner, "private:early", id).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    }
+    for limit in [1, 2] {
+        let path = format!("/api/rooms/private:early/members?limit={limit}");
+        let all = all_pages(&app, &owner, &path).await.concat();
+        let mut want = vec![owner.user_id.clone()];
+        want.extend(early.iter().cloned());
+        assert_eq!(all, want, "limit={limit}");
+    }
+}
