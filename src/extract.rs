@@ -39,7 +39,8 @@ pub async fn identity(req: &Request, doorman: &Doorman) -> Result<Identity, Erro
     doorman.auth_source.resolve(req).await.map_err(Error::from)
 }
 
-fn doorman_of(req: &Request) -> Result<&Doorman, Error> {
+/// The handle [`Doorman::edge`] (or `.data(doorman.clone())`) attached.
+pub(crate) fn doorman_of(req: &Request) -> Result<&Doorman, Error> {
     req.data::<Doorman>().ok_or_else(|| {
         Error::internal("no Doorman in the request's data: wrap the routes with Doorman::edge")
     })

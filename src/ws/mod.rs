@@ -20,16 +20,54 @@ use crate::sockets::Binding;
 pub use crate::sockets::{Refused, Registry};
 pub use socket::{SessionSocket, SocketClosed, SocketUpgrade};
 
-use crate::{Doorman, http::error::Error};
+use crate::{
+    Doorman,
+    auth::{Identity, SessionEnds},
+    http::error::Error,
+};
 
 /// Put before [`route`]: hyper upgrades HTTP/1.1 connections only, and poem's
 /// `WebSocket` extractor answers any other version's handshake with a 500 before
 /// the route runs. It is the client's mistake: 400.
 pub async fn require_http_11(req: Request) -> poem::Result<Request> {
+    http_11(&req)?;
+    Ok(req)
+}
+
+/// 400 for a handshake that is not HTTP/1.1 (see [`require_http_11`]).
+pub(crate) fn http_11(req: &Request) -> Result<(), Error> {
     if req.version() == poem::http::Version::HTTP_11 {
-        Ok(req)
+        Ok(())
     } else {
-        Err(Error::BadRequest("a WebSocket handshake needs HTTP/1.1".into()).into())
+        Err(Error::BadRequest(
+            "a WebSocket handshake needs HTTP/1.1".into(),
+        ))
+    }
+}
+
+/// The rules before any upgrade, doorman's `/ws` and a host's socket alike: the
+/// per-IP handshake limit (429), then the credential (Bearer, or the cookie from an
+/// absent or allowed Origin; present and invalid: 401). `None` for a handshake
+/// without a credential. With the identity, the mark of session ends read before
+/// its check (see `link::Link::admit`).
+pub(crate) async fn check_handshake(
+    req: &Request,
+    doorman: &Doorman,
+) -> Result<Option<(Identity, SessionEnds)>, Error> {
+    doorman.limits.ws_handshake.check(&doorman.limit_key(req))?;
+    let ends = doorman.auth.session_ends();
+    let identity = crate::extract::maybe_identity(req, doorman).await?;
+    Ok(identity.map(|id| (id, ends)))
+}
+
+/// A socket the registry would not take: 503 while draining, 429 over the user's
+/// socket cap.
+impl From<Refused> for Error {
+    fn from(e: Refused) -> Self {
+        match e {
+            Refused::ShuttingDown => Error::ShuttingDown,
+            Refused::TooManySockets => Error::TooManySockets,
+        }
     }
 }
 
@@ -78,24 +116,14 @@ async fn handshake(
     ws: WebSocket,
     ctx: &Doorman,
 ) -> Result<impl IntoResponse + use<>, Error> {
-    ctx.limits.ws_handshake.check(&ctx.limit_key(req))?;
-    // Before the check: see `connection::Conn::authenticated`.
-    let ends = ctx.auth.session_ends();
-    let identity = ctx
-        .auth_source
-        .resolve_optional(req)
-        .await
-        .map_err(Error::from)?;
+    let identity = check_handshake(req, ctx).await?;
     // The socket's queue, made here: a socket authenticated at its handshake is
     // bound to its session now, its user's cap checked in the same step.
     let (outbox, inbox) = connection::outbox();
     let bound = identity
         .as_ref()
-        .map(|id| Binding::of(id, Some(outbox.clone())));
-    let (registration, close_rx) = ctx.registry.register(bound).map_err(|e| match e {
-        Refused::ShuttingDown => Error::ShuttingDown,
-        Refused::TooManySockets => Error::TooManySockets,
-    })?;
+        .map(|(id, _)| Binding::of(id, Some(outbox.clone())));
+    let (registration, close_rx) = ctx.registry.register(bound)?;
     let ctx = ctx.clone();
     if let Some(peer) = req.remote_addr().as_socket_addr() {
         // An authenticated socket writes at once (its `welcome`, or a close;
@@ -109,7 +137,7 @@ async fn handshake(
     Ok(ws.config(ctx.ws.config).on_upgrade(move |socket| {
         Box::pin(connection::run(
             socket,
-            identity.map(|id| (id, ends)),
+            identity,
             ctx,
             registration,
             close_rx,

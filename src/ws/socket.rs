@@ -37,7 +37,7 @@ use crate::{
     auth::{Identity, SessionEnds},
     http::error::Error,
     rooms::Outgoing,
-    sockets::{Binding, Refused},
+    sockets::Binding,
 };
 
 /// The extractor of a host's socket route: the handshake checked, the caller (if
@@ -70,30 +70,13 @@ pub struct SocketUpgrade {
 
 impl<'a> FromRequest<'a> for SocketUpgrade {
     async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
-        // hyper upgrades HTTP/1.1 connections only.
-        if req.version() != poem::http::Version::HTTP_11 {
-            return Err(Error::BadRequest("a WebSocket handshake needs HTTP/1.1".into()).into());
-        }
-        let doorman = req
-            .data::<Doorman>()
-            .ok_or_else(|| {
-                Error::internal(
-                    "no Doorman in the request's data: wrap the routes with Doorman::edge",
-                )
-            })?
-            .clone();
+        super::http_11(req)?;
+        let doorman = crate::extract::doorman_of(req)?.clone();
         let ws = WebSocket::from_request(req, body).await?;
-        doorman
-            .limits
-            .ws_handshake
-            .check(&doorman.limit_key(req))
-            .map_err(Error::from)?;
-        // Read before the check: see `Link::admit`.
-        let ends = doorman.auth.session_ends();
-        let identity = crate::extract::maybe_identity(req, &doorman).await?;
+        let identity = super::check_handshake(req, &doorman).await?;
         Ok(Self {
             ws,
-            identity: identity.map(|id| (id, ends)),
+            identity,
             peer: req.remote_addr().as_socket_addr().copied(),
             doorman,
             auth_frame: false,
@@ -164,10 +147,7 @@ impl SocketUpgrade {
         let bound = identity
             .as_ref()
             .map(|(id, _)| Binding::of(id, sender.clone()));
-        let (registration, close_rx) = doorman.registry.register(bound).map_err(|e| match e {
-            Refused::ShuttingDown => Error::ShuttingDown,
-            Refused::TooManySockets => Error::TooManySockets,
-        })?;
+        let (registration, close_rx) = doorman.registry.register(bound)?;
         if let Some(peer) = peer {
             // The host may wait for its client before writing: no frame follows
             // the `101` at once.
