@@ -112,31 +112,34 @@ pub(super) enum Read<T> {
 static LOGGED: AtomicU32 = AtomicU32::new(0);
 
 fn read<T: for<'de> Deserialize<'de>>(payload: &str, version: impl Fn(&T) -> u32) -> Read<T> {
-    // The version first, alone: a newer format may not parse as this one at all.
+    // Parsed once, as a note of this format (every note, at the notification
+    // rate); only a payload that is not one is read again, for its version alone:
+    // a newer format may not parse as this one at all.
     #[derive(Deserialize)]
     struct Versioned {
         #[serde(default = "version_one")]
         v: u32,
     }
-    match serde_json::from_str::<Versioned>(payload) {
-        Ok(Versioned { v }) if v != VERSION => {
-            if LOGGED.fetch_max(v, Ordering::Relaxed) < v {
-                tracing::warn!(
-                    version = v,
-                    ours = VERSION,
-                    "cluster notes of another format ignored"
-                );
-            }
-            return Read::UnknownVersion(v);
-        }
-        Ok(_) => {}
-        Err(_) => return Read::Malformed,
-    }
     match serde_json::from_str::<T>(payload) {
         Ok(note) if version(&note) == VERSION => Read::Note(note),
-        Ok(note) => Read::UnknownVersion(version(&note)),
-        Err(_) => Read::Malformed,
+        Ok(note) => unknown_version(version(&note)),
+        Err(_) => match serde_json::from_str::<Versioned>(payload) {
+            Ok(Versioned { v }) if v != VERSION => unknown_version(v),
+            _ => Read::Malformed,
+        },
     }
+}
+
+/// A note of another format: logged (once per newest version seen), ignored.
+fn unknown_version<T>(v: u32) -> Read<T> {
+    if LOGGED.fetch_max(v, Ordering::Relaxed) < v {
+        tracing::warn!(
+            version = v,
+            ours = VERSION,
+            "cluster notes of another format ignored"
+        );
+    }
+    Read::UnknownVersion(v)
 }
 
 impl SessionNote {
