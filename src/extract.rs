@@ -118,53 +118,42 @@ fn register_schemes(registry: &mut Registry) {
     );
 }
 
-impl<'a> ApiExtractor<'a> for Authenticated {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+/// The security extractor `$ty`: both schemes documented, the value built by
+/// `$make` from the request and the handle.
+macro_rules! security_extractor {
+    ($ty:ty, |$req:ident, $doorman:ident| $make:expr) => {
+        impl<'a> ApiExtractor<'a> for $ty {
+            const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
 
-    type ParamType = ();
-    type ParamRawType = ();
+            type ParamType = ();
+            type ParamRawType = ();
 
-    fn register(registry: &mut Registry) {
-        register_schemes(registry);
-    }
+            fn register(registry: &mut Registry) {
+                register_schemes(registry);
+            }
 
-    fn security_schemes() -> Vec<&'static str> {
-        vec![BEARER_SCHEME, COOKIE_SCHEME]
-    }
+            fn security_schemes() -> Vec<&'static str> {
+                vec![BEARER_SCHEME, COOKIE_SCHEME]
+            }
 
-    async fn from_request(
-        req: &'a Request,
-        _body: &mut RequestBody,
-        _param_opts: ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        Ok(Authenticated(identity(req, doorman_of(req)?).await?))
-    }
+            async fn from_request(
+                $req: &'a Request,
+                _body: &mut RequestBody,
+                _param_opts: ExtractParamOptions<Self::ParamType>,
+            ) -> poem::Result<Self> {
+                let $doorman = doorman_of($req)?;
+                Ok($make)
+            }
+        }
+    };
 }
 
-impl<'a> ApiExtractor<'a> for MaybeAuthenticated {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
-
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        register_schemes(registry);
-    }
-
-    fn security_schemes() -> Vec<&'static str> {
-        vec![BEARER_SCHEME, COOKIE_SCHEME]
-    }
-
-    async fn from_request(
-        req: &'a Request,
-        _body: &mut RequestBody,
-        _param_opts: ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        Ok(MaybeAuthenticated(
-            maybe_identity(req, doorman_of(req)?).await?,
-        ))
-    }
-}
+security_extractor!(Authenticated, |req, doorman| Authenticated(
+    identity(req, doorman).await?
+));
+security_extractor!(MaybeAuthenticated, |req, doorman| MaybeAuthenticated(
+    maybe_identity(req, doorman).await?
+));
 
 /// On plain poem handlers, the caller itself is the extractor (a type cannot be
 /// both a poem extractor and a poem-openapi security scheme; use
