@@ -1,9 +1,9 @@
 //! Building and running the server: `main` and the tests start it the same way.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr};
 
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Route, Server, get,
+    Endpoint, EndpointExt, IntoResponse, Route, get,
     listener::{Acceptor, Listener, TcpListener},
 };
 
@@ -63,38 +63,8 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let doorman = self.doorman.clone();
-        let drain = self.doorman.config().drain;
-        let app = routes(self.doorman);
-        // poem polls its shutdown future each time it accepts a connection, and
-        // `shutdown` may be costly to poll (Ctrl-C and SIGTERM are two watch
-        // channels behind a `select!`: about 900 instructions per connection).
-        // It runs in a task of its own instead, and poem polls a oneshot.
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop.send(());
-        });
-        // The idle timeout is the acceptor's (see `conn_guard`), not poem's.
-        let server = Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(
-            app,
-            async move {
-                // A dropped sender (the task ended without sending: the
-                // runtime is going away) stops too.
-                let _ = stopped.await;
-                tracing::info!("shutting down");
-                doorman.drain(drain, Duration::from_secs(5)).await;
-            },
-            Some(Duration::from_secs(10)),
-        );
-        // On a worker thread, not the caller's (`main`'s `block_on`): each accepted
-        // connection's task is then spawned into that worker's own queue, where a
-        // spawn from outside the runtime goes through its shared queue and may
-        // have to wake a worker first.
-        match tokio::spawn(server).await {
-            Ok(served) => served,
-            Err(e) => Err(std::io::Error::other(e)),
-        }
+        let app = routes(self.doorman.clone());
+        crate::front::serve_until(self.doorman, self.acceptor, app, shutdown).await
     }
 }
 

@@ -16,7 +16,7 @@ use poem::Endpoint;
 #[cfg(feature = "server")]
 use crate::http::{allow::AllowedMethods, headers::PageHeaders};
 use crate::{
-    Doorman,
+    Doorman, GuardedAcceptor,
     http::{
         error::known_names,
         scope::{RequestScope, ScopeSettings},
@@ -84,18 +84,55 @@ impl Doorman {
         if let Some(addr) = poem::listener::Acceptor::local_addr(&acceptor).first() {
             tracing::info!(addr = %addr, "listening");
         }
-        let doorman = self.clone();
-        poem::Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                self.edge(app),
-                async move {
-                    crate::shutdown_signal().await;
-                    tracing::info!("shutting down");
-                    let window = doorman.config().drain;
-                    doorman.drain(window, Duration::from_secs(5)).await;
-                },
-                Some(Duration::from_secs(10)),
-            )
-            .await
+        serve_until(
+            self.clone(),
+            acceptor,
+            self.edge(app),
+            crate::shutdown_signal(),
+        )
+        .await
+    }
+}
+
+/// Serves `app` on `acceptor` until `shutdown` completes; then drains (see
+/// `Registry::drain`: `/readyz` 503 and new sockets refused at once, open sockets
+/// closed with 1001 spread over `DOORMAN_DRAIN_SECONDS`, the listener answering
+/// throughout), finishes in-flight requests and returns. doorman's server and
+/// [`Doorman::serve`] alike.
+pub(crate) async fn serve_until<E: Endpoint + 'static>(
+    doorman: Doorman,
+    acceptor: GuardedAcceptor,
+    app: E,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let drain = doorman.config().drain;
+    // poem polls its shutdown future each time it accepts a connection, and
+    // `shutdown` may be costly to poll (Ctrl-C and SIGTERM are two watch
+    // channels behind a `select!`: about 900 instructions per connection).
+    // It runs in a task of its own instead, and poem polls a oneshot.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(());
+    });
+    // The idle timeout is the acceptor's (see `conn_guard`), not poem's.
+    let server = poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+        app,
+        async move {
+            // A dropped sender (the task ended without sending: the
+            // runtime is going away) stops too.
+            let _ = stopped.await;
+            tracing::info!("shutting down");
+            doorman.drain(drain, Duration::from_secs(5)).await;
+        },
+        Some(Duration::from_secs(10)),
+    );
+    // On a worker thread, not the caller's (`main`'s `block_on`): each accepted
+    // connection's task is then spawned into that worker's own queue, where a
+    // spawn from outside the runtime goes through its shared queue and may
+    // have to wake a worker first.
+    match tokio::spawn(server).await {
+        Ok(served) => served,
+        Err(e) => Err(std::io::Error::other(e)),
     }
 }
