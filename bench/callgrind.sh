@@ -116,10 +116,16 @@ stop_process "$CG_PID" || true
 if [[ -n "${HOST_BIN:-}" ]]; then
   echo "== callgrind: a host app's operation with doorman's extractor, and its floor ($n requests per window)"
   # The host opens doorman's database with doorman's public URL: the token is its too.
-  under_callgrind "$dir" "$HP" "$out/host-callgrind.log" DOORMAN_BIND="127.0.0.1:$HP" \
+  under_callgrind "$dir" "$HP" "$out/host-callgrind.log" DOORMAN_BIND="127.0.0.1:$HP" RUST_LOG=warn \
     DOORMAN_PUBLIC_URL="http://127.0.0.1:$DP" DOORMAN_DRAIN_SECONDS=0 "$(realpath "$HOST_BIN")"
   "$LOAD_BIN" requests --url "http://127.0.0.1:$HP/api/orders" --header "Authorization: Bearer $tok" --count 200 >/dev/null
   window host_doorman "$CG_PID" requests --url "http://127.0.0.1:$HP/api/orders" --header "Authorization: Bearer $tok"
+  stop_process "$CG_PID" || true
+  # The extractor alone: the handle attached with `.data()`, poem's listener.
+  under_callgrind "$dir" "$HP" "$out/host-bare-callgrind.log" DOORMAN_BIND="127.0.0.1:$HP" RUST_LOG=warn \
+    DOORMAN_PUBLIC_URL="http://127.0.0.1:$DP" DOORMAN_DRAIN_SECONDS=0 "$(realpath "$HOST_BIN")" --bare
+  "$LOAD_BIN" requests --url "http://127.0.0.1:$HP/api/orders" --header "Authorization: Bearer $tok" --count 200 >/dev/null
+  window host_bare "$CG_PID" requests --url "http://127.0.0.1:$HP/api/orders" --header "Authorization: Bearer $tok"
   stop_process "$CG_PID" || true
   under_callgrind "$out" "$HFP" "$out/host-floor-callgrind.log" "$(realpath "$HOST_BIN")" --floor \
     --bind "127.0.0.1:$HFP" --user-id "$uid"

@@ -40,7 +40,7 @@ on_exit rm -rf "$work"
 results="$work/results"
 record() { echo "$1=$2" >> "$results"; echo "  $1 = $2"; }
 
-DP=18800; PP=18801; QP=18802; FP=18803; HP=18804; HFP=18805
+DP=18800; PP=18801; QP=18802; FP=18803; HP=18804; HFP=18805; HBP=18806
 D="http://127.0.0.1:$DP"; P="http://127.0.0.1:$PP"
 limits=(DOORMAN_LOGIN_PER_MINUTE=1000000 DOORMAN_WS_HANDSHAKE_PER_SECOND=1000000
         DOORMAN_WS_HANDSHAKE_BURST=1000000 DOORMAN_WS_MAX_SOCKETS_PER_USER=1000000
@@ -87,14 +87,23 @@ uid="$(curl -fsS -H "Authorization: Bearer $dtok" "$D/api/me" |
   DOORMAN_DRAIN_SECONDS=0 "${limits[@]}" "$host") > "$work/host.log" 2>&1 &
 hpid=$!
 on_exit stop_process "$hpid"
+# The same app with the extractor alone (`--bare`: the handle attached with
+# `.data()`, poem's own listener, no edge): what the extractor costs by itself.
+(cd "$DOORMAN_DIR" && exec env -u DATABASE_URL DOORMAN_BIND="127.0.0.1:$HBP" DOORMAN_PUBLIC_URL="$D" \
+  DOORMAN_DRAIN_SECONDS=0 "${limits[@]}" "$host" --bare) > "$work/host-bare.log" 2>&1 &
+hbpid=$!
+on_exit stop_process "$hbpid"
 "$host" --floor --bind "127.0.0.1:$HFP" --user-id "$uid" > "$work/host-floor.log" 2>&1 &
 hfpid=$!
 on_exit stop_process "$hfpid"
-H="http://127.0.0.1:$HP"; HF="http://127.0.0.1:$HFP"
+H="http://127.0.0.1:$HP"; HF="http://127.0.0.1:$HFP"; HB="http://127.0.0.1:$HBP"
 wait_http "$H/healthz"
 wait_http "$HF/healthz"
-[ "$(curl -fsS -H "Authorization: Bearer $dtok" "$H/api/orders")" = "$(curl -fsS "$HF/api/orders")" ] ||
-  { echo "the host and its floor answer differently"; exit 1; }
+wait_http "$HB/healthz"
+for host_url in "$H" "$HB"; do
+  [ "$(curl -fsS -H "Authorization: Bearer $dtok" "$host_url/api/orders")" = "$(curl -fsS "$HF/api/orders")" ] ||
+    { echo "the host ($host_url) and its floor answer differently"; exit 1; }
+done
 
 hz="$(getconf CLK_TCK)"
 cpu_ticks() { "$load" cpu-ticks "${@/#/--pid=}" | value cpu_ticks; }
@@ -146,7 +155,7 @@ for name, s in samples.items():
 # machine then lands on both halves of a ratio, not on one server's median.
 PAIRS = [("healthz_doorman", "healthz_floor"), ("me_bearer_doorman", "me_floor"),
          ("me_cookie_doorman", "me_floor"), ("me_cookie_doorman", "me_bearer_doorman"),
-         ("host_doorman", "host_floor"),
+         ("host_doorman", "host_floor"), ("host_bare", "host_floor"),
          ("ws_handshake_bearer_doorman", "ws_handshake_floor"),
          ("ws_handshake_cookie_doorman", "ws_handshake_floor"), ("ws_ping_doorman", "ws_ping_floor")]
 for a, b in PAIRS:
@@ -183,10 +192,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
   else sample "${cookie[@]}"; sample "${me_floor[@]}"; sample "${bearer[@]}"; fi
   # A host's own operation with doorman's extractor, against the same operation in
   # poem-openapi without doorman (same request bytes, same JSON).
+  # Once with the extractor alone, once behind doorman's edge and listener.
   host_op=(host_doorman "$hpid" http -H "Authorization: Bearer $dtok" "$H/api/orders")
+  host_bare=(host_bare "$hbpid" http -H "Authorization: Bearer $dtok" "$HB/api/orders")
   host_floor=(host_floor "$hfpid" http -H "Authorization: Bearer $dtok" "$HF/api/orders")
-  if odd; then sample "${host_op[@]}"; sample "${host_floor[@]}"
-  else sample "${host_floor[@]}"; sample "${host_op[@]}"; fi
+  if odd; then sample "${host_bare[@]}"; sample "${host_floor[@]}"; sample "${host_op[@]}"
+  else sample "${host_op[@]}"; sample "${host_floor[@]}"; sample "${host_bare[@]}"; fi
 done
 round=0
 sample healthz_peer "$peer_pid" http "$P/healthz"

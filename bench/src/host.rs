@@ -6,15 +6,18 @@
 //!   `Doorman::serve` (the edge and the connection guard), configured from the
 //!   environment like the server (`DOORMAN_BIND`, `DATABASE_URL`,
 //!   `DOORMAN_PUBLIC_URL`); doorman's `MetaApi` for `/healthz`.
+//! - `--bare`: the same app with only the extractor: doorman's handle attached
+//!   with `.data()` (what the extractor needs), on poem's own server, without
+//!   the edge and the guarded listener. The extractor's cost alone.
 //! - `--floor`: the same operation and `/healthz` in the same poem-openapi, with no
 //!   authentication and no edge, answering the same JSON (`--user-id`) on a plain
 //!   poem server: what poem-openapi itself costs for that work.
 //!
-//! Usage: doorman-host [--floor --bind ADDR --user-id UUID]
+//! Usage: doorman-host [--bare | --floor --bind ADDR --user-id UUID]
 
 use clap::Parser;
 use doorman::{Authenticated, Config, Doorman, api::MetaApi};
-use poem::{Route, Server, listener::TcpListener};
+use poem::{EndpointExt, Route, Server, listener::TcpListener};
 use poem_openapi::{Object, OpenApi, OpenApiService, payload::Json};
 
 #[derive(Parser)]
@@ -22,6 +25,9 @@ struct Args {
     /// Serve the floor: the same operation without doorman.
     #[arg(long)]
     floor: bool,
+    /// Serve the operation with the extractor only (no edge, poem's listener).
+    #[arg(long, conflicts_with = "floor")]
+    bare: bool,
     /// The floor's address.
     #[arg(long, default_value = "127.0.0.1:18805")]
     bind: std::net::SocketAddr,
@@ -80,8 +86,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         return Ok(());
     }
-    let doorman = Doorman::builder(Config::from_env()?).start().await?;
+    // As a host would (examples/shop.rs): without a subscriber, every span falls
+    // back to the `log` crate's checks.
+    let config = Config::from_env()?;
+    doorman::init_logging(config.log_format);
+    let doorman = Doorman::builder(config).start().await?;
     let api = OpenApiService::new((Orders, MetaApi), "host", "1");
+    if args.bare {
+        let addr = doorman.config().bind;
+        let app = Route::new().nest("/", api).data(doorman);
+        Server::new(TcpListener::bind(addr)).run(app).await?;
+        return Ok(());
+    }
     doorman.serve(Route::new().nest("/", api)).await?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use poem::{
 use std::sync::Arc;
 
 use super::Error;
-use super::{Auth, AuthError, CredentialSource, Identity, cookies, outcomes};
+use super::{Auth, AuthError, CredentialSource, Identity, ascii::ascii_text, cookies, outcomes};
 
 /// A credential as the request presented it, not yet verified.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,10 +49,7 @@ pub fn credential_in_headers<'a>(
 /// that is all ASCII, which std checks a word at a time where `to_str` checks a
 /// byte at a time (a credential header is hundreds of bytes, on every request).
 fn visible_ascii(bytes: &[u8]) -> Option<&str> {
-    bytes
-        .is_ascii()
-        .then(|| std::str::from_utf8(bytes).ok())
-        .flatten()
+    ascii_text(bytes)
 }
 
 /// `Bearer <token>`; any other scheme, or an empty token, is an invalid credential.

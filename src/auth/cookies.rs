@@ -192,8 +192,8 @@ fn as_token(value: &[u8]) -> Option<&str> {
     if value.is_empty() || !value.iter().fold(true, |ok, &b| ok & is_token_byte(b)) {
         return None;
     }
-    // Token bytes are ASCII, so this cannot fail.
-    std::str::from_utf8(value).ok()
+    // Token bytes are ASCII: text without a second UTF-8 pass.
+    super::ascii::ascii_text(value)
 }
 
 /// The characters of every token doorman puts in a cookie: JWTs and base64url

@@ -6,6 +6,7 @@
 
 mod accounts;
 pub mod activity;
+mod ascii;
 mod auth_source;
 mod cache;
 pub mod cookies;
