@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Browser end-to-end tests in Debian's headless Chromium against a fresh doorman.
+# Browser end-to-end tests in Debian's headless Chromium against a fresh doorman, and
+# the cookie-tossing reproduction (issue 31) against a second one behind a TLS proxy.
 # Usage: e2e/run.sh PATH_TO_DOORMAN_BINARY [SCREENSHOT_DIR]
 set -euo pipefail
 # Both paths are relative to the caller's directory (README: `e2e/run.sh target/release/doorman docs`).
@@ -16,9 +17,19 @@ ensure_node_modules .
 
 port=18700
 export DOORMAN_PORT=$port PARTNER_PORT=18701 FOREIGN_PORT=18702
+# The second doorman believes it is https://app.example.test behind a TLS proxy (the
+# proxy is cookie-tossing.mjs's own, on TLS_PORT, and forwards from 127.0.0.1).
+export TLS_DOORMAN_PORT=18703 TLS_PORT=18704
 work="$(mktemp -d)"
 on_exit rm -rf "$work"
 start_doorman "$port" "$work/server.log" \
   DOORMAN_ALLOWED_ORIGINS="http://127.0.0.1:$PARTNER_PORT" DOORMAN_LOGIN_PER_MINUTE=1000
+start_doorman "$TLS_DOORMAN_PORT" "$work/server-tls.log" \
+  DOORMAN_PUBLIC_URL="https://app.example.test:$TLS_PORT" DOORMAN_TRUSTED_PROXIES=127.0.0.1 \
+  DOORMAN_LOGIN_PER_MINUTE=1000
 
-SCREENSHOT_DIR="$screenshot_dir" node browser.mjs
+# Both suites run even when the first fails; the script fails if either did.
+status=0
+SCREENSHOT_DIR="$screenshot_dir" node browser.mjs || status=1
+node cookie-tossing.mjs || status=1
+exit "$status"
