@@ -38,7 +38,8 @@ pub enum Registered {
 #[derive(ApiResponse)]
 pub enum LoggedIn {
     /// Token mode: the tokens. Cookie mode: `Set-Cookie` carries the access cookie
-    /// and the refresh cookie (path `/api/auth`); the body carries no token.
+    /// and the refresh cookie (path `/api/auth` over http; `__Host-` with path `/` over
+    /// https); the body carries no token.
     #[oai(status = 200)]
     Ok(Json<Credentials>),
 }
@@ -82,7 +83,8 @@ impl AuthApi {
     /// `mode: token` (default) returns an access token and a refresh token.
     /// `mode: cookie` sets them as HttpOnly cookies instead. An unknown email and a
     /// wrong password get the same `invalid_credentials`. Every successful login
-    /// also sets a long-lived device cookie (path `/api/auth`, kept after logout):
+    /// also sets a long-lived device cookie (path `/api/auth` over http, `__Host-`
+    /// with path `/` over https; kept after logout):
     /// failed guesses made elsewhere never stop a login from that device.
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
