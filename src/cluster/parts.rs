@@ -1,8 +1,10 @@
 //! A room frame too large for one note travels as several: [`split`] cuts it into
-//! pieces that each fit a NOTIFY payload once escaped, the sender sends them in
-//! order (in one statement, so in one transaction: PostgreSQL delivers them
-//! together, in order, or not at all), and [`Joiner`] puts them back together on
-//! every other instance. Nothing is written to a table, so nothing a user publishes
+//! pieces that each fit a NOTIFY payload once escaped, the sender's one relay task
+//! sends them one after another in its batch (one statement, so one transaction,
+//! unless the batch's 256 notes end among them: then two consecutive ones; either
+//! way PostgreSQL delivers them in order), and [`Joiner`] puts them back together on
+//! every other instance; a piece lost to a failed send or a listening gap drops only
+//! its own message. Nothing is written to a table, so nothing a user publishes
 //! stays in the database once the notifications are read.
 
 use std::collections::HashMap;

@@ -77,7 +77,7 @@ pub(super) enum RoomKind {
     },
     /// Piece `p` of `of` of a message frame too large for one note (`id` tells
     /// one message's pieces from another's); the pieces of one message leave in
-    /// order, in one statement, and are joined on arrival.
+    /// order, one after another, and are joined on arrival.
     #[serde(rename = "part")]
     Part {
         r: String,
