@@ -1,6 +1,6 @@
 //! The janitor: deletes what is past `DOORMAN_RETENTION_DAYS` — ended sessions
-//! (their refresh tokens go with them), spent refresh tokens, relayed room
-//! messages and account activity — in batches, so no statement holds locks for
+//! (their refresh tokens go with them), spent refresh tokens, account activity and
+//! rows of relayed room messages (only a previous release wrote them) — in batches, so no statement holds locks for
 //! long. On PostgreSQL each batch takes a transaction-level advisory lock first: with
 //! several instances, one works at a time and the others skip that round.
 

@@ -1,7 +1,9 @@
 use sea_orm::entity::prelude::*;
 
 /// A room message relayed between instances through the database, because it is too
-/// large for a NOTIFY payload. Rows are deleted after a few minutes.
+/// large for a NOTIFY payload, as releases before issue 31 did (now such a message
+/// travels as several notifications and nothing is stored). Still read and pruned
+/// during a rolling upgrade from such a release; rows are deleted after a few minutes.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "room_messages")]
 pub struct Model {

@@ -30,7 +30,7 @@ use std::{
 };
 
 use entity::room_message;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use time::OffsetDateTime;
 use tokio::{
     sync::{
@@ -42,6 +42,7 @@ use tokio::{
 use uuid::Uuid;
 
 mod notify;
+mod parts;
 mod wire;
 
 use wire::{Read, RoomKind, RoomNote, SessionKind, SessionNote};
@@ -54,11 +55,12 @@ use crate::{
 };
 
 /// Room frames larger than the inline limit (less this much for the note around
-/// them) go through the `room_messages` table.
-const NOTE_OVERHEAD: usize = 200;
+/// them) travel in pieces, several notes each within that limit.
+const NOTE_OVERHEAD: usize = 300;
 /// Notes sent in one go at most (one statement on NOTIFY).
 const BATCH: usize = 256;
-/// How long relayed rows stay in `room_messages`.
+/// How long rows stay in `room_messages`, which only instances of releases before
+/// [`wire::RoomKind::Part`] still write (during a rolling upgrade).
 const ROW_TTL: time::Duration = time::Duration::minutes(5);
 /// How often an instance says it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(10);
@@ -94,7 +96,8 @@ pub struct Bridge {
     pub rooms: Rooms,
     pub registry: Registry,
     pub auth: Arc<Auth>,
-    /// How often old relayed room messages are pruned.
+    /// How often rows of relayed room messages (written by a previous release)
+    /// are pruned.
     pub sweep_every: Duration,
 }
 
@@ -105,6 +108,8 @@ struct Running {
     instance: Uuid,
     /// Peers by when last heard from.
     peers: Mutex<HashMap<Uuid, Instant>>,
+    /// Large messages from peers, piece by piece.
+    parts: Mutex<parts::Joiner>,
     /// Asks the sender task to announce this instance's whole state.
     announce: mpsc::Sender<Control>,
 }
@@ -137,6 +142,7 @@ impl Bridge {
             transport,
             instance,
             peers: Mutex::default(),
+            parts: Mutex::default(),
             announce,
         });
         tokio::spawn(relay_sessions(Arc::clone(&running)));
@@ -227,10 +233,10 @@ async fn relay_rooms(
         tokio::select! {
             biased;
             Some(what) = rx.recv() => {
-                batch.extend(room_kind(&running.bridge.db, what).await.map(&mut note));
+                batch.extend(room_kinds(what).into_iter().map(&mut note));
                 while batch.len() < BATCH {
                     let Ok(what) = rx.try_recv() else { break };
-                    batch.extend(room_kind(&running.bridge.db, what).await.map(&mut note));
+                    batch.extend(room_kinds(what).into_iter().map(&mut note));
                 }
             }
             Some(c) = control.recv() => match c {
@@ -247,7 +253,8 @@ async fn relay_rooms(
             _ = heartbeat.tick() => batch.push(note(RoomKind::Heartbeat)),
             else => break,
         }
-        // A whole state can be longer than a batch; it still leaves in order.
+        // A whole state (or a burst of large messages' pieces) can be longer than a
+        // batch; it still leaves in order.
         while !batch.is_empty() {
             let rest = batch.split_off(batch.len().min(BATCH));
             if let Err(e) = running.transport.send(Channel::Rooms, batch).await {
@@ -258,42 +265,42 @@ async fn relay_rooms(
     }
 }
 
-/// How long `frame` is once written inside a note: the frame is JSON text
-/// carried as a JSON string, so each `"` and `\` in it is escaped once more (a
-/// body of quotes doubles in size; serde's frame holds no raw control characters).
-fn inline_len(frame: &str) -> usize {
-    frame.len() + frame.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
-}
-
-/// The note for a local room event (a large message goes into the table first).
-async fn room_kind(db: &Db, what: Relayed) -> Option<RoomKind> {
-    Some(match what {
+/// The notes for a local room event. A message frame too large for one note is
+/// cut into pieces that leave one after another (never into a table: what a user
+/// publishes must not stay in the database, and a row written for every large
+/// message grew it at the publish rate, whether or not anyone elsewhere listened).
+fn room_kinds(what: Relayed) -> Vec<RoomKind> {
+    let budget = notify::INLINE_LIMIT - NOTE_OVERHEAD;
+    vec![match what {
         Relayed::Message { room, frame } => {
-            if inline_len(&frame) + NOTE_OVERHEAD <= notify::INLINE_LIMIT {
+            let r = room.as_str();
+            if parts::inline_len(&frame) <= budget {
                 RoomKind::Message {
-                    r: room.as_str().to_owned(),
+                    r: r.to_owned(),
                     f: Some(frame.to_string()),
                     id: None,
                 }
             } else {
-                let id = Uuid::now_v7();
-                let stored = room_message::ActiveModel {
-                    id: Set(id),
-                    room: Set(room.as_str().to_owned()),
-                    frame: Set(frame.to_string()),
-                    created_at: Set(OffsetDateTime::now_utc()),
-                }
-                .insert(db)
-                .await;
-                if let Err(e) = stored {
-                    tracing::error!(error = %e, "could not store a room message for other instances");
-                    return None;
-                }
-                RoomKind::Message {
-                    r: room.as_str().to_owned(),
-                    f: None,
-                    id: Some(id),
-                }
+                let Some(pieces) = parts::split(&frame, budget) else {
+                    // Not with bodies of at most MAX_BODY_CHARS.
+                    tracing::error!(
+                        bytes = frame.len(),
+                        "a room message too large to relay was not sent to other instances"
+                    );
+                    return vec![];
+                };
+                let (id, of) = (Uuid::now_v7(), pieces.len() as u8);
+                return pieces
+                    .into_iter()
+                    .zip(0..)
+                    .map(|(f, p)| RoomKind::Part {
+                        r: r.to_owned(),
+                        id,
+                        p,
+                        of,
+                        f: f.to_owned(),
+                    })
+                    .collect();
             }
         }
         Relayed::Removed { room, user } => RoomKind::Removed {
@@ -305,7 +312,7 @@ async fn room_kind(db: &Db, what: Relayed) -> Option<RoomKind> {
             u: user.0,
             t: since.map(unix_ms),
         },
-    })
+    }]
 }
 
 /// This instance's whole presence and socket counts, as notes small enough to send.
@@ -355,6 +362,12 @@ async fn listen(running: Arc<Running>, mut received: mpsc::Receiver<Incoming>) {
                     after_gap(&running);
                 }
                 connected_before = true;
+                // Pieces of a message may have been lost meanwhile.
+                running
+                    .parts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
                 // Others may have missed this instance's changes, and it theirs.
                 let _ = running.announce.try_send(Control::State);
                 let _ = running.announce.try_send(Control::Hello);
@@ -431,6 +444,7 @@ async fn handle_room_note(running: &Running, from: Uuid, kind: RoomKind) {
             let Some(room) = room(&r) else { return };
             let frame = match (f, id) {
                 (Some(frame), _) => frame,
+                // An instance of the release before pieces (a rolling upgrade).
                 (None, Some(id)) => {
                     match room_message::Entity::find_by_id(id).one(&bridge.db).await {
                         Ok(Some(row)) => row.frame,
@@ -444,6 +458,23 @@ async fn handle_room_note(running: &Running, from: Uuid, kind: RoomKind) {
                 (None, None) => return,
             };
             bridge.rooms.deliver(&room, &frame.into());
+        }
+        RoomKind::Part { r, id, p, of, f } => {
+            let whole = running.parts.lock().unwrap_or_else(|e| e.into_inner()).add(
+                from,
+                parts::Piece {
+                    room: r,
+                    id,
+                    p,
+                    of,
+                    f,
+                },
+            );
+            if let Some((r, frame)) = whole
+                && let Some(room) = room(&r)
+            {
+                bridge.rooms.deliver(&room, &frame.into());
+            }
         }
         RoomKind::Removed { r, u } => {
             if let Some(room) = room(&r) {
@@ -487,8 +518,8 @@ async fn handle_room_note(running: &Running, from: Uuid, kind: RoomKind) {
     }
 }
 
-/// Periodically drops old relayed rows and peers not heard from (the registry's
-/// own sweep re-checks sockets).
+/// Periodically drops peers not heard from and old rows of relayed messages (left
+/// by instances of a previous release; the registry's own sweep re-checks sockets).
 async fn sweep(running: Arc<Running>) {
     let bridge = &running.bridge;
     let mut prune = tokio::time::interval(bridge.sweep_every);
@@ -508,6 +539,7 @@ async fn sweep(running: Arc<Running>) {
                     }
                     dead
                 };
+                running.parts.lock().unwrap_or_else(|e| e.into_inner()).forget_all(&dead);
                 for id in dead {
                     tracing::warn!(instance = %id, "instance not heard from; dropping its presence");
                     bridge.rooms.replace_holder(id, Vec::new());

@@ -534,3 +534,120 @@ async fn notices_and_password_changes_cross_instances() {
     assert_eq!(b.me(&laptop).await.status(), StatusCode::OK);
     assert_eq!(b.me(&tablet).await.status(), StatusCode::UNAUTHORIZED);
 }
+
+// --- issue 31 item 2: large room messages leave nothing behind ----------------
+
+/// Rows in `room_messages` and the table's size on disk (with its indexes and
+/// TOAST), in bytes.
+async fn relay_rows(db: &PgDatabase) -> (i64, i64) {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let conn = Database::connect(&db.url).await.unwrap();
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n, pg_total_relation_size('room_messages') AS bytes \
+             FROM room_messages",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let counted = (
+        row.try_get("", "n").unwrap(),
+        row.try_get("", "bytes").unwrap(),
+    );
+    conn.close().await.ok();
+    counted
+}
+
+/// The bodies of 4,096 characters whose frames are the largest: four bytes a
+/// character, six once escaped in the frame (seven once escaped again in a note),
+/// and two.
+fn largest_bodies() -> Vec<String> {
+    vec![
+        "😀".repeat(4096),
+        "\u{1}".repeat(4096),
+        "\\".repeat(4096),
+        "é".repeat(4096),
+    ]
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn large_messages_cross_instances_and_a_flood_leaves_no_rows() {
+    let pair = two_instances().await;
+    let (a, b) = (&pair.a, &pair.b);
+    let alice = a.user_with_tokens().await;
+    let bob = b.user_with_tokens().await;
+    let mut on_b = socket(b, &bob).await;
+    subscribe(&mut on_b, "big").await;
+    wait_present(a, &alice, "big", &[&bob.user_id]).await;
+    let before = relay_rows(&pair.db).await;
+
+    // The attack: one account floods a room nobody is in with the largest
+    // messages, within its publish budget (a burst of 40 at the default 20/s).
+    for _ in 0..8 {
+        for body in largest_bodies() {
+            let resp = a.publish(&alice, "nobody-here", &body).await;
+            assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        }
+    }
+    // Large messages still reach a subscriber on the other instance, whole and in
+    // order, however their bodies encode.
+    let bodies = largest_bodies();
+    for body in &bodies {
+        let resp = a.publish(&alice, "big", body).await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    }
+    for body in &bodies {
+        let msg = next_json(&mut on_b).await;
+        assert_eq!(msg["room"], "big");
+        assert_eq!(msg["from"], alice.user_id.as_str());
+        assert_eq!(
+            msg["body"].as_str().unwrap(),
+            body.as_str(),
+            "whole, in order"
+        );
+    }
+    assert_no_more(&mut on_b, Duration::from_millis(300)).await;
+
+    // Nothing of the 36 messages stays in the database.
+    let after = relay_rows(&pair.db).await;
+    eprintln!(
+        "room_messages after 36 messages of 4,096 characters: {} rows, {} → {} bytes",
+        after.0, before.1, after.1
+    );
+    assert_eq!(after.0, 0, "relay rows written");
+    assert_eq!(after.1, before.1, "the table grew");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn a_large_message_relayed_by_the_previous_release_still_arrives() {
+    // During a rolling upgrade an instance of the previous release still writes a
+    // large message into `room_messages` and notifies the row's id.
+    let pair = two_instances().await;
+    let b = &pair.b;
+    let bob = b.user_with_tokens().await;
+    let mut on_b = socket(b, &bob).await;
+    subscribe(&mut on_b, "big").await;
+    let frame = json!({
+        "type": "message",
+        "id": uuid::Uuid::now_v7(),
+        "room": "big",
+        "from": uuid::Uuid::new_v4(),
+        "body": "é".repeat(4096),
+        "sent_at": "2026-11-27T12:00:00Z",
+    });
+    let id = uuid::Uuid::now_v7();
+    pair.db
+        .execute(&format!(
+            "INSERT INTO room_messages (id, room, frame, created_at) \
+             VALUES ('{id}', 'big', '{frame}', now())"
+        ))
+        .await;
+    let note = json!({"v": 1, "o": uuid::Uuid::new_v4(), "n": 1, "k": "msg", "r": "big", "id": id});
+    pair.db
+        .execute(&format!("SELECT pg_notify('doorman_rooms', '{note}')"))
+        .await;
+    assert_eq!(next_json(&mut on_b).await, frame);
+}
