@@ -97,6 +97,13 @@ pub mod error {
     };
 }
 
+/// The HTTP edge piece by piece ([`Doorman::bounds`], [`Doorman::cors`],
+/// [`Doorman::errors`], [`Doorman::security_headers`]), for a host that applies some
+/// and not others; [`Doorman::edge`] applies them all at once, more cheaply.
+pub mod edge {
+    pub use crate::front::pieces::{Bounds, Cors, Errors, Piece, SecurityHeaders};
+}
+
 #[cfg(feature = "server")]
 pub use app::Application;
 pub use config::Config;

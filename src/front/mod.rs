@@ -4,6 +4,7 @@
 
 #[cfg(feature = "server")]
 pub(crate) mod hot;
+pub(crate) mod pieces;
 
 use std::{
     collections::HashSet,

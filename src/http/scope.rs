@@ -24,7 +24,7 @@ use super::{
 };
 use crate::auth::{Auth, db};
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The per-request scope around every route: gives each request an id and a span
 /// (id, method, path, client IP — never the query string or headers, which may
@@ -228,7 +228,11 @@ impl<E: Endpoint, D: Clone + Send + Sync + 'static, H: HotRoutes> Endpoint
                 Err(err) => {
                     operation = err.data::<poem_openapi::OperationId>().map(|op| op.0);
                     span.in_scope(|| {
-                        error::respond_to(err, request_id.as_str(), &self.settings.known_names)
+                        error::respond_to(
+                            err,
+                            Some(request_id.as_str()),
+                            &self.settings.known_names,
+                        )
                     })
                 }
             }
@@ -288,10 +292,10 @@ impl<E: Endpoint, D, H: HotRoutes> RequestScope<E, D, H> {
 /// (splitmix64), so ids never repeat within a thread and threads' sequences are
 /// 2^64-wide random offsets of each other. Not a secret (the client is told it).
 #[derive(Clone, Copy)]
-struct RequestId([u8; 16]);
+pub(crate) struct RequestId([u8; 16]);
 
 impl RequestId {
-    fn next() -> Self {
+    pub(crate) fn next() -> Self {
         thread_local! {
             static NEXT: Cell<u64> = Cell::new(random_u64());
         }
@@ -312,12 +316,12 @@ impl RequestId {
         Self(id)
     }
 
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         // Hex digits only.
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
-    fn header_value(&self) -> HeaderValue {
+    pub(crate) fn header_value(&self) -> HeaderValue {
         HeaderValue::from_bytes(&self.0).unwrap_or_else(|_| HeaderValue::from_static("-"))
     }
 }

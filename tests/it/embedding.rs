@@ -13,7 +13,9 @@ use doorman::{
 };
 use futures_util::SinkExt;
 use poem::{
-    IntoResponse, Route, Server, get, handler, listener::Acceptor, web::websocket::Message,
+    EndpointExt, IntoResponse, Route, Server, get, handler,
+    listener::{Acceptor, Listener, TcpListener},
+    web::websocket::Message,
 };
 use poem_openapi::{OpenApi, OpenApiService, payload::Json};
 use serde_json::{Value, json};
@@ -206,4 +208,118 @@ async fn doormans_own_socket_protocol_mounts_at_a_path_the_host_chooses() {
     assert_eq!(host.api.logout(&tokens).await.status(), 204);
     let (code, _) = expect_close(&mut ws, Duration::from_secs(1)).await;
     assert_eq!(code, 4403);
+}
+
+/// The host app on poem's own listener with `pieces` applied to it instead of the
+/// whole edge (the handle attached with `.data()`).
+async fn host_with_pieces(
+    pieces: impl FnOnce(&Doorman, Route) -> poem::endpoint::BoxEndpoint<'static>,
+) -> Hosted {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::from_env().expect("the defaults parse");
+    config.database_url = format!("sqlite://{}/host.db?mode=rwc", dir.path().display());
+    config.login_per_minute = 1000;
+    config.allowed_origins = vec!["https://app.example.test".parse().unwrap()];
+    let doorman = Doorman::builder(config).start().await.unwrap();
+    let api = OpenApiService::new((AuthApi, Host), "host", "1");
+    let app = pieces(&doorman, Route::new().nest("/", api));
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
+    let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+    Hosted {
+        api: ApiClient::new(format!("http://{addr}")),
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn each_edge_piece_applies_on_its_own() {
+    let huge = "a".repeat(9 * 1024);
+    // Bounds alone: an oversized credential header is refused before the handler,
+    // and nothing else of the edge is there.
+    let host = host_with_pieces(|d, app| app.with(d.bounds()).data(d.clone()).boxed()).await;
+    let refused = host
+        .api
+        .http
+        .get(format!("{}/api/maybe", host.api.base))
+        .header("authorization", format!("Bearer {huge}"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(refused, 431, "headers_too_large").await;
+    let bare = host.api.get("/api/maybe").await;
+    assert_eq!(bare.status(), 200);
+    for absent in [
+        "x-request-id",
+        "cache-control",
+        "x-content-type-options",
+        "vary",
+    ] {
+        assert!(
+            bare.headers().get(absent).is_none(),
+            "{absent} without its piece"
+        );
+    }
+
+    // Headers and errors, no bounds: the same header reaches the handler (a bad
+    // token), unknown paths answer doorman's JSON, every answer has its id.
+    let host = host_with_pieces(|d, app| {
+        app.with(d.security_headers())
+            .with(d.errors())
+            .data(d.clone())
+            .boxed()
+    })
+    .await;
+    let ok = host.api.get("/api/maybe").await;
+    assert_eq!(ok.headers()["cache-control"], "no-store");
+    assert_eq!(ok.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(ok.headers()["x-request-id"].len(), 16);
+    let unbounded = host
+        .api
+        .http
+        .get(format!("{}/api/maybe", host.api.base))
+        .header("authorization", format!("Bearer {huge}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(unbounded.headers().contains_key("x-request-id"));
+    assert_error(unbounded, 401, "invalid_token").await;
+    let missing = host.api.get("/api/nowhere").await;
+    assert_eq!(missing.headers()["cache-control"], "no-store");
+    assert_error(missing, 404, "not_found").await;
+
+    // CORS alone: a listed origin's preflight is answered and echoed, any other
+    // origin gets no CORS header.
+    let host = host_with_pieces(|d, app| app.with(d.cors()).data(d.clone()).boxed()).await;
+    let preflight = |origin: &'static str| {
+        host.api
+            .http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/maybe", host.api.base),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .send()
+    };
+    let listed = preflight("https://app.example.test").await.unwrap();
+    assert_eq!(listed.status(), 204);
+    assert_eq!(
+        listed.headers()["access-control-allow-origin"],
+        "https://app.example.test"
+    );
+    assert_eq!(listed.headers()["access-control-allow-credentials"], "true");
+    let foreign = preflight("https://evil.example.test").await.unwrap();
+    assert!(
+        foreign
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let answered = host.api.get("/api/maybe").await;
+    assert_eq!(answered.headers()["vary"], "Origin");
+    assert!(answered.headers().get("x-request-id").is_none());
 }

@@ -343,7 +343,9 @@ pub struct ErrorBody {
 /// code; poem's own (unknown route, unparsable body, bad path parameter) get the
 /// same JSON shape. Server errors are logged with their cause and answered with a
 /// generic message carrying the request id.
-pub fn respond_to(err: poem::Error, request_id: &str, known: &HashSet<String>) -> Response {
+pub fn respond_to(err: poem::Error, id: Option<&str>, known: &HashSet<String>) -> Response {
+    // In the log line whether or not the client is told one.
+    let request_id = id.unwrap_or("-");
     if let Some(e) = err.downcast_ref::<Error>() {
         match e {
             Error::Internal { detail, .. } => {
@@ -360,12 +362,12 @@ pub fn respond_to(err: poem::Error, request_id: &str, known: &HashSet<String>) -
             }
             _ => {}
         }
-        return e.to_response(Some(request_id));
+        return e.to_response(id);
     }
     let status = err.status();
     if status.is_server_error() {
         tracing::error!(request_id, detail = %err, "internal error");
-        return Error::internal(String::new()).to_response(Some(request_id));
+        return Error::internal(String::new()).to_response(id);
     }
     let (code, message) = match status {
         StatusCode::NOT_FOUND => (ErrorCode::NotFound, "not found".to_owned()),
