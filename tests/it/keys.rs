@@ -328,3 +328,113 @@ async fn two_instances_starting_together_on_an_empty_postgres_database_make_one_
         );
     }
 }
+
+fn write_kek(path: &Path, byte: u8) {
+    std::fs::write(
+        path,
+        base64::engine::general_purpose::STANDARD.encode([byte; 32]),
+    )
+    .unwrap();
+}
+
+/// Warnings about signing keys in a JSON log.
+fn key_warnings(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""level":"WARN""#) && l.contains("signing key"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 31, item 12: a key-encryption key adopted while an instance still runs
+/// without the file (a rolling restart, or `keys rotate` run with the file first)
+/// sealed every key, and that instance then refused the others' tokens (401) and
+/// warned every second. Public keys need no secret: every instance keeps verifying
+/// every active key; one without the file keeps signing with the key it holds.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn adopting_a_key_encryption_key_on_a_live_cluster_never_splits_it() {
+    let db = PgDatabase::create()
+        .await
+        .expect("needs DOORMAN_TEST_DATABASE_URL=postgres://…");
+    let dir = tempfile::tempdir().unwrap();
+    let kek = dir.path().join("kek");
+    write_kek(&kek, 9);
+    let plain = [
+        ("DATABASE_URL", db.url.clone()),
+        ("DOORMAN_LOGIN_PER_MINUTE", "10000".to_owned()),
+        ("DOORMAN_PUBLIC_URL", "http://doorman.test".to_owned()),
+        ("DOORMAN_LOG_FORMAT", "json".to_owned()),
+    ];
+    let mut sealed = plain.to_vec();
+    sealed.push(("DOORMAN_KEY_ENCRYPTION_KEY_FILE", kek.display().to_string()));
+
+    let a_log = dir.path().join("a.log");
+    let a = ServerProcess::start(&plain, &a_log).await;
+    let b = ServerProcess::start(&plain, &dir.path().join("b.log")).await;
+    let email = a.new_user().await;
+    let before = a.login_tokens(&email).await;
+    let old_kid = kid(&before.access);
+
+    // B restarts with the file first (it seals every key at its start), and the
+    // operator rotates with the file while A still runs without it.
+    assert!(b.terminate().await.success());
+    let b = ServerProcess::start(&sealed, &dir.path().join("b2.log")).await;
+    // A re-reads the keys B sealed (its own among them) before the rotation.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let new_kid = stdout(&keys(&db.url, Some(&kek), &["rotate"]))
+        .trim()
+        .to_owned();
+    let listed = stdout(&keys(&db.url, Some(&kek), &["list"]));
+    assert_eq!(listed.matches("encrypted").count(), 2, "{listed}");
+    let from_b = poll_until(
+        Duration::from_secs(2),
+        async || b.login_tokens(&email).await,
+        |t| kid(&t.access) == new_kid,
+    )
+    .await;
+    let adopted = Instant::now();
+
+    // A, without the file, accepts B's tokens…
+    assert_eq!(a.me(&from_b).await.status(), StatusCode::OK);
+    // …keeps signing with the key it holds, which B accepts…
+    let from_a = a.login_tokens(&email).await;
+    assert_eq!(kid(&from_a.access), old_kid);
+    assert_eq!(b.me(&from_a).await.status(), StatusCode::OK);
+    assert_eq!(b.me(&before).await.status(), StatusCode::OK);
+    // …and both publish both keys.
+    let mut both = vec![old_kid.clone(), new_kid.clone()];
+    both.sort();
+    assert_eq!(jwks_kids(&a).await, both);
+    assert_eq!(jwks_kids(&b).await, both);
+    // A says once that it cannot sign with the new key, not every second (and
+    // nothing of its own key, sealed since it started but held).
+    sleep_past(adopted + Duration::from_secs(3)).await;
+    let warned = key_warnings(&a_log);
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(warned[0].contains(&new_kid), "{warned:#?}");
+    assert!(
+        !std::fs::read_to_string(&a_log)
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+
+    // The last step: A restarts with the file; everyone signs with the new key, and
+    // the key that was once stored in plain text can be retired.
+    assert!(a.terminate().await.success());
+    let a = ServerProcess::start(&sealed, &dir.path().join("a2.log")).await;
+    let from_a = a.login_tokens(&email).await;
+    assert_eq!(kid(&from_a.access), new_kid);
+    assert_eq!(b.me(&from_a).await.status(), StatusCode::OK);
+    stdout(&keys(&db.url, Some(&kek), &["retire", &old_kid]));
+    for on in [&a, &b] {
+        poll_until(
+            Duration::from_secs(2),
+            async || on.me(&before).await.status(),
+            |s| *s == StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        assert_eq!(on.me(&from_b).await.status(), StatusCode::OK);
+    }
+}
