@@ -159,9 +159,16 @@ pub async fn manage_keys(
             let kid = store.create().await?;
             format!("{kid}\n")
         }
-        KeysCommand::Retire { kid } => {
-            store.retire(kid).await?;
-            format!("retired {kid}\n")
+        KeysCommand::Retire {
+            kid,
+            revoke_sessions,
+        } => {
+            let revoked = store.retire(kid, *revoke_sessions).await?;
+            if *revoke_sessions {
+                format!("retired {kid}; revoked {revoked} sessions\n")
+            } else {
+                format!("retired {kid}\n")
+            }
         }
     })
 }

@@ -28,7 +28,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{Error, db::Db};
+use super::{Error, RevocationReason, db::Db};
 
 /// The JWS algorithm of every signing key (Ed25519), as tokens and the JWKS name it.
 pub const ALGORITHM: &str = "EdDSA";
@@ -276,7 +276,11 @@ impl KeyStore {
 
     /// Retires a key: every instance refuses its tokens within about a second and
     /// the JWKS drops it. The last active key cannot be retired (nothing could sign).
-    pub async fn retire(&self, kid: &str) -> Result<(), Error> {
+    ///
+    /// With `revoke_sessions` (the key leaked: it can mint a token for any session)
+    /// every active session is revoked in the same transaction, so an instance that
+    /// sees the key retired finds the sessions revoked too; returns how many.
+    pub async fn retire(&self, kid: &str, revoke_sessions: bool) -> Result<u64, Error> {
         // One transaction holding every active key's row (FOR UPDATE on PostgreSQL;
         // SQLite runs one writer at a time): two retirements at once cannot each see
         // the other key still active and leave none.
@@ -305,6 +309,11 @@ impl KeyStore {
                         "{kid_owned} is the only active key; `doorman keys rotate` first"
                     )));
                 }
+                let revoked = if revoke_sessions {
+                    super::sessions::revoke_every(txn, RevocationReason::Operator).await?
+                } else {
+                    0
+                };
                 signing_key::Entity::update_many()
                     .col_expr(
                         signing_key::Column::RetiredAt,
@@ -313,12 +322,12 @@ impl KeyStore {
                     .filter(signing_key::Column::Kid.eq(kid_owned.as_str()))
                     .exec(txn)
                     .await?;
-                Ok(Ok(()))
+                Ok(Ok(revoked))
             })
             .await?;
-        outcome.map_err(Error::Invalid)?;
-        tracing::info!(kid = %kid, "retired a signing key");
-        Ok(())
+        let revoked = outcome.map_err(Error::Invalid)?;
+        tracing::info!(kid = %kid, revoked_sessions = revoked, "retired a signing key");
+        Ok(revoked)
     }
 
     /// Encrypts every key still stored in plain PEM (first start with a

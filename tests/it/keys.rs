@@ -438,3 +438,101 @@ async fn adopting_a_key_encryption_key_on_a_live_cluster_never_splits_it() {
         assert_eq!(on.me(&from_b).await.status(), StatusCode::OK);
     }
 }
+
+/// Issue 31, item 3: when a signing key leaked, one command retires it and revokes
+/// every session (a leaked key mints tokens for any session id). Every instance
+/// closes every socket with 4403 `session_revoked` and refuses the old access and
+/// refresh tokens within about two seconds; logging in again works.
+async fn retiring_a_leaked_key_revokes_every_session(url: &str, servers: &[&ServerProcess]) {
+    let first = servers[0];
+    let victim = first.new_user().await;
+    let leaked = first.login_tokens(&victim).await;
+    let leaked_kid = kid(&leaked.access);
+    let new_kid = stdout(&keys(url, None, &["rotate"])).trim().to_owned();
+    let other = first.new_user().await;
+    let fresh = poll_until(
+        Duration::from_secs(2),
+        async || first.login_tokens(&other).await,
+        |t| kid(&t.access) == new_kid,
+    )
+    .await;
+    let mut sockets = Vec::new();
+    for on in servers {
+        sockets.push(on.ws_welcomed(&leaked).await.0);
+        sockets.push(on.ws_welcomed(&fresh).await.0);
+    }
+
+    let out = keys(url, None, &["retire", &leaked_kid, "--revoke-sessions"]);
+    let said = stdout(&out);
+    let ran = Instant::now();
+    assert!(said.contains(&format!("retired {leaked_kid}")), "{said}");
+    // Both users' sessions, and any the polling above opened.
+    let revoked: u64 = said
+        .split("revoked ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(revoked >= 2, "{said}");
+    assert!(!said.contains("PRIVATE KEY"), "{said}");
+    for socket in &mut sockets {
+        let (code, reason) = expect_close(socket, Duration::from_secs(2)).await;
+        assert_eq!((code, reason.as_str()), (4403, "session_revoked"));
+    }
+    for on in servers {
+        for tokens in [&leaked, &fresh] {
+            poll_until(
+                Duration::from_secs(2),
+                async || on.me(tokens).await.status(),
+                |s| *s == StatusCode::UNAUTHORIZED,
+            )
+            .await;
+        }
+        assert_error(on.me(&fresh).await, 401, "session_revoked").await;
+        for tokens in [&leaked, &fresh] {
+            let refused = on.refresh(&tokens.refresh).await;
+            assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        }
+    }
+    assert!(ran.elapsed() < Duration::from_secs(3));
+    // The users log in again (with the new key) and see what happened.
+    for on in servers {
+        let again = on.login_tokens(&other).await;
+        assert_eq!(kid(&again.access), new_kid);
+        assert_eq!(on.me(&again).await.status(), StatusCode::OK);
+        let activity: serde_json::Value = on.activity(&again).await.json().await.unwrap();
+        assert!(
+            activity.to_string().contains("session_revoked"),
+            "{activity}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retiring_a_leaked_key_revokes_every_session_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/keys.db?mode=rwc", dir.path().display());
+    let envs = [
+        ("DATABASE_URL", url.clone()),
+        ("DOORMAN_LOGIN_PER_MINUTE", "10000".to_owned()),
+    ];
+    let server = ServerProcess::start(&envs, &dir.path().join("server.log")).await;
+    retiring_a_leaked_key_revokes_every_session(&url, &[&server]).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn retiring_a_leaked_key_revokes_every_session_on_every_instance() {
+    let db = PgDatabase::create()
+        .await
+        .expect("needs DOORMAN_TEST_DATABASE_URL=postgres://…");
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("DATABASE_URL", db.url.clone()),
+        ("DOORMAN_LOGIN_PER_MINUTE", "10000".to_owned()),
+        ("DOORMAN_PUBLIC_URL", "http://doorman.test".to_owned()),
+    ];
+    let a = ServerProcess::start(&envs, &dir.path().join("a.log")).await;
+    let b = ServerProcess::start(&envs, &dir.path().join("b.log")).await;
+    retiring_a_leaked_key_revokes_every_session(&db.url, &[&a, &b]).await;
+}
