@@ -127,10 +127,10 @@ pub async fn manage_keys(
     let store = KeyStore::new(db, cipher);
     // Changing keys needs the key-encryption key the servers use: decrypting every
     // active key first refuses a missing or wrong one before anything is written
-    // (a new key in plain text, or one sealed with another key, would leave every
-    // running instance unable to re-read its keys).
+    // (a new key in plain text, or one sealed with another key, would leave the
+    // instances holding the right key-encryption key unable to sign with it).
     if !matches!(action, KeysCommand::List) {
-        store.active().await?;
+        store.active_opened().await?;
     }
     Ok(match action {
         KeysCommand::List => {
@@ -159,9 +159,16 @@ pub async fn manage_keys(
             let kid = store.create().await?;
             format!("{kid}\n")
         }
-        KeysCommand::Retire { kid } => {
-            store.retire(kid).await?;
-            format!("retired {kid}\n")
+        KeysCommand::Retire {
+            kid,
+            revoke_sessions,
+        } => {
+            let revoked = store.retire(kid, *revoke_sessions).await?;
+            if *revoke_sessions {
+                format!("retired {kid}; revoked {revoked} sessions\n")
+            } else {
+                format!("retired {kid}\n")
+            }
         }
     })
 }

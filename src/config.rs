@@ -233,6 +233,11 @@ pub enum KeysCommand {
         // A kid is base64url: one in 64 starts with `-`, which is still the kid.
         #[arg(allow_hyphen_values = true)]
         kid: String,
+        /// The key leaked: also revoke every session (every user signs in again).
+        /// Sockets close with 4403 and refresh tokens are refused on every instance
+        /// within about two seconds.
+        #[arg(long)]
+        revoke_sessions: bool,
     },
 }
 
@@ -503,9 +508,29 @@ mod tests {
             .expect("a kid starting with '-' parses");
         match config.command {
             Some(Command::Keys {
-                action: KeysCommand::Retire { kid },
+                action: KeysCommand::Retire { kid, .. },
             }) => assert_eq!(kid, "-5Xq_abc"),
             _ => panic!("not keys retire"),
+        }
+    }
+
+    #[test]
+    fn revoke_sessions_is_a_flag_before_or_after_the_kid() {
+        for args in [
+            ["doorman", "keys", "retire", "-5Xq_abc", "--revoke-sessions"],
+            ["doorman", "keys", "retire", "--revoke-sessions", "-5Xq_abc"],
+        ] {
+            let config = Config::try_parse_from(args).expect("parses");
+            match config.command {
+                Some(Command::Keys {
+                    action:
+                        KeysCommand::Retire {
+                            kid,
+                            revoke_sessions,
+                        },
+                }) => assert_eq!((kid.as_str(), revoke_sessions), ("-5Xq_abc", true)),
+                _ => panic!("not keys retire"),
+            }
         }
     }
 

@@ -5,7 +5,8 @@
 
 use entity::activity;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -62,7 +63,8 @@ impl Kind {
             RevocationReason::Revoked
             | RevocationReason::RevokedAll
             | RevocationReason::RevokedOthers
-            | RevocationReason::PasswordChanged => Some(Kind::SessionRevoked),
+            | RevocationReason::PasswordChanged
+            | RevocationReason::Operator => Some(Kind::SessionRevoked),
         }
     }
 }
@@ -106,6 +108,31 @@ pub async fn record(
     if let Err(e) = row.insert(db).await {
         tracing::warn!(error = %e, user_id = %user, kind = kind.as_str(), "activity not recorded");
     }
+}
+
+/// Appends one event of `kind` for each (user, session), in `conn` (a transaction:
+/// the events commit with what they record).
+pub async fn record_many(
+    conn: &impl ConnectionTrait,
+    kind: Kind,
+    sessions: &[(Uuid, Uuid)],
+) -> Result<(), DbErr> {
+    let at = OffsetDateTime::now_utc();
+    // Bounded statements (SQLite's and PostgreSQL's bind limits).
+    for chunk in sessions.chunks(1000) {
+        activity::Entity::insert_many(chunk.iter().map(|&(user, session)| activity::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(user),
+            kind: Set(kind.as_str().to_owned()),
+            at: Set(at),
+            ip: Set(None),
+            user_agent: Set(None),
+            session_id: Set(Some(session)),
+        }))
+        .exec_without_returning(conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// A user's newest events, newest first.

@@ -27,11 +27,14 @@ pub enum RevocationReason {
     RefreshTokenReuse,
     /// The session reached its expiry.
     Expired,
+    /// An operator revoked every session (`doorman keys retire <kid>
+    /// --revoke-sessions`, when a signing key leaked).
+    Operator,
 }
 
 impl RevocationReason {
     /// Every reason, for documents that list them (`asyncapi.json`).
-    pub const ALL: [RevocationReason; 7] = [
+    pub const ALL: [RevocationReason; 8] = [
         RevocationReason::Logout,
         RevocationReason::Revoked,
         RevocationReason::RevokedAll,
@@ -39,6 +42,7 @@ impl RevocationReason {
         RevocationReason::PasswordChanged,
         RevocationReason::RefreshTokenReuse,
         RevocationReason::Expired,
+        RevocationReason::Operator,
     ];
 
     /// What a credential of a session that ended this way now fails with: the one
@@ -61,6 +65,7 @@ impl RevocationReason {
             "password_changed" => Self::PasswordChanged,
             "refresh_token_reuse" => Self::RefreshTokenReuse,
             "expired" => Self::Expired,
+            "operator" => Self::Operator,
             _ => return None,
         })
     }
@@ -75,6 +80,7 @@ impl RevocationReason {
             RevocationReason::PasswordChanged => "password_changed",
             RevocationReason::RefreshTokenReuse => "refresh_token_reuse",
             RevocationReason::Expired => "expired",
+            RevocationReason::Operator => "operator",
         }
     }
 }
@@ -121,8 +127,10 @@ pub enum SessionEvent {
     /// A session ended (logout, revocation, refresh-token reuse, expiry).
     Ended(Revocation),
     /// A signing key was retired (`doorman keys retire`): its tokens are refused,
-    /// and sockets authenticated with one close with 4401. Every instance sees the
-    /// retirement itself (it re-reads the keys every second): never relayed.
+    /// and sockets authenticated with one close with 4401, after the registry
+    /// re-checked every socket's session (`--revoke-sessions` revoked them all in
+    /// the retirement's transaction: those close with 4403). Every instance sees
+    /// the retirement itself (it re-reads the keys every second): never relayed.
     KeyRetired(Arc<str>),
 }
 
@@ -178,12 +186,12 @@ mod tests {
             // A new variant stops this from compiling until it is added here and to ALL.
             match r {
                 Logout | Revoked | RevokedAll | RevokedOthers | PasswordChanged
-                | RefreshTokenReuse | Expired => {}
+                | RefreshTokenReuse | Expired | Operator => {}
             }
             assert_eq!(RevocationReason::parse(r.as_str()), Some(r));
             assert!(!names.contains(&r.as_str()), "{} listed twice", r.as_str());
             names.push(r.as_str());
         }
-        assert_eq!(names.len(), 7);
+        assert_eq!(names.len(), 8);
     }
 }

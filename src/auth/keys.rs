@@ -28,7 +28,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{Error, db::Db};
+use super::{Error, RevocationReason, db::Db};
 
 /// The JWS algorithm of every signing key (Ed25519), as tokens and the JWKS name it.
 pub const ALGORITHM: &str = "EdDSA";
@@ -111,14 +111,15 @@ impl KeyCipher {
     }
 }
 
-/// An active key, decrypted.
+/// An active key, its private key decrypted if this process can.
 pub struct ActiveKey {
     /// The key id, the `kid` of the tokens it signs.
     pub kid: String,
     /// When the key was made; the newest active key signs.
     pub created_at: OffsetDateTime,
-    /// PKCS#8 PEM.
-    pub private_pem: String,
+    /// PKCS#8 PEM, or why this process cannot decrypt it (no key-encryption key,
+    /// or another one).
+    pub private_pem: Result<String, Error>,
     /// The JWK `x` (base64url).
     pub public_x: String,
 }
@@ -147,8 +148,10 @@ impl KeyStore {
         Self { db, cipher }
     }
 
-    /// The active keys, newest first, decrypted. An encrypted key without the
-    /// key-encryption key, or with another one, is an error: never a silent new key.
+    /// The active keys, newest first, each private key decrypted when this process
+    /// can: verifying needs only the public keys, which are never encrypted, so an
+    /// instance without the key-encryption key (or with another one) still verifies
+    /// every active key and sees every retirement. Only signing needs a private key.
     pub async fn active(&self) -> Result<Vec<ActiveKey>, Error> {
         let rows = signing_key::Entity::find()
             .filter(signing_key::Column::RetiredAt.is_null())
@@ -157,28 +160,43 @@ impl KeyStore {
             .order_by_desc(signing_key::Column::Kid)
             .all(&self.db)
             .await?;
-        rows.into_iter()
+        Ok(rows
+            .into_iter()
             .map(|m| {
                 let private_pem = if m.private_key.starts_with(SEALED) {
-                    let cipher = self.cipher.as_ref().ok_or_else(|| {
-                        Error::internal(format!(
+                    match self.cipher.as_ref() {
+                        Some(cipher) => cipher.open(&m.kid, &m.private_key),
+                        None => Err(Error::internal(format!(
                             "signing key {} is encrypted; set DOORMAN_KEY_ENCRYPTION_KEY_FILE \
                              to the file holding its key-encryption key",
                             m.kid
-                        ))
-                    })?;
-                    cipher.open(&m.kid, &m.private_key)?
+                        ))),
+                    }
                 } else {
-                    m.private_key
+                    Ok(m.private_key)
                 };
-                Ok(ActiveKey {
+                ActiveKey {
                     kid: m.kid,
                     created_at: m.created_at,
                     private_pem,
                     public_x: m.public_key,
-                })
+                }
             })
-            .collect()
+            .collect())
+    }
+
+    /// The active keys, newest first, every private key decrypted: an encrypted key
+    /// without the key-encryption key, or with another one, is an error (what a
+    /// start and `doorman keys` need: never a silent new key, never a key sealed
+    /// with another key-encryption key).
+    pub async fn active_opened(&self) -> Result<Vec<ActiveKey>, Error> {
+        let mut keys = self.active().await?;
+        if let Some(i) = keys.iter().position(|k| k.private_pem.is_err())
+            && let Err(e) = keys.swap_remove(i).private_pem
+        {
+            return Err(e);
+        }
+        Ok(keys)
     }
 
     /// Every key, newest first.
@@ -258,7 +276,11 @@ impl KeyStore {
 
     /// Retires a key: every instance refuses its tokens within about a second and
     /// the JWKS drops it. The last active key cannot be retired (nothing could sign).
-    pub async fn retire(&self, kid: &str) -> Result<(), Error> {
+    ///
+    /// With `revoke_sessions` (the key leaked: it can mint a token for any session)
+    /// every active session is revoked in the same transaction, so an instance that
+    /// sees the key retired finds the sessions revoked too; returns how many.
+    pub async fn retire(&self, kid: &str, revoke_sessions: bool) -> Result<u64, Error> {
         // One transaction holding every active key's row (FOR UPDATE on PostgreSQL;
         // SQLite runs one writer at a time): two retirements at once cannot each see
         // the other key still active and leave none.
@@ -287,6 +309,11 @@ impl KeyStore {
                         "{kid_owned} is the only active key; `doorman keys rotate` first"
                     )));
                 }
+                let revoked = if revoke_sessions {
+                    super::sessions::revoke_every(txn, RevocationReason::Operator).await?
+                } else {
+                    0
+                };
                 signing_key::Entity::update_many()
                     .col_expr(
                         signing_key::Column::RetiredAt,
@@ -295,12 +322,12 @@ impl KeyStore {
                     .filter(signing_key::Column::Kid.eq(kid_owned.as_str()))
                     .exec(txn)
                     .await?;
-                Ok(Ok(()))
+                Ok(Ok(revoked))
             })
             .await?;
-        outcome.map_err(Error::Invalid)?;
-        tracing::info!(kid = %kid, "retired a signing key");
-        Ok(())
+        let revoked = outcome.map_err(Error::Invalid)?;
+        tracing::info!(kid = %kid, revoked_sessions = revoked, "retired a signing key");
+        Ok(revoked)
     }
 
     /// Encrypts every key still stored in plain PEM (first start with a

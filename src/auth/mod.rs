@@ -421,7 +421,15 @@ impl Auth {
                     tracing::warn!(error = %e, "could not re-read the signing keys");
                 }
                 // Sockets authenticated with a retired key's token close (4401).
-                for kid in auth.tokens.take_retired() {
+                let retired = auth.tokens.take_retired();
+                if !retired.is_empty() {
+                    // `doorman keys retire --revoke-sessions` revokes every session
+                    // in the retirement's transaction: forget what this instance
+                    // believes of them (a request re-reads its session), and the
+                    // registry re-checks its sockets before closing the key's.
+                    auth.sessions.forget_cached();
+                }
+                for kid in retired {
                     auth.sessions.bus().publish(SessionEvent::KeyRetired(kid));
                 }
             }

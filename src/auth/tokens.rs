@@ -55,7 +55,13 @@ pub struct TokenKeys {
     store: KeyStore,
     issuer: String,
     ttl: Duration,
-    signer: RwLock<Signer>,
+    /// `None` when no active key's private key can be decrypted here (every key
+    /// this instance could sign with was retired while it lacked the
+    /// key-encryption key): nothing is signed until it restarts with the file.
+    signer: RwLock<Option<Signer>>,
+    /// The newest key this instance could not decrypt and has said so about (once,
+    /// not at every re-read).
+    unopened: Mutex<Option<String>>,
     validation: Validation,
     verifying: RwLock<VerifyingKeys>,
     last_reload: Mutex<Option<Instant>>,
@@ -92,7 +98,11 @@ impl Signer {
 }
 
 fn private_der(key: &ActiveKey) -> Result<Vec<u8>, Error> {
-    SigningKey::from_pkcs8_pem(&key.private_pem)
+    let pem = key
+        .private_pem
+        .as_ref()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    SigningKey::from_pkcs8_pem(pem)
         .and_then(|k| k.to_pkcs8_der())
         .map(|der| der.as_bytes().to_vec())
         .map_err(|e| Error::caused(format!("signing key {}", key.kid), e))
@@ -123,11 +133,13 @@ impl TokenKeys {
         ttl: Duration,
     ) -> Result<Self, Error> {
         store.seal_plain_keys().await?;
-        let mut keys = store.active().await?;
+        // A start needs every active key decrypted (the newest signs, the oldest
+        // derives the secret): without the key-encryption key it stops, saying so.
+        let mut keys = store.active_opened().await?;
         if keys.is_empty() {
             // Another instance starting at the same time may create it first.
             store.create_first().await?;
-            keys = store.active().await?;
+            keys = store.active_opened().await?;
         }
         // Newest first: the first signs.
         let newest = keys
@@ -154,7 +166,8 @@ impl TokenKeys {
         validation.validate_nbf = true;
 
         Ok(Self {
-            signer: RwLock::new(signer),
+            signer: RwLock::new(Some(signer)),
+            unopened: Mutex::new(None),
             validation,
             verifying: RwLock::new(VerifyingKeys::from_keys(&keys)?),
             last_reload: Mutex::new(None),
@@ -167,15 +180,16 @@ impl TokenKeys {
         })
     }
 
-    /// Re-reads the active keys: the newest signs from now on, a retired one stops
+    /// Re-reads the active keys: the newest this instance can decrypt signs from now
+    /// on, every active one verifies, a retired one stops
     /// verifying at once (verified tokens are forgotten, so none is still accepted
     /// from the cache). Keeps the current keys if the database cannot be read.
     /// The kids it finds retired wait for [`Self::take_retired`].
     pub async fn refresh(&self) -> Result<(), Error> {
         let keys = self.store.active().await?;
-        let Some(newest) = keys.first() else {
+        if keys.is_empty() {
             return Err(Error::internal("every signing key is retired"));
-        };
+        }
         let verifying = VerifyingKeys::from_keys(&keys)?;
         let retired: Vec<Arc<str>> = {
             let current = self.verifying.read().unwrap_or_else(|e| e.into_inner());
@@ -195,10 +209,58 @@ impl TokenKeys {
                 .unwrap_or_else(|e| e.into_inner())
                 .extend(retired);
         }
-        let rotated = self.signer.read().unwrap_or_else(|e| e.into_inner()).kid != newest.kid;
-        if rotated {
-            let signer = Signer::new(newest)?;
-            tracing::info!(kid = %signer.kid, "signing with a new key");
+        self.choose_signer(&keys)
+    }
+
+    /// Signs with the newest active key this instance can decrypt, or already holds
+    /// (an instance without the key-encryption key keeps the key it started with
+    /// after another instance sealed it). A newer one it cannot decrypt is skipped,
+    /// said once: every instance still verifies it, and the key signing here stays
+    /// verified everywhere until it is retired.
+    fn choose_signer(&self, keys: &[ActiveKey]) -> Result<(), Error> {
+        let Some(newest) = keys.first() else {
+            return Ok(());
+        };
+        let current = self
+            .signer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|s| s.kid.clone());
+        let usable = keys
+            .iter()
+            .find(|k| k.private_pem.is_ok() || current.as_deref() == Some(k.kid.as_str()));
+        {
+            let mut unopened = self.unopened.lock().unwrap_or_else(|e| e.into_inner());
+            match &newest.private_pem {
+                // Sealed since this instance started, but held: nothing to say.
+                _ if current.as_deref() == Some(newest.kid.as_str()) => *unopened = None,
+                Ok(_) => *unopened = None,
+                Err(e) if unopened.as_deref() != Some(newest.kid.as_str()) => {
+                    *unopened = Some(newest.kid.clone());
+                    match usable {
+                        Some(k) => tracing::warn!(
+                            kid = %newest.kid,
+                            signing_kid = %k.kid,
+                            "the newest signing key cannot be decrypted here ({e}); signing \
+                             with the newest one that can, which every instance still verifies"
+                        ),
+                        None => tracing::error!(
+                            kid = %newest.kid,
+                            "no active signing key can be decrypted here ({e}): logins and \
+                             refreshes fail on this instance until it restarts with the file"
+                        ),
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        if current.as_deref() != usable.map(|k| k.kid.as_str()) {
+            // Another key than the one held: one this instance can decrypt.
+            let signer = usable.map(Signer::new).transpose()?;
+            if let Some(signer) = &signer {
+                tracing::info!(kid = %signer.kid, "signing with a new key");
+            }
             *self.signer.write().unwrap_or_else(|e| e.into_inner()) = signer;
         }
         Ok(())
@@ -230,6 +292,12 @@ impl TokenKeys {
             jti: Uuid::new_v4(),
         };
         let signer = self.signer.read().unwrap_or_else(|e| e.into_inner());
+        let signer = signer.as_ref().ok_or_else(|| {
+            Error::internal(
+                "no active signing key can be decrypted on this instance: set \
+                 DOORMAN_KEY_ENCRYPTION_KEY_FILE and restart it",
+            )
+        })?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(signer.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &signer.encoding)

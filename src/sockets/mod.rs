@@ -519,6 +519,11 @@ impl Registry {
                         );
                     }
                     Ok(SessionEvent::KeyRetired(kid)) => {
+                        // The sessions may have been revoked with the key (`doorman
+                        // keys retire --revoke-sessions`): those sockets close with
+                        // 4403 first; the key's remaining ones with 4401. One pass:
+                        // an outage must not hold the key's sockets open.
+                        registry.recheck(&auth).await;
                         let closed = registry.close_key(&kid, Close::INVALID_TOKEN);
                         tracing::info!(kid = %kid, closed, "sockets of a retired key closed");
                     }

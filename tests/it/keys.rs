@@ -328,3 +328,211 @@ async fn two_instances_starting_together_on_an_empty_postgres_database_make_one_
         );
     }
 }
+
+fn write_kek(path: &Path, byte: u8) {
+    std::fs::write(
+        path,
+        base64::engine::general_purpose::STANDARD.encode([byte; 32]),
+    )
+    .unwrap();
+}
+
+/// Warnings about signing keys in a JSON log.
+fn key_warnings(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""level":"WARN""#) && l.contains("signing key"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 31, item 12: a key-encryption key adopted while an instance still runs
+/// without the file (a rolling restart, or `keys rotate` run with the file first)
+/// sealed every key, and that instance then refused the others' tokens (401) and
+/// warned every second. Public keys need no secret: every instance keeps verifying
+/// every active key; one without the file keeps signing with the key it holds.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn adopting_a_key_encryption_key_on_a_live_cluster_never_splits_it() {
+    let db = PgDatabase::create()
+        .await
+        .expect("needs DOORMAN_TEST_DATABASE_URL=postgres://…");
+    let dir = tempfile::tempdir().unwrap();
+    let kek = dir.path().join("kek");
+    write_kek(&kek, 9);
+    let plain = [
+        ("DATABASE_URL", db.url.clone()),
+        ("DOORMAN_LOGIN_PER_MINUTE", "10000".to_owned()),
+        ("DOORMAN_PUBLIC_URL", "http://doorman.test".to_owned()),
+        ("DOORMAN_LOG_FORMAT", "json".to_owned()),
+    ];
+    let mut sealed = plain.to_vec();
+    sealed.push(("DOORMAN_KEY_ENCRYPTION_KEY_FILE", kek.display().to_string()));
+
+    let a_log = dir.path().join("a.log");
+    let a = ServerProcess::start(&plain, &a_log).await;
+    let b = ServerProcess::start(&plain, &dir.path().join("b.log")).await;
+    let email = a.new_user().await;
+    let before = a.login_tokens(&email).await;
+    let old_kid = kid(&before.access);
+
+    // B restarts with the file first (it seals every key at its start), and the
+    // operator rotates with the file while A still runs without it.
+    assert!(b.terminate().await.success());
+    let b = ServerProcess::start(&sealed, &dir.path().join("b2.log")).await;
+    // A re-reads the keys B sealed (its own among them) before the rotation.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let new_kid = stdout(&keys(&db.url, Some(&kek), &["rotate"]))
+        .trim()
+        .to_owned();
+    let listed = stdout(&keys(&db.url, Some(&kek), &["list"]));
+    assert_eq!(listed.matches("encrypted").count(), 2, "{listed}");
+    let from_b = poll_until(
+        Duration::from_secs(2),
+        async || b.login_tokens(&email).await,
+        |t| kid(&t.access) == new_kid,
+    )
+    .await;
+    let adopted = Instant::now();
+
+    // A, without the file, accepts B's tokens…
+    assert_eq!(a.me(&from_b).await.status(), StatusCode::OK);
+    // …keeps signing with the key it holds, which B accepts…
+    let from_a = a.login_tokens(&email).await;
+    assert_eq!(kid(&from_a.access), old_kid);
+    assert_eq!(b.me(&from_a).await.status(), StatusCode::OK);
+    assert_eq!(b.me(&before).await.status(), StatusCode::OK);
+    // …and both publish both keys.
+    let mut both = vec![old_kid.clone(), new_kid.clone()];
+    both.sort();
+    assert_eq!(jwks_kids(&a).await, both);
+    assert_eq!(jwks_kids(&b).await, both);
+    // A says once that it cannot sign with the new key, not every second (and
+    // nothing of its own key, sealed since it started but held).
+    sleep_past(adopted + Duration::from_secs(3)).await;
+    let warned = key_warnings(&a_log);
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(warned[0].contains(&new_kid), "{warned:#?}");
+    assert!(
+        !std::fs::read_to_string(&a_log)
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+
+    // The last step: A restarts with the file; everyone signs with the new key, and
+    // the key that was once stored in plain text can be retired.
+    assert!(a.terminate().await.success());
+    let a = ServerProcess::start(&sealed, &dir.path().join("a2.log")).await;
+    let from_a = a.login_tokens(&email).await;
+    assert_eq!(kid(&from_a.access), new_kid);
+    assert_eq!(b.me(&from_a).await.status(), StatusCode::OK);
+    stdout(&keys(&db.url, Some(&kek), &["retire", &old_kid]));
+    for on in [&a, &b] {
+        poll_until(
+            Duration::from_secs(2),
+            async || on.me(&before).await.status(),
+            |s| *s == StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        assert_eq!(on.me(&from_b).await.status(), StatusCode::OK);
+    }
+}
+
+/// Issue 31, item 3: when a signing key leaked, one command retires it and revokes
+/// every session (a leaked key mints tokens for any session id). Every instance
+/// closes every socket with 4403 `session_revoked` and refuses the old access and
+/// refresh tokens within about two seconds; logging in again works.
+async fn retiring_a_leaked_key_revokes_every_session(url: &str, servers: &[&ServerProcess]) {
+    let first = servers[0];
+    let victim = first.new_user().await;
+    let leaked = first.login_tokens(&victim).await;
+    let leaked_kid = kid(&leaked.access);
+    let new_kid = stdout(&keys(url, None, &["rotate"])).trim().to_owned();
+    let other = first.new_user().await;
+    let fresh = poll_until(
+        Duration::from_secs(2),
+        async || first.login_tokens(&other).await,
+        |t| kid(&t.access) == new_kid,
+    )
+    .await;
+    let mut sockets = Vec::new();
+    for on in servers {
+        sockets.push(on.ws_welcomed(&leaked).await.0);
+        sockets.push(on.ws_welcomed(&fresh).await.0);
+    }
+
+    let out = keys(url, None, &["retire", &leaked_kid, "--revoke-sessions"]);
+    let said = stdout(&out);
+    let ran = Instant::now();
+    assert!(said.contains(&format!("retired {leaked_kid}")), "{said}");
+    // Both users' sessions, and any the polling above opened.
+    let revoked: u64 = said
+        .split("revoked ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(revoked >= 2, "{said}");
+    assert!(!said.contains("PRIVATE KEY"), "{said}");
+    for socket in &mut sockets {
+        let (code, reason) = expect_close(socket, Duration::from_secs(2)).await;
+        assert_eq!((code, reason.as_str()), (4403, "session_revoked"));
+    }
+    for on in servers {
+        for tokens in [&leaked, &fresh] {
+            poll_until(
+                Duration::from_secs(2),
+                async || on.me(tokens).await.status(),
+                |s| *s == StatusCode::UNAUTHORIZED,
+            )
+            .await;
+        }
+        assert_error(on.me(&fresh).await, 401, "session_revoked").await;
+        for tokens in [&leaked, &fresh] {
+            let refused = on.refresh(&tokens.refresh).await;
+            assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        }
+    }
+    assert!(ran.elapsed() < Duration::from_secs(3));
+    // The users log in again (with the new key) and see what happened.
+    for on in servers {
+        let again = on.login_tokens(&other).await;
+        assert_eq!(kid(&again.access), new_kid);
+        assert_eq!(on.me(&again).await.status(), StatusCode::OK);
+        let activity: serde_json::Value = on.activity(&again).await.json().await.unwrap();
+        assert!(
+            activity.to_string().contains("session_revoked"),
+            "{activity}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retiring_a_leaked_key_revokes_every_session_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/keys.db?mode=rwc", dir.path().display());
+    let envs = [
+        ("DATABASE_URL", url.clone()),
+        ("DOORMAN_LOGIN_PER_MINUTE", "10000".to_owned()),
+    ];
+    let server = ServerProcess::start(&envs, &dir.path().join("server.log")).await;
+    retiring_a_leaked_key_revokes_every_session(&url, &[&server]).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn retiring_a_leaked_key_revokes_every_session_on_every_instance() {
+    let db = PgDatabase::create()
+        .await
+        .expect("needs DOORMAN_TEST_DATABASE_URL=postgres://…");
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("DATABASE_URL", db.url.clone()),
+        ("DOORMAN_LOGIN_PER_MINUTE", "10000".to_owned()),
+        ("DOORMAN_PUBLIC_URL", "http://doorman.test".to_owned()),
+    ];
+    let a = ServerProcess::start(&envs, &dir.path().join("a.log")).await;
+    let b = ServerProcess::start(&envs, &dir.path().join("b.log")).await;
+    retiring_a_leaked_key_revokes_every_session(&db.url, &[&a, &b]).await;
+}

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use entity::session;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set, sea_query::Expr,
+    QuerySelect, Set, sea_query::Expr,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -368,6 +368,40 @@ impl SessionStore {
             .filter(|s| check_active(s, now).is_ok())
             .collect())
     }
+}
+
+/// Ends every active session, in `conn` (the transaction of `doorman keys retire
+/// --revoke-sessions`), recording a `session_revoked` activity event for each;
+/// returns how many. Running instances do not hear of it here: each re-checks its
+/// sessions when it sees the key retired in the same transaction.
+pub(crate) async fn revoke_every(
+    conn: &impl ConnectionTrait,
+    reason: RevocationReason,
+) -> Result<u64, DbErr> {
+    let now = now();
+    let ended: Vec<(Uuid, Uuid)> = session::Entity::find()
+        .select_only()
+        .column(session::Column::UserId)
+        .column(session::Column::Id)
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(now))
+        .filter(session::Column::IdleExpiresAt.gt(now))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    for chunk in ended.chunks(1000) {
+        session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
+            .col_expr(session::Column::RevokedReason, Expr::value(reason.as_str()))
+            .filter(session::Column::Id.is_in(chunk.iter().map(|&(_, id)| id)))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(conn)
+            .await?;
+    }
+    if let Some(kind) = activity::Kind::of_revocation(reason) {
+        activity::record_many(conn, kind, &ended).await?;
+    }
+    Ok(ended.len() as u64)
 }
 
 /// Why a session is not active, if it is not.
