@@ -91,6 +91,12 @@ pub struct HeadWatch {
     pub(super) upgraded: bool,
 }
 
+impl Default for HeadWatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl HeadWatch {
     /// The state of a fresh connection: no byte read or written yet.
     pub fn new() -> Self {
