@@ -42,6 +42,16 @@ impl Pages {
         if ptr == libc::MAP_FAILED {
             return None;
         }
+        // Transparent huge pages where the system offers them on request: backing
+        // 19 MiB takes ten 2 MiB faults instead of 4,864 small ones, so mapping the
+        // memory again after an idle spell costs about 3 ms instead of about 13
+        // (measured on this project's 2-core machine). A hint: refused, the small
+        // pages serve as well.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // SAFETY: advice on the mapping just made; it changes no contents.
+        unsafe {
+            libc::madvise(ptr, bytes, libc::MADV_HUGEPAGE);
+        }
         Some(Self {
             ptr: std::ptr::NonNull::new(ptr.cast())?,
             len,
