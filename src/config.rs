@@ -93,6 +93,12 @@ pub struct Config {
     #[arg(long, env = "DOORMAN_MAX_ROOM_MEMBERS", default_value_t = 1000, value_parser = parse_positive_count)]
     pub max_room_members: usize,
 
+    /// Password-hashing threads: how many Argon2 hashes (logins, sign-ups, password
+    /// changes) run at once. Each holds the Argon2 memory, 19 MiB, while it has work
+    /// and gives it back after a second idle. Default: half the cores, at least one.
+    #[arg(long, env = "DOORMAN_HASH_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub hash_threads: Option<u16>,
+
     /// Access-token lifetime in seconds.
     #[arg(long = "access-ttl-seconds", env = "DOORMAN_ACCESS_TTL_SECONDS", default_value = "900", value_parser = parse_positive_seconds)]
     pub access_ttl: Duration,
@@ -287,6 +293,15 @@ impl Config {
             .iter()
             .filter_map(|o| o.0.clone())
             .collect()
+    }
+
+    /// The password-hashing threads: the setting, else half the cores (at least
+    /// one), leaving the other half to answer requests while a login storm hashes.
+    pub fn hash_threads(&self) -> usize {
+        match self.hash_threads {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+        }
     }
 
     /// The trusted proxies as networks; a bare IP is a /32 or /128.

@@ -111,9 +111,7 @@ impl Builder {
                         idle: config.session_idle,
                         refresh_grace: config.refresh_reuse_grace,
                     },
-                    hash_concurrency: std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(2),
+                    hash_concurrency: config.hash_threads(),
                     key_encryption_key_file: config
                         .key_encryption_key_file
                         .clone()

@@ -53,7 +53,8 @@ pub struct AuthSettings {
     pub access_ttl: Duration,
     /// Session lifetimes: absolute, idle, and the refresh-reuse grace.
     pub sessions: SessionSettings,
-    /// How many password hashes may run at once.
+    /// How many password hashes may run at once: the hashing threads, each holding
+    /// the Argon2 memory (19 MiB) while it has work.
     pub hash_concurrency: usize,
     /// The file holding the key that encrypts private signing keys at rest, if set.
     pub key_encryption_key_file: Option<std::path::PathBuf>,

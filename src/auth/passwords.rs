@@ -1,13 +1,12 @@
 //! Password hashing with Argon2id (OWASP parameters: m = 19 MiB, t = 2, p = 1).
 
 mod hasher;
+mod pages;
 
-use std::sync::{Arc, Mutex};
+use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{
-    mpsc::{self, error::TrySendError},
-    oneshot,
-};
+use flume::{RecvTimeoutError, TrySendError};
+use tokio::sync::oneshot;
 
 use super::Error;
 use hasher::Hasher;
@@ -23,45 +22,62 @@ const QUEUE_PER_THREAD: usize = 32;
 /// queue takes to drain.
 const RETRY_AFTER_SECS: u64 = 1;
 
+/// How long a hashing thread with nothing to do keeps its Argon2 memory: jobs that
+/// follow each other closer than this (a storm, a sign-up and its login) reuse it;
+/// the first job after a longer pause maps it again (a few milliseconds of page
+/// faults on a 15–30 ms hash).
+const LINGER: Duration = Duration::from_secs(1);
+
 /// Hashes and verifies passwords on a few dedicated threads, so a login storm
 /// queues here instead of stalling every other request. The queue is bounded:
 /// past `QUEUE_PER_THREAD` waiting jobs per thread, a job is refused at once with
 /// [`Error::Overloaded`] rather than queued.
 ///
 /// Dedicated threads rather than tokio's blocking pool, and each with one Argon2
-/// memory (19 MiB) it reuses for every job: the server's memory for hashing is a
-/// fixed `threads × 19 MiB`, however many passwords it checks (freed 19 MiB
-/// buffers otherwise stay in glibc's heaps, see `hasher`).
+/// memory (m = 19 MiB) it reuses for every job while it has work and hands back to
+/// the operating system after [`LINGER`] without one: the server's memory for
+/// hashing is at most `threads × 19 MiB` however many passwords it checks, and
+/// none while nobody logs in.
 #[derive(Clone)]
 pub struct Passwords {
-    jobs: mpsc::Sender<Job>,
+    jobs: flume::Sender<Job>,
     /// Verified against when the email is unknown, so both answers take as long.
     dummy_hash: Arc<str>,
 }
 
 impl Passwords {
-    /// `concurrency`: how many hashes may run at once (the number of cores is right).
-    pub async fn new(concurrency: usize) -> Result<Self, Error> {
+    /// `threads`: how many hashes may run at once, each thread holding the Argon2
+    /// memory (19 MiB) while it has work.
+    pub async fn new(threads: usize) -> Result<Self, Error> {
         let params = hasher::params()?;
-        let threads = concurrency.max(1);
-        let (jobs, queue) = mpsc::channel::<Job>(threads * QUEUE_PER_THREAD);
-        let queue = Arc::new(Mutex::new(queue));
+        let threads = threads.max(1);
+        tracing::info!(
+            threads,
+            memory_mib_each = params.m_cost() / 1024,
+            "password hashing threads (each holds this Argon2 memory while it hashes)"
+        );
+        let (jobs, queue) = flume::bounded::<Job>(threads * QUEUE_PER_THREAD);
         for i in 0..threads {
-            let queue = Arc::clone(&queue);
+            let queue = queue.clone();
             let mut hasher = Hasher::new(params.clone());
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
                     loop {
-                        // Ends when every `Passwords` (every sender) is gone.
-                        let job = queue
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .blocking_recv();
-                        match job {
-                            Some(job) => job(&mut hasher),
-                            None => break,
-                        }
+                        let job = match queue.recv_timeout(LINGER) {
+                            Ok(job) => job,
+                            // Idle: give the memory back, then wait as long as it takes.
+                            Err(RecvTimeoutError::Timeout) => {
+                                hasher.release();
+                                match queue.recv() {
+                                    Ok(job) => job,
+                                    Err(_) => break,
+                                }
+                            }
+                            // Every `Passwords` (every sender) is gone.
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        };
+                        job(&mut hasher);
                     }
                 })
                 .map_err(|e| Error::caused("cannot start a hashing thread", e))?;
@@ -80,7 +96,7 @@ impl Passwords {
 
     /// How many hashes wait for a thread.
     pub fn queued(&self) -> usize {
-        self.jobs.max_capacity() - self.jobs.capacity()
+        self.jobs.len()
     }
 
     /// Hashes a new password; [`Error::Overloaded`] when too many jobs wait.
@@ -105,7 +121,7 @@ impl Passwords {
 /// Queues `work` for a hashing thread and waits for its result, or refuses it at
 /// once when the queue is full.
 async fn run<T: Send + 'static>(
-    jobs: &mpsc::Sender<Job>,
+    jobs: &flume::Sender<Job>,
     work: impl FnOnce(&mut Hasher) -> T + Send + 'static,
 ) -> Result<T, Error> {
     // Keep the caller's span so the hashing thread's log lines still carry the
@@ -126,7 +142,7 @@ async fn run<T: Send + 'static>(
                 retry_after_secs: RETRY_AFTER_SECS,
             });
         }
-        Err(TrySendError::Closed(_)) => {
+        Err(TrySendError::Disconnected(_)) => {
             return Err(Error::internal("password hashing threads are gone"));
         }
     }

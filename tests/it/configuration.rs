@@ -41,6 +41,8 @@ fn nonsense_settings_stop_the_server_with_one_line_naming_the_variable() {
         ("DOORMAN_SWEEP_SECONDS", "-1"),
         ("DOORMAN_HEADER_TIMEOUT_SECONDS", "NaN"),
         ("DOORMAN_LOGIN_PER_MINUTE", "0"),
+        ("DOORMAN_HASH_THREADS", "0"),
+        ("DOORMAN_HASH_THREADS", "1000"),
         ("DATABASE_URL", "mysql://root:hunter2@db/x"),
         // Values that parse but would overflow dates or clocks, or switch a defence off.
         ("DOORMAN_SESSION_TTL_SECONDS", "1e12"),

@@ -409,6 +409,12 @@ impl ServerProcess {
         panic!("server on port {port} did not become ready");
     }
 
+    /// The server's process id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// SIGKILL (`kill -9`): no shutdown code runs.
     pub fn kill(mut self) {
         if let Some(mut child) = self.child.take() {

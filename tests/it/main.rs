@@ -48,6 +48,7 @@ mod drain;
 mod janitor;
 mod keys;
 mod logs;
+mod memory;
 mod metrics;
 mod outage;
 // The reference host app, examples/shop.rs, built on the library.

@@ -1,5 +1,7 @@
-//! Argon2id over memory the hashing thread keeps: one buffer of `m` blocks,
-//! allocated on the thread's first job and reused for every hash and verification.
+//! Argon2id over memory the hashing thread holds while it has work: one buffer of
+//! `m` blocks in pages of its own, mapped for the first job after an idle spell,
+//! reused for every hash and verification that follows, and unmapped when the
+//! thread goes idle again ([`Hasher::release`]).
 //!
 //! Why not `PasswordHasher::hash_password`: it allocates and frees 19 MiB per call,
 //! and glibc, after the first such free, raises its mmap threshold and serves the
@@ -10,11 +12,12 @@
 // argon2's errors (built without its `std` feature) implement no `std::error::Error`:
 // their text is all there is to keep, so they are formatted into the message.
 use argon2::{
-    Algorithm, Argon2, Block, Params, PasswordHash, Version,
+    Algorithm, Argon2, Params, PasswordHash, Version,
     password_hash::{Output, ParamsString, SaltString},
 };
 use subtle::ConstantTimeEq as _;
 
+use super::pages::Pages;
 use crate::auth::Error;
 
 /// Salt bytes per hash (the PHC recommendation, and what `SaltString::generate`
@@ -31,16 +34,27 @@ pub(super) fn params() -> Result<Params, Error> {
 /// every hash and verification of this thread runs in.
 pub(super) struct Hasher {
     argon2: Argon2<'static>,
-    /// Empty until the first job, then `m` blocks for the life of the thread.
-    memory: Vec<Block>,
+    /// `m` blocks while the thread has work; `None` while it is idle.
+    memory: Option<Pages>,
 }
 
 impl Hasher {
     pub(super) fn new(params: Params) -> Self {
         Self {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-            memory: Vec::new(),
+            memory: None,
         }
+    }
+
+    /// Hands the memory back to the operating system (the next job maps it again).
+    pub(super) fn release(&mut self) {
+        self.memory = None;
+    }
+
+    /// Whether the thread holds its memory.
+    #[cfg(test)]
+    pub(super) fn holds_memory(&self) -> bool {
+        self.memory.is_some()
     }
 
     /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`) for
@@ -87,26 +101,29 @@ impl Hasher {
     }
 }
 
-/// Runs `argon2` in `memory`, which is sized for `own` (this thread's parameters)
-/// on first use and kept.
+/// Runs `argon2` in `memory`, which is mapped for `own` (this thread's parameters)
+/// when the thread holds none and kept until [`Hasher::release`].
 fn compute(
-    memory: &mut Vec<Block>,
+    memory: &mut Option<Pages>,
     own: &Argon2<'_>,
     argon2: &Argon2<'_>,
     password: &[u8],
     salt: &[u8],
     out: &mut [u8],
 ) -> argon2::Result<()> {
-    if memory.is_empty() {
-        *memory = vec![Block::default(); own.params().block_count()];
+    if memory.is_none() {
+        *memory = Pages::new(own.params().block_count());
     }
-    match memory.get_mut(..argon2.params().block_count()) {
+    match memory
+        .as_mut()
+        .and_then(|m| m.blocks().get_mut(..argon2.params().block_count()))
+    {
         // The first pass writes every block before reading it, so what an earlier
         // job left in the memory changes nothing.
         Some(memory) => argon2.hash_password_into_with_memory(password, salt, out, memory),
         // A stored hash made with more memory than ours (imported, or from before a
         // parameter change): it must still verify; this one allocation is freed
-        // again.
+        // again. The same when the system refused the mapping.
         None => argon2.hash_password_into(password, salt, out),
     }
 }
@@ -206,6 +223,18 @@ mod tests {
             assert!(hasher.verify(PASSWORD, &phc), "m = {m}");
             assert!(!hasher.verify(b"a wrong password", &phc), "m = {m}");
         }
+    }
+
+    #[test]
+    fn released_memory_is_mapped_again_for_the_next_job() {
+        let mut hasher = hasher();
+        assert!(!hasher.holds_memory(), "no memory before the first job");
+        let phc = hasher.hash(PASSWORD).expect("hash");
+        assert!(hasher.holds_memory());
+        hasher.release();
+        assert!(!hasher.holds_memory());
+        assert!(hasher.verify(PASSWORD, &phc));
+        assert!(hasher.holds_memory());
     }
 
     #[test]
