@@ -123,6 +123,28 @@ impl Db {
         .await
     }
 
+    /// [`Self::transaction`] for a read-then-write that must not interleave with
+    /// another's: on SQLite it begins with `BEGIN IMMEDIATE` (one writer at a time,
+    /// the next waits up to the busy timeout, where a deferred transaction would
+    /// fail to upgrade its read lock); on PostgreSQL the work locks its rows itself
+    /// (`SELECT … FOR UPDATE`).
+    pub async fn write_transaction<T>(
+        &self,
+        work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, DbErr>,
+    ) -> Result<T, DbErr> {
+        self.bounded(async {
+            let options = TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            };
+            let txn = self.conn.begin_with_options(options).await?;
+            let out = work(&txn).await?;
+            txn.commit().await?;
+            Ok(out)
+        })
+        .await
+    }
+
     /// Checks that the database answers, within the bound.
     pub async fn ping(&self) -> Result<(), DbErr> {
         self.bounded(self.conn.ping()).await

@@ -241,3 +241,62 @@ async fn members_who_registered_before_the_owner_are_on_a_page_too() {
         assert_eq!(all, want, "limit={limit}");
     }
 }
+
+#[tokio::test]
+async fn concurrent_adds_never_pass_the_member_caps() {
+    // The outside attack's race: a cap of 5 members, 30 adds at once with distinct
+    // users; on PostgreSQL the room ended with 8 to 28 members.
+    let app = spawn_with(|c| {
+        c.max_room_members = 5;
+        c.max_memberships_per_user = 3;
+        c.room_create_per_minute = 1000;
+    })
+    .await;
+    let alice = app.user_with_tokens().await;
+    assert_eq!(
+        app.create_room(&alice, "private:race").await.status(),
+        StatusCode::CREATED
+    );
+    let mut users = Vec::new();
+    for _ in 0..30 {
+        users.push(app.user_with_tokens().await);
+    }
+    let adds = users
+        .iter()
+        .map(|u| app.add_member(&alice, "private:race", &u.user_id).send());
+    let answers = futures_util::future::join_all(adds).await;
+    let statuses: Vec<u16> = answers.into_iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 204).count(),
+        4,
+        "four places besides the owner's: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 204 || s == 409),
+        "{statuses:?}"
+    );
+    let (members, _) = page(&app, &alice, "/api/rooms/private:race/members").await;
+    assert_eq!(members.len(), 5, "{members:?}");
+
+    // And a user's own cap: eight owners adding one user at once; three places.
+    let dave = app.user_with_tokens().await;
+    let mut owners = Vec::new();
+    for i in 0..8 {
+        let owner = app.user_with_tokens().await;
+        let room = format!("private:d{i}");
+        assert_eq!(
+            app.create_room(&owner, &room).await.status(),
+            StatusCode::CREATED
+        );
+        owners.push((owner, room));
+    }
+    let adds = owners
+        .iter()
+        .map(|(o, room)| app.add_member(o, room, &dave.user_id).send());
+    let answers = futures_util::future::join_all(adds).await;
+    let added = answers
+        .into_iter()
+        .filter(|r| r.status() == StatusCode::NO_CONTENT)
+        .count();
+    assert_eq!(added, 3);
+}
