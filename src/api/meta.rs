@@ -18,8 +18,12 @@ pub enum Readiness {
     /// Ready: the database answers.
     #[oai(status = 200)]
     Ready(Json<Health>),
-    /// Not ready: the database does not answer within `DOORMAN_DB_TIMEOUT_SECONDS`
-    /// (`status` is `database_unavailable`).
+    /// Not ready: draining (`status` is `shutting_down`), the database does not
+    /// answer within `DOORMAN_DB_TIMEOUT_SECONDS` (`database_unavailable`), or this
+    /// instance has no signing key it can use (`signing_key_unavailable`: every key it
+    /// could decrypt was retired while it runs without
+    /// `DOORMAN_KEY_ENCRYPTION_KEY_FILE`; it cannot log anyone in until restarted
+    /// with the file).
     #[oai(status = 503)]
     NotReady(Json<Health>),
 }
@@ -82,6 +86,13 @@ impl MetaApi {
         if state.registry.is_draining() {
             return Readiness::NotReady(Json(Health {
                 status: "shutting_down".to_owned(),
+            }));
+        }
+        // An instance that cannot sign answers every login and refresh with 500:
+        // its load balancer should send them elsewhere.
+        if !state.auth.can_sign() {
+            return Readiness::NotReady(Json(Health {
+                status: "signing_key_unavailable".to_owned(),
             }));
         }
         match state.auth.ready().await {

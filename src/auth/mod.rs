@@ -450,6 +450,13 @@ impl Auth {
         Ok(())
     }
 
+    /// Whether this instance can sign access tokens: not when every key it could
+    /// decrypt was retired while it runs without the key-encryption key (it still
+    /// verifies every token; logins and refreshes fail until it restarts with it).
+    pub fn can_sign(&self) -> bool {
+        self.tokens.can_sign()
+    }
+
     /// The public keys that verify access tokens, for the JWKS.
     pub fn public_keys(&self) -> Vec<PublicKey> {
         self.tokens.public_keys()

@@ -217,6 +217,14 @@ impl TokenKeys {
     /// after another instance sealed it). A newer one it cannot decrypt is skipped,
     /// said once: every instance still verifies it, and the key signing here stays
     /// verified everywhere until it is retired.
+    /// Whether this instance holds a key it can sign with (see `signer`).
+    pub fn can_sign(&self) -> bool {
+        self.signer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     fn choose_signer(&self, keys: &[ActiveKey]) -> Result<(), Error> {
         let Some(newest) = keys.first() else {
             return Ok(());

@@ -420,14 +420,30 @@ async fn adopting_a_key_encryption_key_on_a_live_cluster_never_splits_it() {
             .contains("PRIVATE KEY")
     );
 
+    // The trap the docs warn of: retiring A's key before A has the file. A still
+    // verifies every token, but cannot sign: its /readyz sends its load balancer's
+    // logins elsewhere (the outside re-attack saw logins answer 500 there, with
+    // A still "ready").
+    stdout(&keys(&db.url, Some(&kek), &["retire", &old_kid]));
+    let not_ready = poll_until(
+        Duration::from_secs(3),
+        async || a.get("/readyz").await,
+        |r| r.status() == StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    let body: serde_json::Value = not_ready.json().await.unwrap();
+    assert_eq!(body["status"], "signing_key_unavailable");
+    assert_eq!(b.get("/readyz").await.status(), StatusCode::OK);
+    assert_eq!(a.me(&from_b).await.status(), StatusCode::OK);
+
     // The last step: A restarts with the file; everyone signs with the new key, and
-    // the key that was once stored in plain text can be retired.
+    // the key that was once stored in plain text is refused everywhere.
     assert!(a.terminate().await.success());
     let a = ServerProcess::start(&sealed, &dir.path().join("a2.log")).await;
+    assert_eq!(a.get("/readyz").await.status(), StatusCode::OK);
     let from_a = a.login_tokens(&email).await;
     assert_eq!(kid(&from_a.access), new_kid);
     assert_eq!(b.me(&from_a).await.status(), StatusCode::OK);
-    stdout(&keys(&db.url, Some(&kek), &["retire", &old_kid]));
     for on in [&a, &b] {
         poll_until(
             Duration::from_secs(2),
