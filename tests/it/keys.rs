@@ -52,9 +52,9 @@ async fn jwks_kids(on: &ServerProcess) -> Vec<String> {
     kids
 }
 
-#[tokio::test]
-#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
-async fn rotation_and_retirement_reach_every_instance_within_two_seconds() {
+/// Two instances of the binary on one fresh PostgreSQL database (its temporary
+/// directory holds their logs).
+async fn two_instances() -> (PgDatabase, tempfile::TempDir, ServerProcess, ServerProcess) {
     let db = PgDatabase::create()
         .await
         .expect("needs DOORMAN_TEST_DATABASE_URL=postgres://…");
@@ -66,6 +66,13 @@ async fn rotation_and_retirement_reach_every_instance_within_two_seconds() {
     ];
     let a = ServerProcess::start(&envs, &dir.path().join("a.log")).await;
     let b = ServerProcess::start(&envs, &dir.path().join("b.log")).await;
+    (db, dir, a, b)
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn rotation_and_retirement_reach_every_instance_within_two_seconds() {
+    let (db, _dir, a, b) = two_instances().await;
     let email = a.new_user().await;
     let old = a.login_tokens(&email).await;
     let old_kid = kid(&old.access);
@@ -539,16 +546,6 @@ async fn retiring_a_leaked_key_revokes_every_session_on_sqlite() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
 async fn retiring_a_leaked_key_revokes_every_session_on_every_instance() {
-    let db = PgDatabase::create()
-        .await
-        .expect("needs DOORMAN_TEST_DATABASE_URL=postgres://…");
-    let dir = tempfile::tempdir().unwrap();
-    let envs = [
-        ("DATABASE_URL", db.url.clone()),
-        ("DOORMAN_LOGIN_PER_MINUTE", "10000".to_owned()),
-        ("DOORMAN_PUBLIC_URL", "http://doorman.test".to_owned()),
-    ];
-    let a = ServerProcess::start(&envs, &dir.path().join("a.log")).await;
-    let b = ServerProcess::start(&envs, &dir.path().join("b.log")).await;
+    let (db, _dir, a, b) = two_instances().await;
     retiring_a_leaked_key_revokes_every_session(&db.url, &[&a, &b]).await;
 }
