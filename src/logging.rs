@@ -1,5 +1,7 @@
 //! Logging set up as the server does it, for a host app too.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{
     EnvFilter, Layer,
     filter::{FilterExt, LevelFilter, Targets},
@@ -35,8 +37,13 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json().with_filter(filter))
             .try_init(),
+        // Colours only on a terminal: in a file or a pipe the escape codes are noise.
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_filter(filter))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_filter(filter),
+            )
             .try_init(),
     };
     if let Err(e) = result {

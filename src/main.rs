@@ -63,7 +63,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     println!("  demo page:  {public}/");
     println!("  Swagger UI: {public}/docs");
     println!("  spec:       {public}/openapi.json");
-    println!("  WebSocket:  {public}/asyncapi.json");
+    // The socket's own URL (ws:// or wss://), then where its protocol is described.
+    let ws = public.replacen("http", "ws", 1);
+    println!("  WebSocket:  {ws}/ws  (protocol: {public}/asyncapi.json)");
     app.run_until(doorman::shutdown_signal()).await?;
     Ok(())
 }

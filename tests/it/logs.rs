@@ -170,3 +170,31 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
         );
     }
 }
+
+#[tokio::test]
+async fn text_logs_in_a_file_carry_no_colour_codes_and_the_banner_names_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let server = ServerProcess::start(
+        &[
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}/logs.db?mode=rwc", dir.path().display()),
+            ),
+            ("DOORMAN_PUBLIC_URL", "http://doorman.test:8080".into()),
+            ("DOORMAN_LOG_FORMAT", "text".into()),
+            ("RUST_LOG", "info".into()),
+        ],
+        &log_path,
+    )
+    .await;
+    assert_eq!(server.get("/readyz").await.status(), StatusCode::OK);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("listening"), "{log}");
+    // ESC: the start of every ANSI colour code.
+    assert!(!log.contains('\u{1b}'), "colour codes in a file:\n{log}");
+    assert!(
+        log.contains("WebSocket:  ws://doorman.test:8080/ws"),
+        "the banner names the socket's URL:\n{log}"
+    );
+}
