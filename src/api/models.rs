@@ -109,8 +109,8 @@ pub struct CookieSession {
     pub user: User,
 }
 
-/// The result of a login or refresh: a [`TokenPair`] in token mode, a
-/// [`CookieSession`] in cookie mode, told apart by `mode`.
+/// The result of a login or refresh: a `TokenPair` in token mode, a
+/// `CookieSession` in cookie mode, told apart by `mode`.
 #[derive(Union)]
 #[oai(discriminator_name = "mode")]
 pub enum Credentials {

@@ -233,3 +233,47 @@ fn every_json_body_in_the_spec_is_plain_application_json() {
     }
     assert!(bodies > 100, "only {bodies} bodies");
 }
+
+/// Descriptions reach Swagger UI, generated clients' docstrings and their
+/// Markdown: they are written for them, not for rustdoc. A doc comment's
+/// intra-doc link (``[`TokenPair`]``) or a Rust path (`crate::…`) reads as noise
+/// there (issue 32 found one in the generated Python client).
+#[test]
+fn descriptions_are_plain_markdown_without_rust_doc_syntax() {
+    fn walk(v: &Value, path: &str, found: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if let ("description" | "summary", Value::String(text)) = (k.as_str(), v) {
+                        let rust_link = text.match_indices("[`").any(|(i, _)| {
+                            text[i..]
+                                .find("`]")
+                                .is_some_and(|end| !text[i + end + 2..].starts_with('('))
+                        });
+                        if rust_link || text.contains("crate::") || text.contains("Self::") {
+                            found.push(format!("{path}/{k}: {text}"));
+                        }
+                    }
+                    walk(v, &format!("{path}/{k}"), found);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (name, doc) in [
+        ("openapi.json", doorman::api::spec_json()),
+        (
+            "asyncapi.json",
+            doorman::ws::asyncapi::asyncapi_json().to_owned(),
+        ),
+    ] {
+        let mut found = Vec::new();
+        walk(&serde_json::from_str(&doc).unwrap(), "", &mut found);
+        assert!(found.is_empty(), "{name}: {found:#?}");
+    }
+}
