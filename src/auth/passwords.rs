@@ -35,7 +35,7 @@ const LINGER: Duration = Duration::from_secs(1);
 ///
 /// Dedicated threads rather than tokio's blocking pool, and each with one Argon2
 /// memory (m = 19 MiB) it reuses for every job while it has work and hands back to
-/// the operating system after [`LINGER`] without one: the server's memory for
+/// the operating system after a second (`LINGER`) without one: the server's memory for
 /// hashing is at most `threads × 19 MiB` however many passwords it checks, and
 /// none while nobody logs in.
 #[derive(Clone)]
