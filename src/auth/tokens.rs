@@ -212,11 +212,6 @@ impl TokenKeys {
         self.choose_signer(&keys)
     }
 
-    /// Signs with the newest active key this instance can decrypt, or already holds
-    /// (an instance without the key-encryption key keeps the key it started with
-    /// after another instance sealed it). A newer one it cannot decrypt is skipped,
-    /// said once: every instance still verifies it, and the key signing here stays
-    /// verified everywhere until it is retired.
     /// Whether this instance holds a key it can sign with (see `signer`).
     pub fn can_sign(&self) -> bool {
         self.signer
@@ -225,6 +220,11 @@ impl TokenKeys {
             .is_some()
     }
 
+    /// Signs with the newest active key this instance can decrypt, or already holds
+    /// (an instance without the key-encryption key keeps the key it started with
+    /// after another instance sealed it). A newer one it cannot decrypt is skipped,
+    /// said once: every instance still verifies it, and the key signing here stays
+    /// verified everywhere until it is retired.
     fn choose_signer(&self, keys: &[ActiveKey]) -> Result<(), Error> {
         let Some(newest) = keys.first() else {
             return Ok(());
