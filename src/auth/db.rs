@@ -43,11 +43,7 @@ pub async fn exclusive<T>(
     conn: &DatabaseConnection,
     work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, DbErr>,
 ) -> Result<T, DbErr> {
-    let options = TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    };
-    let txn = conn.begin_with_options(options).await?;
+    let txn = conn.begin_with_options(immediate()).await?;
     if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -59,6 +55,16 @@ pub async fn exclusive<T>(
     let out = work(&txn).await?;
     txn.commit().await?;
     Ok(out)
+}
+
+/// A transaction that writes from its start: on SQLite `BEGIN IMMEDIATE` takes the
+/// write lock at once (the next writer waits up to the busy timeout), where a
+/// deferred one that read first fails to upgrade its lock. Nothing on PostgreSQL.
+fn immediate() -> TransactionOptions {
+    TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    }
 }
 
 tokio::task_local! {
@@ -133,11 +139,7 @@ impl Db {
         work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, DbErr>,
     ) -> Result<T, DbErr> {
         self.bounded(async {
-            let options = TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            };
-            let txn = self.conn.begin_with_options(options).await?;
+            let txn = self.conn.begin_with_options(immediate()).await?;
             let out = work(&txn).await?;
             txn.commit().await?;
             Ok(out)
