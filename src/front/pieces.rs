@@ -24,7 +24,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use poem::{
     Endpoint, IntoResponse, Middleware, Request, Response,
-    http::{HeaderValue, Method, header},
+    http::{HeaderValue, header},
 };
 use tracing::Instrument;
 
@@ -32,7 +32,9 @@ use crate::{
     Doorman,
     auth::Auth,
     http::{
-        bounds, cors, error,
+        bounds,
+        client_ip::ClientIp,
+        cors, error,
         headers::PageHeaders,
         scope::{RequestId, X_REQUEST_ID},
     },
@@ -58,12 +60,13 @@ impl Doorman {
         }
     }
 
-    /// A request id and a span per request (id, method, path; never the query
-    /// string or headers), `X-Request-Id` on every response, and every error in
-    /// doorman's JSON shape: 5xx logged with their cause and answered with the id,
-    /// parse errors never repeating a value they were sent.
+    /// A request id and the edge's span per request (id, method, path, client IP;
+    /// never the query string or headers), `X-Request-Id` on every response, and
+    /// every error in doorman's JSON shape: 5xx logged with their cause and answered
+    /// with the id, parse errors never repeating a value they were sent.
     pub fn errors(&self) -> Errors {
         Errors {
+            client_ip: self.client_ip.clone(),
             known_names: super::api_names(),
         }
     }
@@ -93,6 +96,7 @@ pub struct Cors {
 /// See [`Doorman::errors`].
 #[derive(Clone)]
 pub struct Errors {
+    client_ip: ClientIp,
     known_names: Arc<HashSet<String>>,
 }
 
@@ -139,9 +143,8 @@ impl<E: Endpoint> Endpoint for Piece<Bounds, E> {
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         bounds::check_headers(&req)?;
-        if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-            bounds::limit_body(&mut req, self.piece.body_timeout).await?;
-        }
+        // Nothing to read for GET, HEAD and OPTIONS (`limit_body` says so itself).
+        bounds::limit_body(&mut req, self.piece.body_timeout).await?;
         self.inner.call(req).await.map(IntoResponse::into_response)
     }
 }
@@ -168,12 +171,7 @@ impl<E: Endpoint> Endpoint for Piece<Errors, E> {
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let request_id = RequestId::next();
-        let span = tracing::info_span!(
-            "request",
-            id = %request_id.as_str(),
-            method = %req.method(),
-            path = %req.uri().path(),
-        );
+        let span = request_id.span(&req, &self.piece.client_ip);
         let mut req = req;
         req.extensions_mut().insert(request_id);
         let result = self.inner.call(req).instrument(span.clone()).await;

@@ -172,13 +172,7 @@ impl<E: Endpoint, D: Clone + Send + Sync + 'static, H: HotRoutes> Endpoint
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         self.settings.traffic.note();
         let request_id = RequestId::next();
-        let span = tracing::info_span!(
-            "request",
-            id = %request_id.as_str(),
-            method = %req.method(),
-            path = %req.uri().path(),
-            ip = %self.settings.client_ip.of(&req).unwrap_or(IpAddr::from([0, 0, 0, 0])),
-        );
+        let span = request_id.span(&req, &self.settings.client_ip);
         let path = req.uri().path();
         let private = path.starts_with("/api/");
         let policy = self
@@ -319,6 +313,18 @@ impl RequestId {
     pub(crate) fn as_str(&self) -> &str {
         // Hex digits only.
         std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The request's span: this id, the method, the path and the client IP; never
+    /// the query string or headers, which may carry credentials.
+    pub(crate) fn span(&self, req: &Request, client_ip: &ClientIp) -> tracing::Span {
+        tracing::info_span!(
+            "request",
+            id = %self.as_str(),
+            method = %req.method(),
+            path = %req.uri().path(),
+            ip = %client_ip.of(req).unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        )
     }
 
     pub(crate) fn header_value(&self) -> HeaderValue {
