@@ -16,6 +16,7 @@ use super::{
 use crate::{
     Doorman,
     auth::{Error, Identity, SessionEnds},
+    http::conn_guard::CloseNote,
     rooms::{MAX_BODY_CHARS, Outgoing, RoomError, RoomName},
     sockets::Registration,
 };
@@ -32,8 +33,9 @@ pub fn outbox() -> (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>) {
 
 /// Runs a socket to its end. `identity` is `None` for a socket that must send an
 /// `auth` frame first; with it (a socket `registration` already bound to its
-/// session), the mark of session ends read before its check. `queue`: from
-/// [`outbox`], its sender the one the registration holds.
+/// session), the mark of session ends read before its check. `close_note`: from
+/// the route's upgrade mark. `queue`: from [`outbox`], its sender the one the
+/// registration holds.
 ///
 /// Not an `async fn`: the socket's state is built here and moved into the future
 /// once, where an `async fn` would keep its arguments' slots beside it for the
@@ -44,11 +46,12 @@ pub fn run(
     ctx: Doorman,
     registration: Registration,
     close_rx: oneshot::Receiver<Close>,
+    close_note: Option<CloseNote>,
     (outbox, inbox): (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>),
 ) -> impl Future<Output = ()> + Send {
     let span = tracing::info_span!("ws", conn = registration.id);
     let mut conn = Conn {
-        link: Link::new(socket, ctx, registration, close_rx),
+        link: Link::new(socket, ctx, registration, close_rx, close_note),
         outbox,
         inbox,
         rooms: HashSet::new(),

@@ -30,6 +30,7 @@ use super::protocol::{ClientFrame, Close};
 use crate::{
     Doorman,
     auth::{Error, Identity, SessionEnds},
+    http::conn_guard::CloseNote,
     rooms::{Outbox, Outgoing},
     sockets::{Binding, Registration},
 };
@@ -65,6 +66,8 @@ pub(crate) struct Link {
     /// The peer sent its Close (or its stream ended): tungstenite has queued the
     /// reply, and a Close of our own would only be refused.
     peer_closed: bool,
+    /// Tells the connection, once the reply is out, that the peer closed first.
+    close_note: Option<CloseNote>,
 }
 
 /// A bound socket's heartbeat, expiry and frame rate.
@@ -93,6 +96,7 @@ impl Link {
         ctx: Doorman,
         registration: Registration,
         close_rx: oneshot::Receiver<Close>,
+        close_note: Option<CloseNote>,
     ) -> Self {
         Self {
             socket: Box::new(socket),
@@ -100,6 +104,7 @@ impl Link {
             registration,
             close_rx,
             peer_closed: false,
+            close_note,
         }
     }
 
@@ -313,6 +318,12 @@ impl Link {
             let _ = self.socket.close().await;
         })
         .await;
+        // Its connection then closes without lingering: nothing more will come.
+        if self.peer_closed
+            && let Some(note) = &self.close_note
+        {
+            note.peer_closed();
+        }
     }
 
     /// Reads and drops what the peer has already sent, without waiting for more.

@@ -125,12 +125,13 @@ async fn handshake(
         .map(|(id, _)| Binding::of(id, Some(outbox.clone())));
     let (registration, close_rx) = ctx.registry.register(bound)?;
     let ctx = ctx.clone();
-    if let Some(peer) = req.remote_addr().as_socket_addr() {
-        // An authenticated socket writes at once (its `welcome`, or a close;
-        // `connection::Conn::authenticated` waits for nothing from the client
-        // first), so its `101` may wait for that write and leave with it.
-        ctx.ws.upgrades.mark(*peer, identity.is_some());
-    }
+    // An authenticated socket writes at once (its `welcome`, or a close;
+    // `connection::Conn::authenticated` waits for nothing from the client first),
+    // so its `101` may wait for that write and leave with it.
+    let close_note = req
+        .remote_addr()
+        .as_socket_addr()
+        .and_then(|peer| ctx.ws.upgrades.mark(*peer, identity.is_some()));
     // Boxed: poem spawns the callback's future as the socket's task, and tokio
     // moves a task's whole future at spawn and at each change of its stage; the
     // socket's future is kilobytes, a box is a pointer.
@@ -141,6 +142,7 @@ async fn handshake(
             ctx,
             registration,
             close_rx,
+            close_note,
             (outbox, inbox),
         ))
     }))

@@ -148,11 +148,9 @@ impl SocketUpgrade {
             .as_ref()
             .map(|(id, _)| Binding::of(id, sender.clone()));
         let (registration, close_rx) = doorman.registry.register(bound)?;
-        if let Some(peer) = peer {
-            // The host may wait for its client before writing: no frame follows
-            // the `101` at once.
-            doorman.ws.upgrades.mark(peer, false);
-        }
+        // The host may wait for its client before writing: no frame follows the
+        // `101` at once.
+        let close_note = peer.and_then(|peer| doorman.ws.upgrades.mark(peer, false));
         let config = doorman.ws.config;
         let span = tracing::info_span!("socket", conn = registration.id);
         Ok(ws
@@ -160,7 +158,8 @@ impl SocketUpgrade {
             .on_upgrade(move |stream| {
                 Box::pin(
                     async move {
-                        let mut link = Link::new(stream, doorman, registration, close_rx);
+                        let mut link =
+                            Link::new(stream, doorman, registration, close_rx, close_note);
                         let admitted = match identity {
                             Some(found) => Ok(found),
                             None => link.pending(sender.as_ref()).await,

@@ -283,3 +283,47 @@ async fn a_socket_the_server_closes_is_gone_without_waiting_for_the_client() {
         "the server ends the connection at once: {eof:?}"
     );
 }
+
+/// Who closed first decides how the connection ends. A close the server began
+/// lingers: bytes the client still sends are read and dropped for a while, so no
+/// reset destroys the close code. A client that closed first sends nothing more
+/// (RFC 6455, 5.5.1): its connection closes at once, with no task, timer or reads
+/// left behind, and bytes sent anyway meet a closed socket (a reset).
+#[tokio::test]
+async fn only_a_close_the_server_began_lingers() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let tokens = app.user_with_tokens().await;
+    // What a client sees when it writes after the end: `true` for a reset.
+    async fn reset_after_end(ws: &mut Ws) -> bool {
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {}
+        let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
+            panic!("a plain TCP socket");
+        };
+        // The first write is accepted locally; a closed peer answers it with a
+        // reset, which the next write (or two) reports.
+        for _ in 0..5 {
+            if tcp.write_all(b"stray bytes").await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    let (mut ws, _) = app.ws_welcomed(&tokens).await;
+    ws.close(None).await.unwrap();
+    assert!(
+        reset_after_end(&mut ws).await,
+        "a socket the client closed first does not linger"
+    );
+
+    let (mut lingering, _) = app.ws_welcomed(&tokens).await;
+    app.logout(&tokens).await;
+    let (code, _) = expect_close(&mut lingering, Duration::from_secs(2)).await;
+    assert_eq!(code, 4403);
+    assert!(
+        !reset_after_end(&mut lingering).await,
+        "a socket the server closed drains what the client still sends"
+    );
+}

@@ -13,7 +13,9 @@ use crate::http::client_ip;
 /// follows the number of open connections.
 #[derive(Clone)]
 pub struct ConnCounts {
-    pub(super) inner: Arc<Mutex<HashMap<IpAddr, Slot>>>,
+    /// foldhash, seeded per map, not std's SipHash: two lookups per connection, and
+    /// the keys are client addresses (an IPv6 client's whole /64 is one key).
+    pub(super) inner: Arc<Mutex<HashMap<IpAddr, Slot, foldhash::fast::RandomState>>>,
     pub(super) max: usize,
 }
 

@@ -21,6 +21,7 @@ use std::{
     time::Duration,
 };
 
+use super::marks::CloseNote;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::TcpStream,
@@ -33,8 +34,11 @@ pub(super) const LINGER_BYTES: usize = 1 << 20;
 
 /// A transport that can be told it carries a WebSocket (so that its end lingers).
 pub trait Upgradable {
-    /// The connection is a WebSocket from now on.
-    fn upgraded(&mut self) {}
+    /// The connection is a WebSocket from now on; `note`, when the route marked it,
+    /// says at the end whether the peer closed first (then nothing lingers).
+    fn upgraded(&mut self, note: Option<CloseNote>) {
+        let _ = note;
+    }
 }
 
 /// An accepted TCP connection whose end lingers once it is a WebSocket.
@@ -42,6 +46,7 @@ pub struct LingeringTcp {
     /// `None` only once dropped.
     stream: Option<TcpStream>,
     linger: bool,
+    note: Option<CloseNote>,
 }
 
 impl LingeringTcp {
@@ -49,6 +54,7 @@ impl LingeringTcp {
         Self {
             stream: Some(stream),
             linger: false,
+            note: None,
         }
     }
 
@@ -61,14 +67,15 @@ impl LingeringTcp {
 }
 
 impl Upgradable for LingeringTcp {
-    fn upgraded(&mut self) {
+    fn upgraded(&mut self, note: Option<CloseNote>) {
         self.linger = true;
+        self.note = note;
     }
 }
 
 impl Drop for LingeringTcp {
     fn drop(&mut self) {
-        if !self.linger {
+        if !self.linger || self.note.as_ref().is_some_and(CloseNote::is_peer_closed) {
             return;
         }
         // Outside a runtime (never in the server) the connection just closes.

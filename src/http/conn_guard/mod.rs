@@ -36,7 +36,8 @@
 //!
 //! When a WebSocket's connection is dropped, its end lingers: the FIN goes out
 //! after the Close frame and what the peer still sends is drained for a bounded
-//! time and size, so that no reset destroys the close code (see `linger`).
+//! time and size, so that no reset destroys the close code (see `linger`). Unless
+//! the peer closed first ([`CloseNote`]): it sends nothing more, the FIN goes at once.
 //!
 //! One more duty belongs here because only the connection sees its writes: when the
 //! route upgrades a socket that writes its first frame at once (an authenticated
@@ -62,7 +63,7 @@ pub use counts::ConnCounts;
 #[cfg(feature = "fuzzing")]
 pub use head::{HeadWatch, chunking_agrees};
 pub use linger::LingeringTcp;
-pub use marks::UpgradeMarks;
+pub use marks::{CloseNote, UpgradeMarks};
 pub use stream::GuardedStream;
 
 use std::{io, time::Duration};

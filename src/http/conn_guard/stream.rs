@@ -144,7 +144,8 @@ impl<S> GuardedStream<S> {
         if self.is_websocket() {
             // For good: neither the watcher's verdict nor the mark is ever undone.
             self.websocket = true;
-            self.inner.upgraded();
+            self.inner
+                .upgraded(self.mark.as_ref().map(UpgradeMark::note));
             self.head_due = None;
             self.deadline = None;
             self.idle.sleep = None;
