@@ -1,0 +1,662 @@
+"""An asyncio client for doorman's WebSocket (``GET /ws``, described by asyncapi.json).
+
+- Authenticates with ``Authorization: Bearer`` on the handshake or with a first
+  ``auth`` frame, with a token from an application callback (sync or async).
+- Obeys the close codes of the document (``policy.py`` reads ``x-close-codes``):
+  4403 ends the session for good (``session_ended``, no retry); 4401 or a 401
+  handshake asks the callback for a fresh token and reconnects; 1001/1006/4408
+  reconnect with full-jitter exponential backoff; 1011/1013/503 reconnect later; 4429
+  or 429 back off longer; 1002/1007/1009/4400 stop (state ``failed``).
+- Re-subscribes its rooms after every ``welcome`` and drops a ``message`` whose id it
+  has already delivered (a bounded memory of recent ids).
+- Queues publishes made before ``welcome`` (bounded; a full queue raises
+  ``PublishQueueFull``) and sends them, in order, right after the re-subscriptions.
+
+Tokens never reach a log line: the websockets logger it passes on redacts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import random as _random
+import re
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Literal, Union
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+from websockets.protocol import State as WsState
+from websockets.uri import parse_uri
+
+from .frames import SERVER_FRAMES, CloseAction, IdentityFrame, WelcomeFrame
+from .policy import close_action, handshake_action
+
+log = logging.getLogger("doorman_realtime")
+
+TokenReason = Literal["connect", "rejected"]
+"""Why a token is asked for: ``connect`` before an attempt (a cached token that is
+still valid will do); ``rejected`` after the server refused the last one (4401, or a
+401 handshake): only a fresh one helps."""
+
+TokenProvider = Callable[[TokenReason], Union[str, Awaitable[str]]]
+"""Returns an access token (or an awaitable of one). May raise ``SessionEnded`` when
+no token can be had without signing in again (the refresh token was refused)."""
+
+AuthMode = Literal["bearer", "frame"]
+State = Literal["idle", "connecting", "open", "waiting", "ended", "failed"]
+
+# The events `on()` accepts: one per server frame type of the document, and these.
+CLIENT_EVENTS = ("frame", "state", "close", "session_ended")
+EVENTS: frozenset[str] = frozenset(SERVER_FRAMES) | frozenset(CLIENT_EVENTS)
+
+
+@dataclass(frozen=True)
+class CloseInfo:
+    """A socket closed, or an attempt failed, and what the client does about it."""
+
+    code: int
+    """The close code; 1006 when no close frame arrived (a refused handshake, a
+    dropped connection, a server that was killed)."""
+    reason: str
+    action: CloseAction
+    status: int | None = None
+    """The HTTP status of a refused handshake."""
+    error: str | None = None
+    """The ``error`` code of a refused handshake's JSON body."""
+    retry_after: float | None = None
+    """A refused handshake's ``Retry-After``, in seconds: the next attempt waits at
+    least this long."""
+
+
+@dataclass(frozen=True)
+class StateChange:
+    state: State
+    previous: State
+    close: CloseInfo | None = None
+    """The close that caused it, if any."""
+    delay: float | None = None
+    """For ``waiting``: seconds until the next attempt."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Waits between attempts, in seconds."""
+
+    initial: float = 1.0
+    """Full jitter: attempt n waits uniformly 0..min(max, initial * 2**n)."""
+    max: float = 30.0
+    rate_limited: float = 5.0
+    """``back_off`` (4429, 429): equal jitter, at least half of min(max, this * 2**n)."""
+    later: float = 2.0
+    """``reconnect_later`` (1011, 1013, 503): likewise."""
+
+
+class RealtimeError(Exception):
+    """Base of the client's exceptions."""
+
+
+class SessionEnded(RealtimeError):
+    """The session is over (4403, or the token callback raised it): sign in again,
+    then ``start()`` anew. ``close`` is the close that ended it, if one did."""
+
+    def __init__(self, message: str = "the session ended; sign in again", close: CloseInfo | None = None):
+        super().__init__(message)
+        self.close = close
+
+
+class ClientFailed(RealtimeError):
+    """The server refused this client as broken (``fix_client``: 4400, 1002, 1007,
+    1009, a 400 or 403 handshake); it does not retry."""
+
+    def __init__(self, close: CloseInfo):
+        super().__init__(f"refused as a client bug: {close.code} {close.reason} (status {close.status})")
+        self.close = close
+
+
+class ClientClosed(RealtimeError):
+    """``close()`` was called."""
+
+
+class NotConnected(RealtimeError):
+    """``ping()`` or ``whoami()`` without an open socket."""
+
+
+class PublishQueueFull(RealtimeError):
+    """``publish()`` while the socket is not open and ``max_queued`` publishes are
+    already waiting; this one was not queued."""
+
+
+_REDACTIONS = (
+    (re.compile(r"(?i)(bearer\s+)\S+"), r"\1[redacted]"),
+    (re.compile(r"(\"token\"\s*:\s*\")[^\"']*"), r"\1[redacted]"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*)*"), "[redacted]"),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` without anything that looks like a token."""
+    for pattern, repl in _REDACTIONS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+class _RedactingLogger(logging.LoggerAdapter):
+    """websockets' logger, minus tokens: at DEBUG it logs request headers and frames."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg) % args if args else str(msg)
+        self.logger.log(level, "%s", redact(text), **kwargs)
+
+
+def _dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+class _Outgoing:
+    __slots__ = ("frame", "sent")
+
+    def __init__(self, frame: dict[str, Any]):
+        self.frame = frame
+        self.sent = False
+
+
+Listener = Callable[[Any], Union[None, Awaitable[None]]]
+
+
+class RealtimeClient:
+    """One logical connection to doorman's ``/ws``, kept up across reconnects.
+
+    ``url``: ``ws://host:port/ws`` or ``wss://…/ws``. ``get_token``: see
+    ``TokenProvider``. ``auth``: ``bearer`` (an ``Authorization`` header on the
+    handshake) or ``frame`` (a first ``auth`` frame). ``rooms``: joined after every
+    ``welcome``. ``max_queued``: publishes kept while not open. ``max_seen``: message
+    ids remembered for de-duplication. ``welcome_timeout``: an attempt not welcomed
+    in this many seconds is dropped and retried. ``connect_options``: passed to
+    ``websockets.asyncio.client.connect`` (``open_timeout``, ``ping_interval``,
+    ``ping_timeout``, ``ssl``, ``additional_headers``, …).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        get_token: TokenProvider,
+        *,
+        auth: AuthMode = "bearer",
+        rooms: tuple[str, ...] | list[str] = (),
+        backoff: Backoff | None = None,
+        max_queued: int = 100,
+        max_seen: int = 4096,
+        welcome_timeout: float = 15.0,
+        random: Callable[[], float] | None = None,
+        connect_options: dict[str, Any] | None = None,
+    ) -> None:
+        if auth not in ("bearer", "frame"):
+            raise ValueError(f"auth must be 'bearer' or 'frame', not {auth!r}")
+        try:
+            parse_uri(url)
+        except InvalidURI as e:
+            raise ValueError(f"not a ws:// or wss:// URL: {url!r}") from e
+        if max_queued < 0 or max_seen < 1:
+            raise ValueError("max_queued must be >= 0 and max_seen >= 1")
+        self.url = url
+        self.auth: AuthMode = auth
+        self._get_token = get_token
+        self._backoff = backoff or Backoff()
+        self._max_queued = max_queued
+        self._max_seen = max_seen
+        self._welcome_timeout = welcome_timeout
+        self._random = random or _random.random
+        self._connect_options = dict(connect_options or {})
+        self._rooms: dict[str, None] = dict.fromkeys(rooms)  # ordered set
+        self._listeners: dict[str, list[Listener]] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._queue: deque[_Outgoing] = deque()
+        self._send_lock = asyncio.Lock()
+        self._state: State = "idle"
+        self._ws: ClientConnection | None = None
+        self._welcome: WelcomeFrame | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._attempt = 0
+        self._token_rejected = False
+        self._closed = False  # close() was called and no start() since
+        self._final: RealtimeError | None = None  # why the client stopped
+        self._stopped = asyncio.Event()
+        self._welcome_waiters: set[asyncio.Future[WelcomeFrame]] = set()
+        self._pings: dict[int, tuple[asyncio.Future[float], float]] = {}
+        self._identities: deque[asyncio.Future[IdentityFrame]] = deque()
+        self._next_ping = 1
+
+    # -- what the application reads ------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def welcome(self) -> WelcomeFrame | None:
+        """The ``welcome`` of the open socket; None when not open."""
+        return self._welcome if self._state == "open" else None
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms the client keeps itself subscribed to."""
+        return frozenset(self._rooms)
+
+    @property
+    def pending(self) -> list[tuple[str, str]]:
+        """Publishes not yet sent, as (room, body), oldest first."""
+        return [(o.frame["room"], o.frame["body"]) for o in self._queue if o.frame["type"] == "publish"]
+
+    def clear_pending(self) -> list[tuple[str, str]]:
+        """Removes the unsent publishes and returns them (e.g. after ``session_ended``,
+        when they should not go out under the next sign-in)."""
+        taken = self.pending
+        self._queue.clear()
+        return taken
+
+    def on(self, event: str, fn: Listener) -> Callable[[], None]:
+        """Calls ``fn(value)`` on ``event``; returns a function that removes it.
+
+        Events: each server frame type (``welcome``, ``message``, ``presence``,
+        ``notice``, ``subscribed``, ``unsubscribed``, ``identity``, ``pong``,
+        ``error``) with the frame; ``frame`` with every frame; ``state`` with a
+        ``StateChange``; ``close`` with a ``CloseInfo`` for every close or failed
+        attempt; ``session_ended`` with the ``SessionEnded`` exception. ``fn`` may
+        be a coroutine function; it is awaited before the next frame is read, so
+        it must not await ``ping()``, ``whoami()`` or ``wait_welcome()`` (start a
+        task for that). An exception in ``fn`` is logged and otherwise ignored.
+        """
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; one of {sorted(EVENTS)}")
+        listeners = self._listeners.setdefault(event, [])
+        listeners.append(fn)
+
+        def off() -> None:
+            if fn in listeners:
+                listeners.remove(fn)
+
+        return off
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Starts connecting (again after ``ended``, ``failed`` or ``close()``).
+        Needs a running event loop; returns at once."""
+        if self._task is not None and not self._task.done():
+            return
+        self._closed = False
+        self._final = None
+        self._stopped.clear()
+        self._attempt = 0
+        self._token_rejected = False
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="doorman-realtime")
+
+    async def close(self) -> None:
+        """Closes the socket (1000) and stops reconnecting. Rooms and unsent publishes
+        are kept for a later ``start()``."""
+        self._closed = True
+        ws = self._ws
+        if ws is not None:
+            try:
+                await ws.close(1000, "client closed")
+            except Exception:  # already closing or gone
+                pass
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._task = None
+        self._stop(ClientClosed("close() was called"))
+        await self._set_state("idle")
+
+    async def __aenter__(self) -> RealtimeClient:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def wait_welcome(self, timeout: float | None = None) -> WelcomeFrame:
+        """The ``welcome`` of the open socket, or of the next one. Raises
+        ``SessionEnded``, ``ClientFailed`` or ``ClientClosed`` when the client stops
+        first, ``TimeoutError`` after ``timeout`` seconds."""
+        if self._state == "open" and self._welcome is not None:
+            return self._welcome
+        if self._final is not None:
+            raise self._final
+        fut: asyncio.Future[WelcomeFrame] = asyncio.get_running_loop().create_future()
+        self._welcome_waiters.add(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut
+        finally:
+            self._welcome_waiters.discard(fut)
+
+    async def wait_stopped(self, timeout: float | None = None) -> State:
+        """Waits until the client stops for good (``ended``, ``failed``, or ``idle``
+        after ``close()``) and returns that state."""
+        async with asyncio.timeout(timeout):
+            await self._stopped.wait()
+        return self._state
+
+    # -- frames the application sends ------------------------------------------------
+
+    async def subscribe(self, room: str) -> None:
+        """Joins ``room`` now (if open) and after every reconnect. Answered by a
+        ``subscribed`` event, or an ``error`` one (``invalid_room``, ``forbidden``)."""
+        self._rooms[room] = None
+        await self._send_now({"type": "subscribe", "room": room})
+
+    async def unsubscribe(self, room: str) -> None:
+        """Leaves ``room`` and stops re-joining it."""
+        self._rooms.pop(room, None)
+        await self._send_now({"type": "unsubscribe", "room": room})
+
+    async def publish(self, room: str, body: str) -> bool:
+        """Sends ``body`` to ``room``. True: written to the open socket. False: queued,
+        to be sent after the next ``welcome`` and re-subscriptions (the protocol has
+        no acknowledgement; a refused publish comes back as an ``error`` event).
+
+        Raises ``PublishQueueFull`` when not open and ``max_queued`` publishes wait,
+        ``SessionEnded`` / ``ClientFailed`` / ``ClientClosed`` when the client has
+        stopped (nothing would send it).
+        """
+        if self._final is not None:
+            raise self._final
+        is_open = self._state == "open" and self._ws is not None
+        if not is_open and len(self._queue) >= self._max_queued:
+            raise PublishQueueFull(f"{len(self._queue)} publishes already wait for a connection")
+        item = _Outgoing({"type": "publish", "room": room, "body": body})
+        self._queue.append(item)
+        if is_open:
+            try:
+                async with self._send_lock:
+                    await self._flush()
+            except ConnectionClosed:
+                pass  # still queued; the reader sees the close and reconnects
+        return item.sent
+
+    async def ping(self, timeout: float = 10.0) -> float:
+        """Sends ``ping`` with a fresh id; returns the seconds until its ``pong``."""
+        ping_id = self._next_ping
+        self._next_ping += 1
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[float] = loop.create_future()
+        self._pings[ping_id] = (fut, loop.time())
+        try:
+            if not await self._send_now({"type": "ping", "id": ping_id}):
+                raise NotConnected("the socket is not open")
+            async with asyncio.timeout(timeout):
+                return await fut
+        finally:
+            self._pings.pop(ping_id, None)
+
+    async def whoami(self, timeout: float = 10.0) -> IdentityFrame:
+        """Asks for ``identity`` and returns it."""
+        fut: asyncio.Future[IdentityFrame] = asyncio.get_running_loop().create_future()
+        self._identities.append(fut)
+        try:
+            if not await self._send_now({"type": "whoami"}):
+                raise NotConnected("the socket is not open")
+            async with asyncio.timeout(timeout):
+                return await fut
+        finally:
+            if fut in self._identities:
+                self._identities.remove(fut)
+
+    # -- internals -------------------------------------------------------------------
+
+    async def _send_now(self, frame: dict[str, Any]) -> bool:
+        """Sends a frame if the socket is open; False if it is not (or it just closed)."""
+        ws = self._ws
+        if self._state != "open" or ws is None:
+            return False
+        try:
+            async with self._send_lock:
+                await ws.send(_dumps(frame))
+            return True
+        except ConnectionClosed:
+            return False
+
+    async def _flush(self) -> None:
+        """Sends the queue in order (the send lock held); a close leaves the rest."""
+        ws = self._ws
+        while self._queue and ws is not None and self._state == "open":
+            item = self._queue[0]
+            await ws.send(_dumps(item.frame))
+            self._queue.popleft()
+            item.sent = True
+
+    async def _emit(self, event: str, value: Any) -> None:
+        for fn in list(self._listeners.get(event, ())):
+            try:
+                result = fn(value)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("a %r listener raised", event)
+
+    async def _set_state(self, state: State, close: CloseInfo | None = None, delay: float | None = None) -> None:
+        previous = self._state
+        if previous == state and state != "waiting":
+            return
+        self._state = state
+        await self._emit("state", StateChange(state, previous, close, delay))
+
+    def _stop(self, why: RealtimeError) -> None:
+        """The client will not reconnect: fail everything that waits."""
+        self._final = why
+        for fut in self._welcome_waiters:
+            if not fut.done():
+                fut.set_exception(why)
+        self._welcome_waiters.clear()
+        self._fail_requests(why)
+        self._stopped.set()
+
+    def _fail_requests(self, why: Exception) -> None:
+        for fut, _ in self._pings.values():
+            if not fut.done():
+                fut.set_exception(why)
+        self._pings.clear()
+        while self._identities:
+            fut = self._identities.popleft()
+            if not fut.done():
+                fut.set_exception(why)
+
+    async def _token(self) -> str:
+        reason: TokenReason = "rejected" if self._token_rejected else "connect"
+        result = self._get_token(reason)
+        if inspect.isawaitable(result):
+            result = await result
+        if not isinstance(result, str) or not result:
+            raise TypeError(f"get_token returned {type(result).__name__}, not a non-empty str")
+        return result
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                info = await self._attempt_once()
+                if info is None:
+                    return
+                await self._emit("close", info)
+                action = info.action
+                log.info("socket closed: %s %s (status %s) -> %s", info.code, info.reason, info.status, action)
+                if action == "sign_in_again":
+                    ended = SessionEnded(close=info)
+                    self._stop(ended)
+                    await self._set_state("ended", close=info)
+                    await self._emit("session_ended", ended)
+                    return
+                if action == "fix_client":
+                    self._stop(ClientFailed(info))
+                    await self._set_state("failed", close=info)
+                    return
+                if action == "refresh_token":
+                    self._token_rejected = True
+                delay = self._delay(action, info.retry_after)
+                self._attempt += 1
+                await self._set_state("waiting", close=info, delay=delay)
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug here must not leave a task that failed unseen
+            log.exception("the connection loop failed")
+            info = CloseInfo(1006, f"client error: {type(e).__name__}", "fix_client")
+            self._stop(ClientFailed(info))
+            await self._set_state("failed", close=info)
+
+    async def _attempt_once(self) -> CloseInfo | None:
+        """One attempt: a token, a handshake, a session. Returns how it ended, or
+        None when the client stopped (close(), or the token callback's SessionEnded)."""
+        await self._set_state("connecting")
+        try:
+            token = await self._token()
+        except SessionEnded as e:
+            self._stop(e)
+            await self._set_state("ended")
+            await self._emit("session_ended", e)
+            return None
+        except Exception as e:
+            log.warning("get_token failed (%s); retrying later", type(e).__name__)
+            return CloseInfo(1006, "get_token failed", "reconnect")
+
+        options = dict(self._connect_options)
+        headers = dict(options.pop("additional_headers", None) or {})
+        if self.auth == "bearer":
+            headers["Authorization"] = f"Bearer {token}"
+        options.setdefault("logger", _RedactingLogger(logging.getLogger("websockets.client"), {}))
+        try:
+            ws = await connect(self.url, additional_headers=headers or None, **options)
+        except InvalidStatus as e:
+            status = e.response.status_code
+            error = None
+            try:
+                error = json.loads(bytes(e.response.body)).get("error")
+            except (ValueError, AttributeError):
+                pass
+            retry_after = e.response.headers.get("Retry-After", "").strip()
+            return CloseInfo(
+                1006,
+                error or "",
+                handshake_action(status),
+                status=status,
+                error=error,
+                retry_after=float(retry_after) if retry_after.isdigit() else None,
+            )
+        except (OSError, TimeoutError, WebSocketException) as e:
+            log.info("connect failed: %s", type(e).__name__)
+            return CloseInfo(1006, "", close_action(1006, ""))
+
+        self._ws = ws
+        try:
+            return await self._session(ws, token)
+        finally:
+            self._ws = None
+            self._fail_requests(NotConnected("the socket closed"))
+            if ws.state is not WsState.CLOSED:
+                # Cancelled by close() or left by a bug: do not leave it open.
+                ws.transport.abort()
+
+    async def _session(self, ws: ClientConnection, token: str) -> CloseInfo | None:
+        try:
+            if self.auth == "frame":
+                await ws.send(_dumps({"type": "auth", "token": token}))
+            deadline = asyncio.get_running_loop().time() + self._welcome_timeout
+            while self._state != "open":
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        raw = await ws.recv()
+                except TimeoutError:
+                    await ws.close(4000, "welcome timeout")
+                    return CloseInfo(4000, "welcome timeout", "reconnect")
+                await self._on_raw(ws, raw)
+            while True:
+                await self._on_raw(ws, await ws.recv())
+        except ConnectionClosed as e:
+            if self._closed:
+                return None
+            if e.rcvd is None:
+                return CloseInfo(1006, "", close_action(1006, ""))
+            code, reason = e.rcvd.code, e.rcvd.reason
+            action = close_action(code, reason)
+            if action == "none":
+                # The client did not ask for this close (close() returns above).
+                action = "reconnect"
+            return CloseInfo(code, reason, action)
+
+    async def _on_raw(self, ws: ClientConnection, raw: str | bytes) -> None:
+        if not isinstance(raw, str):
+            return  # the server sends text only
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            log.warning("a frame that is not JSON was ignored")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            return
+        await self._emit("frame", frame)
+        kind = frame["type"]
+        if kind == "welcome":
+            await self._on_welcome(ws, frame)
+            return
+        if kind == "message":
+            msg_id = frame.get("id")
+            if msg_id in self._seen:
+                return
+            self._seen[msg_id] = None
+            while len(self._seen) > self._max_seen:
+                self._seen.popitem(last=False)
+        elif kind == "pong":
+            pending = self._pings.get(frame.get("id")) if isinstance(frame.get("id"), int) else None
+            if pending is not None and not pending[0].done():
+                pending[0].set_result(asyncio.get_running_loop().time() - pending[1])
+        elif kind == "identity":
+            while self._identities:
+                fut = self._identities.popleft()
+                if not fut.done():
+                    fut.set_result(frame)
+                    break
+        elif kind == "unsubscribed" and frame.get("reason") == "removed":
+            # Taken out by the server (removed from a private room): do not re-join.
+            self._rooms.pop(frame.get("room"), None)
+        if kind in SERVER_FRAMES:
+            await self._emit(kind, frame)
+        # A type this version does not know (a newer server): the `frame` event only.
+
+    async def _on_welcome(self, ws: ClientConnection, frame: Any) -> None:
+        self._welcome = frame
+        self._attempt = 0
+        self._token_rejected = False
+        async with self._send_lock:
+            for room in list(self._rooms):
+                await ws.send(_dumps({"type": "subscribe", "room": room}))
+            # Open before the flush: a publish() from now on flushes itself, after
+            # these, under the same lock.
+            previous, self._state = self._state, "open"
+            await self._flush()
+        await self._emit("state", StateChange("open", previous))
+        for fut in self._welcome_waiters:
+            if not fut.done():
+                fut.set_result(frame)
+        self._welcome_waiters.clear()
+        await self._emit("welcome", frame)
+
+    def _delay(self, action: CloseAction, retry_after: float | None) -> float:
+        b = self._backoff
+        exp = 2 ** min(self._attempt, 16)
+        if action == "refresh_token" and self._attempt == 0:
+            return 0.0  # one immediate retry with a fresh token
+        if action in ("back_off", "reconnect_later"):
+            cap = min(b.max, (b.rate_limited if action == "back_off" else b.later) * exp)
+            delay = cap / 2 + self._random() * cap / 2
+        else:
+            delay = self._random() * min(b.max, b.initial * exp)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return delay
