@@ -74,6 +74,7 @@ mod logging;
 mod memory;
 mod ratelimit;
 pub(crate) mod rooms;
+mod schema_check;
 pub(crate) mod sockets;
 mod state;
 mod telemetry;

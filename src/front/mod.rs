@@ -7,7 +7,6 @@ pub(crate) mod hot;
 pub(crate) mod pieces;
 
 use std::{
-    collections::HashSet,
     sync::{Arc, OnceLock},
     time::Duration,
 };
@@ -19,18 +18,18 @@ use crate::http::{allow::AllowedMethods, headers::PageHeaders};
 use crate::{
     Doorman, GuardedAcceptor,
     http::{
-        error::known_names,
+        error::SpecFacts,
         scope::{RequestScope, ScopeSettings},
     },
 };
 
-/// The names the API defines, which a parse error may repeat: every other quoted
-/// value in one is replaced (`crate::http::error::known_names`). Computed once, from
-/// doorman's spec.
-fn api_names() -> Arc<HashSet<String>> {
-    static NAMES: OnceLock<Arc<HashSet<String>>> = OnceLock::new();
-    NAMES
-        .get_or_init(|| Arc::new(known_names(&crate::api::spec_json())))
+/// What doorman's spec tells error messages: the names a parse error may repeat
+/// (every other quoted value in one is replaced), and each operation's input
+/// schemas, which name the field and rule a refused body breaks. Computed once.
+fn api_facts() -> Arc<SpecFacts> {
+    static FACTS: OnceLock<Arc<SpecFacts>> = OnceLock::new();
+    FACTS
+        .get_or_init(|| Arc::new(SpecFacts::from_spec(&crate::api::spec_json())))
         .clone()
 }
 
@@ -42,7 +41,7 @@ impl Doorman {
             client_ip: self.client_ip.clone(),
             metrics: self.metrics,
             body_timeout: self.config.body_timeout,
-            known_names: api_names(),
+            spec: api_facts(),
             pages: None,
             allowed: None,
             traffic: self.registry.traffic().clone(),

@@ -20,7 +20,7 @@
 //! loses the per-request database budget (each statement is still bounded by
 //! `DOORMAN_DB_TIMEOUT_SECONDS`).
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use poem::{
     Endpoint, IntoResponse, Middleware, Request, Response,
@@ -34,7 +34,8 @@ use crate::{
     http::{
         bounds,
         client_ip::ClientIp,
-        cors, error,
+        cors,
+        error::{self, SpecFacts},
         headers::PageHeaders,
         scope::{RequestId, X_REQUEST_ID},
     },
@@ -56,7 +57,7 @@ impl Doorman {
     pub fn cors(&self) -> Cors {
         Cors {
             auth: self.auth.clone(),
-            known_names: super::api_names(),
+            spec: super::api_facts(),
         }
     }
 
@@ -67,7 +68,7 @@ impl Doorman {
     pub fn errors(&self) -> Errors {
         Errors {
             client_ip: self.client_ip.clone(),
-            known_names: super::api_names(),
+            spec: super::api_facts(),
         }
     }
 
@@ -75,7 +76,7 @@ impl Doorman {
     /// personal data) and `X-Content-Type-Options: nosniff` everywhere.
     pub fn security_headers(&self) -> SecurityHeaders {
         SecurityHeaders {
-            known_names: super::api_names(),
+            spec: super::api_facts(),
         }
     }
 }
@@ -90,20 +91,20 @@ pub struct Bounds {
 #[derive(Clone)]
 pub struct Cors {
     auth: Arc<Auth>,
-    known_names: Arc<HashSet<String>>,
+    spec: Arc<SpecFacts>,
 }
 
 /// See [`Doorman::errors`].
 #[derive(Clone)]
 pub struct Errors {
     client_ip: ClientIp,
-    known_names: Arc<HashSet<String>>,
+    spec: Arc<SpecFacts>,
 }
 
 /// See [`Doorman::security_headers`].
 #[derive(Clone)]
 pub struct SecurityHeaders {
-    known_names: Arc<HashSet<String>>,
+    spec: Arc<SpecFacts>,
 }
 
 /// The answer to `result` in doorman's shape: an error is rendered as the edge
@@ -111,11 +112,11 @@ pub struct SecurityHeaders {
 fn answer(
     result: poem::Result<impl IntoResponse>,
     id: Option<RequestId>,
-    known_names: &HashSet<String>,
+    spec: &SpecFacts,
 ) -> Response {
     match result {
         Ok(resp) => resp.into_response(),
-        Err(err) => error::respond_to(err, id.as_ref().map(RequestId::as_str), known_names),
+        Err(err) => error::respond_to(err, id.as_ref().map(RequestId::as_str), spec),
     }
 }
 
@@ -144,8 +145,13 @@ impl<E: Endpoint> Endpoint for Piece<Bounds, E> {
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         bounds::check_headers(&req)?;
         // Nothing to read for GET, HEAD and OPTIONS (`limit_body` says so itself).
-        bounds::limit_body(&mut req, self.piece.body_timeout).await?;
-        self.inner.call(req).await.map(IntoResponse::into_response)
+        let body = bounds::limit_body(&mut req, self.piece.body_timeout).await?;
+        let uri = req.uri().clone();
+        self.inner
+            .call(req)
+            .await
+            .map(IntoResponse::into_response)
+            .map_err(|e| error::attach(e, uri, body))
     }
 }
 
@@ -160,7 +166,7 @@ impl<E: Endpoint> Endpoint for Piece<Cors, E> {
         // Errors rendered here so that their answers carry the CORS headers too (a
         // browser hides an answer without them from the page).
         let id = req.data::<RequestId>().copied();
-        let mut resp = answer(self.inner.call(req).await, id, &self.piece.known_names);
+        let mut resp = answer(self.inner.call(req).await, id, &self.piece.spec);
         cors::decorate(&mut resp, origin.as_ref());
         Ok(resp)
     }
@@ -175,7 +181,7 @@ impl<E: Endpoint> Endpoint for Piece<Errors, E> {
         let mut req = req;
         req.extensions_mut().insert(request_id);
         let result = self.inner.call(req).instrument(span.clone()).await;
-        let mut resp = span.in_scope(|| answer(result, Some(request_id), &self.piece.known_names));
+        let mut resp = span.in_scope(|| answer(result, Some(request_id), &self.piece.spec));
         resp.headers_mut()
             .insert(X_REQUEST_ID, request_id.header_value());
         Ok(resp)
@@ -188,7 +194,7 @@ impl<E: Endpoint> Endpoint for Piece<SecurityHeaders, E> {
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let private = req.uri().path().starts_with("/api/");
         let id = req.data::<RequestId>().copied();
-        let mut resp = answer(self.inner.call(req).await, id, &self.piece.known_names);
+        let mut resp = answer(self.inner.call(req).await, id, &self.piece.spec);
         let headers = resp.headers_mut();
         if private {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use poem::{
     Body, Request,
     http::{Method, header},
@@ -37,10 +38,12 @@ pub fn check_headers(req: &Request) -> Result<(), Error> {
 
 /// Reads the body up front, refusing it with 413 past [`MAX_BODY`] and with 408
 /// when it has not all arrived within `timeout`, and puts the bytes back for the
-/// handler.
-pub async fn limit_body(req: &mut Request, timeout: Duration) -> Result<(), Error> {
+/// handler. Returns them too (shared, not copied), for an error to explain a body
+/// the handler refuses (`crate::http::error::attach`); `None` for GET, HEAD and
+/// OPTIONS, which are not read.
+pub async fn limit_body(req: &mut Request, timeout: Duration) -> Result<Option<Bytes>, Error> {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return Ok(());
+        return Ok(None);
     }
     let declared = req
         .headers()
@@ -59,6 +62,6 @@ pub async fn limit_body(req: &mut Request, timeout: Duration) -> Result<(), Erro
             poem::error::ReadBodyError::PayloadTooLarge => Error::PayloadTooLarge,
             other => Error::BadRequest(format!("cannot read the request body: {other}")),
         })?;
-    req.set_body(Body::from_bytes(bytes));
-    Ok(())
+    req.set_body(Body::from_bytes(bytes.clone()));
+    Ok(Some(bytes))
 }

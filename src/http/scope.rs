@@ -4,7 +4,6 @@
 
 use std::{
     cell::Cell,
-    collections::HashSet,
     net::IpAddr,
     sync::{
         Arc,
@@ -60,8 +59,8 @@ pub struct ScopeSettings<D> {
     pub metrics: bool,
     /// `DOORMAN_BODY_TIMEOUT_SECONDS`.
     pub body_timeout: Duration,
-    /// Names parse errors may repeat (see [`error::known_names`]).
-    pub known_names: Arc<HashSet<String>>,
+    /// What error messages may say about refused input (see [`error::SpecFacts`]).
+    pub spec: Arc<error::SpecFacts>,
     /// The HTML pages' policies, for a server that serves them.
     pub pages: Option<PageHeaders>,
     /// `Allow` on 405s, for a server that knows its routes.
@@ -222,11 +221,7 @@ impl<E: Endpoint, D: Clone + Send + Sync + 'static, H: HotRoutes> Endpoint
                 Err(err) => {
                     operation = err.data::<poem_openapi::OperationId>().map(|op| op.0);
                     span.in_scope(|| {
-                        error::respond_to(
-                            err,
-                            Some(request_id.as_str()),
-                            &self.settings.known_names,
-                        )
+                        error::respond_to(err, Some(request_id.as_str()), &self.settings.spec)
                     })
                 }
             }
@@ -265,12 +260,20 @@ impl<E: Endpoint, D, H: HotRoutes> RequestScope<E, D, H> {
     /// Bounds, then the route.
     async fn serve(&self, mut req: Request) -> poem::Result<Response> {
         bounds::check_headers(&req)?;
-        if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        let body = if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
             // Boxed: reading a body is the slow path, and its future (a timer and
             // the body stream) would otherwise enlarge every request's future.
-            Box::pin(bounds::limit_body(&mut req, self.settings.body_timeout)).await?;
-        }
-        self.inner.call(req).await.map(IntoResponse::into_response)
+            Box::pin(bounds::limit_body(&mut req, self.settings.body_timeout)).await?
+        } else {
+            None
+        };
+        // Shared, not copied: for an error that explains refused input.
+        let uri = req.uri().clone();
+        self.inner
+            .call(req)
+            .await
+            .map(IntoResponse::into_response)
+            .map_err(|e| error::attach(e, uri, body))
     }
 
     /// Bounds, then the hot operation (a `GET` or `HEAD`: no body to bound).

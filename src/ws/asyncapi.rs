@@ -58,6 +58,15 @@ pub fn asyncapi_json() -> &'static str {
     &TEXT
 }
 
+/// Each client frame's payload schema, by its `type`, as the document has them:
+/// what a refused frame is read against to say what is wrong with it.
+pub(super) fn client_frames() -> Vec<(String, Value)> {
+    variants::<ClientFrame>(false)
+        .into_iter()
+        .map(|frame| (frame.name, frame.schema))
+        .collect()
+}
+
 /// A frame type's payload schema and examples.
 struct Frame {
     name: String,

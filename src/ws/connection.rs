@@ -133,7 +133,7 @@ impl Conn {
                     // and inline it would be as large as the largest room
                     // operation's database await.
                     Ok(frame) => Box::pin(self.on_frame(&identity, frame)).await,
-                    Err(message) => self.error(FrameError::BadRequest, message).await,
+                    Err(message) => self.error(FrameError::BadRequest, &message).await,
                 },
                 Event::Frame(_) => {
                     self.error(FrameError::BadRequest, "frames are JSON text")

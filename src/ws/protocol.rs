@@ -73,7 +73,7 @@ impl ClientFrame {
     /// the whole object before it looks at `type` (about 1,200 instructions of a
     /// 11,000-instruction ping). The answer is the one serde gives, which a test
     /// and the `ws_frame` fuzz target check; every other text takes serde's way.
-    pub fn parse(text: &str) -> Result<Self, &'static str> {
+    pub fn parse(text: &str) -> Result<Self, String> {
         match ping_fast(text) {
             Some(id) => Ok(ClientFrame::Ping { id }),
             None => Self::parse_with_serde(text),
@@ -83,14 +83,50 @@ impl ClientFrame {
     /// [`Self::parse`] without its `ping` shortcut: what the shortcut must agree
     /// with (public for the `ws_frame` fuzz target).
     #[doc(hidden)]
-    pub fn parse_with_serde(text: &str) -> Result<Self, &'static str> {
-        serde_json::from_str::<ClientFrame>(text).map_err(|e| {
-            if e.is_syntax() || e.is_eof() {
-                "frame is not valid JSON"
-            } else {
-                "unknown frame type or missing fields"
-            }
-        })
+    pub fn parse_with_serde(text: &str) -> Result<Self, String> {
+        serde_json::from_str::<ClientFrame>(text).map_err(|e| refusal(text, &e))
+    }
+}
+
+/// Why a text is not a client frame, in plain words: not JSON (serde_json's
+/// message gives the position, never the text), or the frame's field and the
+/// rule it breaks, read against the frame's schema in asyncapi.json
+/// (`crate::schema_check`). serde's own message for a data error quotes values
+/// and names no field of a tagged enum.
+fn refusal(text: &str, e: &serde_json::Error) -> String {
+    use std::sync::OnceLock;
+
+    use serde_json::Value;
+
+    use crate::schema_check::Schemas;
+
+    static FRAMES: OnceLock<(Schemas, Vec<String>)> = OnceLock::new();
+    if e.is_syntax() || e.is_eof() {
+        return format!("the frame is not valid JSON: {e}");
+    }
+    let (schemas, types) = FRAMES.get_or_init(|| {
+        let frames = super::asyncapi::client_frames();
+        let types = frames.iter().map(|(name, _)| name.clone()).collect();
+        let doc = Value::Object(frames.into_iter().collect());
+        (Schemas::new(doc), types)
+    });
+    let one_of = types.join(", ");
+    let frame = serde_json::from_str::<Value>(text).unwrap_or_default();
+    if !frame.is_object() {
+        return format!("a frame is a JSON object whose type is one of {one_of}");
+    }
+    let Some(kind) = frame.get("type").and_then(Value::as_str) else {
+        return format!("type: required, one of {one_of}");
+    };
+    let schema = match schemas.doc().get(kind) {
+        Some(schema) if types.iter().any(|t| t == kind) => schema,
+        _ => return format!("type: one of {one_of}"),
+    };
+    let problems = schemas.problems(schema, &frame);
+    if problems.is_empty() {
+        format!("not a valid {kind} frame (see asyncapi.json)")
+    } else {
+        format!("{kind}: {}", problems.join("; "))
     }
 }
 

@@ -14,20 +14,74 @@ async fn bad_frames_are_answered_without_closing() {
     let app = spawn_app().await;
     let tokens = app.user_with_tokens().await;
     let (mut ws, _) = app.ws_welcomed(&tokens).await;
-    for bad in [
-        "not json".to_owned(),
-        json!({"type": "nope"}).to_string(),
-        json!({"type": "subscribe"}).to_string(),
-        json!({"no": "type"}).to_string(),
-        json!({"type": "subscribe", "room": "bad room!"}).to_string(),
-        json!({"type": "publish", "room": "lobby", "body": ""}).to_string(),
-        json!({"type": "publish", "room": "lobby", "body": "x".repeat(4097)}).to_string(),
-        json!({"type": "publish", "room": "lobby", "body": 5}).to_string(),
+    let types = "auth, ping, whoami, subscribe, unsubscribe, publish";
+    // Each answer names the field and the rule in plain words (issue 32, item 4).
+    for (bad, code, message) in [
+        (
+            "not json".to_owned(),
+            "bad_request",
+            "the frame is not valid JSON: expected ident at line 1 column 2".to_owned(),
+        ),
+        (
+            json!({"type": "nope"}).to_string(),
+            "bad_request",
+            format!("type: one of {types}"),
+        ),
+        (
+            json!({"type": "subscribe"}).to_string(),
+            "bad_request",
+            "subscribe: room: required".to_owned(),
+        ),
+        (
+            json!({"no": "type"}).to_string(),
+            "bad_request",
+            format!("type: required, one of {types}"),
+        ),
+        (
+            json!(["ping"]).to_string(),
+            "bad_request",
+            format!("a frame is a JSON object whose type is one of {types}"),
+        ),
+        (
+            json!({"type": "subscribe", "room": "lobby", "rooom": 1}).to_string(),
+            "bad_request",
+            "subscribe: rooom: not a field here (the fields: room, type)".to_owned(),
+        ),
+        (
+            json!({"type": "subscribe", "room": "bad room!"}).to_string(),
+            "invalid_room",
+            "room must be 1 to 64 characters of A-Z a-z 0-9 _ - ., optionally after private:"
+                .to_owned(),
+        ),
+        (
+            json!({"type": "publish", "room": "lobby", "body": ""}).to_string(),
+            "invalid_message",
+            "body must be 1 to 4096 characters".to_owned(),
+        ),
+        (
+            json!({"type": "publish", "room": "lobby", "body": "x".repeat(4097)}).to_string(),
+            "invalid_message",
+            "body must be 1 to 4096 characters".to_owned(),
+        ),
+        (
+            json!({"type": "publish", "room": "lobby", "body": 5}).to_string(),
+            "bad_request",
+            "publish: body: must be a string".to_owned(),
+        ),
+        (
+            json!({"type": "auth", "token": null}).to_string(),
+            "bad_request",
+            "auth: token: must be a string, not null".to_owned(),
+        ),
     ] {
         ws.send(Message::Text(bad.clone().into())).await.unwrap();
         let reply = next_json(&mut ws).await;
         assert_eq!(reply["type"], "error", "{bad}");
-        assert!(reply["code"].is_string() && reply["message"].is_string());
+        assert_eq!(
+            (reply["code"].as_str(), reply["message"].as_str()),
+            (Some(code), Some(message.as_str())),
+            "{bad}"
+        );
     }
     send_json(&mut ws, json!({"type": "ping", "id": 42})).await;
     let pong = next_json(&mut ws).await;

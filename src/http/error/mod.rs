@@ -1,16 +1,15 @@
 //! The one error type of the server and the one place that turns it into an HTTP
 //! response: `{"error": "<stable_code>", "message": "<human text>"}`.
 //! `sets`: the statuses each operation documents; `redact`: credentials kept out
-//! of parse errors.
+//! of parse errors; `input`: refused input explained from the spec.
 
+mod input;
 mod redact;
 mod sets;
 
-pub use redact::known_names;
+pub use input::{SpecFacts, attach};
 pub(crate) use sets::error_set;
 pub use sets::{AuthFailures, BodyAuthFailures, ErrorSet, Fail};
-
-use std::collections::HashSet;
 
 use poem::{
     IntoResponse, Response,
@@ -43,9 +42,9 @@ pub enum ErrorCode {
     InvalidRefreshToken,
     /// 401: a spent refresh token came back after the grace window; its session is now revoked.
     RefreshTokenReused,
-    /// 400: the input parsed but breaks a rule; the message says which.
+    /// 400: a field or parameter breaks a documented rule (missing, wrong type, too short, not one of the values); the message names each field and its rule, as "password: 8 to 128 characters".
     InvalidInput,
-    /// 400: a body, parameter or header did not parse (or a WebSocket handshake not over HTTP/1.1).
+    /// 400: the request did not parse (a body that is not JSON, a malformed header, a WebSocket handshake not over HTTP/1.1).
     BadRequest,
     /// 409: registering an email that already has an account.
     EmailTaken,
@@ -343,7 +342,7 @@ pub struct ErrorBody {
 /// code; poem's own (unknown route, unparsable body, bad path parameter) get the
 /// same JSON shape. Server errors are logged with their cause and answered with a
 /// generic message carrying the request id.
-pub fn respond_to(err: poem::Error, id: Option<&str>, known: &HashSet<String>) -> Response {
+pub fn respond_to(err: poem::Error, id: Option<&str>, spec: &SpecFacts) -> Response {
     // In the log line whether or not the client is told one.
     let request_id = id.unwrap_or("-");
     if let Some(e) = err.downcast_ref::<Error>() {
@@ -362,6 +361,10 @@ pub fn respond_to(err: poem::Error, id: Option<&str>, known: &HashSet<String>) -
             }
             _ => {}
         }
+        return e.to_response(id);
+    }
+    // A refused body or parameter of a documented operation: which field, which rule.
+    if let Some(e) = spec.explain(&err) {
         return e.to_response(id);
     }
     let status = err.status();
@@ -390,7 +393,7 @@ pub fn respond_to(err: poem::Error, id: Option<&str>, known: &HashSet<String>) -
         ),
         _ => (
             ErrorCode::BadRequest,
-            redact::redact(&err.to_string(), known),
+            redact::redact(&err.to_string(), &spec.known_names),
         ),
     };
     poem::web::Json(ErrorBody {
