@@ -155,6 +155,57 @@ await scenario("demo page as http://localhost: cookie login, socket, room, logou
 await scenario("demo page as http://127.0.0.1: same flow", () =>
   demoPageFlow(`http://127.0.0.1:${port}`));
 
+// Issue 32: signed in on one name of the machine, the page opened on the other. The
+// cookie belongs to the name it was set on, so the socket has no credential: the SDK
+// asks /api/me, stops as signedOut instead of reconnecting for ever, and the page says
+// why and links the page on the name the user signed in on.
+await scenario("the host-name trap: signed in on 127.0.0.1, the page on localhost explains, stops, links back", async () => {
+  const context = await browser.newContext();
+  const violations = await watchCsp(context);
+  try {
+    const signin = await context.newPage();
+    await signin.goto(`http://127.0.0.1:${port}/`);
+    await signin.fill("#email", uniqueEmail("trap"));
+    await signin.fill("#password", password);
+    await signin.click("#register");
+    await signin.waitForFunction(() => document.querySelector("#me").textContent.includes("registered"));
+    await signin.click("#login");
+    await signin.waitForFunction(() => document.querySelector("#me").textContent.includes('"auth_source": "cookie"'));
+
+    const page = await context.newPage();
+    const sockets = [];
+    page.on("websocket", (ws) => sockets.push(ws.url()));
+    await page.goto(`http://localhost:${port}/`);
+    await page.waitForFunction(() => document.querySelector("#me").textContent.includes("not logged in (401"));
+    const started = Date.now();
+    await page.click("#connect");
+    await page.waitForSelector("#signed-out:not([hidden])", { timeout: 6000 });
+    const took = Date.now() - started;
+    const text = await page.textContent("#signed-out");
+    assert.ok(text.includes(`Not signed in on localhost:${port}`), text);
+    assert.ok(text.includes("Cookies belong to the host name you signed in on"), text);
+    assert.ok(text.includes(`signing in on 127.0.0.1:${port} does not sign you in here`), text);
+    assert.equal(await page.getAttribute("#other-host", "href"), `http://127.0.0.1:${port}/`);
+    assert.equal((await page.textContent("#status")).trim(), "signed out (not retried)");
+    assert.ok(took < 6000, `explained after ${took} ms`);
+    // No endless reconnects: longer than the SDK's first two backoff caps (1 s, 2 s),
+    // and still the one socket.
+    await page.waitForTimeout(4000);
+    assert.deepEqual(sockets, [`ws://localhost:${port}/ws`], "the page kept reconnecting");
+    assert.equal((await page.textContent("#status")).trim(), "signed out (not retried)");
+
+    // The link leads to the name the user signed in on, where the socket is welcomed.
+    await page.click("#other-host");
+    await page.waitForURL(`http://127.0.0.1:${port}/`);
+    await page.waitForFunction(() => document.querySelector("#me").textContent.includes('"auth_source": "cookie"'));
+    await page.click("#connect");
+    await page.waitForFunction(() => document.querySelector("#status").textContent.includes("auth_source: cookie"));
+    assert.deepEqual(violations, [], "CSP violations on the demo page");
+  } finally {
+    await context.close();
+  }
+});
+
 await scenario("a foreign origin cannot ride the cookie into /ws or read the API", async () => {
   const context = await browser.newContext();
   try {

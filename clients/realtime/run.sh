@@ -10,8 +10,10 @@
 # 3. checks that the committed browser bundle (bundle/doorman-realtime.js, inlined by
 #    the demo page) is what the pinned esbuild builds from the source;
 # 4. runs the Node tests against the release binary, which they start, restart,
-#    kill and freeze themselves (ports 18650-18652); every frame the clients receive
-#    is validated against the document.
+#    kill and freeze themselves (ports 18650-18653, metrics 18660-18663); every
+#    frame the clients receive is validated against the document;
+# 5. package-test.sh: the package as its users get it (the tarball in a fresh project:
+#    the README's blocks as written, Node, tsc --strict, Chromium; ports 18730-18732).
 # Each part closes with a "…: N passed, N failed" line. Exits non-zero on any failure.
 set -euo pipefail
 if [[ $# -ne 1 || -z "$1" ]]; then
@@ -41,3 +43,6 @@ echo "== the SDK against the release server"
 node --test --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=./scripts/summary-reporter.mjs --test-reporter-destination=stdout \
   dist/test/realtime.test.js
+
+echo "== the package as its users get it (npm pack, a fresh project)"
+./package-test.sh "$DOORMAN_BIN"

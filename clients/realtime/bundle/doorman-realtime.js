@@ -24,7 +24,8 @@ var DoormanRealtime = (() => {
   __export(index_exports, {
     CLOSE_POLICY: () => CLOSE_POLICY,
     HANDSHAKE_POLICY: () => HANDSHAKE_POLICY,
-    RealtimeClient: () => RealtimeClient
+    RealtimeClient: () => RealtimeClient,
+    RealtimeError: () => RealtimeError
   });
   var CLOSE_POLICY = {
     1e3: "reconnect",
@@ -50,9 +51,30 @@ var DoormanRealtime = (() => {
     429: "back_off",
     503: "reconnect_later"
   };
+  var RealtimeError = class extends Error {
+    name = "RealtimeError";
+    code;
+    /** The close behind it, if a close was. */
+    close;
+    constructor(code, message, close) {
+      super(message);
+      this.code = code;
+      this.close = close;
+    }
+  };
   var OPEN = 1;
   var DEAD_SOCKET = { code: 4e3, reason: "heartbeat timeout" };
   var CONNECT_TIMEOUT = { code: 4e3, reason: "connect timeout" };
+  var REFRESHED = { code: 4e3, reason: "cookie refreshed" };
+  function besideSocket(wsUrl, path) {
+    return new URL(path, wsUrl.replace(/^ws(s?):/i, "http$1:")).href;
+  }
+  function signedOutMessage(meUrl) {
+    const { host, hostname, protocol, port } = new URL(meUrl);
+    const other = hostname === "localhost" ? "127.0.0.1" : hostname === "127.0.0.1" ? "localhost" : void 0;
+    const example = other ? ` Signing in on ${other}${port ? `:${port}` : ""} does not sign you in on ${host}.` : "";
+    return `Not signed in on ${host}: ${meUrl} answered 401 and there was no session to refresh, so this browser holds no session cookie for ${host}. Cookies belong to the host name they were set on.${example} Sign in on ${protocol}//${host}, then connect again.`;
+  }
   var DEFAULT_BACKOFF = {
     initialMs: 1e3,
     maxMs: 3e4,
@@ -80,6 +102,16 @@ var DoormanRealtime = (() => {
     #nextPingId = 1;
     #welcome;
     #connectTimer;
+    // Promises waiting for the next welcome (connect(), welcomed(), ping() before it).
+    #waiters = [];
+    // publish() frames waiting for the welcome, oldest first.
+    #queue = [];
+    // Cookie clients, per attempt: was it welcomed, and the one sign-in check it made.
+    #welcomedThisAttempt = false;
+    #probe;
+    #probeTimer;
+    // Bumped by connect() and close(): a probe answering late belongs to an older run.
+    #generation = 0;
     constructor(opts) {
       this.#opts = opts;
       this.#backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
@@ -109,20 +141,51 @@ var DoormanRealtime = (() => {
       set.add(fn);
       return () => set.delete(fn);
     }
-    /** Starts connecting (again, after `ended`, `failed` or `close()`). */
+    /**
+     * Starts connecting (again, after `ended`, `failed`, `signedOut` or `close()`).
+     * Resolves with the first `welcome`; rejects with a {@link RealtimeError} when the
+     * client stops first (`session_ended`, `failed`, `signed_out`, `closed`). The
+     * client keeps retrying meanwhile, so the promise may wait long: race it with a
+     * timer if you need a deadline. Ignoring it is fine (the `state` event tells
+     * the same): its rejection is never reported as unhandled.
+     */
     connect() {
-      if (this.#state === "connecting" || this.#state === "open" || this.#state === "waiting") return;
-      this.#attempt = 0;
-      this.#tokenRejected = false;
-      void this.#open();
+      if (this.#state === "open" && this.#welcome) return Promise.resolve(this.#welcome);
+      if (this.#state !== "connecting" && this.#state !== "waiting") {
+        this.#generation += 1;
+        this.#attempt = 0;
+        this.#tokenRejected = false;
+        void this.#open();
+      }
+      const welcomed = this.welcomed();
+      welcomed.catch(() => {
+      });
+      return welcomed;
     }
-    /** Closes the socket and stops reconnecting. Rooms are kept for a later connect(). */
+    /**
+     * Resolves with the current `welcome` when open, else with the next one. Rejects
+     * with `not_connected` when the client is not connecting, and like connect() when
+     * it stops before a welcome.
+     */
+    welcomed() {
+      if (this.#state === "open" && this.#welcome) return Promise.resolve(this.#welcome);
+      if (this.#state !== "connecting" && this.#state !== "waiting") {
+        return Promise.reject(this.#notConnected());
+      }
+      return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    }
+    /**
+     * Closes the socket and stops reconnecting. Rooms are kept for a later connect();
+     * queued publishes and waiting promises reject with `closed`.
+     */
     close() {
+      this.#generation += 1;
       clearTimeout(this.#retryTimer);
       this.#teardown(1e3, "client closed");
       this.#setState("idle");
+      this.#stopped(new RealtimeError("closed", "close() was called"));
     }
-    /** Joins a room now (if open) and after every reconnect. */
+    /** Joins a room now (if open) and after every welcome. */
     subscribe(room) {
       this.#rooms.add(room);
       this.#send({ type: "subscribe", room });
@@ -132,18 +195,39 @@ var DoormanRealtime = (() => {
       this.#rooms.delete(room);
       this.#send({ type: "unsubscribe", room });
     }
-    /** Publishes to a room; false when the socket is not open (nothing is queued). */
+    /**
+     * Publishes to a room. Open: sent at once. Connecting or waiting to reconnect:
+     * queued (at most `maxQueued`, default 100) and sent, in order, right after the
+     * next welcome. Resolves once the frame is written to a socket (doorman answers a
+     * refused publish with an `error` frame); rejects with a {@link RealtimeError}:
+     * `not_connected` (connect() not called, or the client stopped), `queue_full`, or
+     * — for a queued frame — the reason the client stopped before its welcome.
+     */
     publish(room, body) {
-      return this.#send({ type: "publish", room, body });
+      const frame = { type: "publish", room, body };
+      if (this.#send(frame)) return Promise.resolve();
+      if (!this.#trying()) return Promise.reject(this.#notConnected());
+      const max = this.#opts.maxQueued ?? 100;
+      if (this.#queue.length >= max) {
+        return Promise.reject(
+          new RealtimeError("queue_full", `${max} publishes already wait for the welcome (options.maxQueued)`)
+        );
+      }
+      return new Promise((resolve, reject) => this.#queue.push({ frame, resolve, reject }));
     }
-    /** Asks for `identity`; resolves with the next one. */
-    whoami(timeoutMs = 1e4) {
+    /** Asks for `identity`; resolves with the next one (waits for the welcome first). */
+    async whoami(timeoutMs = 1e4) {
+      const deadline = Date.now() + timeoutMs;
+      await this.#welcomedBy(deadline, "identity");
       return new Promise((resolve, reject) => {
-        if (!this.#send({ type: "whoami" })) return reject(new Error("not connected"));
-        const timer = setTimeout(() => {
-          off();
-          reject(new Error("no identity in time"));
-        }, timeoutMs);
+        if (!this.#send({ type: "whoami" })) return reject(this.#notConnected());
+        const timer = setTimeout(
+          () => {
+            off();
+            reject(new RealtimeError("timeout", "no identity in time"));
+          },
+          Math.max(0, deadline - Date.now())
+        );
         const off = this.on("identity", (frame) => {
           clearTimeout(timer);
           off();
@@ -151,14 +235,22 @@ var DoormanRealtime = (() => {
         });
       });
     }
-    /** Sends `ping` with a fresh id; resolves with the round-trip time (ms) of its `pong`. */
-    ping(timeoutMs = 1e4) {
+    /**
+     * Sends `ping` with a fresh id (after the welcome, waiting for it if need be);
+     * resolves with the round-trip time (ms) of its `pong`.
+     */
+    async ping(timeoutMs = 1e4) {
+      const deadline = Date.now() + timeoutMs;
+      await this.#welcomedBy(deadline, "pong");
       const id = this.#nextPingId++;
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          this.#pings.delete(id);
-          reject(new Error(`no pong ${id} in time`));
-        }, timeoutMs);
+        const timer = setTimeout(
+          () => {
+            this.#pings.delete(id);
+            reject(new RealtimeError("timeout", `no pong ${id} in time`));
+          },
+          Math.max(0, deadline - Date.now())
+        );
         this.#pings.set(id, {
           sent: Date.now(),
           resolve: (rtt) => {
@@ -171,10 +263,43 @@ var DoormanRealtime = (() => {
           }
         });
         if (!this.#send({ type: "ping", id })) {
-          this.#pings.get(id)?.reject(new Error("not connected"));
+          this.#pings.get(id)?.reject(this.#notConnected());
           this.#pings.delete(id);
         }
       });
+    }
+    /** welcomed(), failing with `timeout` at the deadline. */
+    async #welcomedBy(deadline, what) {
+      if (this.#state === "open") return;
+      let timer;
+      const late = new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new RealtimeError("timeout", `not welcomed in time to ask for a ${what}`)),
+          Math.max(0, deadline - Date.now())
+        );
+      });
+      try {
+        await Promise.race([this.welcomed(), late]);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    /** Connecting, open, or waiting to reconnect: a frame sent now will go out. */
+    #trying() {
+      return this.#state === "connecting" || this.#state === "waiting" || this.#state === "open";
+    }
+    #notConnected() {
+      return new RealtimeError(
+        "not_connected",
+        this.#state === "idle" ? "not connected: call connect() first" : `not connected: the client stopped (state ${this.#state}); call connect() again`
+      );
+    }
+    /** The client stopped: every promise waiting for a welcome or a send fails with `error`. */
+    #stopped(error) {
+      const waiters = this.#waiters.splice(0);
+      const queue = this.#queue.splice(0);
+      for (const w of waiters) w.reject(error);
+      for (const q of queue) q.reject(error);
     }
     #emit(event, value) {
       for (const fn of this.#listeners.get(event) ?? []) {
@@ -201,6 +326,8 @@ var DoormanRealtime = (() => {
     async #open() {
       this.#setState("connecting");
       this.#handshakeStatus = void 0;
+      this.#welcomedThisAttempt = false;
+      this.#probe = void 0;
       const { auth } = this.#opts;
       let token;
       if (auth.kind !== "cookie") {
@@ -226,6 +353,18 @@ var DoormanRealtime = (() => {
         this.#lastHeard = Date.now();
         if (auth.kind === "frame" && token !== void 0) {
           socket.send(JSON.stringify({ type: "auth", token }));
+        }
+        if (auth.kind === "cookie") {
+          clearTimeout(this.#probeTimer);
+          this.#probeTimer = setTimeout(() => {
+            if (socket !== this.#socket || this.#welcomedThisAttempt) return;
+            const generation = this.#generation;
+            void this.#checkSignIn().then((found) => {
+              if (socket !== this.#socket || generation !== this.#generation || this.#state !== "connecting") return;
+              if (found === "signedOut") this.#signOut();
+              else if (found === "refreshed") this.#redial({ ...REFRESHED, action: "reconnect" });
+            });
+          }, this.#opts.probeAfterMs ?? 1500);
         }
       };
       socket.onmessage = (ev) => {
@@ -255,16 +394,24 @@ var DoormanRealtime = (() => {
     #onFrame(frame) {
       this.#emit("frame", frame);
       switch (frame.type) {
-        case "welcome":
+        case "welcome": {
           clearTimeout(this.#connectTimer);
+          clearTimeout(this.#probeTimer);
           this.#welcome = frame;
+          this.#welcomedThisAttempt = true;
           this.#attempt = 0;
           this.#tokenRejected = false;
           this.#setState("open");
           this.#watchLiveness(frame.heartbeat_s);
           for (const room of this.#rooms) this.#send({ type: "subscribe", room });
+          for (const q of this.#queue.splice(0)) {
+            if (this.#send(q.frame)) q.resolve();
+            else this.#queue.push(q);
+          }
           this.#emit("welcome", frame);
+          for (const w of this.#waiters.splice(0)) w.resolve(frame);
           return;
+        }
         case "message":
           if (this.#seen.has(frame.id)) return;
           this.#seen.add(frame.id);
@@ -327,19 +474,24 @@ var DoormanRealtime = (() => {
     /** Detaches and closes the current socket; fails its pending pings. */
     #teardown(code, reason) {
       clearTimeout(this.#connectTimer);
+      clearTimeout(this.#probeTimer);
       clearInterval(this.#liveness);
       this.#liveness = void 0;
       const socket = this.#socket;
       this.#socket = void 0;
       if (socket) {
-        socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
+        socket.onopen = socket.onmessage = socket.onclose = null;
+        socket.onerror = () => {
+        };
         try {
           if (code === DEAD_SOCKET.code && socket.terminate) socket.terminate();
           else socket.close(code, reason);
         } catch {
         }
       }
-      for (const p of this.#pings.values()) p.reject(new Error(`socket closed (${reason})`));
+      for (const p of this.#pings.values()) {
+        p.reject(new RealtimeError("socket_closed", `socket closed (${code} ${reason})`));
+      }
       this.#pings.clear();
     }
     #onClose(code, reason) {
@@ -352,21 +504,91 @@ var DoormanRealtime = (() => {
         case "sign_in_again":
           this.#setState("ended", { close: info });
           this.#emit("sessionEnded", info);
+          this.#stopped(new RealtimeError("session_ended", `the session ended (${code} ${reason})`, info));
           return;
         case "fix_client":
           this.#setState("failed", { close: info });
+          this.#stopped(new RealtimeError("failed", `the server refused this client (${code} ${reason})`, info));
           return;
-        case "refresh_token":
-          this.#tokenRejected = true;
-          return this.#retry(info);
-        default:
-          return this.#retry(info);
       }
+      if (this.#opts.auth.kind === "cookie" && !this.#welcomedThisAttempt) {
+        const generation = this.#generation;
+        void this.#checkSignIn().then((found) => {
+          if (generation !== this.#generation || this.#state !== "connecting" || this.#socket) return;
+          if (found === "signedOut") this.#signOut(info);
+          else this.#retry(info, found === "refreshed");
+        });
+        return;
+      }
+      if (action === "refresh_token") this.#tokenRejected = true;
+      this.#retry(info);
     }
-    #retry(info) {
+    /** Drops the current socket and tries again at once. */
+    #redial(info) {
+      this.#teardown(info.code, info.reason);
+      this.#emit("close", info);
+      this.#retry(info, true);
+    }
+    /**
+     * At most once per attempt: `GET /api/me` with the browser's cookies; on 401, one
+     * `POST` to the refresh URL with the refresh cookie. `unknown` when it cannot tell:
+     * no fetch, a network error, another status, or a page on an origin that CORS does
+     * not allow to read the answer.
+     */
+    #checkSignIn() {
+      if (this.#probe) return this.#probe;
+      const fetch = globalThis.fetch;
+      const Signal = globalThis.AbortSignal;
+      const ask = async (url, post) => {
+        if (!fetch) return void 0;
+        try {
+          const signal = Signal?.timeout?.(5e3);
+          const r = await fetch.call(globalThis, url, {
+            method: post ? "POST" : "GET",
+            credentials: "include",
+            cache: "no-store",
+            ...post ? { headers: { "content-type": "application/json" }, body: "{}" } : {},
+            ...signal ? { signal } : {}
+          });
+          return r.status;
+        } catch {
+          return void 0;
+        }
+      };
+      this.#probe = (async () => {
+        const me = await ask(this.#meUrl(), false);
+        if (me === 200) return "signedIn";
+        if (me !== 401) return "unknown";
+        const refreshUrl = this.#opts.refreshUrl ?? besideSocket(this.#opts.url, "api/auth/refresh");
+        if (refreshUrl === false) return "signedOut";
+        const refreshed = await ask(refreshUrl, true);
+        return refreshed === 200 ? "refreshed" : refreshed === 401 ? "signedOut" : "unknown";
+      })();
+      return this.#probe;
+    }
+    #meUrl() {
+      return this.#opts.meUrl ?? besideSocket(this.#opts.url, "api/me");
+    }
+    /** No session for this host name: stop until the app calls connect() again. */
+    #signOut(close) {
       clearTimeout(this.#retryTimer);
-      if (this.#state === "idle" || this.#state === "ended" || this.#state === "failed") return;
-      const delayMs = this.#delay(info.action);
+      this.#teardown(1e3, "signed out");
+      const meUrl = this.#meUrl();
+      const message = signedOutMessage(meUrl);
+      const info = close ? { message, host: new URL(meUrl).host, meUrl, close } : { message, host: new URL(meUrl).host, meUrl };
+      this.#setState("signedOut", close ? { close } : {});
+      this.#emit("signedOut", info);
+      this.#stopped(new RealtimeError("signed_out", message, close));
+    }
+    /**
+     * Waits out the backoff, then opens the next attempt. `immediately` (a renewed
+     * cookie) skips the wait only for the first retry, so a cookie that is renewed but
+     * still not sent cannot spin.
+     */
+    #retry(info, immediately = false) {
+      clearTimeout(this.#retryTimer);
+      if (!this.#trying()) return;
+      const delayMs = immediately && this.#attempt === 0 ? 0 : this.#delay(info.action);
       this.#attempt += 1;
       this.#setState("waiting", { close: info, delayMs });
       this.#retryTimer = setTimeout(() => void this.#open(), delayMs);

@@ -13,6 +13,13 @@
 //   already delivered (ids are unique).
 // - Declares a socket dead when it has heard nothing for about three of the server's
 //   heartbeat intervals (`welcome.heartbeat_s`), pinging it when it falls silent.
+// - `connect()` and `welcomed()` resolve with the `welcome`; `publish()` before it is
+//   queued (bounded) and sent after it, and every promise that cannot be kept
+//   rejects with a `RealtimeError` whose `code` says why: nothing is dropped silently.
+// - A cookie client that is not welcomed asks `GET /api/me` once per attempt; on a
+//   401 it tries the refresh cookie once, and when that fails too this browser holds
+//   no session for this host name: the client stops (`signedOut`) and says why,
+//   instead of retrying for ever (see the README).
 //
 // No runtime dependencies: it uses the platform's WebSocket, or the constructor it is
 // given.
@@ -118,6 +125,76 @@ export interface Options {
   random?: () => number;
   /** An attempt not welcomed in this time is dropped and retried (default 15 s). */
   connectTimeoutMs?: number;
+  /**
+   * Cookie clients: an open socket not welcomed after this long asks `GET /api/me`
+   * whether it is signed in at all (default 1500 ms). doorman writes `welcome` with
+   * the handshake's response to every socket its cookie authenticated, so a cookie
+   * socket still waiting has no credential (and would be closed 4408 later).
+   */
+  probeAfterMs?: number;
+  /**
+   * Cookie clients: the URL asked when an attempt is not welcomed. Default: `api/me`
+   * next to the socket's path (`wss://host/ws` → `https://host/api/me`).
+   */
+  meUrl?: string;
+  /**
+   * Cookie clients: after `meUrl` answered 401, this is POSTed once (with the
+   * browser's refresh cookie) before the client gives up: an access cookie that
+   * merely expired is renewed, and the client reconnects at once. Default:
+   * `api/auth/refresh` next to the socket's path; `false`: never refresh.
+   */
+  refreshUrl?: string | false;
+  /** Frames `publish()` holds while not yet welcomed (default 100); beyond: `queue_full`. */
+  maxQueued?: number;
+}
+
+/**
+ * Why a promise of the client was not kept (`RealtimeError.code`):
+ *
+ * - `not_connected`: the client is not connecting (connect() not called yet, or it
+ *   stopped: close(), `ended`, `failed`, `signedOut`);
+ * - `queue_full`: publish() while not welcomed, with `maxQueued` frames already waiting;
+ * - `closed`: close() was called before the frame was sent or the welcome came;
+ * - `session_ended`: 4403, the session is over (state `ended`);
+ * - `signed_out`: a cookie client holds no session here (state `signedOut`);
+ * - `failed`: the server refused something this client did (state `failed`);
+ * - `socket_closed`: the socket dropped while a ping/whoami waited for its answer
+ *   (the client reconnects by itself);
+ * - `timeout`: ping/whoami had no answer in time.
+ */
+export type RealtimeErrorCode =
+  | "not_connected"
+  | "queue_full"
+  | "closed"
+  | "session_ended"
+  | "signed_out"
+  | "failed"
+  | "socket_closed"
+  | "timeout";
+
+export class RealtimeError extends Error {
+  override readonly name = "RealtimeError";
+  readonly code: RealtimeErrorCode;
+  /** The close behind it, if a close was. */
+  readonly close: CloseInfo | undefined;
+
+  constructor(code: RealtimeErrorCode, message: string, close?: CloseInfo) {
+    super(message);
+    this.code = code;
+    this.close = close;
+  }
+}
+
+/** A cookie client found itself signed out (`GET /api/me` answered 401). */
+export interface SignedOutInfo {
+  /** The explanation in plain words, fit to show a user. */
+  message: string;
+  /** The host name (and port) the browser holds no session cookie for. */
+  host: string;
+  /** The URL that answered 401. */
+  meUrl: string;
+  /** The close of the attempt, when the socket had closed (1006, 4408, …). */
+  close?: CloseInfo;
 }
 
 export type State =
@@ -130,6 +207,11 @@ export type State =
   | "waiting"
   /** The session is over (4403): sign in again and call connect(). */
   | "ended"
+  /**
+   * A cookie client holds no session for this host name (`GET /api/me` answered 401):
+   * sign in (on this host name) and call connect(). Not retried.
+   */
+  | "signedOut"
   /** A client bug the server refused (4400, 1002, 1007, 1008, 1009, a 400/403 handshake): not retried. */
   | "failed";
 
@@ -165,6 +247,8 @@ export interface Events {
   error: ErrorFrame;
   /** 4403: the session ended (logout, revocation, expiry). No reconnect follows. */
   sessionEnded: CloseInfo;
+  /** A cookie client holds no session for this host name. No reconnect follows. */
+  signedOut: SignedOutInfo;
   /** Every socket close, with the action taken. */
   close: CloseInfo;
   state: StateChange;
@@ -178,6 +262,43 @@ const OPEN = 1;
 // handshake that never completes (a frozen server, a black-holed network).
 const DEAD_SOCKET = { code: 4000, reason: "heartbeat timeout" };
 const CONNECT_TIMEOUT = { code: 4000, reason: "connect timeout" };
+// A cookie socket dropped because the access cookie was renewed after its handshake.
+const REFRESHED = { code: 4000, reason: "cookie refreshed" };
+
+/** The part of `fetch` the sign-in check uses (the platform's; none: no check). */
+type FetchLike = (
+  url: string,
+  init: {
+    method: "GET" | "POST";
+    credentials: "include";
+    cache: "no-store";
+    headers?: Record<string, string>;
+    body?: string;
+    signal?: unknown;
+  },
+) => Promise<{ status: number }>;
+
+/** What a cookie client learns from `GET /api/me` (and a refresh) after a failed attempt. */
+type SignIn = "signedIn" | "refreshed" | "signedOut" | "unknown";
+
+/** `path` beside the socket's path, over http(s): `wss://h/x/ws` → `https://h/x/<path>`. */
+function besideSocket(wsUrl: string, path: string): string {
+  return new URL(path, wsUrl.replace(/^ws(s?):/i, "http$1:")).href;
+}
+
+function signedOutMessage(meUrl: string): string {
+  const { host, hostname, protocol, port } = new URL(meUrl);
+  const other = hostname === "localhost" ? "127.0.0.1" : hostname === "127.0.0.1" ? "localhost" : undefined;
+  const example = other
+    ? ` Signing in on ${other}${port ? `:${port}` : ""} does not sign you in on ${host}.`
+    : "";
+  return (
+    `Not signed in on ${host}: ${meUrl} answered 401 and there was no session to refresh, ` +
+    `so this browser holds no session cookie for ${host}. ` +
+    `Cookies belong to the host name they were set on.${example} ` +
+    `Sign in on ${protocol}//${host}, then connect again.`
+  );
+}
 
 /** What a socket must offer: the WHATWG WebSocket's subset both platforms have. */
 interface Socket {
@@ -222,6 +343,16 @@ export class RealtimeClient {
   #nextPingId = 1;
   #welcome: WelcomeFrame | undefined;
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
+  // Promises waiting for the next welcome (connect(), welcomed(), ping() before it).
+  #waiters: Array<{ resolve: (w: WelcomeFrame) => void; reject: (e: RealtimeError) => void }> = [];
+  // publish() frames waiting for the welcome, oldest first.
+  #queue: Array<{ frame: ClientFrame; resolve: () => void; reject: (e: RealtimeError) => void }> = [];
+  // Cookie clients, per attempt: was it welcomed, and the one sign-in check it made.
+  #welcomedThisAttempt = false;
+  #probe: Promise<SignIn> | undefined;
+  #probeTimer: ReturnType<typeof setTimeout> | undefined;
+  // Bumped by connect() and close(): a probe answering late belongs to an older run.
+  #generation = 0;
 
   constructor(opts: Options) {
     this.#opts = opts;
@@ -257,22 +388,53 @@ export class RealtimeClient {
     return () => set.delete(fn as Listener<never>);
   }
 
-  /** Starts connecting (again, after `ended`, `failed` or `close()`). */
-  connect(): void {
-    if (this.#state === "connecting" || this.#state === "open" || this.#state === "waiting") return;
-    this.#attempt = 0;
-    this.#tokenRejected = false;
-    void this.#open();
+  /**
+   * Starts connecting (again, after `ended`, `failed`, `signedOut` or `close()`).
+   * Resolves with the first `welcome`; rejects with a {@link RealtimeError} when the
+   * client stops first (`session_ended`, `failed`, `signed_out`, `closed`). The
+   * client keeps retrying meanwhile, so the promise may wait long: race it with a
+   * timer if you need a deadline. Ignoring it is fine (the `state` event tells
+   * the same): its rejection is never reported as unhandled.
+   */
+  connect(): Promise<WelcomeFrame> {
+    if (this.#state === "open" && this.#welcome) return Promise.resolve(this.#welcome);
+    if (this.#state !== "connecting" && this.#state !== "waiting") {
+      this.#generation += 1;
+      this.#attempt = 0;
+      this.#tokenRejected = false;
+      void this.#open();
+    }
+    const welcomed = this.welcomed();
+    welcomed.catch(() => {});
+    return welcomed;
   }
 
-  /** Closes the socket and stops reconnecting. Rooms are kept for a later connect(). */
+  /**
+   * Resolves with the current `welcome` when open, else with the next one. Rejects
+   * with `not_connected` when the client is not connecting, and like connect() when
+   * it stops before a welcome.
+   */
+  welcomed(): Promise<WelcomeFrame> {
+    if (this.#state === "open" && this.#welcome) return Promise.resolve(this.#welcome);
+    if (this.#state !== "connecting" && this.#state !== "waiting") {
+      return Promise.reject(this.#notConnected());
+    }
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /**
+   * Closes the socket and stops reconnecting. Rooms are kept for a later connect();
+   * queued publishes and waiting promises reject with `closed`.
+   */
   close(): void {
+    this.#generation += 1;
     clearTimeout(this.#retryTimer);
     this.#teardown(1000, "client closed");
     this.#setState("idle");
+    this.#stopped(new RealtimeError("closed", "close() was called"));
   }
 
-  /** Joins a room now (if open) and after every reconnect. */
+  /** Joins a room now (if open) and after every welcome. */
   subscribe(room: string): void {
     this.#rooms.add(room);
     this.#send({ type: "subscribe", room });
@@ -284,19 +446,40 @@ export class RealtimeClient {
     this.#send({ type: "unsubscribe", room });
   }
 
-  /** Publishes to a room; false when the socket is not open (nothing is queued). */
-  publish(room: string, body: string): boolean {
-    return this.#send({ type: "publish", room, body });
+  /**
+   * Publishes to a room. Open: sent at once. Connecting or waiting to reconnect:
+   * queued (at most `maxQueued`, default 100) and sent, in order, right after the
+   * next welcome. Resolves once the frame is written to a socket (doorman answers a
+   * refused publish with an `error` frame); rejects with a {@link RealtimeError}:
+   * `not_connected` (connect() not called, or the client stopped), `queue_full`, or
+   * — for a queued frame — the reason the client stopped before its welcome.
+   */
+  publish(room: string, body: string): Promise<void> {
+    const frame: ClientFrame = { type: "publish", room, body };
+    if (this.#send(frame)) return Promise.resolve();
+    if (!this.#trying()) return Promise.reject(this.#notConnected());
+    const max = this.#opts.maxQueued ?? 100;
+    if (this.#queue.length >= max) {
+      return Promise.reject(
+        new RealtimeError("queue_full", `${max} publishes already wait for the welcome (options.maxQueued)`),
+      );
+    }
+    return new Promise((resolve, reject) => this.#queue.push({ frame, resolve, reject }));
   }
 
-  /** Asks for `identity`; resolves with the next one. */
-  whoami(timeoutMs = 10_000): Promise<IdentityFrame> {
+  /** Asks for `identity`; resolves with the next one (waits for the welcome first). */
+  async whoami(timeoutMs = 10_000): Promise<IdentityFrame> {
+    const deadline = Date.now() + timeoutMs;
+    await this.#welcomedBy(deadline, "identity");
     return new Promise((resolve, reject) => {
-      if (!this.#send({ type: "whoami" })) return reject(new Error("not connected"));
-      const timer = setTimeout(() => {
-        off();
-        reject(new Error("no identity in time"));
-      }, timeoutMs);
+      if (!this.#send({ type: "whoami" })) return reject(this.#notConnected());
+      const timer = setTimeout(
+        () => {
+          off();
+          reject(new RealtimeError("timeout", "no identity in time"));
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       const off = this.on("identity", (frame) => {
         clearTimeout(timer);
         off();
@@ -305,14 +488,22 @@ export class RealtimeClient {
     });
   }
 
-  /** Sends `ping` with a fresh id; resolves with the round-trip time (ms) of its `pong`. */
-  ping(timeoutMs = 10_000): Promise<number> {
+  /**
+   * Sends `ping` with a fresh id (after the welcome, waiting for it if need be);
+   * resolves with the round-trip time (ms) of its `pong`.
+   */
+  async ping(timeoutMs = 10_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    await this.#welcomedBy(deadline, "pong");
     const id = this.#nextPingId++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pings.delete(id);
-        reject(new Error(`no pong ${id} in time`));
-      }, timeoutMs);
+      const timer = setTimeout(
+        () => {
+          this.#pings.delete(id);
+          reject(new RealtimeError("timeout", `no pong ${id} in time`));
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       this.#pings.set(id, {
         sent: Date.now(),
         resolve: (rtt) => {
@@ -325,10 +516,49 @@ export class RealtimeClient {
         },
       });
       if (!this.#send({ type: "ping", id })) {
-        this.#pings.get(id)?.reject(new Error("not connected"));
+        this.#pings.get(id)?.reject(this.#notConnected());
         this.#pings.delete(id);
       }
     });
+  }
+
+  /** welcomed(), failing with `timeout` at the deadline. */
+  async #welcomedBy(deadline: number, what: string): Promise<void> {
+    if (this.#state === "open") return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new RealtimeError("timeout", `not welcomed in time to ask for a ${what}`)),
+        Math.max(0, deadline - Date.now()),
+      );
+    });
+    try {
+      await Promise.race([this.welcomed(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Connecting, open, or waiting to reconnect: a frame sent now will go out. */
+  #trying(): boolean {
+    return this.#state === "connecting" || this.#state === "waiting" || this.#state === "open";
+  }
+
+  #notConnected(): RealtimeError {
+    return new RealtimeError(
+      "not_connected",
+      this.#state === "idle"
+        ? "not connected: call connect() first"
+        : `not connected: the client stopped (state ${this.#state}); call connect() again`,
+    );
+  }
+
+  /** The client stopped: every promise waiting for a welcome or a send fails with `error`. */
+  #stopped(error: RealtimeError): void {
+    const waiters = this.#waiters.splice(0);
+    const queue = this.#queue.splice(0);
+    for (const w of waiters) w.reject(error);
+    for (const q of queue) q.reject(error);
   }
 
   #emit<K extends keyof Events>(event: K, value: Events[K]): void {
@@ -360,6 +590,8 @@ export class RealtimeClient {
   async #open(): Promise<void> {
     this.#setState("connecting");
     this.#handshakeStatus = undefined;
+    this.#welcomedThisAttempt = false;
+    this.#probe = undefined;
     const { auth } = this.#opts;
     let token: string | undefined;
     if (auth.kind !== "cookie") {
@@ -391,6 +623,22 @@ export class RealtimeClient {
       this.#lastHeard = Date.now();
       if (auth.kind === "frame" && token !== undefined) {
         socket.send(JSON.stringify({ type: "auth", token } satisfies ClientFrame));
+      }
+      if (auth.kind === "cookie") {
+        // The welcome comes with the 101 when the cookie authenticated the socket;
+        // still none: the socket is pending for want of a credential.
+        clearTimeout(this.#probeTimer);
+        this.#probeTimer = setTimeout(() => {
+          if (socket !== this.#socket || this.#welcomedThisAttempt) return;
+          const generation = this.#generation;
+          void this.#checkSignIn().then((found) => {
+            if (socket !== this.#socket || generation !== this.#generation || this.#state !== "connecting") return;
+            if (found === "signedOut") this.#signOut();
+            // The handshake went without the renewed cookie: a new one carries it.
+            else if (found === "refreshed") this.#redial({ ...REFRESHED, action: "reconnect" });
+            // signedIn or unknown: wait on (4408, the connect timeout, or a late welcome).
+          });
+        }, this.#opts.probeAfterMs ?? 1500);
       }
     };
     socket.onmessage = (ev) => {
@@ -424,16 +672,25 @@ export class RealtimeClient {
   #onFrame(frame: ServerFrame): void {
     this.#emit("frame", frame);
     switch (frame.type) {
-      case "welcome":
+      case "welcome": {
         clearTimeout(this.#connectTimer);
+        clearTimeout(this.#probeTimer);
         this.#welcome = frame;
+        this.#welcomedThisAttempt = true;
         this.#attempt = 0;
         this.#tokenRejected = false;
         this.#setState("open");
         this.#watchLiveness(frame.heartbeat_s);
         for (const room of this.#rooms) this.#send({ type: "subscribe", room });
+        // Queued publishes after the subscribes, in the order they were made.
+        for (const q of this.#queue.splice(0)) {
+          if (this.#send(q.frame)) q.resolve();
+          else this.#queue.push(q); // the socket went away meanwhile: the next welcome
+        }
         this.#emit("welcome", frame);
+        for (const w of this.#waiters.splice(0)) w.resolve(frame);
         return;
+      }
       case "message":
         if (this.#seen.has(frame.id)) return;
         this.#seen.add(frame.id);
@@ -504,12 +761,16 @@ export class RealtimeClient {
   /** Detaches and closes the current socket; fails its pending pings. */
   #teardown(code: number, reason: string): void {
     clearTimeout(this.#connectTimer);
+    clearTimeout(this.#probeTimer);
     clearInterval(this.#liveness);
     this.#liveness = undefined;
     const socket = this.#socket;
     this.#socket = undefined;
     if (socket) {
-      socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
+      socket.onopen = socket.onmessage = socket.onclose = null;
+      // Not null: `ws` reports closing a socket that is still connecting as an
+      // `error` event, which is thrown when nobody listens.
+      socket.onerror = () => {};
       try {
         // A dead socket would wait for a close handshake that never comes.
         if (code === DEAD_SOCKET.code && socket.terminate) socket.terminate();
@@ -518,7 +779,9 @@ export class RealtimeClient {
         // Already closed.
       }
     }
-    for (const p of this.#pings.values()) p.reject(new Error(`socket closed (${reason})`));
+    for (const p of this.#pings.values()) {
+      p.reject(new RealtimeError("socket_closed", `socket closed (${code} ${reason})`));
+    }
     this.#pings.clear();
   }
 
@@ -533,22 +796,101 @@ export class RealtimeClient {
       case "sign_in_again":
         this.#setState("ended", { close: info });
         this.#emit("sessionEnded", info);
+        this.#stopped(new RealtimeError("session_ended", `the session ended (${code} ${reason})`, info));
         return;
       case "fix_client":
         this.#setState("failed", { close: info });
+        this.#stopped(new RealtimeError("failed", `the server refused this client (${code} ${reason})`, info));
         return;
-      case "refresh_token":
-        this.#tokenRejected = true;
-        return this.#retry(info);
-      default:
-        return this.#retry(info);
     }
+    if (this.#opts.auth.kind === "cookie" && !this.#welcomedThisAttempt) {
+      // A refused handshake (1006 in browsers; a 401 in Node), 4408, a drop before
+      // the welcome: first ask whether this browser is signed in here at all.
+      const generation = this.#generation;
+      void this.#checkSignIn().then((found) => {
+        if (generation !== this.#generation || this.#state !== "connecting" || this.#socket) return;
+        if (found === "signedOut") this.#signOut(info);
+        else this.#retry(info, found === "refreshed");
+      });
+      return;
+    }
+    if (action === "refresh_token") this.#tokenRejected = true;
+    this.#retry(info);
   }
 
-  #retry(info: CloseInfo): void {
+  /** Drops the current socket and tries again at once. */
+  #redial(info: CloseInfo): void {
+    this.#teardown(info.code, info.reason);
+    this.#emit("close", info);
+    this.#retry(info, true);
+  }
+
+  /**
+   * At most once per attempt: `GET /api/me` with the browser's cookies; on 401, one
+   * `POST` to the refresh URL with the refresh cookie. `unknown` when it cannot tell:
+   * no fetch, a network error, another status, or a page on an origin that CORS does
+   * not allow to read the answer.
+   */
+  #checkSignIn(): Promise<SignIn> {
+    if (this.#probe) return this.#probe;
+    const fetch = (globalThis as { fetch?: FetchLike }).fetch;
+    const Signal = (globalThis as { AbortSignal?: { timeout?: (ms: number) => unknown } }).AbortSignal;
+    const ask = async (url: string, post: boolean): Promise<number | undefined> => {
+      if (!fetch) return undefined;
+      try {
+        const signal = Signal?.timeout?.(5000);
+        // Called on globalThis: browsers refuse a detached fetch ("Illegal invocation").
+        const r = await fetch.call(globalThis, url, {
+          method: post ? "POST" : "GET",
+          credentials: "include",
+          cache: "no-store",
+          ...(post ? { headers: { "content-type": "application/json" }, body: "{}" } : {}),
+          ...(signal ? { signal } : {}),
+        });
+        return r.status;
+      } catch {
+        return undefined;
+      }
+    };
+    this.#probe = (async (): Promise<SignIn> => {
+      const me = await ask(this.#meUrl(), false);
+      if (me === 200) return "signedIn";
+      if (me !== 401) return "unknown";
+      const refreshUrl = this.#opts.refreshUrl ?? besideSocket(this.#opts.url, "api/auth/refresh");
+      if (refreshUrl === false) return "signedOut";
+      const refreshed = await ask(refreshUrl, true);
+      return refreshed === 200 ? "refreshed" : refreshed === 401 ? "signedOut" : "unknown";
+    })();
+    return this.#probe;
+  }
+
+  #meUrl(): string {
+    return this.#opts.meUrl ?? besideSocket(this.#opts.url, "api/me");
+  }
+
+  /** No session for this host name: stop until the app calls connect() again. */
+  #signOut(close?: CloseInfo): void {
     clearTimeout(this.#retryTimer);
-    if (this.#state === "idle" || this.#state === "ended" || this.#state === "failed") return;
-    const delayMs = this.#delay(info.action);
+    this.#teardown(1000, "signed out");
+    const meUrl = this.#meUrl();
+    const message = signedOutMessage(meUrl);
+    const info: SignedOutInfo = close
+      ? { message, host: new URL(meUrl).host, meUrl, close }
+      : { message, host: new URL(meUrl).host, meUrl };
+    this.#setState("signedOut", close ? { close } : {});
+    this.#emit("signedOut", info);
+    this.#stopped(new RealtimeError("signed_out", message, close));
+  }
+
+  /**
+   * Waits out the backoff, then opens the next attempt. `immediately` (a renewed
+   * cookie) skips the wait only for the first retry, so a cookie that is renewed but
+   * still not sent cannot spin.
+   */
+  #retry(info: CloseInfo, immediately = false): void {
+    clearTimeout(this.#retryTimer);
+    if (!this.#trying()) return;
+    const delayMs = immediately && this.#attempt === 0 ? 0 : this.#delay(info.action);
     this.#attempt += 1;
     this.#setState("waiting", { close: info, delayMs });
     this.#retryTimer = setTimeout(() => void this.#open(), delayMs);

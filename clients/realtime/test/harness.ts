@@ -126,6 +126,18 @@ export class Server {
     return { total, byStatus };
   }
 
+  /** Requests for `path` (exactly, no query) the server answered so far, by status. */
+  requests(path: string): Record<string, number> {
+    const byStatus: Record<string, number> = {};
+    const escaped = path.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+    const re = new RegExp(`path=${escaped}[ }].*response status=(\\d+)`);
+    for (const line of this.logText().split("\n")) {
+      const m = re.exec(line);
+      if (m?.[1]) byStatus[m[1]] = (byStatus[m[1]] ?? 0) + 1;
+    }
+    return byStatus;
+  }
+
   /** doorman_ws_handshakes_total since this process started, all outcomes. */
   async handshakeMetric(): Promise<number> {
     const r = await fetch(`http://127.0.0.1:${this.port + 10}/metrics`, { signal: AbortSignal.timeout(5000) });

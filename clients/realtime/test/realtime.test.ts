@@ -14,6 +14,8 @@ import {
   type MessageFrame,
   type Options,
   RealtimeClient,
+  RealtimeError,
+  type SignedOutInfo,
   type State,
 } from "../src/index.js";
 import {
@@ -57,6 +59,7 @@ function client(server: Server, auth: Options["auth"], extra: Partial<Options> =
     closes: [] as CloseInfo[],
     states: [] as State[],
     sessionEnded: [] as CloseInfo[],
+    signedOut: [] as SignedOutInfo[],
   };
   c.on("message", (m) => seen.messages.push(m));
   c.on("subscribed", () => seen.subscribed++);
@@ -64,10 +67,19 @@ function client(server: Server, auth: Options["auth"], extra: Partial<Options> =
   c.on("close", (i) => seen.closes.push(i));
   c.on("state", (s) => seen.states.push(s.state));
   c.on("sessionEnded", (i) => seen.sessionEnded.push(i));
+  c.on("signedOut", (i) => seen.signedOut.push(i));
   return { c, seen };
 }
 
 const bearer = (token: string): Options["auth"] => ({ kind: "bearer", getToken: () => token });
+/** A matcher for assert.rejects: a RealtimeError with this code. */
+const realtimeError = (code: RealtimeError["code"]) => (e: unknown) => {
+  assert.ok(e instanceof RealtimeError, `not a RealtimeError: ${String(e)}`);
+  assert.equal(e.code, code, e.message);
+  return true;
+};
+// What every request for these paths answered so far, summed over statuses.
+const count = (byStatus: Record<string, number>) => Object.values(byStatus).reduce((a, b) => a + b, 0);
 const frame = (getToken: GetToken): Options["auth"] => ({ kind: "frame", getToken });
 
 describe("realtime SDK against the release server", () => {
@@ -177,6 +189,105 @@ describe("realtime SDK against the release server", () => {
     assert.equal(await server.handshakeMetric(), metricAtEnd, "doorman_ws_handshakes_total grew");
     assert.equal(socketsOpened, opened, "the SDK opened a socket after the session ended");
     assert.equal(c.state, "ended");
+    // Nothing is queued for a client that stopped: refused, with the reason.
+    await assert.rejects(c.publish("lobby", "after the end"), realtimeError("not_connected"));
+    await assert.rejects(c.welcomed(), realtimeError("not_connected"));
+    await assert.rejects(c.ping(), realtimeError("not_connected"));
+  });
+
+  test("connect() resolves with the welcome; publish() and ping() before it wait for it, in order, bounded", async () => {
+    const u = await newUser(server);
+    const t = await u.login();
+    const room = `queue-${Date.now()}`;
+    // Someone already in the room, to see what arrives and in which order.
+    const { c: observer, seen: watched } = client(server, bearer(t.access_token));
+    observer.subscribe(room);
+    await observer.connect();
+    await until(() => watched.subscribed === 1, 5000, "the observer subscribed");
+
+    const { c, seen } = client(server, frame(() => t.access_token), { maxQueued: 3 });
+    // Not connecting yet: refused at once, not held for a connect() that may never come.
+    await assert.rejects(c.publish(room, "before connect()"), realtimeError("not_connected"));
+    c.subscribe(room);
+    const welcomed = c.connect();
+    assert.equal(c.state, "connecting");
+    const queued = [c.publish(room, "q1"), c.publish(room, "q2"), c.publish(room, "q3")];
+    await assert.rejects(c.publish(room, "q4"), realtimeError("queue_full"));
+    const rtt = c.ping();
+    const welcome = await welcomed;
+    assert.equal(welcome.auth_source, "message");
+    assert.equal(welcome.session_id, t.session_id);
+    assert.equal(c.state, "open");
+    await Promise.all(queued);
+    assert.ok((await rtt) >= 0);
+    assert.equal(await c.connect(), welcome, "connect() when open resolves with the current welcome");
+    await until(() => watched.messages.length === 3, 5000, "the three queued publishes");
+    assert.deepEqual(
+      watched.messages.map((m) => m.body),
+      ["q1", "q2", "q3"],
+    );
+    // The room was joined before the queue was flushed: the sender heard its own.
+    await until(() => seen.messages.length === 3, 5000, "the sender's own messages");
+    await sleep(300);
+    assert.equal(watched.messages.length, 3, "q4 (refused) must not arrive");
+    c.close();
+    observer.close();
+  });
+
+  test("close() before the welcome rejects connect(), welcomed() and queued publishes with `closed`", async () => {
+    const u = await newUser(server);
+    const t = await u.login();
+    const { c, seen } = client(server, bearer(t.access_token));
+    const connecting = c.connect();
+    const waiting = c.welcomed();
+    const queued = c.publish("lobby", "never sent");
+    c.close();
+    await assert.rejects(connecting, realtimeError("closed"));
+    await assert.rejects(waiting, realtimeError("closed"));
+    await assert.rejects(queued, realtimeError("closed"));
+    assert.equal(c.state, "idle");
+    await sleep(500);
+    assert.deepEqual(seen.welcomes, [], "welcomed after close()");
+  });
+
+  test("a cookie client with no cookie is told it is signed out (one /api/me, one refresh) and does not retry", async () => {
+    const { c, seen } = client(server, { kind: "cookie" });
+    const handshakes = server.handshakes().total;
+    const me = count(server.requests("/api/me"));
+    const refreshes = count(server.requests("/api/auth/refresh"));
+    const opened = socketsOpened;
+    const started = Date.now();
+    await assert.rejects(c.connect(), (e: unknown) => {
+      realtimeError("signed_out")(e);
+      assert.match((e as Error).message, /Cookies belong to the host name/);
+      return true;
+    });
+    const took = Date.now() - started;
+    // The socket opened, was not welcomed within probeAfterMs (1.5 s), and asked:
+    // well before the server's 4408 (10 s).
+    assert.ok(took >= 1400 && took < 5000, `signed out after ${took} ms`);
+    assert.equal(c.state, "signedOut");
+    assert.equal(seen.signedOut.length, 1);
+    const info = seen.signedOut[0];
+    assert.equal(info?.host, `127.0.0.1:${server.port}`);
+    assert.equal(info?.meUrl, `${server.http}/api/me`);
+    assert.equal(info?.close, undefined, "decided while the socket was pending, before any close");
+    assert.match(info?.message ?? "", /Signing in on localhost:\d+ does not sign you in on 127\.0\.0\.1:\d+/);
+    // Longer than several of this client's backoff caps (3 s): nothing more.
+    await sleep(4000);
+    assert.equal(server.handshakes().total - handshakes, 1);
+    assert.equal(socketsOpened - opened, 1);
+    assert.equal(count(server.requests("/api/me")) - me, 1);
+    // It tried the (absent) refresh cookie once before giving up.
+    assert.equal(count(server.requests("/api/auth/refresh")) - refreshes, 1);
+    assert.ok((server.requests("/api/auth/refresh")["401"] ?? 0) >= 1);
+    assert.equal(c.state, "signedOut");
+    assert.deepEqual(seen.closes, []);
+    // connect() starts over.
+    const again = c.connect();
+    assert.equal(c.state, "connecting");
+    c.close();
+    await assert.rejects(again, realtimeError("closed"));
   });
 
   test("an expired access token with first-frame auth: 4401, getToken() is asked again, then connected", async () => {
@@ -311,6 +422,43 @@ describe("realtime SDK against the release server", () => {
       c.close();
     } finally {
       await hb.dispose();
+    }
+  });
+
+  test("a cookie client: 4408 leads to one sign-in check; /api/me 200 keeps it reconnecting as before", async () => {
+    const quick = new Server(18653, { DOORMAN_WS_AUTH_TIMEOUT_SECONDS: "1" });
+    await quick.start();
+    try {
+      // Asks only after the server's 1 s auth timeout: the check follows the 4408.
+      const { c, seen } = client(quick, { kind: "cookie" }, { probeAfterMs: 60_000 });
+      await assert.rejects(c.connect(), realtimeError("signed_out"));
+      assert.deepEqual(
+        seen.closes.map((x) => [x.code, x.reason]),
+        [[4408, "auth_timeout"]],
+      );
+      assert.equal(seen.signedOut[0]?.close?.code, 4408);
+      assert.equal(count(quick.requests("/api/me")), 1);
+
+      // A /api/me that says "signed in" (here /healthz stands in for it): the client
+      // keeps reconnecting, asking once per attempt.
+      const { c: hopeful, seen: hoped } = client(
+        quick,
+        { kind: "cookie" },
+        { meUrl: `${quick.http}/healthz`, probeAfterMs: 300, backoff: { initialMs: 200, maxMs: 400 } },
+      );
+      const health = count(quick.requests("/healthz"));
+      void hopeful.connect();
+      await until(() => hoped.closes.length >= 3, 10_000, "three 4408s");
+      await until(() => hopeful.state === "connecting" || hopeful.state === "waiting", 2000, "still trying");
+      hopeful.close();
+      assert.ok(hoped.closes.every((x) => x.code === 4408), JSON.stringify(hoped.closes));
+      assert.deepEqual(hoped.signedOut, []);
+      const asked = count(quick.requests("/healthz")) - health;
+      // One check per attempt (the timer's, reused after the 4408); the attempt
+      // running at close() may have made its own.
+      assert.ok(asked >= 3 && asked <= hoped.closes.length + 1, `${asked} checks for ${hoped.closes.length} attempts`);
+    } finally {
+      await quick.dispose();
     }
   });
 
