@@ -93,6 +93,21 @@ pub struct Config {
     #[arg(long, env = "DOORMAN_MAX_ROOM_MEMBERS", default_value_t = 1000, value_parser = parse_positive_count)]
     pub max_room_members: usize,
 
+    /// Messages each room keeps for recovery and `GET /api/rooms/{room}/messages`
+    /// (0 turns history, offsets and recovery off).
+    #[arg(long, env = "DOORMAN_HISTORY_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub history_size: u32,
+
+    /// Age in seconds after which a message leaves a room's history.
+    #[arg(long = "history-ttl-seconds", env = "DOORMAN_HISTORY_TTL_SECONDS", default_value = "600", value_parser = parse_positive_seconds)]
+    pub history_ttl: Duration,
+
+    /// Bytes of message bodies one user may add to history per history TTL (on
+    /// each instance); past it a publish is refused with `rate_limited`, so history
+    /// is never a way to fill the disk.
+    #[arg(long, env = "DOORMAN_HISTORY_BYTES_PER_USER", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(4096..))]
+    pub history_bytes_per_user: u32,
+
     /// Password-hashing threads: how many Argon2 hashes (logins, sign-ups, password
     /// changes) run at once. Each holds the Argon2 memory, 19 MiB, while it has work
     /// and gives it back after a second idle. Default: half the cores, at least one.

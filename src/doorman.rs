@@ -133,7 +133,13 @@ impl Builder {
                 memberships_per_user: config.max_memberships_per_user,
                 members_per_room: config.max_room_members,
             },
+            crate::rooms::HistorySettings {
+                size: config.history_size,
+                ttl: config.history_ttl,
+                bytes_per_user: config.history_bytes_per_user,
+            },
         );
+        rooms.start();
         let registry = Registry::new(config.ws_max_sockets_per_user);
         registry.spawn_event_listener(auth.clone());
         registry.spawn_sweeper(auth.clone(), config.sweep);

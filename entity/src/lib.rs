@@ -6,6 +6,8 @@ pub mod prelude;
 pub mod activity;
 pub mod refresh_token;
 pub mod room;
+pub mod room_history;
+pub mod room_log;
 pub mod room_member;
 pub mod room_message;
 pub mod session;

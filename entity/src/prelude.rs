@@ -1,6 +1,8 @@
 pub use super::activity::Entity as Activity;
 pub use super::refresh_token::Entity as RefreshToken;
 pub use super::room::Entity as Room;
+pub use super::room_history::Entity as RoomHistory;
+pub use super::room_log::Entity as RoomLog;
 pub use super::room_member::Entity as RoomMember;
 pub use super::room_message::Entity as RoomMessage;
 pub use super::session::Entity as Session;

@@ -8,6 +8,7 @@ mod m20261127_000001_create_tables;
 mod m20261127_000002_room_messages;
 mod m20261127_000003_refresh_successor;
 mod m20261127_000004_rooms_and_activity;
+mod m20261206_000005_room_history;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_room_messages::Migration),
             Box::new(m20261127_000003_refresh_successor::Migration),
             Box::new(m20261127_000004_rooms_and_activity::Migration),
+            Box::new(m20261206_000005_room_history::Migration),
         ]
     }
 }

@@ -191,8 +191,42 @@ pub struct PublishRequest {
 
 #[derive(Object)]
 pub struct Published {
-    /// How many sockets on this instance received the message.
+    /// How many sockets on this instance received the message (with history on
+    /// and PostgreSQL: how many were subscribed here when it was stored).
     pub delivered: u64,
+    /// The message's place in the room (absent when the server keeps no history).
+    #[oai(skip_serializing_if_is_none)]
+    pub offset: Option<u64>,
+    /// The epoch `offset` counts in.
+    #[oai(skip_serializing_if_is_none)]
+    pub epoch: Option<String>,
+}
+
+/// A page of a room's history.
+#[derive(Object)]
+pub struct HistoryPage {
+    pub room: String,
+    /// The epoch the offsets count in (`""` before the room's first message).
+    pub epoch: String,
+    /// Oldest first.
+    pub messages: Vec<HistoryMessage>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[oai(skip_serializing_if_is_none)]
+    pub next: Option<u64>,
+}
+
+/// A kept message: the fields of the WebSocket `message` frame.
+#[derive(Object)]
+pub struct HistoryMessage {
+    pub id: Uuid,
+    pub room: String,
+    /// The sender's user id.
+    pub from: Uuid,
+    pub body: String,
+    pub sent_at: OffsetDateTime,
+    /// Its place in the room: 1, 2, 3, … within `epoch`.
+    pub offset: u64,
+    pub epoch: String,
 }
 
 #[derive(Object)]

@@ -13,7 +13,8 @@ use uuid::Uuid;
 use super::{
     ApiTags,
     models::{
-        CreateRoomRequest, Presence, PresentUser, PublishRequest, Published, Room, RoomMember,
+        CreateRoomRequest, HistoryMessage, HistoryPage, Presence, PresentUser, PublishRequest,
+        Published, Room, RoomMember,
     },
     room_names::{PrivateRoomParam, RoomParam},
 };
@@ -68,6 +69,12 @@ impl From<crate::rooms::RoomError> for crate::http::error::Error {
             R::Forbidden => Error::Forbidden("not allowed in this room"),
             R::Exists => Error::RoomExists,
             R::UnknownUser | R::Gone => Error::NotFound,
+            R::HistoryBudget => Error::RateLimited {
+                retry_after_secs: 60,
+            },
+            R::Busy => Error::Overloaded {
+                retry_after_secs: 1,
+            },
             R::Core(e) => e.into(),
         }
     }
@@ -295,6 +302,67 @@ impl RoomApi {
         }))
     }
 
+    /// Read a room's history
+    ///
+    /// The messages the room still keeps (`DOORMAN_HISTORY_SIZE` per room, for
+    /// `DOORMAN_HISTORY_TTL_SECONDS`), oldest first: those after the offset
+    /// `after` and before the offset `before`, at most `limit` (1 to 100, default
+    /// 50). `next`, when more follow, is the `after` of the next page. Anyone
+    /// signed in for a public room; for a private room its members, and only the
+    /// messages sent since their membership began. Empty, with an empty `epoch`,
+    /// when the server keeps no history.
+    #[oai(
+        path = "/rooms/:room/messages",
+        method = "get",
+        operation_id = "roomHistory"
+    )]
+    async fn history(
+        &self,
+        state: Data<&Doorman>,
+        auth: Authenticated,
+        /// A public name (1 to 64 of `A-Z a-z 0-9 _ - .`) or `private:` and one; any
+        /// other name is 400 `invalid_input`.
+        room: Path<RoomParam>,
+        /// Only messages after this offset (default 0: from the oldest kept).
+        after: Query<Option<u64>>,
+        /// Only messages before this offset.
+        before: Query<Option<u64>>,
+        /// Messages per page, 1 to 100 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<HistoryPage>, Fail<ListErrors>> {
+        let room = RoomName::parse(&room.0.0)?;
+        let user = auth.0.user_id;
+        state.rooms.may_enter(&room, user).await?;
+        let readable = state.rooms.reads_since(&room, user).await?;
+        let limit = u64::from(limit.0.unwrap_or(50).clamp(1, 100));
+        let (position, kept, more) = state
+            .rooms
+            .history()
+            .page(&room, after.0.unwrap_or(0), before.0, limit, readable)
+            .await?;
+        // The next page starts after the last message read, shown or not (a
+        // private room's older messages are read and left out).
+        let next = more.then(|| kept.last().map(|m| m.offset)).flatten();
+        Ok(Json(HistoryPage {
+            room: room.as_str().to_owned(),
+            epoch: position.epoch.clone(),
+            messages: kept
+                .into_iter()
+                .map(|m| HistoryMessage {
+                    id: m.id,
+                    room: room.as_str().to_owned(),
+                    from: m.from.0,
+                    body: m.body,
+                    sent_at: m.sent_at,
+                    offset: m.offset,
+                    epoch: position.epoch.clone(),
+                })
+                .collect(),
+            next,
+        }))
+    }
+
     /// Publish a message to a room
     ///
     /// Every WebSocket subscribed to the room receives a `message` frame whose
@@ -320,9 +388,15 @@ impl RoomApi {
         state.limits.publish_ip.check(&state.limit_key(req))?;
         state.rooms.may_enter(&room, auth.0.user_id).await?;
         state.limits.publish.check(&auth.0.user_id)?;
-        let delivered = state.rooms.publish(&room, auth.0.user_id, &body.0.body);
+        let committed = state
+            .rooms
+            .publish_and_wait(&room, auth.0.user_id, &body.0.body)
+            .await?;
+        let history = state.rooms.history().is_on() && committed.offset > 0;
         Ok(Accepted::Accepted(Json(Published {
-            delivered: delivered as u64,
+            delivered: committed.delivered as u64,
+            offset: history.then_some(committed.offset),
+            epoch: history.then_some(committed.epoch),
         })))
     }
 }

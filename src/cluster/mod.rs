@@ -135,6 +135,28 @@ impl Bridge {
 
         let (tx, rx) = mpsc::channel(4096);
         self.rooms.set_relay(tx);
+        // Stored messages travel in the transaction that stores them (see
+        // `rooms::history`); their notes count on from a high start, apart from the
+        // relay task's, so that no two notes of this instance are alike.
+        let logged_seq = std::sync::atomic::AtomicU64::new(1 << 62);
+        self.rooms.history().set_notifier(Box::new(move |batch| {
+            let budget = notify::INLINE_LIMIT - NOTE_OVERHEAD;
+            let payloads: Vec<String> = batch
+                .iter()
+                .map(|logged| {
+                    let n = logged_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let inline = parts::inline_len(&logged.frame) <= budget;
+                    let kind = RoomKind::Logged {
+                        r: logged.room.as_str().to_owned(),
+                        s: logged.offset,
+                        e: logged.epoch.to_string(),
+                        f: inline.then(|| logged.frame.to_string()),
+                    };
+                    RoomNote::new(instance, n, kind).encode()
+                })
+                .collect();
+            (!payloads.is_empty()).then(|| notify::rooms_statement(payloads))
+        }));
         self.registry.track_count_changes();
         let (announce, control) = mpsc::channel(16);
         let running = Arc::new(Running {
@@ -424,6 +446,11 @@ async fn handle(running: &Running, channel: Channel, payload: &str) {
             };
             let from = note.o;
             if from == running.instance {
+                // A stored message: this instance delivers its own as every other
+                // does, from the notification, in the room's offset order.
+                if let RoomKind::Logged { .. } = note.kind {
+                    handle_room_note(running, from, note.kind).await;
+                }
                 return;
             }
             running
@@ -475,6 +502,29 @@ async fn handle_room_note(running: &Running, from: Uuid, kind: RoomKind) {
             {
                 bridge.rooms.deliver(&room, &frame.into());
             }
+        }
+        RoomKind::Logged { r, s, e, f } => {
+            let Some(room) = room(&r) else { return };
+            let frame = match f {
+                Some(frame) => frame,
+                None => match bridge.rooms.history().at(&room, s).await {
+                    Ok(Some(kept)) => match crate::rooms::message_frame(&room, Some(&e), &kept) {
+                        Some(frame) => frame,
+                        None => return,
+                    },
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not load a stored room message");
+                        return;
+                    }
+                },
+            };
+            bridge.rooms.deliver_logged(crate::rooms::Logged {
+                room,
+                epoch: e.into(),
+                offset: s,
+                frame: frame.into(),
+            });
         }
         RoomKind::Removed { r, u } => {
             if let Some(room) = room(&r) {

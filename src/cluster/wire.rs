@@ -86,6 +86,18 @@ pub(super) enum RoomKind {
         of: u8,
         f: String,
     },
+    /// A message stored in room `r`'s history at offset `s` of epoch `e`, sent in
+    /// the transaction that stored it (so every instance, the sender included,
+    /// hears a room's messages in offset order): the frame itself when small
+    /// enough, else only its place (read back from the history).
+    #[serde(rename = "log")]
+    Logged {
+        r: String,
+        s: u64,
+        e: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        f: Option<String>,
+    },
     /// `u` (everyone, without) was taken out of room `r`.
     #[serde(rename = "rm")]
     Removed { r: String, u: Option<Uuid> },

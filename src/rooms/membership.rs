@@ -136,6 +136,25 @@ impl Membership {
             .ok_or(RoomError::Forbidden)
     }
 
+    /// Since when `user` may read `room`'s messages: `None` for a public room (all
+    /// of its history), the start of the current membership for a private one (a
+    /// member removed and added again sees nothing said in between); `Forbidden`
+    /// for a private room the user is not in.
+    pub async fn reads_since(
+        &self,
+        room: &RoomName,
+        user: UserId,
+    ) -> Result<Option<OffsetDateTime>, RoomError> {
+        if !room.is_private() {
+            return Ok(None);
+        }
+        let row = room_member::Entity::find_by_id((room.as_str().to_owned(), user.0))
+            .one(&self.db)
+            .await
+            .map_err(RoomError::db)?;
+        row.map(|m| Some(m.added_at)).ok_or(RoomError::Forbidden)
+    }
+
     /// `user`'s role in a private room, if any.
     async fn role(&self, room: &RoomName, user: UserId) -> Result<Option<Role>, RoomError> {
         let row = room_member::Entity::find_by_id((room.as_str().to_owned(), user.0))

@@ -9,6 +9,7 @@
 //! out of a room (authorization follows membership live) and announces presence.
 //! Other instances hear of all of it through the cluster bridge ([`Relayed`]).
 
+mod history;
 mod membership;
 mod name;
 mod presence;
@@ -24,11 +25,13 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+pub use history::{Committed, HistorySettings, Logged, RecoveryFailure, Since, message_frame};
 pub use membership::{Member, Page, Role, RoomCaps, RoomInfo};
 pub use name::{ANY_ROOM, PRIVATE_ROOM, RoomName};
 pub use presence::Transition;
 
 use crate::auth::{UserId, db::Db};
+use history::History;
 use membership::Membership;
 use presence::{Holder, PresenceView};
 
@@ -44,6 +47,9 @@ pub type ConnId = u64;
 pub enum Outgoing {
     /// A serialised frame, shared by every recipient.
     Frame(Arc<str>),
+    /// A room message with its place in the room (history on): the socket drops it
+    /// when it has it already (replayed at its subscription).
+    Logged(Arc<Logged>),
     /// The socket was taken out of this room (its user was removed, or the room
     /// deleted); it says so to its client with `unsubscribed`, reason `removed`.
     Removed(RoomName),
@@ -68,6 +74,13 @@ pub enum RoomError {
     Exists,
     #[error("no such user")]
     UnknownUser,
+    /// The user added more to history lately than `DOORMAN_HISTORY_BYTES_PER_USER`
+    /// allows per history TTL.
+    #[error("you have published too much lately; wait before publishing again")]
+    HistoryBudget,
+    /// Too many messages wait to be stored.
+    #[error("the server is busy; retry shortly")]
+    Busy,
     /// The room was deleted while the caller, its owner a moment before, was
     /// changing it (a member added as the room went).
     #[error("the room was deleted")]
@@ -110,6 +123,15 @@ pub enum RoomFrame<'a> {
         #[serde(with = "time::serde::rfc3339")]
         #[schemars(with = "String", extend("format" = "date-time"))]
         sent_at: OffsetDateTime,
+        /// The message's place in the room: 1, 2, 3, … within `epoch`. Keep the
+        /// last one and pass it as `since` when subscribing again to get what you
+        /// missed. Absent when the server keeps no history.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        /// What `offset` counts in: a new epoch means the room's history was lost
+        /// or reset (offsets start again at 1).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
     },
     /// A user's first socket joined the room, or their last socket left it (counted
     /// across tabs and instances). Coalesced per room in 250 ms windows: net changes
@@ -166,17 +188,75 @@ const PRESENCE_WINDOW: std::time::Duration = std::time::Duration::from_millis(25
 pub struct Rooms {
     tables: Arc<Mutex<Tables>>,
     membership: Membership,
+    history: History,
     /// Where changes go to reach other instances (PostgreSQL only).
     relay: Arc<OnceLock<mpsc::Sender<Relayed>>>,
 }
 
 impl Rooms {
-    pub fn new(db: Db, caps: RoomCaps) -> Self {
+    pub fn new(db: Db, caps: RoomCaps, history: HistorySettings) -> Self {
         Self {
             tables: Arc::default(),
-            membership: Membership::new(db, caps),
+            membership: Membership::new(db.clone(), caps),
+            history: History::new(db, history),
             relay: Arc::default(),
         }
+    }
+
+    /// Starts the history's write task and its sweep of expired messages (with
+    /// history on; needs a runtime).
+    pub fn start(&self) {
+        if !self.history.is_on() {
+            return;
+        }
+        let history = self.history.clone();
+        let every = (history.settings().ttl / 4).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(60),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = history.sweep().await {
+                    tracing::warn!(error = %e, "room history sweep failed; retrying later");
+                }
+            }
+        });
+        let here = self.clone();
+        let live = self.clone();
+        self.history.start(
+            Arc::new(move |logged, now| {
+                if now {
+                    here.deliver_logged(logged)
+                } else {
+                    here.subscribers_here(&logged.room)
+                }
+            }),
+            Arc::new(move |room, frame| {
+                let delivered = live.deliver(room, frame);
+                live.relay(Relayed::Message {
+                    room: room.clone(),
+                    frame: frame.clone(),
+                });
+                delivered
+            }),
+        );
+    }
+
+    /// The history: positions, replay, pages.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Since when `user` may read `room`'s history (`None`: all of it); see
+    /// `Membership::reads_since`.
+    pub async fn reads_since(
+        &self,
+        room: &RoomName,
+        user: UserId,
+    ) -> Result<Option<OffsetDateTime>, RoomError> {
+        self.membership.reads_since(room, user).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -341,16 +421,52 @@ impl Rooms {
         }
     }
 
-    /// Publishes a `message` frame to the room's subscribers here and, through the
-    /// relay, on every other instance. Returns how many sockets here got it. Check
-    /// [`Rooms::may_enter`] first.
-    pub fn publish(&self, room: &RoomName, from: UserId, body: &str) -> usize {
+    /// Publishes a `message` frame to the room's subscribers here and on every
+    /// other instance: at once without history, after it is stored with history
+    /// (see `history`). Check [`Rooms::may_enter`] first.
+    pub fn publish(&self, room: &RoomName, from: UserId, body: &str) -> Result<(), RoomError> {
+        if self.history.is_on() {
+            self.history.append(room, from, body, false)?;
+        } else {
+            self.publish_live(room, from, body);
+        }
+        Ok(())
+    }
+
+    /// [`Rooms::publish`], waiting until the message is stored (with history on):
+    /// its place, and how many sockets here got it.
+    pub async fn publish_and_wait(
+        &self,
+        room: &RoomName,
+        from: UserId,
+        body: &str,
+    ) -> Result<Committed, RoomError> {
+        if !self.history.is_on() {
+            let delivered = self.publish_live(room, from, body);
+            return Ok(Committed {
+                epoch: String::new(),
+                offset: 0,
+                delivered,
+            });
+        }
+        let committed = self.history.append(room, from, body, true)?;
+        match committed {
+            Some(rx) => rx.await.map_err(|_| RoomError::Busy),
+            None => Err(RoomError::Busy),
+        }
+    }
+
+    /// Delivers a message without history: here and, through the relay, on every
+    /// other instance. Returns how many sockets here got it.
+    fn publish_live(&self, room: &RoomName, from: UserId, body: &str) -> usize {
         let frame = RoomFrame::Message {
             id: Uuid::now_v7(),
             room: room.as_str(),
             from,
             body,
             sent_at: OffsetDateTime::now_utc(),
+            offset: None,
+            epoch: None,
         };
         let Ok(text) = serde_json::to_string(&frame) else {
             return 0;
@@ -369,6 +485,24 @@ impl Rooms {
     /// message rather than slowing everyone else down.
     pub fn deliver(&self, room: &RoomName, frame: &Arc<str>) -> usize {
         deliver(&self.lock(), room, frame)
+    }
+
+    /// Delivers a stored message (with its place) to this instance's subscribers;
+    /// returns how many got it.
+    pub fn deliver_logged(&self, logged: Logged) -> usize {
+        let t = self.lock();
+        let Some(subs) = t.subs.get(&logged.room) else {
+            return 0;
+        };
+        let logged = Arc::new(logged);
+        subs.values()
+            .filter(|s| s.outbox.try_send(Outgoing::Logged(logged.clone())).is_ok())
+            .count()
+    }
+
+    /// How many sockets here are subscribed to `room`.
+    pub fn subscribers_here(&self, room: &RoomName) -> usize {
+        self.lock().subs.get(room).map_or(0, HashMap::len)
     }
 
     /// Who is present in a room, with since when.
@@ -486,6 +620,10 @@ impl Rooms {
     /// every instance.
     pub async fn delete(&self, room: &RoomName, by: UserId) -> Result<(), RoomError> {
         self.membership.delete(room, by).await?;
+        // A room created later under this name starts with no history.
+        if let Err(e) = self.history.forget(room).await {
+            tracing::warn!(error = %e, "a deleted room's history was not dropped; it expires with its TTL");
+        }
         self.remove_here(room, None);
         self.relay(Relayed::Removed {
             room: room.clone(),

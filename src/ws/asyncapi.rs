@@ -40,6 +40,10 @@ pub const CLIENT_EXAMPLES: &[(&str, &str)] = &[
     ("ping", r#"{"type":"ping","id":1}"#),
     ("whoami", r#"{"type":"whoami"}"#),
     ("subscribe", r#"{"type":"subscribe","room":"lobby"}"#),
+    (
+        "subscribe",
+        r#"{"type":"subscribe","room":"lobby","since":{"offset":41,"epoch":"5f0e2a9c41d3"}}"#,
+    ),
     ("unsubscribe", r#"{"type":"unsubscribe","room":"lobby"}"#),
     (
         "publish",
@@ -135,6 +139,26 @@ fn server_examples() -> Vec<Value> {
         ServerFrame::Subscribed {
             room: "lobby",
             present: vec![user, other],
+            offset: Some(41),
+            epoch: Some("5f0e2a9c41d3"),
+            recovered: None,
+            reason: None,
+        },
+        ServerFrame::Subscribed {
+            room: "lobby",
+            present: vec![user, other],
+            offset: Some(44),
+            epoch: Some("5f0e2a9c41d3"),
+            recovered: Some(true),
+            reason: None,
+        },
+        ServerFrame::Subscribed {
+            room: "lobby",
+            present: vec![user],
+            offset: Some(3),
+            epoch: Some("a81c07be2f19"),
+            recovered: Some(false),
+            reason: Some(crate::rooms::RecoveryFailure::EpochChanged),
         },
         ServerFrame::Unsubscribed {
             room: "lobby",
@@ -166,6 +190,8 @@ fn server_examples() -> Vec<Value> {
             from: UserId(other),
             body: "hello",
             sent_at: at,
+            offset: Some(42),
+            epoch: Some("5f0e2a9c41d3"),
         },
         RoomFrame::Presence {
             room: "lobby",

@@ -2,7 +2,7 @@
 //! `welcome`, pings, rooms, publishing and the notices and room messages doorman
 //! queues for the socket.
 
-use std::collections::HashSet;
+use std::{collections::HashMap, sync::Arc};
 
 use futures_util::FutureExt;
 use poem::web::websocket::{Message, WebSocketStream};
@@ -17,7 +17,7 @@ use crate::{
     Doorman,
     auth::{Error, Identity, SessionEnds},
     http::conn_guard::CloseNote,
-    rooms::{MAX_BODY_CHARS, Outgoing, RoomError, RoomName},
+    rooms::{MAX_BODY_CHARS, Outgoing, RecoveryFailure, RoomError, RoomName, Since},
     sockets::Registration,
 };
 
@@ -54,7 +54,7 @@ pub fn run(
         link: Link::new(socket, ctx, registration, close_rx, close_note),
         outbox,
         inbox,
-        rooms: HashSet::new(),
+        rooms: HashMap::new(),
     };
     async move { conn.drive(identity).await }.instrument(span)
 }
@@ -63,7 +63,17 @@ struct Conn {
     link: Link,
     outbox: mpsc::Sender<Outgoing>,
     inbox: mpsc::Receiver<Outgoing>,
-    rooms: HashSet<RoomName>,
+    /// The rooms the socket is in, each with the last offset it was sent (history
+    /// on): a stored message at or below it was sent already (replayed at the
+    /// subscription, or from before it) and is dropped.
+    rooms: HashMap<RoomName, Seam>,
+}
+
+/// Where a subscription's stream of a room stands.
+#[derive(Default)]
+struct Seam {
+    epoch: Option<Arc<str>>,
+    offset: u64,
 }
 
 enum Step {
@@ -80,7 +90,7 @@ impl Conn {
                 Err(close) => close,
             },
         };
-        for room in &self.rooms {
+        for room in self.rooms.keys() {
             self.link
                 .ctx
                 .rooms
@@ -111,8 +121,23 @@ impl Conn {
                 Event::Queued(out) => {
                     let text = match out {
                         Outgoing::Frame(text) => text.to_string(),
+                        Outgoing::Logged(logged) => {
+                            let Some(seam) = self.rooms.get_mut(&logged.room) else {
+                                continue;
+                            };
+                            // Same epoch and not past the seam: sent already. A
+                            // new epoch (the room's history was reset) starts over.
+                            if seam.epoch.as_deref() == Some(&*logged.epoch)
+                                && logged.offset <= seam.offset
+                            {
+                                continue;
+                            }
+                            seam.epoch = Some(logged.epoch.clone());
+                            seam.offset = logged.offset;
+                            logged.frame.to_string()
+                        }
                         Outgoing::Removed(room) => {
-                            if !self.rooms.remove(&room) {
+                            if self.rooms.remove(&room).is_none() {
                                 continue;
                             }
                             ServerFrame::Unsubscribed {
@@ -158,12 +183,12 @@ impl Conn {
             }
             ClientFrame::Ping { id } => ServerFrame::pong_text(id.as_ref()),
             ClientFrame::Whoami => ServerFrame::identity(identity).to_text(),
-            ClientFrame::Subscribe { room } => {
+            ClientFrame::Subscribe { room, since } => {
                 let name = match RoomName::parse(&room) {
                     Ok(name) => name,
                     Err(e) => return self.room_error(e).await,
                 };
-                if !self.rooms.contains(&name) && self.rooms.len() >= MAX_ROOMS_PER_SOCKET {
+                if !self.rooms.contains_key(&name) && self.rooms.len() >= MAX_ROOMS_PER_SOCKET {
                     return self
                         .error(
                             FrameError::TooManyRooms,
@@ -196,12 +221,7 @@ impl Conn {
                     self.rooms.remove(&name);
                     return self.room_error(e).await;
                 }
-                self.rooms.insert(name);
-                ServerFrame::Subscribed {
-                    room: &room,
-                    present: present.into_iter().map(|u| u.0).collect(),
-                }
-                .to_text()
+                return Box::pin(self.subscribed(identity, name, &room, present, since)).await;
             }
             ClientFrame::Unsubscribe { room } => match RoomName::parse(&room) {
                 Ok(name) => {
@@ -253,11 +273,97 @@ impl Conn {
                         .error(FrameError::RateLimited, "publishing too fast; slow down")
                         .await;
                 }
-                self.link.ctx.rooms.publish(&name, identity.user_id, &body);
+                if let Err(e) = self.link.ctx.rooms.publish(&name, identity.user_id, &body) {
+                    return self.room_error(e).await;
+                }
                 return Step::Continue;
             }
         };
         self.reply(reply).await
+    }
+
+    /// Answers a subscription the registry holds now: its `subscribed` frame and,
+    /// with `since` and history on, what the client missed, in order. The room's
+    /// position is read after the socket was registered for live messages, and
+    /// the seam set to it: a live message at or below it is in the replay or came
+    /// before the subscription, one above it follows.
+    async fn subscribed(
+        &mut self,
+        identity: &Identity,
+        name: RoomName,
+        room: &str,
+        present: Vec<crate::auth::UserId>,
+        since: Option<Since>,
+    ) -> Step {
+        let present = present.into_iter().map(|u| u.0).collect();
+        let rooms = &self.link.ctx.rooms;
+        let history = rooms.history();
+        if !history.is_on() {
+            self.rooms.insert(name, Seam::default());
+            let recovered = since.as_ref().map(|_| false);
+            let reason = since.as_ref().map(|_| RecoveryFailure::HistoryOff);
+            let frame = ServerFrame::Subscribed {
+                room,
+                present,
+                offset: None,
+                epoch: None,
+                recovered,
+                reason,
+            };
+            return self.reply(frame.to_text()).await;
+        }
+        let looked_up = async {
+            let position = history.position(&name).await?;
+            let missed = match &since {
+                Some(since) => {
+                    let readable = rooms.reads_since(&name, identity.user_id).await?;
+                    Some(history.missed(&name, since, &position, readable).await?)
+                }
+                None => None,
+            };
+            Ok::<_, RoomError>((position, missed))
+        };
+        let (position, missed) = match looked_up.await {
+            Ok(found) => found,
+            Err(e) => {
+                rooms.unsubscribe(&name, self.link.registration.id);
+                self.rooms.remove(&name);
+                return self.room_error(e).await;
+            }
+        };
+        let (recovered, reason, replay) = match missed {
+            None => (None, None, Vec::new()),
+            Some(Ok(kept)) => (Some(true), None, kept),
+            Some(Err(why)) => (Some(false), Some(why), Vec::new()),
+        };
+        let epoch: Arc<str> = position.epoch.as_str().into();
+        self.rooms.insert(
+            name.clone(),
+            Seam {
+                epoch: Some(epoch.clone()),
+                offset: position.offset,
+            },
+        );
+        let frame = ServerFrame::Subscribed {
+            room,
+            present,
+            offset: Some(position.offset),
+            epoch: Some(&position.epoch),
+            recovered,
+            reason,
+        };
+        if let Step::Close(close) = self.reply(frame.to_text()).await {
+            return Step::Close(close);
+        }
+        for kept in &replay {
+            let Some(text) = crate::rooms::message_frame(&name, Some(&epoch), kept) else {
+                continue;
+            };
+            if let Step::Close(close) = self.reply(text).await {
+                return Step::Close(close);
+            }
+        }
+        Step::Continue
     }
 
     /// Sends a reply; a failed write ends the socket.
@@ -272,6 +378,7 @@ impl Conn {
     async fn room_error(&mut self, e: RoomError) -> Step {
         let code = match &e {
             RoomError::InvalidName => FrameError::InvalidRoom,
+            RoomError::HistoryBudget | RoomError::Busy => FrameError::RateLimited,
             RoomError::Core(core) => {
                 log_unavailable(core);
                 if matches!(core, Error::DatabaseUnavailable(_)) {

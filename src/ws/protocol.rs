@@ -44,6 +44,12 @@ pub enum ClientFrame {
         /// `A-Z a-z 0-9 _ - .` after the optional `private:`.
         #[schemars(pattern(crate::rooms::ANY_ROOM))]
         room: String,
+        /// Where the client left off (the `offset` and `epoch` of the last `message`
+        /// it has from this room): the `subscribed` answer says whether what came
+        /// after was `recovered`, and the missed messages follow it, in order,
+        /// before the live ones.
+        #[serde(default)]
+        since: Option<crate::rooms::Since>,
     },
     /// Leave a room: answered with `unsubscribed`.
     Unsubscribe {
@@ -199,6 +205,22 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         /// Who is in the room now, the subscriber included.
         present: Vec<Uuid>,
+        /// The room's last offset when the subscription began (0 before its first
+        /// message): live messages follow it. Absent when the server keeps no
+        /// history.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        /// The epoch `offset` counts in (`""` before the room's first message).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
+        /// Only when the `subscribe` had `since`: `true` when every message after it
+        /// that this user may read follows (replayed, in order, before the live
+        /// ones); `false` when they cannot be, and `reason` says why: refetch.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        /// Why `recovered` is `false`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<crate::rooms::RecoveryFailure>,
     },
     /// The socket left the room: the answer to `unsubscribe`, or (with `reason`) the
     /// server took it out.

@@ -231,7 +231,8 @@ impl SessionSocket {
                         Err(()) => super::protocol::Close::NORMAL,
                     }
                 }
-                Event::Queued(Outgoing::Removed(_)) => continue,
+                // A host socket is in no room.
+                Event::Queued(Outgoing::Removed(_) | Outgoing::Logged(_)) => continue,
                 Event::End(close) => close,
             };
             self.ended = true;

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -650,4 +651,84 @@ async fn a_large_message_relayed_by_the_previous_release_still_arrives() {
         .execute(&format!("SELECT pg_notify('doorman_rooms', '{note}')"))
         .await;
     assert_eq!(next_json(&mut on_b).await, frame);
+}
+
+/// Two instances publish into one room at once: every subscriber, on either
+/// instance, gets every message once, in one offset order (the offsets are taken
+/// and the notifications sent in the transaction that stores the messages).
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn both_instances_see_one_offset_order() {
+    let pair = two_instances().await;
+    let alice = pair.a.user_with_tokens().await;
+    let bob = pair.b.user_with_tokens().await;
+    let mut on_a = socket(&pair.a, &alice).await;
+    let mut on_b = socket(&pair.b, &bob).await;
+    for ws in [&mut on_a, &mut on_b] {
+        send_json(ws, json!({"type": "subscribe", "room": "ordered"})).await;
+        assert_eq!(next_json(ws).await["type"], "subscribed");
+    }
+    // Within one user's publish burst (twice DOORMAN_PUBLISH_PER_SECOND, 20).
+    const EACH: u64 = 35;
+    let mut publishers = Vec::new();
+    for (url, token) in [
+        (
+            pair.a.url("/api/rooms/ordered/messages"),
+            alice.access.clone(),
+        ),
+        (
+            pair.b.url("/api/rooms/ordered/messages"),
+            bob.access.clone(),
+        ),
+    ] {
+        let http = reqwest::Client::new();
+        publishers.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({"body": format!("m{i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), StatusCode::ACCEPTED);
+            }
+        }));
+    }
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let mut epoch = String::new();
+    for ws in [&mut on_a, &mut on_b] {
+        let mut offsets = Vec::new();
+        while offsets.len() < (2 * EACH) as usize {
+            let frame = next_json_within(ws, Duration::from_secs(5)).await;
+            if frame["type"] == "message" {
+                offsets.push(frame["offset"].as_u64().unwrap());
+                epoch = frame["epoch"].as_str().unwrap().to_owned();
+            }
+        }
+        assert_eq!(offsets, (1..=2 * EACH).collect::<Vec<_>>());
+        // Nothing twice (presence frames may still come).
+        while let Ok(Some(Ok(msg))) =
+            tokio::time::timeout(Duration::from_millis(300), ws.next()).await
+        {
+            assert!(
+                !msg.to_text().unwrap_or("").contains("\"message\""),
+                "{msg:?}"
+            );
+        }
+    }
+    // A client of the first instance resumes on the second, from the shared history.
+    let (mut resumed, _) = pair.b.ws_welcomed(&alice).await;
+    send_json(
+        &mut resumed,
+        json!({"type": "subscribe", "room": "ordered", "since": {"offset": 2 * EACH - 5, "epoch": epoch}}),
+    )
+    .await;
+    let answer = next_json(&mut resumed).await;
+    assert_eq!(answer["recovered"], true, "{answer}");
+    for offset in 2 * EACH - 4..=2 * EACH {
+        assert_eq!(next_json(&mut resumed).await["offset"], offset);
+    }
 }

@@ -30,7 +30,7 @@ async fn a_browser_session_logs_in_with_a_cookie_opens_a_socket_and_logout_close
     send_json(&mut ws, json!({"type": "subscribe", "room": "lobby"})).await;
     assert_eq!(
         next_json(&mut ws).await,
-        json!({"type": "subscribed", "room": "lobby", "present": [welcome["user_id"]]})
+        json!({"type": "subscribed", "room": "lobby", "present": [welcome["user_id"]], "offset": 0, "epoch": ""})
     );
     send_json(
         &mut ws,

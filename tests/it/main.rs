@@ -25,6 +25,7 @@ mod rooms;
 mod sessions;
 
 // WebSocket, by feature.
+mod history;
 mod presence;
 mod ws_frames;
 mod ws_handshake;

@@ -15,7 +15,7 @@ async fn rooms_deliver_over_websocket_and_http_stamped_with_the_sender() {
     send_json(&mut a, json!({"type": "subscribe", "room": "lobby"})).await;
     assert_eq!(
         next_json(&mut a).await,
-        json!({"type": "subscribed", "room": "lobby", "present": [alice.user_id]})
+        json!({"type": "subscribed", "room": "lobby", "present": [alice.user_id], "offset": 0, "epoch": ""})
     );
     let mut both = vec![alice.user_id.clone(), bob.user_id.clone()];
     both.sort();

@@ -1,0 +1,570 @@
+//! Room history: one sequence of offsets per room that every instance takes from,
+//! the room's recent messages, and what a subscriber may replay.
+//!
+//! Publishing into a room while history is on (`DOORMAN_HISTORY_SIZE` > 0): the
+//! message joins this instance's write queue, and one task takes what has queued
+//! (up to [`BATCH`] messages: under load the batches grow, so a message costs one
+//! row and a share of one transaction) and, in one transaction,
+//! - takes each room's next offsets from its `room_logs` row (the upsert locks the
+//!   row until commit, so instances are given a room's offsets, and commit them,
+//!   one after another),
+//! - stores the messages and trims each room to its size,
+//! - on PostgreSQL, sends them as notifications: delivered at commit, in commit
+//!   order, to every instance, this one included, so subscribers anywhere see a
+//!   room's messages in offset order.
+//!
+//! On SQLite (one instance) the task delivers them itself after the commit. If the
+//! write fails (the database is down), the messages still go out live, without
+//! offsets, as they would with history off: realtime does not stop with storage.
+//!
+//! Replay reads the room's position first and then its rows up to that position;
+//! the subscriber was registered for live delivery before, and drops live messages
+//! at or below the position (see `ws::connection`): no gap and no duplicate at the
+//! seam. Who reads is checked by the caller (`Rooms::may_enter`); in a private room
+//! only messages sent at or after the reader's membership began are replayed.
+
+use std::{
+    num::NonZeroU32,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use entity::{room_history, room_log};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use schemars::JsonSchema;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, Statement, Value,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{RoomError, RoomFrame, RoomName};
+use crate::auth::{UserId, db::Db};
+
+/// Messages one write transaction takes at most.
+const BATCH: usize = 256;
+/// Messages waiting to be written at most; past it a publish is refused (busy).
+const QUEUE: usize = 8192;
+
+/// `DOORMAN_HISTORY_SIZE`, `DOORMAN_HISTORY_TTL_SECONDS`,
+/// `DOORMAN_HISTORY_BYTES_PER_USER`.
+#[derive(Debug, Clone, Copy)]
+pub struct HistorySettings {
+    pub size: u32,
+    pub ttl: Duration,
+    pub bytes_per_user: u32,
+}
+
+/// A message with its place in its room, as delivered to subscribers.
+#[derive(Debug)]
+pub struct Logged {
+    pub room: RoomName,
+    pub epoch: Arc<str>,
+    pub offset: u64,
+    /// The serialised `message` frame (with `offset` and `epoch`).
+    pub frame: Arc<str>,
+}
+
+/// A room's position: its epoch and its last offset (`""` and 0 before its first
+/// message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub epoch: String,
+    pub offset: u64,
+}
+
+/// Where a client left off: `since` of a `subscribe` frame.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct Since {
+    /// The offset of the last message the client has; 0 for "all the room still
+    /// has, whatever its epoch".
+    pub offset: u64,
+    /// The epoch that offset counts in.
+    pub epoch: String,
+}
+
+/// Why a subscription could not replay what the client missed: it should refetch
+/// (`GET /api/rooms/{room}/messages`, or its own source of truth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryFailure {
+    /// Some of the missed messages have left the history (size or age).
+    TooOld,
+    /// The room's history was lost or reset since (a new epoch).
+    EpochChanged,
+    /// This server keeps no history (`DOORMAN_HISTORY_SIZE=0`).
+    HistoryOff,
+}
+
+/// A message as history keeps it.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub offset: u64,
+    pub id: Uuid,
+    pub from: UserId,
+    pub body: String,
+    pub sent_at: OffsetDateTime,
+}
+
+/// What a publish committed: the message's place, and how many sockets on this
+/// instance it went to (on PostgreSQL, how many were subscribed here when it was
+/// stored: delivery follows through the notification).
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub epoch: String,
+    pub offset: u64,
+    pub delivered: usize,
+}
+
+/// Makes the notifications that carry a batch to every instance, in the batch's
+/// transaction (the cluster bridge sets it on PostgreSQL).
+pub type Notifier = Box<dyn Fn(&[Logged]) -> Option<Statement> + Send + Sync>;
+
+/// Delivers a committed message to this instance's subscribers (with `true`; with
+/// `false` it only counts them: delivery follows through the notification);
+/// returns how many.
+pub(super) type Deliver = Arc<dyn Fn(Logged, bool) -> usize + Send + Sync>;
+
+/// Delivers a frame without an offset (the fallback when storing failed).
+pub(super) type DeliverLive = Arc<dyn Fn(&RoomName, &Arc<str>) -> usize + Send + Sync>;
+
+struct Pending {
+    room: RoomName,
+    id: Uuid,
+    from: UserId,
+    body: String,
+    sent_at: OffsetDateTime,
+    reply: Option<oneshot::Sender<Committed>>,
+}
+
+/// The history of every room; cheap to clone.
+#[derive(Clone)]
+pub struct History {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    settings: HistorySettings,
+    queue: OnceLock<mpsc::Sender<Pending>>,
+    /// Bytes of bodies per user, replenished over the history TTL.
+    budget: DefaultKeyedRateLimiter<UserId>,
+    notifier: OnceLock<Notifier>,
+}
+
+impl History {
+    pub fn new(db: Db, settings: HistorySettings) -> Self {
+        let bytes = NonZeroU32::new(settings.bytes_per_user).unwrap_or(NonZeroU32::MIN);
+        let per_byte = settings.ttl / bytes.get();
+        let quota = Quota::with_period(per_byte.max(Duration::from_nanos(1)))
+            .unwrap_or(Quota::per_second(bytes))
+            .allow_burst(bytes);
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                settings,
+                queue: OnceLock::new(),
+                budget: RateLimiter::keyed(quota),
+                notifier: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Whether rooms keep history (and messages carry offsets).
+    pub fn is_on(&self) -> bool {
+        self.inner.settings.size > 0
+    }
+
+    pub fn settings(&self) -> HistorySettings {
+        self.inner.settings
+    }
+
+    /// On PostgreSQL: batches reach every instance through the notifications
+    /// `notifier` makes, in their own transaction (see the module docs).
+    pub fn set_notifier(&self, notifier: Notifier) {
+        let _ = self.inner.notifier.set(notifier);
+    }
+
+    /// Starts the write task (once); `deliver` and `live` hand messages to this
+    /// instance's subscribers.
+    pub(super) fn start(&self, deliver: Deliver, live: DeliverLive) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        if self.inner.queue.set(tx).is_ok() {
+            tokio::spawn(write_loop(self.inner.clone(), rx, deliver, live));
+        }
+    }
+
+    /// Queues a message for its room's history; with `wait`, a receiver for what
+    /// was committed. Refused when `from` has added more than its byte budget to
+    /// history lately, or when the queue is full.
+    pub(super) fn append(
+        &self,
+        room: &RoomName,
+        from: UserId,
+        body: &str,
+        wait: bool,
+    ) -> Result<Option<oneshot::Receiver<Committed>>, RoomError> {
+        let bytes = NonZeroU32::new(u32::try_from(body.len()).unwrap_or(u32::MAX))
+            .unwrap_or(NonZeroU32::MIN);
+        match self.inner.budget.check_key_n(&from, bytes) {
+            Ok(Ok(())) => {}
+            _ => return Err(RoomError::HistoryBudget),
+        }
+        let queue = self.inner.queue.get().ok_or(RoomError::Busy)?;
+        let (reply, receiver) = if wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        queue
+            .try_send(Pending {
+                room: room.clone(),
+                id: Uuid::now_v7(),
+                from,
+                body: body.to_owned(),
+                sent_at: OffsetDateTime::now_utc(),
+                reply,
+            })
+            .map_err(|_| RoomError::Busy)?;
+        Ok(receiver)
+    }
+
+    /// The room's position now.
+    pub async fn position(&self, room: &RoomName) -> Result<Position, RoomError> {
+        let row = room_log::Entity::find_by_id(room.as_str().to_owned())
+            .one(&self.inner.db)
+            .await
+            .map_err(RoomError::db)?;
+        Ok(row.map_or(
+            Position {
+                epoch: String::new(),
+                offset: 0,
+            },
+            |r| Position {
+                epoch: r.epoch,
+                offset: r.last_offset.max(0) as u64,
+            },
+        ))
+    }
+
+    /// What a client that left off at `since` missed, up to `to` (the position read
+    /// before): the messages in order, or why they cannot be replayed. `readable`:
+    /// only messages sent at or after it (a private room's membership start).
+    pub async fn missed(
+        &self,
+        room: &RoomName,
+        since: &Since,
+        to: &Position,
+        readable: Option<OffsetDateTime>,
+    ) -> Result<Result<Vec<Kept>, RecoveryFailure>, RoomError> {
+        if !self.is_on() {
+            return Ok(Err(RecoveryFailure::HistoryOff));
+        }
+        if since.offset != 0 && since.epoch != to.epoch {
+            return Ok(Err(RecoveryFailure::EpochChanged));
+        }
+        if since.offset >= to.offset {
+            return Ok(Ok(Vec::new()));
+        }
+        let rows = self
+            .rows(
+                room,
+                since.offset,
+                to.offset + 1,
+                self.inner.settings.size as u64,
+            )
+            .await?;
+        // From offset 0 the client asked for what there is; otherwise the first
+        // missed message must still be here, or something is lost in between.
+        if since.offset != 0 && rows.first().is_none_or(|m| m.offset != since.offset + 1) {
+            return Ok(Err(RecoveryFailure::TooOld));
+        }
+        Ok(Ok(readable_only(rows, readable)))
+    }
+
+    /// A page of the room's history: messages after `after` and before `before`
+    /// (offsets, exclusive), at most `limit`, oldest first.
+    pub async fn page(
+        &self,
+        room: &RoomName,
+        after: u64,
+        before: Option<u64>,
+        limit: u64,
+        readable: Option<OffsetDateTime>,
+    ) -> Result<(Position, Vec<Kept>, bool), RoomError> {
+        let position = self.position(room).await?;
+        if !self.is_on() {
+            return Ok((position, Vec::new(), false));
+        }
+        let before = before.unwrap_or(u64::MAX).min(position.offset + 1);
+        let mut rows = self.rows(room, after, before, limit + 1).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        Ok((position, readable_only(rows, readable), more))
+    }
+
+    /// Rows with `after < offset < before`, oldest first, at most `limit`.
+    async fn rows(
+        &self,
+        room: &RoomName,
+        after: u64,
+        before: u64,
+        limit: u64,
+    ) -> Result<Vec<Kept>, RoomError> {
+        let rows = room_history::Entity::find()
+            .filter(room_history::Column::Room.eq(room.as_str()))
+            .filter(room_history::Column::Seq.gt(to_i64(after)))
+            .filter(room_history::Column::Seq.lt(to_i64(before)))
+            .order_by_asc(room_history::Column::Seq)
+            .limit(limit)
+            .all(&self.inner.db)
+            .await
+            .map_err(RoomError::db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Kept {
+                offset: r.seq.max(0) as u64,
+                id: r.id,
+                from: UserId(r.sender),
+                body: r.body,
+                sent_at: r.sent_at,
+            })
+            .collect())
+    }
+
+    /// The room's stored message at `offset` (a large one whose notification
+    /// carried only its place).
+    pub async fn at(&self, room: &RoomName, offset: u64) -> Result<Option<Kept>, RoomError> {
+        Ok(self
+            .rows(room, offset.saturating_sub(1), offset.saturating_add(1), 1)
+            .await?
+            .pop())
+    }
+
+    /// Drops what has outlived the TTL, and the positions of rooms that have had no
+    /// message for that long and keep none (their next message starts a new epoch).
+    /// Returns the rows deleted.
+    pub async fn sweep(&self) -> Result<u64, DbErr> {
+        let cutoff = OffsetDateTime::now_utc() - self.inner.settings.ttl;
+        let db = &self.inner.db;
+        let gone = room_history::Entity::delete_many()
+            .filter(room_history::Column::SentAt.lt(cutoff))
+            .exec(db)
+            .await?
+            .rows_affected;
+        let backend = db.connection().get_database_backend();
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql(
+                backend,
+                "DELETE FROM room_logs WHERE updated_at < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM room_history h WHERE h.room = room_logs.room)",
+            ),
+            [Value::from(cutoff)],
+        ))
+        .await?;
+        Ok(gone)
+    }
+
+    /// Forgets a deleted room's history: a room created later under the same name
+    /// starts afresh.
+    pub async fn forget(&self, room: &RoomName) -> Result<(), DbErr> {
+        let db = &self.inner.db;
+        room_history::Entity::delete_many()
+            .filter(room_history::Column::Room.eq(room.as_str()))
+            .exec(db)
+            .await?;
+        room_log::Entity::delete_by_id(room.as_str().to_owned())
+            .exec(db)
+            .await?;
+        Ok(())
+    }
+}
+
+fn readable_only(rows: Vec<Kept>, readable: Option<OffsetDateTime>) -> Vec<Kept> {
+    match readable {
+        Some(since) => rows.into_iter().filter(|m| m.sent_at >= since).collect(),
+        None => rows,
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `text` with PostgreSQL's numbered placeholders, as the backend wants them.
+fn sql(backend: DatabaseBackend, text: &str) -> String {
+    match backend {
+        DatabaseBackend::Postgres => text.to_owned(),
+        // SQLite reads `?NNN` as the NNN-th value.
+        _ => text.replace('$', "?"),
+    }
+}
+
+/// A `message` frame with its place.
+pub fn message_frame(room: &RoomName, epoch: Option<&str>, m: &Kept) -> Option<String> {
+    serde_json::to_string(&RoomFrame::Message {
+        id: m.id,
+        room: room.as_str(),
+        from: m.from,
+        body: &m.body,
+        sent_at: m.sent_at,
+        offset: epoch.map(|_| m.offset),
+        epoch,
+    })
+    .ok()
+}
+
+async fn write_loop(
+    inner: Arc<Inner>,
+    mut rx: mpsc::Receiver<Pending>,
+    deliver: Deliver,
+    live: DeliverLive,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        match write(&inner, &batch).await {
+            Ok(logged) => {
+                let here = inner.notifier.get().is_none();
+                for (pending, logged) in batch.drain(..).zip(logged) {
+                    let (epoch, offset) = (logged.epoch.to_string(), logged.offset);
+                    // On PostgreSQL delivery follows through the notification.
+                    let delivered = deliver(logged, here);
+                    if let Some(reply) = pending.reply {
+                        let _ = reply.send(Committed {
+                            epoch,
+                            offset,
+                            delivered,
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, messages = batch.len(), "room history could not be written; the messages go out live, without offsets");
+                for pending in batch.drain(..) {
+                    let kept = Kept {
+                        offset: 0,
+                        id: pending.id,
+                        from: pending.from,
+                        body: pending.body,
+                        sent_at: pending.sent_at,
+                    };
+                    let delivered = message_frame(&pending.room, None, &kept)
+                        .map_or(0, |f| live(&pending.room, &f.into()));
+                    if let Some(reply) = pending.reply {
+                        let _ = reply.send(Committed {
+                            epoch: String::new(),
+                            offset: 0,
+                            delivered,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for `batch`: offsets, rows, trimming and (on PostgreSQL) the
+/// notifications. Returns each message with its place, in the batch's order.
+async fn write(inner: &Inner, batch: &[Pending]) -> Result<Vec<Logged>, DbErr> {
+    let size = i64::from(inner.settings.size);
+    let now = OffsetDateTime::now_utc();
+    // Rooms in name order: two instances' batches lock shared rooms' rows in the
+    // same order, so they wait for each other instead of deadlocking.
+    let mut rooms: Vec<&RoomName> = batch.iter().map(|p| &p.room).collect();
+    rooms.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    rooms.dedup();
+    let notifier = inner.notifier.get();
+    inner
+        .db
+        .write_transaction(async |txn| {
+            let backend = txn.get_database_backend();
+            let mut places: Vec<(&RoomName, Arc<str>, u64)> = Vec::with_capacity(rooms.len());
+            for room in &rooms {
+                let count = batch.iter().filter(|p| &p.room == *room).count() as i64;
+                let row = txn
+                    .query_one_raw(Statement::from_sql_and_values(
+                        backend,
+                        sql(
+                            backend,
+                            "INSERT INTO room_logs (room, epoch, last_offset, updated_at) \
+                             VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (room) DO UPDATE SET \
+                             last_offset = room_logs.last_offset + excluded.last_offset, \
+                             updated_at = excluded.updated_at \
+                             RETURNING epoch, last_offset",
+                        ),
+                        [
+                            Value::from(room.as_str()),
+                            Value::from(new_epoch()),
+                            Value::from(count),
+                            Value::from(now),
+                        ],
+                    ))
+                    .await?
+                    .ok_or_else(|| DbErr::Custom("the room's position was not returned".into()))?;
+                let epoch: String = row.try_get("", "epoch")?;
+                let last: i64 = row.try_get("", "last_offset")?;
+                // The first offset of this batch in the room.
+                places.push((room, epoch.into(), (last - count + 1).max(1) as u64));
+                if last > size {
+                    room_history::Entity::delete_many()
+                        .filter(room_history::Column::Room.eq(room.as_str()))
+                        .filter(room_history::Column::Seq.lte(last - size))
+                        .exec(txn)
+                        .await?;
+                }
+            }
+            let mut logged = Vec::with_capacity(batch.len());
+            let mut rows = Vec::with_capacity(batch.len());
+            for p in batch {
+                let place = places
+                    .iter_mut()
+                    .find(|(room, _, _)| *room == &p.room)
+                    .ok_or_else(|| DbErr::Custom("a room without a position".into()))?;
+                let offset = place.2;
+                place.2 += 1;
+                let kept = Kept {
+                    offset,
+                    id: p.id,
+                    from: p.from,
+                    body: p.body.clone(),
+                    sent_at: p.sent_at,
+                };
+                let frame = message_frame(&p.room, Some(&place.1), &kept)
+                    .ok_or_else(|| DbErr::Custom("a message frame did not serialise".into()))?;
+                rows.push(room_history::ActiveModel {
+                    room: Set(p.room.as_str().to_owned()),
+                    seq: Set(to_i64(offset)),
+                    id: Set(p.id),
+                    sender: Set(p.from.0),
+                    body: Set(kept.body),
+                    sent_at: Set(p.sent_at),
+                });
+                logged.push(Logged {
+                    room: p.room.clone(),
+                    epoch: place.1.clone(),
+                    offset,
+                    frame: frame.into(),
+                });
+            }
+            if size > 0 {
+                room_history::Entity::insert_many(rows).exec(txn).await?;
+            }
+            if let Some(statement) = notifier.and_then(|n| n(&logged)) {
+                txn.execute_raw(statement).await?;
+            }
+            Ok(logged)
+        })
+        .await
+}
+
+/// A new epoch: 12 hex digits, random.
+fn new_epoch() -> String {
+    let bytes = Uuid::new_v4().into_bytes();
+    bytes[..6].iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,349 @@
+//! Room history (issue 33): offsets, recovery on subscribe, the seam between replay
+//! and live, who may read what, and `GET /api/rooms/{room}/messages`.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// Subscribes with `since` (or without) and returns the `subscribed` frame.
+async fn subscribe_since(ws: &mut Ws, room: &str, since: Option<(u64, &str)>) -> Value {
+    let mut frame = json!({"type": "subscribe", "room": room});
+    if let Some((offset, epoch)) = since {
+        frame["since"] = json!({"offset": offset, "epoch": epoch});
+    }
+    send_json(ws, frame).await;
+    let answer = next_json(ws).await;
+    assert_eq!(answer["type"], "subscribed", "{answer}");
+    answer
+}
+
+/// The next `n` message frames (presence frames skipped).
+async fn messages(ws: &mut Ws, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let frame = next_json(ws).await;
+        if frame["type"] == "message" {
+            out.push(frame);
+        }
+    }
+    out
+}
+
+fn bodies(frames: &[Value]) -> Vec<&str> {
+    frames.iter().map(|f| f["body"].as_str().unwrap()).collect()
+}
+
+fn offsets(frames: &[Value]) -> Vec<u64> {
+    frames
+        .iter()
+        .map(|f| f["offset"].as_u64().unwrap())
+        .collect()
+}
+
+async fn publish_ok(app: &TestApp, tokens: &Tokens, room: &str, body: &str) -> Value {
+    let resp = app.publish(tokens, room, body).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_client_that_comes_back_gets_what_it_missed_once_and_in_order() {
+    let app = spawn_app().await;
+    let alice = app.user_with_tokens().await;
+    let bob = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&alice).await;
+    let first = subscribe_since(&mut ws, "lobby", None).await;
+    assert_eq!(
+        (first["offset"].as_u64(), first["epoch"].as_str()),
+        (Some(0), Some(""))
+    );
+    for body in ["one", "two", "three"] {
+        publish_ok(&app, &bob, "lobby", body).await;
+    }
+    let seen = messages(&mut ws, 3).await;
+    assert_eq!(bodies(&seen), ["one", "two", "three"]);
+    assert_eq!(offsets(&seen), [1, 2, 3]);
+    let epoch = seen[2]["epoch"].as_str().unwrap().to_owned();
+    assert!(!epoch.is_empty());
+    close_socket(ws).await;
+
+    // Away: four more, the last one over HTTP with its place in the answer.
+    for body in ["four", "five", "six"] {
+        publish_ok(&app, &bob, "lobby", body).await;
+    }
+    let published = publish_ok(&app, &bob, "lobby", "seven").await;
+    assert_eq!(published["offset"], 7);
+    assert_eq!(published["epoch"], epoch.as_str());
+
+    let (mut ws, _) = app.ws_welcomed(&alice).await;
+    let answer = subscribe_since(&mut ws, "lobby", Some((3, &epoch))).await;
+    assert_eq!(answer["recovered"], true, "{answer}");
+    assert_eq!(answer["offset"], 7);
+    assert!(answer.get("reason").is_none(), "{answer}");
+    let replayed = messages(&mut ws, 4).await;
+    assert_eq!(bodies(&replayed), ["four", "five", "six", "seven"]);
+    assert_eq!(offsets(&replayed), [4, 5, 6, 7]);
+    // Then live, from the next offset on, nothing twice.
+    publish_ok(&app, &bob, "lobby", "eight").await;
+    let live = messages(&mut ws, 1).await;
+    assert_eq!((bodies(&live), offsets(&live)), (vec!["eight"], vec![8]));
+    assert_no_more(&mut ws, Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn what_cannot_be_replayed_says_why() {
+    let app = spawn_with(|c| c.history_size = 3).await;
+    let alice = app.user_with_tokens().await;
+    for i in 1..=10 {
+        publish_ok(&app, &alice, "lobby", &format!("m{i}")).await;
+    }
+    let (mut ws, _) = app.ws_welcomed(&alice).await;
+    let epoch = subscribe_since(&mut ws, "lobby", None).await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Offsets 8 to 10 are kept; 3 is long gone.
+    let answer = subscribe_since(&mut ws, "lobby", Some((3, &epoch))).await;
+    assert_eq!(
+        (answer["recovered"].clone(), answer["reason"].clone()),
+        (json!(false), json!("too_old"))
+    );
+    let answer = subscribe_since(&mut ws, "lobby", Some((9, "not-the-epoch"))).await;
+    assert_eq!(
+        (answer["recovered"].clone(), answer["reason"].clone()),
+        (json!(false), json!("epoch_changed"))
+    );
+    // The last three are still there.
+    let answer = subscribe_since(&mut ws, "lobby", Some((7, &epoch))).await;
+    assert_eq!(answer["recovered"], true, "{answer}");
+    assert_eq!(bodies(&messages(&mut ws, 3).await), ["m8", "m9", "m10"]);
+    // From offset 0: whatever the room keeps.
+    let answer = subscribe_since(&mut ws, "lobby", Some((0, ""))).await;
+    assert_eq!(answer["recovered"], true, "{answer}");
+    assert_eq!(offsets(&messages(&mut ws, 3).await), [8, 9, 10]);
+    assert_no_more(&mut ws, Duration::from_millis(200)).await;
+
+    let off = spawn_with(|c| c.history_size = 0).await;
+    let carol = off.user_with_tokens().await;
+    let (mut ws, _) = off.ws_welcomed(&carol).await;
+    let answer = subscribe_since(&mut ws, "lobby", Some((3, "x"))).await;
+    assert_eq!(
+        (answer["recovered"].clone(), answer["reason"].clone()),
+        (json!(false), json!("history_off"))
+    );
+    assert!(answer.get("offset").is_none(), "{answer}");
+    publish_ok(&off, &carol, "lobby", "plain").await;
+    let frame = messages(&mut ws, 1).await.remove(0);
+    assert!(
+        frame.get("offset").is_none() && frame.get("epoch").is_none(),
+        "{frame}"
+    );
+}
+
+/// Publishing runs on while a client subscribes with `since`: the replay and the
+/// live stream meet without a gap or a repeat.
+#[tokio::test]
+async fn replay_and_live_meet_without_a_gap_or_a_repeat() {
+    let app = spawn_with(|c| c.publish_per_second = 10_000).await;
+    let alice = app.user_with_tokens().await;
+    let bob = app.user_with_tokens().await;
+    const N: u64 = 150;
+    let publisher = {
+        let http = app.http.clone();
+        let url = app.url("/api/rooms/seam/messages");
+        let token = bob.access.clone();
+        tokio::spawn(async move {
+            for i in 1..=N {
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({"body": format!("m{i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), StatusCode::ACCEPTED);
+            }
+        })
+    };
+    // Join part-way, asking for everything from the start.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (mut ws, _) = app.ws_welcomed(&alice).await;
+    let answer = subscribe_since(&mut ws, "seam", Some((0, ""))).await;
+    assert_eq!(answer["recovered"], true, "{answer}");
+    let got = messages(&mut ws, N as usize).await;
+    assert_eq!(offsets(&got), (1..=N).collect::<Vec<_>>());
+    publisher.await.unwrap();
+    assert_no_more(&mut ws, Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_private_room_replays_only_the_current_membership() {
+    let app = spawn_app().await;
+    let owner = app.user_with_tokens().await;
+    let member = app.user_with_tokens().await;
+    let stranger = app.user_with_tokens().await;
+    app.private_room(&owner, "private:team", &[&member]).await;
+    publish_ok(&app, &owner, "private:team", "while a member").await;
+    let resp = app
+        .remove_member(&owner, "private:team", &member.user_id)
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    publish_ok(&app, &owner, "private:team", "while away").await;
+
+    // Removed while disconnected: the resume is refused.
+    let (mut ws, _) = app.ws_welcomed(&member).await;
+    expect_refused(
+        &mut ws,
+        json!({"type": "subscribe", "room": "private:team", "since": {"offset": 0, "epoch": ""}}),
+        "forbidden",
+    )
+    .await;
+    let resp = app
+        .call(
+            reqwest::Method::GET,
+            "/api/rooms/private:team/messages",
+            &member,
+        )
+        .send()
+        .await;
+    assert_error(resp, 403, "forbidden").await;
+
+    // Added again: only what was said from then on.
+    let resp = app
+        .add_member(&owner, "private:team", &member.user_id)
+        .await;
+    assert!(resp.status().is_success());
+    publish_ok(&app, &owner, "private:team", "back again").await;
+    let answer = subscribe_since(&mut ws, "private:team", Some((0, ""))).await;
+    assert_eq!(answer["recovered"], true, "{answer}");
+    assert_eq!(bodies(&messages(&mut ws, 1).await), ["back again"]);
+    assert_no_more(&mut ws, Duration::from_millis(200)).await;
+    let page: Value = app
+        .call(
+            reqwest::Method::GET,
+            "/api/rooms/private:team/messages",
+            &member,
+        )
+        .send()
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["back again"]);
+    // The owner reads it all; a stranger nothing.
+    let page: Value = app
+        .call(
+            reqwest::Method::GET,
+            "/api/rooms/private:team/messages",
+            &owner,
+        )
+        .send()
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["messages"].as_array().unwrap().len(), 3, "{page}");
+    let resp = app
+        .call(
+            reqwest::Method::GET,
+            "/api/rooms/private:team/messages",
+            &stranger,
+        )
+        .send()
+        .await;
+    assert_error(resp, 403, "forbidden").await;
+}
+
+#[tokio::test]
+async fn history_over_http_pages_oldest_first() {
+    let app = spawn_app().await;
+    let alice = app.user_with_tokens().await;
+    for i in 1..=5 {
+        publish_ok(&app, &alice, "paged", &format!("m{i}")).await;
+    }
+    let get = |query: &'static str| {
+        let call = app.call(
+            reqwest::Method::GET,
+            &format!("/api/rooms/paged/messages{query}"),
+            &alice,
+        );
+        async move {
+            let resp = call.send().await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let first = get("?limit=2").await;
+    assert_eq!(bodies(first["messages"].as_array().unwrap()), ["m1", "m2"]);
+    assert_eq!(first["next"], 2);
+    assert_eq!(first["room"], "paged");
+    let epoch = first["epoch"].as_str().unwrap();
+    assert!(
+        first["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["epoch"] == epoch)
+    );
+    let rest = get("?after=2&limit=10").await;
+    assert_eq!(
+        bodies(rest["messages"].as_array().unwrap()),
+        ["m3", "m4", "m5"]
+    );
+    assert!(rest.get("next").is_none(), "{rest}");
+    let window = get("?after=1&before=4").await;
+    assert_eq!(offsets(window["messages"].as_array().unwrap()), [2, 3]);
+    let resp = app
+        .call(
+            reqwest::Method::GET,
+            "/api/rooms/paged/messages?limit=101",
+            &alice,
+        )
+        .send()
+        .await;
+    assert_error(resp, 400, "invalid_input").await;
+    let empty = get("").await;
+    assert_eq!(empty["messages"].as_array().unwrap().len(), 5);
+    let resp = app
+        .http
+        .get(app.url("/api/rooms/paged/messages"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// History is never a way to fill the disk: past a user's byte budget per TTL,
+/// publishing is refused (the socket lives), and other users are unaffected.
+#[tokio::test]
+async fn a_user_past_the_history_byte_budget_is_refused() {
+    let app = spawn_with(|c| {
+        c.history_bytes_per_user = 8192;
+        c.publish_per_second = 10_000;
+    })
+    .await;
+    let alice = app.user_with_tokens().await;
+    let bob = app.user_with_tokens().await;
+    let body = "x".repeat(4000);
+    publish_ok(&app, &alice, "big", &body).await;
+    publish_ok(&app, &alice, "big", &body).await;
+    let resp = app.publish(&alice, "big", &body).await;
+    assert_error(resp, 429, "rate_limited").await;
+    let (mut ws, _) = app.ws_welcomed(&alice).await;
+    expect_refused(
+        &mut ws,
+        json!({"type": "publish", "room": "big", "body": body}),
+        "rate_limited",
+    )
+    .await;
+    publish_ok(&app, &bob, "big", &body).await;
+}
