@@ -19,6 +19,10 @@ struct Pair {
 }
 
 async fn two_instances() -> Pair {
+    two_instances_with(&[]).await
+}
+
+async fn two_instances_with(extra: &[(&str, &str)]) -> Pair {
     let db = PgDatabase::create()
         .await
         .expect("cluster tests need DOORMAN_TEST_DATABASE_URL=postgres://…");
@@ -37,6 +41,9 @@ async fn two_instances() -> Pair {
             // also the tokens' issuer.
             ("DOORMAN_PUBLIC_URL", "http://doorman.test".to_owned()),
         ]
+        .into_iter()
+        .chain(extra.iter().map(|(k, v)| (*k, (*v).to_owned())))
+        .collect::<Vec<_>>()
     };
     // The first instance applies the migrations; the second finds them done (in
     // production the migration CLI runs before a rolling upgrade).
@@ -731,4 +738,170 @@ async fn both_instances_see_one_offset_order() {
     for offset in 2 * EACH - 4..=2 * EACH {
         assert_eq!(next_json(&mut resumed).await["offset"], offset);
     }
+}
+
+/// One subscriber of the recovery test: follows its rooms on `url`, and when its
+/// socket dies (its instance was killed) resumes on `fallback` with `since`.
+async fn follow(
+    mut url: String,
+    fallback: String,
+    token: String,
+    rooms: Vec<String>,
+    targets: std::sync::Arc<std::sync::Mutex<Option<std::collections::HashMap<String, u64>>>>,
+) -> std::collections::HashMap<String, Vec<u64>> {
+    use std::collections::HashMap;
+
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    let mut got: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut epochs: HashMap<String, String> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'connect: loop {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(request).await else {
+            url = fallback.clone();
+            continue;
+        };
+        for room in &rooms {
+            let mut frame = json!({"type": "subscribe", "room": room});
+            if let Some(epoch) = epochs.get(room) {
+                let last = got.get(room).and_then(|g| g.last()).copied().unwrap_or(0);
+                frame["since"] = json!({"offset": last, "epoch": epoch});
+            }
+            if ws
+                .send(Message::Text(frame.to_string().into()))
+                .await
+                .is_err()
+            {
+                url = fallback.clone();
+                continue 'connect;
+            }
+        }
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "not every message arrived: {got:?}"
+            );
+            if let Some(targets) = targets.lock().unwrap().as_ref()
+                && rooms
+                    .iter()
+                    .all(|r| got.get(r).and_then(|g| g.last()) == targets.get(r))
+            {
+                return got;
+            }
+            let frame = match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
+                Err(_) => continue,
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    serde_json::from_str::<serde_json::Value>(&text).unwrap()
+                }
+                Ok(Some(Ok(_))) => continue,
+                // The instance is gone: resume on the other one.
+                Ok(_) => {
+                    url = fallback.clone();
+                    continue 'connect;
+                }
+            };
+            match frame["type"].as_str() {
+                Some("subscribed") => {
+                    if frame.get("since").is_some() || frame.get("recovered").is_some() {
+                        assert_eq!(frame["recovered"], true, "{frame}");
+                    }
+                    let room = frame["room"].as_str().unwrap().to_owned();
+                    epochs
+                        .entry(room)
+                        .or_insert_with(|| frame["epoch"].as_str().unwrap().to_owned());
+                }
+                Some("message") => {
+                    let room = frame["room"].as_str().unwrap().to_owned();
+                    epochs.insert(room.clone(), frame["epoch"].as_str().unwrap().to_owned());
+                    got.entry(room)
+                        .or_default()
+                        .push(frame["offset"].as_u64().unwrap());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The guarantee of issue 33 end to end: two instances, subscribers on both,
+/// messages published through both, one instance `kill -9`-ed half-way; its
+/// subscribers resume on the other with `since`. Every subscriber ends with every
+/// message that was accepted, once each, in offset order per room.
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn subscribers_of_a_killed_instance_recover_every_message_once_in_order() {
+    use std::{collections::HashMap, sync::Arc};
+
+    let pair = two_instances_with(&[
+        ("DOORMAN_PUBLISH_PER_SECOND", "100000"),
+        ("DOORMAN_HISTORY_SIZE", "5000"),
+    ])
+    .await;
+    let Pair { a, b, db, _dir } = pair;
+    const ROOMS: usize = 4;
+    const CLIENTS: usize = 20;
+    const MESSAGES: usize = 2000;
+    let rooms: Vec<String> = (0..ROOMS).map(|i| format!("resume-{i}")).collect();
+    let targets: Arc<std::sync::Mutex<Option<HashMap<String, u64>>>> = Arc::default();
+    let mut followers = Vec::new();
+    for i in 0..CLIENTS {
+        let tokens = a.user_with_tokens().await;
+        // Half on each instance; each follows two of the rooms.
+        let (url, fallback) = if i % 2 == 0 {
+            (a.ws_url(), b.ws_url())
+        } else {
+            (b.ws_url(), a.ws_url())
+        };
+        let mine = vec![rooms[i % ROOMS].clone(), rooms[(i + 1) % ROOMS].clone()];
+        followers.push(tokio::spawn(follow(
+            url,
+            fallback,
+            tokens.access,
+            mine,
+            targets.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let publisher = b.user_with_tokens().await;
+    let http = reqwest::Client::new();
+    let (a_url, b_url) = (a.url("/api/rooms"), b.url("/api/rooms"));
+    let mut last: HashMap<String, u64> = HashMap::new();
+    let mut a = Some(a);
+    for i in 0..MESSAGES {
+        if i == MESSAGES / 2 {
+            a.take().unwrap().kill();
+        }
+        // Alternate instances while both live; then only the survivor.
+        let base = if i % 2 == 0 && a.is_some() {
+            &a_url
+        } else {
+            &b_url
+        };
+        let room = &rooms[i % ROOMS];
+        let resp = http
+            .post(format!("{base}/{room}/messages"))
+            .bearer_auth(&publisher.access)
+            .json(&json!({"body": format!("m{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let accepted: serde_json::Value = resp.json().await.unwrap();
+        last.insert(room.clone(), accepted["offset"].as_u64().unwrap());
+    }
+    *targets.lock().unwrap() = Some(last.clone());
+    for f in followers {
+        let got = f.await.unwrap();
+        for (room, offsets) in got {
+            assert_eq!(offsets, (1..=last[&room]).collect::<Vec<_>>(), "{room}");
+        }
+    }
+    assert_eq!(last.values().sum::<u64>(), MESSAGES as u64);
+    drop((b, db));
 }
