@@ -81,11 +81,13 @@ impl Schemas {
     }
 
     fn check(&self, outer: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
-        // `nullable` sits beside a documented reference, not inside its target.
+        // `nullable` sits beside a documented reference, not inside its target;
+        // JSON Schema's own form is `"type": ["object", "null"]`.
         let nullable = outer.get("nullable").and_then(Value::as_bool) == Some(true);
         let schema = self.resolve(outer);
         if value.is_null() {
-            if !nullable && schema.get("type").is_some_and(|t| t != "null") {
+            let (expected, null_ok) = type_of(schema);
+            if !nullable && !null_ok && expected.is_some_and(|t| t != "null") {
                 out.push(at(path, &format!("must be {}, not null", kind(schema))));
             }
             return;
@@ -101,7 +103,7 @@ impl Schemas {
             }
             return;
         }
-        let Some(expected) = schema.get("type").and_then(Value::as_str) else {
+        let Some(expected) = type_of(schema).0 else {
             return;
         };
         let fits = match expected {
@@ -240,10 +242,26 @@ fn bounds(schema: &Value) -> (Option<f64>, Option<f64>) {
     )
 }
 
+/// A schema's type (the first besides `"null"` when it lists several) and whether
+/// it admits null.
+fn type_of(schema: &Value) -> (Option<&str>, bool) {
+    match schema.get("type") {
+        Some(Value::String(t)) => (Some(t.as_str()), t == "null"),
+        Some(Value::Array(types)) => (
+            types
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|t| *t != "null"),
+            types.iter().any(|t| t == "null"),
+        ),
+        _ => (None, false),
+    }
+}
+
 /// A schema's type in words, with its range or format where it has one.
 fn kind(schema: &Value) -> String {
     let format = schema.get("format").and_then(Value::as_str);
-    match schema.get("type").and_then(Value::as_str) {
+    match type_of(schema).0 {
         Some("string") => match format {
             Some("uuid") => "a UUID such as 3fa85f64-5717-4562-b3fc-2c963f66afa6".to_owned(),
             Some("date-time") => "a date and time such as 2026-01-31T12:00:00Z".to_owned(),
@@ -403,6 +421,44 @@ mod tests {
             ["email: must be a string, not null"]
         );
         assert!(problems(json!({"email": "a@b.co", "password": "long enough"})).is_empty());
+    }
+
+    #[test]
+    fn nested_objects_and_type_lists_name_the_inner_field() {
+        let s = Schemas::new(json!({}));
+        let frame = json!({
+            "type": "object",
+            "required": ["room"],
+            "properties": {
+                "room": {"type": "string"},
+                "since": {
+                    "type": ["object", "null"],
+                    "required": ["offset", "epoch"],
+                    "properties": {
+                        "offset": {"type": "integer", "format": "uint64", "minimum": 0},
+                        "epoch": {"type": "string"}
+                    }
+                }
+            }
+        });
+        let check = |v| s.problems(&frame, &v);
+        assert_eq!(
+            check(json!({"room": "a", "since": {"offset": 1}})),
+            ["since.epoch: required"]
+        );
+        assert_eq!(
+            check(json!({"room": "a", "since": {"offset": -1, "epoch": ""}})),
+            ["since.offset: must be a whole number of at least 0"]
+        );
+        assert_eq!(
+            check(json!({"room": "a", "since": {"offset": "1", "epoch": ""}})),
+            ["since.offset: must be a whole number of at least 0"]
+        );
+        assert_eq!(
+            check(json!({"room": "a", "since": 5})),
+            ["since: must be a JSON object"]
+        );
+        assert!(check(json!({"room": "a", "since": null})).is_empty());
     }
 
     #[test]

@@ -69,6 +69,11 @@ async fn bad_frames_are_answered_without_closing() {
             "publish: body: must be a string".to_owned(),
         ),
         (
+            json!({"type": "subscribe", "room": "lobby", "since": {"offset": 1}}).to_string(),
+            "bad_request",
+            "subscribe: since.epoch: required".to_owned(),
+        ),
+        (
             json!({"type": "auth", "token": null}).to_string(),
             "bad_request",
             "auth: token: must be a string, not null".to_owned(),
