@@ -154,6 +154,11 @@ for source in ("bearer", "cookie"):
             [("≤ 1.1× floor", x <= 1.1)])
 x = paired("ws_ping_doorman", "ws_ping_floor")
 cpu_row("WS ping/pong (50 sockets)", "ws_ping_doorman", "ws_ping_floor", "ws_ping_peer", [("≤ 1.1× floor", x <= 1.1)])
+if "cpu_ws_publish_history" in r:
+    x = paired("ws_publish_history", "ws_publish_plain")
+    cpu_row("WS publish into a room with history (SQLite; 8 sockets, each its own room, its echo awaited); "
+            "the floor column: the same doorman with `DOORMAN_HISTORY_SIZE=0`",
+            "ws_publish_history", "ws_publish_plain", None, [("≤ 1.5× a publish without history", x <= 1.5)])
 
 cpu_table = "\n".join(
     [

@@ -40,12 +40,12 @@ on_exit rm -rf "$work"
 results="$work/results"
 record() { echo "$1=$2" >> "$results"; echo "  $1 = $2"; }
 
-DP=18800; PP=18801; QP=18802; FP=18803; HP=18804; HFP=18805; HBP=18806
+DP=18800; PP=18801; QP=18802; FP=18803; HP=18804; HFP=18805; HBP=18806; NP=18807
 D="http://127.0.0.1:$DP"; P="http://127.0.0.1:$PP"
 limits=(DOORMAN_LOGIN_PER_MINUTE=1000000 DOORMAN_WS_HANDSHAKE_PER_SECOND=1000000
         DOORMAN_WS_HANDSHAKE_BURST=1000000 DOORMAN_WS_MAX_SOCKETS_PER_USER=1000000
         DOORMAN_WS_MESSAGES_PER_SECOND=1000000 DOORMAN_MAX_CONNECTIONS_PER_IP=1000000
-        DOORMAN_PUBLISH_PER_SECOND=1000000 RUST_LOG=warn)
+        DOORMAN_PUBLISH_PER_SECOND=1000000 DOORMAN_HISTORY_BYTES_PER_USER=4294967295 RUST_LOG=warn)
 
 echo "== starting doorman (SQLite) and the FastAPI peer"
 # The peer's venv is built here, in the foreground, so that a first run's pip install
@@ -129,7 +129,7 @@ sample() {
   else
     # doorman-bench reads the CPU around the timed stretch itself.
     out="$("$load" "$@" --seconds "$RS" --cpu-of "$pid")"
-    rate="$(value ws_handshakes_per_s <<<"$out")$(value ws_pongs_per_s <<<"$out")"
+    rate="$(value ws_handshakes_per_s <<<"$out")$(value ws_pongs_per_s <<<"$out")$(value ws_publishes_per_s <<<"$out")"
     cpu="$(value server_cpu_us_per_op <<<"$out")"
   fi
   echo "$name $rate $cpu $round" >> "$work/samples"
@@ -157,7 +157,8 @@ PAIRS = [("healthz_doorman", "healthz_floor"), ("me_bearer_doorman", "me_floor")
          ("me_cookie_doorman", "me_floor"), ("me_cookie_doorman", "me_bearer_doorman"),
          ("host_doorman", "host_floor"), ("host_bare", "host_floor"),
          ("ws_handshake_bearer_doorman", "ws_handshake_floor"),
-         ("ws_handshake_cookie_doorman", "ws_handshake_floor"), ("ws_ping_doorman", "ws_ping_floor")]
+         ("ws_handshake_cookie_doorman", "ws_handshake_floor"), ("ws_ping_doorman", "ws_ping_floor"),
+         ("ws_publish_history", "ws_publish_plain")]
 for a, b in PAIRS:
     both = sorted(set(rounds.get(a, {})) & set(rounds.get(b, {})) - {"0"})
     ratios = [rounds[a][k] / rounds[b][k] for k in both if rounds[b][k] > 0]
@@ -227,6 +228,24 @@ hs ws_handshake_bearer_peer "$peer_pid" "ws://127.0.0.1:$PP" "Authorization: Bea
 hs ws_handshake_cookie_peer "$peer_pid" "ws://127.0.0.1:$PP" "Cookie: doorman_access=$ptok"
 ping ws_ping_peer "$peer_pid" "ws://127.0.0.1:$PP" "$ptok"
 settle
+
+# Publishing with room history (the default) against the same doorman with history
+# off: what storing, offsets and the write task cost per message (issue 33). Eight
+# sockets, each in a room of its own, each publishing and awaiting its echo.
+echo "== WebSocket publish with history and without (doorman-bench, ${RS}s each, $HS_ROUNDS rounds)"
+start_doorman "$NP" "$work/doorman-plain.log" "${limits[@]}" DOORMAN_HISTORY_SIZE=0
+npid=$DOORMAN_PID
+N="http://127.0.0.1:$NP"
+curl -fsS "$N/api/auth/register" -H 'content-type: application/json' -d "$creds" >/dev/null
+ntok="$(token "$N")"
+publish() { sample "$1" "$2" ws ws-publish --url "$3/ws" --header "Authorization: Bearer $4" --sockets 8; }
+for ((round = 1; round <= HS_ROUNDS; round++)); do
+  if odd; then publish ws_publish_history "$dpid" "ws://127.0.0.1:$DP" "$dtok"; publish ws_publish_plain "$npid" "ws://127.0.0.1:$NP" "$ntok"
+  else publish ws_publish_plain "$npid" "ws://127.0.0.1:$NP" "$ntok"; publish ws_publish_history "$dpid" "ws://127.0.0.1:$DP" "$dtok"; fi
+done
+round=0
+settle
+stop_process "$npid" || true
 
 echo "== fan-out: $FANPUB publishes, one at a time, to $FANPUB × $FAN subscribers (doorman, then the floor)"
 fanout() {

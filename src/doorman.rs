@@ -83,12 +83,15 @@ impl Builder {
     /// first one if there is none) and starts doorman's background tasks.
     pub async fn start(self) -> Result<Doorman, StartError> {
         let config = self.config;
-        let db = match self.connection {
+        let (db, history_writer) = match self.connection {
             Some(connection) => {
                 migrate(&connection).await?;
-                Db::new(connection, config.db_timeout)
+                (Db::new(connection, config.db_timeout), None)
             }
-            None => connect(&config).await?,
+            None => {
+                let db = connect(&config).await?;
+                (db, history_writer(&config).await?)
+            }
         };
         // The recorder first: a metric set before it exists is lost (the cluster
         // bridge sets `doorman_cluster_listener_connected` once, when it connects).
@@ -138,6 +141,7 @@ impl Builder {
                 ttl: config.history_ttl,
                 bytes_per_user: config.history_bytes_per_user,
             },
+            history_writer,
         );
         rooms.start();
         let registry = Registry::new(config.ws_max_sockets_per_user);
@@ -304,9 +308,42 @@ pub(crate) async fn connect(config: &Config) -> Result<Db, StartError> {
         .connect_timeout(config.db_timeout)
         .acquire_timeout(config.db_timeout)
         .test_before_acquire(true);
+    // SQLite in WAL mode: a commit appends to the log and syncs it once, where the
+    // default rollback journal syncs the journal and the database on every commit
+    // (measured: 155 µs of kernel time per stored room message, issue 33), and
+    // readers no longer wait for a writer. `synchronous` stays FULL: a committed
+    // session or refresh-token rotation survives a power cut.
+    options.map_sqlx_sqlite_opts(|o| o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal));
     let connection = Database::connect(options).await?;
     migrate(&connection).await?;
     Ok(Db::new(connection, config.db_timeout))
+}
+
+/// On SQLite, the one connection room history is written through: `synchronous =
+/// NORMAL`, so a commit of stored messages appends to the WAL without waiting for
+/// the disk (SQLite stays consistent through a power cut; the last messages
+/// committed before it may be lost, which recovery then reports as `too_old`). Every
+/// other write keeps FULL. `None` on PostgreSQL, where history shares the pool.
+async fn history_writer(config: &Config) -> Result<Option<Db>, StartError> {
+    if !config.database_url.starts_with("sqlite:") || config.history_size == 0 {
+        return Ok(None);
+    }
+    let mut options = ConnectOptions::new(config.database_url.clone());
+    options
+        .sqlx_logging(false)
+        .max_connections(1)
+        .min_connections(1)
+        .connect_timeout(config.db_timeout)
+        .acquire_timeout(config.db_timeout)
+        .test_before_acquire(true);
+    options.map_sqlx_sqlite_opts(|o| {
+        o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+    });
+    Ok(Some(Db::new(
+        Database::connect(options).await?,
+        config.db_timeout,
+    )))
 }
 
 /// Applies pending migrations. Instances starting together on an empty database

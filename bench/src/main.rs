@@ -91,6 +91,19 @@ enum Scenario {
         #[command(flatten)]
         cpu: CpuOf,
     },
+    /// Publishes per second: each socket subscribed to a room of its own, publishing
+    /// and waiting for its own message to come back (through history when the
+    /// server keeps it): server CPU per published and delivered message.
+    WsPublish {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 8)]
+        sockets: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[command(flatten)]
+        cpu: CpuOf,
+    },
     /// CPU time of processes and their descendants so far, in clock ticks.
     CpuTicks {
         #[arg(long = "pid", required = true)]
@@ -235,6 +248,12 @@ async fn main() -> Result<(), Error> {
             seconds,
             cpu,
         } => ws_ping(&target, sockets, seconds, &cpu).await,
+        Scenario::WsPublish {
+            target,
+            sockets,
+            seconds,
+            cpu,
+        } => ws_publish(&target, sockets, seconds, &cpu).await,
         Scenario::CpuTicks { pids } => {
             println!("cpu_ticks: {}", cpu_ticks(&pids)?);
             Ok(())
@@ -586,6 +605,82 @@ async fn ws_ping(target: &Target, sockets: usize, seconds: f64, cpu: &CpuOf) -> 
     println!("ws_pongs: {total}");
     println!("ws_pongs_per_s: {:.0}", total as f64 / elapsed);
     // Closed after the reading: a close is not a pong.
+    for mut ws in sockets {
+        let _ = ws.close(None).await;
+    }
+    Ok(())
+}
+
+async fn ws_publish(
+    target: &Target,
+    sockets: usize,
+    seconds: f64,
+    cpu: &CpuOf,
+) -> Result<(), Error> {
+    let mut opened = Vec::new();
+    for i in 0..sockets {
+        let mut ws = connect(target).await?;
+        let room = format!("bench-publish-{i}");
+        ws.send(Message::Text(
+            format!(r#"{{"type":"subscribe","room":"{room}"}}"#).into(),
+        ))
+        .await?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.contains("subscribed") => break,
+                Some(Ok(_)) => continue,
+                other => return Err(format!("not subscribed: {other:?}").into()),
+            }
+        }
+        opened.push((ws, room));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = cpu.ticks()?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = opened
+        .into_iter()
+        .map(|(mut ws, room)| {
+            tokio::spawn(async move {
+                let mut sent = 0u64;
+                while Instant::now() < deadline {
+                    let body = format!(
+                        r#"{{"type":"publish","room":"{room}","body":"message {sent} of a benchmark"}}"#
+                    );
+                    if ws.send(Message::Text(body.into())).await.is_err() {
+                        break;
+                    }
+                    loop {
+                        match ws.next().await {
+                            Some(Ok(Message::Text(t))) if t.contains(r#""type":"message""#) => {
+                                sent += 1;
+                                break;
+                            }
+                            Some(Ok(Message::Text(t))) if t.contains(r#""type":"error""#) => {
+                                eprintln!("refused: {t}");
+                                return (sent, None);
+                            }
+                            Some(Ok(_)) => continue,
+                            _ => return (sent, None),
+                        }
+                    }
+                }
+                (sent, Some(ws))
+            })
+        })
+        .collect();
+    let mut sockets = Vec::new();
+    let mut total = 0;
+    for t in tasks {
+        if let Ok((sent, ws)) = t.await {
+            total += sent;
+            sockets.extend(ws);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    cpu.report(before, total)?;
+    println!("ws_publishes: {total}");
+    println!("ws_publishes_per_s: {:.0}", total as f64 / elapsed);
     for mut ws in sockets {
         let _ = ws.close(None).await;
     }

@@ -336,14 +336,13 @@ impl RoomApi {
         state.rooms.may_enter(&room, user).await?;
         let readable = state.rooms.reads_since(&room, user).await?;
         let limit = u64::from(limit.0.unwrap_or(50).clamp(1, 100));
-        let (position, kept, more) = state
+        // `next`: after the last message read, shown or not (a private room's
+        // messages from before the reader's membership are read and left out).
+        let (position, kept, next) = state
             .rooms
             .history()
             .page(&room, after.0.unwrap_or(0), before.0, limit, readable)
             .await?;
-        // The next page starts after the last message read, shown or not (a
-        // private room's older messages are read and left out).
-        let next = more.then(|| kept.last().map(|m| m.offset)).flatten();
         Ok(Json(HistoryPage {
             room: room.as_str().to_owned(),
             epoch: position.epoch.clone(),

@@ -116,12 +116,18 @@ impl Db {
     /// Runs `work` in one transaction, committed when it returns `Ok`, rolled back
     /// otherwise. The statements run on the transaction, not through this wrapper,
     /// so the whole unit is bounded by the request's budget at once.
+    ///
+    /// Every transaction here writes, so on SQLite each begins `IMMEDIATE`: it takes
+    /// the write lock at once and waits its turn (the busy timeout). A deferred one
+    /// reads first and then fails to upgrade, at once and without waiting, when
+    /// another connection wrote in between (in WAL mode, `SQLITE_BUSY_SNAPSHOT`),
+    /// which the room history's writer makes frequent.
     pub async fn transaction<T>(
         &self,
         work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, DbErr>,
     ) -> Result<T, DbErr> {
         self.bounded(async {
-            let txn = self.conn.begin().await?;
+            let txn = self.conn.begin_with_options(immediate()).await?;
             let out = work(&txn).await?;
             txn.commit().await?;
             Ok(out)

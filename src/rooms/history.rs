@@ -29,7 +29,7 @@ use std::{
     time::Duration,
 };
 
-use entity::{room_history, room_log};
+use entity::{room_history, room_log, room_member};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use schemars::JsonSchema;
 use sea_orm::{
@@ -137,7 +137,7 @@ struct Pending {
     from: UserId,
     body: String,
     sent_at: OffsetDateTime,
-    reply: Option<oneshot::Sender<Committed>>,
+    reply: Option<oneshot::Sender<Result<Committed, RoomError>>>,
 }
 
 /// The history of every room; cheap to clone.
@@ -148,6 +148,8 @@ pub struct History {
 
 struct Inner {
     db: Db,
+    /// What batches are written through (see `crate::doorman::history_writer`).
+    writer: Db,
     settings: HistorySettings,
     queue: OnceLock<mpsc::Sender<Pending>>,
     /// Bytes of bodies per user, replenished over the history TTL.
@@ -156,7 +158,7 @@ struct Inner {
 }
 
 impl History {
-    pub fn new(db: Db, settings: HistorySettings) -> Self {
+    pub fn new(db: Db, writer: Option<Db>, settings: HistorySettings) -> Self {
         let bytes = NonZeroU32::new(settings.bytes_per_user).unwrap_or(NonZeroU32::MIN);
         let per_byte = settings.ttl / bytes.get();
         let quota = Quota::with_period(per_byte.max(Duration::from_nanos(1)))
@@ -164,6 +166,7 @@ impl History {
             .allow_burst(bytes);
         Self {
             inner: Arc::new(Inner {
+                writer: writer.unwrap_or_else(|| db.clone()),
                 db,
                 settings,
                 queue: OnceLock::new(),
@@ -206,7 +209,7 @@ impl History {
         from: UserId,
         body: &str,
         wait: bool,
-    ) -> Result<Option<oneshot::Receiver<Committed>>, RoomError> {
+    ) -> Result<Option<oneshot::Receiver<Result<Committed, RoomError>>>, RoomError> {
         let bytes = NonZeroU32::new(u32::try_from(body.len()).unwrap_or(u32::MAX))
             .unwrap_or(NonZeroU32::MIN);
         match self.inner.budget.check_key_n(&from, bytes) {
@@ -287,7 +290,10 @@ impl History {
     }
 
     /// A page of the room's history: messages after `after` and before `before`
-    /// (offsets, exclusive), at most `limit`, oldest first.
+    /// (offsets, exclusive), at most `limit` read, oldest first, and, when more
+    /// follow, the offset of the last one read (the next page's `after`; a private
+    /// room's messages from before the reader's membership are read and left out,
+    /// so a page may show fewer than it read).
     pub async fn page(
         &self,
         room: &RoomName,
@@ -295,16 +301,17 @@ impl History {
         before: Option<u64>,
         limit: u64,
         readable: Option<OffsetDateTime>,
-    ) -> Result<(Position, Vec<Kept>, bool), RoomError> {
+    ) -> Result<(Position, Vec<Kept>, Option<u64>), RoomError> {
         let position = self.position(room).await?;
         if !self.is_on() {
-            return Ok((position, Vec::new(), false));
+            return Ok((position, Vec::new(), None));
         }
         let before = before.unwrap_or(u64::MAX).min(position.offset + 1);
         let mut rows = self.rows(room, after, before, limit + 1).await?;
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
-        Ok((position, readable_only(rows, readable), more))
+        let next = more.then(|| rows.last().map(|m| m.offset)).flatten();
+        Ok((position, readable_only(rows, readable), next))
     }
 
     /// Rows with `after < offset < before`, oldest first, at most `limit`.
@@ -431,15 +438,22 @@ async fn write_loop(
             Ok(logged) => {
                 let here = inner.notifier.get().is_none();
                 for (pending, logged) in batch.drain(..).zip(logged) {
-                    let (epoch, offset) = (logged.epoch.to_string(), logged.offset);
-                    // On PostgreSQL delivery follows through the notification.
-                    let delivered = deliver(logged, here);
+                    let answer = match logged {
+                        Some(logged) => {
+                            let (epoch, offset) = (logged.epoch.to_string(), logged.offset);
+                            // On PostgreSQL delivery follows through the notification.
+                            let delivered = deliver(logged, here);
+                            Ok(Committed {
+                                epoch,
+                                offset,
+                                delivered,
+                            })
+                        }
+                        // Its sender is no longer a member of the private room.
+                        None => Err(RoomError::Forbidden),
+                    };
                     if let Some(reply) = pending.reply {
-                        let _ = reply.send(Committed {
-                            epoch,
-                            offset,
-                            delivered,
-                        });
+                        let _ = reply.send(answer);
                     }
                 }
             }
@@ -456,11 +470,11 @@ async fn write_loop(
                     let delivered = message_frame(&pending.room, None, &kept)
                         .map_or(0, |f| live(&pending.room, &f.into()));
                     if let Some(reply) = pending.reply {
-                        let _ = reply.send(Committed {
+                        let _ = reply.send(Ok(Committed {
                             epoch: String::new(),
                             offset: 0,
                             delivered,
-                        });
+                        }));
                     }
                 }
             }
@@ -469,59 +483,95 @@ async fn write_loop(
 }
 
 /// One transaction for `batch`: offsets, rows, trimming and (on PostgreSQL) the
-/// notifications. Returns each message with its place, in the batch's order.
-async fn write(inner: &Inner, batch: &[Pending]) -> Result<Vec<Logged>, DbErr> {
+/// notifications. Returns each message with its place, in the batch's order, or
+/// `None` for one into a private room its sender no longer belongs to: it was
+/// allowed when published, but the room may have been deleted (and a room of the
+/// same name created by someone else) or the sender removed since, and nothing of
+/// theirs may reach that room now.
+async fn write(inner: &Inner, batch: &[Pending]) -> Result<Vec<Option<Logged>>, DbErr> {
+    let (allowed, logged) = write_allowed(inner, batch).await?;
+    let mut logged = logged.into_iter();
+    Ok(allowed
+        .into_iter()
+        .map(|ok| if ok { logged.next() } else { None })
+        .collect())
+}
+
+/// [`write`]'s transaction: which messages were allowed, and those, placed.
+async fn write_allowed(
+    inner: &Inner,
+    batch: &[Pending],
+) -> Result<(Vec<bool>, Vec<Logged>), DbErr> {
     let size = i64::from(inner.settings.size);
     let now = OffsetDateTime::now_utc();
-    // Rooms in name order: two instances' batches lock shared rooms' rows in the
-    // same order, so they wait for each other instead of deadlocking.
-    let mut rooms: Vec<&RoomName> = batch.iter().map(|p| &p.room).collect();
-    rooms.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    rooms.dedup();
     let notifier = inner.notifier.get();
     inner
-        .db
+        .writer
         .write_transaction(async |txn| {
             let backend = txn.get_database_backend();
-            let mut places: Vec<(&RoomName, Arc<str>, u64)> = Vec::with_capacity(rooms.len());
-            for room in &rooms {
+            let allowed = senders_still_members(txn, batch).await?;
+            let batch: Vec<&Pending> = batch
+                .iter()
+                .zip(&allowed)
+                .filter_map(|(p, ok)| ok.then_some(p))
+                .collect();
+            let mut rooms: Vec<&RoomName> = batch.iter().map(|p| &p.room).collect();
+            rooms.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            // In name order: two instances' batches lock shared rooms' rows in the
+            // same order, so they wait for each other instead of deadlocking.
+            rooms.dedup();
+            // Every room's next offsets in one statement: an upsert per room row,
+            // each returning where the room now stands.
+            let mut values = Vec::with_capacity(rooms.len() * 4);
+            let mut rows_sql = Vec::with_capacity(rooms.len());
+            for (i, room) in rooms.iter().enumerate() {
                 let count = batch.iter().filter(|p| &p.room == *room).count() as i64;
-                let row = txn
-                    .query_one_raw(Statement::from_sql_and_values(
+                let n = i * 4;
+                rows_sql.push(format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+                values.extend([
+                    Value::from(room.as_str()),
+                    Value::from(new_epoch()),
+                    Value::from(count),
+                    Value::from(now),
+                ]);
+            }
+            let returned = txn
+                .query_all_raw(Statement::from_sql_and_values(
+                    backend,
+                    sql(
                         backend,
-                        sql(
-                            backend,
+                        &format!(
                             "INSERT INTO room_logs (room, epoch, last_offset, updated_at) \
-                             VALUES ($1, $2, $3, $4) \
+                             VALUES {} \
                              ON CONFLICT (room) DO UPDATE SET \
                              last_offset = room_logs.last_offset + excluded.last_offset, \
                              updated_at = excluded.updated_at \
-                             RETURNING epoch, last_offset",
+                             RETURNING room, epoch, last_offset",
+                            rows_sql.join(", ")
                         ),
-                        [
-                            Value::from(room.as_str()),
-                            Value::from(new_epoch()),
-                            Value::from(count),
-                            Value::from(now),
-                        ],
-                    ))
-                    .await?
-                    .ok_or_else(|| DbErr::Custom("the room's position was not returned".into()))?;
+                    ),
+                    values,
+                ))
+                .await?;
+            let mut places: Vec<(&RoomName, Arc<str>, u64)> = Vec::with_capacity(rooms.len());
+            let mut trims = Vec::new();
+            for row in returned {
+                let name: String = row.try_get("", "room")?;
                 let epoch: String = row.try_get("", "epoch")?;
                 let last: i64 = row.try_get("", "last_offset")?;
+                let Some(room) = rooms.iter().find(|r| r.as_str() == name) else {
+                    continue;
+                };
+                let count = batch.iter().filter(|p| &p.room == *room).count() as i64;
                 // The first offset of this batch in the room.
                 places.push((room, epoch.into(), (last - count + 1).max(1) as u64));
                 if last > size {
-                    room_history::Entity::delete_many()
-                        .filter(room_history::Column::Room.eq(room.as_str()))
-                        .filter(room_history::Column::Seq.lte(last - size))
-                        .exec(txn)
-                        .await?;
+                    trims.push((room.as_str(), last - size));
                 }
             }
             let mut logged = Vec::with_capacity(batch.len());
             let mut rows = Vec::with_capacity(batch.len());
-            for p in batch {
+            for p in &batch {
                 let place = places
                     .iter_mut()
                     .find(|(room, _, _)| *room == &p.room)
@@ -552,15 +602,84 @@ async fn write(inner: &Inner, batch: &[Pending]) -> Result<Vec<Logged>, DbErr> {
                     frame: frame.into(),
                 });
             }
-            if size > 0 {
-                room_history::Entity::insert_many(rows).exec(txn).await?;
+            if !rows.is_empty() {
+                // A row left at an offset being given again (it cannot be, while a
+                // room's offsets only grow; kept safe all the same) is replaced,
+                // not a failure of the whole batch.
+                room_history::Entity::insert_many(rows)
+                    .on_conflict(
+                        sea_orm::sea_query::OnConflict::columns([
+                            room_history::Column::Room,
+                            room_history::Column::Seq,
+                        ])
+                        .update_columns([
+                            room_history::Column::Id,
+                            room_history::Column::Sender,
+                            room_history::Column::Body,
+                            room_history::Column::SentAt,
+                        ])
+                        .to_owned(),
+                    )
+                    .exec(txn)
+                    .await?;
             }
+            // After the batch is in: what falls out of each room's size, in one
+            // statement (a batch larger than the size keeps only its newest).
+            if !trims.is_empty() {
+                let mut values = Vec::with_capacity(trims.len() * 2);
+                let mut conditions = Vec::with_capacity(trims.len());
+                for (i, (room, below)) in trims.iter().enumerate() {
+                    conditions.push(format!("(room = ${} AND seq <= ${})", 2 * i + 1, 2 * i + 2));
+                    values.extend([Value::from(*room), Value::from(*below)]);
+                }
+                txn.execute_raw(Statement::from_sql_and_values(
+                    backend,
+                    sql(
+                        backend,
+                        &format!("DELETE FROM room_history WHERE {}", conditions.join(" OR ")),
+                    ),
+                    values,
+                ))
+                .await?;
+            }
+
             if let Some(statement) = notifier.and_then(|n| n(&logged)) {
                 txn.execute_raw(statement).await?;
             }
-            Ok(logged)
+            Ok((allowed, logged))
         })
         .await
+}
+
+/// Whether each message's sender may still publish into its room, asked in the
+/// batch's transaction: always in a public room; in a private room only while they
+/// are a member (one query for the batch's private rooms).
+async fn senders_still_members(
+    txn: &impl ConnectionTrait,
+    batch: &[Pending],
+) -> Result<Vec<bool>, DbErr> {
+    let private: Vec<&Pending> = batch.iter().filter(|p| p.room.is_private()).collect();
+    if private.is_empty() {
+        return Ok(vec![true; batch.len()]);
+    }
+    let mut any = sea_orm::Condition::any();
+    for p in &private {
+        any = any.add(
+            sea_orm::Condition::all()
+                .add(room_member::Column::Room.eq(p.room.as_str()))
+                .add(room_member::Column::UserId.eq(p.from.0)),
+        );
+    }
+    let members = room_member::Entity::find().filter(any).all(txn).await?;
+    Ok(batch
+        .iter()
+        .map(|p| {
+            !p.room.is_private()
+                || members
+                    .iter()
+                    .any(|m| m.room == p.room.as_str() && m.user_id == p.from.0)
+        })
+        .collect())
 }
 
 /// A new epoch: 12 hex digits, random.

@@ -194,11 +194,18 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    pub fn new(db: Db, caps: RoomCaps, history: HistorySettings) -> Self {
+    /// `history_writer`: a connection of its own for storing history (SQLite), or
+    /// `None` to store through `db`.
+    pub fn new(
+        db: Db,
+        caps: RoomCaps,
+        history: HistorySettings,
+        history_writer: Option<Db>,
+    ) -> Self {
         Self {
             tables: Arc::default(),
             membership: Membership::new(db.clone(), caps),
-            history: History::new(db, history),
+            history: History::new(db, history_writer, history),
             relay: Arc::default(),
         }
     }
@@ -451,7 +458,7 @@ impl Rooms {
         }
         let committed = self.history.append(room, from, body, true)?;
         match committed {
-            Some(rx) => rx.await.map_err(|_| RoomError::Busy),
+            Some(rx) => rx.await.map_err(|_| RoomError::Busy)?,
             None => Err(RoomError::Busy),
         }
     }
@@ -620,11 +627,13 @@ impl Rooms {
     /// every instance.
     pub async fn delete(&self, room: &RoomName, by: UserId) -> Result<(), RoomError> {
         self.membership.delete(room, by).await?;
-        // A room created later under this name starts with no history.
+        self.remove_here(room, None);
+        // A room created later under this name shows none of it: its rows go now,
+        // and a message still on its way is dropped when stored (its sender is no
+        // member of a room by that name).
         if let Err(e) = self.history.forget(room).await {
             tracing::warn!(error = %e, "a deleted room's history was not dropped; it expires with its TTL");
         }
-        self.remove_here(room, None);
         self.relay(Relayed::Removed {
             room: room.clone(),
             user: None,

@@ -73,7 +73,11 @@ struct Conn {
 #[derive(Default)]
 struct Seam {
     epoch: Option<Arc<str>>,
+    /// Stored messages at or below it are not sent (sent already, or from before
+    /// the subscription).
     offset: u64,
+    /// The last offset actually sent on this socket (live or replayed), if any.
+    sent: Option<u64>,
 }
 
 enum Step {
@@ -134,6 +138,7 @@ impl Conn {
                             }
                             seam.epoch = Some(logged.epoch.clone());
                             seam.offset = logged.offset;
+                            seam.sent = Some(logged.offset);
                             logged.frame.to_string()
                         }
                         Outgoing::Removed(room) => {
@@ -312,6 +317,20 @@ impl Conn {
             };
             return self.reply(frame.to_text()).await;
         }
+        // Already in the room on this socket: what it was sent stays sent (a
+        // repeated `subscribe` changes nothing, and a replay starts after it).
+        let sent = self.rooms.get(&name).and_then(|seam| {
+            let epoch = seam.epoch.as_deref()?;
+            Some((epoch.to_owned(), seam.sent?))
+        });
+        let subscribed_here = self.rooms.get(&name).and_then(|seam| seam.epoch.clone());
+        let since = since.map(|since| match &sent {
+            Some((epoch, offset)) if *epoch == since.epoch && *offset > since.offset => Since {
+                offset: *offset,
+                epoch: since.epoch,
+            },
+            _ => since,
+        });
         let looked_up = async {
             let position = history.position(&name).await?;
             let missed = match &since {
@@ -337,13 +356,24 @@ impl Conn {
             Some(Err(why)) => (Some(false), Some(why), Vec::new()),
         };
         let epoch: Arc<str> = position.epoch.as_str().into();
-        self.rooms.insert(
-            name.clone(),
-            Seam {
-                epoch: Some(epoch.clone()),
-                offset: position.offset,
-            },
-        );
+        // A repeated plain `subscribe` keeps the seam where it is: the messages
+        // queued for the socket still go out. Otherwise the seam is the room's
+        // position (what is replayed, and what came before, is not sent live).
+        let repeated = since.is_none() && subscribed_here.as_deref() == Some(&*epoch);
+        if !repeated {
+            let sent = replay.last().map(|m| m.offset).or(match &sent {
+                Some((e, offset)) if **e == *epoch => Some(*offset),
+                _ => None,
+            });
+            self.rooms.insert(
+                name.clone(),
+                Seam {
+                    epoch: Some(epoch.clone()),
+                    offset: position.offset.max(sent.unwrap_or(0)),
+                    sent,
+                },
+            );
+        }
         let frame = ServerFrame::Subscribed {
             room,
             present,

@@ -347,3 +347,232 @@ async fn a_user_past_the_history_byte_budget_is_refused() {
     .await;
     publish_ok(&app, &bob, "big", &body).await;
 }
+
+/// A private room deleted while its owner's socket is still publishing, and a room
+/// of the same name created at once by someone else: nothing of the old room
+/// reaches the new one's history (outside attack, issue 33).
+#[tokio::test]
+async fn a_deleted_rooms_messages_never_reach_a_new_room_of_its_name() {
+    use futures_util::SinkExt;
+    let app = spawn_with(|c| c.publish_per_second = 100_000).await;
+    let old_owner = app.user_with_tokens().await;
+    let new_owner = app.user_with_tokens().await;
+    for round in 0..6 {
+        let room = format!("private:reused{round}");
+        app.private_room(&old_owner, &room, &[]).await;
+        let (mut ws, _) = app.ws_welcomed(&old_owner).await;
+        subscribe_since(&mut ws, &room, None).await;
+        // The old owner's socket publishes on and on while the room goes.
+        let target = room.clone();
+        let flood = tokio::spawn(async move {
+            for i in 0..400 {
+                let frame = json!({"type": "publish", "room": target, "body": format!("OLD-{i}")});
+                let sent = ws
+                    .send(tokio_tungstenite::tungstenite::Message::Text(
+                        frame.to_string().into(),
+                    ))
+                    .await;
+                if sent.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            ws
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let resp = app.delete_room(&old_owner, &room).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let resp = app.create_room(&new_owner, &room).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let _ws = flood.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let page: Value = app
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/rooms/{room}/messages?limit=100"),
+                &new_owner,
+            )
+            .send()
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page["messages"], json!([]), "round {round}: {page}");
+        // The old owner is no member of the new room: nothing of theirs is kept.
+        let page: Value = app
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/rooms/{room}/messages"),
+                &new_owner,
+            )
+            .send()
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(page["messages"].as_array().unwrap().is_empty(), "{page}");
+    }
+}
+
+/// A burst larger than the room's size: the room keeps its size, and a client that
+/// missed more than it keeps is told `too_old`, never `recovered` with a hole.
+#[tokio::test]
+async fn a_burst_larger_than_the_history_is_trimmed_and_never_replayed_with_a_hole() {
+    use futures_util::SinkExt;
+    let app = spawn_with(|c| {
+        c.history_size = 5;
+        c.publish_per_second = 100_000;
+    })
+    .await;
+    let alice = app.user_with_tokens().await;
+    publish_ok(&app, &alice, "burst", "first").await;
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        let tokens = app.user_with_tokens().await;
+        sockets.push(app.ws_welcomed(&tokens).await.0);
+    }
+    for ws in &mut sockets {
+        for i in 0..40 {
+            let frame = json!({"type": "publish", "room": "burst", "body": format!("b{i}")});
+            ws.feed(tokio_tungstenite::tungstenite::Message::Text(
+                frame.to_string().into(),
+            ))
+            .await
+            .unwrap();
+        }
+    }
+    for ws in &mut sockets {
+        ws.flush().await.unwrap();
+    }
+    let (kept, last, epoch) = poll_until(
+        Duration::from_secs(5),
+        async || {
+            let page: Value = app
+                .call(
+                    reqwest::Method::GET,
+                    "/api/rooms/burst/messages?limit=100",
+                    &alice,
+                )
+                .send()
+                .await
+                .json()
+                .await
+                .unwrap();
+            let messages = page["messages"].as_array().unwrap().clone();
+            let last = messages
+                .last()
+                .and_then(|m| m["offset"].as_u64())
+                .unwrap_or(0);
+            (
+                messages.len(),
+                last,
+                page["epoch"].as_str().unwrap_or("").to_owned(),
+            )
+        },
+        |(_, last, _)| *last == 161,
+    )
+    .await;
+    assert_eq!(last, 161);
+    assert_eq!(kept, 5);
+    let (mut ws, _) = app.ws_welcomed(&alice).await;
+    let answer = subscribe_since(&mut ws, "burst", Some((1, &epoch))).await;
+    assert_eq!(
+        (answer["recovered"].clone(), answer["reason"].clone()),
+        (json!(false), json!("too_old")),
+        "{answer}"
+    );
+}
+
+/// `subscribe` sent again on the same socket, while messages flow: none is lost and
+/// none comes twice ("subscribing again is harmless").
+#[tokio::test]
+async fn subscribing_again_on_a_socket_loses_and_repeats_nothing() {
+    let app = spawn_with(|c| c.publish_per_second = 100_000).await;
+    let alice = app.user_with_tokens().await;
+    let bob = app.user_with_tokens().await;
+    let (mut ws, _) = app.ws_welcomed(&alice).await;
+    subscribe_since(&mut ws, "again", None).await;
+    const N: u64 = 120;
+    let publisher = {
+        let http = app.http.clone();
+        let url = app.url("/api/rooms/again/messages");
+        let token = bob.access.clone();
+        tokio::spawn(async move {
+            for i in 1..=N {
+                http.post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({"body": format!("m{i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut offsets = Vec::new();
+    let mut since_resubscribe = 0;
+    while offsets.last() != Some(&N) {
+        let frame = next_json(&mut ws).await;
+        if frame["type"] == "message" {
+            {
+                offsets.push(frame["offset"].as_u64().unwrap());
+                since_resubscribe += 1;
+                if since_resubscribe == 7 {
+                    since_resubscribe = 0;
+                    // Alternately plain and with `since` (the last offset it has).
+                    let since = offsets.len() % 2 == 0;
+                    let mut again = json!({"type": "subscribe", "room": "again"});
+                    if since {
+                        again["since"] =
+                            json!({"offset": offsets.last().unwrap(), "epoch": frame["epoch"]});
+                    }
+                    send_json(&mut ws, again).await;
+                }
+            }
+        }
+    }
+    publisher.await.unwrap();
+    assert_eq!(offsets, (1..=N).collect::<Vec<_>>());
+}
+
+/// A private room's older messages are read and left out of a member's page; the
+/// page still says where the next one starts.
+#[tokio::test]
+async fn a_page_of_left_out_messages_still_points_to_the_next() {
+    let app = spawn_with(|c| c.publish_per_second = 100_000).await;
+    let owner = app.user_with_tokens().await;
+    let late = app.user_with_tokens().await;
+    app.private_room(&owner, "private:late", &[]).await;
+    for i in 0..12 {
+        publish_ok(&app, &owner, "private:late", &format!("before {i}")).await;
+    }
+    let resp = app.add_member(&owner, "private:late", &late.user_id).await;
+    assert!(resp.status().is_success());
+    publish_ok(&app, &owner, "private:late", "after").await;
+    let mut after = 0;
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let page: Value = app
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/rooms/private:late/messages?limit=5&after={after}"),
+                &late,
+            )
+            .send()
+            .await
+            .json()
+            .await
+            .unwrap();
+        seen.extend(
+            page["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["body"].as_str().unwrap().to_owned()),
+        );
+        match page["next"].as_u64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["after"]);
+}
