@@ -269,7 +269,8 @@ var DoormanRealtime = (() => {
         const message = typeof b?.message === "string" ? b.message : text.slice(0, 200);
         throw new HistoryError(r.status, code, `history of ${room}: ${r.status} ${code ?? ""} ${message}`.trim());
       }
-      return body;
+      const page = body;
+      return { ...page, next: page.next ?? null };
     }
     /**
      * Publishes to a room. Open: sent at once. Connecting or waiting to reconnect:

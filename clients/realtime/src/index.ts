@@ -606,7 +606,9 @@ export class RealtimeClient {
       const message = typeof b?.message === "string" ? b.message : text.slice(0, 200);
       throw new HistoryError(r.status, code, `history of ${room}: ${r.status} ${code ?? ""} ${message}`.trim());
     }
-    return body as HistoryPage;
+    // The last page has no `next` (or null): null either way.
+    const page = body as HistoryPage;
+    return { ...page, next: page.next ?? null };
   }
 
   /**
