@@ -453,6 +453,8 @@ class RealtimeClient:
         if status != 200:
             code = body.get("error") if isinstance(body, dict) else None
             raise HistoryError(status, code, f"history of {room}: {status} {code or ''}".strip())
+        # The last page has no `next` (or null): None either way.
+        body.setdefault("next", None)
         return body
 
     async def publish(self, room: str, body: str) -> bool:

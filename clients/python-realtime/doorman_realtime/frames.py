@@ -67,6 +67,13 @@ MessageFrame = TypedDict(
         "from": str,
         "body": str,
         "sent_at": str,
+        # What `offset` counts in: a new epoch means the room's history was lost
+        # or reset (offsets start again at 1).
+        "epoch": NotRequired[str | None],
+        # The message's place in the room: 1, 2, 3, … within `epoch`. Keep the
+        # last one and pass it as `since` when subscribing again to get what you
+        # missed. Absent when the server keeps no history.
+        "offset": NotRequired[int | None],
     },
 )
 MessageFrame.__doc__ = "A message published in a room the socket is subscribed to."
@@ -179,6 +186,13 @@ class SubscribeFrame(TypedDict):
     `A-Z a-z 0-9 _ - .` after the optional `private:`.
     """
 
+    since: NotRequired[dict[str, Any] | None]
+    """Where the client left off (the `offset` and `epoch` of the last `message`
+    it has from this room): the `subscribed` answer says whether what came
+    after was `recovered`, and the missed messages follow it, in order,
+    before the live ones.
+    """
+
 
 class SubscribedFrame(TypedDict):
     """The answer to `subscribe`: the socket is in the room."""
@@ -190,6 +204,24 @@ class SubscribedFrame(TypedDict):
 
     present: list[str]
     """Who is in the room now, the subscriber included."""
+
+    epoch: NotRequired[str | None]
+    """The epoch `offset` counts in (`""` before the room's first message)."""
+
+    offset: NotRequired[int | None]
+    """The room's last offset when the subscription began (0 before its first
+    message): live messages follow it. Absent when the server keeps no
+    history.
+    """
+
+    reason: NotRequired[Literal["too_old", "epoch_changed", "history_off"] | None]
+    """Why `recovered` is `false`."""
+
+    recovered: NotRequired[bool | None]
+    """Only when the `subscribe` had `since`: `true` when every message after it
+    that this user may read follows (replayed, in order, before the live
+    ones); `false` when they cannot be, and `reason` says why: refetch.
+    """
 
 
 class UnsubscribeFrame(TypedDict):
