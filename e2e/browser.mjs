@@ -601,6 +601,69 @@ await scenario("same account elsewhere: a new_session toast; \"log out other dev
   }
 });
 
+// ---- Issue 33: messages that survive a reconnect, on the demo page -------------------
+// The server keeps 5 messages per room here (run.sh: DOORMAN_HISTORY_SIZE=5).
+
+await scenario("recovery on the demo page: offline and back, the messages published meanwhile arrive marked recovered; too many: a notice and Load history", async () => {
+  const stamp = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+  const room = `recover-${stamp}`;
+  const alice = await demoUser({ email: uniqueEmail("alice"), name: "alice" });
+  const bob = await demoUser({ email: uniqueEmail("bob"), name: "bob" });
+  try {
+    await alice.connect();
+    assert.equal(await alice.join(room), `subscribed to ${room}`);
+    // Bob publishes over HTTP with his cookie.
+    const post = (body) => bob.page.evaluate(async ({ room, body }) => (await fetch(`/api/rooms/${room}/messages`, {
+      method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" }, body: JSON.stringify({ body }),
+    })).status, { room, body });
+    const rows = () => alice.page.$$eval("#messages li[data-room]", (lis) => lis.map((li) =>
+      [li.dataset.offset, li.dataset.source, li.querySelector(".grow").textContent.replace(/^[^:]*: /, "")]));
+    const count = (n) => alice.page.waitForFunction((n) => document.querySelectorAll("#messages li[data-room]").length === n, n);
+    const goOffline = async () => {
+      await alice.page.click("#offline");
+      await alice.page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("offline"));
+      assert.equal(await alice.page.textContent("#offline"), "Go online");
+    };
+    const goOnline = async () => {
+      await alice.page.click("#offline");
+      await alice.page.waitForFunction(() => document.querySelector("#status").textContent.includes("auth_source: cookie"));
+    };
+
+    assert.equal(await post("live 1"), 202);
+    await count(1);
+    await goOffline();
+    for (const body of ["away 1", "away 2", "away 3"]) assert.equal(await post(body), 202);
+    await goOnline();
+    await count(4);
+    assert.deepEqual(await rows(), [
+      ["1", "live", "live 1"], ["2", "replay", "away 1"], ["3", "replay", "away 2"], ["4", "replay", "away 3"],
+    ]);
+    assert.equal(await alice.page.locator("#messages .tag.recovered").count(), 3, "the replayed ones are marked");
+    assert.equal(await alice.page.isHidden("#recovery-note"), true);
+
+    // More than the room keeps while away: nothing replayed, the page says so.
+    await goOffline();
+    for (let i = 1; i <= 7; i++) assert.equal(await post(`gone ${i}`), 202);
+    await goOnline();
+    await alice.page.waitForFunction(() => !document.querySelector("#recovery-note").hidden);
+    assert.equal(await alice.page.getAttribute("#recovery-note", "data-reason"), "too_old");
+    assert.match(await alice.page.textContent("#recovery-note"), new RegExp(`Could not recover ${room} \\(too_old\\)`));
+    assert.equal((await rows()).length, 4, "nothing replayed");
+    await alice.page.click("#load-history");
+    await count(9);
+    assert.deepEqual((await rows()).slice(4), [7, 8, 9, 10, 11].map((o) => [String(o), "history", `gone ${o - 4}`]));
+    await alice.page.waitForFunction(() => document.querySelector("#recovery-note").hidden);
+    await sideBySide("recovery.png", [
+      { caption: "back online: what was missed, recovered; too much missed: a notice, then the history", page: alice.page },
+    ]);
+    await alice.clean();
+    await bob.clean();
+  } finally {
+    await alice.context.close();
+    await bob.context.close();
+  }
+});
+
 await browser.close();
 partner.close();
 foreign.close();

@@ -22,8 +22,10 @@ export DOORMAN_PORT=$port PARTNER_PORT=18701 FOREIGN_PORT=18702
 export TLS_DOORMAN_PORT=18703 TLS_PORT=18704
 work="$(mktemp -d)"
 on_exit rm -rf "$work"
+# A short history (5 messages per room): the recovery scenario outruns it.
 start_doorman "$port" "$work/server.log" \
-  DOORMAN_ALLOWED_ORIGINS="http://127.0.0.1:$PARTNER_PORT" DOORMAN_LOGIN_PER_MINUTE=1000
+  DOORMAN_ALLOWED_ORIGINS="http://127.0.0.1:$PARTNER_PORT" DOORMAN_LOGIN_PER_MINUTE=1000 \
+  DOORMAN_HISTORY_SIZE=5
 start_doorman "$TLS_DOORMAN_PORT" "$work/server-tls.log" \
   DOORMAN_PUBLIC_URL="https://app.example.test:$TLS_PORT" DOORMAN_TRUSTED_PROXIES=127.0.0.1 \
   DOORMAN_LOGIN_PER_MINUTE=1000

@@ -10,7 +10,7 @@
 # 3. checks that the committed browser bundle (bundle/doorman-realtime.js, inlined by
 #    the demo page) is what the pinned esbuild builds from the source;
 # 4. runs the Node tests against the release binary, which they start, restart,
-#    kill and freeze themselves (ports 18650-18653, metrics 18660-18663); every
+#    kill and freeze themselves (ports 18650-18655, metrics 18660-18665); every
 #    frame the clients receive is validated against the document;
 # 5. package-test.sh: the package as its users get it (the tarball in a fresh project:
 #    the README's blocks as written, Node, tsc --strict, Chromium; ports 18730-18732).

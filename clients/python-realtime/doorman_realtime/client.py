@@ -9,6 +9,10 @@
   or 429 back off longer; 1002/1007/1009/4400 stop (state ``failed``).
 - Re-subscribes its rooms after every ``welcome`` and drops a ``message`` whose id it
   has already delivered (a bounded memory of recent ids).
+- Keeps each room's position (the last ``offset`` and ``epoch`` seen, where the server
+  keeps history) and re-subscribes with ``since``: the messages missed while away are
+  replayed once, in order, marked ``recovered``; when the server cannot replay, a
+  ``recovery_failed`` event tells the application to refetch (``history()``).
 - Queues publishes made before ``welcome`` (bounded; a full queue raises
   ``PublishQueueFull``) and sends them, in order, right after the re-subscriptions.
 
@@ -23,6 +27,9 @@ import json
 import logging
 import random as _random
 import re
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Literal, Union
@@ -50,7 +57,7 @@ AuthMode = Literal["bearer", "frame"]
 State = Literal["idle", "connecting", "open", "waiting", "ended", "failed"]
 
 # The events `on()` accepts: one per server frame type of the document, and these.
-CLIENT_EVENTS = ("frame", "state", "close", "session_ended")
+CLIENT_EVENTS = ("frame", "state", "close", "session_ended", "recovery_failed")
 EVENTS: frozenset[str] = frozenset(SERVER_FRAMES) | frozenset(CLIENT_EVENTS)
 
 
@@ -70,6 +77,40 @@ class CloseInfo:
     retry_after: float | None = None
     """A refused handshake's ``Retry-After``, in seconds: the next attempt waits at
     least this long."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a room's messages stand: the last ``offset`` (0: none yet) in ``epoch``
+    (a new epoch means the room's history was lost or reset)."""
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True)
+class RecoveryFailed:
+    """A re-subscription could not replay what ``room`` missed: nothing was replayed,
+    messages may be missing, the application should refetch (``history()``)."""
+
+    room: str
+    reason: str
+    """``too_old`` (the history no longer reaches back to ``since``),
+    ``epoch_changed`` (the room's history was lost or reset) or ``history_off`` (the
+    server keeps none)."""
+    since: Position
+    """Where the client asked to resume."""
+    position: Position
+    """The room's position now (its latest message when the subscription began)."""
+
+
+class HistoryError(Exception):
+    """``history()`` was refused: the HTTP ``status`` and doorman's ``error`` code."""
+
+    def __init__(self, status: int, code: str | None, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -216,6 +257,12 @@ class RealtimeClient:
         self._rooms: dict[str, None] = dict.fromkeys(rooms)  # ordered set
         self._listeners: dict[str, list[Listener]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
+        # Each room's position, sent as `since` when the room is joined again.
+        self._positions: dict[str, Position] = {}
+        # The `since` of each subscribe sent on this socket and not yet answered.
+        self._asked: dict[str, Position | None] = {}
+        # Rooms replaying on this socket: messages up to this position are recovered.
+        self._replaying: dict[str, Position] = {}
         self._queue: deque[_Outgoing] = deque()
         self._send_lock = asyncio.Lock()
         self._state: State = "idle"
@@ -249,6 +296,12 @@ class RealtimeClient:
         return frozenset(self._rooms)
 
     @property
+    def positions(self) -> dict[str, Position]:
+        """Each room's position (a copy): where a re-subscription resumes. An
+        application may store it and pass a room's back as ``subscribe(room, since=…)``."""
+        return dict(self._positions)
+
+    @property
     def pending(self) -> list[tuple[str, str]]:
         """Publishes not yet sent, as (room, body), oldest first."""
         return [(o.frame["room"], o.frame["body"]) for o in self._queue if o.frame["type"] == "publish"]
@@ -267,7 +320,9 @@ class RealtimeClient:
         ``notice``, ``subscribed``, ``unsubscribed``, ``identity``, ``pong``,
         ``error``) with the frame; ``frame`` with every frame; ``state`` with a
         ``StateChange``; ``close`` with a ``CloseInfo`` for every close or failed
-        attempt; ``session_ended`` with the ``SessionEnded`` exception. ``fn`` may
+        attempt; ``session_ended`` with the ``SessionEnded`` exception;
+        ``recovery_failed`` with a ``RecoveryFailed``. A ``message`` is a copy of the
+        frame with ``recovered``: True when replayed after a reconnect. ``fn`` may
         be a coroutine function; it is awaited before the next frame is read, so
         it must not await ``ping()``, ``whoami()`` or ``wait_welcome()`` (start a
         task for that). An exception in ``fn`` is logged and otherwise ignored.
@@ -347,16 +402,60 @@ class RealtimeClient:
 
     # -- frames the application sends ------------------------------------------------
 
-    async def subscribe(self, room: str) -> None:
-        """Joins ``room`` now (if open) and after every reconnect. Answered by a
-        ``subscribed`` event, or an ``error`` one (``invalid_room``, ``forbidden``)."""
+    async def subscribe(self, room: str, since: Position | None = None) -> None:
+        """Joins ``room`` now (if open) and after every reconnect, where it resumes
+        from the room's position. Answered by a ``subscribed`` event, or an ``error``
+        one (``invalid_room``, ``forbidden``). ``since``: resume from a position kept
+        elsewhere (the replay, or ``recovery_failed``, follows)."""
         self._rooms[room] = None
-        await self._send_now({"type": "subscribe", "room": room})
+        if since is not None:
+            self._positions[room] = Position(since.offset, since.epoch)
+        await self._send_subscribe(room, resume=since is not None)
 
     async def unsubscribe(self, room: str) -> None:
-        """Leaves ``room`` and stops re-joining it."""
+        """Leaves ``room``, stops re-joining it and forgets its position."""
         self._rooms.pop(room, None)
+        self._positions.pop(room, None)
+        self._replaying.pop(room, None)
+        self._asked.pop(room, None)
         await self._send_now({"type": "unsubscribe", "room": room})
+
+    async def history(
+        self, room: str, *, after: int | None = None, before: int | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """One page of ``GET /api/rooms/{room}/messages`` with this client's token:
+        ``{room, epoch, messages, next}``, oldest first. For refetching after
+        ``recovery_failed``: call again with ``after=page["next"]`` until it is None.
+        Raises ``HistoryError`` on a refusal."""
+        scheme, rest = self.url.split("://", 1)
+        base = ("https" if scheme == "wss" else "http") + "://" + rest
+        path = "api/rooms/" + urllib.parse.quote(room, safe=":") + "/messages"
+        url = urllib.parse.urljoin(base, path)
+        query = {k: v for k, v in (("after", after), ("before", before), ("limit", limit)) if v is not None}
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+
+        def get(token: str) -> tuple[int, str]:
+            req = urllib.request.Request(url, headers={"authorization": f"Bearer {token}", "accept": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        status, text = await asyncio.to_thread(get, await self._token_for("connect"))
+        if status == 401:
+            status, text = await asyncio.to_thread(get, await self._token_for("rejected"))
+        try:
+            body = json.loads(text) if text else None
+        except ValueError:
+            body = None
+        if status != 200:
+            code = body.get("error") if isinstance(body, dict) else None
+            raise HistoryError(status, code, f"history of {room}: {status} {code or ''}".strip())
+        # The last page has no `next` (or null): None either way.
+        body.setdefault("next", None)
+        return body
 
     async def publish(self, room: str, body: str) -> bool:
         """Sends ``body`` to ``room``. True: written to the open socket. False: queued,
@@ -411,6 +510,62 @@ class RealtimeClient:
                 self._identities.remove(fut)
 
     # -- internals -------------------------------------------------------------------
+
+    def _subscribe_frame(self, room: str, resume: bool) -> dict[str, Any]:
+        """A ``subscribe``, with ``since`` when resuming and the room has a position;
+        remembers what it asked."""
+        position = self._positions.get(room) if resume else None
+        self._asked[room] = position
+        if position is None:
+            return {"type": "subscribe", "room": room}
+        return {"type": "subscribe", "room": room, "since": {"offset": position.offset, "epoch": position.epoch}}
+
+    async def _send_subscribe(self, room: str, resume: bool) -> None:
+        if self._state == "open" and self._ws is not None:
+            await self._send_now(self._subscribe_frame(room, resume))
+
+    def _on_subscribed(self, frame: dict[str, Any]) -> RecoveryFailed | None:
+        """What a ``subscribed`` frame says of the room's position and the replay; the
+        failed recovery to report (after the ``subscribed`` event), if one failed."""
+        room = frame.get("room")
+        since = self._asked.pop(room, None)
+        offset, epoch = frame.get("offset"), frame.get("epoch")
+        # A server without history announces no position.
+        if not isinstance(room, str) or not isinstance(offset, int) or not isinstance(epoch, str):
+            return None
+        now = Position(offset, epoch)
+        recovered = frame.get("recovered")
+        if since is not None and recovered is True:
+            # The missed messages follow, up to `now`; they move the position themselves.
+            if offset > 0:
+                self._replaying[room] = now
+            return None
+        if since is not None and recovered is False:
+            # Nothing is replayed: resume from the room's present, and say so.
+            self._positions[room] = now
+            return RecoveryFailed(room, str(frame.get("reason") or "history_off"), since, now)
+        kept = self._positions.get(room)
+        if kept is None or kept.epoch != epoch or kept.offset < offset:
+            self._positions[room] = now
+        return None
+
+    def _advance(self, frame: dict[str, Any]) -> tuple[bool, bool]:
+        """(fresh, recovered): not fresh when at or before its room's position."""
+        room, offset, epoch = frame.get("room"), frame.get("offset"), frame.get("epoch")
+        if not isinstance(room, str) or not isinstance(offset, int) or not isinstance(epoch, str):
+            return True, False
+        kept = self._positions.get(room)
+        if kept is not None and kept.epoch == epoch and offset <= kept.offset:
+            return False, False
+        # A new epoch: the room's history was reset; its offsets start again.
+        self._positions[room] = Position(offset, epoch)
+        replay = self._replaying.get(room)
+        recovered = False
+        if replay is not None:
+            recovered = replay.epoch == epoch and offset <= replay.offset
+            if not recovered or offset >= replay.offset:
+                del self._replaying[room]
+        return True, recovered
 
     async def _send_now(self, frame: dict[str, Any]) -> bool:
         """Sends a frame if the socket is open; False if it is not (or it just closed)."""
@@ -470,7 +625,9 @@ class RealtimeClient:
                 fut.set_exception(why)
 
     async def _token(self) -> str:
-        reason: TokenReason = "rejected" if self._token_rejected else "connect"
+        return await self._token_for("rejected" if self._token_rejected else "connect")
+
+    async def _token_for(self, reason: TokenReason) -> str:
         result = self._get_token(reason)
         if inspect.isawaitable(result):
             result = await result
@@ -605,13 +762,20 @@ class RealtimeClient:
         if kind == "welcome":
             await self._on_welcome(ws, frame)
             return
+        failed: RecoveryFailed | None = None
         if kind == "message":
             msg_id = frame.get("id")
             if msg_id in self._seen:
                 return
+            fresh, recovered = self._advance(frame)
+            if not fresh:
+                return
             self._seen[msg_id] = None
             while len(self._seen) > self._max_seen:
                 self._seen.popitem(last=False)
+            frame = {**frame, "recovered": recovered}
+        elif kind == "subscribed":
+            failed = self._on_subscribed(frame)
         elif kind == "pong":
             pending = self._pings.get(frame.get("id")) if isinstance(frame.get("id"), int) else None
             if pending is not None and not pending[0].done():
@@ -622,20 +786,28 @@ class RealtimeClient:
                 if not fut.done():
                     fut.set_result(frame)
                     break
-        elif kind == "unsubscribed" and frame.get("reason") == "removed":
-            # Taken out by the server (removed from a private room): do not re-join.
-            self._rooms.pop(frame.get("room"), None)
+        elif kind == "unsubscribed":
+            self._replaying.pop(frame.get("room"), None)
+            if frame.get("reason") == "removed":
+                # Taken out by the server (removed from a private room): do not re-join.
+                self._rooms.pop(frame.get("room"), None)
+                self._positions.pop(frame.get("room"), None)
         if kind in SERVER_FRAMES:
             await self._emit(kind, frame)
+        if failed is not None:
+            await self._emit("recovery_failed", failed)
         # A type this version does not know (a newer server): the `frame` event only.
 
     async def _on_welcome(self, ws: ClientConnection, frame: Any) -> None:
         self._welcome = frame
         self._attempt = 0
         self._token_rejected = False
+        self._asked.clear()
+        self._replaying.clear()
         async with self._send_lock:
+            # Every room resumes from its position: the server replays what it missed.
             for room in list(self._rooms):
-                await ws.send(_dumps({"type": "subscribe", "room": room}))
+                await ws.send(_dumps(self._subscribe_frame(room, resume=True)))
             # Open before the flush: a publish() from now on flushes itself, after
             # these, under the same lock.
             previous, self._state = self._state, "open"

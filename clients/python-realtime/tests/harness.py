@@ -179,19 +179,27 @@ class Recorder:
     closes: list[CloseInfo] = field(default_factory=list)
     states: list[str] = field(default_factory=list)
     ended: list[Exception] = field(default_factory=list)
+    recovery_failed: list[Any] = field(default_factory=list)
+    # How many messages had been delivered when each `subscribed` came.
+    delivered_at_subscribed: list[int] = field(default_factory=list)
     frames: int = 0
     invalid: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         c = self.client
         c.on("message", self.messages.append)
-        c.on("subscribed", self.subscribed.append)
+        c.on("subscribed", self._subscribed)
+        c.on("recovery_failed", self.recovery_failed.append)
         c.on("welcome", self.welcomes.append)
         c.on("error", self.errors.append)
         c.on("close", self.closes.append)
         c.on("state", lambda s: self.states.append(s.state))
         c.on("session_ended", self.ended.append)
         c.on("frame", self._check)
+
+    def _subscribed(self, frame: dict[str, Any]) -> None:
+        self.subscribed.append(frame)
+        self.delivered_at_subscribed.append(len(self.messages))
 
     def _check(self, frame: dict[str, Any]) -> None:
         """A frame's type must be one the document's server sends, and it must carry

@@ -261,7 +261,12 @@ async def test_a_message_seen_twice_is_delivered_once_across_reconnects(server, 
         publish_http(server, tokens["access_token"], "py-dedup", "five")
         await until(lambda: rec.bodies()[-1:] == ["five"], 5, "five")
         await asyncio.sleep(0.3)
-        assert rec.bodies() == ["one", "two", "three", "four", "one", "five"]
+        if "offset" in first:
+            # A server with history numbers the room's messages: "one" is at or before
+            # the room's position, and dropped by its offset although its id is forgotten.
+            assert rec.bodies() == ["one", "two", "three", "four", "five"]
+        else:
+            assert rec.bodies() == ["one", "two", "three", "four", "one", "five"]
         assert rec.closes[0].code == 1006 and rec.closes[0].action == "reconnect"
     finally:
         await relay.stop()

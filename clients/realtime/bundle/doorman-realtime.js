@@ -24,9 +24,20 @@ var DoormanRealtime = (() => {
   __export(index_exports, {
     CLOSE_POLICY: () => CLOSE_POLICY,
     HANDSHAKE_POLICY: () => HANDSHAKE_POLICY,
+    HistoryError: () => HistoryError,
     RealtimeClient: () => RealtimeClient,
     RealtimeError: () => RealtimeError
   });
+  var HistoryError = class extends Error {
+    name = "HistoryError";
+    status;
+    code;
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  };
   var CLOSE_POLICY = {
     1e3: "reconnect",
     // the server never ends a healthy socket with it (heartbeat_timeout)
@@ -91,6 +102,14 @@ var DoormanRealtime = (() => {
     #pings = /* @__PURE__ */ new Map();
     // Recently delivered message ids, oldest first: a message is delivered once.
     #seen = /* @__PURE__ */ new Set();
+    // Each room's position: the last offset and epoch delivered (or announced by
+    // `subscribed`), sent as `since` when the room is joined again.
+    #positions = /* @__PURE__ */ new Map();
+    // The `since` of each subscribe sent on the current socket and not yet answered.
+    #asked = /* @__PURE__ */ new Map();
+    // Rooms whose replay is under way on this socket: messages up to this position
+    // (the room's latest when the subscription began) are the recovered ones.
+    #replaying = /* @__PURE__ */ new Map();
     #state = "idle";
     #socket;
     #attempt = 0;
@@ -131,6 +150,14 @@ var DoormanRealtime = (() => {
     /** The rooms the client keeps itself subscribed to. */
     get rooms() {
       return this.#rooms;
+    }
+    /**
+     * Each room's position (the last message delivered, or the room's latest when it
+     * was joined): where a re-subscription resumes. A copy; an app that wants to
+     * resume after a page reload may store it and pass it to subscribe().
+     */
+    get positions() {
+      return new Map([...this.#positions].map(([room, p]) => [room, { ...p }]));
     }
     on(event, fn) {
       let set = this.#listeners.get(event);
@@ -185,15 +212,65 @@ var DoormanRealtime = (() => {
       this.#setState("idle");
       this.#stopped(new RealtimeError("closed", "close() was called"));
     }
-    /** Joins a room now (if open) and after every welcome. */
-    subscribe(room) {
+    /**
+     * Joins a room now (if open) and after every welcome. After a reconnect the client
+     * asks the server to replay what the room missed (from its position). `since`:
+     * resume from a position kept elsewhere (e.g. {@link positions} stored before a
+     * page reload); the replay or a `recoveryFailed` follows as after a reconnect.
+     */
+    subscribe(room, options = {}) {
       this.#rooms.add(room);
-      this.#send({ type: "subscribe", room });
+      if (options.since) this.#positions.set(room, { offset: options.since.offset, epoch: options.since.epoch });
+      this.#sendSubscribe(room, options.since !== void 0);
     }
-    /** Leaves a room and stops re-joining it. */
+    /** Leaves a room and stops re-joining it (its position is forgotten). */
     unsubscribe(room) {
       this.#rooms.delete(room);
+      this.#positions.delete(room);
+      this.#replaying.delete(room);
+      this.#asked.delete(room);
       this.#send({ type: "unsubscribe", room });
+    }
+    /**
+     * One page of a room's history (`GET /api/rooms/{room}/messages`), oldest first,
+     * with this client's credentials: the cookie (`credentials: "include"`) or a
+     * Bearer token from `getToken()` (asked again, `rejected`, after a 401). For refetching after `recoveryFailed`: loop with
+     * `after = page.next` until `next` is null. The same rule as subscribing decides
+     * who may read it. Rejects with a {@link HistoryError} on a refusal.
+     */
+    async history(room, query = {}) {
+      const fetch = globalThis.fetch;
+      if (!fetch) throw new Error("no fetch on this platform");
+      const path = `api/rooms/${encodeURIComponent(room).replace(/%3A/gi, ":")}/messages`;
+      const url = new URL(besideSocket(this.#opts.url, path));
+      for (const key of ["after", "before", "limit"]) {
+        const v = query[key];
+        if (v !== void 0) url.searchParams.set(key, String(v));
+      }
+      const { auth } = this.#opts;
+      const headers = { accept: "application/json" };
+      if (auth.kind !== "cookie") headers.authorization = `Bearer ${await auth.getToken({ reason: "connect" })}`;
+      const credentials = auth.kind === "cookie" ? "include" : "omit";
+      let r = await fetch.call(globalThis, url.href, { method: "GET", credentials, cache: "no-store", headers });
+      if (r.status === 401 && auth.kind !== "cookie") {
+        headers.authorization = `Bearer ${await auth.getToken({ reason: "rejected" })}`;
+        r = await fetch.call(globalThis, url.href, { method: "GET", credentials, cache: "no-store", headers });
+      }
+      const text = await r.text();
+      let body;
+      try {
+        body = text ? JSON.parse(text) : void 0;
+      } catch {
+        body = void 0;
+      }
+      if (r.status !== 200) {
+        const b = body;
+        const code = typeof b?.error === "string" ? b.error : void 0;
+        const message = typeof b?.message === "string" ? b.message : text.slice(0, 200);
+        throw new HistoryError(r.status, code, `history of ${room}: ${r.status} ${code ?? ""} ${message}`.trim());
+      }
+      const page = body;
+      return { ...page, next: page.next ?? null };
     }
     /**
      * Publishes to a room. Open: sent at once. Connecting or waiting to reconnect:
@@ -318,6 +395,47 @@ var DoormanRealtime = (() => {
       this.#state = state;
       this.#emit("state", { state, previous, ...extra });
     }
+    /** A `subscribe`, with `since` when asked to resume and the room has a position. */
+    #sendSubscribe(room, resume) {
+      const position = resume ? this.#positions.get(room) : void 0;
+      const frame = position ? { type: "subscribe", room, since: { offset: position.offset, epoch: position.epoch } } : { type: "subscribe", room };
+      if (this.#send(frame)) this.#asked.set(room, position && { ...position });
+    }
+    /**
+     * What a `subscribed` frame says of the room's position and the replay; the
+     * failed recovery to report (after the `subscribed` event), if one failed.
+     */
+    #onSubscribed(frame) {
+      const since = this.#asked.get(frame.room);
+      this.#asked.delete(frame.room);
+      if (typeof frame.offset !== "number" || typeof frame.epoch !== "string") return void 0;
+      const now = { offset: frame.offset, epoch: frame.epoch };
+      const kept = this.#positions.get(frame.room);
+      if (since && frame.recovered === true) {
+        if (now.offset > 0) this.#replaying.set(frame.room, now);
+        return void 0;
+      }
+      if (since && frame.recovered === false) {
+        this.#positions.set(frame.room, now);
+        return { room: frame.room, reason: frame.reason ?? "history_off", since, position: { ...now } };
+      }
+      if (!kept || kept.epoch !== now.epoch || kept.offset < now.offset) this.#positions.set(frame.room, now);
+      return void 0;
+    }
+    /** False when the message is a duplicate by its room position; else true, position moved. */
+    #advance(frame) {
+      if (typeof frame.offset !== "number" || typeof frame.epoch !== "string") return { fresh: true, recovered: false };
+      const kept = this.#positions.get(frame.room);
+      if (kept && kept.epoch === frame.epoch && frame.offset <= kept.offset) return { fresh: false, recovered: false };
+      this.#positions.set(frame.room, { offset: frame.offset, epoch: frame.epoch });
+      const replay = this.#replaying.get(frame.room);
+      let recovered = false;
+      if (replay) {
+        recovered = replay.epoch === frame.epoch && frame.offset <= replay.offset;
+        if (!recovered || frame.offset >= replay.offset) this.#replaying.delete(frame.room);
+      }
+      return { fresh: true, recovered };
+    }
     #send(frame) {
       if (this.#state !== "open" || this.#socket?.readyState !== OPEN) return false;
       this.#socket.send(JSON.stringify(frame));
@@ -403,7 +521,7 @@ var DoormanRealtime = (() => {
           this.#tokenRejected = false;
           this.#setState("open");
           this.#watchLiveness(frame.heartbeat_s);
-          for (const room of this.#rooms) this.#send({ type: "subscribe", room });
+          for (const room of this.#rooms) this.#sendSubscribe(room, true);
           for (const q of this.#queue.splice(0)) {
             if (this.#send(q.frame)) q.resolve();
             else this.#queue.push(q);
@@ -412,15 +530,18 @@ var DoormanRealtime = (() => {
           for (const w of this.#waiters.splice(0)) w.resolve(frame);
           return;
         }
-        case "message":
+        case "message": {
           if (this.#seen.has(frame.id)) return;
+          const { fresh, recovered } = this.#advance(frame);
+          if (!fresh) return;
           this.#seen.add(frame.id);
           if (this.#seen.size > 4096) {
             const oldest = this.#seen.values().next().value;
             if (oldest !== void 0) this.#seen.delete(oldest);
           }
-          this.#emit("message", frame);
+          this.#emit("message", { ...frame, recovered });
           return;
+        }
         case "pong": {
           const pending = typeof frame.id === "number" ? this.#pings.get(frame.id) : void 0;
           if (pending && typeof frame.id === "number") {
@@ -431,7 +552,11 @@ var DoormanRealtime = (() => {
           return;
         }
         case "unsubscribed":
-          if (frame.reason === "removed") this.#rooms.delete(frame.room);
+          this.#replaying.delete(frame.room);
+          if (frame.reason === "removed") {
+            this.#rooms.delete(frame.room);
+            this.#positions.delete(frame.room);
+          }
           this.#emit("unsubscribed", frame);
           return;
         case "presence":
@@ -440,9 +565,12 @@ var DoormanRealtime = (() => {
         case "notice":
           this.#emit("notice", frame);
           return;
-        case "subscribed":
+        case "subscribed": {
+          const failed = this.#onSubscribed(frame);
           this.#emit("subscribed", frame);
+          if (failed) this.#emit("recoveryFailed", failed);
           return;
+        }
         case "identity":
           this.#emit("identity", frame);
           return;
@@ -479,6 +607,8 @@ var DoormanRealtime = (() => {
       this.#liveness = void 0;
       const socket = this.#socket;
       this.#socket = void 0;
+      this.#asked.clear();
+      this.#replaying.clear();
       if (socket) {
         socket.onopen = socket.onmessage = socket.onclose = null;
         socket.onerror = () => {

@@ -7,7 +7,11 @@ import {
   type CloseAction,
   type GetToken,
   HANDSHAKE_POLICY,
+  type HistoryPage,
   type MessageFrame,
+  type Position,
+  type RecoveryFailed,
+  type RoomMessage,
   type Options,
   RealtimeClient,
   RealtimeError,
@@ -32,6 +36,12 @@ const later: Promise<WelcomeFrame> = rt.welcomed();
 const sent: Promise<void> = rt.publish("lobby", "hello");
 const rtt: Promise<number> = rt.ping();
 rt.on("message", (m: MessageFrame) => console.log(m.room, m.from, m.body.toUpperCase(), m.sent_at));
+rt.on("message", (m: RoomMessage) => console.log(m.recovered ? "recovered" : "live", m.offset, m.epoch));
+rt.on("recoveryFailed", ({ room, reason, since, position }: RecoveryFailed) =>
+  console.log(room, reason === "too_old" || reason === "epoch_changed" || reason === "history_off", since.offset, position.epoch));
+const page: Promise<HistoryPage> = rt.history("lobby", { after: 0, limit: 100 });
+const where: Position | undefined = rt.positions.get("lobby");
+rt.subscribe("lobby", { since: { offset: 3, epoch: "e" } });
 rt.on("signedOut", (info: SignedOutInfo) => console.log(info.message, info.host, info.close?.code));
 rt.on("state", ({ state, close, delayMs }) => console.log(state, close?.action, delayMs));
 const state: State = rt.state;
@@ -57,4 +67,4 @@ function explain(e: unknown): string {
     }
   }
 }
-void [welcome, later, sent, rtt, state, action, explain];
+void [welcome, later, sent, rtt, state, action, explain, page, where];

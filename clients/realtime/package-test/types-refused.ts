@@ -8,3 +8,5 @@ rt.on("mesage", () => {}); // expect TS2345
 new RealtimeClient({ url: "ws://127.0.0.1:8080/ws", auth: { kind: "password" } }); // expect TS2322
 const welcome: string = await rt.connect(); // expect TS2322
 if (rt.state === "signedIn") console.log(welcome); // expect TS2367
+rt.on("recoveryFailed", ({ reason }) => reason === "gone"); // expect TS2367
+rt.subscribe("lobby", { since: { offset: "3", epoch: "e" } }); // expect TS2322

@@ -10,7 +10,12 @@
 // - Reconnects with full-jitter exponential backoff, so that many clients dropped at
 //   once (a restart) do not come back in one burst.
 // - Re-subscribes its rooms after every reconnect, and drops a `message` it has
-//   already delivered (ids are unique).
+//   already delivered (ids are unique; and by room offset where the server keeps history).
+// - Keeps each room's position (the last `offset` and `epoch` seen) and re-subscribes
+//   with `since` after a reconnect, so the server replays what was missed: replayed
+//   messages are delivered once, in order, marked `recovered: true`; when the server
+//   cannot replay (`recovered: false`) a `recoveryFailed` event tells the app to
+//   refetch (`history()` reads `GET /api/rooms/{room}/messages`).
 // - Declares a socket dead when it has heard nothing for about three of the server's
 //   heartbeat intervals (`welcome.heartbeat_s`), pinging it when it falls silent.
 // - `connect()` and `welcomed()` resolve with the `welcome`; `publish()` before it is
@@ -39,6 +44,85 @@ import type {
 } from "./generated/frames.js";
 
 export type * from "./generated/frames.js";
+
+/** A room's position: the last message seen (`offset` 0 and `epoch` "": none yet). */
+export interface Position {
+  offset: number;
+  epoch: string;
+}
+
+/** A `message` as the `message` event delivers it. */
+export type RoomMessage = MessageFrame & {
+  /**
+   * True when the server replayed it after a reconnect (it was published while this
+   * client was away); false when it arrived live.
+   */
+  recovered: boolean;
+};
+
+/** Why the server could not replay what a room missed (`subscribed.reason`). */
+export type RecoveryFailedReason = "too_old" | "epoch_changed" | "history_off";
+
+/**
+ * A re-subscription could not replay what the room missed: nothing was replayed,
+ * messages may be missing, and the app should refetch (e.g. with
+ * {@link RealtimeClient.history}, or from its own source of truth).
+ */
+export interface RecoveryFailed {
+  room: string;
+  /**
+   * `too_old`: the room's history no longer reaches back to `since`;
+   * `epoch_changed`: the room's history was lost or reset (a new `epoch`);
+   * `history_off`: the server keeps no history.
+   */
+  reason: RecoveryFailedReason;
+  /** The position the client asked to resume from. */
+  since: Position;
+  /** The room's position now (its latest message when the subscription began). */
+  position: Position;
+}
+
+/** One message of `GET /api/rooms/{room}/messages`. */
+export interface HistoryMessage {
+  id: string;
+  room: string;
+  from: string;
+  body: string;
+  sent_at: string;
+  offset: number;
+  epoch: string;
+}
+
+/** One page of a room's history, oldest first. */
+export interface HistoryPage {
+  room: string;
+  epoch: string;
+  messages: HistoryMessage[];
+  /** Pass as `after` for the next page; null: no more. */
+  next: number | null;
+}
+
+export interface HistoryQuery {
+  /** Only messages after this offset (default 0: from the oldest the room keeps). */
+  after?: number;
+  /** Only messages before this offset. */
+  before?: number;
+  /** At most this many (the server allows up to 100). */
+  limit?: number;
+}
+
+/** `history()` was refused: the HTTP status and doorman's `error` code. */
+export class HistoryError extends Error {
+  override readonly name = "HistoryError";
+  readonly status: number;
+  readonly code: string | undefined;
+
+  constructor(status: number, code: string | undefined, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
 
 /** What the client does after a close (the `action` column of `x-close-codes`). */
 export type CloseAction =
@@ -236,7 +320,8 @@ export interface Events {
   /** Every frame the server sends, before its own event (for logs and debugging). */
   frame: ServerFrame;
   welcome: WelcomeFrame;
-  message: MessageFrame;
+  /** A message, once (duplicates are dropped), `recovered` when replayed. */
+  message: RoomMessage;
   presence: PresenceFrame;
   notice: NoticeFrame;
   subscribed: SubscribedFrame;
@@ -249,6 +334,8 @@ export interface Events {
   sessionEnded: CloseInfo;
   /** A cookie client holds no session for this host name. No reconnect follows. */
   signedOut: SignedOutInfo;
+  /** A re-subscription could not replay what a room missed: refetch it. */
+  recoveryFailed: RecoveryFailed;
   /** Every socket close, with the action taken. */
   close: CloseInfo;
   state: StateChange;
@@ -280,6 +367,12 @@ type FetchLike = (
 
 /** What a cookie client learns from `GET /api/me` (and a refresh) after a failed attempt. */
 type SignIn = "signedIn" | "refreshed" | "signedOut" | "unknown";
+
+/** The part of `fetch` that history() uses. */
+type HistoryFetch = (
+  url: string,
+  init: { method: "GET"; credentials: "include" | "omit"; cache: "no-store"; headers: Record<string, string> },
+) => Promise<{ status: number; text(): Promise<string> }>;
 
 /** `path` beside the socket's path, over http(s): `wss://h/x/ws` → `https://h/x/<path>`. */
 function besideSocket(wsUrl: string, path: string): string {
@@ -332,6 +425,14 @@ export class RealtimeClient {
   readonly #pings = new Map<number, { resolve: (rtt: number) => void; reject: (e: Error) => void; sent: number }>();
   // Recently delivered message ids, oldest first: a message is delivered once.
   readonly #seen = new Set<string>();
+  // Each room's position: the last offset and epoch delivered (or announced by
+  // `subscribed`), sent as `since` when the room is joined again.
+  readonly #positions = new Map<string, Position>();
+  // The `since` of each subscribe sent on the current socket and not yet answered.
+  readonly #asked = new Map<string, Position | undefined>();
+  // Rooms whose replay is under way on this socket: messages up to this position
+  // (the room's latest when the subscription began) are the recovered ones.
+  readonly #replaying = new Map<string, Position>();
   #state: State = "idle";
   #socket: Socket | undefined;
   #attempt = 0;
@@ -376,6 +477,15 @@ export class RealtimeClient {
   /** The rooms the client keeps itself subscribed to. */
   get rooms(): ReadonlySet<string> {
     return this.#rooms;
+  }
+
+  /**
+   * Each room's position (the last message delivered, or the room's latest when it
+   * was joined): where a re-subscription resumes. A copy; an app that wants to
+   * resume after a page reload may store it and pass it to subscribe().
+   */
+  get positions(): ReadonlyMap<string, Position> {
+    return new Map([...this.#positions].map(([room, p]) => [room, { ...p }]));
   }
 
   on<K extends keyof Events>(event: K, fn: Listener<Events[K]>): () => void {
@@ -434,16 +544,71 @@ export class RealtimeClient {
     this.#stopped(new RealtimeError("closed", "close() was called"));
   }
 
-  /** Joins a room now (if open) and after every welcome. */
-  subscribe(room: string): void {
+  /**
+   * Joins a room now (if open) and after every welcome. After a reconnect the client
+   * asks the server to replay what the room missed (from its position). `since`:
+   * resume from a position kept elsewhere (e.g. {@link positions} stored before a
+   * page reload); the replay or a `recoveryFailed` follows as after a reconnect.
+   */
+  subscribe(room: string, options: { since?: Position } = {}): void {
     this.#rooms.add(room);
-    this.#send({ type: "subscribe", room });
+    if (options.since) this.#positions.set(room, { offset: options.since.offset, epoch: options.since.epoch });
+    // Joined already on this socket: no `since` (the room's messages flow already).
+    this.#sendSubscribe(room, options.since !== undefined);
   }
 
-  /** Leaves a room and stops re-joining it. */
+  /** Leaves a room and stops re-joining it (its position is forgotten). */
   unsubscribe(room: string): void {
     this.#rooms.delete(room);
+    this.#positions.delete(room);
+    this.#replaying.delete(room);
+    this.#asked.delete(room);
     this.#send({ type: "unsubscribe", room });
+  }
+
+  /**
+   * One page of a room's history (`GET /api/rooms/{room}/messages`), oldest first,
+   * with this client's credentials: the cookie (`credentials: "include"`) or a
+   * Bearer token from `getToken()` (asked again, `rejected`, after a 401). For refetching after `recoveryFailed`: loop with
+   * `after = page.next` until `next` is null. The same rule as subscribing decides
+   * who may read it. Rejects with a {@link HistoryError} on a refusal.
+   */
+  async history(room: string, query: HistoryQuery = {}): Promise<HistoryPage> {
+    const fetch = (globalThis as { fetch?: HistoryFetch }).fetch;
+    if (!fetch) throw new Error("no fetch on this platform");
+    const path = `api/rooms/${encodeURIComponent(room).replace(/%3A/gi, ":")}/messages`;
+    const url = new URL(besideSocket(this.#opts.url, path));
+    for (const key of ["after", "before", "limit"] as const) {
+      const v = query[key];
+      if (v !== undefined) url.searchParams.set(key, String(v));
+    }
+    const { auth } = this.#opts;
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (auth.kind !== "cookie") headers.authorization = `Bearer ${await auth.getToken({ reason: "connect" })}`;
+    // Cookies only for a cookie client: a token client's page may be on an origin
+    // that is not allowed credentials.
+    const credentials = auth.kind === "cookie" ? "include" : "omit";
+    let r = await fetch.call(globalThis, url.href, { method: "GET", credentials, cache: "no-store", headers });
+    if (r.status === 401 && auth.kind !== "cookie") {
+      headers.authorization = `Bearer ${await auth.getToken({ reason: "rejected" })}`;
+      r = await fetch.call(globalThis, url.href, { method: "GET", credentials, cache: "no-store", headers });
+    }
+    const text = await r.text();
+    let body: unknown;
+    try {
+      body = text ? JSON.parse(text) : undefined;
+    } catch {
+      body = undefined;
+    }
+    if (r.status !== 200) {
+      const b = body as { error?: unknown; message?: unknown } | undefined;
+      const code = typeof b?.error === "string" ? b.error : undefined;
+      const message = typeof b?.message === "string" ? b.message : text.slice(0, 200);
+      throw new HistoryError(r.status, code, `history of ${room}: ${r.status} ${code ?? ""} ${message}`.trim());
+    }
+    // The last page has no `next` (or null): null either way.
+    const page = body as HistoryPage;
+    return { ...page, next: page.next ?? null };
   }
 
   /**
@@ -581,6 +746,57 @@ export class RealtimeClient {
     this.#emit("state", { state, previous, ...extra });
   }
 
+  /** A `subscribe`, with `since` when asked to resume and the room has a position. */
+  #sendSubscribe(room: string, resume: boolean): void {
+    const position = resume ? this.#positions.get(room) : undefined;
+    const frame: ClientFrame = position
+      ? { type: "subscribe", room, since: { offset: position.offset, epoch: position.epoch } }
+      : { type: "subscribe", room };
+    if (this.#send(frame)) this.#asked.set(room, position && { ...position });
+  }
+
+  /**
+   * What a `subscribed` frame says of the room's position and the replay; the
+   * failed recovery to report (after the `subscribed` event), if one failed.
+   */
+  #onSubscribed(frame: SubscribedFrame): RecoveryFailed | undefined {
+    const since = this.#asked.get(frame.room);
+    this.#asked.delete(frame.room);
+    // A server without history announces no position.
+    if (typeof frame.offset !== "number" || typeof frame.epoch !== "string") return undefined;
+    const now: Position = { offset: frame.offset, epoch: frame.epoch };
+    const kept = this.#positions.get(frame.room);
+    if (since && frame.recovered === true) {
+      // The missed messages follow, up to `now`; they move the position themselves.
+      if (now.offset > 0) this.#replaying.set(frame.room, now);
+      return undefined;
+    }
+    if (since && frame.recovered === false) {
+      // Nothing is replayed: resume from the room's present, and tell the app.
+      this.#positions.set(frame.room, now);
+      return { room: frame.room, reason: frame.reason ?? "history_off", since, position: { ...now } };
+    }
+    // A first join (or one without `since`): the room's present is the position.
+    if (!kept || kept.epoch !== now.epoch || kept.offset < now.offset) this.#positions.set(frame.room, now);
+    return undefined;
+  }
+
+  /** False when the message is a duplicate by its room position; else true, position moved. */
+  #advance(frame: MessageFrame): { fresh: boolean; recovered: boolean } {
+    if (typeof frame.offset !== "number" || typeof frame.epoch !== "string") return { fresh: true, recovered: false };
+    const kept = this.#positions.get(frame.room);
+    if (kept && kept.epoch === frame.epoch && frame.offset <= kept.offset) return { fresh: false, recovered: false };
+    // A new epoch: the room's history was reset; its offsets start again.
+    this.#positions.set(frame.room, { offset: frame.offset, epoch: frame.epoch });
+    const replay = this.#replaying.get(frame.room);
+    let recovered = false;
+    if (replay) {
+      recovered = replay.epoch === frame.epoch && frame.offset <= replay.offset;
+      if (!recovered || frame.offset >= replay.offset) this.#replaying.delete(frame.room);
+    }
+    return { fresh: true, recovered };
+  }
+
   #send(frame: ClientFrame): boolean {
     if (this.#state !== "open" || this.#socket?.readyState !== OPEN) return false;
     this.#socket.send(JSON.stringify(frame));
@@ -681,7 +897,8 @@ export class RealtimeClient {
         this.#tokenRejected = false;
         this.#setState("open");
         this.#watchLiveness(frame.heartbeat_s);
-        for (const room of this.#rooms) this.#send({ type: "subscribe", room });
+        // Every room resumes from its position: the server replays what it missed.
+        for (const room of this.#rooms) this.#sendSubscribe(room, true);
         // Queued publishes after the subscribes, in the order they were made.
         for (const q of this.#queue.splice(0)) {
           if (this.#send(q.frame)) q.resolve();
@@ -691,15 +908,18 @@ export class RealtimeClient {
         for (const w of this.#waiters.splice(0)) w.resolve(frame);
         return;
       }
-      case "message":
+      case "message": {
         if (this.#seen.has(frame.id)) return;
+        const { fresh, recovered } = this.#advance(frame);
+        if (!fresh) return;
         this.#seen.add(frame.id);
         if (this.#seen.size > 4096) {
           const oldest = this.#seen.values().next().value;
           if (oldest !== undefined) this.#seen.delete(oldest);
         }
-        this.#emit("message", frame);
+        this.#emit("message", { ...frame, recovered });
         return;
+      }
       case "pong": {
         const pending = typeof frame.id === "number" ? this.#pings.get(frame.id) : undefined;
         if (pending && typeof frame.id === "number") {
@@ -710,8 +930,12 @@ export class RealtimeClient {
         return;
       }
       case "unsubscribed":
+        this.#replaying.delete(frame.room);
         // Taken out by the server (removed from a private room): do not re-join.
-        if (frame.reason === "removed") this.#rooms.delete(frame.room);
+        if (frame.reason === "removed") {
+          this.#rooms.delete(frame.room);
+          this.#positions.delete(frame.room);
+        }
         this.#emit("unsubscribed", frame);
         return;
       case "presence":
@@ -720,9 +944,12 @@ export class RealtimeClient {
       case "notice":
         this.#emit("notice", frame);
         return;
-      case "subscribed":
+      case "subscribed": {
+        const failed = this.#onSubscribed(frame);
         this.#emit("subscribed", frame);
+        if (failed) this.#emit("recoveryFailed", failed);
         return;
+      }
       case "identity":
         this.#emit("identity", frame);
         return;
@@ -766,6 +993,8 @@ export class RealtimeClient {
     this.#liveness = undefined;
     const socket = this.#socket;
     this.#socket = undefined;
+    this.#asked.clear();
+    this.#replaying.clear();
     if (socket) {
       socket.onopen = socket.onmessage = socket.onclose = null;
       // Not null: `ws` reports closing a socket that is still connecting as an

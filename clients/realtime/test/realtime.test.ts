@@ -1,5 +1,6 @@
 // The SDK against the real release server (DOORMAN_BIN): connections, restarts,
-// kill -9, logout, expired tokens, a reconnect storm, liveness, and the close-code
+// kill -9, logout, expired tokens, a reconnect storm, liveness, messages recovered
+// after a reconnect (and the cases the server cannot replay), and the close-code
 // policy against asyncapi.json. Every frame received is validated against the
 // document's schemas (harness.ts).
 
@@ -11,10 +12,13 @@ import {
   type CloseInfo,
   type GetToken,
   HANDSHAKE_POLICY,
-  type MessageFrame,
+  HistoryError,
   type Options,
   RealtimeClient,
   RealtimeError,
+  type RecoveryFailed,
+  type RoomMessage,
+  type SubscribedFrame,
   type SignedOutInfo,
   type State,
 } from "../src/index.js";
@@ -53,8 +57,12 @@ function client(server: Server, auth: Options["auth"], extra: Partial<Options> =
     ...extra,
   }));
   const seen = {
-    messages: [] as MessageFrame[],
+    messages: [] as RoomMessage[],
     subscribed: 0,
+    subscribedFrames: [] as SubscribedFrame[],
+    // How many messages had been delivered when each `subscribed` came.
+    deliveredAtSubscribed: [] as number[],
+    recoveryFailed: [] as RecoveryFailed[],
     welcomes: [] as number[],
     closes: [] as CloseInfo[],
     states: [] as State[],
@@ -62,7 +70,12 @@ function client(server: Server, auth: Options["auth"], extra: Partial<Options> =
     signedOut: [] as SignedOutInfo[],
   };
   c.on("message", (m) => seen.messages.push(m));
-  c.on("subscribed", () => seen.subscribed++);
+  c.on("subscribed", (f) => {
+    seen.subscribed++;
+    seen.subscribedFrames.push(f);
+    seen.deliveredAtSubscribed.push(seen.messages.length);
+  });
+  c.on("recoveryFailed", (f) => seen.recoveryFailed.push(f));
   c.on("welcome", () => seen.welcomes.push(Date.now()));
   c.on("close", (i) => seen.closes.push(i));
   c.on("state", (s) => seen.states.push(s.state));
@@ -81,6 +94,22 @@ const realtimeError = (code: RealtimeError["code"]) => (e: unknown) => {
 // What every request for these paths answered so far, summed over statuses.
 const count = (byStatus: Record<string, number>) => Object.values(byStatus).reduce((a, b) => a + b, 0);
 const frame = (getToken: GetToken): Options["auth"] => ({ kind: "frame", getToken });
+
+/** A WebSocket constructor for one client whose current socket a test can cut (1006). */
+function droppable(): { WebSocket: typeof CheckedWebSocket; drop: () => void } {
+  const made: CheckedWebSocket[] = [];
+  class Droppable extends CheckedWebSocket {
+    constructor(...args: ConstructorParameters<typeof CheckedWebSocket>) {
+      super(...args);
+      made.push(this);
+    }
+  }
+  // No close frame: the client sees 1006, as when the network goes.
+  return { WebSocket: Droppable, drop: () => made.at(-1)?.terminate() };
+}
+
+const offsets = (ms: RoomMessage[]) => ms.map((m) => m.offset);
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 describe("realtime SDK against the release server", () => {
   // A short drain window: a SIGTERM restart takes a second, not ten.
@@ -459,6 +488,206 @@ describe("realtime SDK against the release server", () => {
       assert.ok(asked >= 3 && asked <= hoped.closes.length + 1, `${asked} checks for ${hoped.closes.length} attempts`);
     } finally {
       await quick.dispose();
+    }
+  });
+
+  test("a dropped socket: the messages published meanwhile are replayed once, in order, marked recovered", async () => {
+    const [u, p] = await Promise.all([newUser(server), newUser(server)]);
+    const [t, pt] = await Promise.all([u.login(), p.login()]);
+    const room = `recover-${Date.now()}`;
+    const { c: publisher } = client(server, bearer(pt.access_token));
+    await publisher.connect();
+    // Every reconnect waits 1.5 s (jitter fixed at its cap): the publishes below land
+    // while the client is away.
+    const net = droppable();
+    const { c, seen } = client(server, frame(() => t.access_token), {
+      WebSocket: net.WebSocket,
+      random: () => 0.999,
+      backoff: { initialMs: 1500, maxMs: 1500 },
+    });
+    c.subscribe(room);
+    await c.connect();
+    await until(() => seen.subscribed === 1, 5000, "subscribed");
+    const first = seen.subscribedFrames[0];
+    assert.equal(first?.offset, 0, "a room without messages is at offset 0");
+    assert.equal(first?.recovered, undefined, "no since, no recovered");
+    await publisher.publish(room, "m1");
+    await until(() => seen.messages.length === 1, 5000, "m1 live");
+    const epoch = seen.messages[0]?.epoch;
+    assert.equal(typeof epoch, "string");
+    assert.deepEqual(c.positions.get(room), { offset: 1, epoch });
+
+    net.drop();
+    await until(() => c.state === "waiting", 5000, "waiting after the drop");
+    for (const body of ["m2", "m3", "m4"]) await publisher.publish(room, body);
+    await until(() => seen.subscribed === 2, 10_000, "re-subscribed");
+    await until(() => seen.messages.length === 4, 5000, "m2..m4 replayed");
+    await publisher.publish(room, "m5");
+    await until(() => seen.messages.length === 5, 5000, "m5 live");
+    await sleep(300); // a duplicate would be here by now
+
+    const again = seen.subscribedFrames[1];
+    assert.equal(again?.recovered, true, JSON.stringify(again));
+    assert.equal(again?.offset, 4);
+    assert.deepEqual(seen.recoveryFailed, []);
+    assert.deepEqual(
+      seen.messages.map((m) => [m.body, m.offset, m.recovered]),
+      [["m1", 1, false], ["m2", 2, true], ["m3", 3, true], ["m4", 4, true], ["m5", 5, false]],
+    );
+    assert.ok(seen.messages.every((m) => m.epoch === epoch));
+    assert.equal(new Set(seen.messages.map((m) => m.id)).size, 5);
+    assert.deepEqual(c.positions.get(room), { offset: 5, epoch });
+    assert.deepEqual(seen.closes.map((x) => x.code), [1006]);
+
+    // close() and connect() (an app going offline and back) resume the same way.
+    c.close();
+    await publisher.publish(room, "m6");
+    await c.connect();
+    await until(() => seen.messages.length === 6, 5000, "m6 replayed after connect()");
+    assert.deepEqual([seen.messages[5]?.body, seen.messages[5]?.recovered], ["m6", true]);
+    c.close();
+    publisher.close();
+  });
+
+  test("no message missing or twice at the seam between replay and live, with publishes during the reconnect", async () => {
+    const [u, p] = await Promise.all([newUser(server), newUser(server)]);
+    const [t, pt] = await Promise.all([u.login(), p.login()]);
+    const room = `seam-${Date.now()}`;
+    const { c: publisher } = client(server, bearer(pt.access_token));
+    await publisher.connect();
+    const net = droppable();
+    const { c, seen } = client(server, bearer(t.access_token), {
+      WebSocket: net.WebSocket,
+      backoff: { initialMs: 300, maxMs: 300 },
+    });
+    c.subscribe(room);
+    await c.connect();
+    await until(() => seen.subscribed === 1, 5000, "subscribed");
+    // 40 publishes, one every 50 ms (the per-user publish budget is 20 a second); the
+    // socket is cut after the 10th and the client comes back while the others are
+    // still being published.
+    const total = 40;
+    for (let i = 1; i <= total; i++) {
+      await publisher.publish(room, `n${i}`);
+      if (i === 10) net.drop();
+      await sleep(50);
+    }
+    await until(() => seen.messages.length >= total, 10_000, `${total} messages`);
+    await sleep(300);
+    assert.equal(seen.subscribed, 2, "one reconnect");
+    assert.deepEqual(offsets(seen.messages), range(1, total));
+    assert.deepEqual(
+      seen.messages.map((m) => m.body),
+      range(1, total).map((i) => `n${i}`),
+    );
+    // Three runs: live up to the drop, replayed up to the re-subscription's offset,
+    // live after it.
+    const had = seen.deliveredAtSubscribed[1] ?? -1;
+    const upTo = seen.subscribedFrames[1]?.offset ?? -1;
+    assert.equal(seen.subscribedFrames[1]?.recovered, true);
+    assert.ok(had >= 1 && upTo > had && upTo < total, `delivered ${had} before, replay up to ${upTo}`);
+    for (const m of seen.messages) {
+      const offset = m.offset ?? 0;
+      assert.equal(m.recovered, offset > had && offset <= upTo, `offset ${offset}: recovered ${m.recovered}`);
+    }
+    console.log(`# seam: ${had} live before the drop, ${upTo - had} replayed, ${total - upTo} live after`);
+    c.close();
+    publisher.close();
+  });
+
+  test("history too short (DOORMAN_HISTORY_SIZE=3, 10 missed): recoveryFailed too_old, nothing replayed; history() pages", async () => {
+    const small = new Server(18654, { DOORMAN_HISTORY_SIZE: "3" });
+    await small.start();
+    try {
+      const u = await newUser(small);
+      const t = await u.login();
+      const room = `too-old-${Date.now()}`;
+      const { c, seen } = client(small, bearer(t.access_token));
+      c.subscribe(room);
+      await c.connect();
+      await until(() => seen.subscribed === 1, 5000, "subscribed");
+      await publishHttp(small, t.access_token, room, "seen");
+      await until(() => seen.messages.length === 1, 5000, "the first message");
+      const epoch = seen.messages[0]?.epoch ?? "";
+      c.close();
+      for (let i = 1; i <= 10; i++) await publishHttp(small, t.access_token, room, `missed ${i}`);
+      await c.connect();
+      await until(() => seen.recoveryFailed.length === 1, 5000, "recoveryFailed");
+      assert.deepEqual(seen.recoveryFailed[0], {
+        room,
+        reason: "too_old",
+        since: { offset: 1, epoch },
+        position: { offset: 11, epoch },
+      });
+      const answer = seen.subscribedFrames[1];
+      assert.deepEqual([answer?.recovered, answer?.reason, answer?.offset], [false, "too_old", 11]);
+      await publishHttp(small, t.access_token, room, "live");
+      await until(() => seen.messages.length === 2, 5000, "the live message");
+      await sleep(200);
+      assert.deepEqual(
+        seen.messages.map((m) => [m.body, m.offset, m.recovered]),
+        [["seen", 1, false], ["live", 12, false]],
+      );
+
+      // The refetch: what the room still has, two at a time.
+      const bodies: string[] = [];
+      let after: number | null = 0;
+      let pages = 0;
+      while (after !== null) {
+        const page = await c.history(room, { after, limit: 2 });
+        assert.equal(page.room, room);
+        assert.equal(page.epoch, epoch);
+        bodies.push(...page.messages.map((m) => `${m.offset}:${m.body}`));
+        after = page.next;
+        pages += 1;
+        assert.ok(pages < 10, "history() does not end");
+      }
+      assert.deepEqual(bodies, ["10:missed 9", "11:missed 10", "12:live"]);
+      const one = await c.history(room, { after: 10, before: 12 });
+      assert.deepEqual(one.messages.map((m) => m.offset), [11]);
+      // The same rule as subscribing: a private room of nobody's is refused.
+      await assert.rejects(c.history("private:nobody-owns-this"), (e: unknown) => {
+        assert.ok(e instanceof HistoryError, String(e));
+        assert.equal(e.status, 403, e.message);
+        return true;
+      });
+      c.close();
+    } finally {
+      await small.dispose();
+    }
+  });
+
+  test("a server without history (DOORMAN_HISTORY_SIZE=0): no offsets; a reconnect reports history_off, never a silent gap", async () => {
+    const none = new Server(18655, { DOORMAN_HISTORY_SIZE: "0" });
+    await none.start();
+    try {
+      const u = await newUser(none);
+      const t = await u.login();
+      const room = `no-history-${Date.now()}`;
+      const { c, seen } = client(none, bearer(t.access_token));
+      c.subscribe(room);
+      await c.connect();
+      await until(() => seen.subscribed === 1, 5000, "subscribed");
+      await publishHttp(none, t.access_token, room, "one");
+      await until(() => seen.messages.length === 1, 5000, "one");
+      assert.equal(seen.messages[0]?.offset, undefined);
+      assert.equal(seen.messages[0]?.epoch, undefined);
+      c.close();
+      await publishHttp(none, t.access_token, room, "missed");
+      await c.connect();
+      await until(() => seen.subscribed === 2, 5000, "re-subscribed");
+      await sleep(200);
+      assert.deepEqual(seen.messages.map((m) => m.body), ["one"], "nothing replayed");
+      if (typeof seen.subscribedFrames[0]?.offset === "number") {
+        // The server announces positions: asked to resume, it says it cannot.
+        assert.deepEqual(seen.recoveryFailed.map((f) => [f.room, f.reason]), [[room, "history_off"]]);
+      } else {
+        assert.deepEqual(seen.recoveryFailed, []);
+        assert.equal(c.positions.size, 0);
+      }
+      c.close();
+    } finally {
+      await none.dispose();
     }
   });
 
