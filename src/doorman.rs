@@ -308,15 +308,39 @@ pub(crate) async fn connect(config: &Config) -> Result<Db, StartError> {
         .connect_timeout(config.db_timeout)
         .acquire_timeout(config.db_timeout)
         .test_before_acquire(true);
-    // SQLite in WAL mode: a commit appends to the log and syncs it once, where the
-    // default rollback journal syncs the journal and the database on every commit
-    // (measured: 155 µs of kernel time per stored room message, issue 33), and
-    // readers no longer wait for a writer. `synchronous` stays FULL: a committed
-    // session or refresh-token rotation survives a power cut.
-    options.map_sqlx_sqlite_opts(|o| o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal));
     let connection = Database::connect(options).await?;
     migrate(&connection).await?;
+    wal(&connection, config.db_timeout).await?;
     Ok(Db::new(connection, config.db_timeout))
+}
+
+/// Puts a SQLite database in WAL mode (it stays so: the mode is kept in the file).
+/// A commit then appends to the log and syncs it once, where the rollback journal
+/// syncs the journal and the database on every commit (measured: 155 µs of kernel
+/// time per stored room message, issue 33), and readers no longer wait for a
+/// writer. `synchronous` stays FULL: a committed session or refresh-token rotation
+/// survives a power cut. Switching needs the database to itself: instances
+/// starting together take turns, retrying while it is locked.
+async fn wal(connection: &DatabaseConnection, within: Duration) -> Result<(), StartError> {
+    use sea_orm::ConnectionTrait;
+    if connection.get_database_backend() != sea_orm::DatabaseBackend::Sqlite {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + within.max(Duration::from_secs(5));
+    loop {
+        match connection
+            .execute_unprepared("PRAGMA journal_mode=WAL")
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if tokio::time::Instant::now() < deadline && e.to_string().contains("locked") =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// On SQLite, the one connection room history is written through: `synchronous =
@@ -336,10 +360,8 @@ async fn history_writer(config: &Config) -> Result<Option<Db>, StartError> {
         .connect_timeout(config.db_timeout)
         .acquire_timeout(config.db_timeout)
         .test_before_acquire(true);
-    options.map_sqlx_sqlite_opts(|o| {
-        o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-    });
+    options
+        .map_sqlx_sqlite_opts(|o| o.synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal));
     Ok(Some(Db::new(
         Database::connect(options).await?,
         config.db_timeout,

@@ -43,6 +43,45 @@ fn offsets(frames: &[Value]) -> Vec<u64> {
         .collect()
 }
 
+/// Publishes `n` messages (`m1` … `mN`) into `room` over HTTP, one after another, in
+/// a task of its own.
+fn publish_in_background(
+    app: &TestApp,
+    tokens: &Tokens,
+    room: &str,
+    n: u64,
+) -> tokio::task::JoinHandle<()> {
+    let http = app.http.clone();
+    let url = app.url(&format!("/api/rooms/{room}/messages"));
+    let token = tokens.access.clone();
+    tokio::spawn(async move {
+        for i in 1..=n {
+            let resp = http
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({"body": format!("m{i}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        }
+    })
+}
+
+/// `GET /api/rooms/{path_and_query}` as `tokens`' user: 200 and its JSON.
+async fn history_page(app: &TestApp, tokens: &Tokens, path_and_query: &str) -> Value {
+    let resp = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/rooms/{path_and_query}"),
+            tokens,
+        )
+        .send()
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
 async fn publish_ok(app: &TestApp, tokens: &Tokens, room: &str, body: &str) -> Value {
     let resp = app.publish(tokens, room, body).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
@@ -151,23 +190,7 @@ async fn replay_and_live_meet_without_a_gap_or_a_repeat() {
     let alice = app.user_with_tokens().await;
     let bob = app.user_with_tokens().await;
     const N: u64 = 150;
-    let publisher = {
-        let http = app.http.clone();
-        let url = app.url("/api/rooms/seam/messages");
-        let token = bob.access.clone();
-        tokio::spawn(async move {
-            for i in 1..=N {
-                let resp = http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .json(&json!({"body": format!("m{i}")}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status(), StatusCode::ACCEPTED);
-            }
-        })
-    };
+    let publisher = publish_in_background(&app, &bob, "seam", N);
     // Join part-way, asking for everything from the start.
     tokio::time::sleep(Duration::from_millis(30)).await;
     let (mut ws, _) = app.ws_welcomed(&alice).await;
@@ -221,17 +244,7 @@ async fn a_private_room_replays_only_the_current_membership() {
     assert_eq!(answer["recovered"], true, "{answer}");
     assert_eq!(bodies(&messages(&mut ws, 1).await), ["back again"]);
     assert_no_more(&mut ws, Duration::from_millis(200)).await;
-    let page: Value = app
-        .call(
-            reqwest::Method::GET,
-            "/api/rooms/private:team/messages",
-            &member,
-        )
-        .send()
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = history_page(&app, &member, "private:team/messages").await;
     let listed: Vec<&str> = page["messages"]
         .as_array()
         .unwrap()
@@ -240,17 +253,7 @@ async fn a_private_room_replays_only_the_current_membership() {
         .collect();
     assert_eq!(listed, ["back again"]);
     // The owner reads it all; a stranger nothing.
-    let page: Value = app
-        .call(
-            reqwest::Method::GET,
-            "/api/rooms/private:team/messages",
-            &owner,
-        )
-        .send()
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = history_page(&app, &owner, "private:team/messages").await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 3, "{page}");
     let resp = app
         .call(
@@ -270,18 +273,8 @@ async fn history_over_http_pages_oldest_first() {
     for i in 1..=5 {
         publish_ok(&app, &alice, "paged", &format!("m{i}")).await;
     }
-    let get = |query: &'static str| {
-        let call = app.call(
-            reqwest::Method::GET,
-            &format!("/api/rooms/paged/messages{query}"),
-            &alice,
-        );
-        async move {
-            let resp = call.send().await;
-            assert_eq!(resp.status(), StatusCode::OK);
-            resp.json::<Value>().await.unwrap()
-        }
-    };
+    let get =
+        async |query: &str| history_page(&app, &alice, &format!("paged/messages{query}")).await;
     let first = get("?limit=2").await;
     assert_eq!(bodies(first["messages"].as_array().unwrap()), ["m1", "m2"]);
     assert_eq!(first["next"], 2);
@@ -386,31 +379,8 @@ async fn a_deleted_rooms_messages_never_reach_a_new_room_of_its_name() {
         assert_eq!(resp.status(), StatusCode::CREATED);
         let _ws = flood.await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let page: Value = app
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/rooms/{room}/messages?limit=100"),
-                &new_owner,
-            )
-            .send()
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page = history_page(&app, &new_owner, &format!("{room}/messages?limit=100")).await;
         assert_eq!(page["messages"], json!([]), "round {round}: {page}");
-        // The old owner is no member of the new room: nothing of theirs is kept.
-        let page: Value = app
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/rooms/{room}/messages"),
-                &new_owner,
-            )
-            .send()
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert!(page["messages"].as_array().unwrap().is_empty(), "{page}");
     }
 }
 
@@ -447,17 +417,7 @@ async fn a_burst_larger_than_the_history_is_trimmed_and_never_replayed_with_a_ho
     let (kept, last, epoch) = poll_until(
         Duration::from_secs(5),
         async || {
-            let page: Value = app
-                .call(
-                    reqwest::Method::GET,
-                    "/api/rooms/burst/messages?limit=100",
-                    &alice,
-                )
-                .send()
-                .await
-                .json()
-                .await
-                .unwrap();
+            let page: Value = history_page(&app, &alice, "burst/messages?limit=100").await;
             let messages = page["messages"].as_array().unwrap().clone();
             let last = messages
                 .last()
@@ -493,21 +453,7 @@ async fn subscribing_again_on_a_socket_loses_and_repeats_nothing() {
     let (mut ws, _) = app.ws_welcomed(&alice).await;
     subscribe_since(&mut ws, "again", None).await;
     const N: u64 = 120;
-    let publisher = {
-        let http = app.http.clone();
-        let url = app.url("/api/rooms/again/messages");
-        let token = bob.access.clone();
-        tokio::spawn(async move {
-            for i in 1..=N {
-                http.post(&url)
-                    .bearer_auth(&token)
-                    .json(&json!({"body": format!("m{i}")}))
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        })
-    };
+    let publisher = publish_in_background(&app, &bob, "again", N);
     let mut offsets = Vec::new();
     let mut since_resubscribe = 0;
     while offsets.last() != Some(&N) {
@@ -551,17 +497,12 @@ async fn a_page_of_left_out_messages_still_points_to_the_next() {
     let mut after = 0;
     let mut seen = Vec::new();
     for _ in 0..10 {
-        let page: Value = app
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/rooms/private:late/messages?limit=5&after={after}"),
-                &late,
-            )
-            .send()
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page: Value = history_page(
+            &app,
+            &late,
+            &format!("private:late/messages?limit=5&after={after}"),
+        )
+        .await;
         seen.extend(
             page["messages"]
                 .as_array()
