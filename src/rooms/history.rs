@@ -458,8 +458,16 @@ async fn write_loop(
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, messages = batch.len(), "room history could not be written; the messages go out live, without offsets");
+                tracing::warn!(error = %e, messages = batch.len(), "room history could not be written; public rooms' messages go out live, without offsets");
                 for pending in batch.drain(..) {
+                    // Whether a private room's sender is still a member cannot be
+                    // asked now: its message is refused, not delivered unchecked.
+                    if pending.room.is_private() {
+                        if let Some(reply) = pending.reply {
+                            let _ = reply.send(Err(RoomError::Busy));
+                        }
+                        continue;
+                    }
                     let kept = Kept {
                         offset: 0,
                         id: pending.id,
@@ -515,6 +523,10 @@ async fn write_allowed(
                 .zip(&allowed)
                 .filter_map(|(p, ok)| ok.then_some(p))
                 .collect();
+            // Nothing left to store (every sender lost the room): no statement.
+            if batch.is_empty() {
+                return Ok((allowed, Vec::new()));
+            }
             let mut rooms: Vec<&RoomName> = batch.iter().map(|p| &p.room).collect();
             rooms.sort_by(|a, b| a.as_str().cmp(b.as_str()));
             // In name order: two instances' batches lock shared rooms' rows in the
@@ -653,7 +665,9 @@ async fn write_allowed(
 
 /// Whether each message's sender may still publish into its room, asked in the
 /// batch's transaction: always in a public room; in a private room only while they
-/// are a member (one query for the batch's private rooms).
+/// are a member, and a member since before the message was sent (a message sent to
+/// a room that was then deleted, or while its sender was out of it, does not count
+/// for a room of that name they belong to now). One query for the batch.
 async fn senders_still_members(
     txn: &impl ConnectionTrait,
     batch: &[Pending],
@@ -675,9 +689,9 @@ async fn senders_still_members(
         .iter()
         .map(|p| {
             !p.room.is_private()
-                || members
-                    .iter()
-                    .any(|m| m.room == p.room.as_str() && m.user_id == p.from.0)
+                || members.iter().any(|m| {
+                    m.room == p.room.as_str() && m.user_id == p.from.0 && m.added_at <= p.sent_at
+                })
         })
         .collect())
 }
@@ -686,4 +700,68 @@ async fn senders_still_members(
 fn new_epoch() -> String {
     let bytes = Uuid::new_v4().into_bytes();
     bytes[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sea_orm::Database;
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    use super::{History, HistorySettings, Pending, write};
+    use crate::{
+        auth::{UserId, db::Db},
+        rooms::RoomName,
+    };
+
+    fn pending(room: &str) -> Pending {
+        Pending {
+            room: RoomName::parse(room).unwrap(),
+            id: Uuid::now_v7(),
+            from: UserId(Uuid::now_v7()),
+            body: "hello".into(),
+            sent_at: OffsetDateTime::now_utc(),
+            reply: None,
+        }
+    }
+
+    /// A batch whose every message is into a private room its sender does not belong
+    /// to (deleted, or the sender removed, since it was published): nothing is stored
+    /// and each is refused; it used to fail as a whole (an upsert of no rows) and go
+    /// out live (outside attack, second round).
+    #[tokio::test]
+    async fn messages_of_senders_who_lost_the_room_are_refused_not_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/h.db?mode=rwc", dir.path().display());
+        let conn = Database::connect(&url).await.unwrap();
+        {
+            use migration::MigratorTrait;
+            migration::Migrator::up(&conn, None).await.unwrap();
+        }
+        let db = Db::new(conn, Duration::from_secs(5));
+        let settings = HistorySettings {
+            size: 10,
+            ttl: Duration::from_secs(600),
+            bytes_per_user: 1 << 20,
+        };
+        let history = History::new(db, None, settings);
+        let alone = write(&history.inner, &[pending("private:gone")])
+            .await
+            .unwrap();
+        assert!(alone[0].is_none());
+        let mixed = write(
+            &history.inner,
+            &[
+                pending("private:gone"),
+                pending("lobby"),
+                pending("private:gone"),
+            ],
+        )
+        .await
+        .unwrap();
+        let placed: Vec<Option<u64>> = mixed.iter().map(|l| l.as_ref().map(|l| l.offset)).collect();
+        assert_eq!(placed, [None, Some(1), None]);
+    }
 }
