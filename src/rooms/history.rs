@@ -273,17 +273,21 @@ impl History {
         if since.offset >= to.offset {
             return Ok(Ok(Vec::new()));
         }
+        let missed = to.offset - since.offset;
+        let size = u64::from(self.inner.settings.size);
+        // A room keeps at most `size` messages: more missed than that is too old.
+        if since.offset != 0 && missed > size {
+            return Ok(Err(RecoveryFailure::TooOld));
+        }
         let rows = self
-            .rows(
-                room,
-                since.offset,
-                to.offset + 1,
-                self.inner.settings.size as u64,
-            )
+            .rows(room, since.offset, to.offset + 1, missed.min(size))
             .await?;
-        // From offset 0 the client asked for what there is; otherwise the first
-        // missed message must still be here, or something is lost in between.
-        if since.offset != 0 && rows.first().is_none_or(|m| m.offset != since.offset + 1) {
+        // From offset 0 the client asked for what there is; otherwise every missed
+        // offset must still be here, or something is lost in between.
+        let complete = rows.len() as u64 == missed
+            && rows.first().is_some_and(|m| m.offset == since.offset + 1)
+            && rows.last().is_some_and(|m| m.offset == to.offset);
+        if since.offset != 0 && !complete {
             return Ok(Err(RecoveryFailure::TooOld));
         }
         Ok(Ok(readable_only(rows, readable)))
@@ -527,23 +531,28 @@ async fn write_allowed(
             if batch.is_empty() {
                 return Ok((allowed, Vec::new()));
             }
-            let mut rooms: Vec<&RoomName> = batch.iter().map(|p| &p.room).collect();
-            rooms.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-            // In name order: two instances' batches lock shared rooms' rows in the
-            // same order, so they wait for each other instead of deadlocking.
-            rooms.dedup();
+            // Each room with its messages in the batch, in name order: two
+            // instances' batches lock shared rooms' rows in the same order, so they
+            // wait for each other instead of deadlocking.
+            let mut rooms: Vec<(&RoomName, i64)> = Vec::new();
+            for p in &batch {
+                match rooms.iter_mut().find(|(room, _)| *room == &p.room) {
+                    Some((_, count)) => *count += 1,
+                    None => rooms.push((&p.room, 1)),
+                }
+            }
+            rooms.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
             // Every room's next offsets in one statement: an upsert per room row,
             // each returning where the room now stands.
             let mut values = Vec::with_capacity(rooms.len() * 4);
             let mut rows_sql = Vec::with_capacity(rooms.len());
-            for (i, room) in rooms.iter().enumerate() {
-                let count = batch.iter().filter(|p| &p.room == *room).count() as i64;
+            for (i, (room, count)) in rooms.iter().enumerate() {
                 let n = i * 4;
                 rows_sql.push(format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
                 values.extend([
                     Value::from(room.as_str()),
                     Value::from(new_epoch()),
-                    Value::from(count),
+                    Value::from(*count),
                     Value::from(now),
                 ]);
             }
@@ -571,10 +580,9 @@ async fn write_allowed(
                 let name: String = row.try_get("", "room")?;
                 let epoch: String = row.try_get("", "epoch")?;
                 let last: i64 = row.try_get("", "last_offset")?;
-                let Some(room) = rooms.iter().find(|r| r.as_str() == name) else {
+                let Some(&(room, count)) = rooms.iter().find(|(r, _)| r.as_str() == name) else {
                     continue;
                 };
-                let count = batch.iter().filter(|p| &p.room == *room).count() as i64;
                 // The first offset of this batch in the room.
                 places.push((room, epoch.into(), (last - count + 1).max(1) as u64));
                 if last > size {
