@@ -319,14 +319,18 @@ impl Conn {
         }
         // Already in the room on this socket: what it was sent stays sent (a
         // repeated `subscribe` changes nothing, and a replay starts after it).
-        let sent = self.rooms.get(&name).and_then(|seam| {
-            let epoch = seam.epoch.as_deref()?;
-            Some((epoch.to_owned(), seam.sent?))
-        });
-        let subscribed_here = self.rooms.get(&name).and_then(|seam| seam.epoch.clone());
-        let since = since.map(|since| match &sent {
-            Some((epoch, offset)) if *epoch == since.epoch && *offset > since.offset => Since {
-                offset: *offset,
+        let before: Option<(Arc<str>, Option<u64>)> = self
+            .rooms
+            .get(&name)
+            .and_then(|seam| Some((seam.epoch.clone()?, seam.sent)));
+        // The last offset this socket was sent in the room's current epoch.
+        let sent_in = |epoch: &str| match &before {
+            Some((e, sent)) if **e == *epoch => *sent,
+            _ => None,
+        };
+        let since = since.map(|since| match sent_in(&since.epoch) {
+            Some(sent) if sent > since.offset => Since {
+                offset: sent,
                 epoch: since.epoch,
             },
             _ => since,
@@ -359,12 +363,9 @@ impl Conn {
         // A repeated plain `subscribe` keeps the seam where it is: the messages
         // queued for the socket still go out. Otherwise the seam is the room's
         // position (what is replayed, and what came before, is not sent live).
-        let repeated = since.is_none() && subscribed_here.as_deref() == Some(&*epoch);
+        let repeated = since.is_none() && before.as_ref().is_some_and(|(e, _)| *e == epoch);
         if !repeated {
-            let sent = replay.last().map(|m| m.offset).or(match &sent {
-                Some((e, offset)) if **e == *epoch => Some(*offset),
-                _ => None,
-            });
+            let sent = replay.last().map(|m| m.offset).or(sent_in(&epoch));
             self.rooms.insert(
                 name.clone(),
                 Seam {
