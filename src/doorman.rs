@@ -293,6 +293,14 @@ pub async fn shutdown_signal() {
 /// Connects to the database the way the server does and applies pending
 /// migrations.
 pub(crate) async fn connect(config: &Config) -> Result<Db, StartError> {
+    let connection = Database::connect(connect_options(config)).await?;
+    migrate(&connection).await?;
+    wal(&connection, config.db_timeout).await?;
+    Ok(Db::new(connection, config.db_timeout))
+}
+
+/// The database's connection options, as every pool of the server opens it.
+fn connect_options(config: &Config) -> ConnectOptions {
     let mut options = ConnectOptions::new(config.database_url.clone());
     // SQL logging would print bound values (hashes, user agents): keep it off.
     options.sqlx_logging(false);
@@ -308,10 +316,7 @@ pub(crate) async fn connect(config: &Config) -> Result<Db, StartError> {
         .connect_timeout(config.db_timeout)
         .acquire_timeout(config.db_timeout)
         .test_before_acquire(true);
-    let connection = Database::connect(options).await?;
-    migrate(&connection).await?;
-    wal(&connection, config.db_timeout).await?;
-    Ok(Db::new(connection, config.db_timeout))
+    options
 }
 
 /// Puts a SQLite database in WAL mode (it stays so: the mode is kept in the file).
@@ -345,21 +350,16 @@ async fn wal(connection: &DatabaseConnection, within: Duration) -> Result<(), St
 
 /// On SQLite, the one connection room history is written through: `synchronous =
 /// NORMAL`, so a commit of stored messages appends to the WAL without waiting for
-/// the disk (SQLite stays consistent through a power cut; the last messages
-/// committed before it may be lost, which recovery then reports as `too_old`). Every
-/// other write keeps FULL. `None` on PostgreSQL, where history shares the pool.
+/// the disk (SQLite stays consistent through a power cut; the last batches committed
+/// before it may be lost, and with them the room's offsets, which are then given
+/// again). Every other write keeps FULL. `None` on PostgreSQL, where history shares
+/// the pool.
 async fn history_writer(config: &Config) -> Result<Option<Db>, StartError> {
     if !config.database_url.starts_with("sqlite:") || config.history_size == 0 {
         return Ok(None);
     }
-    let mut options = ConnectOptions::new(config.database_url.clone());
-    options
-        .sqlx_logging(false)
-        .max_connections(1)
-        .min_connections(1)
-        .connect_timeout(config.db_timeout)
-        .acquire_timeout(config.db_timeout)
-        .test_before_acquire(true);
+    let mut options = connect_options(config);
+    options.max_connections(1).min_connections(1);
     options
         .map_sqlx_sqlite_opts(|o| o.synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal));
     Ok(Some(Db::new(
