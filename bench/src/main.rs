@@ -560,55 +560,17 @@ async fn handshake_loop(target: &Target, concurrency: usize, seconds: f64) -> (u
 async fn ws_ping(target: &Target, sockets: usize, seconds: f64, cpu: &CpuOf) -> Result<(), Error> {
     let mut opened = Vec::new();
     for _ in 0..sockets {
-        opened.push(connect(target).await?);
+        opened.push((connect(target).await?, String::new()));
     }
-    // Let the handshakes' work finish before the CPU reading.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = cpu.ticks()?;
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(seconds);
-    let tasks: Vec<_> = opened
-        .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                let mut pongs = 0u64;
-                while Instant::now() < deadline {
-                    let ping = format!(r#"{{"type":"ping","id":{pongs}}}"#);
-                    if ws.send(Message::Text(ping.into())).await.is_err() {
-                        break;
-                    }
-                    loop {
-                        match ws.next().await {
-                            Some(Ok(Message::Text(t))) if t.contains("pong") => {
-                                pongs += 1;
-                                break;
-                            }
-                            Some(Ok(_)) => continue,
-                            _ => return (pongs, None),
-                        }
-                    }
-                }
-                (pongs, Some(ws))
-            })
-        })
-        .collect();
-    let mut sockets = Vec::new();
-    let mut total = 0;
-    for t in tasks {
-        if let Ok((pongs, ws)) = t.await {
-            total += pongs;
-            sockets.extend(ws);
-        }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    cpu.report(before, total)?;
-    println!("ws_pongs: {total}");
-    println!("ws_pongs_per_s: {:.0}", total as f64 / elapsed);
-    // Closed after the reading: a close is not a pong.
-    for mut ws in sockets {
-        let _ = ws.close(None).await;
-    }
-    Ok(())
+    round_trips(
+        opened,
+        seconds,
+        cpu,
+        |_, n| format!(r#"{{"type":"ping","id":{n}}}"#),
+        "pong",
+        "ws_pongs",
+    )
+    .await
 }
 
 async fn ws_publish(
@@ -634,53 +596,81 @@ async fn ws_publish(
         }
         opened.push((ws, room));
     }
+    round_trips(
+        opened,
+        seconds,
+        cpu,
+        |room, n| {
+            format!(r#"{{"type":"publish","room":"{room}","body":"message {n} of a benchmark"}}"#)
+        },
+        r#""type":"message""#,
+        "ws_publishes",
+    )
+    .await
+}
+
+/// Round trips over `opened` sockets for `seconds`: each socket sends
+/// `request(its tag, n)` and waits for a text frame containing `answer` (an `error`
+/// frame stops it). Prints the server CPU per round trip, `{name}` and
+/// `{name}_per_s`; the sockets close after the CPU reading (a close is not a round
+/// trip).
+async fn round_trips(
+    opened: Vec<(Socket, String)>,
+    seconds: f64,
+    cpu: &CpuOf,
+    request: fn(&str, u64) -> String,
+    answer: &'static str,
+    name: &str,
+) -> Result<(), Error> {
+    // Let the handshakes' work finish before the CPU reading.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = cpu.ticks()?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let tasks: Vec<_> = opened
         .into_iter()
-        .map(|(mut ws, room)| {
+        .map(|(mut ws, tag)| {
             tokio::spawn(async move {
-                let mut sent = 0u64;
+                let mut done = 0u64;
                 while Instant::now() < deadline {
-                    let body = format!(
-                        r#"{{"type":"publish","room":"{room}","body":"message {sent} of a benchmark"}}"#
-                    );
-                    if ws.send(Message::Text(body.into())).await.is_err() {
+                    if ws
+                        .send(Message::Text(request(&tag, done).into()))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                     loop {
                         match ws.next().await {
-                            Some(Ok(Message::Text(t))) if t.contains(r#""type":"message""#) => {
-                                sent += 1;
+                            Some(Ok(Message::Text(t))) if t.contains(answer) => {
+                                done += 1;
                                 break;
                             }
                             Some(Ok(Message::Text(t))) if t.contains(r#""type":"error""#) => {
                                 eprintln!("refused: {t}");
-                                return (sent, None);
+                                return (done, None);
                             }
                             Some(Ok(_)) => continue,
-                            _ => return (sent, None),
+                            _ => return (done, None),
                         }
                     }
                 }
-                (sent, Some(ws))
+                (done, Some(ws))
             })
         })
         .collect();
     let mut sockets = Vec::new();
     let mut total = 0;
     for t in tasks {
-        if let Ok((sent, ws)) = t.await {
-            total += sent;
+        if let Ok((done, ws)) = t.await {
+            total += done;
             sockets.extend(ws);
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
     cpu.report(before, total)?;
-    println!("ws_publishes: {total}");
-    println!("ws_publishes_per_s: {:.0}", total as f64 / elapsed);
+    println!("{name}: {total}");
+    println!("{name}_per_s: {:.0}", total as f64 / elapsed);
     for mut ws in sockets {
         let _ = ws.close(None).await;
     }
