@@ -127,13 +127,7 @@ impl Membership {
     /// in for a public room, members only for a private one. An unclaimed private
     /// name is `Forbidden` too, so no answer tells a stranger whether it exists.
     pub async fn may_enter(&self, room: &RoomName, user: UserId) -> Result<(), RoomError> {
-        if !room.is_private() {
-            return Ok(());
-        }
-        self.role(room, user)
-            .await?
-            .map(|_| ())
-            .ok_or(RoomError::Forbidden)
+        self.reads_since(room, user).await.map(|_| ())
     }
 
     /// Since when `user` may read `room`'s messages: `None` for a public room (all
@@ -148,20 +142,27 @@ impl Membership {
         if !room.is_private() {
             return Ok(None);
         }
-        let row = room_member::Entity::find_by_id((room.as_str().to_owned(), user.0))
+        self.member(room, user)
+            .await?
+            .map(|m| Some(m.added_at))
+            .ok_or(RoomError::Forbidden)
+    }
+
+    /// `user`'s row among a private room's members, if any.
+    async fn member(
+        &self,
+        room: &RoomName,
+        user: UserId,
+    ) -> Result<Option<room_member::Model>, RoomError> {
+        room_member::Entity::find_by_id((room.as_str().to_owned(), user.0))
             .one(&self.db)
             .await
-            .map_err(RoomError::db)?;
-        row.map(|m| Some(m.added_at)).ok_or(RoomError::Forbidden)
+            .map_err(RoomError::db)
     }
 
     /// `user`'s role in a private room, if any.
     async fn role(&self, room: &RoomName, user: UserId) -> Result<Option<Role>, RoomError> {
-        let row = room_member::Entity::find_by_id((room.as_str().to_owned(), user.0))
-            .one(&self.db)
-            .await
-            .map_err(RoomError::db)?;
-        Ok(row.map(|m| {
+        Ok(self.member(room, user).await?.map(|m| {
             if m.role == "owner" {
                 Role::Owner
             } else {
