@@ -240,14 +240,7 @@ impl Rooms {
                     here.subscribers_here(&logged.room)
                 }
             }),
-            Arc::new(move |room, frame| {
-                let delivered = live.deliver(room, frame);
-                live.relay(Relayed::Message {
-                    room: room.clone(),
-                    frame: frame.clone(),
-                });
-                delivered
-            }),
+            Arc::new(move |room, frame| live.send_live(room, frame.clone())),
         );
     }
 
@@ -478,7 +471,12 @@ impl Rooms {
         let Ok(text) = serde_json::to_string(&frame) else {
             return 0;
         };
-        let frame: Arc<str> = text.into();
+        self.send_live(room, text.into())
+    }
+
+    /// Delivers `frame` here and, through the relay, on every other instance;
+    /// returns how many sockets here got it.
+    fn send_live(&self, room: &RoomName, frame: Arc<str>) -> usize {
         let delivered = self.deliver(room, &frame);
         self.relay(Relayed::Message {
             room: room.clone(),
