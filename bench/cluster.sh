@@ -4,8 +4,9 @@
 # logout on A → close (4403) on B, with background sockets open on both
 # instances (p50/p99/max over the trials, from sending the logout to the close frame);
 # and room messages published on A and delivered on B per second, at the ceiling (the
-# publishers keep a window of messages in flight per room), with the messages lost and
-# the CPU time of both servers per relayed message.
+# publishers keep a window of messages in flight per room), with the messages lost, the
+# publish → delivery latency and the CPU time of both servers per relayed message; then
+# the same paced at DOORMAN_BENCH_RATE (default 10,000) messages a second.
 #
 # Usage: bench/cluster.sh [--smoke] [RESULTS_FILE]
 #   --smoke       fewer sockets, trials and seconds (well under a minute)
@@ -22,6 +23,7 @@ results="${1:-}"
 if [ -n "$results" ]; then results="$(realpath "$results")"; fi
 if [ "$mode" = smoke ]; then BG=100; TRIALS=20; SECONDS_=2; ROOMS=16
 else BG=1000; TRIALS=100; SECONDS_=5; ROOMS=32; fi
+RATE="${DOORMAN_BENCH_RATE:-10000}"  # messages a second for the paced run
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/doorman-target}"
 cargo build -q --release -p doorman -p bench
@@ -74,6 +76,18 @@ measure() {
   record "cluster_${bus}_msgs_per_s" "$(value msgs_per_s "$work/$bus-throughput")"
   record "cluster_${bus}_msgs_lost" "$(value msgs_lost "$work/$bus-throughput")"
   record "cluster_${bus}_cpu_us_per_msg" "$(value server_cpu_us_per_msg "$work/$bus-throughput")"
+  record "cluster_${bus}_ceiling_p99_ms" "$(value latency_p99_ms "$work/$bus-throughput")"
+
+  # The same at a set load (issue 33: at least 10,000 messages a second into
+  # history rooms with p99 publish → delivery within 50 ms).
+  echo "== $bus: room messages A → B at $RATE a second ($ROOMS rooms, ${SECONDS_}s)"
+  "$bench" --a "$A" --b "$B" throughput --rooms "$ROOMS" --seconds "$SECONDS_" --rate "$RATE" \
+    --cpu-of "$apid" --cpu-of "$bpid" > "$work/$bus-paced"
+  record "cluster_${bus}_paced_msgs_per_s" "$(value msgs_per_s "$work/$bus-paced")"
+  record "cluster_${bus}_paced_msgs_lost" "$(value msgs_lost "$work/$bus-paced")"
+  record "cluster_${bus}_paced_p50_ms" "$(value latency_p50_ms "$work/$bus-paced")"
+  record "cluster_${bus}_paced_p99_ms" "$(value latency_p99_ms "$work/$bus-paced")"
+  record "cluster_${bus}_paced_cpu_us_per_msg" "$(value server_cpu_us_per_msg "$work/$bus-paced")"
   if grep -qiE 'panic|error' "$work/$bus-a.log" "$work/$bus-b.log"; then
     echo "   (server logs mention errors:)"; grep -hiE 'panic|error' "$work/$bus-a.log" "$work/$bus-b.log" | head -5
   fi

@@ -265,6 +265,8 @@ impl Doorman {
     /// them to finish.
     pub async fn drain(&self, window: Duration, grace: Duration) {
         self.state.registry.drain(window, grace).await;
+        // What SQLite's history writer holds goes to disk before the process ends.
+        self.state.rooms.history().close().await;
     }
 }
 

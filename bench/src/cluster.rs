@@ -9,8 +9,12 @@
 //! - `throughput`: one subscriber per room on B, one publisher per room on A
 //!   publishing over its WebSocket as fast as the window lets it (at most `--window`
 //!   messages of a room sent and not yet seen on B), for `--seconds`. Prints the
-//!   messages delivered on B per second, how many never arrived, and (with
-//!   `--cpu-of PID`, repeatable) the servers' CPU time per relayed message.
+//!   messages delivered on B per second, how many never arrived, the time from
+//!   sending a message on A to its arrival on B (p50/p99/max, over the timed
+//!   stretch), and (with `--cpu-of PID`, repeatable) the servers' CPU time per
+//!   relayed message. With `--rate N` the publishers together send N messages a
+//!   second (paced, still within the window) instead of as many as they can: the
+//!   latency at a given load rather than at the ceiling.
 //!
 //! Every result is a `key: value` line on stdout.
 
@@ -75,6 +79,10 @@ enum Scenario {
         body_bytes: usize,
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// Messages a second, all publishers together (default: as many as the
+        /// window lets through).
+        #[arg(long)]
+        rate: Option<f64>,
         /// Server processes whose CPU time is charged to the relayed messages.
         #[arg(long = "cpu-of")]
         cpu_of: Vec<u32>,
@@ -102,8 +110,18 @@ async fn main() -> Result<(), Error> {
             window,
             body_bytes,
             seconds,
+            rate,
             cpu_of,
-        } => throughput(&http, &a, &b, rooms, window, body_bytes, seconds, &cpu_of).await,
+        } => {
+            let load = Load {
+                rooms,
+                window,
+                body_bytes,
+                seconds,
+                rate,
+            };
+            throughput(&http, &a, &b, load, &cpu_of).await
+        }
     }
 }
 
@@ -267,17 +285,38 @@ struct Flow {
     wake: Notify,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn throughput(
-    http: &reqwest::Client,
-    a: &str,
-    b: &str,
+/// The `throughput` scenario's shape.
+struct Load {
     rooms: usize,
     window: u64,
     body_bytes: usize,
     seconds: f64,
+    rate: Option<f64>,
+}
+
+/// Microseconds since `start`, as a message body carries it (its first 16 digits).
+fn stamp(start: Instant) -> u64 {
+    start.elapsed().as_micros() as u64
+}
+
+async fn throughput(
+    http: &reqwest::Client,
+    a: &str,
+    b: &str,
+    load: Load,
     cpu_of: &[u32],
 ) -> Result<(), Error> {
+    let Load {
+        rooms,
+        window,
+        body_bytes,
+        seconds,
+        rate,
+    } = load;
+    let start = Instant::now();
+    // Send → arrival times, in microseconds, noted while `timing` is set.
+    let timing = Arc::new(AtomicBool::new(false));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
     let email = new_user(http, a).await?;
     let token = login(http, a, &email).await?;
     let run = Arc::new(AtomicBool::new(true));
@@ -301,18 +340,32 @@ async fn throughput(
             }
         }
         let flow = flow.clone();
+        let (timing, latencies) = (timing.clone(), latencies.clone());
         tasks.push(tokio::spawn(async move {
             while let Some(Ok(m)) = ws.next().await {
                 if let Message::Text(t) = m
                     && t.contains("\"type\":\"message\"")
                 {
+                    let now = stamp(start);
                     flow.delivered.fetch_add(1, Ordering::Relaxed);
                     flow.wake.notify_one();
+                    if timing.load(Ordering::Relaxed)
+                        && let Ok(frame) = serde_json::from_str::<Value>(&t)
+                        && let Some(sent) = frame["body"]
+                            .as_str()
+                            .and_then(|b| b.get(..16))
+                            .and_then(|b| b.parse::<u64>().ok())
+                    {
+                        let mut l = latencies.lock().unwrap_or_else(|e| e.into_inner());
+                        l.push(now.saturating_sub(sent));
+                    }
                 }
             }
         }));
     }
-    let body = "x".repeat(body_bytes);
+    let pad = "x".repeat(body_bytes.saturating_sub(16));
+    // Paced: each room's publisher sends one message every `period`.
+    let period = rate.map(|r| Duration::from_secs_f64(rooms as f64 / r.max(1.0)));
     for (i, flow) in flows.iter().enumerate() {
         let ws = socket(a, &token).await?;
         let (mut tx, mut rx) = ws.split();
@@ -327,11 +380,33 @@ async fn throughput(
                 }
             }
         }));
-        let frame =
-            json!({"type": "publish", "room": format!("bench{i}"), "body": body}).to_string();
+        let room = format!("bench{i}");
+        let pad = pad.clone();
+        let frame = move || {
+            let body = format!("{:016}{pad}", stamp(start));
+            json!({"type": "publish", "room": room, "body": body}).to_string()
+        };
         let (flow, run) = (flow.clone(), run.clone());
         tasks.push(tokio::spawn(async move {
+            let mut tick = period.map(|p| {
+                let mut t = tokio::time::interval(p);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
             while run.load(Ordering::Relaxed) {
+                if let Some(tick) = &mut tick {
+                    tick.tick().await;
+                    if flow.sent.load(Ordering::Relaxed) - flow.delivered.load(Ordering::Relaxed)
+                        >= window
+                    {
+                        continue;
+                    }
+                    if tx.send(Message::Text(frame().into())).await.is_err() {
+                        return;
+                    }
+                    flow.sent.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let in_flight =
                     flow.sent.load(Ordering::Relaxed) - flow.delivered.load(Ordering::Relaxed);
                 if in_flight >= window {
@@ -343,7 +418,7 @@ async fn throughput(
                 // Fed without a flush per frame; flushed when the window is full.
                 let burst = (window - in_flight).min(32);
                 for _ in 0..burst {
-                    if tx.feed(Message::Text(frame.clone().into())).await.is_err() {
+                    if tx.feed(Message::Text(frame().into())).await.is_err() {
                         return;
                     }
                 }
@@ -374,7 +449,9 @@ async fn throughput(
         Some(cpu_ticks(cpu_of)?)
     };
     let (d0, t0) = (delivered(), Instant::now());
+    timing.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    timing.store(false, Ordering::Relaxed);
     let (d1, elapsed) = (delivered(), t0.elapsed().as_secs_f64());
     let cpu_after = if cpu_of.is_empty() {
         None
@@ -395,6 +472,14 @@ async fn throughput(
     println!("msgs_sent_total: {}", sent());
     println!("msgs_lost: {}", sent().saturating_sub(delivered()));
     println!("publish_errors: {}", errors.load(Ordering::Relaxed));
+    let mut l = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    l.sort_unstable();
+    if !l.is_empty() {
+        let at = |p: f64| l[((l.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+        println!("latency_p50_ms: {:.2}", at(0.5));
+        println!("latency_p99_ms: {:.2}", at(0.99));
+        println!("latency_max_ms: {:.2}", at(1.0));
+    }
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         let us = (after - before) as f64 * 1e6 / clock_ticks_per_second() as f64;
         println!("server_cpu_us_per_msg: {:.2}", us / relayed.max(1) as f64);

@@ -517,3 +517,100 @@ async fn a_page_of_left_out_messages_still_points_to_the_next() {
     }
     assert_eq!(seen, ["after"]);
 }
+
+/// The `subscribed` frame for `room` with `since` on a new socket of `on`.
+async fn resume(
+    on: &ServerProcess,
+    tokens: &Tokens,
+    room: &str,
+    since: (u64, &str),
+) -> (Ws, Value) {
+    let (mut ws, _) = on.ws_welcomed(tokens).await;
+    let answer = subscribe_since(&mut ws, room, Some(since)).await;
+    (ws, answer)
+}
+
+/// On SQLite offsets are given out in memory and messages stored behind them: a
+/// stop (SIGTERM) stores what is held, and a restart recovers across it in the
+/// same epoch; a crash (`kill -9`) may lose what was held, and the next start gives
+/// every room a new epoch, so a client that had those offsets is told
+/// `epoch_changed` instead of getting offsets given twice.
+#[tokio::test]
+async fn on_sqlite_a_stop_keeps_the_epoch_and_a_crash_starts_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [(
+        "DATABASE_URL",
+        format!("sqlite://{}/history.db?mode=rwc", dir.path().display()),
+    )];
+    let log = |n: &str| dir.path().join(format!("{n}.log"));
+    let server = ServerProcess::start(&env, &log("first")).await;
+    let email = server.new_user().await;
+    let tokens = server.login_tokens(&email).await;
+    let mut epoch = String::new();
+    for body in ["one", "two", "three"] {
+        let resp = server.publish(&tokens, "lobby", body).await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let placed: Value = resp.json().await.unwrap();
+        epoch = placed["epoch"].as_str().unwrap().to_owned();
+    }
+    assert!(server.terminate().await.success());
+
+    // A clean stop: everything was stored, the epoch stays, recovery works.
+    let server = ServerProcess::start(&env, &log("second")).await;
+    // Each start listens on a port of its own, which is the tokens' issuer.
+    let tokens = server.login_tokens(&email).await;
+    let (mut ws, answer) = resume(&server, &tokens, "lobby", (1, &epoch)).await;
+    assert_eq!(answer["recovered"], true, "{answer}");
+    assert_eq!(
+        (answer["offset"].as_u64(), answer["epoch"].as_str()),
+        (Some(3), Some(epoch.as_str()))
+    );
+    let replayed = messages(&mut ws, 2).await;
+    assert_eq!(bodies(&replayed), ["two", "three"]);
+    close_socket(ws).await;
+
+    // Two more, then kill -9 before they may have been stored.
+    for body in ["four", "five"] {
+        let resp = server.publish(&tokens, "lobby", body).await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    }
+    server.kill();
+
+    let server = ServerProcess::start(&env, &log("third")).await;
+    let tokens = server.login_tokens(&email).await;
+    let (ws, answer) = resume(&server, &tokens, "lobby", (5, &epoch)).await;
+    assert_eq!(answer["recovered"], false, "{answer}");
+    assert_eq!(answer["reason"], "epoch_changed", "{answer}");
+    let new_epoch = answer["epoch"].as_str().unwrap().to_owned();
+    assert_ne!(new_epoch, epoch);
+    close_socket(ws).await;
+    // The new epoch's messages carry on from what was stored, each offset once.
+    let resp = server.publish(&tokens, "lobby", "six").await;
+    let placed: Value = resp.json().await.unwrap();
+    assert_eq!(placed["epoch"], new_epoch.as_str());
+    let at = placed["offset"].as_u64().unwrap();
+    let page = server
+        .call(reqwest::Method::GET, "/api/rooms/lobby/messages", &tokens)
+        .send()
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page: Value = page.json().await.unwrap();
+    let listed = offsets(page["messages"].as_array().unwrap());
+    assert_eq!(listed.last(), Some(&at), "{page}");
+    assert!(listed.windows(2).all(|w| w[0] + 1 == w[1]), "{page}");
+}
+
+/// A client whose `since` is past the room's position in the same epoch (offsets
+/// lost without a new epoch) is told `epoch_changed`, not `recovered: true` with
+/// nothing.
+#[tokio::test]
+async fn a_since_past_the_rooms_position_is_an_epoch_change() {
+    let app = spawn_app().await;
+    let alice = app.user_with_tokens().await;
+    let placed = publish_ok(&app, &alice, "lobby", "one").await;
+    let epoch = placed["epoch"].as_str().unwrap().to_owned();
+    let (mut ws, _) = app.ws_welcomed(&alice).await;
+    let answer = subscribe_since(&mut ws, "lobby", Some((9, &epoch))).await;
+    assert_eq!(answer["recovered"], false, "{answer}");
+    assert_eq!(answer["reason"], "epoch_changed", "{answer}");
+}

@@ -13,9 +13,14 @@
 //!   order, to every instance, this one included, so subscribers anywhere see a
 //!   room's messages in offset order.
 //!
-//! On SQLite (one instance) the task delivers them itself after the commit. If the
-//! write fails (the database is down), the messages still go out live, without
-//! offsets, as they would with history off: realtime does not stop with storage.
+//! If the write fails (the database is down), the messages still go out live,
+//! without offsets, as they would with history off: realtime does not stop with
+//! storage.
+//!
+//! On SQLite (one instance) offsets are given out in memory instead, and messages
+//! delivered at once and stored a few milliseconds later, many to a transaction
+//! (see [`local`]): a transaction per message would cost several times the publish
+//! itself.
 //!
 //! Replay reads the room's position first and then its rows up to that position;
 //! the subscriber was registered for live delivery before, and drops live messages
@@ -43,6 +48,8 @@ use uuid::Uuid;
 
 use super::{RoomError, RoomFrame, RoomName};
 use crate::auth::{UserId, db::Db};
+
+mod local;
 
 /// Messages one write transaction takes at most.
 const BATCH: usize = 256;
@@ -131,6 +138,21 @@ pub(super) type Deliver = Arc<dyn Fn(Logged, bool) -> usize + Send + Sync>;
 /// Delivers a frame without an offset (the fallback when storing failed).
 pub(super) type DeliverLive = Arc<dyn Fn(&RoomName, &Arc<str>) -> usize + Send + Sync>;
 
+/// What the write task is asked to do.
+enum Job {
+    Publish(Pending),
+    /// Store what has been placed, then answer (SQLite; before a position is read,
+    /// so that what the position covers can be read back).
+    Flush(oneshot::Sender<()>),
+    /// Drop a deleted room's place and its messages, stored or not (SQLite).
+    Forget(RoomName, oneshot::Sender<Result<(), DbErr>>),
+    /// Drop what has outlived the TTL (SQLite).
+    Sweep(oneshot::Sender<Result<u64, DbErr>>),
+    /// Store what has been placed and note that nothing is left unstored: the
+    /// server is stopping (SQLite).
+    Close(oneshot::Sender<()>),
+}
+
 struct Pending {
     room: RoomName,
     id: Uuid,
@@ -151,7 +173,9 @@ struct Inner {
     /// What batches are written through (see `crate::doorman::history_writer`).
     writer: Db,
     settings: HistorySettings,
-    queue: OnceLock<mpsc::Sender<Pending>>,
+    /// SQLite: offsets given out in memory, messages stored behind (see [`local`]).
+    local: bool,
+    queue: OnceLock<mpsc::Sender<Job>>,
     /// Bytes of bodies per user, replenished over the history TTL.
     budget: DefaultKeyedRateLimiter<UserId>,
     notifier: OnceLock<Notifier>,
@@ -164,8 +188,10 @@ impl History {
         let quota = Quota::with_period(per_byte.max(Duration::from_nanos(1)))
             .unwrap_or(Quota::per_second(bytes))
             .allow_burst(bytes);
+        let local = db.connection().get_database_backend() == DatabaseBackend::Sqlite;
         Self {
             inner: Arc::new(Inner {
+                local,
                 writer: writer.unwrap_or_else(|| db.clone()),
                 db,
                 settings,
@@ -196,7 +222,11 @@ impl History {
     pub(super) fn start(&self, deliver: Deliver, live: DeliverLive) {
         let (tx, rx) = mpsc::channel(QUEUE);
         if self.inner.queue.set(tx).is_ok() {
-            tokio::spawn(write_loop(self.inner.clone(), rx, deliver, live));
+            if self.inner.local {
+                tokio::spawn(local::run(self.inner.clone(), rx, deliver));
+            } else {
+                tokio::spawn(write_loop(self.inner.clone(), rx, deliver, live));
+            }
         }
     }
 
@@ -224,20 +254,42 @@ impl History {
             (None, None)
         };
         queue
-            .try_send(Pending {
+            .try_send(Job::Publish(Pending {
                 room: room.clone(),
                 id: Uuid::now_v7(),
                 from,
                 body: body.to_owned(),
                 sent_at: OffsetDateTime::now_utc(),
                 reply,
-            })
+            }))
             .map_err(|_| RoomError::Busy)?;
         Ok(receiver)
     }
 
-    /// The room's position now.
+    /// Asks the write task (SQLite) for a job and its answer; `None` when there is
+    /// no task (history off, or not started).
+    async fn ask<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> Option<T> {
+        let queue = self.inner.queue.get()?;
+        let (tx, rx) = oneshot::channel();
+        queue.send(job(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Stores what the write task has placed and not stored yet (SQLite; on
+    /// PostgreSQL a message is stored before it is placed). Called before the
+    /// server exits, after its sockets are closed.
+    pub async fn close(&self) {
+        if self.inner.local {
+            self.ask(Job::Close).await;
+        }
+    }
+
+    /// The room's position now. On SQLite what the write task holds is stored
+    /// first, so that every message the position covers can be read.
     pub async fn position(&self, room: &RoomName) -> Result<Position, RoomError> {
+        if self.inner.local {
+            self.ask(Job::Flush).await;
+        }
         let row = room_log::Entity::find_by_id(room.as_str().to_owned())
             .one(&self.inner.db)
             .await
@@ -270,7 +322,13 @@ impl History {
         if since.offset != 0 && since.epoch != to.epoch {
             return Ok(Err(RecoveryFailure::EpochChanged));
         }
-        if since.offset >= to.offset {
+        // Past the room's position in its epoch: offsets the client was given are
+        // no longer the room's (history lost without a new epoch, as a power cut
+        // can do on SQLite); what it has may not be what the room has.
+        if since.offset > to.offset {
+            return Ok(Err(RecoveryFailure::EpochChanged));
+        }
+        if since.offset == to.offset {
             return Ok(Ok(Vec::new()));
         }
         let missed = to.offset - since.offset;
@@ -360,40 +418,55 @@ impl History {
     /// message for that long and keep none (their next message starts a new epoch).
     /// Returns the rows deleted.
     pub async fn sweep(&self) -> Result<u64, DbErr> {
-        let cutoff = OffsetDateTime::now_utc() - self.inner.settings.ttl;
-        let db = &self.inner.db;
-        let gone = room_history::Entity::delete_many()
-            .filter(room_history::Column::SentAt.lt(cutoff))
-            .exec(db)
-            .await?
-            .rows_affected;
-        let backend = db.connection().get_database_backend();
-        db.execute_raw(Statement::from_sql_and_values(
-            backend,
-            sql(
-                backend,
-                "DELETE FROM room_logs WHERE updated_at < $1 \
-                 AND NOT EXISTS (SELECT 1 FROM room_history h WHERE h.room = room_logs.room)",
-            ),
-            [Value::from(cutoff)],
-        ))
-        .await?;
-        Ok(gone)
+        if self.inner.local {
+            return self.ask(Job::Sweep).await.unwrap_or(Ok(0));
+        }
+        sweep(&self.inner.db, self.inner.settings.ttl).await
     }
 
     /// Forgets a deleted room's history: a room created later under the same name
     /// starts afresh.
     pub async fn forget(&self, room: &RoomName) -> Result<(), DbErr> {
-        let db = &self.inner.db;
-        room_history::Entity::delete_many()
-            .filter(room_history::Column::Room.eq(room.as_str()))
-            .exec(db)
-            .await?;
-        room_log::Entity::delete_by_id(room.as_str().to_owned())
-            .exec(db)
-            .await?;
-        Ok(())
+        if self.inner.local {
+            let room = room.clone();
+            return self.ask(|tx| Job::Forget(room, tx)).await.unwrap_or(Ok(()));
+        }
+        forget(&self.inner.db, room).await
     }
+}
+
+/// [`History::sweep`] on `db`.
+async fn sweep(db: &Db, ttl: Duration) -> Result<u64, DbErr> {
+    let cutoff = OffsetDateTime::now_utc() - ttl;
+    let gone = room_history::Entity::delete_many()
+        .filter(room_history::Column::SentAt.lt(cutoff))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let backend = db.connection().get_database_backend();
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql(
+            backend,
+            "DELETE FROM room_logs WHERE updated_at < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM room_history h WHERE h.room = room_logs.room)",
+        ),
+        [Value::from(cutoff)],
+    ))
+    .await?;
+    Ok(gone)
+}
+
+/// [`History::forget`] on `db`.
+async fn forget(db: &Db, room: &RoomName) -> Result<(), DbErr> {
+    room_history::Entity::delete_many()
+        .filter(room_history::Column::Room.eq(room.as_str()))
+        .exec(db)
+        .await?;
+    room_log::Entity::delete_by_id(room.as_str().to_owned())
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 fn readable_only(rows: Vec<Kept>, readable: Option<OffsetDateTime>) -> Vec<Kept> {
@@ -432,12 +505,26 @@ pub fn message_frame(room: &RoomName, epoch: Option<&str>, m: &Kept) -> Option<S
 
 async fn write_loop(
     inner: Arc<Inner>,
-    mut rx: mpsc::Receiver<Pending>,
+    mut rx: mpsc::Receiver<Job>,
     deliver: Deliver,
     live: DeliverLive,
 ) {
+    let mut jobs = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    while rx.recv_many(&mut jobs, BATCH).await > 0 {
+        // Only publishes come here (the other jobs are SQLite's); any other is
+        // answered at once, as there is nothing held to store.
+        for job in jobs.drain(..) {
+            match job {
+                Job::Publish(p) => batch.push(p),
+                Job::Flush(tx) | Job::Close(tx) => drop(tx.send(())),
+                Job::Forget(room, tx) => drop(tx.send(forget(&inner.db, &room).await)),
+                Job::Sweep(tx) => drop(tx.send(sweep(&inner.db, inner.settings.ttl).await)),
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         match write(&inner, &batch).await {
             Ok(logged) => {
                 let here = inner.notifier.get().is_none();
@@ -521,7 +608,8 @@ async fn write_allowed(
         .writer
         .write_transaction(async |txn| {
             let backend = txn.get_database_backend();
-            let allowed = senders_still_members(txn, batch).await?;
+            let all: Vec<&Pending> = batch.iter().collect();
+            let allowed = senders_still_members(txn, &all).await?;
             let batch: Vec<&Pending> = batch
                 .iter()
                 .zip(&allowed)
@@ -678,9 +766,9 @@ async fn write_allowed(
 /// for a room of that name they belong to now). One query for the batch.
 async fn senders_still_members(
     txn: &impl ConnectionTrait,
-    batch: &[Pending],
+    batch: &[&Pending],
 ) -> Result<Vec<bool>, DbErr> {
-    let private: Vec<&Pending> = batch.iter().filter(|p| p.room.is_private()).collect();
+    let private: Vec<&&Pending> = batch.iter().filter(|p| p.room.is_private()).collect();
     if private.is_empty() {
         return Ok(vec![true; batch.len()]);
     }
