@@ -424,9 +424,14 @@ impl Rooms {
     /// Publishes a `message` frame to the room's subscribers here and on every
     /// other instance: at once without history, after it is stored with history
     /// (see `history`). Check [`Rooms::may_enter`] first.
-    pub fn publish(&self, room: &RoomName, from: UserId, body: &str) -> Result<(), RoomError> {
+    pub async fn publish(
+        &self,
+        room: &RoomName,
+        from: UserId,
+        body: &str,
+    ) -> Result<(), RoomError> {
         if self.history.is_on() {
-            self.history.append(room, from, body, false)?;
+            self.history.publish(room, from, body, false).await?;
         } else {
             self.publish_live(room, from, body);
         }
@@ -449,11 +454,10 @@ impl Rooms {
                 delivered,
             });
         }
-        let committed = self.history.append(room, from, body, true)?;
-        match committed {
-            Some(rx) => rx.await.map_err(|_| RoomError::Busy)?,
-            None => Err(RoomError::Busy),
-        }
+        self.history
+            .publish(room, from, body, true)
+            .await?
+            .ok_or(RoomError::Busy)
     }
 
     /// Delivers a message without history: here and, through the relay, on every

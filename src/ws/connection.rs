@@ -278,7 +278,13 @@ impl Conn {
                         .error(FrameError::RateLimited, "publishing too fast; slow down")
                         .await;
                 }
-                if let Err(e) = self.link.ctx.rooms.publish(&name, identity.user_id, &body) {
+                if let Err(e) = self
+                    .link
+                    .ctx
+                    .rooms
+                    .publish(&name, identity.user_id, &body)
+                    .await
+                {
                     return self.room_error(e).await;
                 }
                 return Step::Continue;

@@ -138,21 +138,6 @@ pub(super) type Deliver = Arc<dyn Fn(Logged, bool) -> usize + Send + Sync>;
 /// Delivers a frame without an offset (the fallback when storing failed).
 pub(super) type DeliverLive = Arc<dyn Fn(&RoomName, &Arc<str>) -> usize + Send + Sync>;
 
-/// What the write task is asked to do.
-enum Job {
-    Publish(Pending),
-    /// Store what has been placed, then answer (SQLite; before a position is read,
-    /// so that what the position covers can be read back).
-    Flush(oneshot::Sender<()>),
-    /// Drop a deleted room's place and its messages, stored or not (SQLite).
-    Forget(RoomName, oneshot::Sender<Result<(), DbErr>>),
-    /// Drop what has outlived the TTL (SQLite).
-    Sweep(oneshot::Sender<Result<u64, DbErr>>),
-    /// Store what has been placed and note that nothing is left unstored: the
-    /// server is stopping (SQLite).
-    Close(oneshot::Sender<()>),
-}
-
 struct Pending {
     room: RoomName,
     id: Uuid,
@@ -174,8 +159,10 @@ struct Inner {
     writer: Db,
     settings: HistorySettings,
     /// SQLite: offsets given out in memory, messages stored behind (see [`local`]).
-    local: bool,
-    queue: OnceLock<mpsc::Sender<Job>>,
+    local: Option<local::Local>,
+    /// Messages waiting for the write task: every one on PostgreSQL; on SQLite
+    /// private rooms' (whose senders' membership it asks about per batch).
+    queue: OnceLock<mpsc::Sender<Pending>>,
     /// Bytes of bodies per user, replenished over the history TTL.
     budget: DefaultKeyedRateLimiter<UserId>,
     notifier: OnceLock<Notifier>,
@@ -188,7 +175,8 @@ impl History {
         let quota = Quota::with_period(per_byte.max(Duration::from_nanos(1)))
             .unwrap_or(Quota::per_second(bytes))
             .allow_burst(bytes);
-        let local = db.connection().get_database_backend() == DatabaseBackend::Sqlite;
+        let local = (db.connection().get_database_backend() == DatabaseBackend::Sqlite)
+            .then(local::Local::new);
         Self {
             inner: Arc::new(Inner {
                 local,
@@ -222,73 +210,75 @@ impl History {
     pub(super) fn start(&self, deliver: Deliver, live: DeliverLive) {
         let (tx, rx) = mpsc::channel(QUEUE);
         if self.inner.queue.set(tx).is_ok() {
-            if self.inner.local {
-                tokio::spawn(local::run(self.inner.clone(), rx, deliver));
+            if self.inner.local.is_some() {
+                local::Local::start(&self.inner, deliver);
+                tokio::spawn(private_loop(self.inner.clone(), rx));
             } else {
                 tokio::spawn(write_loop(self.inner.clone(), rx, deliver, live));
             }
         }
     }
 
-    /// Queues a message for its room's history; with `wait`, a receiver for what
-    /// was committed. Refused when `from` has added more than its byte budget to
-    /// history lately, or when the queue is full.
-    pub(super) fn append(
+    /// Publishes a message into its room's history: placed and delivered at once
+    /// (SQLite, public rooms), or queued for the write task, which stores and then
+    /// delivers it. With `wait`, or when placed at once, what was committed.
+    /// Refused when `from` has added more than its byte budget to history lately,
+    /// or when the queue is full.
+    pub(super) async fn publish(
         &self,
         room: &RoomName,
         from: UserId,
         body: &str,
         wait: bool,
-    ) -> Result<Option<oneshot::Receiver<Result<Committed, RoomError>>>, RoomError> {
+    ) -> Result<Option<Committed>, RoomError> {
         let bytes = NonZeroU32::new(u32::try_from(body.len()).unwrap_or(u32::MAX))
             .unwrap_or(NonZeroU32::MIN);
         match self.inner.budget.check_key_n(&from, bytes) {
             Ok(Ok(())) => {}
             _ => return Err(RoomError::HistoryBudget),
         }
-        let queue = self.inner.queue.get().ok_or(RoomError::Busy)?;
-        let (reply, receiver) = if wait {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
+        let mut pending = Pending {
+            room: room.clone(),
+            id: Uuid::now_v7(),
+            from,
+            body: body.to_owned(),
+            sent_at: OffsetDateTime::now_utc(),
+            reply: None,
         };
-        queue
-            .try_send(Job::Publish(Pending {
-                room: room.clone(),
-                id: Uuid::now_v7(),
-                from,
-                body: body.to_owned(),
-                sent_at: OffsetDateTime::now_utc(),
-                reply,
-            }))
-            .map_err(|_| RoomError::Busy)?;
-        Ok(receiver)
-    }
-
-    /// Asks the write task (SQLite) for a job and its answer; `None` when there is
-    /// no task (history off, or not started).
-    async fn ask<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> Option<T> {
-        let queue = self.inner.queue.get()?;
-        let (tx, rx) = oneshot::channel();
-        queue.send(job(tx)).await.ok()?;
-        rx.await.ok()
+        if let Some(local) = &self.inner.local
+            && !room.is_private()
+        {
+            return local.publish(&self.inner, pending).await.map(Some);
+        }
+        let queue = self.inner.queue.get().ok_or(RoomError::Busy)?;
+        let receiver = if wait {
+            let (tx, rx) = oneshot::channel();
+            pending.reply = Some(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        queue.try_send(pending).map_err(|_| RoomError::Busy)?;
+        match receiver {
+            Some(rx) => rx.await.map_err(|_| RoomError::Busy)?.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Stores what the write task has placed and not stored yet (SQLite; on
     /// PostgreSQL a message is stored before it is placed). Called before the
     /// server exits, after its sockets are closed.
     pub async fn close(&self) {
-        if self.inner.local {
-            self.ask(Job::Close).await;
+        if let Some(local) = &self.inner.local {
+            local.close(&self.inner).await;
         }
     }
 
     /// The room's position now. On SQLite what the write task holds is stored
     /// first, so that every message the position covers can be read.
     pub async fn position(&self, room: &RoomName) -> Result<Position, RoomError> {
-        if self.inner.local {
-            self.ask(Job::Flush).await;
+        if let Some(local) = &self.inner.local {
+            local.flush(&self.inner).await;
         }
         let row = room_log::Entity::find_by_id(room.as_str().to_owned())
             .one(&self.inner.db)
@@ -418,8 +408,8 @@ impl History {
     /// message for that long and keep none (their next message starts a new epoch).
     /// Returns the rows deleted.
     pub async fn sweep(&self) -> Result<u64, DbErr> {
-        if self.inner.local {
-            return self.ask(Job::Sweep).await.unwrap_or(Ok(0));
+        if let Some(local) = &self.inner.local {
+            return local.sweep(&self.inner).await;
         }
         sweep(&self.inner.db, self.inner.settings.ttl).await
     }
@@ -427,9 +417,8 @@ impl History {
     /// Forgets a deleted room's history: a room created later under the same name
     /// starts afresh.
     pub async fn forget(&self, room: &RoomName) -> Result<(), DbErr> {
-        if self.inner.local {
-            let room = room.clone();
-            return self.ask(|tx| Job::Forget(room, tx)).await.unwrap_or(Ok(()));
+        if let Some(local) = &self.inner.local {
+            return local.forget(&self.inner, room).await;
         }
         forget(&self.inner.db, room).await
     }
@@ -505,26 +494,12 @@ pub fn message_frame(room: &RoomName, epoch: Option<&str>, m: &Kept) -> Option<S
 
 async fn write_loop(
     inner: Arc<Inner>,
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<Pending>,
     deliver: Deliver,
     live: DeliverLive,
 ) {
-    let mut jobs = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut jobs, BATCH).await > 0 {
-        // Only publishes come here (the other jobs are SQLite's); any other is
-        // answered at once, as there is nothing held to store.
-        for job in jobs.drain(..) {
-            match job {
-                Job::Publish(p) => batch.push(p),
-                Job::Flush(tx) | Job::Close(tx) => drop(tx.send(())),
-                Job::Forget(room, tx) => drop(tx.send(forget(&inner.db, &room).await)),
-                Job::Sweep(tx) => drop(tx.send(sweep(&inner.db, inner.settings.ttl).await)),
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
         match write(&inner, &batch).await {
             Ok(logged) => {
                 let here = inner.notifier.get().is_none();
@@ -576,6 +551,36 @@ async fn write_loop(
                         }));
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The write task on SQLite: private rooms' messages, whose senders must still be
+/// members (asked once per batch), placed as public rooms' are (see [`local`]).
+async fn private_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Pending>) {
+    let Some(local) = &inner.local else { return };
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let all: Vec<&Pending> = batch.iter().collect();
+        let allowed = match senders_still_members(&inner.db, &all).await {
+            Ok(allowed) => allowed.into_iter().map(Some).collect(),
+            Err(e) => {
+                // Whether they are still members cannot be asked now: their
+                // messages are refused, not delivered unchecked.
+                tracing::warn!(error = %e, messages = batch.len(), "room membership could not be read for history; private rooms' messages refused");
+                vec![None; batch.len()]
+            }
+        };
+        for (mut pending, allowed) in batch.drain(..).zip(allowed) {
+            let reply = pending.reply.take();
+            let answer = match allowed {
+                Some(true) => local.publish(&inner, pending).await,
+                Some(false) => Err(RoomError::Forbidden),
+                None => Err(RoomError::Busy),
+            };
+            if let Some(reply) = reply {
+                let _ = reply.send(answer);
             }
         }
     }
