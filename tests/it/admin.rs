@@ -743,3 +743,33 @@ async fn block_and_delete_close_sockets_on_every_instance_within_a_second() {
     let (code, _) = expect_close(&mut on_b, LIVE).await;
     assert_eq!(code, 4403);
 }
+
+#[tokio::test]
+async fn an_admins_cookie_changes_nothing_without_an_allowed_origin() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    cli_ok(&app.database_url, &["grant-admin", &email]);
+    let cookies = app.login_cookies(&email).await;
+    let (_, victim) = user_of(&app).await;
+    // A page on another site cannot make the admin's browser block or delete.
+    for origin in [None, Some("https://evil.example")] {
+        let mut call = app.admin_block(cookies.access(), &victim.user_id, "csrf");
+        if let Some(o) = origin {
+            call = call.origin(o);
+        }
+        assert_error(call.await, 403, "origin_refused").await;
+        let mut call = app.admin_delete_user(cookies.access(), &victim.user_id);
+        if let Some(o) = origin {
+            call = call.origin(o);
+        }
+        assert_error(call.await, 403, "origin_refused").await;
+    }
+    assert_eq!(app.me(&victim).await.status(), StatusCode::OK);
+    // Reading needs no Origin; the admin's own page may change things.
+    json_of(app.admin_user(cookies.access(), &victim.user_id).await).await;
+    let call = app
+        .admin_block(cookies.access(), &victim.user_id, "from the admin page")
+        .origin(&app.origin());
+    no_content(call.await).await;
+    assert_eq!(app.me(&victim).await.status(), StatusCode::FORBIDDEN);
+}
