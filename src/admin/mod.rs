@@ -11,6 +11,8 @@
 
 use tokio::sync::broadcast;
 
+// The command line is the server binary's (`app`), not the library's.
+#[cfg(feature = "server")]
 pub(crate) mod cli;
 
 use crate::{
@@ -28,6 +30,7 @@ enum Reach<'a> {
     /// relayed to the others by the cluster bridge).
     Server { auth: &'a Auth, rooms: &'a Rooms },
     /// `doorman users …`: the ends published on this bus are announced.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     Cli {
         ends: std::sync::Mutex<broadcast::Receiver<SessionEvent>>,
     },
@@ -74,6 +77,7 @@ impl<'a> Operations<'a> {
     }
 
     /// The CLI's: `admin` publishes its session ends on the bus `ends` follows.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub fn cli(admin: Admin, ends: broadcast::Receiver<SessionEvent>) -> Self {
         Self {
             admin,
@@ -130,7 +134,8 @@ impl<'a> Operations<'a> {
         Ok(())
     }
 
-    /// Grants or revokes the admin role.
+    /// Grants or revokes the admin role (the command line only).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub async fn set_admin(&self, target: UserId, admin: bool) -> Result<(), Refused> {
         if !self.admin.set_admin(target, admin).await? {
             return Err(Refused::NotFound);

@@ -57,6 +57,7 @@ impl Admin {
 
     /// For a process without a running core (`doorman users …`): session ends are
     /// published on `bus` only, for the caller to pass on.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub fn offline(db: Db, settings: SessionSettings, bus: SessionBus) -> Self {
         let sessions = SessionStore::new(db.clone(), settings, bus);
         Self { db, sessions }
@@ -83,7 +84,8 @@ impl Admin {
         Ok(accounts::find(&self.db, id.0).await?.map(Account::from))
     }
 
-    /// One account by email (normalised first) or by id.
+    /// One account by email (normalised first) or by id (the command line's).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub async fn lookup(&self, email_or_id: &str) -> Result<Option<Account>, Error> {
         if let Ok(id) = Uuid::parse_str(email_or_id.trim()) {
             return self.account(UserId(id)).await;
