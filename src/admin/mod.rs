@@ -122,9 +122,21 @@ impl<'a> Operations<'a> {
                 let mut ended = Vec::new();
                 {
                     let mut ends = ends.lock().unwrap_or_else(|e| e.into_inner());
-                    while let Ok(event) = ends.try_recv() {
-                        if let SessionEvent::Ended(r) = event {
-                            ended.push((r.session_id, r.user_id, r.reason));
+                    loop {
+                        match ends.try_recv() {
+                            Ok(SessionEvent::Ended(r)) => {
+                                ended.push((r.session_id, r.user_id, r.reason));
+                            }
+                            Ok(_) => {}
+                            // Over a thousand sessions ended in one go: the ones
+                            // missed here close at the instances' next re-check.
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                eprintln!(
+                                    "doorman: {n} ended sessions not announced; their sockets \
+                                     close at the servers' next re-check (DOORMAN_SWEEP_SECONDS)"
+                                );
+                            }
+                            Err(_) => break,
                         }
                     }
                 }
