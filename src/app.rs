@@ -107,6 +107,16 @@ fn openapi_json() -> impl IntoResponse {
     api::spec_json().with_content_type("application/json; charset=utf-8")
 }
 
+/// `doorman users …`: administers accounts in the server's database; returns what
+/// to print.
+pub async fn manage_users(
+    config: &Config,
+    action: &crate::config::UsersCommand,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let db = connect(config).await?;
+    crate::admin::cli::run(config, db, action).await
+}
+
 /// `doorman keys …`: lists, rotates or retires signing keys in the server's
 /// database; returns what to print.
 pub async fn manage_keys(

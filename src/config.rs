@@ -237,6 +237,63 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// Administer accounts (same `DATABASE_URL` as the server): the only way to
+    /// grant the first admin role, and everything `/api/admin/*` does.
+    Users {
+        /// What to do.
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
+}
+
+/// The `doorman users` subcommands. A user is named by email or id. Every change
+/// is written to the audit log with actor `cli`; on PostgreSQL, running instances
+/// close the user's sockets within a second.
+#[derive(Debug, Clone, Subcommand)]
+pub enum UsersCommand {
+    /// List users: id, email, display name, admin, blocked, created.
+    List {
+        /// Only those whose email or display name contains this (any case).
+        #[arg(long)]
+        query: Option<String>,
+        /// At most this many (1 to 10000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10000))]
+        limit: u64,
+    },
+    /// Show one user and their active sessions.
+    Show {
+        /// Email or user id.
+        user: String,
+    },
+    /// Block a user: login refused, every session ended, sockets closed.
+    Block {
+        /// Email or user id.
+        user: String,
+        /// Why (kept with the block and in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a block.
+    Unblock {
+        /// Email or user id.
+        user: String,
+    },
+    /// Delete a user and everything of theirs (sessions, rooms they own,
+    /// memberships, history they sent, activity).
+    Delete {
+        /// Email or user id.
+        user: String,
+    },
+    /// Grant the admin role (`/api/admin/*`); the way to make the first admin.
+    GrantAdmin {
+        /// Email or user id.
+        user: String,
+    },
+    /// Revoke the admin role; it takes effect on the user's next request.
+    RevokeAdmin {
+        /// Email or user id.
+        user: String,
+    },
 }
 
 /// The `doorman keys` subcommands.

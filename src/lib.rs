@@ -58,6 +58,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 pub mod api;
 #[cfg(feature = "server")]
 pub mod app;

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
             print!("{}", doorman::ws::asyncapi::asyncapi_json());
             return ExitCode::SUCCESS;
         }
-        Some(Command::Serve | Command::Keys { .. }) | None => {}
+        Some(Command::Serve | Command::Keys { .. } | Command::Users { .. }) | None => {}
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -32,6 +32,18 @@ fn main() -> ExitCode {
     };
     if let Some(Command::Keys { action }) = &config.command {
         return match runtime.block_on(doorman::app::manage_keys(&config, action)) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("doorman: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::Users { action }) = &config.command {
+        return match runtime.block_on(doorman::app::manage_users(&config, action)) {
             Ok(out) => {
                 print!("{out}");
                 ExitCode::SUCCESS

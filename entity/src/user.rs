@@ -12,6 +12,12 @@ pub struct Model {
     /// Argon2id PHC string.
     pub password_hash: String,
     pub created_at: TimeDateTimeWithTimeZone,
+    /// May use `/api/admin/*`; granted only by `doorman users grant-admin`.
+    pub is_admin: bool,
+    /// Set while the account is blocked: no login, no session.
+    pub blocked_at: Option<TimeDateTimeWithTimeZone>,
+    /// What the admin who blocked it wrote.
+    pub blocked_reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -24,7 +24,7 @@ use crate::{
 };
 
 error_set!(RegisterErrors: 400, 408, 409, 413, 415, 429, 503);
-error_set!(LoginErrors: 400, 401, 408, 413, 415, 429, 503);
+error_set!(LoginErrors: 400, 401, 403, 408, 413, 415, 429, 503);
 error_set!(RefreshErrors: 400, 401, 403, 408, 413, 415, 429, 503);
 error_set!(LogoutErrors: 401, 403, 503);
 

@@ -1,6 +1,7 @@
 //! The OpenAPI-documented HTTP API. Every protected operation takes
 //! [`crate::Authenticated`], which documents both security schemes.
 
+mod admin;
 mod auth;
 mod direct_json;
 pub(crate) mod meta;
@@ -11,6 +12,7 @@ mod rooms;
 pub(crate) mod sessions;
 pub(crate) mod text;
 
+pub use admin::AdminApi;
 pub use auth::AuthApi;
 pub use meta::{MetaApi, demo_html};
 use poem_openapi::{OpenApiService, Tags};
@@ -28,6 +30,9 @@ pub enum ApiTags {
     Rooms,
     /// Health and public keys.
     Meta,
+    /// Administration, for holders of the admin role: users, their sessions,
+    /// blocking, deletion and the audit log.
+    Admin,
 }
 
 /// doorman's own endpoint groups, as one `OpenApiService` serves them.
@@ -36,6 +41,7 @@ pub type Apis = (
     sessions::SessionApi,
     rooms::RoomApi,
     meta::MetaApi,
+    admin::AdminApi,
 );
 
 /// The OpenAPI service. Paths are absolute and the spec names no server, so the
@@ -47,6 +53,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             sessions::SessionApi,
             rooms::RoomApi,
             meta::MetaApi,
+            admin::AdminApi,
         ),
         "doorman",
         env!("CARGO_PKG_VERSION"),

@@ -143,6 +143,8 @@ pub async fn register(
         display_name: Set(display_name.0),
         password_hash: Set(hash),
         created_at: Set(now()),
+        // The admin flag and the block keep their column defaults (off).
+        ..Default::default()
     };
     // Two concurrent registrations both pass the check above; the unique index
     // decides, and the loser gets the same 409.

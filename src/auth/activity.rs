@@ -59,12 +59,15 @@ impl Kind {
         match reason {
             RevocationReason::Logout => Some(Kind::Logout),
             RevocationReason::RefreshTokenReuse => Some(Kind::RefreshReuse),
-            RevocationReason::Expired => None,
+            // The account's activity goes with it.
+            RevocationReason::Expired | RevocationReason::AccountDeleted => None,
             RevocationReason::Revoked
             | RevocationReason::RevokedAll
             | RevocationReason::RevokedOthers
             | RevocationReason::PasswordChanged
-            | RevocationReason::Operator => Some(Kind::SessionRevoked),
+            | RevocationReason::Operator
+            | RevocationReason::Admin
+            | RevocationReason::AccountBlocked => Some(Kind::SessionRevoked),
         }
     }
 }

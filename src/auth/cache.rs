@@ -64,6 +64,11 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Default> Cache<K, V, S> {
         map.insert(key, (value, Instant::now()));
     }
 
+    /// Forgets one entry.
+    pub fn remove(&self, key: &K) {
+        self.lock().remove(key);
+    }
+
     /// Forgets everything.
     pub fn clear(&self) {
         self.lock().clear();

@@ -33,6 +33,10 @@ pub enum AuthError {
     /// (`refresh_token_reused`).
     #[error("the refresh token was already used; the session has been revoked")]
     RefreshTokenReused,
+    /// The account is blocked by an admin: its login is refused after the password
+    /// was checked, and its sessions ended (`account_blocked`).
+    #[error("this account is blocked")]
+    AccountBlocked,
 }
 
 impl AuthError {
@@ -47,6 +51,7 @@ impl AuthError {
             AuthError::InvalidCredentials => "invalid_credentials",
             AuthError::InvalidRefreshToken => "invalid_refresh_token",
             AuthError::RefreshTokenReused => "refresh_token_reused",
+            AuthError::AccountBlocked => "account_blocked",
         }
     }
 }

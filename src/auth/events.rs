@@ -30,11 +30,19 @@ pub enum RevocationReason {
     /// An operator revoked every session (`doorman keys retire <kid>
     /// --revoke-sessions`, when a signing key leaked).
     Operator,
+    /// An admin revoked this session or all of the user's
+    /// (`DELETE /api/admin/users/{id}/sessions[/{sid}]`).
+    Admin,
+    /// An admin blocked the account: every session ends, and its credentials then
+    /// fail with `account_blocked`.
+    AccountBlocked,
+    /// An admin deleted the account (the session's row goes with it).
+    AccountDeleted,
 }
 
 impl RevocationReason {
     /// Every reason, for documents that list them (`asyncapi.json`).
-    pub const ALL: [RevocationReason; 8] = [
+    pub const ALL: [RevocationReason; 11] = [
         RevocationReason::Logout,
         RevocationReason::Revoked,
         RevocationReason::RevokedAll,
@@ -43,6 +51,9 @@ impl RevocationReason {
         RevocationReason::RefreshTokenReuse,
         RevocationReason::Expired,
         RevocationReason::Operator,
+        RevocationReason::Admin,
+        RevocationReason::AccountBlocked,
+        RevocationReason::AccountDeleted,
     ];
 
     /// What a credential of a session that ended this way now fails with: the one
@@ -51,6 +62,7 @@ impl RevocationReason {
     pub fn ended_as(self) -> AuthError {
         match self {
             RevocationReason::Expired => AuthError::SessionExpired,
+            RevocationReason::AccountBlocked => AuthError::AccountBlocked,
             _ => AuthError::SessionRevoked,
         }
     }
@@ -66,6 +78,9 @@ impl RevocationReason {
             "refresh_token_reuse" => Self::RefreshTokenReuse,
             "expired" => Self::Expired,
             "operator" => Self::Operator,
+            "admin" => Self::Admin,
+            "account_blocked" => Self::AccountBlocked,
+            "account_deleted" => Self::AccountDeleted,
             _ => return None,
         })
     }
@@ -81,6 +96,9 @@ impl RevocationReason {
             RevocationReason::RefreshTokenReuse => "refresh_token_reuse",
             RevocationReason::Expired => "expired",
             RevocationReason::Operator => "operator",
+            RevocationReason::Admin => "admin",
+            RevocationReason::AccountBlocked => "account_blocked",
+            RevocationReason::AccountDeleted => "account_deleted",
         }
     }
 }
@@ -186,12 +204,13 @@ mod tests {
             // A new variant stops this from compiling until it is added here and to ALL.
             match r {
                 Logout | Revoked | RevokedAll | RevokedOthers | PasswordChanged
-                | RefreshTokenReuse | Expired | Operator => {}
+                | RefreshTokenReuse | Expired | Operator | Admin | AccountBlocked
+                | AccountDeleted => {}
             }
             assert_eq!(RevocationReason::parse(r.as_str()), Some(r));
             assert!(!names.contains(&r.as_str()), "{} listed twice", r.as_str());
             names.push(r.as_str());
         }
-        assert_eq!(names.len(), 8);
+        assert_eq!(names.len(), 11);
     }
 }

@@ -6,7 +6,9 @@
 
 mod accounts;
 pub mod activity;
+pub(crate) mod admin;
 mod ascii;
+pub(crate) mod audit;
 mod auth_source;
 mod cache;
 pub mod cookies;
@@ -90,8 +92,10 @@ impl Issued {
 /// tokens and the cookie and origin rules.
 pub struct Auth {
     db: Db,
-    /// Users never change once created (no endpoint edits them), so they are cached
-    /// without expiry; deleting a user removes its sessions, which ends access.
+    /// Users' names and emails never change once created (no endpoint edits them),
+    /// so they are cached without expiry; deleting a user removes its sessions,
+    /// which ends access, and forgets it here ([`Auth::forget_user`]). The admin
+    /// flag and the block are never read from here.
     users: Cache<uuid::Uuid, User>,
     tokens: TokenKeys,
     sessions: SessionStore,
@@ -218,15 +222,31 @@ impl Auth {
             }
         };
         let user_id = UserId(user.id);
+        // Only after the password held: a wrong password to a blocked account is
+        // `invalid_credentials` like any other, so the block tells a guesser nothing.
+        if user.blocked_at.is_some() {
+            tracing::warn!(
+                security_event = "login_blocked",
+                user_id = %user.id,
+                ip = client.ip.as_deref().unwrap_or("-"),
+                "login to a blocked account refused"
+            );
+            return Err(AuthError::AccountBlocked.into());
+        }
         let opened = self.sessions.open(user_id, client.clone()).await?;
         let session_id = SessionId(opened.session.id);
-        // A password change between the check above and the session's insert would
-        // not have seen this session. It writes the new hash before it revokes, so
-        // reading the hash after the insert closes the gap: either the change sees
-        // this session, or this read sees the change.
-        let unchanged = accounts::find(&self.db, user.id)
-            .await?
-            .is_some_and(|now| now.password_hash == user.password_hash);
+        // A password change or a block between the check above and the session's
+        // insert would not have seen this session. Both write the user row before
+        // they revoke, so reading the row after the insert closes the gap: either
+        // the change sees this session, or this read sees the change.
+        let now = accounts::find(&self.db, user.id).await?;
+        if now.as_ref().is_some_and(|now| now.blocked_at.is_some()) {
+            self.sessions
+                .revoke(session_id, user_id, RevocationReason::AccountBlocked)
+                .await?;
+            return Err(AuthError::AccountBlocked.into());
+        }
+        let unchanged = now.is_some_and(|now| now.password_hash == user.password_hash);
         if !unchanged {
             self.sessions
                 .revoke(session_id, user_id, RevocationReason::PasswordChanged)
@@ -435,6 +455,17 @@ impl Auth {
                 }
             }
         });
+    }
+
+    /// Administration of accounts over this core's database and session store
+    /// (its cache and bus, so ends reach this instance's sockets and the cluster).
+    pub(crate) fn admin(&self) -> admin::Admin {
+        admin::Admin::new(self.db.clone(), self.sessions.clone())
+    }
+
+    /// Forgets a cached user (deleted).
+    pub(crate) fn forget_user(&self, id: UserId) {
+        self.users.remove(&id.0);
     }
 
     /// Forgets cached session state after events may have been missed.

@@ -81,7 +81,8 @@ pub(super) fn refused(source: CredentialSource, e: AuthError) {
 /// token that does not hold.
 fn refusal(e: AuthError) -> usize {
     match e {
-        AuthError::SessionRevoked => 2,
+        // A blocked account's sessions were revoked by the block.
+        AuthError::SessionRevoked | AuthError::AccountBlocked => 2,
         AuthError::SessionExpired => 3,
         AuthError::OriginRefused => 4,
         AuthError::InvalidToken

@@ -174,6 +174,52 @@ impl Bridge {
     }
 }
 
+/// Tells the running instances, from a process that runs no bridge (`doorman
+/// users …`), of sessions that ended and rooms that went: the same notes an
+/// instance sends, from a sender no instance knows. Nothing on SQLite (one
+/// instance, whose periodic re-check of its sockets' sessions then closes them).
+pub(crate) async fn announce(
+    db: &Db,
+    ended: &[(SessionId, UserId, RevocationReason)],
+    rooms_gone: &[RoomName],
+) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    if db.connection().get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    let sender = Uuid::new_v4();
+    let sessions: Vec<String> = ended
+        .iter()
+        .map(|(s, u, r)| {
+            let kind = SessionKind::Ended {
+                s: s.0,
+                u: u.0,
+                r: r.as_str().to_owned(),
+            };
+            SessionNote::new(sender, kind).encode()
+        })
+        .collect();
+    let rooms: Vec<String> = rooms_gone
+        .iter()
+        .zip(1..)
+        .map(|(room, n)| {
+            let kind = RoomKind::Removed {
+                r: room.as_str().to_owned(),
+                u: None,
+            };
+            RoomNote::new(sender, n, kind).encode()
+        })
+        .collect();
+    for (channel, payloads) in [(Channel::Sessions, sessions), (Channel::Rooms, rooms)] {
+        for batch in payloads.chunks(BATCH) {
+            db.connection()
+                .execute_raw(notify::statement(channel, batch.to_vec()))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 fn unix_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }

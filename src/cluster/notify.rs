@@ -17,13 +17,21 @@ pub(super) const INLINE_LIMIT: usize = 7000;
 /// The statement that sends `payloads` on the rooms channel, in their order, from
 /// within whatever transaction runs it (delivered at its commit).
 pub(super) fn rooms_statement(payloads: Vec<String>) -> sea_orm::Statement {
+    statement(Channel::Rooms, payloads)
+}
+
+/// The statement that sends `payloads` on `channel`, in their order.
+pub(super) fn statement(channel: Channel, payloads: Vec<String>) -> sea_orm::Statement {
     // One JSON array of the payloads, unpacked in the database: one statement, no
     // array type to bind.
     let payloads = serde_json::to_string(&payloads).unwrap_or_else(|_| "[]".to_owned());
     sea_orm::Statement::from_sql_and_values(
         sea_orm::DatabaseBackend::Postgres,
         "SELECT pg_notify($1, p) FROM json_array_elements_text($2::json) WITH ORDINALITY AS t(p, i) ORDER BY i",
-        [sea_orm::Value::from(ROOMS), sea_orm::Value::from(payloads)],
+        [
+            sea_orm::Value::from(name(channel)),
+            sea_orm::Value::from(payloads),
+        ],
     )
 }
 

@@ -13,6 +13,7 @@ mod history;
 mod membership;
 mod name;
 mod presence;
+mod purge;
 
 use std::{
     collections::HashMap,
@@ -29,6 +30,7 @@ pub use history::{Committed, HistorySettings, Logged, RecoveryFailure, Since, me
 pub use membership::{Member, Page, Role, RoomCaps, RoomInfo};
 pub use name::{ANY_ROOM, PRIVATE_ROOM, RoomName};
 pub use presence::Transition;
+pub use purge::purge_user;
 
 use crate::auth::{UserId, db::Db};
 use history::History;
@@ -623,6 +625,20 @@ impl Rooms {
             user: Some(user),
         });
         Ok(())
+    }
+
+    /// A room whose rows are gone (its owner was deleted): every subscriber is
+    /// taken out of it, here and on every other instance, and what history still
+    /// held of it here (SQLite) goes too.
+    pub async fn gone(&self, room: &RoomName) {
+        self.remove_here(room, None);
+        if let Err(e) = self.history.forget(room).await {
+            tracing::warn!(error = %e, "a deleted room's history was not dropped; it expires with its TTL");
+        }
+        self.relay(Relayed::Removed {
+            room: room.clone(),
+            user: None,
+        });
     }
 
     /// Deletes a private room (owner only); every subscriber is taken out of it on

@@ -17,6 +17,7 @@ impl Close {
     pub fn session_ended(why: AuthError) -> Close {
         match why {
             AuthError::SessionExpired => Close::SESSION_EXPIRED,
+            AuthError::AccountBlocked => Close::ACCOUNT_BLOCKED,
             _ => Close::SESSION_REVOKED,
         }
     }
@@ -26,9 +27,11 @@ impl Close {
     /// that cannot be reached says "try again" instead of blaming the token.
     pub fn auth_failed(e: &Error) -> Close {
         match e {
-            Error::Auth(e @ (AuthError::SessionRevoked | AuthError::SessionExpired)) => {
-                Close::session_ended(*e)
-            }
+            Error::Auth(
+                e @ (AuthError::SessionRevoked
+                | AuthError::SessionExpired
+                | AuthError::AccountBlocked),
+            ) => Close::session_ended(*e),
             Error::Auth(_) => Close::INVALID_TOKEN,
             Error::DatabaseUnavailable(_) => Close::DATABASE_UNAVAILABLE,
             _ => Close::INTERNAL_ERROR,
@@ -88,6 +91,11 @@ impl Close {
     pub const SESSION_EXPIRED: Close = Close {
         code: 4403,
         reason: "session_expired",
+    };
+    /// 4403: an admin blocked the account; its sessions ended. Do not retry.
+    pub const ACCOUNT_BLOCKED: Close = Close {
+        code: 4403,
+        reason: "account_blocked",
     };
     /// 4408: no `auth` frame within `DOORMAN_WS_AUTH_TIMEOUT_SECONDS`; reconnect, `auth` at once.
     pub const AUTH_TIMEOUT: Close = Close {

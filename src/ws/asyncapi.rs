@@ -251,6 +251,8 @@ fn handshake_refusals() -> Value {
          "when": "a Bearer header or cookie is present but invalid, expired, or its session ended", "action": "refresh_token",
          "client_should": "refresh the access token and reconnect; on session_revoked or session_expired, or when the refresh fails, sign in again"},
         {"status": 403, "error": [code(ErrorCode::OriginRefused)], "when": "a cookie credential from an Origin that is not allowed", "action": "fix_client"},
+        {"status": 403, "error": [code(ErrorCode::AccountBlocked)], "when": "a credential of a session that ended when an admin blocked the account", "action": "sign_in_again",
+         "client_should": "not retry: signing in is refused until an admin unblocks the account"},
         {"status": 429, "error": [code(ErrorCode::RateLimited), code(ErrorCode::TooManySockets)],
          "when": "too many handshakes from this IP (DOORMAN_WS_HANDSHAKE_PER_SECOND), or the user holds DOORMAN_WS_MAX_SOCKETS_PER_USER sockets", "action": "back_off",
          "client_should": "wait at least Retry-After seconds"},

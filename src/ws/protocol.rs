@@ -501,6 +501,15 @@ pub const CLOSE_CODES: &[CloseDoc] = &[
         client_should: "not retry: the session is over; sign in again",
     },
     CloseDoc {
+        close: Close::ACCOUNT_BLOCKED,
+        sent_by_server: true,
+        when: "an admin blocked the account while the socket was open (every session of \
+               the account ended)",
+        action: CloseAction::SignInAgain,
+        client_should: "not retry: signing in is refused with `account_blocked` until an \
+                        admin unblocks the account",
+    },
+    CloseDoc {
         close: Close::AUTH_TIMEOUT,
         sent_by_server: true,
         when: "no `auth` frame within DOORMAN_WS_AUTH_TIMEOUT_SECONDS (default 10)",

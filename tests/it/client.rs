@@ -148,6 +148,11 @@ impl Call {
         self.header("origin", origin)
     }
 
+    /// A JSON body.
+    pub fn json(self, body: &Value) -> Self {
+        Self(self.0.json(body))
+    }
+
     /// `X-Forwarded-For`, believed only from a trusted proxy.
     pub fn forwarded_for(self, ip: &str) -> Self {
         self.header("x-forwarded-for", ip)
@@ -516,6 +521,96 @@ impl ApiClient {
         body: &Value,
     ) -> Call {
         self.post_json(&format!("/api/rooms/{room}/messages"), cred, body)
+    }
+
+    // --- administration -----------------------------------------------------
+
+    /// `GET /api/admin/users?query=&cursor=&limit=` (each only when given).
+    pub fn admin_users<'a>(
+        &self,
+        cred: impl Into<Credential<'a>>,
+        query: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Call {
+        let Call(req) = self.call(Method::GET, "/api/admin/users", cred);
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(q) = query {
+            params.push(("query", q.to_owned()));
+        }
+        if let Some(c) = cursor {
+            params.push(("cursor", c.to_owned()));
+        }
+        if let Some(l) = limit {
+            params.push(("limit", l.to_string()));
+        }
+        Call(req.query(&params))
+    }
+
+    /// `GET /api/admin/users/{id}`.
+    pub fn admin_user<'a>(&self, cred: impl Into<Credential<'a>>, id: &str) -> Call {
+        self.call(Method::GET, &format!("/api/admin/users/{id}"), cred)
+    }
+
+    /// `DELETE /api/admin/users/{id}/sessions/{sid}`.
+    pub fn admin_revoke_session<'a>(
+        &self,
+        cred: impl Into<Credential<'a>>,
+        id: &str,
+        sid: &str,
+    ) -> Call {
+        self.call(
+            Method::DELETE,
+            &format!("/api/admin/users/{id}/sessions/{sid}"),
+            cred,
+        )
+    }
+
+    /// `DELETE /api/admin/users/{id}/sessions`.
+    pub fn admin_revoke_sessions<'a>(&self, cred: impl Into<Credential<'a>>, id: &str) -> Call {
+        self.call(
+            Method::DELETE,
+            &format!("/api/admin/users/{id}/sessions"),
+            cred,
+        )
+    }
+
+    /// `PUT /api/admin/users/{id}/block` `{reason}`.
+    pub fn admin_block<'a>(&self, cred: impl Into<Credential<'a>>, id: &str, reason: &str) -> Call {
+        let Call(req) = self.call(Method::PUT, &format!("/api/admin/users/{id}/block"), cred);
+        Call(req.json(&json!({ "reason": reason })))
+    }
+
+    /// `DELETE /api/admin/users/{id}/block`.
+    pub fn admin_unblock<'a>(&self, cred: impl Into<Credential<'a>>, id: &str) -> Call {
+        self.call(
+            Method::DELETE,
+            &format!("/api/admin/users/{id}/block"),
+            cred,
+        )
+    }
+
+    /// `DELETE /api/admin/users/{id}`.
+    pub fn admin_delete_user<'a>(&self, cred: impl Into<Credential<'a>>, id: &str) -> Call {
+        self.call(Method::DELETE, &format!("/api/admin/users/{id}"), cred)
+    }
+
+    /// `GET /api/admin/audit?cursor=&limit=`.
+    pub fn admin_audit<'a>(
+        &self,
+        cred: impl Into<Credential<'a>>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Call {
+        let Call(req) = self.call(Method::GET, "/api/admin/audit", cred);
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(c) = cursor {
+            params.push(("cursor", c.to_owned()));
+        }
+        if let Some(l) = limit {
+            params.push(("limit", l.to_string()));
+        }
+        Call(req.query(&params))
     }
 
     // --- public endpoints ---------------------------------------------------

@@ -11,6 +11,7 @@ mod flagship;
 
 // HTTP API, by feature.
 mod accounts;
+mod admin;
 mod credentials;
 mod devices;
 mod health;

@@ -47,7 +47,7 @@ fn every_protected_operation_offers_bearer_and_cookie() {
             );
         }
     }
-    assert_eq!(protected, 17);
+    assert_eq!(protected, 25);
 }
 
 #[test]

@@ -407,7 +407,15 @@ pub(crate) async fn revoke_every(
 /// Why a session is not active, if it is not.
 fn check_active(session: &session::Model, now: OffsetDateTime) -> Result<(), AuthError> {
     if session.revoked_at.is_some() {
-        return Err(AuthError::SessionRevoked);
+        // A block says so (403 `account_blocked`) wherever the session is read;
+        // every other end is `session_revoked`, as before.
+        let blocked =
+            session.revoked_reason.as_deref() == Some(RevocationReason::AccountBlocked.as_str());
+        return Err(if blocked {
+            AuthError::AccountBlocked
+        } else {
+            AuthError::SessionRevoked
+        });
     }
     if now >= session.expires_at || now >= session.idle_expires_at {
         return Err(AuthError::SessionExpired);

@@ -31,7 +31,12 @@ impl SessionStore {
             .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
         let now = now();
-        check_active(&session, now)?;
+        // A blocked account's refresh is a 401 like any ended session's (the
+        // contract: login 403, refresh 401), not the 403 its access tokens get.
+        check_active(&session, now).map_err(|e| match e {
+            AuthError::AccountBlocked => AuthError::SessionRevoked,
+            e => e,
+        })?;
         if now >= token.expires_at {
             return Err(AuthError::InvalidRefreshToken.into());
         }

@@ -42,6 +42,8 @@ pub enum ErrorCode {
     InvalidRefreshToken,
     /// 401: a spent refresh token came back after the grace window; its session is now revoked.
     RefreshTokenReused,
+    /// 403: the account is blocked by an admin (login with the right password, or a credential of a session the block ended); do not retry.
+    AccountBlocked,
     /// 400: a field or parameter breaks a documented rule (missing, wrong type, too short, not one of the values); the message names each field and its rule, as "password: 8 to 128 characters".
     InvalidInput,
     /// 400: the request did not parse (a body that is not JSON, a malformed header, a WebSocket handshake not over HTTP/1.1).
@@ -91,6 +93,7 @@ impl From<AuthError> for ErrorCode {
             AuthError::InvalidCredentials => ErrorCode::InvalidCredentials,
             AuthError::InvalidRefreshToken => ErrorCode::InvalidRefreshToken,
             AuthError::RefreshTokenReused => ErrorCode::RefreshTokenReused,
+            AuthError::AccountBlocked => ErrorCode::AccountBlocked,
         }
     }
 }
@@ -98,7 +101,7 @@ impl From<AuthError> for ErrorCode {
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A credential that does not hold (401, or 403 `origin_refused`).
+    /// A credential that does not hold (401, or 403 `origin_refused`, `account_blocked`).
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// Input that parsed but breaks a rule (`invalid_input`).
@@ -210,7 +213,8 @@ impl Error {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Auth(AuthError::OriginRefused) | Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Auth(AuthError::OriginRefused | AuthError::AccountBlocked)
+            | Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Auth(_) => StatusCode::UNAUTHORIZED,
             Error::Invalid(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::EmailTaken | Error::RoomExists | Error::LimitReached(_) => StatusCode::CONFLICT,

@@ -70,8 +70,8 @@ fn describe(status: u16) -> &'static str {
         400 => "The input is malformed or breaks a rule (`bad_request`, `invalid_input`).",
         401 => "Missing, invalid or expired credentials, or the session has ended.",
         403 => {
-            "A cookie credential from an origin that is not allowed (`origin_refused`), or not \
-             allowed for this caller (`forbidden`)."
+            "A cookie credential from an origin that is not allowed (`origin_refused`), a \
+             blocked account (`account_blocked`), or not allowed for this caller (`forbidden`)."
         }
         404 => "Not found, or not yours.",
         408 => {

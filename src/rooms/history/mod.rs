@@ -274,6 +274,14 @@ impl History {
         }
     }
 
+    /// Stores what is placed and not stored yet (SQLite; nothing to do on
+    /// PostgreSQL, where a message is stored before it is placed).
+    pub async fn store_held(&self) {
+        if let Some(local) = &self.inner.local {
+            local.flush(&self.inner).await;
+        }
+    }
+
     /// The room's position now. On SQLite what the write task holds is stored
     /// first, so that every message the position covers can be read.
     pub async fn position(&self, room: &RoomName) -> Result<Position, RoomError> {
