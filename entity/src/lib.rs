@@ -4,6 +4,7 @@
 pub mod prelude;
 
 pub mod activity;
+pub mod email_token;
 pub mod refresh_token;
 pub mod room;
 pub mod room_history;

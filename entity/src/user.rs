@@ -12,6 +12,9 @@ pub struct Model {
     /// Argon2id PHC string.
     pub password_hash: String,
     pub created_at: TimeDateTimeWithTimeZone,
+    /// When the user opened a verification link (or a password-reset link, which
+    /// proves the same); `None` until then.
+    pub email_verified_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

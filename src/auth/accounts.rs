@@ -143,6 +143,7 @@ pub async fn register(
         display_name: Set(display_name.0),
         password_hash: Set(hash),
         created_at: Set(now()),
+        email_verified_at: Set(None),
     };
     // Two concurrent registrations both pass the check above; the unique index
     // decides, and the loser gets the same 409.
