@@ -3,6 +3,7 @@
 
 mod auth;
 mod direct_json;
+mod email;
 pub(crate) mod meta;
 pub(crate) mod models;
 mod optional_json;
@@ -12,6 +13,7 @@ pub(crate) mod sessions;
 pub(crate) mod text;
 
 pub use auth::AuthApi;
+pub use email::EmailApi;
 pub use meta::{MetaApi, demo_html};
 use poem_openapi::{OpenApiService, Tags};
 pub use rooms::RoomApi;
@@ -33,6 +35,7 @@ pub enum ApiTags {
 /// doorman's own endpoint groups, as one `OpenApiService` serves them.
 pub type Apis = (
     auth::AuthApi,
+    email::EmailApi,
     sessions::SessionApi,
     rooms::RoomApi,
     meta::MetaApi,
@@ -44,6 +47,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             auth::AuthApi,
+            email::EmailApi,
             sessions::SessionApi,
             rooms::RoomApi,
             meta::MetaApi,

@@ -64,6 +64,15 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Default> Cache<K, V, S> {
         map.insert(key, (value, Instant::now()));
     }
 
+    /// Forgets one entry.
+    pub fn remove<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lock().remove(key);
+    }
+
     /// Forgets everything.
     pub fn clear(&self) {
         self.lock().clear();
