@@ -54,12 +54,10 @@ impl Transport {
         };
         let parsed = url::Url::parse(url).map_err(|_| "DOORMAN_SMTP_URL is not a URL")?;
         let shown = format!(
-            "{}://{}:{}",
+            "{}://{}{}",
             parsed.scheme(),
             parsed.host_str().unwrap_or_default(),
-            parsed
-                .port()
-                .map_or_else(|| "default port".to_owned(), |p| p.to_string())
+            parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
         );
         // lettre's own message repeats the URL, password included: say what is wrong instead.
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|_| {
