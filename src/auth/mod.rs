@@ -186,11 +186,6 @@ impl Auth {
         Ok(user)
     }
 
-    /// Whether login and refresh refuse unverified users.
-    pub fn requires_verified_email(&self) -> bool {
-        self.require_verified_email
-    }
-
     /// Creates an account. The input rules (email, password, display name) are
     /// checked here, in the core, whatever door the request came through.
     pub async fn register(
@@ -345,10 +340,18 @@ impl Auth {
         let opened = self.sessions.rotate(refresh_token).await?;
         let user_id = UserId(opened.session.user_id);
         let session_id = SessionId(opened.session.id);
-        let user = self
+        let mut user = self
             .user(user_id)
             .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
+        if self.require_verified_email && user.email_verified_at.is_none() {
+            // The cache may be a second behind a verification made elsewhere: ask
+            // the database before ending a session for it.
+            let row = accounts::find(&self.db, user_id.0)
+                .await?
+                .ok_or(AuthError::InvalidRefreshToken)?;
+            user = User::from(&row);
+        }
         if self.require_verified_email && user.email_verified_at.is_none() {
             self.sessions
                 .revoke(session_id, user_id, RevocationReason::Revoked)
@@ -400,7 +403,11 @@ impl Auth {
     }
 
     /// Spends a verification token: the user's address is verified from now on.
-    pub async fn verify_email(&self, token: &str, client: ClientInfo) -> Result<UserId, Error> {
+    pub(crate) async fn verify_email(
+        &self,
+        token: &str,
+        client: ClientInfo,
+    ) -> Result<UserId, Error> {
         let (row, user) = email_tokens::check(&self.db, token, Purpose::VerifyEmail).await?;
         let now = accounts::now();
         let spent = self
@@ -434,7 +441,7 @@ impl Auth {
     /// counts as verified: the link was read there), every session of the user is
     /// revoked, so their sockets close on every instance. A token issued before
     /// the password last changed does not hold.
-    pub async fn reset_password(
+    pub(crate) async fn reset_password(
         &self,
         token: &str,
         new: String,
