@@ -30,6 +30,11 @@ const ATTEMPTS: u32 = 8;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// The `kind` label of `doorman_mail_total` (and of log lines about mail).
+pub(crate) const KINDS: &[&str] = &["verify_email", "password_reset"];
+/// The `outcome` label of `doorman_mail_total`.
+pub(crate) const OUTCOMES: &[&str] = &["sent", "failed", "refused"];
+
 /// Where mail goes and who sends it, from the configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct MailSettings {
@@ -154,6 +159,18 @@ async fn deliver(transport: &Transport, outgoing: Outgoing) {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::auth::Purpose;
+
+    #[test]
+    fn every_purpose_is_a_kind_of_the_mail_metric() {
+        for purpose in [Purpose::VerifyEmail, Purpose::PasswordReset] {
+            assert!(super::KINDS.contains(&purpose.as_str()), "{purpose:?}");
         }
     }
 }
