@@ -11,7 +11,7 @@
 
 import http from "node:http";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 const port = Number(process.env.DOORMAN_PORT);
@@ -661,6 +661,99 @@ await scenario("recovery on the demo page: offline and back, the messages publis
   } finally {
     await alice.context.close();
     await bob.context.close();
+  }
+});
+
+// ---- Issue 34: links mailed to the account (verification, password reset) ----------
+// The server writes its mail into MAIL_DIR (run.sh: DOORMAN_MAIL_DIR), one .eml each.
+
+// The messages to `address` so far, oldest first, as a mail reader shows them
+// (quoted-printable undone).
+function mailsTo(address) {
+  const dir = process.env.MAIL_DIR;
+  let names = [];
+  try { names = readdirSync(dir).filter((n) => n.endsWith(".eml") && !n.startsWith(".")).sort(); } catch { return []; }
+  return names
+    .map((n) => readFileSync(`${dir}/${n}`, "utf8"))
+    .filter((raw) => raw.includes(`\r\nTo: ${address}\r\n`))
+    .map((raw) => raw.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16))));
+}
+
+// The link to `#kind=` in the `n`-th message to `address`, once it has arrived.
+async function mailedLink(address, n, kind) {
+  for (let i = 0; i < 200; i++) {
+    const mails = mailsTo(address);
+    if (mails.length >= n) {
+      const m = new RegExp(`http://\\S+/#${kind}=[A-Za-z0-9_-]+`).exec(mails[n - 1]);
+      assert.ok(m, `a ${kind} link in ${mails[n - 1]}`);
+      return m[0];
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no message ${n} to ${address} in ${process.env.MAIL_DIR}`);
+}
+
+await scenario("mailed links: the demo page verifies the address and sets a new password from the emailed links; the reset closes the open socket 4403", async () => {
+  const email = uniqueEmail("mail");
+  const alice = await demoUser({ email, name: "alice" });
+  const stranger = await browser.newContext({ viewport: { width: 820, height: 1000 } });
+  const strangerViolations = await watchCsp(stranger);
+  const errors = [];
+  try {
+    // Verification, from the account row; the link opened in another tab.
+    await alice.page.waitForFunction(() => document.querySelector("#verified").textContent === "not verified");
+    await alice.page.click("#send-verification");
+    await alice.page.waitForFunction(() => document.querySelector("#mail-msg").textContent.includes("on its way"));
+    const verifyLink = await mailedLink(email, 1, "verify-email");
+    assert.ok(verifyLink.startsWith(`${api}/#verify-email=`), verifyLink);
+    const tab = await alice.context.newPage();
+    tab.on("pageerror", (e) => errors.push(String(e)));
+    await tab.goto(verifyLink);
+    await tab.waitForSelector("#confirm-email", { state: "visible" });
+    assert.equal(new URL(tab.url()).hash, "", "the token left the address bar");
+    await tab.click("#confirm-email");
+    await tab.waitForFunction(() => document.querySelector("#link-msg").textContent === "Your email address is verified.");
+    await tab.waitForFunction(() => document.querySelector("#verified").textContent === "verified");
+    await tab.close();
+
+    // Password reset, asked for from a browser with no session while alice's socket is open.
+    await alice.connect();
+    const page = await stranger.newPage();
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`${api}/`);
+    await page.fill("#email", email);
+    await page.click("#forgot");
+    await page.waitForFunction(() => document.querySelector("#mail-msg").textContent.includes("a reset link is on its way"));
+    const resetLink = await mailedLink(email, 2, "reset-password");
+    const linkPage = await stranger.newPage();
+    linkPage.on("pageerror", (e) => errors.push(String(e)));
+    await linkPage.goto(resetLink);
+    await linkPage.waitForSelector("#new-password", { state: "visible" });
+    assert.equal(new URL(linkPage.url()).hash, "", "the token left the address bar");
+    const newPassword = "a new browser password";
+    await linkPage.fill("#new-password", newPassword);
+    await linkPage.click("#set-password");
+    await linkPage.waitForFunction(() => document.querySelector("#link-msg").textContent.startsWith("Your password is changed"));
+    // Every session ended: alice's socket closed 4403 and her page says so.
+    await alice.page.waitForFunction(() => !document.querySelector("#session-ended").hidden, null, { timeout: 5000 });
+    assert.match(await alice.page.textContent("#session-ended"), /session_revoked/);
+    // The link works once; the new password logs in.
+    await linkPage.goto(`${api}/`);
+    await linkPage.goto(resetLink);
+    await linkPage.fill("#new-password", "yet another password");
+    await linkPage.click("#set-password");
+    await linkPage.waitForFunction(() => document.querySelector("#link-msg").textContent.includes("invalid_email_token"));
+    await linkPage.fill("#email", email);
+    await linkPage.fill("#password", newPassword);
+    await linkPage.click("#login");
+    await linkPage.waitForFunction(() => document.querySelector("#me").textContent.includes('"auth_source": "cookie"'));
+    assert.match(await linkPage.textContent("#verified"), /^verified$/);
+    assert.deepEqual(errors, [], "script errors on the link pages");
+    assert.deepEqual(strangerViolations, [], "CSP violations on the link pages");
+    await alice.clean();
+  } finally {
+    await alice.context.close();
+    await stranger.close();
   }
 });
 

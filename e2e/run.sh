@@ -23,9 +23,11 @@ export TLS_DOORMAN_PORT=18703 TLS_PORT=18704
 work="$(mktemp -d)"
 on_exit rm -rf "$work"
 # A short history (5 messages per room): the recovery scenario outruns it.
+# Its mail goes to an outbox the mailed-links scenario reads (MAIL_DIR).
+export MAIL_DIR="$work/mail"
 start_doorman "$port" "$work/server.log" \
   DOORMAN_ALLOWED_ORIGINS="http://127.0.0.1:$PARTNER_PORT" DOORMAN_LOGIN_PER_MINUTE=1000 \
-  DOORMAN_HISTORY_SIZE=5
+  DOORMAN_HISTORY_SIZE=5 DOORMAN_MAIL_DIR="$MAIL_DIR"
 start_doorman "$TLS_DOORMAN_PORT" "$work/server-tls.log" \
   DOORMAN_PUBLIC_URL="https://app.example.test:$TLS_PORT" DOORMAN_TRUSTED_PROXIES=127.0.0.1 \
   DOORMAN_LOGIN_PER_MINUTE=1000

@@ -110,6 +110,17 @@ ensure_python_venv() {
   echo "$want" >"$venv/.requirements.sha256"
 }
 
+# ensure_smtp_sink: Python with aiosmtpd for the mail tests' loopback SMTP server
+# (tests/smtp/sink.py), in a venv built from tests/smtp/requirements.txt; exports
+# DOORMAN_TEST_PYTHON (that venv's python) and DOORMAN_TEST_SMTP=required, so a
+# test run that cannot start the server fails instead of skipping the SMTP tests.
+ensure_smtp_sink() {
+  local venv="${DOORMAN_SMTP_VENV:-/var/tmp/doorman-smtp-venv}" root
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  ensure_python_venv "$venv" "$root/tests/smtp/requirements.txt"
+  export DOORMAN_TEST_PYTHON="$venv/bin/python" DOORMAN_TEST_SMTP=required
+}
+
 # ensure_node_modules DIR: `npm ci` in DIR unless node_modules holds exactly the
 # packages of DIR/package-lock.json. npm ci records what it installed in
 # node_modules/.package-lock.json; that file is not byte-identical to the lockfile (it

@@ -217,6 +217,42 @@ pub struct Config {
     #[arg(long, env = "DOORMAN_KEY_ENCRYPTION_KEY_FILE")]
     pub key_encryption_key_file: Option<std::path::PathBuf>,
 
+    /// The SMTP server that sends verification and password-reset links:
+    /// `smtp://host:port` (plain; add `?tls=required` for STARTTLS) or
+    /// `smtps://user:password@host[:port]` (implicit TLS). Empty: messages go to
+    /// the development outbox (`DOORMAN_MAIL_DIR`) instead.
+    #[arg(long, env = "DOORMAN_SMTP_URL", value_parser = parse_smtp_url)]
+    pub smtp_url: Option<SmtpUrl>,
+
+    /// The sender of doorman's messages (`name@example.org` or `Name
+    /// <name@example.org>`). Default: `doorman <noreply@HOST>`, HOST the public
+    /// URL's host (`localhost` for an IP address).
+    #[arg(long, env = "DOORMAN_MAIL_FROM")]
+    pub mail_from: Option<String>,
+
+    /// The development outbox: without `DOORMAN_SMTP_URL`, each message is written
+    /// here as one `.eml` file (readable by the server's user only) instead of
+    /// being sent. Relative to the working directory.
+    #[arg(long, env = "DOORMAN_MAIL_DIR", default_value = "doorman-mail")]
+    pub mail_dir: std::path::PathBuf,
+
+    /// `true`: a user whose email address is not verified cannot log in (403
+    /// `email_unverified`, and a new verification link is mailed) nor refresh a
+    /// session opened before.
+    #[arg(
+        long,
+        env = "DOORMAN_REQUIRE_VERIFIED_EMAIL",
+        default_value = "false",
+        action = clap::ArgAction::Set,
+        value_parser = parse_bool
+    )]
+    pub require_verified_email: bool,
+
+    /// Messages (verification and password-reset links) one address may be sent
+    /// per hour, asked for from anywhere (burst the same).
+    #[arg(long, env = "DOORMAN_MAIL_PER_ADDRESS_PER_HOUR", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub mail_per_address_per_hour: u32,
+
     /// `text` or `json`.
     #[arg(long, env = "DOORMAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -346,6 +382,32 @@ impl PublicUrl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin(Option<String>);
 
+/// An SMTP URL (`smtp://…` or `smtps://…` with a host); it may carry a password,
+/// so its `Debug` shows only scheme and host.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpUrl(String);
+
+impl SmtpUrl {
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(u) => write!(
+                f,
+                "SmtpUrl({}://{})",
+                u.scheme(),
+                u.host_str().unwrap_or("")
+            ),
+            Err(_) => f.write_str("SmtpUrl(…)"),
+        }
+    }
+}
+
 /// One trusted-proxy network (an empty list item is allowed and means nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network(Option<IpNet>);
@@ -374,6 +436,22 @@ impl Config {
             Some(n) => usize::from(n),
             None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
         }
+    }
+
+    /// The sender of doorman's messages: the setting, else `doorman
+    /// <noreply@HOST>` with the public URL's host (`localhost` for an IP).
+    pub fn mail_from(&self) -> String {
+        if let Some(from) = self.mail_from.as_deref().filter(|f| !f.trim().is_empty()) {
+            return from.trim().to_owned();
+        }
+        let host = url::Url::parse(&self.public_url())
+            .ok()
+            .and_then(|u| match u.host() {
+                Some(url::Host::Domain(d)) => Some(d.to_owned()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("doorman <noreply@{host}>")
     }
 
     /// The trusted proxies as networks; a bare IP is a /32 or /128.
@@ -409,8 +487,8 @@ impl Config {
                 continue;
             }
             let mut line = first.clone();
-            // A database URL may carry a password: never echo it.
-            if env == "DATABASE_URL"
+            // A database or SMTP URL may carry a password: never echo it.
+            if (env == "DATABASE_URL" || env == "DOORMAN_SMTP_URL")
                 && let Some(clap::error::ContextValue::String(value)) =
                     err.get(clap::error::ContextKind::InvalidValue)
             {
@@ -426,6 +504,13 @@ impl std::str::FromStr for PublicUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         parse_public_url(s)
+    }
+}
+
+impl std::str::FromStr for SmtpUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_smtp_url(s)
     }
 }
 
@@ -516,6 +601,30 @@ fn parse_message_bytes(raw: &str) -> Result<usize, String> {
             raw.trim()
         )),
     }
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, any case).
+fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        other => Err(format!("`{other}` is not true or false")),
+    }
+}
+
+/// An SMTP URL: `smtp://` or `smtps://` and a host. Never echoed: it may carry a
+/// password.
+fn parse_smtp_url(raw: &str) -> Result<SmtpUrl, String> {
+    let s = raw.trim();
+    let url = url::Url::parse(s)
+        .map_err(|_| "must be smtp://host:port or smtps://user:password@host".to_owned())?;
+    if !matches!(url.scheme(), "smtp" | "smtps") {
+        return Err("must start with `smtp://` or `smtps://`".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("names no host".into());
+    }
+    Ok(SmtpUrl(s.to_owned()))
 }
 
 fn parse_database_url(raw: &str) -> Result<String, String> {
@@ -705,6 +814,43 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("ten"), "{line}");
+    }
+
+    #[test]
+    fn smtp_urls_need_smtp_or_smtps_and_a_host_and_are_never_echoed() {
+        let c = parse(&["--smtp-url", "smtps://mailer:hunter2@mail.example.org"]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(parse(&["--smtp-url", "smtp://127.0.0.1:2525"]).is_ok());
+        let err = parse(&["--smtp-url", "http://mailer:hunter2@mail.example.org"]).unwrap_err();
+        let line = Config::explain(&err);
+        assert!(line.starts_with("DOORMAN_SMTP_URL"), "{line}");
+        assert!(!line.contains("hunter2"), "{line}");
+        assert!(parse(&["--smtp-url", "smtp://"]).is_err());
+    }
+
+    #[test]
+    fn the_default_sender_is_noreply_at_the_public_host() {
+        let c = parse(&["--public-url", "https://auth.example.org"]).unwrap();
+        assert_eq!(c.mail_from(), "doorman <noreply@auth.example.org>");
+        let c = parse(&["--bind", "127.0.0.1:8080"]).unwrap();
+        assert_eq!(c.mail_from(), "doorman <noreply@localhost>");
+        let c = parse(&["--mail-from", "Ann <ann@example.org>"]).unwrap();
+        assert_eq!(c.mail_from(), "Ann <ann@example.org>");
+    }
+
+    #[test]
+    fn require_verified_email_reads_true_and_false() {
+        for (raw, want) in [
+            ("true", true),
+            ("FALSE", false),
+            ("1", true),
+            ("off", false),
+        ] {
+            let c = parse(&["--require-verified-email", raw]).unwrap();
+            assert_eq!(c.require_verified_email, want, "{raw}");
+        }
+        assert!(parse(&["--require-verified-email", "maybe"]).is_err());
+        assert!(!parse(&[]).unwrap().require_verified_email);
     }
 
     #[test]

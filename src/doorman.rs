@@ -8,6 +8,7 @@ use poem::listener::{Listener, TcpListener};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 use crate::{
+    account_mail::AccountMail,
     auth::{Auth, AuthSettings, AuthSource, SessionBus, SessionSettings, db::Db},
     cluster,
     config::Config,
@@ -15,6 +16,7 @@ use crate::{
         client_ip::ClientIp,
         conn_guard::{GuardedAcceptor, ReadRate, UpgradeMarks},
     },
+    mail::{MailSettings, Mailer},
     ratelimit::Limits,
     rooms::Rooms,
     sockets::Registry,
@@ -83,6 +85,14 @@ impl Builder {
     /// first one if there is none) and starts doorman's background tasks.
     pub async fn start(self) -> Result<Doorman, StartError> {
         let config = self.config;
+        // A mail setting that cannot work stops the start before anything else.
+        let mailer = Mailer::start(&MailSettings {
+            smtp_url: config.smtp_url.as_ref().map(|u| u.as_str().to_owned()),
+            outbox: config.mail_dir.clone(),
+            from: config.mail_from(),
+            public_url: config.public_url(),
+        })
+        .map_err(StartError::Config)?;
         let (db, history_writer) = match self.connection {
             Some(connection) => {
                 migrate(&connection).await?;
@@ -119,6 +129,7 @@ impl Builder {
                         .key_encryption_key_file
                         .clone()
                         .filter(|p| !p.as_os_str().is_empty()),
+                    require_verified_email: config.require_verified_email,
                 },
                 bus.clone(),
             )
@@ -165,6 +176,7 @@ impl Builder {
             config: SocketSettings::socket_config(config.ws_max_message_bytes),
             clock: governor::clock::DefaultClock::default(),
         };
+        let account_mail = AccountMail::start(auth.clone(), mailer);
         let metrics = config.metrics_bind;
         let state = Arc::new(AppState {
             client_ip: ClientIp::new(config.trusted_proxies()),
@@ -176,6 +188,7 @@ impl Builder {
             registry,
             ws,
             metrics: metrics.is_some(),
+            account_mail,
         });
         crate::memory::spawn_trimmer(Arc::downgrade(&state));
         let doorman = Doorman { state };

@@ -58,6 +58,7 @@
 
 #![warn(missing_docs)]
 
+mod account_mail;
 mod admin;
 pub mod api;
 #[cfg(feature = "server")]
@@ -72,6 +73,7 @@ pub(crate) mod http;
 mod janitor;
 mod json_text;
 mod logging;
+mod mail;
 mod memory;
 mod ratelimit;
 pub(crate) mod rooms;

@@ -331,6 +331,9 @@ pub const LIMIT_NAMES: &[&str] = &[
     "publish",
     "publish_ip",
     "room_create",
+    "mail_ip",
+    "mail_address",
+    "email_token",
     "login_account",
     "login_account_daily",
     "login_account_ip",
@@ -353,6 +356,16 @@ pub struct Limits {
     pub publish_ip: KeyedLimit<IpAddr>,
     /// Private rooms created per user (`DOORMAN_ROOM_CREATE_PER_MINUTE`).
     pub room_create: KeyedLimit<UserId>,
+    /// Requests for a mailed link (verification, password reset) per client IP:
+    /// `DOORMAN_LOGIN_PER_MINUTE`, like login.
+    pub mail_ip: KeyedLimit<IpAddr>,
+    /// Mailed links per address (`DOORMAN_MAIL_PER_ADDRESS_PER_HOUR`), whoever asks
+    /// and whether or not the address has an account: nobody can flood a mailbox,
+    /// and the answer says nothing about the account.
+    pub mail_address: KeyedLimit<String>,
+    /// Uses of mailed tokens (verify, reset confirm) per client IP: six times
+    /// `DOORMAN_LOGIN_PER_MINUTE`, like refresh.
+    pub email_token: KeyedLimit<IpAddr>,
 }
 
 impl Limits {
@@ -385,6 +398,15 @@ impl Limits {
                 "room_create",
                 Quota::per_minute(nz(config.room_create_per_minute)),
             ),
+            mail_ip: KeyedLimit::new("mail_ip", per_minute),
+            mail_address: KeyedLimit::new(
+                "mail_address",
+                Quota::per_hour(nz(config.mail_per_address_per_hour)),
+            ),
+            email_token: KeyedLimit::new(
+                "email_token",
+                Quota::per_minute(nz(config.login_per_minute.saturating_mul(6))),
+            ),
         }
     }
 
@@ -397,6 +419,9 @@ impl Limits {
         self.publish.sweep();
         self.publish_ip.sweep();
         self.room_create.sweep();
+        self.mail_ip.sweep();
+        self.mail_address.sweep();
+        self.email_token.sweep();
     }
 
     /// Sweeps all limits every `every`, until the limits themselves are dropped
@@ -435,6 +460,9 @@ mod tests {
             limits.publish.name,
             limits.publish_ip.name,
             limits.room_create.name,
+            limits.mail_ip.name,
+            limits.mail_address.name,
+            limits.email_token.name,
             t.per_account.name,
             t.per_account_daily.name,
             t.per_account_ip.name,

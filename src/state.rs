@@ -7,6 +7,7 @@ use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 use poem::{Request, web::websocket::WebSocketConfig};
 
 use crate::{
+    account_mail::AccountMail,
     auth::{Auth, AuthSource, ClientInfo},
     config::Config,
     http::{client_ip::ClientIp, conn_guard::UpgradeMarks},
@@ -31,6 +32,8 @@ pub struct AppState {
     pub ws: SocketSettings,
     /// Whether metrics are recorded (`DOORMAN_METRICS_BIND` is set).
     pub metrics: bool,
+    /// The links that go out by mail (verification, password reset).
+    pub(crate) account_mail: AccountMail,
 }
 
 /// The settings of every socket, doorman's `/ws` and a host's own alike.

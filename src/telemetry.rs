@@ -131,6 +131,16 @@ fn describe() {
     for table in crate::janitor::TABLES {
         counter!("doorman_janitor_deleted_total", "table" => *table).increment(0);
     }
+
+    describe_counter!(
+        "doorman_mail_total",
+        "messages by kind and outcome (sent, failed after every retry, refused: queue full)"
+    );
+    for kind in crate::mail::KINDS {
+        for outcome in crate::mail::OUTCOMES {
+            counter!("doorman_mail_total", "kind" => *kind, "outcome" => *outcome).increment(0);
+        }
+    }
 }
 
 #[cfg(feature = "server")]

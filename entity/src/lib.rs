@@ -5,6 +5,7 @@ pub mod prelude;
 
 pub mod activity;
 pub mod audit_event;
+pub mod email_token;
 pub mod refresh_token;
 pub mod room;
 pub mod room_history;

@@ -1,5 +1,6 @@
 pub use super::activity::Entity as Activity;
 pub use super::audit_event::Entity as AuditEvent;
+pub use super::email_token::Entity as EmailToken;
 pub use super::refresh_token::Entity as RefreshToken;
 pub use super::room::Entity as Room;
 pub use super::room_history::Entity as RoomHistory;

@@ -18,6 +18,9 @@ pub struct Model {
     pub blocked_at: Option<TimeDateTimeWithTimeZone>,
     /// What the admin who blocked it wrote.
     pub blocked_reason: Option<String>,
+    /// When the user opened a verification link (or a password-reset link, which
+    /// proves the same); `None` until then.
+    pub email_verified_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ mod m20261127_000002_room_messages;
 mod m20261127_000003_refresh_successor;
 mod m20261127_000004_rooms_and_activity;
 mod m20261206_000005_room_history;
+mod m20261207_000006_email_tokens;
 mod m20261207_000007_admin;
 mod m20261207_000008_history_writer;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_refresh_successor::Migration),
             Box::new(m20261127_000004_rooms_and_activity::Migration),
             Box::new(m20261206_000005_room_history::Migration),
+            Box::new(m20261207_000006_email_tokens::Migration),
             Box::new(m20261207_000007_admin::Migration),
             Box::new(m20261207_000008_history_writer::Migration),
         ]

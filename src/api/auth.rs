@@ -86,6 +86,9 @@ impl AuthApi {
     /// also sets a long-lived device cookie (path `/api/auth` over http, `__Host-`
     /// with path `/` over https; kept after logout):
     /// failed guesses made elsewhere never stop a login from that device.
+    /// While `DOORMAN_REQUIRE_VERIFIED_EMAIL` is on, the right password for an
+    /// unverified address is 403 `email_unverified`, and a new verification link is
+    /// mailed there.
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
@@ -128,6 +131,14 @@ impl AuthApi {
                     e,
                     crate::auth::Error::Auth(AuthError::InvalidCredentials)
                 ));
+                // The right password for an unverified address: mail a new link,
+                // within the address's mail budget.
+                if matches!(e, crate::auth::Error::EmailUnverified)
+                    && let Ok(address) = Email::parse(&account)
+                    && state.limits.mail_address.check(&account).is_ok()
+                {
+                    state.account_mail.resend_verification(address);
+                }
                 return Err(e.into());
             }
         };
@@ -146,7 +157,8 @@ impl AuthApi {
     /// Token mode: send `{"refresh_token": "…"}`. Cookie mode: send `{}` or no body
     /// at all, and the refresh cookie (and an allowed `Origin`). The refresh token is rotated: the
     /// old one is spent, and presenting it again after a short grace window revokes
-    /// the whole session.
+    /// the whole session. While `DOORMAN_REQUIRE_VERIFIED_EMAIL` is on, an
+    /// unverified user's session ends here instead: 403 `email_unverified`.
     #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(
         &self,

@@ -98,6 +98,11 @@ impl WriteJson for Me {
         string(out, &user.display_name)?;
         out.extend_from_slice(br#","email":"#);
         string(out, &user.email)?;
+        out.extend_from_slice(br#","email_verified_at":"#);
+        match &user.email_verified_at {
+            Some(at) => rfc3339(out, at)?,
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(br#","id":"#);
         uuid(out, &user.id);
         out.extend_from_slice(b"}}");
@@ -147,6 +152,8 @@ mod tests {
                             email: email.into(),
                             display_name: display_name.into(),
                             created_at,
+                            email_verified_at: matches!(auth_source, AuthSourceName::Cookie)
+                                .then_some(created_at),
                         },
                         session_id: Uuid::new_v4(),
                         auth_source,
@@ -167,6 +174,7 @@ mod tests {
                 display_name: "x".into(),
                 // Offsets with seconds have no RFC 3339 form.
                 created_at: datetime!(2026-11-27 15:54:20 +01:00:30),
+                email_verified_at: None,
             },
             session_id: Uuid::nil(),
             auth_source: AuthSourceName::Bearer,

@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod direct_json;
+mod email;
 pub(crate) mod meta;
 pub(crate) mod models;
 mod optional_json;
@@ -14,6 +15,7 @@ pub(crate) mod text;
 
 pub use admin::AdminApi;
 pub use auth::AuthApi;
+pub use email::EmailApi;
 pub use meta::{MetaApi, demo_html};
 use poem_openapi::{OpenApiService, Tags};
 pub use rooms::RoomApi;
@@ -38,6 +40,7 @@ pub enum ApiTags {
 /// doorman's own endpoint groups, as one `OpenApiService` serves them.
 pub type Apis = (
     auth::AuthApi,
+    email::EmailApi,
     sessions::SessionApi,
     rooms::RoomApi,
     meta::MetaApi,
@@ -50,6 +53,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             auth::AuthApi,
+            email::EmailApi,
             sessions::SessionApi,
             rooms::RoomApi,
             meta::MetaApi,

@@ -14,6 +14,10 @@ pub struct User {
     pub email: String,
     pub display_name: String,
     pub created_at: OffsetDateTime,
+    /// When the user opened a verification link (or a password-reset link) mailed
+    /// to `email`; `null` until then.
+    #[oai(nullable)]
+    pub email_verified_at: Option<OffsetDateTime>,
 }
 
 impl From<crate::auth::User> for User {
@@ -23,6 +27,7 @@ impl From<crate::auth::User> for User {
             email: u.email,
             display_name: u.display_name,
             created_at: u.created_at,
+            email_verified_at: u.email_verified_at,
         }
     }
 }
@@ -262,12 +267,42 @@ pub struct ChangePasswordRequest {
     pub new_password: Secret,
 }
 
+#[derive(Object)]
+pub struct PasswordResetRequest {
+    /// The account's address, as at registration: a reset link is mailed there if
+    /// it has an account (the answer is the same either way).
+    #[oai(validator(
+        max_length = 254,
+        pattern = r"^\s*[^@\s\x00-\x1F\x7F-\x9F]+@[^@\s\x00-\x1F\x7F-\x9F.][^@\s\x00-\x1F\x7F-\x9F]*\.[^@\s\x00-\x1F\x7F-\x9F]*[^@\s\x00-\x1F\x7F-\x9F.]\s*$"
+    ))]
+    pub email: Text,
+}
+
+#[derive(Object)]
+pub struct VerifyEmailRequest {
+    /// The token of a verification link: what follows `#verify-email=` in it.
+    #[oai(validator(max_length = 128, pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub token: Secret,
+}
+
+#[derive(Object)]
+pub struct PasswordResetConfirmRequest {
+    /// The token of a password-reset link: what follows `#reset-password=` in it.
+    #[oai(validator(max_length = 128, pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub token: Secret,
+    /// 8 to 128 characters.
+    #[oai(validator(min_length = 8, max_length = 128))]
+    pub new_password: Secret,
+}
+
 /// Something that happened to the account.
 #[derive(Object)]
 pub struct ActivityEvent {
     /// `login`, `login_failed`, `logout`, `session_revoked`, `refresh_reuse`,
-    /// `password_changed` or `password_change_failed` (a wrong current password
-    /// given to `POST /api/me/password`, with the session that gave it).
+    /// `password_changed`, `password_change_failed` (a wrong current password
+    /// given to `POST /api/me/password`, with the session that gave it),
+    /// `password_reset` (a new password from a mailed link; every session was
+    /// revoked) or `email_verified`.
     pub kind: String,
     pub at: OffsetDateTime,
     pub ip: Option<String>,

@@ -1,7 +1,10 @@
 //! Accounts: input rules for email, password and display name, and the user rows.
 
 use entity::user;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+    sea_query::Expr,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -19,6 +22,9 @@ pub struct User {
     pub display_name: String,
     /// When the account was registered.
     pub created_at: OffsetDateTime,
+    /// When the user proved they read mail at `email` (a verification or
+    /// password-reset link); `None` until then.
+    pub email_verified_at: Option<OffsetDateTime>,
 }
 
 impl From<&user::Model> for User {
@@ -28,6 +34,7 @@ impl From<&user::Model> for User {
             email: m.email.clone(),
             display_name: m.display_name.clone(),
             created_at: m.created_at,
+            email_verified_at: m.email_verified_at,
         }
     }
 }
@@ -143,6 +150,7 @@ pub async fn register(
         display_name: Set(display_name.0),
         password_hash: Set(hash),
         created_at: Set(now()),
+        email_verified_at: Set(None),
         // The admin flag and the block keep their column defaults (off).
         ..Default::default()
     };
@@ -200,13 +208,47 @@ pub async fn change_password(
     }
     let hash = passwords.hash(new.into_inner()).await?;
     user::Entity::update_many()
-        .col_expr(
-            user::Column::PasswordHash,
-            sea_orm::sea_query::Expr::value(hash),
-        )
+        .col_expr(user::Column::PasswordHash, Expr::value(hash))
         .filter(user::Column::Id.eq(user))
         .exec(db)
         .await?;
+    Ok(true)
+}
+
+/// Records that the user read mail at their address (kept if already recorded).
+pub async fn mark_verified(
+    conn: &impl ConnectionTrait,
+    user: Uuid,
+    at: OffsetDateTime,
+) -> Result<(), DbErr> {
+    user::Entity::update_many()
+        .col_expr(user::Column::EmailVerifiedAt, Expr::value(at))
+        .filter(user::Column::Id.eq(user))
+        .filter(user::Column::EmailVerifiedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces `user`'s password hash with `hash`, only if it is still the one
+/// `user` holds; the address counts as verified too (a reset link was read
+/// there). `false` when the password changed in between.
+pub async fn replace_password(
+    conn: &impl ConnectionTrait,
+    user: &user::Model,
+    hash: String,
+    at: OffsetDateTime,
+) -> Result<bool, DbErr> {
+    let replaced = user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(hash))
+        .filter(user::Column::Id.eq(user.id))
+        .filter(user::Column::PasswordHash.eq(user.password_hash.as_str()))
+        .exec(conn)
+        .await?;
+    if replaced.rows_affected != 1 {
+        return Ok(false);
+    }
+    mark_verified(conn, user.id, at).await?;
     Ok(true)
 }
 

@@ -1,7 +1,7 @@
 //! The account activity log behind `GET /api/me/activity`: logins, failed logins,
 //! sessions that ended, password changes and wrong current passwords given to a
-//! password change. Recording never fails the operation it
-//! records: a lost line is logged, the login still succeeds.
+//! password change, password resets and email verifications. Recording never
+//! fails the operation it records: a lost line is logged, the login still succeeds.
 
 use entity::activity;
 use sea_orm::{
@@ -38,6 +38,11 @@ pub enum Kind {
     /// A wrong current password at `POST /api/me/password`: someone holding one of
     /// the account's sessions is guessing the password.
     PasswordChangeFailed,
+    /// The password was set from a mailed reset link (`password_reset`); every
+    /// session of the account was revoked.
+    PasswordReset,
+    /// The email address was verified from a mailed link (`email_verified`).
+    EmailVerified,
 }
 
 impl Kind {
@@ -51,6 +56,8 @@ impl Kind {
             Kind::RefreshReuse => "refresh_reuse",
             Kind::PasswordChanged => "password_changed",
             Kind::PasswordChangeFailed => "password_change_failed",
+            Kind::PasswordReset => "password_reset",
+            Kind::EmailVerified => "email_verified",
         }
     }
 

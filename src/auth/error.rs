@@ -68,6 +68,17 @@ pub enum Error {
     /// The email already has an account (`email_taken`).
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// The account's email address is not verified and the server requires it
+    /// (`email_unverified`).
+    #[error("this account's email address is not verified yet; open the link mailed to it")]
+    EmailUnverified,
+    /// The email address is verified already (`already_verified`).
+    #[error("this account's email address is already verified")]
+    AlreadyVerified,
+    /// A mailed token that is unknown, used, expired, or issued before the password
+    /// last changed; never says which (`invalid_email_token`).
+    #[error("this link is invalid or has expired; ask for a new one")]
+    InvalidEmailToken,
     /// More password hashes wait than the hashing threads can serve promptly.
     #[error("the server is busy checking passwords; retry in {retry_after_secs} s")]
     Overloaded {
@@ -119,6 +130,9 @@ impl Error {
             Error::Auth(e) => e.code(),
             Error::Invalid(_) => "invalid_input",
             Error::EmailTaken => "email_taken",
+            Error::EmailUnverified => "email_unverified",
+            Error::AlreadyVerified => "already_verified",
+            Error::InvalidEmailToken => "invalid_email_token",
             Error::Overloaded { .. } => "overloaded",
             Error::DatabaseUnavailable(_) => "database_unavailable",
             Error::Database(_) | Error::Internal { .. } => "internal_error",

@@ -14,6 +14,7 @@ mod cache;
 pub mod cookies;
 pub mod db;
 pub mod devices;
+mod email_tokens;
 mod error;
 pub mod events;
 mod identity;
@@ -37,6 +38,7 @@ use cache::Cache;
 use cookies::CookieSettings;
 use db::Db;
 use devices::DeviceCookies;
+pub(crate) use email_tokens::{Mailable, Purpose};
 use origin::OriginPolicy;
 pub(crate) use sessions::unix_nanos;
 pub use sessions::{ClientInfo, SessionEnds, SessionSettings, SessionSummary};
@@ -60,6 +62,9 @@ pub struct AuthSettings {
     pub hash_concurrency: usize,
     /// The file holding the key that encrypts private signing keys at rest, if set.
     pub key_encryption_key_file: Option<std::path::PathBuf>,
+    /// Whether login and refresh refuse a user whose email address is not
+    /// verified (`email_unverified`).
+    pub require_verified_email: bool,
 }
 
 /// A credential pair for a session, freshly minted: hand it out exactly once.
@@ -92,11 +97,15 @@ impl Issued {
 /// tokens and the cookie and origin rules.
 pub struct Auth {
     db: Db,
-    /// Users' names and emails never change once created (no endpoint edits them),
-    /// so they are cached without expiry; deleting a user removes its sessions,
-    /// which ends access, and forgets it here ([`Auth::forget_user`]). The admin
-    /// flag and the block are never read from here.
+    /// Verified users' names and emails never change once created (no endpoint
+    /// edits them), so they are cached without expiry; deleting a user removes its
+    /// sessions, which ends access, and forgets it here ([`Auth::forget_user`]).
+    /// The admin flag and the block are never read from here.
     users: Cache<uuid::Uuid, User>,
+    /// Unverified users, for a second: a verification on another instance shows
+    /// here within it (this instance's own verifications forget the entry).
+    unverified_users: Cache<uuid::Uuid, User>,
+    require_verified_email: bool,
     tokens: TokenKeys,
     sessions: SessionStore,
     passwords: Passwords,
@@ -127,6 +136,8 @@ impl Auth {
             tokens,
             sessions: SessionStore::new(db.clone(), settings.sessions, bus),
             users: Cache::new(None, 100_000),
+            unverified_users: Cache::new(Some(Duration::from_secs(1)), 100_000),
+            require_verified_email: settings.require_verified_email,
             passwords: Passwords::new(settings.hash_concurrency).await?,
             origins: OriginPolicy::new(&settings.public_url, settings.allowed_origins),
             cookies: CookieSettings::new(https),
@@ -163,11 +174,18 @@ impl Auth {
         if let Some(user) = self.users.get(&id.0) {
             return Ok(Some(user));
         }
+        if let Some(user) = self.unverified_users.get(&id.0) {
+            return Ok(Some(user));
+        }
         let user = Box::pin(accounts::find(&self.db, id.0))
             .await?
             .map(|m| User::from(&m));
         if let Some(u) = &user {
-            self.users.insert(id.0, u.clone());
+            if u.email_verified_at.is_some() {
+                self.users.insert(id.0, u.clone());
+            } else {
+                self.unverified_users.insert(id.0, u.clone());
+            }
         }
         Ok(user)
     }
@@ -221,6 +239,11 @@ impl Auth {
                 return Err(AuthError::InvalidCredentials.into());
             }
         };
+        if self.require_verified_email && user.email_verified_at.is_none() {
+            // Only a caller with the right password learns this.
+            tracing::info!(user_id = %user.id, "login refused: email address not verified");
+            return Err(Error::EmailUnverified);
+        }
         let user_id = UserId(user.id);
         // Only after the password held: a wrong password to a blocked account is
         // `invalid_credentials` like any other, so the block tells a guesser nothing.
@@ -329,16 +352,157 @@ impl Auth {
         activity::recent(&self.db, user).await
     }
 
-    /// Rotates a refresh token into a new pair, for the session's user.
+    /// Rotates a refresh token into a new pair, for the session's user. While
+    /// verified addresses are required, an unverified user's session ends here
+    /// instead (`EmailUnverified`): a session opened before the policy was turned
+    /// on lasts at most one access-token lifetime more.
     pub async fn refresh(&self, refresh_token: &str) -> Result<(User, Issued), Error> {
         let opened = self.sessions.rotate(refresh_token).await?;
         let user_id = UserId(opened.session.user_id);
-        let access = self.tokens.issue(user_id, SessionId(opened.session.id))?;
-        let user = self
+        let session_id = SessionId(opened.session.id);
+        let mut user = self
             .user(user_id)
             .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
+        if self.require_verified_email && user.email_verified_at.is_none() {
+            // The cache may be a second behind a verification made elsewhere: ask
+            // the database before ending a session for it.
+            let row = accounts::find(&self.db, user_id.0)
+                .await?
+                .ok_or(AuthError::InvalidRefreshToken)?;
+            user = User::from(&row);
+        }
+        if self.require_verified_email && user.email_verified_at.is_none() {
+            self.sessions
+                .revoke(session_id, user_id, RevocationReason::Revoked)
+                .await?;
+            return Err(Error::EmailUnverified);
+        }
+        let access = self.tokens.issue(user_id, session_id)?;
         Ok((user, Issued::new(access, opened)))
+    }
+
+    /// A verification token for the user's address, to mail. `AlreadyVerified`
+    /// when there is nothing to verify.
+    pub(crate) async fn verification_token(&self, user: UserId) -> Result<Mailable, Error> {
+        let row = accounts::find(&self.db, user.0)
+            .await?
+            .ok_or(AuthError::SessionRevoked)?;
+        if row.email_verified_at.is_some() {
+            return Err(Error::AlreadyVerified);
+        }
+        email_tokens::issue(&self.db, &row, Purpose::VerifyEmail).await
+    }
+
+    /// A verification token for the unverified account at `email`, if there is
+    /// one (the login of an unverified user, when verification is required, mails
+    /// a new link).
+    pub(crate) async fn verification_token_for(
+        &self,
+        email: &Email,
+    ) -> Result<Option<Mailable>, Error> {
+        match accounts::find_by_email(&self.db, email).await? {
+            Some(row) if row.email_verified_at.is_none() => {
+                email_tokens::issue(&self.db, &row, Purpose::VerifyEmail)
+                    .await
+                    .map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A password-reset token for the account at `email`; `None` when there is no
+    /// such account (the caller answers the same either way).
+    pub(crate) async fn reset_token(&self, email: &Email) -> Result<Option<Mailable>, Error> {
+        match accounts::find_by_email(&self.db, email).await? {
+            Some(row) => email_tokens::issue(&self.db, &row, Purpose::PasswordReset)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Spends a verification token: the user's address is verified from now on.
+    pub(crate) async fn verify_email(
+        &self,
+        token: &str,
+        client: ClientInfo,
+    ) -> Result<UserId, Error> {
+        let (row, user) = email_tokens::check(&self.db, token, Purpose::VerifyEmail).await?;
+        let now = accounts::now();
+        let spent = self
+            .db
+            .transaction(async |txn| {
+                if !email_tokens::spend(txn, row.id).await? {
+                    return Ok(false);
+                }
+                accounts::mark_verified(txn, user.id, now).await?;
+                Ok(true)
+            })
+            .await?;
+        if !spent {
+            return Err(Error::InvalidEmailToken);
+        }
+        let user_id = UserId(user.id);
+        self.unverified_users.remove(&user.id);
+        tracing::info!(security_event = "email_verified", user_id = %user_id, "email verified");
+        activity::record(
+            &self.db,
+            user_id,
+            activity::Kind::EmailVerified,
+            None,
+            Some(&client),
+        )
+        .await;
+        Ok(user_id)
+    }
+
+    /// Spends a password-reset token: the new password is set (and the address
+    /// counts as verified: the link was read there), every session of the user is
+    /// revoked, so their sockets close on every instance. A token issued before
+    /// the password last changed does not hold.
+    pub(crate) async fn reset_password(
+        &self,
+        token: &str,
+        new: String,
+        client: ClientInfo,
+    ) -> Result<UserId, Error> {
+        // The rules first: a too-short password must not spend the link.
+        let new = Password::parse(new)?;
+        let (row, user) = email_tokens::check(&self.db, token, Purpose::PasswordReset).await?;
+        let hash = self.passwords.hash(new.into_inner()).await?;
+        let now = accounts::now();
+        let reset = self
+            .db
+            .transaction(async |txn| {
+                if !email_tokens::spend(txn, row.id).await? {
+                    return Ok(false);
+                }
+                // Only over the password the token was issued under: a change that
+                // came in between wins, and the token is spent for nothing.
+                accounts::replace_password(txn, &user, hash, now).await
+            })
+            .await?;
+        if !reset {
+            return Err(Error::InvalidEmailToken);
+        }
+        let user_id = UserId(user.id);
+        self.unverified_users.remove(&user.id);
+        tracing::info!(security_event = "password_reset", user_id = %user_id, "password reset from a mailed link");
+        activity::record(
+            &self.db,
+            user_id,
+            activity::Kind::PasswordReset,
+            None,
+            Some(&client),
+        )
+        .await;
+        // After the new hash is written: a login racing this either saw the old
+        // hash and is revoked here, or reads the new one and refuses itself.
+        self.sessions
+            .revoke_all(user_id, None, RevocationReason::PasswordChanged)
+            .await?;
+        Ok(user_id)
     }
 
     /// Ends the caller's session: its tokens stop working at once and its sockets

@@ -338,6 +338,40 @@ impl ApiClient {
         self.login_tokens(&email).await
     }
 
+    // --- mailed links ------------------------------------------------------
+
+    /// `POST /api/auth/verify-email/send`: mail me a verification link.
+    pub fn send_verification<'a>(&self, cred: impl Into<Credential<'a>>) -> Call {
+        self.call(Method::POST, "/api/auth/verify-email/send", cred)
+    }
+
+    /// `POST /api/auth/verify-email` `{token}`.
+    pub fn verify_email(&self, token: &str) -> Call {
+        self.post_json(
+            "/api/auth/verify-email",
+            Anonymous,
+            &json!({"token": token}),
+        )
+    }
+
+    /// `POST /api/auth/password-reset` `{email}`.
+    pub fn request_reset(&self, email: &str) -> Call {
+        self.post_json(
+            "/api/auth/password-reset",
+            Anonymous,
+            &json!({"email": email}),
+        )
+    }
+
+    /// `POST /api/auth/password-reset/confirm` `{token, new_password}`.
+    pub fn confirm_reset(&self, token: &str, new_password: &str) -> Call {
+        self.post_json(
+            "/api/auth/password-reset/confirm",
+            Anonymous,
+            &json!({"token": token, "new_password": new_password}),
+        )
+    }
+
     // --- refresh and logout -------------------------------------------------
 
     /// `POST /api/auth/refresh` in token mode: `{refresh_token}` in the body.

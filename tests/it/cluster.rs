@@ -967,3 +967,52 @@ async fn subscribers_of_a_killed_instance_recover_every_message_once_in_order() 
     );
     drop((b, db));
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn a_password_reset_on_one_instance_closes_the_users_sockets_on_both() {
+    let outbox = crate::mailbox::Mailbox::new();
+    let dir = outbox.path().display().to_string();
+    let pair = two_instances_with(&[("DOORMAN_MAIL_DIR", &dir)]).await;
+    let (a, b) = (&pair.a, &pair.b);
+    let email = a.new_user().await;
+    let first = a.login_tokens(&email).await;
+    let second = b.login_tokens(&email).await;
+    let mut sockets = vec![
+        socket(a, &first).await,
+        socket(a, &second).await,
+        socket(b, &first).await,
+    ];
+    let someone_else = a.user_with_tokens().await;
+    let mut bystander = socket(a, &someone_else).await;
+
+    assert_eq!(b.request_reset(&email).await.status(), StatusCode::ACCEPTED);
+    let token = outbox
+        .message(1)
+        .await
+        .token("http://doorman.test/#reset-password=");
+    let new_password = "a brand new passphrase";
+    let started = Instant::now();
+    let resp = b.confirm_reset(&token, new_password).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    for ws in &mut sockets {
+        let (code, reason) = expect_close(ws, Duration::from_secs(2)).await;
+        assert_eq!((code, reason.as_str()), (4403, "session_revoked"));
+    }
+    eprintln!(
+        "reset on B → every socket of the user closed on A and B in {:?}",
+        started.elapsed()
+    );
+    assert_alive(&mut bystander).await;
+    assert_eq!(a.me(&second).await.status(), StatusCode::UNAUTHORIZED);
+    // Spent for every instance; the new password works on both.
+    assert_eq!(
+        a.confirm_reset(&token, "another password!").await.status(),
+        403
+    );
+    assert_eq!(a.login(&email, new_password).await.status(), StatusCode::OK);
+    assert_eq!(
+        a.login(&email, PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -198,3 +198,91 @@ async fn text_logs_in_a_file_carry_no_colour_codes_and_the_banner_names_the_sock
         "the banner names the socket's URL:\n{log}"
     );
 }
+
+/// Verification and password reset, with the server logging at trace level: no
+/// token, link or new password reaches the log, nor the address the links went
+/// to (mail is logged by kind and message id).
+#[tokio::test]
+async fn no_mailed_token_link_or_address_reaches_the_logs() {
+    use crate::mailbox::Mailbox;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let outbox = Mailbox::new();
+    let public = "http://doorman.test";
+    let server = ServerProcess::start(
+        &[
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}/logs.db?mode=rwc", dir.path().display()),
+            ),
+            ("DOORMAN_PUBLIC_URL", public.into()),
+            ("DOORMAN_MAIL_DIR", outbox.path().display().to_string()),
+            ("DOORMAN_LOG_FORMAT", "json".into()),
+            (
+                "RUST_LOG",
+                "trace,sqlx::query=trace,sea_orm::driver=trace".into(),
+            ),
+        ],
+        &log_path,
+    )
+    .await;
+    let email = "mailed-logs@example.org";
+    let password = "first-Passw0rd-for-logs";
+    let new_password = "second-Passw0rd-for-logs";
+    assert_eq!(server.register(email, password).await.status(), 201);
+    let tokens = Tokens::from_response(server.login(email, password).await).await;
+    assert_eq!(server.send_verification(&tokens).await.status(), 202);
+    let verify = outbox
+        .message(1)
+        .await
+        .token(&format!("{public}/#verify-email="));
+    assert_eq!(server.verify_email(&verify).await.status(), 204);
+    assert_eq!(server.request_reset(email).await.status(), 202);
+    assert_eq!(
+        server
+            .request_reset("unknown-logs@example.org")
+            .await
+            .status(),
+        202
+    );
+    let reset = outbox
+        .message(2)
+        .await
+        .token(&format!("{public}/#reset-password="));
+    assert_eq!(
+        server.confirm_reset(&reset, new_password).await.status(),
+        204
+    );
+    // Used and unknown tokens are refused, and not logged either.
+    assert_eq!(
+        server.confirm_reset(&reset, new_password).await.status(),
+        403
+    );
+    assert_eq!(server.login(email, new_password).await.status(), 200);
+    assert!(server.terminate().await.success());
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    for event in ["email_verified", "password_reset", "mail sent"] {
+        assert!(log.contains(event), "{event} was not logged");
+    }
+    for secret in [
+        verify.as_str(),
+        reset.as_str(),
+        "#verify-email",
+        "#reset-password",
+        password,
+        new_password,
+        email,
+        "unknown-logs@example.org",
+    ] {
+        let leak = log.lines().find(|l| l.contains(secret));
+        assert!(
+            leak.is_none(),
+            "{secret:?} reached the log: {}",
+            leak.unwrap_or_default()
+                .chars()
+                .take(600)
+                .collect::<String>()
+        );
+    }
+}

@@ -5,6 +5,7 @@
 
 mod client;
 mod helpers;
+mod mailbox;
 
 // The flow doorman exists for, end to end.
 mod flagship;
@@ -18,6 +19,7 @@ mod health;
 mod hot_routes;
 mod login;
 mod logout;
+mod mail;
 mod origins;
 mod private_rooms;
 mod refresh;

@@ -24,7 +24,17 @@ fn every_protected_operation_offers_bearer_and_cookie() {
     assert_eq!(schemes["bearerAuth"]["scheme"], "bearer");
     assert_eq!(schemes["cookieAuth"]["type"], "apiKey");
     assert_eq!(schemes["cookieAuth"]["in"], "cookie");
-    let public = ["register", "login", "refresh", "healthz", "readyz", "jwks"];
+    let public = [
+        "register",
+        "login",
+        "refresh",
+        "healthz",
+        "readyz",
+        "jwks",
+        "verifyEmail",
+        "requestPasswordReset",
+        "confirmPasswordReset",
+    ];
     let mut protected = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -47,7 +57,7 @@ fn every_protected_operation_offers_bearer_and_cookie() {
             );
         }
     }
-    assert_eq!(protected, 25);
+    assert_eq!(protected, 26);
 }
 
 #[test]

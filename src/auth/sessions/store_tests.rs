@@ -92,6 +92,7 @@ async fn user(store: &SessionStore) -> UserId {
         display_name: Set("test".into()),
         password_hash: Set("not a hash".into()),
         created_at: Set(now()),
+        email_verified_at: Set(None),
         ..Default::default()
     }
     .insert(&store.db)

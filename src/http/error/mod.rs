@@ -50,6 +50,12 @@ pub enum ErrorCode {
     BadRequest,
     /// 409: registering an email that already has an account.
     EmailTaken,
+    /// 403: login or refresh of an account whose email address is not verified, while `DOORMAN_REQUIRE_VERIFIED_EMAIL` is on; a login with the right password also mails a new verification link.
+    EmailUnverified,
+    /// 409: asking for a verification link for an address that is verified already.
+    AlreadyVerified,
+    /// 403: a verification or password-reset token that is unknown, used, expired, replaced by a newer link, or issued before the password last changed (never says which); ask for a new link.
+    InvalidEmailToken,
     /// 409: creating a room whose name is already taken.
     RoomExists,
     /// 409: a cap on rooms owned, rooms joined or members of a room is reached.
@@ -113,6 +119,17 @@ pub enum Error {
     /// The email already has an account (`email_taken`, 409).
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// Login or refresh of an unverified account while verification is required
+    /// (`email_unverified`, 403).
+    #[error("this account's email address is not verified yet; open the link mailed to it")]
+    EmailUnverified,
+    /// The address is verified already (`already_verified`, 409).
+    #[error("this account's email address is already verified")]
+    AlreadyVerified,
+    /// A mailed token that does not hold (`invalid_email_token`, 403: the link
+    /// grants nothing, whatever the reason).
+    #[error("this link is invalid or has expired; ask for a new one")]
+    InvalidEmailToken,
     /// The room name is taken (`room_exists`, 409).
     #[error("a room with this name already exists")]
     RoomExists,
@@ -194,6 +211,9 @@ impl Error {
             Error::Invalid(_) => ErrorCode::InvalidInput,
             Error::BadRequest(_) => ErrorCode::BadRequest,
             Error::EmailTaken => ErrorCode::EmailTaken,
+            Error::EmailUnverified => ErrorCode::EmailUnverified,
+            Error::AlreadyVerified => ErrorCode::AlreadyVerified,
+            Error::InvalidEmailToken => ErrorCode::InvalidEmailToken,
             Error::RoomExists => ErrorCode::RoomExists,
             Error::LimitReached(_) => ErrorCode::LimitReached,
             Error::Forbidden(_) => ErrorCode::Forbidden,
@@ -214,10 +234,15 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Auth(AuthError::OriginRefused | AuthError::AccountBlocked)
-            | Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            | Error::Forbidden(_)
+            | Error::EmailUnverified
+            | Error::InvalidEmailToken => StatusCode::FORBIDDEN,
             Error::Auth(_) => StatusCode::UNAUTHORIZED,
             Error::Invalid(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::EmailTaken | Error::RoomExists | Error::LimitReached(_) => StatusCode::CONFLICT,
+            Error::EmailTaken
+            | Error::RoomExists
+            | Error::LimitReached(_)
+            | Error::AlreadyVerified => StatusCode::CONFLICT,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::RateLimited { .. } | Error::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             Error::ShuttingDown | Error::Overloaded { .. } | Error::DatabaseUnavailable { .. } => {
@@ -304,6 +329,9 @@ impl From<crate::auth::Error> for Error {
             Core::Auth(e) => Error::Auth(e),
             Core::Invalid(message) => Error::Invalid(message),
             Core::EmailTaken => Error::EmailTaken,
+            Core::EmailUnverified => Error::EmailUnverified,
+            Core::AlreadyVerified => Error::AlreadyVerified,
+            Core::InvalidEmailToken => Error::InvalidEmailToken,
             Core::Overloaded { retry_after_secs } => Error::Overloaded { retry_after_secs },
             Core::DatabaseUnavailable(source) => Error::DatabaseUnavailable { source },
             Core::Database(source) => Error::Database { source },

@@ -71,14 +71,18 @@ fn describe(status: u16) -> &'static str {
         401 => "Missing, invalid or expired credentials, or the session has ended.",
         403 => {
             "A cookie credential from an origin that is not allowed (`origin_refused`), a \
-             blocked account (`account_blocked`), or not allowed for this caller (`forbidden`)."
+             blocked account (`account_blocked`), not allowed for this caller (`forbidden`), \
+             an email address not verified while the server requires it \
+             (`email_unverified`), or a mailed link's token that does not hold \
+             (`invalid_email_token`)."
         }
         404 => "Not found, or not yours.",
         408 => {
             "The request body did not arrive in time (`request_timeout`); the connection is closed."
         }
         409 => {
-            "Conflicts with existing data or a cap (`email_taken`, `room_exists`, `limit_reached`)."
+            "Conflicts with existing data or a cap (`email_taken`, `room_exists`, `limit_reached`, \
+             `already_verified`)."
         }
         413 => "The request body is too large (64 KiB at most).",
         415 => "The body is not `application/json`.",
