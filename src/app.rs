@@ -113,8 +113,30 @@ pub async fn manage_users(
     config: &Config,
     action: &crate::config::UsersCommand,
 ) -> Result<String, Box<dyn std::error::Error>> {
+    existing_sqlite_file(config)?;
     let db = connect(config).await?;
     crate::admin::cli::run(config, db, action).await
+}
+
+/// The command line works on the server's database: on SQLite its file must exist
+/// (the server's URL may create one, `mode=rwc`, and a command run from another
+/// directory would otherwise work on a new, empty database and find no one).
+fn existing_sqlite_file(config: &Config) -> Result<(), String> {
+    let url = config.database_url.as_str();
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Ok(());
+    };
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    Err(format!(
+        "no database at {path} (DATABASE_URL); run the command in the server's directory \
+         or set DATABASE_URL to the server's database"
+    ))
 }
 
 /// `doorman keys …`: lists, rotates or retires signing keys in the server's
@@ -123,6 +145,7 @@ pub async fn manage_keys(
     config: &Config,
     action: &crate::config::KeysCommand,
 ) -> Result<String, Box<dyn std::error::Error>> {
+    existing_sqlite_file(config)?;
     use crate::{
         auth::keys::{KeyCipher, KeyStore},
         config::KeysCommand,

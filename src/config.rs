@@ -274,7 +274,9 @@ pub enum Command {
         action: KeysCommand,
     },
     /// Administer accounts (same `DATABASE_URL` as the server): the only way to
-    /// grant the first admin role, and everything `/api/admin/*` does.
+    /// grant the first admin role; list, show, block, unblock and delete users as
+    /// `/api/admin/*` does (revoking single sessions and reading the audit log are
+    /// API-only).
     Users {
         /// What to do.
         #[command(subcommand)]
@@ -477,6 +479,20 @@ impl Config {
             .unwrap_or("invalid configuration")
             .trim_start_matches("error: ")
             .to_owned();
+        // "the following required arguments were not provided:" names them on the
+        // lines after it.
+        let first = if first.ends_with(':') {
+            let named: Vec<&str> = text
+                .lines()
+                .skip_while(|l| !l.ends_with(':'))
+                .skip(1)
+                .map(str::trim)
+                .take_while(|l| !l.is_empty())
+                .collect();
+            format!("{first} {}", named.join(", "))
+        } else {
+            first
+        };
         // Name the environment variable too: operators set those, not flags.
         let command = <Self as clap::CommandFactory>::command();
         for arg in command.get_arguments() {

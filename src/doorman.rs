@@ -136,6 +136,18 @@ impl Builder {
             .await?,
         );
 
+        // Sessions opened before verified addresses were required end now, not
+        // at their next refresh (a socket never refreshes: outside attack).
+        match auth.end_unverified_sessions().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                sessions = n,
+                "DOORMAN_REQUIRE_VERIFIED_EMAIL: sessions of unverified users ended"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "sessions of unverified users could not be ended; they end at their next refresh")
+            }
+        }
         auth.spawn_key_refresh(Duration::from_secs(1));
         crate::janitor::spawn(db.clone(), config.retention);
         let limits = Arc::new(Limits::new(&config));

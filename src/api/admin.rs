@@ -43,10 +43,16 @@ pub struct AdminUser {
     pub is_admin: bool,
     /// Blocked: no login (403 `account_blocked`), no session.
     pub blocked: bool,
-    /// Since when, while blocked.
+    /// Since when, while blocked; `null` otherwise.
+    #[oai(nullable)]
     pub blocked_at: Option<OffsetDateTime>,
-    /// The reason the blocking admin gave, while blocked.
+    /// The reason the blocking admin gave, while blocked; `null` otherwise.
+    #[oai(nullable)]
     pub blocked_reason: Option<String>,
+    /// When the user proved the address (a verification or reset link); `null`
+    /// until then.
+    #[oai(nullable)]
+    pub email_verified_at: Option<OffsetDateTime>,
 }
 
 impl From<Account> for AdminUser {
@@ -60,6 +66,7 @@ impl From<Account> for AdminUser {
             blocked: a.blocked_at.is_some(),
             blocked_at: a.blocked_at,
             blocked_reason: a.blocked_reason,
+            email_verified_at: a.user.email_verified_at,
         }
     }
 }
@@ -69,6 +76,7 @@ impl From<Account> for AdminUser {
 pub struct AdminUserPage {
     pub users: Vec<AdminUser>,
     /// The `cursor` of the next page; absent on the last.
+    #[oai(skip_serializing_if_is_none)]
     pub next: Option<Uuid>,
 }
 
@@ -82,7 +90,9 @@ pub struct AdminSession {
     pub expires_at: OffsetDateTime,
     /// The session expires here unless used before.
     pub idle_expires_at: OffsetDateTime,
+    #[oai(nullable)]
     pub user_agent: Option<String>,
+    #[oai(nullable)]
     pub ip: Option<String>,
     /// Open WebSockets of this session, on every instance (as this instance last
     /// heard from the others, at most a fraction of a second ago).
@@ -118,9 +128,11 @@ pub struct AuditEvent {
     /// `revoke_sessions` or `delete_user`.
     pub action: String,
     /// The user acted on.
+    #[oai(nullable)]
     pub target_id: Option<Uuid>,
     pub at: OffsetDateTime,
     /// The block's reason, the revoked session, or what a deletion took.
+    #[oai(nullable)]
     pub detail: Option<String>,
 }
 
@@ -141,6 +153,7 @@ impl From<audit::Entry> for AuditEvent {
 pub struct AuditPage {
     pub events: Vec<AuditEvent>,
     /// The `cursor` of the next (older) page; absent on the last.
+    #[oai(skip_serializing_if_is_none)]
     pub next: Option<Uuid>,
 }
 

@@ -55,7 +55,14 @@ impl Email {
             return Err(invalid());
         }
         let email = trimmed.to_lowercase();
-        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // Quotes and backslashes (RFC 5321 quoted local parts) refused: mail
+        // software reads `"victim"@example.org` as `victim@example.org`, so they
+        // would make several accounts, and several mail budgets, of one mailbox
+        // (outside attack).
+        if email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\')
+        {
             return Err(invalid());
         }
         let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
@@ -202,17 +209,24 @@ pub async fn change_password(
     current: String,
     new: Password,
 ) -> Result<bool, Error> {
-    let hash = find(db, user).await?.map(|u| u.password_hash);
-    if hash.is_none() || !passwords.verify(current, hash).await? {
+    let Some(verified) = find(db, user).await?.map(|u| u.password_hash) else {
+        return Ok(false);
+    };
+    if !passwords.verify(current, Some(verified.clone())).await? {
         return Ok(false);
     }
     let hash = passwords.hash(new.into_inner()).await?;
-    user::Entity::update_many()
+    // Only over the hash just verified: a password reset (or another change) that
+    // landed while this one hashed wins, and this one fails as a wrong current
+    // password (it is one now), instead of overwriting it (outside attack).
+    let changed = user::Entity::update_many()
         .col_expr(user::Column::PasswordHash, Expr::value(hash))
         .filter(user::Column::Id.eq(user))
+        .filter(user::Column::PasswordHash.eq(verified))
         .exec(db)
-        .await?;
-    Ok(true)
+        .await?
+        .rows_affected;
+    Ok(changed == 1)
 }
 
 /// Records that the user read mail at their address (kept if already recorded).
@@ -289,6 +303,10 @@ mod tests {
             "ann@example",
             "a b@example.org",
             "a@b@c.org",
+            // Quoted local parts: one mailbox, several accounts (outside attack).
+            "\"ann\"@example.org",
+            "\"a\\nn\"@example.org",
+            "a\\nn@example.org",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }

@@ -70,7 +70,9 @@ pub enum Error {
     EmailTaken,
     /// The account's email address is not verified and the server requires it
     /// (`email_unverified`).
-    #[error("this account's email address is not verified yet; open the link mailed to it")]
+    #[error(
+        "this account's email address is not verified yet: open the newest link mailed to it (each refused login mails a new one, within an hourly limit, and voids the older ones), or reset the password, which verifies the address too"
+    )]
     EmailUnverified,
     /// The email address is verified already (`already_verified`).
     #[error("this account's email address is already verified")]

@@ -382,6 +382,16 @@ impl Auth {
         Ok((user, Issued::new(access, opened)))
     }
 
+    /// While verified addresses are required: ends every session of an unverified
+    /// user (called at start; sessions opened before the policy was turned on).
+    /// Returns how many.
+    pub(crate) async fn end_unverified_sessions(&self) -> Result<u64, Error> {
+        if !self.require_verified_email {
+            return Ok(0);
+        }
+        Ok(sessions::revoke_unverified(self.db.connection()).await?)
+    }
+
     /// A verification token for the user's address, to mail. `AlreadyVerified`
     /// when there is nothing to verify.
     pub(crate) async fn verification_token(&self, user: UserId) -> Result<Mailable, Error> {

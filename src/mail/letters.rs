@@ -5,7 +5,10 @@
 
 use lettre::{
     Message,
-    message::{Mailbox, header::ContentType},
+    message::{
+        Body, Mailbox,
+        header::{ContentTransferEncoding, ContentType},
+    },
 };
 use uuid::Uuid;
 
@@ -84,8 +87,18 @@ impl Letters {
             .subject(subject)
             .message_id(Some(format!("<{id}@{}>", self.host)))
             .header(ContentType::TEXT_PLAIN)
-            .body(body)
+            .body(plain(body))
             .map_err(|_| "the message could not be built")
+    }
+}
+
+/// The body as 7-bit text when it is ASCII (the usual case: only a display name
+/// can be anything else), so the link stays on one line, copyable from the raw
+/// message; otherwise as lettre chooses (quoted-printable or base64).
+fn plain(body: String) -> Body {
+    match Body::new_with_encoding(body, ContentTransferEncoding::SevenBit) {
+        Ok(body) => body,
+        Err(bytes) => Body::new(bytes),
     }
 }
 

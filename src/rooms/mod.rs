@@ -627,9 +627,12 @@ impl Rooms {
         Ok(())
     }
 
-    /// A room whose rows are gone (its owner was deleted): every subscriber is
-    /// taken out of it, here and on every other instance, and what history still
-    /// held of it here (SQLite) goes too.
+    /// A room whose rows are gone (deleted by its owner, or with its owner's
+    /// account): every subscriber is taken out of it, here and on every other
+    /// instance. A room created later under this name shows none of it: its
+    /// history goes now (with what SQLite's history held of it), and a message
+    /// still on its way is dropped when stored (its sender is no member of a room
+    /// by that name).
     pub async fn gone(&self, room: &RoomName) {
         self.remove_here(room, None);
         if let Err(e) = self.history.forget(room).await {
@@ -645,17 +648,7 @@ impl Rooms {
     /// every instance.
     pub async fn delete(&self, room: &RoomName, by: UserId) -> Result<(), RoomError> {
         self.membership.delete(room, by).await?;
-        self.remove_here(room, None);
-        // A room created later under this name shows none of it: its rows go now,
-        // and a message still on its way is dropped when stored (its sender is no
-        // member of a room by that name).
-        if let Err(e) = self.history.forget(room).await {
-            tracing::warn!(error = %e, "a deleted room's history was not dropped; it expires with its TTL");
-        }
-        self.relay(Relayed::Removed {
-            room: room.clone(),
-            user: None,
-        });
+        self.gone(room).await;
         Ok(())
     }
 }

@@ -252,6 +252,14 @@ async fn a_private_room_replays_only_the_current_membership() {
         .map(|m| m["body"].as_str().unwrap())
         .collect();
     assert_eq!(listed, ["back again"]);
+    // Resuming from the message they had before the removal: what was said while
+    // they were away is not theirs, so the replay could not be all they missed;
+    // not `recovered: true` over a hidden gap (outside attack).
+    let first = page["messages"][0]["epoch"].as_str().unwrap().to_owned();
+    let (mut again, _) = app.ws_welcomed(&member).await;
+    let answer = subscribe_since(&mut again, "private:team", Some((1, &first))).await;
+    assert_eq!(answer["recovered"], false, "{answer}");
+    assert_eq!(answer["reason"], "too_old", "{answer}");
     // The owner reads it all; a stranger nothing.
     let page: Value = history_page(&app, &owner, "private:team/messages").await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 3, "{page}");

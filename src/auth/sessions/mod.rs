@@ -378,11 +378,40 @@ pub(crate) async fn revoke_every(
     conn: &impl ConnectionTrait,
     reason: RevocationReason,
 ) -> Result<u64, DbErr> {
+    revoke_where(conn, reason, sea_orm::Condition::all()).await
+}
+
+/// Ends every active session of a user whose address is not verified, in `conn`
+/// (at the start of a server that requires verified addresses: such sessions,
+/// opened before, must not go on; their access tokens stop at once, and sockets
+/// cannot open with them). Returns how many.
+pub(crate) async fn revoke_unverified(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    use sea_orm::sea_query::{Expr as E, ExprTrait, Query};
+    let unverified = Query::select()
+        .column(entity::user::Column::Id)
+        .from(entity::user::Entity)
+        .and_where(E::col(entity::user::Column::EmailVerifiedAt).is_null())
+        .to_owned();
+    revoke_where(
+        conn,
+        RevocationReason::Revoked,
+        sea_orm::Condition::all().add(E::col(session::Column::UserId).in_subquery(unverified)),
+    )
+    .await
+}
+
+/// [`revoke_every`] of the sessions that also meet `only`.
+async fn revoke_where(
+    conn: &impl ConnectionTrait,
+    reason: RevocationReason,
+    only: sea_orm::Condition,
+) -> Result<u64, DbErr> {
     let now = now();
     let ended: Vec<(Uuid, Uuid)> = session::Entity::find()
         .select_only()
         .column(session::Column::UserId)
         .column(session::Column::Id)
+        .filter(only)
         .filter(session::Column::RevokedAt.is_null())
         .filter(session::Column::ExpiresAt.gt(now))
         .filter(session::Column::IdleExpiresAt.gt(now))

@@ -121,7 +121,9 @@ pub enum Error {
     EmailTaken,
     /// Login or refresh of an unverified account while verification is required
     /// (`email_unverified`, 403).
-    #[error("this account's email address is not verified yet; open the link mailed to it")]
+    #[error(
+        "this account's email address is not verified yet: open the newest link mailed to it (each refused login mails a new one, within an hourly limit, and voids the older ones), or reset the password, which verifies the address too"
+    )]
     EmailUnverified,
     /// The address is verified already (`already_verified`, 409).
     #[error("this account's email address is already verified")]

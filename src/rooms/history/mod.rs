@@ -98,7 +98,9 @@ pub struct Since {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecoveryFailure {
-    /// Some of the missed messages have left the history (size or age).
+    /// Some of the missed messages have left the history (size or age), or were
+    /// sent while the reader was not a member of the private room (so they are not
+    /// theirs to replay).
     TooOld,
     /// The room's history was lost or reset since (a new epoch).
     EpochChanged,
@@ -346,7 +348,15 @@ impl History {
         if since.offset != 0 && !complete {
             return Ok(Err(RecoveryFailure::TooOld));
         }
-        Ok(Ok(readable_only(rows, readable)))
+        let read = rows.len();
+        let rows = readable_only(rows, readable);
+        // Some were sent before the reader's membership began (removed and added
+        // again since `since`): they are not theirs to read, and a replay without
+        // them is not everything they missed. The client refetches what it may read.
+        if since.offset != 0 && rows.len() < read {
+            return Ok(Err(RecoveryFailure::TooOld));
+        }
+        Ok(Ok(rows))
     }
 
     /// A page of the room's history: messages after `after` and before `before`
