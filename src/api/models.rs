@@ -34,11 +34,13 @@ impl From<crate::auth::User> for User {
 
 #[derive(Object)]
 pub struct RegisterRequest {
-    /// `local@domain.tld`: no whitespace or control characters, one `@`, a dot
-    /// inside the domain. Trimmed and lower-cased before the uniqueness check.
+    /// `local@domain.tld`: one `@`, a dot inside the domain, no whitespace, control
+    /// characters or any of `"\<>()[],;:`. (Quoted, commented or bracketed forms
+    /// would name another account's mailbox.) Trimmed and lower-cased before the
+    /// uniqueness check.
     #[oai(validator(
         max_length = 254,
-        pattern = r"^\s*[^@\s\x00-\x1F\x7F-\x9F]+@[^@\s\x00-\x1F\x7F-\x9F.][^@\s\x00-\x1F\x7F-\x9F]*\.[^@\s\x00-\x1F\x7F-\x9F]*[^@\s\x00-\x1F\x7F-\x9F.]\s*$"
+        pattern = r#"^\s*[^@\s\x00-\x1F\x7F-\x9F"\\<>()\[\],;:]+@[^@\s\x00-\x1F\x7F-\x9F"\\<>()\[\],;:.][^@\s\x00-\x1F\x7F-\x9F"\\<>()\[\],;:]*\.[^@\s\x00-\x1F\x7F-\x9F"\\<>()\[\],;:]*[^@\s\x00-\x1F\x7F-\x9F"\\<>()\[\],;:.]\s*$"#
     ))]
     pub email: Text,
     /// 8 to 128 characters, any Unicode, used as given (never trimmed or truncated).
@@ -273,7 +275,7 @@ pub struct PasswordResetRequest {
     /// it has an account (the answer is the same either way).
     #[oai(validator(
         max_length = 254,
-        pattern = r"^\s*[^@\s\x00-\x1F\x7F-\x9F]+@[^@\s\x00-\x1F\x7F-\x9F.][^@\s\x00-\x1F\x7F-\x9F]*\.[^@\s\x00-\x1F\x7F-\x9F]*[^@\s\x00-\x1F\x7F-\x9F.]\s*$"
+        pattern = r#"^\s*[^@\s\x00-\x1F\x7F-\x9F"\\<>()\[\],;:]+@[^@\s\x00-\x1F\x7F-\x9F"\\<>()\[\],;:.][^@\s\x00-\x1F\x7F-\x9F"\\<>()\[\],;:]*\.[^@\s\x00-\x1F\x7F-\x9F"\\<>()\[\],;:]*[^@\s\x00-\x1F\x7F-\x9F"\\<>()\[\],;:.]\s*$"#
     ))]
     pub email: Text,
 }
