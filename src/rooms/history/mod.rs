@@ -287,9 +287,7 @@ impl History {
     /// The room's position now. On SQLite what the write task holds is stored
     /// first, so that every message the position covers can be read.
     pub async fn position(&self, room: &RoomName) -> Result<Position, RoomError> {
-        if let Some(local) = &self.inner.local {
-            local.flush(&self.inner).await;
-        }
+        self.store_held().await;
         let row = room_log::Entity::find_by_id(room.as_str().to_owned())
             .one(&self.inner.db)
             .await
