@@ -116,7 +116,7 @@ class NoticeFrameSessionEnded(TypedDict):
     session_id: str
     """The ended session's id."""
 
-    reason: Literal["logout", "revoked", "revoked_all", "revoked_others", "password_changed", "refresh_token_reuse", "expired", "operator"]
+    reason: Literal["logout", "revoked", "revoked_all", "revoked_others", "password_changed", "refresh_token_reuse", "expired", "operator", "admin", "account_blocked", "account_deleted"]
     """Why it ended (logout, revocation, expiry, …)."""
 
 
@@ -443,6 +443,14 @@ CLOSE_CODES: Final[tuple[CloseCodeRow, ...]] = (
         when="the session reached its absolute expiry (`session_expires_at`) or idle expiry",
     ),
     CloseCodeRow(
+        code=4403,
+        reason="account_blocked",
+        action="sign_in_again",
+        client_should="not retry: signing in is refused with `account_blocked` until an admin unblocks the account",
+        sent_by_server=True,
+        when="an admin blocked the account while the socket was open (every session of the account ended)",
+    ),
+    CloseCodeRow(
         code=4408,
         reason="auth_timeout",
         action="reconnect",
@@ -501,6 +509,13 @@ HANDSHAKE_REFUSALS: Final[tuple[HandshakeRefusal, ...]] = (
         action="fix_client",
         client_should=None,
         when="a cookie credential from an Origin that is not allowed",
+    ),
+    HandshakeRefusal(
+        status=403,
+        errors=("account_blocked",),
+        action="sign_in_again",
+        client_should="not retry: signing in is refused until an admin unblocks the account",
+        when="a credential of a session that ended when an admin blocked the account",
     ),
     HandshakeRefusal(
         status=429,
