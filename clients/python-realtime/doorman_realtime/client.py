@@ -701,7 +701,7 @@ class RealtimeClient:
             return CloseInfo(
                 1006,
                 error or "",
-                handshake_action(status),
+                handshake_action(status, error),
                 status=status,
                 error=error,
                 retry_after=float(retry_after) if retry_after.isdigit() else None,

@@ -36,9 +36,16 @@ def close_action(code: int, reason: str) -> CloseAction:
     return (plain or rows)[0].action
 
 
-def handshake_action(status: int) -> CloseAction:
-    """The document's action for a handshake refused with this HTTP status."""
-    for r in HANDSHAKE_REFUSALS:
-        if r.status == status:
+def handshake_action(status: int, error: str | None = None) -> CloseAction:
+    """The document's action for a handshake refused with this HTTP status.
+
+    A status can have several rows (403: a refused Origin is ``fix_client``, a blocked
+    account is ``sign_in_again``); the refusal's JSON ``error`` picks the row when it
+    names one. Without it (a proxy's body, a browser that hides it) the status's first
+    row decides, as in the TypeScript SDK.
+    """
+    rows = [r for r in HANDSHAKE_REFUSALS if r.status == status]
+    for r in rows:
+        if error is not None and error in r.errors:
             return r.action
-    return UNLISTED
+    return rows[0].action if rows else UNLISTED
