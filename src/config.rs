@@ -126,6 +126,12 @@ pub struct Config {
     #[arg(long = "session-idle-seconds", env = "DOORMAN_SESSION_IDLE_SECONDS", default_value = "604800", value_parser = parse_positive_seconds)]
     pub session_idle: Duration,
 
+    /// How recent an authentication the sensitive operations need (password change,
+    /// removing a factor, revoking other sessions, deleting a room, admin actions):
+    /// older, they answer 403 `step_up_required` until `POST /api/auth/reauth`.
+    #[arg(long = "step-up-seconds", env = "DOORMAN_STEP_UP_SECONDS", default_value = "300", value_parser = parse_positive_seconds)]
+    pub step_up: Duration,
+
     /// Window in which a just-used refresh token may be presented again by a concurrent
     /// request without counting as reuse.
     #[arg(

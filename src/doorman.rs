@@ -130,6 +130,7 @@ impl Builder {
                         .clone()
                         .filter(|p| !p.as_os_str().is_empty()),
                     require_verified_email: config.require_verified_email,
+                    step_up: config.step_up,
                 },
                 bus.clone(),
             )
@@ -167,6 +168,7 @@ impl Builder {
             history_writer,
         );
         rooms.start();
+        rooms.spawn_assurance_listener(auth.clone());
         let registry = Registry::new(config.ws_max_sockets_per_user);
         registry.spawn_event_listener(auth.clone());
         registry.spawn_sweeper(auth.clone(), config.sweep);

@@ -334,6 +334,7 @@ pub const LIMIT_NAMES: &[&str] = &[
     "mail_ip",
     "mail_address",
     "email_token",
+    "factor_change",
     "login_account",
     "login_account_daily",
     "login_account_ip",
@@ -366,6 +367,8 @@ pub struct Limits {
     /// Uses of mailed tokens (verify, reset confirm) per client IP: six times
     /// `DOORMAN_LOGIN_PER_MINUTE`, like refresh.
     pub email_token: KeyedLimit<IpAddr>,
+    /// TOTP enrolments started per user (each writes a row): `DOORMAN_LOGIN_PER_MINUTE`.
+    pub factor_change: KeyedLimit<UserId>,
 }
 
 impl Limits {
@@ -407,6 +410,7 @@ impl Limits {
                 "email_token",
                 Quota::per_minute(nz(config.login_per_minute.saturating_mul(6))),
             ),
+            factor_change: KeyedLimit::new("factor_change", per_minute),
         }
     }
 
@@ -422,6 +426,7 @@ impl Limits {
         self.mail_ip.sweep();
         self.mail_address.sweep();
         self.email_token.sweep();
+        self.factor_change.sweep();
     }
 
     /// Sweeps all limits every `every`, until the limits themselves are dropped
@@ -463,6 +468,7 @@ mod tests {
             limits.mail_ip.name,
             limits.mail_address.name,
             limits.email_token.name,
+            limits.factor_change.name,
             t.per_account.name,
             t.per_account_daily.name,
             t.per_account_ip.name,

@@ -5,7 +5,9 @@ pub mod prelude;
 
 pub mod activity;
 pub mod audit_event;
+pub mod auth_challenge;
 pub mod email_token;
+pub mod recovery_code;
 pub mod refresh_token;
 pub mod room;
 pub mod room_history;
@@ -14,4 +16,5 @@ pub mod room_member;
 pub mod room_message;
 pub mod session;
 pub mod signing_key;
+pub mod totp_factor;
 pub mod user;

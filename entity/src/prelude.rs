@@ -1,6 +1,8 @@
 pub use super::activity::Entity as Activity;
 pub use super::audit_event::Entity as AuditEvent;
+pub use super::auth_challenge::Entity as AuthChallenge;
 pub use super::email_token::Entity as EmailToken;
+pub use super::recovery_code::Entity as RecoveryCode;
 pub use super::refresh_token::Entity as RefreshToken;
 pub use super::room::Entity as Room;
 pub use super::room_history::Entity as RoomHistory;
@@ -9,4 +11,5 @@ pub use super::room_member::Entity as RoomMember;
 pub use super::room_message::Entity as RoomMessage;
 pub use super::session::Entity as Session;
 pub use super::signing_key::Entity as SigningKey;
+pub use super::totp_factor::Entity as TotpFactor;
 pub use super::user::Entity as User;

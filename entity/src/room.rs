@@ -8,6 +8,8 @@ pub struct Model {
     pub name: String,
     pub owner_id: Uuid,
     pub created_at: TimeDateTimeWithTimeZone,
+    /// Only sessions at aal2 may enter.
+    pub require_aal2: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

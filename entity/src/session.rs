@@ -17,6 +17,15 @@ pub struct Model {
     pub ip: Option<String>,
     pub revoked_at: Option<TimeDateTimeWithTimeZone>,
     pub revoked_reason: Option<String>,
+    /// The authenticator assurance level: 1 (one factor) or 2 (two factors, or a
+    /// passkey with user verification).
+    pub aal: i16,
+    /// How the session's user authenticated, comma-separated (`pwd`, `otp`,
+    /// `recovery_code`, `webauthn`).
+    pub amr: String,
+    /// The last authentication (login or re-authentication); null for sessions
+    /// opened before it was recorded, which read it as `created_at`.
+    pub auth_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

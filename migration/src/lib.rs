@@ -12,6 +12,7 @@ mod m20261206_000005_room_history;
 mod m20261207_000006_email_tokens;
 mod m20261207_000007_admin;
 mod m20261207_000008_history_writer;
+mod m20261207_000009_second_factors;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000006_email_tokens::Migration),
             Box::new(m20261207_000007_admin::Migration),
             Box::new(m20261207_000008_history_writer::Migration),
+            Box::new(m20261207_000009_second_factors::Migration),
         ]
     }
 }

@@ -185,6 +185,17 @@ async fn admin<'a>(state: &'a Doorman, auth: &Authenticated) -> Result<Operation
     Ok(Operations::server(&state.auth, &state.rooms, caller))
 }
 
+/// [`admin`] for an operation that changes something: it also needs a recent
+/// authentication (403 `step_up_required` otherwise).
+async fn admin_acting<'a>(
+    state: &'a Doorman,
+    auth: &Authenticated,
+) -> Result<Operations<'a>, Error> {
+    let ops = admin(state, auth).await?;
+    state.auth.require_recent(&auth.0)?;
+    Ok(ops)
+}
+
 /// Administration: `/api/admin/*` (tag `Admin`), for holders of the admin role.
 pub struct AdminApi;
 
@@ -276,7 +287,7 @@ impl AdminApi {
         id: Path<Uuid>,
         sid: Path<Uuid>,
     ) -> Result<Done, Fail<AdminReadErrors>> {
-        let ops = admin(&state, &auth).await?;
+        let ops = admin_acting(&state, &auth).await?;
         ops.revoke_session(UserId(id.0), SessionId(sid.0))
             .await
             .map_err(Error::from)?;
@@ -298,7 +309,7 @@ impl AdminApi {
         auth: Authenticated,
         id: Path<Uuid>,
     ) -> Result<Done, Fail<AdminReadErrors>> {
-        let ops = admin(&state, &auth).await?;
+        let ops = admin_acting(&state, &auth).await?;
         ops.revoke_sessions(UserId(id.0))
             .await
             .map_err(Error::from)?;
@@ -324,7 +335,7 @@ impl AdminApi {
         id: Path<Uuid>,
         body: Json<BlockRequest>,
     ) -> Result<Done, Fail<AdminBodyErrors>> {
-        let ops = admin(&state, &auth).await?;
+        let ops = admin_acting(&state, &auth).await?;
         let reason = body.0.reason.0.trim();
         if reason.is_empty() || reason.chars().any(char::is_control) {
             return Err(Error::Invalid(
@@ -350,7 +361,7 @@ impl AdminApi {
         auth: Authenticated,
         id: Path<Uuid>,
     ) -> Result<Done, Fail<AdminReadErrors>> {
-        let ops = admin(&state, &auth).await?;
+        let ops = admin_acting(&state, &auth).await?;
         ops.unblock(UserId(id.0)).await.map_err(Error::from)?;
         Ok(Done::NoContent)
     }
@@ -374,7 +385,7 @@ impl AdminApi {
         auth: Authenticated,
         id: Path<Uuid>,
     ) -> Result<Done, Fail<AdminReadErrors>> {
-        let ops = admin(&state, &auth).await?;
+        let ops = admin_acting(&state, &auth).await?;
         ops.delete(UserId(id.0)).await.map_err(Error::from)?;
         Ok(Done::NoContent)
     }

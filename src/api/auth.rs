@@ -10,16 +10,17 @@ use poem_openapi::{ApiResponse, OpenApi, payload::Json};
 use super::{
     ApiTags,
     models::{
-        CookieSession, Credentials, LoginMode, LoginRequest, RefreshRequest, RegisterRequest,
-        TokenPair, User,
+        CookieSession, Credentials, LoginMode, LoginRequest, MfaChallengeBody, MfaLoginRequest,
+        ReauthRequest, RefreshRequest, RegisterRequest, TokenPair, User,
     },
     optional_json::OptionalJson,
+    text::Secret,
 };
 use crate::{
     Doorman,
-    auth::{AuthError, Email, Issued, cookies},
+    auth::{AuthError, Email, FactorError, Issued, LoginStep, Proof, Reauth, cookies},
     extract::Authenticated,
-    http::error::{Fail, error_set},
+    http::error::{Error, Fail, error_set},
     state::AppState,
 };
 
@@ -27,6 +28,8 @@ error_set!(RegisterErrors: 400, 408, 409, 413, 415, 429, 503);
 error_set!(LoginErrors: 400, 401, 403, 408, 413, 415, 429, 503);
 error_set!(RefreshErrors: 400, 401, 403, 408, 413, 415, 429, 503);
 error_set!(LogoutErrors: 401, 403, 503);
+error_set!(MfaLoginErrors: 400, 401, 403, 408, 413, 415, 429, 503);
+error_set!(ReauthErrors: 400, 401, 403, 408, 413, 415, 429, 503);
 
 #[derive(ApiResponse)]
 pub enum Registered {
@@ -42,6 +45,28 @@ pub enum LoggedIn {
     /// https); the body carries no token.
     #[oai(status = 200)]
     Ok(Json<Credentials>),
+}
+
+#[derive(ApiResponse)]
+pub enum LoginStarted {
+    /// Token mode: the tokens. Cookie mode: `Set-Cookie` carries the access cookie
+    /// and the refresh cookie (path `/api/auth` over http; `__Host-` with path `/` over
+    /// https); the body carries no token.
+    #[oai(status = 200)]
+    Ok(Json<Credentials>),
+    /// The password was right and the account has a second factor: no session yet.
+    /// Finish with `POST /api/auth/login/mfa` (the `mfa_token` and a code) within
+    /// `expires_in` seconds; it answers in the mode asked for here.
+    #[oai(status = 202)]
+    SecondFactor(Json<MfaChallengeBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum Reauthenticated {
+    /// The current session's `auth_at` is now, and the method joined its `amr` (a
+    /// code raises it to aal2); no new session, no new tokens.
+    #[oai(status = 204)]
+    NoContent,
 }
 
 #[derive(ApiResponse)]
@@ -96,7 +121,7 @@ impl AuthApi {
         req: &Request,
         jar: &CookieJar,
         body: Json<LoginRequest>,
-    ) -> Result<LoggedIn, Fail<LoginErrors>> {
+    ) -> Result<LoginStarted, Fail<LoginErrors>> {
         let ip = state.ip(req);
         let ip_key = crate::http::client_ip::limit_key(ip);
         state.limits.login.check(&ip_key)?;
@@ -104,13 +129,7 @@ impl AuthApi {
             .map(|e| e.as_str().to_owned())
             .unwrap_or_else(|_| body.email.trim().to_lowercase());
         let auth = &state.auth;
-        // A device this account has logged in from is not held back by guesses
-        // made elsewhere.
-        // Any genuine copy counts: a sibling site can plant a second cookie of the
-        // same name, and must not be able to hide the real one that way.
-        let device = cookies::find_all(req.headers().get_all(COOKIE), auth.cookies().device_name)
-            .into_iter()
-            .find_map(|value| auth.devices().recognise(value, &account));
+        let device = recognised_device(&state, req, &account);
         let attempt = state
             .limits
             .login_failures
@@ -121,10 +140,25 @@ impl AuthApi {
             password,
             mode,
         } = body.0;
-        let (user, issued) = match state.auth.login(&email, password.0, client).await {
-            Ok(done) => {
+        let mode = mode.unwrap_or_default();
+        let step = state
+            .auth
+            .login(&email, password.0, client, mode.as_str().to_owned())
+            .await;
+        let (user, issued) = match step {
+            Ok(LoginStep::Done(user, issued)) => {
                 attempt.finish(false);
-                done
+                (user, issued)
+            }
+            Ok(LoginStep::SecondFactor(challenge)) => {
+                // The password was right: no failure. The second step spends the
+                // same budget for each wrong code.
+                attempt.finish(false);
+                return Ok(LoginStarted::SecondFactor(Json(MfaChallengeBody {
+                    mfa_required: challenge.methods.iter().map(|m| (*m).to_owned()).collect(),
+                    mfa_token: challenge.mfa_token,
+                    expires_in: challenge.expires_in,
+                })));
             }
             Err(e) => {
                 attempt.finish(matches!(
@@ -143,13 +177,117 @@ impl AuthApi {
             }
         };
         jar.add(auth.cookies().device(&auth.devices().mint(&account)));
-        Ok(respond(
-            &state,
-            jar,
-            mode.unwrap_or_default(),
-            user.into(),
-            issued,
-        ))
+        let LoggedIn::Ok(body) = respond(&state, jar, mode, user.into(), issued);
+        Ok(LoginStarted::Ok(body))
+    }
+
+    /// Finish a login with a second factor
+    ///
+    /// The second step after `POST /api/auth/login` answered 202: the `mfa_token` and
+    /// exactly one of `code` (the authenticator app's 6 digits; a code is accepted
+    /// once, one 30-second step of clock skew either way) and `recovery_code` (each
+    /// works once). Answers as the login would have, in the mode the first step
+    /// asked for; the session is at aal2. A wrong code is 401 `invalid_code` and
+    /// counts against the same failure budget as a wrong password; the step stays
+    /// open until it expires or succeeds (401 `invalid_mfa_token` after).
+    #[oai(path = "/login/mfa", method = "post", operation_id = "loginMfa")]
+    async fn login_mfa(
+        &self,
+        state: Data<&Doorman>,
+        req: &Request,
+        jar: &CookieJar,
+        body: Json<MfaLoginRequest>,
+    ) -> Result<LoggedIn, Fail<MfaLoginErrors>> {
+        let ip = state.ip(req);
+        let ip_key = crate::http::client_ip::limit_key(ip);
+        state.limits.login.check(&ip_key)?;
+        let MfaLoginRequest {
+            mfa_token,
+            code,
+            recovery_code,
+        } = body.0;
+        let proof = one_proof(code, recovery_code)?;
+        let auth = &state.auth;
+        let pending = auth.pending_login(&mfa_token.0).await?;
+        let device = recognised_device(&state, req, &pending.account);
+        let attempt = state
+            .limits
+            .login_failures
+            .begin(&pending.account, ip_key, device)?;
+        let client = state.client_info(req);
+        let (user, issued) = match auth.complete_login(&pending, proof, client).await {
+            Ok(done) => {
+                attempt.finish(false);
+                done
+            }
+            Err(e) => {
+                attempt.finish(matches!(
+                    e,
+                    crate::auth::Error::Factor(FactorError::InvalidCode)
+                ));
+                return Err(e.into());
+            }
+        };
+        jar.add(
+            auth.cookies()
+                .device(&auth.devices().mint(&pending.account)),
+        );
+        let mode = if pending.carry == LoginMode::Cookie.as_str() {
+            LoginMode::Cookie
+        } else {
+            LoginMode::Token
+        };
+        Ok(respond(&state, jar, mode, user.into(), issued))
+    }
+
+    /// Re-authenticate the current session (step-up)
+    ///
+    /// Exactly one of `password`, `code` (TOTP) and `recovery_code`. The session's
+    /// `auth_at` becomes now, so the operations that need a recent authentication
+    /// (password change, removing a factor, revoking other sessions, deleting a
+    /// room, admin actions) are allowed for `DOORMAN_STEP_UP_SECONDS`; a code also
+    /// raises the session to aal2. No new session and no new tokens. An account
+    /// with a second factor needs one here: a password alone is 403
+    /// `mfa_required`. Wrong answers count against the login failure budget.
+    #[oai(path = "/reauth", method = "post", operation_id = "reauthenticate")]
+    async fn reauth(
+        &self,
+        state: Data<&Doorman>,
+        req: &Request,
+        auth: Authenticated,
+        body: Json<ReauthRequest>,
+    ) -> Result<Reauthenticated, Fail<ReauthErrors>> {
+        let ip = state.ip(req);
+        let ip_key = crate::http::client_ip::limit_key(ip);
+        state.limits.login.check(&ip_key)?;
+        let ReauthRequest {
+            password,
+            code,
+            recovery_code,
+        } = body.0;
+        let with = match (password, code, recovery_code) {
+            (Some(password), None, None) => Reauth::Password(password.0),
+            (None, code, recovery_code) => Reauth::Factor(one_proof(code, recovery_code)?),
+            _ => return Err(Error::Invalid(ONE_OF_REAUTH.to_owned()).into()),
+        };
+        let user = state
+            .auth
+            .user(auth.0.user_id)
+            .await?
+            .ok_or(AuthError::SessionRevoked)?;
+        let attempt = state
+            .limits
+            .login_failures
+            .begin(&user.email, ip_key, None)?;
+        let client = state.client_info(req);
+        let result = state.auth.reauthenticate(&auth.0, with, client).await;
+        attempt.finish(matches!(
+            result,
+            Err(crate::auth::Error::Auth(AuthError::InvalidCredentials)
+                | crate::auth::Error::Factor(FactorError::InvalidCode))
+        ));
+        result?;
+        Ok(Reauthenticated::NoContent)
     }
 
     /// Exchange a refresh token for a new pair
@@ -201,6 +339,30 @@ impl AuthApi {
         }
         Ok(LoggedOut::NoContent)
     }
+}
+
+/// What a request body with more than one (or none) of the proofs is told.
+const ONE_OF_PROOFS: &str = "code, recovery_code: exactly one of them";
+const ONE_OF_REAUTH: &str = "password, code, recovery_code: exactly one of them";
+
+/// Exactly one of a TOTP code and a recovery code.
+fn one_proof(code: Option<Secret>, recovery_code: Option<Secret>) -> Result<Proof, Error> {
+    match (code, recovery_code) {
+        (Some(code), None) => Ok(Proof::Totp(code.0)),
+        (None, Some(code)) => Ok(Proof::RecoveryCode(code.0)),
+        _ => Err(Error::Invalid(ONE_OF_PROOFS.to_owned())),
+    }
+}
+
+/// The device cookie of this account the request carries, if any: a device this
+/// account has logged in from is not held back by guesses made elsewhere. Any
+/// genuine copy counts: a sibling site can plant a second cookie of the same
+/// name, and must not be able to hide the real one that way.
+fn recognised_device(state: &AppState, req: &Request, account: &str) -> Option<String> {
+    let auth = &state.auth;
+    cookies::find_all(req.headers().get_all(COOKIE), auth.cookies().device_name)
+        .into_iter()
+        .find_map(|value| auth.devices().recognise(value, account))
 }
 
 /// The login/refresh answer in the requested mode.

@@ -12,7 +12,7 @@
 //! anything (names, emails) go through serde_json's escaping; ids and times are
 //! written as the fixed ASCII they are. The tests hold the bytes to poem-openapi's.
 
-use super::models::{AuthSourceName, Health, Me};
+use super::models::{AalName, AuthSourceName, Health, Me};
 use crate::json_text::{rfc3339, string, uuid};
 use poem::{
     IntoResponse, Response,
@@ -87,7 +87,22 @@ impl WriteJson for Me {
             AuthSourceName::Cookie => b"cookie",
             AuthSourceName::Message => b"message",
         };
-        out.extend_from_slice(br#"{"auth_source":""#);
+        let aal: &[u8] = match self.aal {
+            AalName::Aal1 => b"aal1",
+            AalName::Aal2 => b"aal2",
+        };
+        out.extend_from_slice(br#"{"aal":""#);
+        out.extend_from_slice(aal);
+        out.extend_from_slice(br#"","amr":["#);
+        for (i, m) in self.amr.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(out, m)?;
+        }
+        out.extend_from_slice(br#"],"auth_at":"#);
+        rfc3339(out, &self.auth_at)?;
+        out.extend_from_slice(br#","auth_source":""#);
         out.extend_from_slice(source);
         out.extend_from_slice(br#"","session_id":"#);
         uuid(out, &self.session_id);
@@ -157,6 +172,17 @@ mod tests {
                         },
                         session_id: Uuid::new_v4(),
                         auth_source,
+                        aal: if matches!(auth_source, AuthSourceName::Cookie) {
+                            AalName::Aal2
+                        } else {
+                            AalName::Aal1
+                        },
+                        amr: match auth_source {
+                            AuthSourceName::Bearer => vec!["pwd".into()],
+                            AuthSourceName::Cookie => vec!["pwd".into(), "otp".into()],
+                            AuthSourceName::Message => vec![],
+                        },
+                        auth_at: created_at,
                     };
                     let (ours, theirs) = both(&me);
                     assert_eq!(ours, theirs);
@@ -178,6 +204,9 @@ mod tests {
             },
             session_id: Uuid::nil(),
             auth_source: AuthSourceName::Bearer,
+            aal: AalName::Aal1,
+            amr: vec!["pwd".into()],
+            auth_at: datetime!(2026-11-27 15:54:20 UTC),
         };
         assert!(me.write_json(&mut Vec::new()).is_none());
         let theirs = serde_json::to_vec(&me.to_json()).unwrap();

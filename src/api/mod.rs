@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod direct_json;
 mod email;
+mod factors;
 pub(crate) mod meta;
 pub(crate) mod models;
 mod optional_json;
@@ -16,6 +17,7 @@ pub(crate) mod text;
 pub use admin::AdminApi;
 pub use auth::AuthApi;
 pub use email::EmailApi;
+pub use factors::FactorApi;
 pub use meta::{MetaApi, demo_html};
 use poem_openapi::{OpenApiService, Tags};
 pub use rooms::RoomApi;
@@ -28,6 +30,9 @@ pub enum ApiTags {
     Auth,
     /// The caller and their sessions.
     Sessions,
+    /// Second factors (TOTP and its recovery codes). Re-authentication for the
+    /// operations that need a recent one is `POST /api/auth/reauth`.
+    Factors,
     /// Room messages, delivered to WebSocket subscribers.
     Rooms,
     /// Health and public keys.
@@ -42,6 +47,7 @@ pub type Apis = (
     auth::AuthApi,
     email::EmailApi,
     sessions::SessionApi,
+    factors::FactorApi,
     rooms::RoomApi,
     meta::MetaApi,
     admin::AdminApi,
@@ -55,6 +61,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             auth::AuthApi,
             email::EmailApi,
             sessions::SessionApi,
+            factors::FactorApi,
             rooms::RoomApi,
             meta::MetaApi,
             admin::AdminApi,

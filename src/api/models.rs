@@ -69,6 +69,16 @@ pub enum LoginMode {
     Cookie,
 }
 
+impl LoginMode {
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginMode::Token => "token",
+            LoginMode::Cookie => "cookie",
+        }
+    }
+}
+
 #[derive(Object)]
 pub struct LoginRequest {
     #[oai(validator(max_length = 254))]
@@ -153,6 +163,107 @@ pub struct Me {
     pub user: User,
     pub session_id: Uuid,
     pub auth_source: AuthSourceName,
+    /// The session's assurance level: `aal2` after a second factor or a passkey.
+    pub aal: AalName,
+    /// How the session's user authenticated: `pwd`, `otp`, `recovery_code`,
+    /// `webauthn`.
+    pub amr: Vec<String>,
+    /// The session's last authentication (login or `POST /api/auth/reauth`); the
+    /// sensitive operations need it within `DOORMAN_STEP_UP_SECONDS`.
+    pub auth_at: OffsetDateTime,
+}
+
+/// An authenticator assurance level.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum AalName {
+    /// One factor (a password).
+    Aal1,
+    /// Two factors, or a passkey.
+    Aal2,
+}
+
+impl From<crate::auth::assurance::Aal> for AalName {
+    fn from(a: crate::auth::assurance::Aal) -> Self {
+        match a {
+            crate::auth::assurance::Aal::Aal1 => Self::Aal1,
+            crate::auth::assurance::Aal::Aal2 => Self::Aal2,
+        }
+    }
+}
+
+/// A login whose password was right, waiting for its second factor.
+#[derive(Object)]
+pub struct MfaChallengeBody {
+    /// The factors that can finish the login (`totp`); a recovery code always can.
+    pub mfa_required: Vec<String>,
+    /// Send it to `POST /api/auth/login/mfa` with a code, within `expires_in`.
+    pub mfa_token: String,
+    /// Seconds the second step stays open.
+    pub expires_in: u64,
+}
+
+/// The second step of a login: the `mfa_token` and exactly one of `code` and
+/// `recovery_code`.
+#[derive(Object)]
+pub struct MfaLoginRequest {
+    #[oai(validator(max_length = 128))]
+    pub mfa_token: Secret,
+    /// The 6-digit code of the authenticator app.
+    #[oai(validator(max_length = 16))]
+    pub code: Option<Secret>,
+    /// One of the recovery codes (each works once), as `xxxx-xxxx-xxxx-xxxx`.
+    #[oai(validator(max_length = 64))]
+    pub recovery_code: Option<Secret>,
+}
+
+/// A re-authentication: exactly one of `password`, `code` and `recovery_code` (a
+/// password alone is refused with `mfa_required` when the account has a second
+/// factor).
+#[derive(Object)]
+pub struct ReauthRequest {
+    #[oai(validator(max_length = 512))]
+    pub password: Option<Secret>,
+    /// The 6-digit code of the authenticator app.
+    #[oai(validator(max_length = 16))]
+    pub code: Option<Secret>,
+    /// One of the recovery codes (each works once).
+    #[oai(validator(max_length = 64))]
+    pub recovery_code: Option<Secret>,
+}
+
+/// A new TOTP enrolment: add it to an authenticator app (the URI as a QR code, or
+/// the secret typed), then confirm it with a first code.
+#[derive(Object)]
+pub struct TotpEnrolmentBody {
+    /// The shared secret, base32 (RFC 4648, no padding): SHA-1, 6 digits, 30 s.
+    pub secret: String,
+    /// `otpauth://totp/…`: what authenticator apps read from a QR code.
+    pub otpauth_uri: String,
+}
+
+/// The first code of the app, confirming the enrolment.
+#[derive(Object)]
+pub struct TotpConfirmRequest {
+    /// The 6-digit code of the authenticator app.
+    #[oai(validator(max_length = 16))]
+    pub code: Secret,
+}
+
+/// TOTP is on: keep these somewhere safe. Each signs in once in place of a code;
+/// they are shown only now.
+#[derive(Object)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+/// The caller's second factors.
+#[derive(Object)]
+pub struct FactorsBody {
+    /// TOTP is on.
+    pub totp: bool,
+    /// Recovery codes not used yet (0 without TOTP).
+    pub recovery_codes_left: u64,
 }
 
 /// One of the caller's active sessions.
@@ -336,6 +447,12 @@ pub struct CreateRoomRequest {
     /// `private:` followed by 1 to 64 of `A-Z a-z 0-9 _ - .`; any other name is
     /// 400 `invalid_input`.
     pub name: super::room_names::PrivateRoomParam,
+    /// `true`: only sessions at aal2 (a second factor, or a passkey) may enter;
+    /// an aal1 socket's `subscribe` gets `forbidden`, and a socket whose session
+    /// drops to aal1 is unsubscribed with reason `mfa_required`. Creating one
+    /// needs an aal2 session. Default `false`.
+    #[oai(default)]
+    pub require_aal2: bool,
 }
 
 /// A private room.
@@ -344,6 +461,8 @@ pub struct Room {
     pub name: String,
     pub owner_id: Uuid,
     pub created_at: OffsetDateTime,
+    /// Only sessions at aal2 may enter.
+    pub require_aal2: bool,
 }
 
 impl From<crate::rooms::RoomInfo> for Room {
@@ -352,6 +471,7 @@ impl From<crate::rooms::RoomInfo> for Room {
             name: r.name,
             owner_id: r.owner_id,
             created_at: r.created_at,
+            require_aal2: r.require_aal2,
         }
     }
 }

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     Doorman,
-    auth::UserId,
+    auth::{UserId, assurance::Aal},
     extract::Authenticated,
     http::error::{Fail, error_set},
     rooms::RoomName,
@@ -67,6 +67,9 @@ impl From<crate::rooms::RoomError> for crate::http::error::Error {
                 Error::LimitReached(e.to_string())
             }
             R::Forbidden => Error::Forbidden("not allowed in this room"),
+            R::SecondFactorRequired => Error::Forbidden(
+                "this room requires a session with a second factor (aal2): sign in with TOTP or a passkey, or re-authenticate with one",
+            ),
             R::Exists => Error::RoomExists,
             R::UnknownUser | R::Gone => Error::NotFound,
             R::HistoryBudget => Error::RateLimited {
@@ -123,8 +126,15 @@ impl RoomApi {
         body: Json<CreateRoomRequest>,
     ) -> Result<Created, Fail<CreateErrors>> {
         let room = RoomName::parse(&body.0.name.0)?;
+        // Its creator would be refused it at once: say so instead of making it.
+        if body.0.require_aal2 && auth.0.assurance.aal < Aal::Aal2 {
+            return Err(crate::rooms::RoomError::SecondFactorRequired.into());
+        }
         state.limits.room_create.check(&auth.0.user_id)?;
-        let created = state.rooms.create(&room, auth.0.user_id).await?;
+        let created = state
+            .rooms
+            .create(&room, auth.0.user_id, body.0.require_aal2)
+            .await?;
         Ok(Created::Created(Json(created.into())))
     }
 
@@ -170,6 +180,7 @@ impl RoomApi {
         room: Path<PrivateRoomParam>,
     ) -> Result<Done, Fail<RoomErrors>> {
         let room = RoomName::parse(&room.0.0)?;
+        state.auth.require_recent(&auth.0)?;
         state.rooms.delete(&room, auth.0.user_id).await?;
         Ok(Done::NoContent)
     }
@@ -286,7 +297,10 @@ impl RoomApi {
         room: Path<RoomParam>,
     ) -> Result<Json<Presence>, Fail<RoomErrors>> {
         let name = RoomName::parse(&room.0.0)?;
-        state.rooms.may_enter(&name, auth.0.user_id).await?;
+        state
+            .rooms
+            .may_enter(&name, auth.0.user_id, auth.0.assurance.aal)
+            .await?;
         let users = state
             .rooms
             .present(&name)
@@ -334,7 +348,10 @@ impl RoomApi {
         let room = RoomName::parse(&room.0.0)?;
         // The check `may_enter` makes, and since when the caller may read: one
         // question (a private room's non-member is `forbidden`).
-        let readable = state.rooms.reads_since(&room, auth.0.user_id).await?;
+        let readable = state
+            .rooms
+            .reads_since(&room, auth.0.user_id, auth.0.assurance.aal)
+            .await?;
         let limit = u64::from(limit.0.unwrap_or(50).clamp(1, 100));
         // `next`: after the last message read, shown or not (a private room's
         // messages from before the reader's membership are read and left out).
@@ -385,7 +402,10 @@ impl RoomApi {
     ) -> Result<Accepted, Fail<PublishErrors>> {
         let room = RoomName::parse(&room.0.0)?;
         state.limits.publish_ip.check(&state.limit_key(req))?;
-        state.rooms.may_enter(&room, auth.0.user_id).await?;
+        state
+            .rooms
+            .may_enter(&room, auth.0.user_id, auth.0.assurance.aal)
+            .await?;
         state.limits.publish.check(&auth.0.user_id)?;
         let committed = state
             .rooms

@@ -42,6 +42,15 @@ pub(crate) async fn me(state: &AppState, id: Identity) -> Result<DirectJson<Me>,
         user: user.into(),
         session_id: id.session_id.0,
         auth_source: id.source.into(),
+        aal: id.assurance.aal.into(),
+        amr: id
+            .assurance
+            .amr
+            .names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        auth_at: id.assurance.auth_at,
     }))
 }
 
@@ -88,6 +97,8 @@ impl SessionApi {
     /// Revoke one of my sessions
     ///
     /// Answers 404 for a session that is not the caller's, whether it exists or not.
+    /// Another session than the caller's own needs a recent authentication (403
+    /// `step_up_required` otherwise; see `POST /api/auth/reauth`).
     #[oai(
         path = "/sessions/:id",
         method = "delete",
@@ -100,6 +111,10 @@ impl SessionApi {
         id: Path<Uuid>,
     ) -> Result<Revoked, Fail<RevokeOneErrors>> {
         let caller = auth.0;
+        // Ending another session is sensitive; ending one's own is a logout.
+        if id.0 != caller.session_id.0 {
+            state.auth.require_recent(&caller)?;
+        }
         let revoked = state
             .auth
             .revoke_session(SessionId(id.0), caller.user_id)
@@ -112,6 +127,9 @@ impl SessionApi {
     }
 
     /// Revoke all my sessions (log out everywhere)
+    ///
+    /// Needs a recent authentication (403 `step_up_required` otherwise; see
+    /// `POST /api/auth/reauth`).
     #[oai(
         path = "/sessions",
         method = "delete",
@@ -122,6 +140,7 @@ impl SessionApi {
         state: Data<&Doorman>,
         auth: Authenticated,
     ) -> Result<Revoked, Fail<ReadErrors>> {
+        state.auth.require_recent(&auth.0)?;
         state.auth.revoke_all_sessions(auth.0.user_id).await?;
         Ok(Revoked::NoContent)
     }
@@ -130,6 +149,8 @@ impl SessionApi {
     ///
     /// Revokes every session of the caller except the current one; their sockets
     /// close with 4403 and the caller's other sockets get a `session_ended` notice.
+    /// Needs a recent authentication (403 `step_up_required` otherwise; see
+    /// `POST /api/auth/reauth`).
     #[oai(
         path = "/sessions/others",
         method = "delete",
@@ -140,6 +161,7 @@ impl SessionApi {
         state: Data<&Doorman>,
         auth: Authenticated,
     ) -> Result<Revoked, Fail<ReadErrors>> {
+        state.auth.require_recent(&auth.0)?;
         state.auth.revoke_other_sessions(&auth.0).await?;
         Ok(Revoked::NoContent)
     }
@@ -147,7 +169,9 @@ impl SessionApi {
     /// Change my password
     ///
     /// Checks the current password (throttled like login), stores the new one and
-    /// revokes every other session of the caller; the current session stays.
+    /// revokes every other session of the caller; the current session stays. Needs
+    /// a recent authentication (403 `step_up_required` otherwise; see
+    /// `POST /api/auth/reauth`).
     #[oai(
         path = "/me/password",
         method = "post",
@@ -160,6 +184,7 @@ impl SessionApi {
         auth: Authenticated,
         body: Json<ChangePasswordRequest>,
     ) -> Result<Revoked, Fail<PasswordErrors>> {
+        state.auth.require_recent(&auth.0)?;
         let ip = state.ip(req);
         let ip_key = crate::http::client_ip::limit_key(ip);
         state.limits.login.check(&ip_key)?;

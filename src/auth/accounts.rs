@@ -202,6 +202,19 @@ pub async fn authenticate(
     })
 }
 
+/// Whether `password` is the user's (`false` for an unknown user).
+pub async fn check_password(
+    db: &Db,
+    passwords: &Passwords,
+    user: Uuid,
+    password: String,
+) -> Result<bool, Error> {
+    let hash = find(db, user).await?.map(|u| u.password_hash);
+    let known = hash.is_some();
+    // A missing user still costs one hash: the answer takes as long either way.
+    Ok(passwords.verify(password, hash).await? && known)
+}
+
 /// Checks a signed-in user's current password, then stores the new one's hash.
 /// `false` (nothing changed) for a wrong current password.
 pub async fn change_password(

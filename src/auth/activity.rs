@@ -15,7 +15,8 @@ use super::{ClientInfo, Error, RevocationReason, SessionId, UserId, db::Db};
 
 /// How many events `GET /api/me/activity` shows, failed guesses apart…
 pub const SHOWN: u64 = 100;
-/// …and how many failed guesses (`login_failed`, `password_change_failed`) on top:
+/// …and how many failed guesses (`login_failed`, `password_change_failed`,
+/// `second_factor_failed`) on top:
 /// someone guessing passwords must not push a real login (theirs, say) out of the
 /// owner's view.
 pub const SHOWN_FAILED: u64 = 20;
@@ -43,6 +44,14 @@ pub enum Kind {
     PasswordReset,
     /// The email address was verified from a mailed link (`email_verified`).
     EmailVerified,
+    /// A second factor was added: TOTP confirmed (`factor_added`).
+    FactorAdded,
+    /// A second factor was removed (`factor_removed`).
+    FactorRemoved,
+    /// A wrong TOTP or recovery code, at a login's second step or a
+    /// re-authentication, or a wrong password at a re-authentication
+    /// (`second_factor_failed`).
+    SecondFactorFailed,
 }
 
 impl Kind {
@@ -58,6 +67,9 @@ impl Kind {
             Kind::PasswordChangeFailed => "password_change_failed",
             Kind::PasswordReset => "password_reset",
             Kind::EmailVerified => "email_verified",
+            Kind::FactorAdded => "factor_added",
+            Kind::FactorRemoved => "factor_removed",
+            Kind::SecondFactorFailed => "second_factor_failed",
         }
     }
 
@@ -148,7 +160,12 @@ pub async fn record_many(
 /// A user's newest events, newest first.
 pub async fn recent(db: &Db, user: UserId) -> Result<Vec<Event>, Error> {
     // Failed password guesses, shown in their own, smaller window.
-    let failed = [Kind::LoginFailed, Kind::PasswordChangeFailed].map(Kind::as_str);
+    let failed = [
+        Kind::LoginFailed,
+        Kind::PasswordChangeFailed,
+        Kind::SecondFactorFailed,
+    ]
+    .map(Kind::as_str);
     let newest = |failures: bool, limit: u64| {
         let kind = if failures {
             activity::Column::Kind.is_in(failed)

@@ -56,6 +56,49 @@ impl AuthError {
     }
 }
 
+/// A second factor or a step-up that does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FactorError {
+    /// A TOTP or recovery code that is wrong, expired or already used
+    /// (`invalid_code`).
+    #[error("the code is wrong, expired or already used")]
+    InvalidCode,
+    /// An `mfa_token` that is unknown, used or expired (`invalid_mfa_token`).
+    #[error("this sign-in step is unknown, used or expired; log in again")]
+    InvalidMfaToken,
+    /// The operation needs an authentication within `DOORMAN_STEP_UP_SECONDS`
+    /// (`step_up_required`).
+    #[error(
+        "this operation needs a recent authentication: re-authenticate with POST /api/auth/reauth, then retry"
+    )]
+    StepUpRequired,
+    /// A password alone where the account has a second factor (`mfa_required`).
+    #[error(
+        "this account has a second factor: re-authenticate with a TOTP code, a recovery code or a passkey"
+    )]
+    SecondFactorRequired,
+    /// TOTP is on already; removing it comes first (`totp_enabled`).
+    #[error("TOTP is already on for this account; remove it first")]
+    TotpEnabled,
+    /// No TOTP enrolment waits for confirmation (`totp_not_pending`).
+    #[error("no TOTP enrolment is pending; start one with POST /api/me/totp")]
+    TotpNotPending,
+}
+
+impl FactorError {
+    /// The stable machine-readable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            FactorError::InvalidCode => "invalid_code",
+            FactorError::InvalidMfaToken => "invalid_mfa_token",
+            FactorError::StepUpRequired => "step_up_required",
+            FactorError::SecondFactorRequired => "mfa_required",
+            FactorError::TotpEnabled => "totp_enabled",
+            FactorError::TotpNotPending => "totp_not_pending",
+        }
+    }
+}
+
 /// What an operation of the auth core can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -65,6 +108,9 @@ pub enum Error {
     /// Input that breaks a rule (email, password, display name).
     #[error("{0}")]
     Invalid(String),
+    /// A second factor or a step-up that does not hold.
+    #[error(transparent)]
+    Factor(#[from] FactorError),
     /// The email already has an account (`email_taken`).
     #[error("an account with this email already exists")]
     EmailTaken,
@@ -130,6 +176,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Auth(e) => e.code(),
+            Error::Factor(e) => e.code(),
             Error::Invalid(_) => "invalid_input",
             Error::EmailTaken => "email_taken",
             Error::EmailUnverified => "email_unverified",

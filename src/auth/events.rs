@@ -8,7 +8,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
-use super::{AuthError, SessionId, UserId};
+use super::{AuthError, SessionId, UserId, assurance::Method};
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +150,55 @@ pub enum SessionEvent {
     /// the retirement's transaction: those close with 4403). Every instance sees
     /// the retirement itself (it re-reads the keys every second): never relayed.
     KeyRetired(Arc<str>),
+    /// Sessions' assurance changed (a step-up, or a factor removed), or a factor
+    /// was added: caches forget those sessions, sockets of sessions that dropped
+    /// to aal1 leave the rooms that require aal2, the user's sockets hear of the
+    /// factor.
+    Assurance(AssuranceChange),
+}
+
+/// A factor added to or removed from an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorChange {
+    /// A factor of this method was added (TOTP confirmed, a passkey registered).
+    Added(Method),
+    /// A factor of this method was removed.
+    Removed(Method),
+}
+
+impl FactorChange {
+    /// `+otp`, `-webauthn`: how notes between instances carry it.
+    pub fn encode(self) -> String {
+        match self {
+            FactorChange::Added(m) => format!("+{}", m.as_str()),
+            FactorChange::Removed(m) => format!("-{}", m.as_str()),
+        }
+    }
+
+    /// What [`FactorChange::encode`] wrote.
+    pub fn decode(s: &str) -> Option<Self> {
+        if let Some(m) = s.strip_prefix('+') {
+            return Method::parse(m).map(FactorChange::Added);
+        }
+        s.strip_prefix('-')
+            .and_then(Method::parse)
+            .map(FactorChange::Removed)
+    }
+}
+
+/// What changed in the assurance of a user's sessions.
+#[derive(Debug, Clone)]
+pub struct AssuranceChange {
+    /// The user.
+    pub user_id: UserId,
+    /// Sessions whose assurance changed.
+    pub changed: Vec<SessionId>,
+    /// Those of them that dropped from aal2 to aal1.
+    pub lowered: Vec<SessionId>,
+    /// The factor added or removed, if that is what happened.
+    pub factor: Option<FactorChange>,
+    /// `true` when relayed from another instance.
+    pub remote: bool,
 }
 
 impl SessionEvent {
@@ -159,6 +208,7 @@ impl SessionEvent {
             SessionEvent::Opened(o) => o.remote,
             SessionEvent::Ended(r) => r.remote,
             SessionEvent::KeyRetired(_) => false,
+            SessionEvent::Assurance(a) => a.remote,
         }
     }
 }

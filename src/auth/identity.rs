@@ -68,4 +68,7 @@ pub struct Identity {
     /// The key that signed the access token (its `kid`): a socket authenticated
     /// with it closes (4401) when that key is retired.
     pub key_id: Option<std::sync::Arc<str>>,
+    /// How strongly the session's user authenticated, and when last, as the
+    /// session says now (a step-up or a removed factor shows on the next request).
+    pub assurance: super::assurance::Assurance,
 }

@@ -8,9 +8,11 @@ mod accounts;
 pub mod activity;
 pub(crate) mod admin;
 mod ascii;
+pub mod assurance;
 pub(crate) mod audit;
 mod auth_source;
 mod cache;
+mod challenges;
 pub mod cookies;
 pub mod db;
 pub mod devices;
@@ -19,18 +21,26 @@ mod error;
 pub mod events;
 mod identity;
 pub mod keys;
+mod mfa;
 pub mod origin;
 pub(crate) mod outcomes;
 mod passwords;
+mod second_factors;
 mod sessions;
 mod tokens;
+mod totp;
 
 use std::time::Duration;
 
+use assurance::{Amr, Method};
+
 pub use auth_source::{AuthSource, Presented, credential_in_headers};
-pub use error::{AuthError, Causes, Error};
-pub use events::{Opening, Revocation, RevocationReason, SessionBus, SessionEvent};
+pub use error::{AuthError, Causes, Error, FactorError};
+pub use events::{
+    AssuranceChange, FactorChange, Opening, Revocation, RevocationReason, SessionBus, SessionEvent,
+};
 pub use identity::{CredentialSource, Identity, SessionId, UserId};
+pub use mfa::{Factors, LoginStep, MfaChallenge, PendingLogin, Proof, Reauth, TotpEnrolment};
 pub use passwords::Passwords;
 
 pub use accounts::{DisplayName, Email, Password, User};
@@ -65,6 +75,8 @@ pub struct AuthSettings {
     /// Whether login and refresh refuse a user whose email address is not
     /// verified (`email_unverified`).
     pub require_verified_email: bool,
+    /// How recent an authentication the sensitive operations need.
+    pub step_up: Duration,
 }
 
 /// A credential pair for a session, freshly minted: hand it out exactly once.
@@ -106,6 +118,9 @@ pub struct Auth {
     /// here within it (this instance's own verifications forget the entry).
     unverified_users: Cache<uuid::Uuid, User>,
     require_verified_email: bool,
+    step_up: Duration,
+    /// The issuer named in `otpauth://` URIs: the public URL's host.
+    totp_issuer: String,
     tokens: TokenKeys,
     sessions: SessionStore,
     passwords: Passwords,
@@ -138,6 +153,11 @@ impl Auth {
             users: Cache::new(None, 100_000),
             unverified_users: Cache::new(Some(Duration::from_secs(1)), 100_000),
             require_verified_email: settings.require_verified_email,
+            step_up: settings.step_up,
+            totp_issuer: url::Url::parse(&settings.public_url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "doorman".to_owned()),
             passwords: Passwords::new(settings.hash_concurrency).await?,
             origins: OriginPolicy::new(&settings.public_url, settings.allowed_origins),
             cookies: CookieSettings::new(https),
@@ -166,6 +186,7 @@ impl Auth {
             source,
             session_expires_at: session.expires_at,
             key_id: claims.kid.clone(),
+            assurance: session.assurance,
         })
     }
 
@@ -210,14 +231,17 @@ impl Auth {
         Ok(User::from(&user))
     }
 
-    /// Checks email and password and opens a session; the user's other devices hear
-    /// of it on the session bus.
+    /// Checks email and password. Without a second factor on the account, opens a
+    /// session (the user's other devices hear of it on the session bus); with one,
+    /// returns the second step's challenge, which keeps `carry` (what the caller
+    /// needs to finish the login its way) for [`Auth::pending_login`].
     pub async fn login(
         &self,
         email: &str,
         password: String,
         client: ClientInfo,
-    ) -> Result<(User, Issued), Error> {
+        carry: String,
+    ) -> Result<LoginStep, Error> {
         let user = match accounts::authenticate(&self.db, &self.passwords, email, password).await? {
             accounts::Checked::Valid(user) => user,
             failed => {
@@ -256,7 +280,28 @@ impl Auth {
             );
             return Err(AuthError::AccountBlocked.into());
         }
-        let opened = self.sessions.open(user_id, client.clone()).await?;
+        if second_factors::of(&self.db, user_id).await?.any() {
+            return self
+                .second_step(&user, carry)
+                .await
+                .map(LoginStep::SecondFactor);
+        }
+        let (user, issued) = self
+            .open_session(&user, Amr::of(Method::Pwd), client)
+            .await?;
+        Ok(LoginStep::Done(user, issued))
+    }
+
+    /// Opens a session for `user` (whose row was read before the check that let
+    /// them in), authenticated by `amr`, and tells their other devices.
+    async fn open_session(
+        &self,
+        user: &entity::user::Model,
+        amr: Amr,
+        client: ClientInfo,
+    ) -> Result<(User, Issued), Error> {
+        let user_id = UserId(user.id);
+        let opened = self.sessions.open(user_id, client.clone(), amr).await?;
         let session_id = SessionId(opened.session.id);
         // A password change or a block between the check above and the session's
         // insert would not have seen this session. Both write the user row before
@@ -276,7 +321,9 @@ impl Auth {
                 .await?;
             return Err(AuthError::InvalidCredentials.into());
         }
-        let access = self.tokens.issue(user_id, session_id)?;
+        let access = self
+            .tokens
+            .issue(user_id, session_id, &opened.assurance())?;
         tracing::info!(user_id = %user.id, session_id = %session_id, "login");
         activity::record(
             &self.db,
@@ -294,7 +341,7 @@ impl Auth {
             at: opened.session.created_at,
             remote: false,
         }));
-        Ok((User::from(&user), Issued::new(access, opened)))
+        Ok((User::from(user), Issued::new(access, opened)))
     }
 
     /// Changes the caller's password after checking the current one, and ends every
@@ -307,6 +354,7 @@ impl Auth {
         new: String,
         client: ClientInfo,
     ) -> Result<(), Error> {
+        self.require_recent(who)?;
         let new = Password::parse(new)?;
         if !accounts::change_password(&self.db, &self.passwords, who.user_id.0, current, new)
             .await?
@@ -378,7 +426,9 @@ impl Auth {
                 .await?;
             return Err(Error::EmailUnverified);
         }
-        let access = self.tokens.issue(user_id, session_id)?;
+        let access = self
+            .tokens
+            .issue(user_id, session_id, &opened.assurance())?;
         Ok((user, Issued::new(access, opened)))
     }
 
@@ -568,6 +618,12 @@ impl Auth {
         self.sessions.active(id).await.map(|_| ())
     }
 
+    /// The session's assurance as it is now (from the cache, which forgets a
+    /// session whose assurance changed before anyone hears of the change).
+    pub async fn current_assurance(&self, id: SessionId) -> Result<assurance::Assurance, Error> {
+        Ok(self.sessions.active(id).await?.assurance)
+    }
+
     /// A mark of the session ends this instance has recorded so far: revocations
     /// here and elsewhere, expiries it noticed, and forgettings after missed
     /// events. A check of a session made after reading a mark still holds while
@@ -601,6 +657,14 @@ impl Auth {
             remote: true,
             ..opening
         }));
+    }
+
+    /// Takes in an assurance change made on another instance.
+    pub fn assurance_changed_elsewhere(&self, change: AssuranceChange) {
+        self.sessions.assurance_changed_elsewhere(AssuranceChange {
+            remote: true,
+            ..change
+        });
     }
 
     /// Re-reads the signing keys every `every` while the core lives: rotations and

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::Error;
 use super::{
     AuthError, SessionId, UserId,
+    assurance::Assurance,
     cache::{Cache, TailHash},
     keys::{ALGORITHM, ActiveKey, KeyStore},
 };
@@ -39,6 +40,17 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: Uuid,
+    /// The session's assurance level when the token was minted (`aal1`, `aal2`).
+    /// Informational: doorman decides from the session, which a step-up or a
+    /// removed factor changes before the token expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aal: Option<String>,
+    /// How the session's user authenticated, when the token was minted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// The session's last authentication when the token was minted (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_at: Option<i64>,
     /// The key that signed the token (its header's `kid`), set once verified.
     #[serde(skip)]
     pub kid: Option<Arc<str>>,
@@ -287,7 +299,12 @@ impl TokenKeys {
     }
 
     /// Mints an access token for a session.
-    pub fn issue(&self, user: UserId, session: SessionId) -> Result<AccessToken, Error> {
+    pub fn issue(
+        &self,
+        user: UserId,
+        session: SessionId,
+        assurance: &Assurance,
+    ) -> Result<AccessToken, Error> {
         let now = unix_now();
         let claims = AccessClaims {
             kid: None,
@@ -298,6 +315,16 @@ impl TokenKeys {
             iat: now,
             exp: now + self.ttl.as_secs() as i64,
             jti: Uuid::new_v4(),
+            aal: Some(assurance.aal.as_str().to_owned()),
+            amr: Some(
+                assurance
+                    .amr
+                    .names()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            auth_at: Some(assurance.auth_at.unix_timestamp()),
         };
         let signer = self.signer.read().unwrap_or_else(|e| e.into_inner());
         let signer = signer.as_ref().ok_or_else(|| {

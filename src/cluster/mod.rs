@@ -49,7 +49,10 @@ use wire::{Read, RoomKind, RoomNote, SessionKind, SessionNote};
 
 use crate::{
     auth::db::Db,
-    auth::{Auth, Opening, RevocationReason, SessionBus, SessionEvent, SessionId, UserId},
+    auth::{
+        AssuranceChange, Auth, FactorChange, Opening, RevocationReason, SessionBus, SessionEvent,
+        SessionId, UserId,
+    },
     rooms::{Relayed, RoomName, Rooms},
     sockets::Registry,
 };
@@ -248,6 +251,12 @@ async fn relay_sessions(running: Arc<Running>) {
                 ip: o.ip.clone(),
                 ua: o.user_agent.clone(),
                 at: unix_ms(o.at),
+            },
+            SessionEvent::Assurance(a) => SessionKind::Assurance {
+                u: a.user_id.0,
+                c: a.changed.iter().map(|s| s.0).collect(),
+                l: a.lowered.iter().map(|s| s.0).collect(),
+                f: a.factor.map(FactorChange::encode),
             },
         };
         Some(SessionNote::new(running.instance, kind).encode())
@@ -484,6 +493,15 @@ async fn handle(running: &Running, channel: Channel, payload: &str) {
                     at: from_unix_ms(at),
                     remote: true,
                 }),
+                SessionKind::Assurance { u, c, l, f } => {
+                    bridge.auth.assurance_changed_elsewhere(AssuranceChange {
+                        user_id: UserId(u),
+                        changed: c.into_iter().map(SessionId).collect(),
+                        lowered: l.into_iter().map(SessionId).collect(),
+                        factor: f.as_deref().and_then(FactorChange::decode),
+                        remote: true,
+                    })
+                }
             }
         }
         Channel::Rooms => {

@@ -44,6 +44,16 @@ pub(super) enum SessionKind {
         /// Unix milliseconds.
         at: i64,
     },
+    /// The assurance of user `u`'s sessions `c` changed (those in `l` dropped to
+    /// aal1), or a factor was added (`f`: `+otp`) or removed (`-webauthn`).
+    #[serde(rename = "asr")]
+    Assurance {
+        u: Uuid,
+        c: Vec<Uuid>,
+        l: Vec<Uuid>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        f: Option<String>,
+    },
 }
 
 /// A room event or a piece of shared state on its way between instances.

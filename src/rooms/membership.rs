@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{RoomError, RoomName};
-use crate::auth::{UserId, db::Db};
+use crate::auth::{UserId, assurance::Aal, db::Db};
 
 /// A member's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct RoomInfo {
     pub name: String,
     pub owner_id: Uuid,
     pub created_at: OffsetDateTime,
+    /// Only sessions at aal2 may enter.
+    pub require_aal2: bool,
 }
 
 impl From<room::Model> for RoomInfo {
@@ -43,8 +45,18 @@ impl From<room::Model> for RoomInfo {
             name: m.name,
             owner_id: m.owner_id,
             created_at: m.created_at,
+            require_aal2: m.require_aal2,
         }
     }
+}
+
+/// What entering a room comes with.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    /// Since when the entrant may read its history (`None`: all of it).
+    pub since: Option<OffsetDateTime>,
+    /// The room requires aal2: a session that drops to aal1 is taken out.
+    pub aal2: bool,
 }
 
 /// One member of a private room.
@@ -123,9 +135,41 @@ impl Membership {
             .await
     }
 
-    /// Whether `user` may subscribe to, publish to and read `room`: anyone signed
-    /// in for a public room, members only for a private one. An unclaimed private
+    /// Whether `user`, whose session is at `aal`, may subscribe to, publish to and
+    /// read `room`: anyone signed in for a public room, members only for a private
+    /// one, and members at aal2 only for one that requires it. An unclaimed private
     /// name is `Forbidden` too, so no answer tells a stranger whether it exists.
+    pub async fn admit(
+        &self,
+        room: &RoomName,
+        user: UserId,
+        aal: Aal,
+    ) -> Result<Admission, RoomError> {
+        if !room.is_private() {
+            return Ok(Admission {
+                since: None,
+                aal2: false,
+            });
+        }
+        let (member, room_row) =
+            room_member::Entity::find_by_id((room.as_str().to_owned(), user.0))
+                .find_also_related(room::Entity)
+                .one(&self.db)
+                .await
+                .map_err(RoomError::db)?
+                .ok_or(RoomError::Forbidden)?;
+        let aal2 = room_row.is_some_and(|r| r.require_aal2);
+        if aal2 && aal < Aal::Aal2 {
+            return Err(RoomError::SecondFactorRequired);
+        }
+        Ok(Admission {
+            since: Some(member.added_at),
+            aal2,
+        })
+    }
+
+    /// [`Membership::admit`] without the level: for the owner-only and member
+    /// operations over HTTP that are not entering the room.
     pub async fn may_enter(&self, room: &RoomName, user: UserId) -> Result<(), RoomError> {
         self.reads_since(room, user).await.map(|_| ())
     }
@@ -183,7 +227,12 @@ impl Membership {
     }
 
     /// Claims a private name for `owner`, who becomes its first member.
-    pub async fn create(&self, room: &RoomName, owner: UserId) -> Result<RoomInfo, RoomError> {
+    pub async fn create(
+        &self,
+        room: &RoomName,
+        owner: UserId,
+        require_aal2: bool,
+    ) -> Result<RoomInfo, RoomError> {
         if !room.is_private() {
             return Err(RoomError::NotPrivate);
         }
@@ -207,6 +256,7 @@ impl Membership {
                     name: Set(name.clone()),
                     owner_id: Set(owner.0),
                     created_at: Set(now),
+                    require_aal2: Set(require_aal2),
                 }
                 .insert(txn)
                 .await?;

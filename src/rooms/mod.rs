@@ -27,12 +27,12 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 pub use history::{Committed, HistorySettings, Logged, RecoveryFailure, Since, message_frame};
-pub use membership::{Member, Page, Role, RoomCaps, RoomInfo};
+pub use membership::{Admission, Member, Page, Role, RoomCaps, RoomInfo};
 pub use name::{ANY_ROOM, PRIVATE_ROOM, RoomName};
 pub use presence::Transition;
 pub use purge::purge_user;
 
-use crate::auth::{UserId, db::Db};
+use crate::auth::{SessionId, UserId, assurance::Aal, db::Db};
 use history::History;
 use membership::Membership;
 use presence::{Holder, PresenceView};
@@ -52,9 +52,18 @@ pub enum Outgoing {
     /// A room message with its place in the room (history on): the socket drops it
     /// when it has it already (replayed at its subscription).
     Logged(Arc<Logged>),
-    /// The socket was taken out of this room (its user was removed, or the room
-    /// deleted); it says so to its client with `unsubscribed`, reason `removed`.
-    Removed(RoomName),
+    /// The socket was taken out of this room; it says so to its client with
+    /// `unsubscribed` and the reason.
+    Removed(RoomName, Removal),
+}
+
+/// Why a socket was taken out of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Its user was removed, or the room deleted.
+    Removed,
+    /// Its session dropped to aal1 in a room that requires aal2.
+    MfaRequired,
 }
 
 /// A socket's queue of outgoing frames.
@@ -72,6 +81,12 @@ pub enum RoomError {
     /// Not a member, not the owner, or an unclaimed private name: one answer for all.
     #[error("not allowed in this room")]
     Forbidden,
+    /// A member whose session is at aal1, in a room that requires aal2: said only
+    /// to members (a stranger gets `Forbidden` first).
+    #[error(
+        "this room requires a session with a second factor (aal2): sign in with TOTP or a passkey, or re-authenticate with one"
+    )]
+    SecondFactorRequired,
     #[error("a room with this name already exists")]
     Exists,
     #[error("no such user")]
@@ -165,12 +180,15 @@ pub enum Relayed {
 
 struct Subscriber {
     user: UserId,
+    session: SessionId,
     outbox: Outbox,
 }
 
 #[derive(Default)]
 struct Tables {
     subs: HashMap<RoomName, HashMap<ConnId, Subscriber>>,
+    /// The rooms subscribed here that require aal2, as their admission said.
+    aal2: std::collections::HashSet<RoomName>,
     presence: PresenceView,
     /// Rooms whose presence window is open (see [`PRESENCE_WINDOW`]), with the
     /// changes that wait for its end.
@@ -251,14 +269,15 @@ impl Rooms {
         &self.history
     }
 
-    /// Since when `user` may read `room`'s history (`None`: all of it); see
-    /// `Membership::reads_since`.
+    /// Since when `user` (at `aal`) may read `room`'s history (`None`: all of it);
+    /// see `Membership::admit`.
     pub async fn reads_since(
         &self,
         room: &RoomName,
         user: UserId,
+        aal: Aal,
     ) -> Result<Option<OffsetDateTime>, RoomError> {
-        self.membership.reads_since(room, user).await
+        Ok(self.membership.admit(room, user, aal).await?.since)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -278,9 +297,15 @@ impl Rooms {
         }
     }
 
-    /// The one check: whether `user` may subscribe to, publish to and read `room`.
-    pub async fn may_enter(&self, room: &RoomName, user: UserId) -> Result<(), RoomError> {
-        self.membership.may_enter(room, user).await
+    /// The one check: whether `user`, whose session is at `aal`, may subscribe to,
+    /// publish to and read `room`.
+    pub async fn may_enter(
+        &self,
+        room: &RoomName,
+        user: UserId,
+        aal: Aal,
+    ) -> Result<Admission, RoomError> {
+        self.membership.admit(room, user, aal).await
     }
 
     /// [`Rooms::may_enter`] for a socket's publish, without asking the database when
@@ -292,6 +317,7 @@ impl Rooms {
         room: &RoomName,
         conn: ConnId,
         user: UserId,
+        aal: Aal,
     ) -> Result<(), RoomError> {
         let subscribed = room.is_private()
             && self
@@ -302,7 +328,7 @@ impl Rooms {
         if subscribed {
             return Ok(());
         }
-        self.may_enter(room, user).await
+        self.may_enter(room, user, aal).await.map(|_| ())
     }
 
     /// Tells `room`'s subscribers that `user` joined or left: at once if the room's
@@ -335,9 +361,11 @@ impl Rooms {
         &self,
         room: &RoomName,
         conn: ConnId,
-        user: UserId,
+        who: (UserId, SessionId),
+        admission: Admission,
         outbox: Outbox,
     ) -> Vec<UserId> {
+        let (user, session) = who;
         let now = OffsetDateTime::now_utc();
         let mut t = self.lock();
         let subs = t.subs.get(room);
@@ -354,10 +382,17 @@ impl Rooms {
                     since: Some(now),
                 });
             }
-            t.subs
-                .entry(room.clone())
-                .or_default()
-                .insert(conn, Subscriber { user, outbox });
+            t.subs.entry(room.clone()).or_default().insert(
+                conn,
+                Subscriber {
+                    user,
+                    session,
+                    outbox,
+                },
+            );
+            if admission.aal2 {
+                t.aal2.insert(room.clone());
+            }
         }
         t.presence
             .present(room)
@@ -384,6 +419,7 @@ impl Rooms {
             .is_some_and(|subs| subs.values().any(|s| s.user == user));
         if t.subs.get(room).is_some_and(HashMap::is_empty) {
             t.subs.remove(room);
+            t.aal2.remove(room);
         }
         if still_here {
             return;
@@ -403,23 +439,95 @@ impl Rooms {
     /// socket's own bookkeeping follows when it reads the notice.
     pub fn remove_here(&self, room: &RoomName, user: Option<UserId>) {
         let mut t = self.lock();
+        self.take_out(&mut t, room, Removal::Removed, |s| {
+            user.is_none_or(|u| s.user == u)
+        });
+    }
+
+    /// Takes the sockets of `sessions` (which dropped to aal1) out of every room
+    /// here that requires aal2, telling each (`mfa_required`). Every instance does
+    /// this when it hears of the drop.
+    pub fn lowered(&self, sessions: &[SessionId]) {
+        if sessions.is_empty() {
+            return;
+        }
+        let mut t = self.lock();
+        let rooms: Vec<RoomName> = t.aal2.iter().cloned().collect();
+        for room in rooms {
+            self.take_out(&mut t, &room, Removal::MfaRequired, |s| {
+                sessions.contains(&s.session)
+            });
+        }
+    }
+
+    /// Follows the session events: sessions that dropped to aal1 (here or, relayed,
+    /// on another instance) leave the rooms that require aal2. If the listener
+    /// falls behind, every such subscription's session is asked again.
+    pub fn spawn_assurance_listener(&self, auth: Arc<crate::auth::Auth>) {
+        use tokio::sync::broadcast::error::RecvError;
+        let rooms = self.clone();
+        let mut events = auth.session_events();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(crate::auth::SessionEvent::Assurance(change)) => {
+                        rooms.lowered(&change.lowered);
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        let sessions: Vec<SessionId> = {
+                            let t = rooms.lock();
+                            let mut s: Vec<SessionId> = t
+                                .aal2
+                                .iter()
+                                .filter_map(|r| t.subs.get(r))
+                                .flat_map(|subs| subs.values().map(|s| s.session))
+                                .collect();
+                            s.sort_by_key(|s| s.0);
+                            s.dedup();
+                            s
+                        };
+                        let mut lowered = Vec::new();
+                        for s in sessions {
+                            // An ended session's sockets close anyway; an outage
+                            // keeps them (only a known drop takes one out).
+                            if let Ok(a) = auth.current_assurance(s).await
+                                && a.aal < Aal::Aal2
+                            {
+                                lowered.push(s);
+                            }
+                        }
+                        rooms.lowered(&lowered);
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    /// Takes the subscribers of `room` that `which` picks out of it, telling each.
+    fn take_out(
+        &self,
+        t: &mut Tables,
+        room: &RoomName,
+        why: Removal,
+        which: impl Fn(&Subscriber) -> bool,
+    ) {
         let Some(subs) = t.subs.get_mut(room) else {
             return;
         };
-        let taken: Vec<(ConnId, Subscriber)> = subs
-            .extract_if(|_, s| user.is_none_or(|u| s.user == u))
-            .collect();
+        let taken: Vec<(ConnId, Subscriber)> = subs.extract_if(|_, s| which(s)).collect();
         let mut users: Vec<UserId> = Vec::new();
         for (_, sub) in taken {
             // A socket whose queue is full stopped reading: it is out of the room
             // all the same and only misses the notice.
-            let _ = sub.outbox.try_send(Outgoing::Removed(room.clone()));
+            let _ = sub.outbox.try_send(Outgoing::Removed(room.clone(), why));
             if !users.contains(&sub.user) {
                 users.push(sub.user);
             }
         }
         for u in users {
-            self.after_leaving(&mut t, room, u);
+            self.after_leaving(t, room, u);
         }
     }
 
@@ -571,8 +679,13 @@ impl Rooms {
     }
 
     /// Creates a private room owned by `owner`.
-    pub async fn create(&self, room: &RoomName, owner: UserId) -> Result<RoomInfo, RoomError> {
-        self.membership.create(room, owner).await
+    pub async fn create(
+        &self,
+        room: &RoomName,
+        owner: UserId,
+        require_aal2: bool,
+    ) -> Result<RoomInfo, RoomError> {
+        self.membership.create(room, owner, require_aal2).await
     }
 
     /// The private rooms `user` owns or belongs to, by name: a page of at most

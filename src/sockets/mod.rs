@@ -20,7 +20,7 @@ mod close;
 mod notice;
 
 use crate::{
-    auth::{Auth, SessionEvent, SessionId, UserId},
+    auth::{Auth, FactorChange, SessionEvent, SessionId, UserId},
     rooms::{ConnId, Outbox, Outgoing},
 };
 pub use close::Close;
@@ -537,6 +537,18 @@ impl Registry {
                             at: o.at,
                         },
                     ),
+                    Ok(SessionEvent::Assurance(change)) => {
+                        let notice = match change.factor {
+                            Some(FactorChange::Added(m)) => {
+                                Notice::FactorAdded { method: m.as_str() }
+                            }
+                            Some(FactorChange::Removed(m)) => {
+                                Notice::FactorRemoved { method: m.as_str() }
+                            }
+                            None => continue,
+                        };
+                        registry.notify_user(change.user_id, None, &notice);
+                    }
                     Err(RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "session events missed; re-checking sockets");
                         registry.recheck_until_complete(&auth).await;

@@ -34,6 +34,26 @@ pub enum Notice<'a> {
         #[schemars(schema_with = "revocation_reason")]
         reason: &'a str,
     },
+    /// A second factor was added to the account (TOTP confirmed, a passkey
+    /// registered), from any session.
+    FactorAdded {
+        /// The factor's method: `otp` or `webauthn`.
+        #[schemars(schema_with = "factor_method")]
+        method: &'a str,
+    },
+    /// A second factor was removed from the account. Sessions that were at aal2
+    /// by it are aal1 now: their sockets left the rooms that require aal2
+    /// (`unsubscribed`, reason `mfa_required`).
+    FactorRemoved {
+        /// The factor's method: `otp` or `webauthn`.
+        #[schemars(schema_with = "factor_method")]
+        method: &'a str,
+    },
+}
+
+/// The schema of a factor's method.
+fn factor_method(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "enum": ["otp", "webauthn"] })
 }
 
 /// The schema of a session's end reason: the names the auth core gives them.

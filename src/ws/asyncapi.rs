@@ -22,7 +22,10 @@ use super::protocol::{
     CLOSE_CODES, ClientFrame, FrameError, Notice, ServerFrame, UnsubscribedReason,
 };
 use crate::{
-    auth::{CredentialSource, UserId},
+    auth::{
+        CredentialSource, UserId,
+        assurance::{Aal, Amr, Method},
+    },
     http::error::ErrorCode,
     rooms::{RoomFrame, Transition},
 };
@@ -128,6 +131,9 @@ fn server_examples() -> Vec<Value> {
             auth_source: CredentialSource::Bearer,
             session_expires_at: datetime!(2026-12-27 10:00:00 UTC),
             heartbeat_s: 30,
+            aal: Aal::Aal2,
+            amr: Amr::of(Method::Pwd).with(Method::Otp),
+            auth_at: at,
         },
         ServerFrame::Pong { id: Some(json!(1)) },
         ServerFrame::Identity {
@@ -135,6 +141,9 @@ fn server_examples() -> Vec<Value> {
             session_id: session,
             auth_source: CredentialSource::Cookie,
             session_expires_at: datetime!(2026-12-27 10:00:00 UTC),
+            aal: Aal::Aal1,
+            amr: Amr::of(Method::Pwd),
+            auth_at: at,
         },
         ServerFrame::Subscribed {
             room: "lobby",

@@ -15,9 +15,11 @@ use super::{
 };
 use crate::{
     Doorman,
-    auth::{Error, Identity, SessionEnds},
+    auth::{Error, Identity, SessionEnds, assurance::Aal},
     http::conn_guard::CloseNote,
-    rooms::{MAX_BODY_CHARS, Outgoing, RecoveryFailure, RoomError, RoomName, Since},
+    rooms::{
+        Admission, MAX_BODY_CHARS, Outgoing, RecoveryFailure, Removal, RoomError, RoomName, Since,
+    },
     sockets::Registration,
 };
 
@@ -141,13 +143,16 @@ impl Conn {
                             seam.sent = Some(logged.offset);
                             logged.frame.to_string()
                         }
-                        Outgoing::Removed(room) => {
+                        Outgoing::Removed(room, why) => {
                             if self.rooms.remove(&room).is_none() {
                                 continue;
                             }
                             ServerFrame::Unsubscribed {
                                 room: room.as_str(),
-                                reason: Some(UnsubscribedReason::Removed),
+                                reason: Some(match why {
+                                    Removal::Removed => UnsubscribedReason::Removed,
+                                    Removal::MfaRequired => UnsubscribedReason::MfaRequired,
+                                }),
                             }
                             .to_text()
                         }
@@ -201,23 +206,23 @@ impl Conn {
                         )
                         .await;
                 }
-                if let Err(e) =
-                    Box::pin(self.link.ctx.rooms.may_enter(&name, identity.user_id)).await
-                {
-                    return self.room_error(e).await;
-                }
+                let admission = match Box::pin(admit(&self.link.ctx, identity, &name)).await {
+                    Ok(admission) => admission,
+                    Err(e) => return self.room_error(e).await,
+                };
                 let present = self.link.ctx.rooms.subscribe(
                     &name,
                     self.link.registration.id,
-                    identity.user_id,
+                    (identity.user_id, identity.session_id),
+                    admission,
                     self.outbox.clone(),
                 );
-                // A removal between the check and the subscription found no socket
-                // to take out; the membership row is gone before a removal is
-                // announced, so asking again now leaves no gap.
+                // A removal (or a drop to aal1) between the check and the
+                // subscription found no socket to take out; the membership row is
+                // gone (the session's level written) before it is announced, so
+                // asking again now leaves no gap.
                 if name.is_private()
-                    && let Err(e) =
-                        Box::pin(self.link.ctx.rooms.may_enter(&name, identity.user_id)).await
+                    && let Err(e) = Box::pin(admit(&self.link.ctx, identity, &name)).await
                 {
                     self.link
                         .ctx
@@ -256,10 +261,15 @@ impl Conn {
                         )
                         .await;
                 }
+                let aal = match Box::pin(aal_now(&self.link.ctx, identity, &name)).await {
+                    Ok(aal) => aal,
+                    Err(e) => return self.room_error(e).await,
+                };
                 if let Err(e) = Box::pin(self.link.ctx.rooms.may_publish(
                     &name,
                     self.link.registration.id,
                     identity.user_id,
+                    aal,
                 ))
                 .await
                 {
@@ -345,7 +355,8 @@ impl Conn {
             let position = history.position(&name).await?;
             let missed = match &since {
                 Some(since) => {
-                    let readable = rooms.reads_since(&name, identity.user_id).await?;
+                    let aal = aal_now(&self.link.ctx, identity, &name).await?;
+                    let readable = rooms.reads_since(&name, identity.user_id, aal).await?;
                     Some(history.missed(&name, since, &position, readable).await?)
                 }
                 None => None,
@@ -443,4 +454,24 @@ impl Conn {
     fn send(&mut self, text: String) -> impl Future<Output = Result<(), ()>> + '_ {
         self.link.send_message(Message::Text(text))
     }
+}
+
+/// Whether a socket of `identity` may enter `name`: the one check, at the level
+/// the socket's session has now.
+async fn admit(
+    ctx: &Doorman,
+    identity: &Identity,
+    name: &RoomName,
+) -> Result<Admission, RoomError> {
+    let aal = aal_now(ctx, identity, name).await?;
+    ctx.rooms.may_enter(name, identity.user_id, aal).await
+}
+
+/// The socket's session's level now (a step-up after the handshake counts), read
+/// only for a private room: a public room asks no level.
+async fn aal_now(ctx: &Doorman, identity: &Identity, name: &RoomName) -> Result<Aal, RoomError> {
+    if !name.is_private() {
+        return Ok(identity.assurance.aal);
+    }
+    Ok(ctx.auth.current_assurance(identity.session_id).await?.aal)
 }

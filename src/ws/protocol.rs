@@ -10,7 +10,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    auth::{CredentialSource, Identity},
+    auth::{
+        CredentialSource, Identity,
+        assurance::{Aal, Amr},
+    },
     json_text,
 };
 pub use crate::{
@@ -179,6 +182,15 @@ pub enum ServerFrame<'a> {
         /// a peer silent for three intervals; a client may treat a socket it has heard
         /// nothing from for about three intervals as dead.
         heartbeat_s: u64,
+        /// The session's assurance level when the socket opened: `aal2` after a
+        /// second factor or a passkey. Rooms that require aal2 refuse an aal1 socket.
+        aal: Aal,
+        /// How the session's user authenticated.
+        amr: Amr,
+        /// The session's last authentication (login or re-authentication).
+        #[serde(with = "time::serde::rfc3339")]
+        #[schemars(with = "String", extend("format" = "date-time"))]
+        auth_at: OffsetDateTime,
     },
     /// The answer to `ping`.
     Pong {
@@ -198,6 +210,14 @@ pub enum ServerFrame<'a> {
         #[serde(with = "time::serde::rfc3339")]
         #[schemars(with = "String", extend("format" = "date-time"))]
         session_expires_at: OffsetDateTime,
+        /// The session's assurance level, as the session says now.
+        aal: Aal,
+        /// How the session's user authenticated.
+        amr: Amr,
+        /// The session's last authentication.
+        #[serde(with = "time::serde::rfc3339")]
+        #[schemars(with = "String", extend("format" = "date-time"))]
+        auth_at: OffsetDateTime,
     },
     /// The answer to `subscribe`: the socket is in the room.
     Subscribed {
@@ -227,9 +247,10 @@ pub enum ServerFrame<'a> {
     Unsubscribed {
         /// The room the socket left.
         room: &'a str,
-        /// `removed` when the server took the socket out (the user was removed from
-        /// the room, or it was deleted): do not resubscribe. Absent when the client
-        /// asked.
+        /// Set when the server took the socket out: `removed` (the user was removed
+        /// from the room, or it was deleted: do not resubscribe), `mfa_required`
+        /// (the session dropped to aal1 in a room that requires aal2). Absent when
+        /// the client asked.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<UnsubscribedReason>,
     },
@@ -250,6 +271,10 @@ pub enum ServerFrame<'a> {
 pub enum UnsubscribedReason {
     /// The user was removed from the private room, or the room was deleted.
     Removed,
+    /// The room requires a session at aal2 and this socket's session dropped to
+    /// aal1 (a second factor it used was removed): re-authenticate with a second
+    /// factor, then subscribe again.
+    MfaRequired,
 }
 
 /// The codes of `error` frames: a bad frame is answered, and the socket lives.
@@ -292,6 +317,9 @@ impl ServerFrame<'_> {
             auth_source: id.source,
             session_expires_at: id.session_expires_at,
             heartbeat_s,
+            aal: id.assurance.aal,
+            amr: id.assurance.amr,
+            auth_at: id.assurance.auth_at,
         }
     }
 
@@ -302,6 +330,9 @@ impl ServerFrame<'_> {
             session_id: id.session_id.0,
             auth_source: id.source,
             session_expires_at: id.session_expires_at,
+            aal: id.assurance.aal,
+            amr: id.assurance.amr,
+            auth_at: id.assurance.auth_at,
         }
     }
 
@@ -332,8 +363,8 @@ impl ServerFrame<'_> {
     /// about 4,000 instructions of a handshake. Its strings need no escaping: UUIDs,
     /// a fixed word and RFC 3339 digits.
     pub fn welcome_text(id: &Identity, heartbeat_s: u64) -> String {
-        // The frame is about 215 bytes: room for it at once, not a second allocation.
-        let mut out = Vec::with_capacity(256);
+        // The frame is about 290 bytes: room for it at once, not a second allocation.
+        let mut out = Vec::with_capacity(352);
         out.extend_from_slice(br#"{"type":"welcome","user_id":"#);
         json_text::uuid(&mut out, &id.user_id.0);
         out.extend_from_slice(br#","session_id":"#);
@@ -347,6 +378,14 @@ impl ServerFrame<'_> {
         }
         out.extend_from_slice(br#","heartbeat_s":"#);
         json_text::u64(&mut out, heartbeat_s);
+        out.extend_from_slice(br#","aal":""#);
+        out.extend_from_slice(id.assurance.aal.as_str().as_bytes());
+        out.extend_from_slice(br#"","amr":"#);
+        id.assurance.amr.write_json(&mut out);
+        out.extend_from_slice(br#","auth_at":"#);
+        if json_text::rfc3339(&mut out, &id.assurance.auth_at).is_none() {
+            return Self::welcome(id, heartbeat_s).to_text();
+        }
         out.push(b'}');
         // ASCII only.
         String::from_utf8(out).unwrap_or_default()
@@ -538,6 +577,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::auth::assurance::{Assurance, Method};
     use crate::auth::{SessionId, UserId};
 
     #[test]
@@ -562,6 +602,7 @@ mod tests {
                     source,
                     session_expires_at: at,
                     key_id: None,
+                    assurance: Assurance::new(Amr::of(Method::Pwd).with(Method::Otp), at),
                 };
                 for heartbeat in [0, 1, 30, 86_400, u64::MAX] {
                     assert_eq!(

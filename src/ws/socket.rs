@@ -232,7 +232,7 @@ impl SessionSocket {
                     }
                 }
                 // A host socket is in no room.
-                Event::Queued(Outgoing::Removed(_) | Outgoing::Logged(_)) => continue,
+                Event::Queued(Outgoing::Removed(..) | Outgoing::Logged(_)) => continue,
                 Event::End(close) => close,
             };
             self.ended = true;

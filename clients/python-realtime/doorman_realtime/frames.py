@@ -54,6 +54,15 @@ class IdentityFrame(TypedDict):
     session_expires_at: str
     """The session's absolute expiry, when the socket closes with 4403."""
 
+    aal: Literal["aal1", "aal2"]
+    """The session's assurance level, as the session says now."""
+
+    amr: list[Literal["pwd", "otp", "recovery_code", "webauthn"]]
+    """How the session's user authenticated."""
+
+    auth_at: str
+    """The session's last authentication."""
+
 
 MessageFrame = TypedDict(
     "MessageFrame",
@@ -120,7 +129,38 @@ class NoticeFrameSessionEnded(TypedDict):
     """Why it ended (logout, revocation, expiry, …)."""
 
 
-NoticeFrame = Union[NoticeFrameNewSession, NoticeFrameSessionEnded]
+class NoticeFrameFactorAdded(TypedDict):
+    """Something happened to another session of the same user.
+
+    A second factor was added to the account (TOTP confirmed, a passkey
+    registered), from any session.
+    """
+
+    type: Literal["notice"]
+
+    kind: Literal["factor_added"]
+
+    method: Literal["otp", "webauthn"]
+    """The factor's method: `otp` or `webauthn`."""
+
+
+class NoticeFrameFactorRemoved(TypedDict):
+    """Something happened to another session of the same user.
+
+    A second factor was removed from the account. Sessions that were at aal2
+    by it are aal1 now: their sockets left the rooms that require aal2
+    (`unsubscribed`, reason `mfa_required`).
+    """
+
+    type: Literal["notice"]
+
+    kind: Literal["factor_removed"]
+
+    method: Literal["otp", "webauthn"]
+    """The factor's method: `otp` or `webauthn`."""
+
+
+NoticeFrame = Union[NoticeFrameNewSession, NoticeFrameSessionEnded, NoticeFrameFactorAdded, NoticeFrameFactorRemoved]
 """Something happened to another session of the same user."""
 
 
@@ -243,10 +283,11 @@ class UnsubscribedFrame(TypedDict):
     room: str
     """The room the socket left."""
 
-    reason: NotRequired[Literal["removed"] | None]
-    """`removed` when the server took the socket out (the user was removed from
-    the room, or it was deleted): do not resubscribe. Absent when the client
-    asked.
+    reason: NotRequired[Literal["removed", "mfa_required"] | None]
+    """Set when the server took the socket out: `removed` (the user was removed
+    from the room, or it was deleted: do not resubscribe), `mfa_required`
+    (the session dropped to aal1 in a room that requires aal2). Absent when
+    the client asked.
     """
 
 
@@ -277,6 +318,17 @@ class WelcomeFrame(TypedDict):
     nothing from for about three intervals as dead.
     """
 
+    aal: Literal["aal1", "aal2"]
+    """The session's assurance level when the socket opened: `aal2` after a
+    second factor or a passkey. Rooms that require aal2 refuse an aal1 socket.
+    """
+
+    amr: list[Literal["pwd", "otp", "recovery_code", "webauthn"]]
+    """How the session's user authenticated."""
+
+    auth_at: str
+    """The session's last authentication (login or re-authentication)."""
+
 
 class WhoamiFrame(TypedDict):
     """Answered with `identity`."""
@@ -305,7 +357,7 @@ SERVER_FRAMES: Final[dict[str, tuple[type, ...]]] = {
     "error": (ErrorFrame,),
     "identity": (IdentityFrame,),
     "message": (MessageFrame,),
-    "notice": (NoticeFrameNewSession, NoticeFrameSessionEnded,),
+    "notice": (NoticeFrameNewSession, NoticeFrameSessionEnded, NoticeFrameFactorAdded, NoticeFrameFactorRemoved,),
     "pong": (PongFrame,),
     "presence": (PresenceFrame,),
     "subscribed": (SubscribedFrame,),

@@ -25,7 +25,10 @@ use super::{
     AuthError, SessionId, UserId,
     accounts::now,
     activity,
-    events::{Revocation, RevocationReason, SessionBus, SessionEvent},
+    assurance::{Aal, Amr, Assurance, Method},
+    events::{
+        AssuranceChange, FactorChange, Revocation, RevocationReason, SessionBus, SessionEvent,
+    },
 };
 use super::{Error, db::Db};
 
@@ -55,6 +58,13 @@ pub struct Opened {
     pub session: session::Model,
     pub refresh_token: String,
     pub refresh_expires_in: u64,
+}
+
+impl Opened {
+    /// The new session's assurance.
+    pub fn assurance(&self) -> Assurance {
+        state::assurance_of(&self.session)
+    }
 }
 
 /// One active session, as a session list shows it.
@@ -149,8 +159,8 @@ impl SessionStore {
         &self.bus
     }
 
-    /// Opens a session for a user who just proved who they are.
-    pub async fn open(&self, user: UserId, client: ClientInfo) -> Result<Opened, Error> {
+    /// Opens a session for a user who just proved who they are, by `amr`.
+    pub async fn open(&self, user: UserId, client: ClientInfo, amr: Amr) -> Result<Opened, Error> {
         let now = now();
         let session = session::ActiveModel {
             id: Set(Uuid::new_v4()),
@@ -163,6 +173,9 @@ impl SessionStore {
             ip: Set(client.ip),
             revoked_at: Set(None),
             revoked_reason: Set(None),
+            aal: Set(amr.aal().level()),
+            amr: Set(amr.to_column()),
+            auth_at: Set(Some(now)),
         }
         .insert(&self.db)
         .await?;
@@ -353,6 +366,111 @@ impl SessionStore {
             }
         }
         Ok(count)
+    }
+
+    /// Records a re-authentication of an active session by `method`: `auth_at`
+    /// becomes now, `method` joins its `amr`, and its level is what they reach.
+    /// `None` if the session is no longer active.
+    pub async fn step_up(
+        &self,
+        id: SessionId,
+        user: UserId,
+        method: Method,
+    ) -> Result<Option<Assurance>, Error> {
+        let session = self.fetch(id).await?;
+        if session.user_id != user.0 {
+            return Ok(None);
+        }
+        let was = state::assurance_of(&session);
+        let amr = was.amr.with(method);
+        let now = now();
+        let updated = session::Entity::update_many()
+            .col_expr(session::Column::Aal, Expr::value(amr.aal().level()))
+            .col_expr(session::Column::Amr, Expr::value(amr.to_column()))
+            .col_expr(session::Column::AuthAt, Expr::value(now))
+            .filter(session::Column::Id.eq(id.0))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Ok(None);
+        }
+        let lowered = Vec::new();
+        self.assurance_changed(user, vec![id], lowered, None);
+        Ok(Some(Assurance::new(amr, now)))
+    }
+
+    /// Takes `method` out of the `amr` of every active session of `user` that used
+    /// it (its factor was removed): a session it held at aal2 drops to aal1.
+    /// Announces the change, with `factor` for the user's sockets; returns the
+    /// sessions that dropped.
+    pub async fn forget_method(
+        &self,
+        user: UserId,
+        method: Method,
+        factor: Option<FactorChange>,
+    ) -> Result<Vec<SessionId>, Error> {
+        let mut changed = Vec::new();
+        let mut lowered = Vec::new();
+        for s in self.list_active(user).await? {
+            let was = state::assurance_of(&s);
+            if !was.amr.contains(method) {
+                continue;
+            }
+            let amr = was.amr.without(method);
+            session::Entity::update_many()
+                .col_expr(session::Column::Aal, Expr::value(amr.aal().level()))
+                .col_expr(session::Column::Amr, Expr::value(amr.to_column()))
+                .filter(session::Column::Id.eq(s.id))
+                .exec(&self.db)
+                .await?;
+            changed.push(SessionId(s.id));
+            if was.aal == Aal::Aal2 && amr.aal() == Aal::Aal1 {
+                lowered.push(SessionId(s.id));
+            }
+        }
+        self.assurance_changed(user, changed, lowered.clone(), factor);
+        Ok(lowered)
+    }
+
+    /// Announces a factor added to `user`'s account (no session changes).
+    pub fn factor_added(&self, user: UserId, method: Method) {
+        self.assurance_changed(
+            user,
+            Vec::new(),
+            Vec::new(),
+            Some(FactorChange::Added(method)),
+        );
+    }
+
+    /// Forgets the changed sessions' cached state here, then tells the subscribers
+    /// (the socket registry, the relay to other instances).
+    fn assurance_changed(
+        &self,
+        user: UserId,
+        changed: Vec<SessionId>,
+        lowered: Vec<SessionId>,
+        factor: Option<FactorChange>,
+    ) {
+        for id in &changed {
+            self.states.forget(&id.0);
+        }
+        self.bus.publish(SessionEvent::Assurance(AssuranceChange {
+            user_id: user,
+            changed,
+            lowered,
+            factor,
+            remote: false,
+        }));
+    }
+
+    /// Takes in an assurance change made by another instance: the cache first,
+    /// then the local subscribers.
+    pub fn assurance_changed_elsewhere(&self, change: AssuranceChange) {
+        for id in &change.changed {
+            self.states.forget(&id.0);
+        }
+        self.bus.publish(SessionEvent::Assurance(change));
     }
 
     /// A user's active sessions, newest first.

@@ -18,7 +18,10 @@ use entity::session;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::auth::AuthError;
+use crate::auth::{
+    AuthError,
+    assurance::{Aal, Amr, Assurance},
+};
 
 /// How long an active session's state is believed. Revocations on this instance
 /// (and, on PostgreSQL, on others) replace the entry at once; the lifetime bounds
@@ -35,6 +38,8 @@ pub struct ActiveSession {
     pub id: Uuid,
     pub user_id: Uuid,
     pub expires_at: OffsetDateTime,
+    /// How strongly its user authenticated, and when last.
+    pub assurance: Assurance,
     /// The expiry, the idle expiry and the last recorded use, in nanoseconds since
     /// the epoch: every authenticated request compares them with the clock, and a
     /// calendar date made of the clock (`OffsetDateTime::now_utc`) and compared
@@ -56,11 +61,13 @@ impl ActiveSession {
         expires_at: OffsetDateTime,
         idle_expires_at: OffsetDateTime,
         last_used_at: OffsetDateTime,
+        assurance: Assurance,
     ) -> Self {
         Self {
             id,
             user_id,
             expires_at,
+            assurance,
             nanos: Nanos {
                 expires: expires_at.unix_timestamp_nanos(),
                 idle_expires: idle_expires_at.unix_timestamp_nanos(),
@@ -82,7 +89,14 @@ impl ActiveSession {
 
     /// Records use at `at`: the idle limit moves to `idle` after it.
     pub(super) fn used(&mut self, at: OffsetDateTime, idle: Duration) {
-        *self = Self::new(self.id, self.user_id, self.expires_at, at + idle, at);
+        *self = Self::new(
+            self.id,
+            self.user_id,
+            self.expires_at,
+            at + idle,
+            at,
+            self.assurance,
+        );
     }
 }
 
@@ -102,7 +116,17 @@ impl From<&session::Model> for ActiveSession {
             m.expires_at,
             m.idle_expires_at,
             m.last_used_at,
+            assurance_of(m),
         )
+    }
+}
+
+/// A session row's assurance: what it stored, `auth_at` defaulting to the login.
+pub(crate) fn assurance_of(m: &session::Model) -> Assurance {
+    Assurance {
+        aal: if m.aal >= 2 { Aal::Aal2 } else { Aal::Aal1 },
+        amr: Amr::from_column(&m.amr),
+        auth_at: m.auth_at.unwrap_or(m.created_at),
     }
 }
 
@@ -188,6 +212,15 @@ impl SessionStates {
         }
     }
 
+    /// Forgets what is believed of one active session (its assurance changed): the
+    /// next request reads its row. An end stays known.
+    pub fn forget(&self, id: &Uuid) {
+        let mut map = self.lock();
+        if let Some((Known::Active(_), _)) = map.get(id) {
+            map.remove(id);
+        }
+    }
+
     /// Forgets what is believed active (after events may have been missed); what
     /// is known to have ended stays known.
     pub fn forget_active(&self) {
@@ -229,10 +262,15 @@ fn make_room(map: &mut Map, id: &Uuid) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::assurance::Method;
+
+    fn pwd(at: OffsetDateTime) -> Assurance {
+        Assurance::new(Amr::of(Method::Pwd), at)
+    }
 
     fn active(id: Uuid) -> ActiveSession {
         let now = OffsetDateTime::now_utc();
-        ActiveSession::new(id, Uuid::nil(), now, now, now)
+        ActiveSession::new(id, Uuid::nil(), now, now, now, pwd(now))
     }
 
     #[test]
@@ -255,8 +293,14 @@ mod tests {
         let t = OffsetDateTime::now_utc();
         let ns = |at: OffsetDateTime| at.unix_timestamp_nanos();
         let second = time::Duration::SECOND;
-        let mut s =
-            ActiveSession::new(Uuid::nil(), Uuid::nil(), t + 10 * second, t + 5 * second, t);
+        let mut s = ActiveSession::new(
+            Uuid::nil(),
+            Uuid::nil(),
+            t + 10 * second,
+            t + 5 * second,
+            t,
+            pwd(t),
+        );
         assert!(!s.expired(ns(t + 5 * second - time::Duration::NANOSECOND)));
         assert!(
             s.expired(ns(t + 5 * second)),

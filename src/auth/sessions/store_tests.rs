@@ -10,6 +10,11 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, Set};
 use uuid::Uuid;
 
 use super::{ClientInfo, SessionSettings, SessionStore};
+use crate::auth::assurance::{Amr, Method};
+
+fn pwd() -> Amr {
+    Amr::of(Method::Pwd)
+}
 use crate::auth::{
     AuthError, Error, RevocationReason, SessionBus, SessionId, UserId, accounts::now, db::Db,
 };
@@ -114,7 +119,10 @@ async fn an_open_session_is_active_until_revoked_and_its_end_is_announced() {
     for b in backends(settings(Duration::from_secs(60), Duration::from_secs(10))).await {
         let store = &b.store;
         let user = user(store).await;
-        let opened = store.open(user, ClientInfo::default()).await.unwrap();
+        let opened = store
+            .open(user, ClientInfo::default(), pwd())
+            .await
+            .unwrap();
         let id = SessionId(opened.session.id);
         assert!(store.active(id).await.is_ok(), "{}", b.name);
         assert!(store.check(id).await.is_ok(), "{}", b.name);
@@ -159,7 +167,10 @@ async fn a_refresh_token_rotates_once_and_a_late_reuse_ends_the_session() {
     {
         let store = &b.store;
         let user = user(store).await;
-        let opened = store.open(user, ClientInfo::default()).await.unwrap();
+        let opened = store
+            .open(user, ClientInfo::default(), pwd())
+            .await
+            .unwrap();
         let first = opened.refresh_token;
         let second = store.rotate(&first).await.unwrap().refresh_token;
         assert_ne!(first, second);
@@ -189,8 +200,8 @@ async fn a_user_revokes_only_their_own_sessions() {
     for b in backends(settings(Duration::from_secs(60), Duration::from_secs(10))).await {
         let store = &b.store;
         let (ann, bob) = (user(store).await, user(store).await);
-        let anns = store.open(ann, ClientInfo::default()).await.unwrap();
-        let bobs = store.open(bob, ClientInfo::default()).await.unwrap();
+        let anns = store.open(ann, ClientInfo::default(), pwd()).await.unwrap();
+        let bobs = store.open(bob, ClientInfo::default(), pwd()).await.unwrap();
         let (anns, bobs) = (SessionId(anns.session.id), SessionId(bobs.session.id));
         let reason = RevocationReason::Revoked;
         assert!(!store.revoke_own(bobs, ann, reason).await.unwrap());
@@ -224,7 +235,10 @@ async fn an_idle_session_expires_and_the_recheck_says_so() {
     {
         let store = &b.store;
         let user = user(store).await;
-        let opened = store.open(user, ClientInfo::default()).await.unwrap();
+        let opened = store
+            .open(user, ClientInfo::default(), pwd())
+            .await
+            .unwrap();
         let id = SessionId(opened.session.id);
         assert_eq!(store.list_active(user).await.unwrap().len(), 1);
         tokio::time::sleep(Duration::from_millis(400)).await;

@@ -18,7 +18,7 @@ use poem::{
 };
 use poem_openapi::{Enum, Object};
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, FactorError};
 
 /// Every code an error body can carry: an enum in the spec, so generated clients
 /// can match on it, and the list in docs/behaviour.md is checked against it.
@@ -44,6 +44,18 @@ pub enum ErrorCode {
     RefreshTokenReused,
     /// 403: the account is blocked by an admin (login with the right password, or a credential of a session the block ended); do not retry.
     AccountBlocked,
+    /// 401: a TOTP or recovery code that is wrong, expired or already used (a failure counted like a wrong password).
+    InvalidCode,
+    /// 401: the `mfa_token` of a login's second step is unknown, used or expired (5 minutes); log in again.
+    InvalidMfaToken,
+    /// 403: the operation needs an authentication within `DOORMAN_STEP_UP_SECONDS`; re-authenticate with `POST /api/auth/reauth`, then retry.
+    StepUpRequired,
+    /// 403: a password alone re-authenticates an account that has a second factor; use a TOTP code, a recovery code or a passkey.
+    MfaRequired,
+    /// 409: starting a TOTP enrolment while TOTP is on; remove it first.
+    TotpEnabled,
+    /// 409: confirming a TOTP enrolment when none is pending.
+    TotpNotPending,
     /// 400: a field or parameter breaks a documented rule (missing, wrong type, too short, not one of the values); the message names each field and its rule, as "password: 8 to 128 characters".
     InvalidInput,
     /// 400: the request did not parse (a body that is not JSON, a malformed header, a WebSocket handshake not over HTTP/1.1).
@@ -104,12 +116,30 @@ impl From<AuthError> for ErrorCode {
     }
 }
 
+impl From<FactorError> for ErrorCode {
+    fn from(e: FactorError) -> Self {
+        match e {
+            FactorError::InvalidCode => ErrorCode::InvalidCode,
+            FactorError::InvalidMfaToken => ErrorCode::InvalidMfaToken,
+            FactorError::StepUpRequired => ErrorCode::StepUpRequired,
+            FactorError::SecondFactorRequired => ErrorCode::MfaRequired,
+            FactorError::TotpEnabled => ErrorCode::TotpEnabled,
+            FactorError::TotpNotPending => ErrorCode::TotpNotPending,
+        }
+    }
+}
+
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A credential that does not hold (401, or 403 `origin_refused`, `account_blocked`).
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A second factor or a step-up that does not hold (401 `invalid_code`,
+    /// `invalid_mfa_token`; 403 `step_up_required`, `mfa_required`; 409
+    /// `totp_enabled`, `totp_not_pending`).
+    #[error(transparent)]
+    Factor(#[from] crate::auth::FactorError),
     /// Input that parsed but breaks a rule (`invalid_input`).
     #[error("{0}")]
     Invalid(String),
@@ -210,6 +240,7 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::Auth(e) => (*e).into(),
+            Error::Factor(e) => (*e).into(),
             Error::Invalid(_) => ErrorCode::InvalidInput,
             Error::BadRequest(_) => ErrorCode::BadRequest,
             Error::EmailTaken => ErrorCode::EmailTaken,
@@ -240,6 +271,13 @@ impl Error {
             | Error::EmailUnverified
             | Error::InvalidEmailToken => StatusCode::FORBIDDEN,
             Error::Auth(_) => StatusCode::UNAUTHORIZED,
+            Error::Factor(e) => match e {
+                FactorError::InvalidCode | FactorError::InvalidMfaToken => StatusCode::UNAUTHORIZED,
+                FactorError::StepUpRequired | FactorError::SecondFactorRequired => {
+                    StatusCode::FORBIDDEN
+                }
+                FactorError::TotpEnabled | FactorError::TotpNotPending => StatusCode::CONFLICT,
+            },
             Error::Invalid(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::EmailTaken
             | Error::RoomExists
@@ -329,6 +367,7 @@ impl From<crate::auth::Error> for Error {
         use crate::auth::Error as Core;
         match e {
             Core::Auth(e) => Error::Auth(e),
+            Core::Factor(e) => Error::Factor(e),
             Core::Invalid(message) => Error::Invalid(message),
             Core::EmailTaken => Error::EmailTaken,
             Core::EmailUnverified => Error::EmailUnverified,

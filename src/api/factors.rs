@@ -1,0 +1,135 @@
+//! `/api/me/totp` and `/api/me/factors`: the caller's second factors (tag
+//! `Factors`). Re-authentication is `POST /api/auth/reauth` (`super::auth`).
+
+use poem::{Request, web::Data};
+use poem_openapi::{ApiResponse, OpenApi, payload::Json};
+
+use super::{
+    ApiTags,
+    models::{FactorsBody, RecoveryCodes, TotpConfirmRequest, TotpEnrolmentBody},
+};
+use crate::{
+    Doorman,
+    auth::{AuthError, FactorError},
+    extract::Authenticated,
+    http::error::{Error, Fail, error_set},
+};
+
+error_set!(ReadErrors: 401, 403, 503);
+error_set!(EnrolErrors: 401, 403, 409, 429, 503);
+error_set!(ConfirmErrors: 400, 401, 403, 408, 409, 413, 415, 429, 503);
+error_set!(RemoveErrors: 401, 403, 404, 503);
+
+#[derive(ApiResponse)]
+pub enum Enrolled {
+    /// A pending enrolment (replacing an earlier pending one): add it to an
+    /// authenticator app, then confirm it with a first code.
+    #[oai(status = 201)]
+    Created(Json<TotpEnrolmentBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum Removed {
+    /// TOTP is off and its recovery codes are gone. Sessions that were at aal2 by a
+    /// TOTP or recovery code are aal1 now; their sockets left the rooms that
+    /// require aal2 (`unsubscribed`, reason `mfa_required`).
+    #[oai(status = 204)]
+    NoContent,
+}
+
+/// The caller's second factors: TOTP enrolment, confirmation and removal, and
+/// what is on (tag `Factors`).
+pub struct FactorApi;
+
+#[OpenApi(prefix_path = "/api/me", tag = "ApiTags::Factors")]
+impl FactorApi {
+    /// My second factors
+    #[oai(path = "/factors", method = "get", operation_id = "factors")]
+    async fn factors(
+        &self,
+        state: Data<&Doorman>,
+        auth: Authenticated,
+    ) -> Result<Json<FactorsBody>, Fail<ReadErrors>> {
+        let f = state.auth.factors(auth.0.user_id).await?;
+        Ok(Json(FactorsBody {
+            totp: f.totp,
+            recovery_codes_left: f.recovery_codes_left,
+        }))
+    }
+
+    /// Start a TOTP enrolment
+    ///
+    /// A new secret, and its `otpauth://` URI for a QR code. Nothing changes until
+    /// `POST /api/me/totp/confirm` sends a first code; a new start replaces a
+    /// pending one. 409 `totp_enabled` while TOTP is on (remove it first).
+    #[oai(path = "/totp", method = "post", operation_id = "startTotp")]
+    async fn start(
+        &self,
+        state: Data<&Doorman>,
+        auth: Authenticated,
+    ) -> Result<Enrolled, Fail<EnrolErrors>> {
+        state.limits.factor_change.check(&auth.0.user_id)?;
+        let enrolment = state.auth.begin_totp(&auth.0).await?;
+        Ok(Enrolled::Created(Json(TotpEnrolmentBody {
+            secret: enrolment.secret,
+            otpauth_uri: enrolment.otpauth_uri,
+        })))
+    }
+
+    /// Confirm TOTP with a first code
+    ///
+    /// TOTP is on from now: logins ask for a code after the password (202, then
+    /// `POST /api/auth/login/mfa`). Returns ten recovery codes, shown only now;
+    /// each signs in once in place of a code. The caller's session counts the code
+    /// as a second factor (aal2), and the user's sockets get a `factor_added`
+    /// notice. A wrong code is 401 `invalid_code` and counts against the login
+    /// failure budget; 409 `totp_not_pending` without a pending enrolment.
+    #[oai(path = "/totp/confirm", method = "post", operation_id = "confirmTotp")]
+    async fn confirm(
+        &self,
+        state: Data<&Doorman>,
+        req: &Request,
+        auth: Authenticated,
+        body: Json<TotpConfirmRequest>,
+    ) -> Result<Json<RecoveryCodes>, Fail<ConfirmErrors>> {
+        let ip_key = crate::http::client_ip::limit_key(state.ip(req));
+        state.limits.login.check(&ip_key)?;
+        let user = state
+            .auth
+            .user(auth.0.user_id)
+            .await?
+            .ok_or(AuthError::SessionRevoked)?;
+        let attempt = state
+            .limits
+            .login_failures
+            .begin(&user.email, ip_key, None)?;
+        let result = state.auth.confirm_totp(&auth.0, &body.0.code.0).await;
+        attempt.finish(matches!(
+            result,
+            Err(crate::auth::Error::Factor(FactorError::InvalidCode))
+        ));
+        Ok(Json(RecoveryCodes {
+            recovery_codes: result?,
+        }))
+    }
+
+    /// Turn TOTP off
+    ///
+    /// Needs a recent authentication (403 `step_up_required` otherwise; see
+    /// `POST /api/auth/reauth`). The recovery codes go with it; sessions that were
+    /// at aal2 by a TOTP or recovery code drop to aal1 on every instance, and the
+    /// user's sockets get a `factor_removed` notice. 404 when TOTP was not on.
+    #[oai(path = "/totp", method = "delete", operation_id = "removeTotp")]
+    async fn remove(
+        &self,
+        state: Data<&Doorman>,
+        auth: Authenticated,
+    ) -> Result<Removed, Fail<RemoveErrors>> {
+        state.auth.require_recent(&auth.0)?;
+        if state.auth.remove_totp(&auth.0).await? {
+            Ok(Removed::NoContent)
+        } else {
+            Err(Error::NotFound.into())
+        }
+    }
+}
