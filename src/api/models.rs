@@ -94,7 +94,7 @@ pub struct LoginRequest {
 pub struct RefreshRequest {
     /// The refresh token (token mode). Leave it out to use the refresh cookie
     /// (cookie mode); `null` counts as left out.
-    #[oai(nullable, validator(max_length = 512))]
+    #[oai(nullable, validator(max_length = 1024))]
     pub refresh_token: Option<Secret>,
 }
 

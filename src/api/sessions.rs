@@ -19,7 +19,7 @@ use crate::{
 
 error_set!(ReadErrors: 401, 403, 503);
 error_set!(RevokeOneErrors: 400, 401, 403, 404, 503);
-error_set!(PasswordErrors: 400, 401, 403, 408, 413, 415, 429, 503);
+error_set!(PasswordErrors: 400, 401, 403, 408, 409, 413, 415, 429, 503);
 
 #[derive(ApiResponse)]
 pub enum Revoked {
@@ -171,7 +171,8 @@ impl SessionApi {
     /// Checks the current password (throttled like login), stores the new one and
     /// revokes every other session of the caller; the current session stays. Needs
     /// a recent authentication (403 `step_up_required` otherwise; see
-    /// `POST /api/auth/reauth`).
+    /// `POST /api/auth/reauth`). While a password-reset link mailed for the
+    /// account is valid, 409 `reset_pending`: the link sets the password.
     #[oai(
         path = "/me/password",
         method = "post",

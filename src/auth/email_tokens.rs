@@ -143,6 +143,17 @@ pub(super) async fn check(
     Ok((row, user))
 }
 
+/// Whether `user` has an unexpired token of `purpose` outstanding.
+pub(super) async fn outstanding(db: &Db, user: Uuid, purpose: Purpose) -> Result<bool, Error> {
+    Ok(email_token::Entity::find()
+        .filter(email_token::Column::UserId.eq(user))
+        .filter(email_token::Column::Purpose.eq(purpose.as_str()))
+        .filter(email_token::Column::ExpiresAt.gt(now()))
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// Spends a checked token: `true` for exactly one of any racing callers.
 pub(super) async fn spend(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
     let deleted = email_token::Entity::delete_many()

@@ -123,6 +123,13 @@ pub enum Error {
     /// The email address is verified already (`already_verified`).
     #[error("this account's email address is already verified")]
     AlreadyVerified,
+    /// A password change while a password-reset link is outstanding
+    /// (`reset_pending`): the link decides, so that someone holding a session and
+    /// the password cannot void the owner's link by changing the password again.
+    #[error(
+        "a password reset link was mailed for this account and is still valid: use it to set the password (or wait until it expires, 30 minutes after it was sent)"
+    )]
+    ResetPending,
     /// A mailed token that is unknown, used, expired, or issued before the password
     /// last changed; never says which (`invalid_email_token`).
     #[error("this link is invalid or has expired; ask for a new one")]
@@ -182,6 +189,7 @@ impl Error {
             Error::EmailUnverified => "email_unverified",
             Error::AlreadyVerified => "already_verified",
             Error::InvalidEmailToken => "invalid_email_token",
+            Error::ResetPending => "reset_pending",
             Error::Overloaded { .. } => "overloaded",
             Error::DatabaseUnavailable(_) => "database_unavailable",
             Error::Database(_) | Error::Internal { .. } => "internal_error",

@@ -356,6 +356,17 @@ impl Auth {
     ) -> Result<(), Error> {
         self.require_recent(who)?;
         let new = Password::parse(new)?;
+        // An outstanding reset link decides: otherwise someone holding a session
+        // and the password could void each link the owner asks for by changing
+        // the password again (outside attack, issue 34).
+        if email_tokens::outstanding(&self.db, who.user_id.0, Purpose::PasswordReset).await? {
+            tracing::warn!(
+                security_event = "password_change_refused",
+                user_id = %who.user_id,
+                "password change refused: a reset link is outstanding"
+            );
+            return Err(Error::ResetPending);
+        }
         if !accounts::change_password(&self.db, &self.passwords, who.user_id.0, current, new)
             .await?
         {

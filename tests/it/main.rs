@@ -25,6 +25,7 @@ mod private_rooms;
 mod refresh;
 mod room_limits;
 mod rooms;
+mod second_factors;
 mod sessions;
 
 // WebSocket, by feature.

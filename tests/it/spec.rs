@@ -34,6 +34,7 @@ fn every_protected_operation_offers_bearer_and_cookie() {
         "verifyEmail",
         "requestPasswordReset",
         "confirmPasswordReset",
+        "loginMfa",
     ];
     let mut protected = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
@@ -57,7 +58,7 @@ fn every_protected_operation_offers_bearer_and_cookie() {
             );
         }
     }
-    assert_eq!(protected, 26);
+    assert_eq!(protected, 31);
 }
 
 #[test]

@@ -68,6 +68,8 @@ pub enum ErrorCode {
     AlreadyVerified,
     /// 403: a verification or password-reset token that is unknown, used, expired, replaced by a newer link, or issued before the password last changed (never says which); ask for a new link.
     InvalidEmailToken,
+    /// 409: a password change while a password-reset link mailed for the account is still valid; use the link.
+    ResetPending,
     /// 409: creating a room whose name is already taken.
     RoomExists,
     /// 409: a cap on rooms owned, rooms joined or members of a room is reached.
@@ -162,6 +164,11 @@ pub enum Error {
     /// grants nothing, whatever the reason).
     #[error("this link is invalid or has expired; ask for a new one")]
     InvalidEmailToken,
+    /// A password change while a reset link is outstanding (`reset_pending`, 409).
+    #[error(
+        "a password reset link was mailed for this account and is still valid: use it to set the password (or wait until it expires, 30 minutes after it was sent)"
+    )]
+    ResetPending,
     /// The room name is taken (`room_exists`, 409).
     #[error("a room with this name already exists")]
     RoomExists,
@@ -247,6 +254,7 @@ impl Error {
             Error::EmailUnverified => ErrorCode::EmailUnverified,
             Error::AlreadyVerified => ErrorCode::AlreadyVerified,
             Error::InvalidEmailToken => ErrorCode::InvalidEmailToken,
+            Error::ResetPending => ErrorCode::ResetPending,
             Error::RoomExists => ErrorCode::RoomExists,
             Error::LimitReached(_) => ErrorCode::LimitReached,
             Error::Forbidden(_) => ErrorCode::Forbidden,
@@ -282,7 +290,8 @@ impl Error {
             Error::EmailTaken
             | Error::RoomExists
             | Error::LimitReached(_)
-            | Error::AlreadyVerified => StatusCode::CONFLICT,
+            | Error::AlreadyVerified
+            | Error::ResetPending => StatusCode::CONFLICT,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::RateLimited { .. } | Error::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             Error::ShuttingDown | Error::Overloaded { .. } | Error::DatabaseUnavailable { .. } => {
@@ -373,6 +382,7 @@ impl From<crate::auth::Error> for Error {
             Core::EmailUnverified => Error::EmailUnverified,
             Core::AlreadyVerified => Error::AlreadyVerified,
             Core::InvalidEmailToken => Error::InvalidEmailToken,
+            Core::ResetPending => Error::ResetPending,
             Core::Overloaded { retry_after_secs } => Error::Overloaded { retry_after_secs },
             Core::DatabaseUnavailable(source) => Error::DatabaseUnavailable { source },
             Core::Database(source) => Error::Database { source },
