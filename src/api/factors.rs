@@ -73,6 +73,7 @@ impl FactorApi {
         Ok(Enrolled::Created(Json(TotpEnrolmentBody {
             secret: enrolment.secret,
             otpauth_uri: enrolment.otpauth_uri,
+            qr_svg: enrolment.qr_svg,
         })))
     }
 

@@ -240,6 +240,9 @@ pub struct TotpEnrolmentBody {
     pub secret: String,
     /// `otpauth://totp/…`: what authenticator apps read from a QR code.
     pub otpauth_uri: String,
+    /// `otpauth_uri` as a QR code: an SVG document, to show as an image
+    /// (`data:image/svg+xml,…`) for a phone to scan.
+    pub qr_svg: String,
 }
 
 /// The first code of the app, confirming the enrolment.

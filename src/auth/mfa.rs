@@ -81,6 +81,8 @@ pub struct TotpEnrolment {
     pub secret: String,
     /// The `otpauth://` URI authenticator apps read.
     pub otpauth_uri: String,
+    /// The URI as a QR code, an SVG document.
+    pub qr_svg: String,
 }
 
 impl Auth {
@@ -304,8 +306,11 @@ impl Auth {
             .await?
             .map(|u| u.email)
             .ok_or(AuthError::SessionRevoked)?;
+        let otpauth_uri = totp::otpauth_uri(&self.totp_issuer, &account, &secret);
         Ok(TotpEnrolment {
-            otpauth_uri: totp::otpauth_uri(&self.totp_issuer, &account, &secret),
+            qr_svg: totp::qr_svg(&otpauth_uri)
+                .ok_or_else(|| Error::internal("the otpauth URI does not fit a QR code"))?,
+            otpauth_uri,
             secret,
         })
     }

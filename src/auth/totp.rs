@@ -75,6 +75,18 @@ pub(crate) fn otpauth_uri(issuer: &str, account: &str, secret: &str) -> String {
     )
 }
 
+/// The QR code of `uri` as an SVG document (black modules on white, with the
+/// standard quiet zone), for a page to show; `None` if the URI is too long for
+/// a QR code (it never is: a few hundred bytes).
+pub(crate) fn qr_svg(uri: &str) -> Option<String> {
+    let code = qrcode::QrCode::with_error_correction_level(uri, qrcode::EcLevel::M).ok()?;
+    Some(
+        code.render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .build(),
+    )
+}
+
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 fn percent(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -123,6 +135,12 @@ mod tests {
         }
         assert_eq!(matching_step(&secret, "12345", now), None);
         assert_eq!(matching_step(&secret, "abcdef", now), None);
+    }
+
+    #[test]
+    fn the_qr_code_is_an_svg() {
+        let svg = qr_svg(&otpauth_uri("doorman", "a@example.org", &new_secret().unwrap())).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg}");
     }
 
     #[test]

@@ -788,8 +788,9 @@ class RealtimeClient:
                     break
         elif kind == "unsubscribed":
             self._replaying.pop(frame.get("room"), None)
-            if frame.get("reason") == "removed":
-                # Taken out by the server (removed from a private room): do not re-join.
+            if frame.get("reason") is not None:
+                # Taken out by the server (removed from a private room, or its session
+                # dropped to aal1 in a room that requires aal2): do not re-join.
                 self._rooms.pop(frame.get("room"), None)
                 self._positions.pop(frame.get("room"), None)
         if kind in SERVER_FRAMES:

@@ -931,8 +931,9 @@ export class RealtimeClient {
       }
       case "unsubscribed":
         this.#replaying.delete(frame.room);
-        // Taken out by the server (removed from a private room): do not re-join.
-        if (frame.reason === "removed") {
+        // Taken out by the server (removed from a private room, or its session
+        // dropped to aal1 in a room that requires aal2): do not re-join.
+        if (frame.reason !== undefined) {
           this.#rooms.delete(frame.room);
           this.#positions.delete(frame.room);
         }
