@@ -11,6 +11,7 @@
 
 import http from "node:http";
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
@@ -754,6 +755,158 @@ await scenario("mailed links: the demo page verifies the address and sets a new 
   } finally {
     await alice.context.close();
     await stranger.close();
+  }
+});
+
+// ---- Issue 35: a second factor (TOTP), the second login step, aal2 rooms ----------------
+
+// The code an authenticator app shows for a base32 `secret` at time step `step`:
+// RFC 6238 (HOTP over 30-s steps), HMAC-SHA-1, 6 digits.
+function totpCode(secret, step) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  const bits = [...secret.replace(/=+$/, "").toUpperCase()].map((c) => {
+    const v = alphabet.indexOf(c);
+    assert.ok(v >= 0, `not base32: ${secret}`);
+    return v.toString(2).padStart(5, "0");
+  }).join("");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac("sha1", key).update(counter).digest();
+  const at = mac[19] & 0x0f;
+  return String((mac.readUInt32BE(at) & 0x7fffffff) % 1e6).padStart(6, "0");
+}
+
+// An authenticator app for `secret`: each call gives a code the server takes. It
+// takes a step once, and only a later one than the last (one step of skew either way):
+// the current step's code, or the next step's when the current one was used already;
+// when both were, it waits for the clock.
+function authenticator(secret) {
+  let last = -Infinity;
+  const app = async () => {
+    for (;;) {
+      const now = Math.floor(Date.now() / 30000);
+      const step = Math.max(now, last + 1);
+      if (step <= now + 1) {
+        last = step;
+        return totpCode(secret, step);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  };
+  // A code no step near now has: a wrong one.
+  app.wrong = () => {
+    const now = Math.floor(Date.now() / 30000);
+    const near = [-1, 0, 1, 2].map((d) => totpCode(secret, now + d));
+    for (let n = 0; ; n++) {
+      const code = String(n).padStart(6, "0");
+      if (!near.includes(code)) return code;
+    }
+  };
+  return app;
+}
+
+await scenario("second factor on the demo page: TOTP on (QR, recovery codes), the second login step, an aal2 room, TOTP off takes the socket out (mfa_required)", async () => {
+  const stamp = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+  const room = `private:vault-${stamp}`;
+  const dana = await demoUser({ email: uniqueEmail("mfa"), name: "dana" });
+  const { page } = dana;
+  const assurance = () => page.textContent("#assurance");
+  const toastText = async (kind) => (await page.waitForSelector(`#toasts .toast.${kind}`)).textContent();
+  // Answers the prompt when it is open: a code, or the step-up it asked for.
+  const answerProof = async (code) => {
+    await page.waitForSelector("#proof[open]");
+    await page.fill("#proof-input", code);
+    await page.click("#proof-ok");
+  };
+  try {
+    assert.match(await assurance(), /^aal1 · pwd · authenticated \d+ s ago$/);
+    await page.waitForFunction(() => document.querySelector("#totp-state").textContent === "off");
+    await dana.connect();
+
+    // Turn TOTP on: a QR code (an SVG image) and the secret, then a first code.
+    await page.click("#totp-on");
+    await page.waitForSelector("#enrol:not([hidden])");
+    const secret = (await page.textContent("#totp-secret")).trim();
+    assert.match(secret, /^[A-Z2-7]{32}$/);
+    assert.match(await page.getAttribute("#totp-qr", "src"), /^data:image\/svg\+xml;utf8,/);
+    await page.waitForFunction(() => document.querySelector("#totp-qr").complete && document.querySelector("#totp-qr").naturalWidth > 0);
+    const app = authenticator(secret);
+    await page.fill("#totp-code", app.wrong());
+    await page.click("#totp-confirm");
+    await page.waitForFunction(() => document.querySelector("#factor-msg").textContent.startsWith("That code is wrong"));
+    assert.equal(await page.isVisible("#enrol"), true, "a wrong code keeps the enrolment open");
+    await page.fill("#totp-code", await app());
+    await page.click("#totp-confirm");
+
+    // The recovery codes, once, with the note to keep them.
+    await page.waitForSelector("#recovery:not([hidden])");
+    const codes = await page.$$eval("#recovery-codes li", (lis) => lis.map((li) => li.textContent));
+    assert.equal(codes.length, 10, JSON.stringify(codes));
+    assert.equal(new Set(codes).size, 10);
+    assert.ok((await page.textContent("#recovery")).includes("Keep these safe"));
+    assert.equal(await page.isHidden("#enrol"), true);
+    await page.waitForFunction(() => document.querySelector("#totp-state").textContent === "on · 10 recovery codes left");
+    await page.waitForFunction(() => document.querySelector("#assurance").dataset.aal === "aal2");
+    assert.match(await assurance(), /^aal2 · pwd\+otp · /, "confirming the code raised this session");
+    assert.match(await toastText("factor_added"), /authenticator app \(TOTP\) was turned on/);
+    await page.click("#recovery-done");
+    assert.equal(await page.isHidden("#recovery"), true);
+
+    // Log out, log in: the password, then the second step (a wrong code keeps it open).
+    await page.click("#logout");
+    await page.waitForFunction(() => document.querySelector("#me").textContent.includes("not logged in (401"));
+    await page.waitForFunction(() => document.querySelector("#status").textContent.includes("closed 4403"));
+    assert.equal(await page.textContent("#assurance"), "–");
+    await page.click("#login");
+    await page.waitForSelector("#proof[open]");
+    assert.equal(await page.textContent("#proof-title"), "Second step of the login");
+    assert.ok((await page.textContent("#proof-switch")).includes("recovery code"), "a recovery code is offered");
+    assert.ok(!(await dana.context.cookies()).some((c) => c.name === "doorman_access"), "no session before the second step");
+    await answerProof(app.wrong());
+    await page.waitForFunction(() => document.querySelector("#proof-msg").textContent.startsWith("That code is wrong"));
+    assert.equal(await page.isVisible("#proof"), true, "a wrong code keeps the step open");
+    await answerProof(await app());
+    await page.waitForSelector("#proof", { state: "hidden" });
+    await page.waitForFunction(() => document.querySelector("#me").textContent.includes('"auth_source": "cookie"'));
+    assert.match(await assurance(), /^aal2 · pwd\+otp · authenticated \d+ s ago$/);
+    assert.equal(await page.getAttribute("#assurance", "data-aal"), "aal2");
+
+    // A private room that requires aal2: created, marked, entered.
+    await page.click("#connect");
+    await page.waitForFunction(() => document.querySelector("#status").textContent.includes("auth_source: cookie"));
+    assert.ok((await page.textContent("#log")).includes('"aal":"aal2"'), "the welcome frame says aal2");
+    await page.fill("#new-room", `vault-${stamp}`);
+    await page.check("#new-room-aal2");
+    await page.click("#create-room");
+    await page.waitForFunction(() => document.querySelector("#rooms-msg").textContent.startsWith("created"));
+    await page.waitForSelector(`#my-rooms li[data-room="${room}"][data-require-aal2="true"] .tag.aal2`);
+    assert.equal(await dana.join(room), `subscribed to ${room}`);
+
+    // TOTP off (through the step-up prompt if the sign-in is not recent): the socket is
+    // taken out of the aal2 room, told in plain words, and refused if it asks again.
+    await page.click("#totp-off");
+    const prompted = await (await page.waitForFunction(() =>
+      (document.querySelector("#proof").open && "prompt") ||
+      (document.querySelector("#factor-msg").textContent.startsWith("TOTP is off") && "off"))).jsonValue();
+    if (prompted === "prompt") await answerProof(await app());
+    await page.waitForFunction(() => document.querySelector("#factor-msg").textContent === "TOTP is off, and its recovery codes are void");
+    await page.waitForFunction((room) =>
+      document.querySelector("#room-state").textContent.startsWith(`left ${room} (mfa_required)`), room);
+    assert.ok((await page.textContent("#room-state")).includes("requires a second factor"));
+    assert.ok((await page.textContent("#log")).includes(`"reason":"mfa_required"`));
+    assert.match(await toastText("mfa_required"), new RegExp(`you left ${room}: it requires a second factor`));
+    assert.match(await toastText("factor_removed"), /was turned off for your account/);
+    assert.match(await statusOf(page), /^open/, "the socket stays open");
+    await page.waitForFunction(() => document.querySelector("#assurance").dataset.aal === "aal1");
+    await page.waitForFunction(() => document.querySelector("#totp-state").textContent === "off");
+    assert.match(await dana.join(room), /^forbidden: .*second factor/, "an aal1 socket is refused");
+    await sideBySide("second-factor.png", [
+      { caption: "TOTP turned off: the socket left the room that requires aal2 (mfa_required)", page },
+    ]);
+    await dana.clean();
+  } finally {
+    await dana.context.close();
   }
 });
 

@@ -7,6 +7,7 @@ pub mod activity;
 pub mod audit_event;
 pub mod auth_challenge;
 pub mod email_token;
+pub mod passkey;
 pub mod recovery_code;
 pub mod refresh_token;
 pub mod room;

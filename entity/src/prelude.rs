@@ -2,6 +2,7 @@ pub use super::activity::Entity as Activity;
 pub use super::audit_event::Entity as AuditEvent;
 pub use super::auth_challenge::Entity as AuthChallenge;
 pub use super::email_token::Entity as EmailToken;
+pub use super::passkey::Entity as Passkey;
 pub use super::recovery_code::Entity as RecoveryCode;
 pub use super::refresh_token::Entity as RefreshToken;
 pub use super::room::Entity as Room;

@@ -2,7 +2,7 @@ use sea_orm_migration::prelude::*;
 
 /// Second factors and step-up: the assurance of every session (`aal`, `amr`,
 /// `auth_at`), rooms that require a second factor, TOTP factors with their
-/// recovery codes, and the pending steps of a sign-in or a ceremony
+/// recovery codes, passkeys, and the pending steps of a sign-in or a ceremony
 /// (`auth_challenges`: the second login step, passkey ceremonies).
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -123,6 +123,55 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .table(Passkeys::Table)
+                    .col(ColumnDef::new(Passkeys::Id).uuid().not_null().primary_key())
+                    .col(ColumnDef::new(Passkeys::UserId).uuid().not_null())
+                    .col(ColumnDef::new(Passkeys::Name).string().not_null())
+                    .col(
+                        ColumnDef::new(Passkeys::CredId)
+                            .string()
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(ColumnDef::new(Passkeys::Credential).text().not_null())
+                    .col(
+                        ColumnDef::new(Passkeys::Counter)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(Passkeys::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Passkeys::LastUsedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_passkeys_user")
+                            .from(Passkeys::Table, Passkeys::UserId)
+                            .to(Users::Table, Users::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_passkeys_user")
+                    .table(Passkeys::Table)
+                    .col(Passkeys::UserId)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
                     .table(AuthChallenges::Table)
                     .col(
                         ColumnDef::new(AuthChallenges::TokenHash)
@@ -163,6 +212,7 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
             AuthChallenges::Table.into_iden(),
+            Passkeys::Table.into_iden(),
             RecoveryCodes::Table.into_iden(),
             TotpFactors::Table.into_iden(),
         ] {
@@ -229,6 +279,19 @@ enum RecoveryCodes {
     UserId,
     CodeHash,
     UsedAt,
+}
+
+#[derive(DeriveIden)]
+enum Passkeys {
+    Table,
+    Id,
+    UserId,
+    Name,
+    CredId,
+    Credential,
+    Counter,
+    CreatedAt,
+    LastUsedAt,
 }
 
 #[derive(DeriveIden)]

@@ -11,7 +11,7 @@ use super::{
     ApiTags,
     models::{
         CookieSession, Credentials, LoginMode, LoginRequest, MfaChallengeBody, MfaLoginRequest,
-        ReauthRequest, RefreshRequest, RegisterRequest, TokenPair, User,
+        PasskeyLoginRequest, ReauthRequest, RefreshRequest, RegisterRequest, TokenPair, User,
     },
     optional_json::OptionalJson,
     text::Secret,
@@ -30,6 +30,7 @@ error_set!(RefreshErrors: 400, 401, 403, 408, 413, 415, 429, 503);
 error_set!(LogoutErrors: 401, 403, 503);
 error_set!(MfaLoginErrors: 400, 401, 403, 408, 413, 415, 429, 503);
 error_set!(ReauthErrors: 400, 401, 403, 408, 413, 415, 429, 503);
+error_set!(PasskeyStartErrors: 409, 429, 503);
 
 #[derive(ApiResponse)]
 pub enum Registered {
@@ -240,15 +241,72 @@ impl AuthApi {
         Ok(respond(&state, jar, mode, user.into(), issued))
     }
 
+    /// Start a passkey sign-in (or re-authentication)
+    ///
+    /// The request options for `navigator.credentials.get({publicKey})`: discoverable
+    /// (no user named: the authenticator offers the passkeys it holds for this
+    /// site), user verification required. Send the browser's answer to `POST
+    /// /api/auth/passkey/finish` (sign in) or `POST /api/auth/reauth` as
+    /// `credential` (re-authenticate), within five minutes; each options answer
+    /// once. 409 `passkeys_unavailable` when the public URL's host is an IP address.
+    #[oai(
+        path = "/passkey/start",
+        method = "post",
+        operation_id = "startPasskeyLogin"
+    )]
+    async fn passkey_start(
+        &self,
+        state: Data<&Doorman>,
+        req: &Request,
+    ) -> Result<Json<serde_json::Value>, Fail<PasskeyStartErrors>> {
+        state.limits.login.check(&state.limit_key(req))?;
+        Ok(Json(state.auth.start_passkey_assertion().await?))
+    }
+
+    /// Sign in with a passkey
+    ///
+    /// The browser's answer to the options of `POST /api/auth/passkey/start` opens a
+    /// session for the passkey's user, at aal2 (`amr: ["webauthn"]`), in the mode
+    /// asked for (`token` by default). 401 `invalid_passkey` for an answer that
+    /// does not verify (which check failed is logged, not said).
+    #[oai(
+        path = "/passkey/finish",
+        method = "post",
+        operation_id = "finishPasskeyLogin"
+    )]
+    async fn passkey_finish(
+        &self,
+        state: Data<&Doorman>,
+        req: &Request,
+        jar: &CookieJar,
+        body: Json<PasskeyLoginRequest>,
+    ) -> Result<LoggedIn, Fail<MfaLoginErrors>> {
+        state.limits.login.check(&state.limit_key(req))?;
+        let PasskeyLoginRequest { credential, mode } = body.0;
+        let client = state.client_info(req);
+        let (user, issued) = state.auth.passkey_login(credential, client).await?;
+        let auth = &state.auth;
+        jar.add(auth.cookies().device(&auth.devices().mint(&user.email)));
+        Ok(respond(
+            &state,
+            jar,
+            mode.unwrap_or_default(),
+            user.into(),
+            issued,
+        ))
+    }
+
     /// Re-authenticate the current session (step-up)
     ///
-    /// Exactly one of `password`, `code` (TOTP) and `recovery_code`. The session's
+    /// Exactly one of `password`, `code` (TOTP), `recovery_code` and `credential` (a
+    /// passkey's answer to `POST /api/auth/passkey/start`). The session's
     /// `auth_at` becomes now, so the operations that need a recent authentication
     /// (password change, removing a factor, revoking other sessions, deleting a
-    /// room, admin actions) are allowed for `DOORMAN_STEP_UP_SECONDS`; a code also
-    /// raises the session to aal2. No new session and no new tokens. An account
-    /// with a second factor needs one here: a password alone is 403
-    /// `mfa_required`. Wrong answers count against the login failure budget.
+    /// room, admin actions) are allowed for `DOORMAN_STEP_UP_SECONDS`; a code or a
+    /// passkey also raises the session to aal2. No new session and no new tokens.
+    /// With TOTP on, a password alone is 403 `mfa_required`. Wrong passwords and
+    /// codes count against the login failure budget; a passkey that does not
+    /// verify is 401 `invalid_passkey`.
     #[oai(path = "/reauth", method = "post", operation_id = "reauthenticate")]
     async fn reauth(
         &self,
@@ -264,10 +322,12 @@ impl AuthApi {
             password,
             code,
             recovery_code,
+            credential,
         } = body.0;
-        let with = match (password, code, recovery_code) {
-            (Some(password), None, None) => Reauth::Password(password.0),
-            (None, code, recovery_code) => Reauth::Factor(one_proof(code, recovery_code)?),
+        let with = match (password, code, recovery_code, credential) {
+            (Some(password), None, None, None) => Reauth::Password(password.0),
+            (None, None, None, Some(credential)) => Reauth::Passkey(credential),
+            (None, code, recovery_code, None) => Reauth::Factor(one_proof(code, recovery_code)?),
             _ => return Err(Error::Invalid(ONE_OF_REAUTH.to_owned()).into()),
         };
         let user = state
@@ -343,7 +403,7 @@ impl AuthApi {
 
 /// What a request body with more than one (or none) of the proofs is told.
 const ONE_OF_PROOFS: &str = "code, recovery_code: exactly one of them";
-const ONE_OF_REAUTH: &str = "password, code, recovery_code: exactly one of them";
+const ONE_OF_REAUTH: &str = "password, code, recovery_code, credential: exactly one of them";
 
 /// Exactly one of a TOTP code and a recovery code.
 fn one_proof(code: Option<Secret>, recovery_code: Option<Secret>) -> Result<Proof, Error> {

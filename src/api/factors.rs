@@ -1,12 +1,17 @@
-//! `/api/me/totp` and `/api/me/factors`: the caller's second factors (tag
-//! `Factors`). Re-authentication is `POST /api/auth/reauth` (`super::auth`).
+//! `/api/me/totp`, `/api/me/passkeys` and `/api/me/factors`: the caller's second
+//! factors (tag `Factors`). Signing in with a passkey and re-authentication are
+//! `/api/auth/passkey/*` and `POST /api/auth/reauth` (`super::auth`).
 
 use poem::{Request, web::Data};
-use poem_openapi::{ApiResponse, OpenApi, payload::Json};
+use poem_openapi::{ApiResponse, OpenApi, param::Path, payload::Json};
+use uuid::Uuid;
 
 use super::{
     ApiTags,
-    models::{FactorsBody, RecoveryCodes, TotpConfirmRequest, TotpEnrolmentBody},
+    models::{
+        FactorsBody, PasskeyBody, PasskeyRegistrationRequest, RecoveryCodes, TotpConfirmRequest,
+        TotpEnrolmentBody,
+    },
 };
 use crate::{
     Doorman,
@@ -19,6 +24,9 @@ error_set!(ReadErrors: 401, 403, 503);
 error_set!(EnrolErrors: 401, 403, 409, 429, 503);
 error_set!(ConfirmErrors: 400, 401, 403, 408, 409, 413, 415, 429, 503);
 error_set!(RemoveErrors: 401, 403, 404, 503);
+error_set!(PasskeyStartErrors: 401, 403, 409, 429, 503);
+error_set!(PasskeyFinishErrors: 400, 401, 403, 408, 409, 413, 415, 503);
+error_set!(PasskeyRemoveErrors: 400, 401, 403, 404, 503);
 
 #[derive(ApiResponse)]
 pub enum Enrolled {
@@ -26,6 +34,25 @@ pub enum Enrolled {
     /// authenticator app, then confirm it with a first code.
     #[oai(status = 201)]
     Created(Json<TotpEnrolmentBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum Registered {
+    /// The passkey is registered: it signs in (`POST /api/auth/passkey/start`, then
+    /// `…/finish`) and re-authenticates. The user's sockets get a `factor_added`
+    /// notice.
+    #[oai(status = 201)]
+    Created(Json<PasskeyBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum PasskeyRemoved {
+    /// Removed. Sessions that a passkey signed in or re-authenticated drop
+    /// `webauthn` from their `amr` (and to aal1 unless a code holds them there);
+    /// their sockets left the rooms that require aal2 (`unsubscribed`, reason
+    /// `mfa_required`); the user's sockets get a `factor_removed` notice.
+    #[oai(status = 204)]
+    NoContent,
 }
 
 #[derive(ApiResponse)]
@@ -37,8 +64,8 @@ pub enum Removed {
     NoContent,
 }
 
-/// The caller's second factors: TOTP enrolment, confirmation and removal, and
-/// what is on (tag `Factors`).
+/// The caller's second factors: TOTP enrolment, confirmation and removal,
+/// passkey registration, listing and removal, and what is on (tag `Factors`).
 pub struct FactorApi;
 
 #[OpenApi(prefix_path = "/api/me", tag = "ApiTags::Factors")]
@@ -53,6 +80,7 @@ impl FactorApi {
         let f = state.auth.factors(auth.0.user_id).await?;
         Ok(Json(FactorsBody {
             totp: f.totp,
+            passkeys: f.passkeys,
             recovery_codes_left: f.recovery_codes_left,
         }))
     }
@@ -129,6 +157,87 @@ impl FactorApi {
         state.auth.require_recent(&auth.0)?;
         if state.auth.remove_totp(&auth.0).await? {
             Ok(Removed::NoContent)
+        } else {
+            Err(Error::NotFound.into())
+        }
+    }
+
+    /// Start registering a passkey
+    ///
+    /// The creation options for `navigator.credentials.create({publicKey})` (the
+    /// JSON form of WebAuthn Level 3: base64url binaries; a discoverable credential
+    /// with user verification; the caller's passkeys excluded). Send the browser's
+    /// answer to `POST /api/me/passkeys/register/finish` from this session within
+    /// five minutes. 409 `passkeys_unavailable` when the public URL's host is an IP
+    /// address; 409 `limit_reached` at 20 passkeys.
+    #[oai(
+        path = "/passkeys/register/start",
+        method = "post",
+        operation_id = "startPasskeyRegistration"
+    )]
+    async fn passkey_register_start(
+        &self,
+        state: Data<&Doorman>,
+        auth: Authenticated,
+    ) -> Result<Json<serde_json::Value>, Fail<PasskeyStartErrors>> {
+        state.limits.factor_change.check(&auth.0.user_id)?;
+        Ok(Json(state.auth.start_passkey_registration(&auth.0).await?))
+    }
+
+    /// Finish registering a passkey
+    ///
+    /// The browser's answer (`credential`) and an optional `name`. 401
+    /// `invalid_passkey` for an answer that does not verify (another session's
+    /// challenge, an expired or used one, another origin, a credential registered
+    /// already).
+    #[oai(
+        path = "/passkeys/register/finish",
+        method = "post",
+        operation_id = "finishPasskeyRegistration"
+    )]
+    async fn passkey_register_finish(
+        &self,
+        state: Data<&Doorman>,
+        auth: Authenticated,
+        body: Json<PasskeyRegistrationRequest>,
+    ) -> Result<Registered, Fail<PasskeyFinishErrors>> {
+        let PasskeyRegistrationRequest { credential, name } = body.0;
+        let info = state
+            .auth
+            .finish_passkey_registration(&auth.0, credential, name)
+            .await?;
+        Ok(Registered::Created(Json(info.into())))
+    }
+
+    /// My passkeys
+    #[oai(path = "/passkeys", method = "get", operation_id = "listPasskeys")]
+    async fn passkeys(
+        &self,
+        state: Data<&Doorman>,
+        auth: Authenticated,
+    ) -> Result<Json<Vec<PasskeyBody>>, Fail<ReadErrors>> {
+        let list = state.auth.passkeys(auth.0.user_id).await?;
+        Ok(Json(list.into_iter().map(PasskeyBody::from).collect()))
+    }
+
+    /// Remove a passkey
+    ///
+    /// Needs a recent authentication (403 `step_up_required` otherwise; see
+    /// `POST /api/auth/reauth`). 404 for a passkey that is not the caller's.
+    #[oai(
+        path = "/passkeys/:id",
+        method = "delete",
+        operation_id = "removePasskey"
+    )]
+    async fn passkey_remove(
+        &self,
+        state: Data<&Doorman>,
+        auth: Authenticated,
+        id: Path<Uuid>,
+    ) -> Result<PasskeyRemoved, Fail<PasskeyRemoveErrors>> {
+        state.auth.require_recent(&auth.0)?;
+        if state.auth.remove_passkey(&auth.0, id.0).await? {
+            Ok(PasskeyRemoved::NoContent)
         } else {
             Err(Error::NotFound.into())
         }

@@ -217,9 +217,8 @@ pub struct MfaLoginRequest {
     pub recovery_code: Option<Secret>,
 }
 
-/// A re-authentication: exactly one of `password`, `code` and `recovery_code` (a
-/// password alone is refused with `mfa_required` when the account has a second
-/// factor).
+/// A re-authentication: exactly one of `password`, `code`, `recovery_code` and
+/// `credential` (a password alone is refused with `mfa_required` when TOTP is on).
 #[derive(Object)]
 pub struct ReauthRequest {
     #[oai(validator(max_length = 512))]
@@ -230,6 +229,10 @@ pub struct ReauthRequest {
     /// One of the recovery codes (each works once).
     #[oai(validator(max_length = 64))]
     pub recovery_code: Option<Secret>,
+    /// A passkey's answer to options from `POST /api/auth/passkey/start`: the JSON
+    /// of the browser's `PublicKeyCredential` (base64url binaries, as
+    /// `credential.toJSON()` writes it).
+    pub credential: Option<serde_json::Value>,
 }
 
 /// A new TOTP enrolment: add it to an authenticator app (the URI as a QR code, or
@@ -265,6 +268,8 @@ pub struct RecoveryCodes {
 pub struct FactorsBody {
     /// TOTP is on.
     pub totp: bool,
+    /// Passkeys registered (`GET /api/me/passkeys` lists them).
+    pub passkeys: u64,
     /// Recovery codes not used yet (0 without TOTP).
     pub recovery_codes_left: u64,
 }
@@ -522,4 +527,50 @@ pub struct PresentUser {
 pub struct Presence {
     pub room: String,
     pub users: Vec<PresentUser>,
+}
+
+/// A passkey of the caller.
+#[derive(Object)]
+pub struct PasskeyBody {
+    pub id: Uuid,
+    /// The name given at registration.
+    pub name: String,
+    pub created_at: OffsetDateTime,
+    /// When it last signed in or re-authenticated; `null` until then.
+    #[oai(nullable)]
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+impl From<crate::auth::PasskeyInfo> for PasskeyBody {
+    fn from(p: crate::auth::PasskeyInfo) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            created_at: p.created_at,
+            last_used_at: p.last_used_at,
+        }
+    }
+}
+
+/// The end of a passkey registration.
+#[derive(Object)]
+pub struct PasskeyRegistrationRequest {
+    /// The JSON of the browser's `PublicKeyCredential` from
+    /// `navigator.credentials.create()` (base64url binaries, as
+    /// `credential.toJSON()` writes it).
+    pub credential: serde_json::Value,
+    /// A name to tell it by: 1 to 64 characters (default `passkey`).
+    #[oai(validator(max_length = 64))]
+    pub name: Option<String>,
+}
+
+/// A sign-in with a passkey.
+#[derive(Object)]
+pub struct PasskeyLoginRequest {
+    /// The JSON of the browser's `PublicKeyCredential` from
+    /// `navigator.credentials.get()` with the options of `POST /api/auth/passkey/start`.
+    pub credential: serde_json::Value,
+    /// `token` (default, also when `null`) or `cookie`.
+    #[oai(nullable)]
+    pub mode: Option<LoginMode>,
 }

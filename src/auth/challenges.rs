@@ -21,20 +21,31 @@ const MAX_TOKEN_CHARS: usize = 128;
 pub(crate) enum Purpose {
     /// The second step of a login whose password was right (`mfa_token`).
     MfaLogin,
+    /// A passkey registration, bound to the session that started it; its token is
+    /// the WebAuthn challenge.
+    PasskeyRegister,
+    /// A passkey assertion (sign-in or re-authentication); its token is the
+    /// WebAuthn challenge.
+    PasskeyAssertion,
 }
 
 impl Purpose {
     fn as_str(self) -> &'static str {
         match self {
             Purpose::MfaLogin => "mfa_login",
+            Purpose::PasskeyRegister => "passkey_register",
+            Purpose::PasskeyAssertion => "passkey_assertion",
         }
     }
 
     /// How long the next step may take.
     pub(crate) fn lifetime(self) -> time::Duration {
         match self {
-            // Long enough to open an authenticator app and type a code.
-            Purpose::MfaLogin => time::Duration::minutes(5),
+            // Long enough to open an authenticator app and type a code, or to
+            // find a security key (webauthn-rs's default ceremony timeout).
+            Purpose::MfaLogin | Purpose::PasskeyRegister | Purpose::PasskeyAssertion => {
+                time::Duration::minutes(5)
+            }
         }
     }
 }
@@ -42,6 +53,7 @@ impl Purpose {
 /// A pending step, as stored.
 pub(crate) struct Pending {
     pub user: Option<UserId>,
+    pub session: Option<SessionId>,
     pub state: Option<String>,
 }
 
@@ -49,6 +61,7 @@ impl From<auth_challenge::Model> for Pending {
     fn from(m: auth_challenge::Model) -> Self {
         Self {
             user: m.user_id.map(UserId),
+            session: m.session_id.map(SessionId),
             state: m.state,
         }
     }
@@ -65,6 +78,20 @@ pub(crate) async fn create(
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw).map_err(|e| Error::caused("no randomness", e))?;
     let token = URL_SAFE_NO_PAD.encode(raw);
+    store(db, purpose, &token, user, session, state).await?;
+    Ok(token)
+}
+
+/// Stores a challenge under a token made elsewhere (a WebAuthn challenge, which
+/// the ceremony's answer carries back in its client data).
+pub(crate) async fn store(
+    db: &Db,
+    purpose: Purpose,
+    token: &str,
+    user: Option<UserId>,
+    session: Option<SessionId>,
+    state: Option<String>,
+) -> Result<(), Error> {
     let now = now();
     auth_challenge::Entity::delete_many()
         .filter(auth_challenge::Column::ExpiresAt.lt(now))
@@ -80,7 +107,7 @@ pub(crate) async fn create(
     }
     .insert(db)
     .await?;
-    Ok(token)
+    Ok(())
 }
 
 /// The unexpired challenge of `purpose` with this token, left in place (a wrong
@@ -110,6 +137,19 @@ pub(crate) async fn take(db: &Db, purpose: Purpose, token: &str) -> Result<bool,
         .exec(db)
         .await?;
     Ok(deleted.rows_affected == 1)
+}
+
+/// Takes (deletes) the unexpired challenge of `purpose` with this token and
+/// returns it: for exactly one caller, who then checks the answer against it.
+pub(crate) async fn take_pending(
+    db: &Db,
+    purpose: Purpose,
+    token: &str,
+) -> Result<Option<Pending>, Error> {
+    let Some(found) = peek(db, purpose, token).await? else {
+        return Ok(None);
+    };
+    Ok(take(db, purpose, token).await?.then_some(found))
 }
 
 fn hash(token: &str) -> String {

@@ -83,6 +83,20 @@ pub enum FactorError {
     /// No TOTP enrolment waits for confirmation (`totp_not_pending`).
     #[error("no TOTP enrolment is pending; start one with POST /api/me/totp")]
     TotpNotPending,
+    /// A passkey answer that does not verify: an unknown, used or expired
+    /// challenge, another origin, an unknown credential, a bad signature, a
+    /// counter that went back (`invalid_passkey`). Which one is only logged.
+    #[error("the passkey could not be verified; start again")]
+    InvalidPasskey,
+    /// The public URL's host is an IP address, which WebAuthn does not allow as a
+    /// relying party (`passkeys_unavailable`).
+    #[error(
+        "passkeys need DOORMAN_PUBLIC_URL with a domain name (localhost works), not an IP address"
+    )]
+    PasskeysUnavailable,
+    /// The account holds as many passkeys as one may (`limit_reached`).
+    #[error("this account has as many passkeys as one may (20); remove one first")]
+    TooManyPasskeys,
 }
 
 impl FactorError {
@@ -95,6 +109,9 @@ impl FactorError {
             FactorError::SecondFactorRequired => "mfa_required",
             FactorError::TotpEnabled => "totp_enabled",
             FactorError::TotpNotPending => "totp_not_pending",
+            FactorError::InvalidPasskey => "invalid_passkey",
+            FactorError::PasskeysUnavailable => "passkeys_unavailable",
+            FactorError::TooManyPasskeys => "limit_reached",
         }
     }
 }

@@ -233,6 +233,21 @@ impl Auth {
                 }
                 method
             }
+            Reauth::Passkey(credential) => {
+                let assurance = self
+                    .passkey_reauth(who, credential)
+                    .await?
+                    .ok_or(AuthError::SessionRevoked)?;
+                tracing::info!(
+                    security_event = "reauthenticated",
+                    user_id = %user,
+                    session_id = %who.session_id,
+                    method = Method::Webauthn.as_str(),
+                    aal = assurance.aal.as_str(),
+                    "session re-authenticated"
+                );
+                return Ok(assurance);
+            }
         };
         let assurance = self
             .sessions
@@ -287,6 +302,7 @@ impl Auth {
         let f = second_factors::of(&self.db, user).await?;
         Ok(Factors {
             totp: f.totp,
+            passkeys: self.passkey_count(user).await?,
             recovery_codes_left: if f.totp {
                 second_factors::recovery_codes_left(&self.db, user).await?
             } else {
@@ -381,16 +397,21 @@ impl Auth {
 
 /// How a session re-authenticates.
 pub enum Reauth {
-    /// The account's password (refused for an account with a second factor).
+    /// The account's password (refused for an account with TOTP on).
     Password(String),
-    /// A second factor.
+    /// A TOTP or recovery code.
     Factor(Proof),
+    /// A passkey's assertion (the JSON of the browser's `PublicKeyCredential`),
+    /// answering options from [`Auth::start_passkey_assertion`].
+    Passkey(serde_json::Value),
 }
 
 /// An account's second factors, as `/api/me/factors` lists them.
 pub struct Factors {
     /// TOTP is on.
     pub totp: bool,
+    /// Passkeys registered.
+    pub passkeys: u64,
     /// Unused recovery codes.
     pub recovery_codes_left: u64,
 }

@@ -24,6 +24,7 @@ pub mod keys;
 mod mfa;
 pub mod origin;
 pub(crate) mod outcomes;
+mod passkeys;
 mod passwords;
 mod second_factors;
 mod sessions;
@@ -41,6 +42,7 @@ pub use events::{
 };
 pub use identity::{CredentialSource, Identity, SessionId, UserId};
 pub use mfa::{Factors, LoginStep, MfaChallenge, PendingLogin, Proof, Reauth, TotpEnrolment};
+pub use passkeys::PasskeyInfo;
 pub use passwords::Passwords;
 
 pub use accounts::{DisplayName, Email, Password, User};
@@ -121,6 +123,9 @@ pub struct Auth {
     step_up: Duration,
     /// The issuer named in `otpauth://` URIs: the public URL's host.
     totp_issuer: String,
+    /// The WebAuthn relying party (the public URL's origin and host); `None` when
+    /// the host is an IP address.
+    webauthn: Option<webauthn_rs::Webauthn>,
     tokens: TokenKeys,
     sessions: SessionStore,
     passwords: Passwords,
@@ -154,6 +159,7 @@ impl Auth {
             unverified_users: Cache::new(Some(Duration::from_secs(1)), 100_000),
             require_verified_email: settings.require_verified_email,
             step_up: settings.step_up,
+            webauthn: passkeys::relying_party(&settings.public_url),
             totp_issuer: url::Url::parse(&settings.public_url)
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_owned))

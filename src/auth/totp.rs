@@ -139,7 +139,12 @@ mod tests {
 
     #[test]
     fn the_qr_code_is_an_svg() {
-        let svg = qr_svg(&otpauth_uri("doorman", "a@example.org", &new_secret().unwrap())).unwrap();
+        let svg = qr_svg(&otpauth_uri(
+            "doorman",
+            "a@example.org",
+            &new_secret().unwrap(),
+        ))
+        .unwrap();
         assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg}");
     }
 

@@ -543,6 +543,66 @@ async fn notices_and_password_changes_cross_instances() {
     assert_eq!(b.me(&tablet).await.status(), StatusCode::UNAUTHORIZED);
 }
 
+// --- issue 35: a removed factor reaches sockets on every instance --------------
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
+async fn a_factor_removed_on_one_instance_takes_sockets_out_of_aal2_rooms_on_the_other() {
+    use crate::second_factors::enrol;
+    let pair = two_instances().await;
+    let (a, b) = (&pair.a, &pair.b);
+    let email = a.new_user().await;
+    let alice = a.login_tokens(&email).await;
+    enrol(a, &alice).await;
+    let resp = a
+        .post_json(
+            "/api/rooms",
+            &alice,
+            &json!({"name": "private:vault", "require_aal2": true}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    // The socket on B: aal2, in the room.
+    let (mut on_b, welcome) = b.ws_welcomed(&alice).await;
+    assert_eq!(welcome["aal"], "aal2", "{welcome}");
+    subscribe(&mut on_b, "private:vault").await;
+
+    // TOTP goes on A: the socket on B leaves the room within a second, and hears why.
+    let started = Instant::now();
+    let resp = a
+        .call(reqwest::Method::DELETE, "/api/me/totp", &alice)
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.push(next_json_within(&mut on_b, Duration::from_secs(1)).await);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        seen.contains(
+            &json!({"type": "unsubscribed", "room": "private:vault", "reason": "mfa_required"})
+        ),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&json!({"type": "notice", "kind": "factor_removed", "method": "otp"})),
+        "{seen:?}"
+    );
+    // B knows the session is aal1 now: the room refuses it there, and over HTTP.
+    expect_refused(
+        &mut on_b,
+        json!({"type": "subscribe", "room": "private:vault"}),
+        "forbidden",
+    )
+    .await;
+    let me: serde_json::Value = b.me(&alice).await.json().await.unwrap();
+    assert_eq!(me["aal"], "aal1", "{me}");
+}
+
 // --- issue 31 item 2: large room messages leave nothing behind ----------------
 
 /// Rows in `room_messages` and the table's size on disk (with its indexes and

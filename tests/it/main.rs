@@ -21,6 +21,7 @@ mod login;
 mod logout;
 mod mail;
 mod origins;
+mod passkeys;
 mod private_rooms;
 mod refresh;
 mod room_limits;

@@ -11,13 +11,13 @@ use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::{client::ApiClient, helpers::*};
 
 /// How soon a removed factor must take a socket out of an aal2 room.
 const LIVE: Duration = Duration::from_secs(1);
 
 /// The TOTP code of `secret` (base32) at Unix time `unix` + `steps` × 30 s.
-fn code(secret: &str, steps: i64) -> String {
+pub(crate) fn code(secret: &str, steps: i64) -> String {
     let key = data_encoding::BASE32_NOPAD
         .decode(secret.as_bytes())
         .expect("base32");
@@ -42,7 +42,7 @@ async fn me(app: &TestApp, who: &Tokens) -> Value {
 }
 
 /// Turns TOTP on for `who` and returns the secret and the recovery codes.
-async fn enrol(app: &TestApp, who: &Tokens) -> (String, Vec<String>) {
+pub(crate) async fn enrol(app: &ApiClient, who: &Tokens) -> (String, Vec<String>) {
     let resp = app.call(Method::POST, "/api/me/totp", who).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let enrolment = json_of(resp).await;
@@ -147,7 +147,10 @@ async fn totp_enrolment_login_replay_skew_and_recovery_codes() {
     assert_eq!(shown["aal"], "aal2", "{shown}");
     assert_eq!(shown["amr"], json!(["pwd", "otp"]), "{shown}");
     let factors = json_of(app.call(Method::GET, "/api/me/factors", &alice).await).await;
-    assert_eq!(factors, json!({"totp": true, "recovery_codes_left": 10}));
+    assert_eq!(
+        factors,
+        json!({"totp": true, "passkeys": 0, "recovery_codes_left": 10})
+    );
     // On already: a second enrolment or confirmation is refused.
     assert_error(
         app.call(Method::POST, "/api/me/totp", &alice).await,
@@ -272,7 +275,11 @@ async fn second_factor_guesses_spend_the_login_failure_budget() {
     let (secret, _) = enrol(&app, &alice).await;
     let token = first_step(&app, &email).await;
     let right = code(&secret, 0);
-    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
     for i in 0..5 {
         assert_error(
             second_step(&app, &token, json!({"code": wrong}))

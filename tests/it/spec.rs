@@ -35,6 +35,8 @@ fn every_protected_operation_offers_bearer_and_cookie() {
         "requestPasswordReset",
         "confirmPasswordReset",
         "loginMfa",
+        "startPasskeyLogin",
+        "finishPasskeyLogin",
     ];
     let mut protected = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
@@ -58,7 +60,7 @@ fn every_protected_operation_offers_bearer_and_cookie() {
             );
         }
     }
-    assert_eq!(protected, 31);
+    assert_eq!(protected, 35);
 }
 
 #[test]

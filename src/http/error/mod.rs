@@ -56,6 +56,10 @@ pub enum ErrorCode {
     TotpEnabled,
     /// 409: confirming a TOTP enrolment when none is pending.
     TotpNotPending,
+    /// 401: a passkey answer that does not verify (unknown, used or expired challenge, another origin, an unknown credential, a bad signature, a signature counter that went back); start the ceremony again.
+    InvalidPasskey,
+    /// 409: passkeys need `DOORMAN_PUBLIC_URL` with a domain name (`localhost` works), not an IP address.
+    PasskeysUnavailable,
     /// 400: a field or parameter breaks a documented rule (missing, wrong type, too short, not one of the values); the message names each field and its rule, as "password: 8 to 128 characters".
     InvalidInput,
     /// 400: the request did not parse (a body that is not JSON, a malformed header, a WebSocket handshake not over HTTP/1.1).
@@ -127,6 +131,9 @@ impl From<FactorError> for ErrorCode {
             FactorError::SecondFactorRequired => ErrorCode::MfaRequired,
             FactorError::TotpEnabled => ErrorCode::TotpEnabled,
             FactorError::TotpNotPending => ErrorCode::TotpNotPending,
+            FactorError::InvalidPasskey => ErrorCode::InvalidPasskey,
+            FactorError::PasskeysUnavailable => ErrorCode::PasskeysUnavailable,
+            FactorError::TooManyPasskeys => ErrorCode::LimitReached,
         }
     }
 }
@@ -280,11 +287,16 @@ impl Error {
             | Error::InvalidEmailToken => StatusCode::FORBIDDEN,
             Error::Auth(_) => StatusCode::UNAUTHORIZED,
             Error::Factor(e) => match e {
-                FactorError::InvalidCode | FactorError::InvalidMfaToken => StatusCode::UNAUTHORIZED,
+                FactorError::InvalidCode
+                | FactorError::InvalidMfaToken
+                | FactorError::InvalidPasskey => StatusCode::UNAUTHORIZED,
                 FactorError::StepUpRequired | FactorError::SecondFactorRequired => {
                     StatusCode::FORBIDDEN
                 }
-                FactorError::TotpEnabled | FactorError::TotpNotPending => StatusCode::CONFLICT,
+                FactorError::TotpEnabled
+                | FactorError::TotpNotPending
+                | FactorError::PasskeysUnavailable
+                | FactorError::TooManyPasskeys => StatusCode::CONFLICT,
             },
             Error::Invalid(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::EmailTaken
