@@ -553,7 +553,7 @@ var DoormanRealtime = (() => {
         }
         case "unsubscribed":
           this.#replaying.delete(frame.room);
-          if (frame.reason === "removed") {
+          if (frame.reason !== void 0) {
             this.#rooms.delete(frame.room);
             this.#positions.delete(frame.room);
           }
