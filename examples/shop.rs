@@ -1,8 +1,8 @@
 //! A shop on doorman: doorman's sign-in beside the shop's own operations and socket,
 //! one authentication for all (docs/embedding.md). Configured like the server.
 use doorman::{
-    Authenticated, Config, Doorman,
-    api::{AuthApi, SessionApi},
+    Authenticated, Config, Doorman, RecentlyAuthenticated,
+    api::{AuthApi, FactorApi, SessionApi},
     error::{AuthFailures, BodyAuthFailures, Fail},
     ws::SocketUpgrade,
 };
@@ -27,12 +27,25 @@ struct Shop;
 
 #[OpenApi]
 impl Shop {
-    /// Who is asking, and with which credential (`bearer` or `cookie`).
+    /// Who is asking, with which credential (`bearer` or `cookie`), and how
+    /// strongly they signed in (`aal1`, or `aal2` after a second factor or a passkey).
     #[oai(path = "/api/orders", method = "get")]
     async fn orders(&self, auth: Authenticated) -> Result<Json<Value>, Fail<AuthFailures>> {
-        Ok(Json(
-            json!({"user_id": auth.user_id, "auth_source": auth.source}),
-        ))
+        Ok(Json(json!({
+            "user_id": auth.user_id,
+            "auth_source": auth.source,
+            "aal": auth.assurance.aal,
+        })))
+    }
+
+    /// Cancels every order: a sensitive operation, so it needs a recent
+    /// authentication (else 403 `step_up_required`; `POST /api/auth/reauth`, retry).
+    #[oai(path = "/api/orders", method = "delete")]
+    async fn cancel_all(
+        &self,
+        auth: RecentlyAuthenticated,
+    ) -> Result<Json<Value>, Fail<AuthFailures>> {
+        Ok(Json(json!({"cancelled_for": auth.user_id})))
     }
 
     /// Places an order. With the cookie, only from an allowed Origin (else 403).
@@ -68,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     doorman::init_logging(config.log_format); // RUST_LOG, payload loggers capped
     let doorman = Doorman::builder(config).start().await?;
-    let api = OpenApiService::new((AuthApi, SessionApi, Shop), "shop", "1.0");
+    let api = OpenApiService::new((AuthApi, SessionApi, FactorApi, Shop), "shop", "1.0");
     let app = Route::new()
         .at("/feed", get(feed))
         .at("/openapi.json", api.spec_endpoint())

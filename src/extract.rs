@@ -1,6 +1,7 @@
-//! Identity on a host's routes: [`Authenticated`] and [`MaybeAuthenticated`] for
-//! poem-openapi operations (both security schemes in the spec), and [`Identity`]
-//! itself as a plain poem extractor. All three resolve through the one
+//! Identity on a host's routes: [`Authenticated`], [`RecentlyAuthenticated`] (a
+//! step-up) and [`MaybeAuthenticated`] for poem-openapi operations (both security
+//! schemes in the spec), and [`Identity`] itself as a plain poem extractor. All
+//! resolve through the one
 //! [`crate::auth::AuthSource`] with the same function ([`identity`]), so
 //! precedence, the Origin rule for cookies and the errors are exactly those of
 //! doorman's own endpoints and of its WebSocket handshake.
@@ -71,6 +72,37 @@ pub(crate) fn doorman_of(req: &Request) -> Result<&Doorman, Error> {
 pub struct Authenticated(pub Identity);
 
 impl Deref for Authenticated {
+    type Target = Identity;
+
+    fn deref(&self) -> &Identity {
+        &self.0
+    }
+}
+
+/// [`Authenticated`] for a sensitive operation: the caller's session also
+/// authenticated (a login, or `POST /api/auth/reauth`) within
+/// `DOORMAN_STEP_UP_SECONDS`; else 403 `step_up_required`, which a client answers by
+/// re-authenticating and retrying. The session's assurance is
+/// `identity.assurance` (`aal`, `amr`, `auth_at`) on either extractor.
+///
+/// ```
+/// use doorman::RecentlyAuthenticated;
+/// use poem_openapi::{OpenApi, payload::PlainText};
+///
+/// struct Orders;
+///
+/// #[OpenApi]
+/// impl Orders {
+///     /// Cancels every order of the caller.
+///     #[oai(path = "/api/orders", method = "delete")]
+///     async fn cancel_all(&self, auth: RecentlyAuthenticated) -> PlainText<String> {
+///         PlainText(format!("cancelled for {}", auth.user_id))
+///     }
+/// }
+/// ```
+pub struct RecentlyAuthenticated(pub Identity);
+
+impl Deref for RecentlyAuthenticated {
     type Target = Identity;
 
     fn deref(&self) -> &Identity {
@@ -151,6 +183,11 @@ macro_rules! security_extractor {
 security_extractor!(Authenticated, |req, doorman| Authenticated(
     identity(req, doorman).await?
 ));
+security_extractor!(RecentlyAuthenticated, |req, doorman| {
+    let id = identity(req, doorman).await?;
+    doorman.auth.require_recent(&id).map_err(Error::from)?;
+    RecentlyAuthenticated(id)
+});
 security_extractor!(MaybeAuthenticated, |req, doorman| MaybeAuthenticated(
     maybe_identity(req, doorman).await?
 ));

@@ -112,6 +112,6 @@ pub mod edge {
 pub use app::Application;
 pub use config::Config;
 pub use doorman::{Builder, Doorman, StartError, shutdown_signal};
-pub use extract::{Authenticated, MaybeAuthenticated};
+pub use extract::{Authenticated, MaybeAuthenticated, RecentlyAuthenticated};
 pub use http::conn_guard::GuardedAcceptor;
 pub use logging::init_logging;

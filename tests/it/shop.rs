@@ -28,7 +28,14 @@ async fn hello(ws: &mut Ws) -> Value {
 async fn the_shop_puts_one_authentication_on_its_own_operations_and_socket() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}?mode=rwc", dir.path().join("shop.db").display());
-    let shop = shop(&[("DATABASE_URL", db)], &dir.path().join("shop.log")).await;
+    let shop = shop(
+        &[
+            ("DATABASE_URL", db),
+            ("DOORMAN_STEP_UP_SECONDS", "1".to_owned()),
+        ],
+        &dir.path().join("shop.log"),
+    )
+    .await;
 
     // doorman's sign-in, at its usual paths.
     let tokens = shop.user_with_tokens().await;
@@ -43,7 +50,7 @@ async fn the_shop_puts_one_authentication_on_its_own_operations_and_socket() {
     let mine: Value = mine.json().await.unwrap();
     assert_eq!(
         mine,
-        json!({"user_id": tokens.user_id, "auth_source": "bearer"})
+        json!({"user_id": tokens.user_id, "auth_source": "bearer", "aal": "aal1"})
     );
     let by_cookie: Value = shop
         .call(Method::GET, "/api/orders", cookies.access())
@@ -81,6 +88,25 @@ async fn the_shop_puts_one_authentication_on_its_own_operations_and_socket() {
         .post_json("/api/orders", &tokens, &json!({"items": 1}))
         .await;
     assert_error(malformed, 400, "bad_request").await;
+
+    // A sensitive operation of the shop: a recent authentication, or 403 until the
+    // session re-authenticates (doorman's own step-up, on the shop's operation).
+    let fresh = shop.login_tokens(&email).await;
+    let cancel = shop.call(Method::DELETE, "/api/orders", &fresh).await;
+    assert_eq!(cancel.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_error(
+        shop.call(Method::DELETE, "/api/orders", &fresh).await,
+        403,
+        "step_up_required",
+    )
+    .await;
+    let reauth = shop
+        .post_json("/api/auth/reauth", &fresh, &json!({"password": PASSWORD}))
+        .await;
+    assert_eq!(reauth.status(), StatusCode::NO_CONTENT);
+    let cancel = shop.call(Method::DELETE, "/api/orders", &fresh).await;
+    assert_eq!(cancel.status(), StatusCode::OK);
 
     // The spec documents both schemes on the shop's operations, and doorman's API.
     let spec: Value = shop.get("/openapi.json").await.json().await.unwrap();
