@@ -900,10 +900,10 @@ await scenario("second factor on the demo page: TOTP on (QR, recovery codes), th
     assert.match(await statusOf(page), /^open/, "the socket stays open");
     await page.waitForFunction(() => document.querySelector("#assurance").dataset.aal === "aal1");
     await page.waitForFunction(() => document.querySelector("#totp-state").textContent === "off");
-    assert.match(await dana.join(room), /^forbidden: .*second factor/, "an aal1 socket is refused");
     await sideBySide("second-factor.png", [
       { caption: "TOTP turned off: the socket left the room that requires aal2 (mfa_required)", page },
     ]);
+    assert.match(await dana.join(room), /^forbidden: .*second factor/, "an aal1 socket is refused");
     await dana.clean();
   } finally {
     await dana.context.close();
