@@ -197,6 +197,8 @@ async fn admin_acting<'a>(
 }
 
 /// Administration: `/api/admin/*` (tag `Admin`), for holders of the admin role.
+/// The operations that change something also need a recent authentication of the
+/// admin's session (403 `step_up_required`; `POST /api/auth/reauth`).
 pub struct AdminApi;
 
 #[OpenApi(prefix_path = "/api/admin", tag = "ApiTags::Admin")]
@@ -275,6 +277,9 @@ impl AdminApi {
     ///
     /// Its sockets close with 4403 `session_revoked` on every instance. 404 when
     /// the session is not the user's or not active.
+    ///
+    /// Needs a recent authentication of the admin's session (403
+    /// `step_up_required`; `POST /api/auth/reauth`).
     #[oai(
         path = "/users/:id/sessions/:sid",
         method = "delete",
@@ -298,6 +303,9 @@ impl AdminApi {
     ///
     /// Disconnects the user everywhere: every socket closes with 4403
     /// `session_revoked` on every instance. The user may sign in again.
+    ///
+    /// Needs a recent authentication of the admin's session (403
+    /// `step_up_required`; `POST /api/auth/reauth`).
     #[oai(
         path = "/users/:id/sessions",
         method = "delete",
@@ -323,6 +331,9 @@ impl AdminApi {
     /// handshakes: 403 `account_blocked`) and every socket closes with 4403
     /// `account_blocked` on every instance. Blocking a blocked user updates the
     /// reason. An admin cannot block their own account (403).
+    ///
+    /// Needs a recent authentication of the admin's session (403
+    /// `step_up_required`; `POST /api/auth/reauth`).
     #[oai(
         path = "/users/:id/block",
         method = "put",
@@ -350,6 +361,9 @@ impl AdminApi {
     /// Unblock a user
     ///
     /// The user may sign in again; sessions the block ended stay ended.
+    ///
+    /// Needs a recent authentication of the admin's session (403
+    /// `step_up_required`; `POST /api/auth/reauth`).
     #[oai(
         path = "/users/:id/block",
         method = "delete",
@@ -374,6 +388,9 @@ impl AdminApi {
     /// `unsubscribed`, reason `removed`), their memberships, the messages they sent
     /// that history keeps, and their activity. The audit log keeps the deletion.
     /// An admin cannot delete their own account (403).
+    ///
+    /// Needs a recent authentication of the admin's session (403
+    /// `step_up_required`; `POST /api/auth/reauth`).
     #[oai(
         path = "/users/:id",
         method = "delete",

@@ -117,7 +117,9 @@ impl RoomApi {
     /// At most `DOORMAN_ROOM_CREATE_PER_MINUTE` creations a minute per user (429 with
     /// `Retry-After` past it); 409 `limit_reached` when the caller owns
     /// `DOORMAN_MAX_ROOMS_PER_USER` rooms or belongs to
-    /// `DOORMAN_MAX_MEMBERSHIPS_PER_USER`.
+    /// `DOORMAN_MAX_MEMBERSHIPS_PER_USER`. `require_aal2: true` makes a room only
+    /// sessions at aal2 may enter (a second factor or a passkey); creating one needs
+    /// an aal2 session (403 `forbidden` otherwise).
     #[oai(path = "/rooms", method = "post", operation_id = "createRoom")]
     async fn create(
         &self,
@@ -168,8 +170,9 @@ impl RoomApi {
 
     /// Delete a private room
     ///
-    /// Owner only. Every subscriber, on every instance, gets `unsubscribed` with
-    /// reason `removed`.
+    /// Owner only, with a recent authentication (403 `step_up_required` otherwise;
+    /// see `POST /api/auth/reauth`). Every subscriber, on every instance, gets
+    /// `unsubscribed` with reason `removed`.
     #[oai(path = "/rooms/:room", method = "delete", operation_id = "deleteRoom")]
     async fn delete(
         &self,
@@ -180,6 +183,9 @@ impl RoomApi {
         room: Path<PrivateRoomParam>,
     ) -> Result<Done, Fail<RoomErrors>> {
         let room = RoomName::parse(&room.0.0)?;
+        // Who may, before how recently: a non-owner is told no, not asked to
+        // re-authenticate first.
+        state.rooms.require_owner(&room, auth.0.user_id).await?;
         state.auth.require_recent(&auth.0)?;
         state.rooms.delete(&room, auth.0.user_id).await?;
         Ok(Done::NoContent)

@@ -61,7 +61,9 @@ impl AuthError {
 pub enum FactorError {
     /// A TOTP or recovery code that is wrong, expired or already used
     /// (`invalid_code`).
-    #[error("the code is wrong, expired or already used")]
+    #[error(
+        "the code is wrong, expired or already used (each code works once: wait for the next one)"
+    )]
     InvalidCode,
     /// An `mfa_token` that is unknown, used or expired (`invalid_mfa_token`).
     #[error("this sign-in step is unknown, used or expired; log in again")]

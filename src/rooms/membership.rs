@@ -216,7 +216,7 @@ impl Membership {
     }
 
     /// Owner-only operations: `Forbidden` for anyone else, members included.
-    async fn require_owner(&self, room: &RoomName, user: UserId) -> Result<(), RoomError> {
+    pub async fn require_owner(&self, room: &RoomName, user: UserId) -> Result<(), RoomError> {
         if !room.is_private() {
             return Err(RoomError::NotPrivate);
         }

@@ -757,6 +757,12 @@ impl Rooms {
         });
     }
 
+    /// `Forbidden` unless `user` owns the private `room` (`NotPrivate` for a public
+    /// one): what deleting it asks first.
+    pub async fn require_owner(&self, room: &RoomName, user: UserId) -> Result<(), RoomError> {
+        self.membership.require_owner(room, user).await
+    }
+
     /// Deletes a private room (owner only); every subscriber is taken out of it on
     /// every instance.
     pub async fn delete(&self, room: &RoomName, by: UserId) -> Result<(), RoomError> {
