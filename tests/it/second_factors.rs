@@ -321,11 +321,20 @@ async fn sensitive_operations_need_a_recent_authentication() {
         app.create_room(&alice, "private:desk").await.status(),
         StatusCode::CREATED
     );
+    let bob = app.user_with_tokens().await;
     let before = me(&app, &alice).await["auth_at"]
         .as_str()
         .unwrap()
         .to_owned();
     tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Who may comes before how recently: a stranger is told no, not asked to
+    // re-authenticate.
+    assert_error(
+        app.delete_room(&bob, "private:desk").await,
+        403,
+        "forbidden",
+    )
+    .await;
 
     for resp in [
         app.revoke_other_sessions(&alice).await,
