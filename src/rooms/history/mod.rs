@@ -2,9 +2,11 @@
 //! the room's recent messages, and what a subscriber may replay.
 //!
 //! Publishing into a room while history is on (`DOORMAN_HISTORY_SIZE` > 0): the
-//! message joins this instance's write queue, and one task takes what has queued
-//! (up to [`BATCH`] messages: under load the batches grow, so a message costs one
-//! row and a share of one transaction) and, in one transaction,
+//! message joins the queue of its room's write task (one of [`WRITERS`] on
+//! PostgreSQL, chosen by the room's name, so a room's messages keep their order
+//! while other rooms' commit beside them), which takes what has queued (up to
+//! [`BATCH`] messages: under load the batches grow, so a message costs one row and
+//! a share of one transaction) and, in one transaction,
 //! - takes each room's next offsets from its `room_logs` row (the upsert locks the
 //!   row until commit, so instances are given a room's offsets, and commit them,
 //!   one after another),
@@ -55,6 +57,11 @@ mod local;
 const BATCH: usize = 256;
 /// Messages waiting to be written at most; past it a publish is refused (busy).
 const QUEUE: usize = 8192;
+/// Write tasks on PostgreSQL, each with its own queue and transaction in flight: a
+/// room's messages always go to the same one (by a hash of its name), so they keep
+/// their order; several commits wait for the disk at once instead of one after
+/// another (a commit is milliseconds, the statements in it far less).
+const WRITERS: usize = 4;
 
 /// `DOORMAN_HISTORY_SIZE`, `DOORMAN_HISTORY_TTL_SECONDS`,
 /// `DOORMAN_HISTORY_BYTES_PER_USER`.
@@ -162,9 +169,10 @@ struct Inner {
     settings: HistorySettings,
     /// SQLite: offsets given out in memory, messages stored behind (see [`local`]).
     local: Option<local::Local>,
-    /// Messages waiting for the write task: every one on PostgreSQL; on SQLite
-    /// private rooms' (whose senders' membership it asks about per batch).
-    queue: OnceLock<mpsc::Sender<Pending>>,
+    /// Messages waiting for the write tasks, a queue per task: every one on
+    /// PostgreSQL; on SQLite private rooms' (whose senders' membership the one task
+    /// asks about per batch).
+    queues: OnceLock<Vec<mpsc::Sender<Pending>>>,
     /// Bytes of bodies per user, replenished over the history TTL.
     budget: DefaultKeyedRateLimiter<UserId>,
     notifier: OnceLock<Notifier>,
@@ -185,7 +193,7 @@ impl History {
                 writer: writer.unwrap_or_else(|| db.clone()),
                 db,
                 settings,
-                queue: OnceLock::new(),
+                queues: OnceLock::new(),
                 budget: RateLimiter::keyed(quota),
                 notifier: OnceLock::new(),
             }),
@@ -210,15 +218,33 @@ impl History {
     /// Starts the write task (once); `deliver` and `live` hand messages to this
     /// instance's subscribers.
     pub(super) fn start(&self, deliver: Deliver, live: DeliverLive) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        if self.inner.queue.set(tx).is_ok() {
-            if self.inner.local.is_some() {
-                local::Local::start(&self.inner, deliver);
-                tokio::spawn(private_loop(self.inner.clone(), rx));
-            } else {
-                tokio::spawn(write_loop(self.inner.clone(), rx, deliver, live));
+        let writers = if self.inner.local.is_some() {
+            1
+        } else {
+            WRITERS
+        };
+        let (txs, rxs): (Vec<_>, Vec<_>) =
+            (0..writers).map(|_| mpsc::channel(QUEUE / writers)).unzip();
+        if self.inner.queues.set(txs).is_ok() {
+            for rx in rxs {
+                if self.inner.local.is_some() {
+                    local::Local::start(&self.inner, deliver.clone());
+                    tokio::spawn(private_loop(self.inner.clone(), rx));
+                } else {
+                    let (deliver, live) = (deliver.clone(), live.clone());
+                    tokio::spawn(write_loop(self.inner.clone(), rx, deliver, live));
+                }
             }
         }
+    }
+
+    /// The queue of the write task that stores `room`'s messages.
+    fn queue_of(&self, room: &RoomName) -> Option<&mpsc::Sender<Pending>> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let queues = self.inner.queues.get()?;
+        // A fixed hasher: the same room, the same task, for the process's life.
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(room.as_str());
+        queues.get((hash % queues.len() as u64) as usize)
     }
 
     /// Publishes a message into its room's history: placed and delivered at once
@@ -252,7 +278,7 @@ impl History {
         {
             return local.publish(&self.inner, pending).await.map(Some);
         }
-        let queue = self.inner.queue.get().ok_or(RoomError::Busy)?;
+        let queue = self.queue_of(room).ok_or(RoomError::Busy)?;
         let receiver = if wait {
             let (tx, rx) = oneshot::channel();
             pending.reply = Some(tx);
