@@ -2,9 +2,12 @@
 // Debian's headless Chromium, against a running doorman.
 //
 // Usage: node browser.mjs   (env: DOORMAN_PORT, PARTNER_PORT, FOREIGN_PORT,
+//                            PASSKEY_PORT, PASSKEY_LOG,
 //                            SCREENSHOT_DIR to write the README's screenshots)
 // The doorman under test must list http://127.0.0.1:$PARTNER_PORT in
-// DOORMAN_ALLOWED_ORIGINS and must not list the foreign port.
+// DOORMAN_ALLOWED_ORIGINS and must not list the foreign port. Another one, on
+// PASSKEY_PORT, is http://localhost:$PASSKEY_PORT (DOORMAN_PUBLIC_URL) for passkeys,
+// logging to PASSKEY_LOG.
 // Chromium resolves every *.doorman.test name to 127.0.0.1 (--host-resolver-rules),
 // so app.doorman.test:$DOORMAN_PORT and other.doorman.test:$FOREIGN_PORT are two
 // sites that share the registrable domain doorman.test, as on a real deployment.
@@ -18,6 +21,7 @@ import { chromium } from "playwright-core";
 const port = Number(process.env.DOORMAN_PORT);
 const partnerPort = Number(process.env.PARTNER_PORT);
 const foreignPort = Number(process.env.FOREIGN_PORT);
+const passkeyPort = Number(process.env.PASSKEY_PORT);
 const screenshots = process.env.SCREENSHOT_DIR || new URL("./artifacts", import.meta.url).pathname;
 mkdirSync(screenshots, { recursive: true });
 const api = `http://127.0.0.1:${port}`;
@@ -408,13 +412,13 @@ await scenario("a sibling site's non-ASCII cookie does not log the user out (/ap
 // ---- Issue 12: private rooms, presence, devices and notices on the demo page --------
 
 // A browser context logged in on the demo page as one user (registered on first use).
-async function demoUser({ email, name, register = true, contextOptions = {} }) {
+async function demoUser({ email, name, register = true, contextOptions = {}, origin = api }) {
   const context = await browser.newContext({ viewport: { width: 820, height: 1000 }, ...contextOptions });
   const violations = await watchCsp(context);
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  assertHardened(await page.goto(`${api}/`));
+  assertHardened(await page.goto(`${origin}/`));
   await page.fill("#email", email);
   await page.fill("#password", password);
   if (register) {
@@ -907,6 +911,188 @@ await scenario("second factor on the demo page: TOTP on (QR, recovery codes), th
     await dana.clean();
   } finally {
     await dana.context.close();
+  }
+});
+
+// ---- Issue 35: passkeys (WebAuthn) in Chromium's virtual authenticator ----------------
+// The doorman on PASSKEY_PORT is http://localhost:$PASSKEY_PORT (RP ID localhost) and
+// asks for a recent authentication after 3 s (run.sh: DOORMAN_STEP_UP_SECONDS=3).
+
+await scenario("passkeys unavailable: the page on an IP address, or a server whose public URL is one, says why and turns the buttons off", async () => {
+  const context = await browser.newContext();
+  const violations = await watchCsp(context);
+  try {
+    const page = await context.newPage();
+    // On 127.0.0.1 the page knows at once: browsers refuse WebAuthn on IP addresses.
+    await page.goto(`${api}/`);
+    await page.waitForSelector("#passkey-note:not([hidden])");
+    assert.match(await page.textContent("#passkey-note"), /passkeys need the page on a domain name such as localhost/);
+    assert.equal(await page.isDisabled("#passkey-login"), true);
+    // On localhost, but the server's public URL is an IP address: 409 passkeys_unavailable.
+    await page.goto(`http://localhost:${port}/`);
+    assert.equal(await page.isHidden("#passkey-note"), true);
+    await page.click("#passkey-login");
+    await page.waitForFunction(() => document.querySelector("#me").textContent.startsWith("passkey sign-in: 409 passkeys_unavailable"));
+    await page.waitForSelector("#passkey-note:not([hidden])");
+    assert.match(await page.textContent("#passkey-note"), /public URL \(DOORMAN_PUBLIC_URL\) needs a domain name such as localhost/);
+    assert.equal(await page.isDisabled("#passkey-login"), true);
+    assert.deepEqual(violations, [], "CSP violations on the demo page");
+  } finally {
+    await context.close();
+  }
+});
+
+await scenario("passkeys on the demo page: added, a usernameless sign-in at aal2, an aal2 room, removal (a passkey step-up) takes the socket out (mfa_required), a signature-counter regression refused and logged", async () => {
+  const stamp = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+  const room = `private:keys-${stamp}`;
+  const email = uniqueEmail("passkey");
+  const erin = await demoUser({ email, name: "erin", origin: `http://localhost:${passkeyPort}` });
+  const { page } = erin;
+  // Chromium's virtual authenticator: a platform one that keeps resident keys and
+  // verifies its user (a PIN or a fingerprint), without any UI.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("WebAuthn.enable", { enableUI: false });
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true,
+      isUserVerified: true, automaticPresenceSimulation: true,
+    },
+  });
+  const onDevice = async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials;
+  const assurance = () => page.textContent("#assurance");
+  const toastText = async (kind) => (await page.waitForSelector(`#toasts .toast.${kind}`)).textContent();
+  const signedIn = () => page.waitForFunction(() => document.querySelector("#me").textContent.includes('"auth_source": "cookie"'));
+  const logOut = async () => {
+    await page.click("#logout");
+    await page.waitForFunction(() => document.querySelector("#me").textContent.includes("not logged in (401"));
+  };
+  // "Sign in with a passkey" with the email and password fields empty: the #me text
+  // once answered (the session, or why not).
+  const passkeySignIn = async () => {
+    await page.fill("#email", "");
+    await page.fill("#password", "");
+    await page.click("#passkey-login");
+    const out = await page.waitForFunction(() => {
+      const text = document.querySelector("#me").textContent;
+      return (text.includes('"auth_source": "cookie"') || text.startsWith("passkey sign-in:")) && text;
+    });
+    return out.jsonValue();
+  };
+  const addPasskey = async (name) => {
+    await page.fill("#passkey-name", name);
+    await page.click("#passkey-add");
+    await page.waitForFunction((name) => document.querySelector("#passkey-msg").textContent.startsWith(`passkey “${name}” added`), name);
+    await page.waitForFunction((name) => [...document.querySelectorAll("#passkeys li[data-passkey-id] .grow")].some((s) => s.textContent === name), name);
+  };
+  const listed = () => page.$$eval("#passkeys li[data-passkey-id]", (lis) => lis.map((li) => li.textContent));
+  // When the socket was told it left the room (mfa_required), as the frame arrived.
+  let droppedAt = null;
+  page.on("websocket", (ws) => ws.on("framereceived", ({ payload }) => {
+    if (droppedAt === null && String(payload).includes('"reason":"mfa_required"')) droppedAt = Date.now();
+  }));
+  try {
+    // 1. Registered and logged in with a password: add a passkey, kept on the device.
+    assert.equal(await page.isHidden("#passkey-note"), true);
+    await erin.connect();
+    await addPasskey("erin's laptop");
+    const first = await onDevice();
+    assert.equal(first.length, 1, JSON.stringify(first));
+    assert.equal(first[0].isResidentCredential, true, "a discoverable (resident) credential");
+    assert.equal(first[0].rpId, "localhost");
+    const rows = await listed();
+    assert.equal(rows.length, 1, JSON.stringify(rows));
+    assert.match(rows[0], /^erin's laptopadded .* · not used yet/);
+    assert.match(await toastText("factor_added"), /a passkey was added to your account/);
+    assert.ok((await page.textContent("#log")).includes('"kind":"factor_added","method":"webauthn"'));
+
+    // 2. Log out; sign in with the passkey, no email typed: the same user, at aal2.
+    await logOut();
+    await page.waitForFunction(() => document.querySelector("#status").textContent.includes("closed 4403"));
+    assert.match(await passkeySignIn(), /"auth_source": "cookie"/);
+    assert.equal((await page.textContent("#my-id")).trim(), erin.id);
+    const me = JSON.parse(await page.textContent("#me"));
+    assert.equal(me.aal, "aal2");
+    assert.deepEqual(me.amr, ["webauthn"]);
+    assert.match(await assurance(), /^aal2 · webauthn · authenticated \d+ s ago$/);
+    assert.equal(await page.getAttribute("#assurance", "data-aal"), "aal2");
+    await page.waitForFunction(() => document.querySelector("#passkeys li[data-passkey-id]").textContent.includes("last used"));
+    await erin.connect();
+    const welcome = (await page.textContent("#log")).split("\n").filter((l) => l.startsWith("← ")).map((l) => JSON.parse(l.slice(2)))
+      .filter((f) => f.type === "welcome").pop();
+    assert.equal(welcome.aal, "aal2", JSON.stringify(welcome));
+    assert.deepEqual(welcome.amr, ["webauthn"]);
+
+    // 3. A private room that requires aal2: created, entered.
+    await page.fill("#new-room", `keys-${stamp}`);
+    await page.check("#new-room-aal2");
+    await page.click("#create-room");
+    await page.waitForFunction(() => document.querySelector("#rooms-msg").textContent.startsWith("created"));
+    assert.equal(await erin.join(room), `subscribed to ${room}`);
+    await sideBySide("passkeys.png", [
+      { caption: "signed in with a passkey, no email typed: aal2 (webauthn), in a room that requires it", page },
+    ]);
+
+    // 4. Remove the passkey once the sign-in is older than the step-up window: the
+    // prompt offers the passkey itself; then the socket leaves the aal2 room at once.
+    await page.waitForFunction(() => Date.now() - Date.parse(JSON.parse(document.querySelector("#me").textContent).auth_at) > 3500,
+      null, { timeout: 10000 });
+    const removedAt = page.waitForResponse((r) => r.request().method() === "DELETE" &&
+      r.url().includes("/api/me/passkeys/") && r.status() === 204).then(() => Date.now());
+    await page.click("#passkeys li[data-passkey-id] button");
+    await page.waitForSelector("#proof[open]");
+    assert.equal(await page.textContent("#proof-title"), "This needs a recent sign-in: confirm it is you");
+    assert.equal(await page.isVisible("#proof-passkey"), true, "the step-up offers a passkey");
+    await page.click("#proof-passkey");
+    await page.waitForSelector("#proof", { state: "hidden" });
+    await page.waitForFunction(() => document.querySelector("#passkey-msg").textContent === "passkey “erin's laptop” removed");
+    await page.waitForFunction((room) =>
+      document.querySelector("#room-state").textContent.startsWith(`left ${room} (mfa_required)`), room, { timeout: 3000 });
+    const took = droppedAt - await removedAt;
+    assert.ok(took < 1000, `unsubscribed mfa_required came ${took} ms after the removal`);
+    assert.ok((await page.textContent("#log")).includes(`"type":"unsubscribed","room":"${room}","reason":"mfa_required"`));
+    assert.match(await toastText("factor_removed"), /a passkey was removed from your account/);
+    assert.match(await statusOf(page), /^open/, "the socket stays open");
+    await page.waitForFunction(() => document.querySelector("#assurance").dataset.aal === "aal1");
+    assert.match(await assurance(), /^aal1 · no method left · /);
+    await page.waitForFunction(() => document.querySelector("#passkeys li.empty"));
+    assert.match(await erin.join(room), /^forbidden: .*second factor/, "an aal1 socket is refused");
+
+    // The device still holds it; the server does not take it any more.
+    await logOut();
+    assert.equal((await onDevice()).length, 1);
+    assert.match(await passkeySignIn(), /^passkey sign-in: 401 invalid_passkey/);
+
+    // 5. A signature-counter regression (a cloned authenticator): a new passkey signs
+    // in twice; the device is then put back to its copy from after the first sign-in,
+    // and its next sign-in repeats a counter the server has seen: refused and logged.
+    await cdp.send("WebAuthn.clearCredentials", { authenticatorId });
+    await page.fill("#email", email);
+    await page.fill("#password", password);
+    await page.click("#login");
+    await signedIn();
+    await addPasskey("erin's phone");
+    await logOut();
+    assert.match(await passkeySignIn(), /"auth_source": "cookie"/);
+    const [copy] = await onDevice();
+    console.log(`     signCount after one sign-in: ${copy.signCount}`);
+    if (copy.signCount > 0) {
+      await logOut();
+      assert.match(await passkeySignIn(), /"auth_source": "cookie"/);
+      console.log(`     signCount after two: ${(await onDevice())[0].signCount}`);
+      await cdp.send("WebAuthn.removeCredential", { authenticatorId, credentialId: copy.credentialId });
+      await cdp.send("WebAuthn.addCredential", { authenticatorId, credential: copy });
+      await logOut();
+      assert.match(await passkeySignIn(), /^passkey sign-in: 401 invalid_passkey: the server refused this passkey/);
+      const logged = () => readFileSync(process.env.PASSKEY_LOG, "utf8").split("\n").find((l) => l.includes("passkey_counter_regression"));
+      for (let i = 0; i < 40 && !logged(); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(logged(), `no passkey_counter_regression in ${process.env.PASSKEY_LOG}`);
+      console.log(`     the server's log: ${logged().replace(/^.*?(WARN|INFO)/, "$1")}`);
+    } else {
+      console.log("     the counter regression check is skipped: the virtual authenticator counts 0");
+    }
+    await erin.clean();
+  } finally {
+    await erin.context.close();
   }
 });
 
