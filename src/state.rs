@@ -8,10 +8,11 @@ use poem::{Request, web::websocket::WebSocketConfig};
 
 use crate::{
     account_mail::AccountMail,
-    auth::{Auth, AuthSource, ClientInfo},
+    auth::{Auth, AuthError, AuthSource, ClientInfo, Identity},
     config::Config,
+    http::error::Error,
     http::{client_ip::ClientIp, conn_guard::UpgradeMarks},
-    ratelimit::Limits,
+    ratelimit::{Limits, LoginAttempt},
     rooms::Rooms,
     sockets::Registry,
 };
@@ -76,6 +77,28 @@ impl AppState {
     /// The client's IP for limits and logs (unspecified if the transport has none).
     pub fn ip(&self, req: &Request) -> IpAddr {
         self.client_ip.of(req).unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    /// A guess by a signed-in caller (a current password, a TOTP or recovery code):
+    /// the per-IP login limit, then a failure cell of the caller's account, taken as
+    /// at the login form, so a session holder guesses no faster than a stranger.
+    /// Finish the attempt with whether the guess was wrong.
+    pub(crate) async fn guess_by(
+        &self,
+        req: &Request,
+        who: &Identity,
+    ) -> Result<LoginAttempt<'_>, Error> {
+        let ip_key = self.limit_key(req);
+        self.limits.login.check(&ip_key)?;
+        let user = self
+            .auth
+            .user(who.user_id)
+            .await?
+            .ok_or(AuthError::SessionRevoked)?;
+        Ok(self
+            .limits
+            .login_failures
+            .begin(&user.email, ip_key, None)?)
     }
 
     /// Where a request comes from, for a new session and the activity log.

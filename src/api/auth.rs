@@ -315,9 +315,6 @@ impl AuthApi {
         auth: Authenticated,
         body: Json<ReauthRequest>,
     ) -> Result<Reauthenticated, Fail<ReauthErrors>> {
-        let ip = state.ip(req);
-        let ip_key = crate::http::client_ip::limit_key(ip);
-        state.limits.login.check(&ip_key)?;
         let ReauthRequest {
             password,
             code,
@@ -330,15 +327,7 @@ impl AuthApi {
             (None, code, recovery_code, None) => Reauth::Factor(one_proof(code, recovery_code)?),
             _ => return Err(Error::Invalid(ONE_OF_REAUTH.to_owned()).into()),
         };
-        let user = state
-            .auth
-            .user(auth.0.user_id)
-            .await?
-            .ok_or(AuthError::SessionRevoked)?;
-        let attempt = state
-            .limits
-            .login_failures
-            .begin(&user.email, ip_key, None)?;
+        let attempt = state.guess_by(req, &auth.0).await?;
         let client = state.client_info(req);
         let result = state.auth.reauthenticate(&auth.0, with, client).await;
         attempt.finish(matches!(

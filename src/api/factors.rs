@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     Doorman,
-    auth::{AuthError, FactorError},
+    auth::FactorError,
     extract::Authenticated,
     http::error::{Error, Fail, error_set},
 };
@@ -121,17 +121,7 @@ impl FactorApi {
         auth: Authenticated,
         body: Json<TotpConfirmRequest>,
     ) -> Result<Json<RecoveryCodes>, Fail<ConfirmErrors>> {
-        let ip_key = crate::http::client_ip::limit_key(state.ip(req));
-        state.limits.login.check(&ip_key)?;
-        let user = state
-            .auth
-            .user(auth.0.user_id)
-            .await?
-            .ok_or(AuthError::SessionRevoked)?;
-        let attempt = state
-            .limits
-            .login_failures
-            .begin(&user.email, ip_key, None)?;
+        let attempt = state.guess_by(req, &auth.0).await?;
         let result = state.auth.confirm_totp(&auth.0, &body.0.code.0).await;
         attempt.finish(matches!(
             result,

@@ -186,20 +186,9 @@ impl SessionApi {
         body: Json<ChangePasswordRequest>,
     ) -> Result<Revoked, Fail<PasswordErrors>> {
         state.auth.require_recent(&auth.0)?;
-        let ip = state.ip(req);
-        let ip_key = crate::http::client_ip::limit_key(ip);
-        state.limits.login.check(&ip_key)?;
-        let user = state
-            .auth
-            .user(auth.0.user_id)
-            .await?
-            .ok_or(AuthError::SessionRevoked)?;
         // The same per-account failure budget as login: the session holder cannot
         // guess the password faster than a stranger at the login form.
-        let attempt = state
-            .limits
-            .login_failures
-            .begin(&user.email, ip_key, None)?;
+        let attempt = state.guess_by(req, &auth.0).await?;
         let ChangePasswordRequest {
             current_password,
             new_password,

@@ -98,7 +98,7 @@ pub(crate) async fn store(
         .exec(db)
         .await?;
     auth_challenge::ActiveModel {
-        token_hash: Set(hash(&token)),
+        token_hash: Set(hash(token)),
         purpose: Set(purpose.as_str().to_owned()),
         user_id: Set(user.map(|u| u.0)),
         session_id: Set(session.map(|s| s.0)),

@@ -373,6 +373,19 @@ impl Auth {
             return Ok(false);
         }
         tracing::info!(security_event = "totp_disabled", user_id = %who.user_id, "TOTP turned off");
+        self.factor_gone(who, &[Method::RecoveryCode, Method::Otp])
+            .await?;
+        Ok(true)
+    }
+
+    /// After a factor was removed (its `methods`, the last one the factor's name in
+    /// the notice): the activity entry, and every session of the user that used one
+    /// of them drops it, here and on every instance.
+    pub(super) async fn factor_gone(
+        &self,
+        who: &Identity,
+        methods: &[Method],
+    ) -> Result<(), Error> {
         activity::record(
             &self.db,
             who.user_id,
@@ -381,17 +394,13 @@ impl Auth {
             None,
         )
         .await;
-        self.sessions
-            .forget_method(who.user_id, Method::RecoveryCode, None)
-            .await?;
-        self.sessions
-            .forget_method(
-                who.user_id,
-                Method::Otp,
-                Some(FactorChange::Removed(Method::Otp)),
-            )
-            .await?;
-        Ok(true)
+        for (i, method) in methods.iter().enumerate() {
+            let notice = (i + 1 == methods.len()).then_some(FactorChange::Removed(*method));
+            self.sessions
+                .forget_method(who.user_id, *method, notice)
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -29,7 +29,6 @@ use super::{
     activity,
     assurance::{Amr, Assurance, Method},
     challenges::{self, Purpose},
-    events::FactorChange,
 };
 
 /// Passkeys one account may hold.
@@ -143,7 +142,6 @@ impl Auth {
         let exclude = existing
             .iter()
             .filter_map(|row| URL_SAFE_NO_PAD.decode(&row.cred_id).ok())
-            .map(Into::into)
             .collect();
         let (options, state) = webauthn
             .start_passkey_registration(
@@ -280,21 +278,7 @@ impl Auth {
             return Ok(false);
         }
         tracing::info!(security_event = "passkey_removed", user_id = %who.user_id, "passkey removed");
-        activity::record(
-            &self.db,
-            who.user_id,
-            activity::Kind::FactorRemoved,
-            Some(who.session_id),
-            None,
-        )
-        .await;
-        self.sessions
-            .forget_method(
-                who.user_id,
-                Method::Webauthn,
-                Some(FactorChange::Removed(Method::Webauthn)),
-            )
-            .await?;
+        self.factor_gone(who, &[Method::Webauthn]).await?;
         Ok(true)
     }
 

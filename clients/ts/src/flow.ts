@@ -18,6 +18,9 @@ type Schemas = components["schemas"];
 type User = Schemas["User"];
 type Credentials = Schemas["Credentials"];
 type TokenPair = Extract<Credentials, { mode: "token" }>;
+// A login whose password was right but whose account has TOTP on answers 202 with
+// this instead of credentials (the second step: POST /api/auth/login/mfa).
+type MfaChallenge = Schemas["MfaChallengeBody"];
 type SessionInfo = Schemas["SessionInfo"];
 // openapi-typescript's helper types, per operation. They find a body only under a
 // media type matching `*/json` exactly: with the spec's former
@@ -61,9 +64,10 @@ function isErrorBody(value: unknown): value is ErrorBody {
 }
 
 // `Credentials` is a union discriminated by `mode`: narrowing on it is all a
-// client needs to know which credentials it got.
-function isTokenPair(c: Credentials): c is TokenPair {
-  return c.mode === "token";
+// client needs to know which credentials it got. A login can also answer the
+// second step's challenge (202), which has no `mode`.
+function isTokenPair(c: Credentials | MfaChallenge): c is TokenPair {
+  return "mode" in c && c.mode === "token";
 }
 
 // The shape openapi-fetch resolves every call to.
