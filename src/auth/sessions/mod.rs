@@ -230,13 +230,19 @@ impl SessionStore {
     /// The session's state straight from the database, refreshing the cache and
     /// recording use: the path of cache misses.
     async fn load(&self, id: SessionId) -> Result<ActiveSession, Error> {
-        let session = self.fetch(id).await?;
+        let mark = self.states.changes();
+        let mut session = self.fetch(id).await?;
+        if self.states.changes() != mark {
+            // An assurance changed (and was announced) while the row was read: read
+            // it again, so that nobody acts on the level from before the change.
+            session = self.fetch(id).await?;
+        }
         let mut active = ActiveSession::from(&session);
         // Believe what was just written, or the next request would write it again.
         if let Some(now) = self.touch(&session).await? {
             active.used(now, self.settings.idle);
         }
-        self.states.active(active);
+        self.states.active_unless_changed(active, mark);
         Ok(active)
     }
 

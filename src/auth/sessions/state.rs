@@ -151,6 +151,10 @@ pub struct SessionStates {
     /// Session ends recorded so far, and forgettings of what was believed active:
     /// see [`SessionStates::ends`].
     ends: AtomicU64,
+    /// Assurance changes recorded so far ([`SessionStates::forget`]): a load that
+    /// read a session row across one caches nothing (see
+    /// [`SessionStates::active_unless_changed`]).
+    changes: AtomicU64,
 }
 
 /// A mark of the session ends an instance had recorded at one moment
@@ -189,18 +193,9 @@ impl SessionStates {
 
     /// Believes a session active for a second, unless it is known to have ended: a
     /// revocation that raced the read that found it active has left a tombstone.
+    #[cfg(test)]
     pub fn active(&self, session: ActiveSession) {
-        let mut map = self.lock();
-        if let Some((Known::Ended(_), until)) = map.get(&session.id)
-            && Instant::now() < *until
-        {
-            return;
-        }
-        make_room(&mut map, &session.id);
-        map.insert(
-            session.id,
-            (Known::Active(session), Instant::now() + ACTIVE_TTL),
-        );
+        believe(&mut self.lock(), session);
     }
 
     /// Records use of a believed-active session, keeping its lifetime.
@@ -216,9 +211,28 @@ impl SessionStates {
     /// next request reads its row. An end stays known.
     pub fn forget(&self, id: &Uuid) {
         let mut map = self.lock();
+        self.changes.fetch_add(1, Ordering::Relaxed);
         if let Some((Known::Active(_), _)) = map.get(id) {
             map.remove(id);
         }
+    }
+
+    /// The mark of assurance changes: read before a session row, compared after.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    /// [`SessionStates::active`], unless an assurance changed since `mark` (then
+    /// the row read may be older than the change, which was announced already:
+    /// caching it would show the old level for a second); `false` if not cached.
+    pub fn active_unless_changed(&self, session: ActiveSession, mark: u64) -> bool {
+        let mut map = self.lock();
+        // Under the lock `forget` takes: no change slips in between.
+        if self.changes.load(Ordering::Relaxed) != mark {
+            return false;
+        }
+        believe(&mut map, session);
+        true
     }
 
     /// Forgets what is believed active (after events may have been missed); what
@@ -245,6 +259,20 @@ impl SessionStates {
 /// Keeps the map bounded: drop what ran out, then what is merely believed active
 /// (a miss costs one lookup), and only then, if a flood filled it with tombstones,
 /// start over (a tombstone only guards a race of a second or so).
+/// [`SessionStates::active`] under its lock.
+fn believe(map: &mut Map, session: ActiveSession) {
+    if let Some((Known::Ended(_), until)) = map.get(&session.id)
+        && Instant::now() < *until
+    {
+        return;
+    }
+    make_room(map, &session.id);
+    map.insert(
+        session.id,
+        (Known::Active(session), Instant::now() + ACTIVE_TTL),
+    );
+}
+
 fn make_room(map: &mut Map, id: &Uuid) {
     if map.len() < MAX_ENTRIES || map.contains_key(id) {
         return;
@@ -271,6 +299,18 @@ mod tests {
     fn active(id: Uuid) -> ActiveSession {
         let now = OffsetDateTime::now_utc();
         ActiveSession::new(id, Uuid::nil(), now, now, now, pwd(now))
+    }
+
+    #[test]
+    fn a_row_read_across_an_assurance_change_is_not_believed() {
+        let states = SessionStates::default();
+        let id = Uuid::new_v4();
+        let mark = states.changes();
+        states.forget(&id);
+        assert!(!states.active_unless_changed(active(id), mark));
+        assert!(states.get(&id).is_none());
+        assert!(states.active_unless_changed(active(id), states.changes()));
+        assert!(matches!(states.get(&id), Some(Known::Active(_))));
     }
 
     #[test]
