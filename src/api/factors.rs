@@ -81,6 +81,7 @@ impl FactorApi {
         Ok(Json(FactorsBody {
             totp: f.totp,
             passkeys: f.passkeys,
+            passkeys_available: state.auth.passkeys_available(),
             recovery_codes_left: f.recovery_codes_left,
         }))
     }

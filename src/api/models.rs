@@ -270,6 +270,9 @@ pub struct FactorsBody {
     pub totp: bool,
     /// Passkeys registered (`GET /api/me/passkeys` lists them).
     pub passkeys: u64,
+    /// Whether this server can take passkeys at all: its public URL's host must be
+    /// a domain name (an IP address cannot be a WebAuthn relying party).
+    pub passkeys_available: bool,
     /// Recovery codes not used yet (0 without TOTP).
     pub recovery_codes_left: u64,
 }

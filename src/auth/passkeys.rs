@@ -112,6 +112,11 @@ fn name_of(raw: Option<String>) -> Result<String, Error> {
 }
 
 impl Auth {
+    /// Whether passkeys work here (the public URL's host is a domain name).
+    pub fn passkeys_available(&self) -> bool {
+        self.webauthn.is_some()
+    }
+
     fn webauthn(&self) -> Result<&Webauthn, Error> {
         self.webauthn
             .as_ref()

@@ -75,6 +75,7 @@ async fn passkeys_need_a_public_url_with_a_domain_name() {
     // Everything else works as before.
     let factors = json_of(app.call(Method::GET, "/api/me/factors", &tokens).await).await;
     assert_eq!(factors["passkeys"], 0);
+    assert_eq!(factors["passkeys_available"], false);
 }
 
 #[tokio::test]
@@ -86,6 +87,8 @@ async fn the_options_ask_for_a_discoverable_credential_with_user_verification() 
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let options = json_of(resp).await;
+    let factors = json_of(app.call(Method::GET, "/api/me/factors", &tokens).await).await;
+    assert_eq!(factors["passkeys_available"], true);
     let pk = &options["publicKey"];
     assert_eq!(pk["rp"]["id"], "localhost", "{options}");
     assert_eq!(

@@ -149,7 +149,7 @@ async fn totp_enrolment_login_replay_skew_and_recovery_codes() {
     let factors = json_of(app.call(Method::GET, "/api/me/factors", &alice).await).await;
     assert_eq!(
         factors,
-        json!({"totp": true, "passkeys": 0, "recovery_codes_left": 10})
+        json!({"totp": true, "passkeys": 0, "passkeys_available": false, "recovery_codes_left": 10})
     );
     // On already: a second enrolment or confirmation is refused.
     assert_error(
