@@ -108,6 +108,14 @@ pub struct Config {
     #[arg(long, env = "DOORMAN_HISTORY_BYTES_PER_USER", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(4096..))]
     pub history_bytes_per_user: u32,
 
+    /// PostgreSQL: history write transactions one instance keeps in flight at once
+    /// (a room's messages always go through the same one, so they keep their
+    /// order). More help a database whose commits wait long for the disk; each
+    /// costs a connection while it writes, and smaller batches cost more CPU per
+    /// message (docs/benchmarks.md). SQLite writes with one.
+    #[arg(long, env = "DOORMAN_HISTORY_WRITERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub history_writers: u16,
+
     /// Password-hashing threads: how many Argon2 hashes (logins, sign-ups, password
     /// changes) run at once. Each holds the Argon2 memory, 19 MiB, while it has work
     /// and gives it back after a second idle. Default: half the cores, at least one.

@@ -164,6 +164,7 @@ impl Builder {
                 size: config.history_size,
                 ttl: config.history_ttl,
                 bytes_per_user: config.history_bytes_per_user,
+                writers: usize::from(config.history_writers),
             },
             history_writer,
         );

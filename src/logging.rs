@@ -20,11 +20,15 @@ const PAYLOAD_LOGGERS: &[(&str, LevelFilter)] = &[
     ("tokio_tungstenite", LevelFilter::INFO),
     ("sqlx", LevelFilter::WARN),
     ("sea_orm", LevelFilter::INFO),
+    // Ceremony states and browsers' answers (challenges, credentials) at debug.
+    ("webauthn_rs", LevelFilter::INFO),
+    ("webauthn_rs_core", LevelFilter::INFO),
+    ("webauthn_rs_proto", LevelFilter::INFO),
 ];
 
 /// Logging as doorman's server sets it up: `RUST_LOG` (default `info`) in `text` or
 /// `json` (`DOORMAN_LOG_FORMAT`), with the libraries that write payloads at debug
-/// (tungstenite, sqlx, sea-orm) capped, so no credential reaches a log whatever
+/// (tungstenite, sqlx, sea-orm, webauthn-rs) capped, so no credential reaches a log whatever
 /// `RUST_LOG` says. Call it once, first; a second call changes nothing.
 pub fn init_logging(format: LogFormat) {
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

@@ -145,7 +145,6 @@ impl FactorApi {
         state: Data<&Doorman>,
         auth: Authenticated,
     ) -> Result<Removed, Fail<RemoveErrors>> {
-        state.auth.require_recent(&auth.0)?;
         if state.auth.remove_totp(&auth.0).await? {
             Ok(Removed::NoContent)
         } else {
@@ -226,7 +225,6 @@ impl FactorApi {
         auth: Authenticated,
         id: Path<Uuid>,
     ) -> Result<PasskeyRemoved, Fail<PasskeyRemoveErrors>> {
-        state.auth.require_recent(&auth.0)?;
         if state.auth.remove_passkey(&auth.0, id.0).await? {
             Ok(PasskeyRemoved::NoContent)
         } else {

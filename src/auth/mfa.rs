@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Auth, AuthError, ClientInfo, Error, FactorError, Identity, Issued, User, UserId, accounts,
     activity,
-    assurance::{Amr, Assurance, Method},
+    assurance::{Aal, Amr, Assurance, Method},
     challenges::{self, Purpose},
     email_tokens,
     events::FactorChange,
@@ -50,6 +50,14 @@ impl Proof {
             Proof::RecoveryCode(_) => Method::RecoveryCode,
         }
     }
+}
+
+/// What a proof that held spent.
+enum Spent {
+    /// A TOTP time step.
+    TotpStep,
+    /// The recovery code with this row id.
+    RecoveryCode(uuid::Uuid),
 }
 
 /// A login waiting for its second factor, as [`Auth::pending_login`] found it.
@@ -145,7 +153,7 @@ impl Auth {
         client: ClientInfo,
     ) -> Result<(User, Issued), Error> {
         let user_id = pending.user_id;
-        if !self.check_proof(user_id, &proof).await? {
+        let Some(spent) = self.check_proof(user_id, &proof).await? else {
             tracing::warn!(
                 security_event = "second_factor_failed",
                 user_id = %user_id,
@@ -162,8 +170,14 @@ impl Auth {
             )
             .await;
             return Err(FactorError::InvalidCode.into());
-        }
+        };
         if !challenges::take(&self.db, Purpose::MfaLogin, &pending.token).await? {
+            // Another request finished this login first: a recovery code spent
+            // here signed nobody in, so it is given back (a TOTP step stays spent:
+            // the code was used, and the next one comes in 30 s).
+            if let Spent::RecoveryCode(id) = spent {
+                second_factors::unspend_recovery_code(&self.db, id).await?;
+            }
             return Err(FactorError::InvalidMfaToken.into());
         }
         let user = accounts::find(&self.db, user_id.0)
@@ -183,13 +197,15 @@ impl Auth {
         self.open_session(&user, amr, client).await
     }
 
-    /// Whether `proof` holds for `user`, spending it if so.
-    async fn check_proof(&self, user: UserId, proof: &Proof) -> Result<bool, Error> {
+    /// Whether `proof` holds for `user`, spending it if so: what was spent.
+    async fn check_proof(&self, user: UserId, proof: &Proof) -> Result<Option<Spent>, Error> {
         match proof {
-            Proof::Totp(code) => second_factors::check_totp(&self.db, user, code).await,
+            Proof::Totp(code) => Ok(second_factors::check_totp(&self.db, user, code)
+                .await?
+                .then_some(Spent::TotpStep)),
             Proof::RecoveryCode(code) => {
                 let used = second_factors::use_recovery_code(&self.db, user, code).await?;
-                if used {
+                if used.is_some() {
                     let left = second_factors::recovery_codes_left(&self.db, user).await?;
                     tracing::info!(
                         security_event = "recovery_code_used",
@@ -198,7 +214,7 @@ impl Auth {
                         "recovery code used"
                     );
                 }
-                Ok(used)
+                Ok(used.map(Spent::RecoveryCode))
             }
         }
     }
@@ -227,7 +243,7 @@ impl Auth {
             }
             Reauth::Factor(proof) => {
                 let method = proof.method();
-                if !self.check_proof(user, &proof).await? {
+                if self.check_proof(user, &proof).await?.is_none() {
                     self.reauth_failed(who, method, &client).await;
                     return Err(FactorError::InvalidCode.into());
                 }
@@ -297,6 +313,23 @@ impl Auth {
         }
     }
 
+    /// The check of every change to an account's factors (adding or removing TOTP
+    /// or a passkey): a recent authentication, and, when the account has a second
+    /// factor already, a session at aal2. Otherwise whoever holds a stale session
+    /// (and, for a fresh password login or a password re-authentication, the
+    /// password) could add a factor of their own and step up with it, or lock the
+    /// owner out (outside attack, issue 35).
+    pub async fn require_factor_change(&self, who: &Identity) -> Result<(), Error> {
+        self.require_recent(who)?;
+        if who.assurance.aal < Aal::Aal2 {
+            let totp = second_factors::of(&self.db, who.user_id).await?.totp;
+            if totp || self.passkey_count(who.user_id).await? > 0 {
+                return Err(FactorError::SecondFactorRequired.into());
+            }
+        }
+        Ok(())
+    }
+
     /// The account's second factors.
     pub async fn factors(&self, user: UserId) -> Result<Factors, Error> {
         let f = second_factors::of(&self.db, user).await?;
@@ -312,8 +345,9 @@ impl Auth {
     }
 
     /// Starts a TOTP enrolment (replacing a pending one); `totp_enabled` while a
-    /// confirmed one exists.
+    /// confirmed one exists. A factor change ([`Auth::require_factor_change`]).
     pub async fn begin_totp(&self, who: &Identity) -> Result<TotpEnrolment, Error> {
+        self.require_factor_change(who).await?;
         let secret = second_factors::begin_totp(&self.db, who.user_id)
             .await?
             .ok_or(FactorError::TotpEnabled)?;
@@ -332,9 +366,12 @@ impl Auth {
     }
 
     /// Confirms the pending enrolment with a first code: TOTP is on, and the ten
-    /// recovery codes are returned (shown once). The caller's session counts the
-    /// code as a second factor (aal2).
+    /// recovery codes are returned (shown once). A factor change
+    /// ([`Auth::require_factor_change`]). The code proves the caller holds the new
+    /// secret, not who they are: the session's level and `auth_at` stay as they
+    /// were (a re-authentication with a code raises them).
     pub async fn confirm_totp(&self, who: &Identity, code: &str) -> Result<Vec<String>, Error> {
+        self.require_factor_change(who).await?;
         if second_factors::of(&self.db, who.user_id).await?.totp {
             return Err(FactorError::TotpEnabled.into());
         }
@@ -358,9 +395,6 @@ impl Auth {
         )
         .await;
         self.sessions.factor_added(who.user_id, Method::Otp);
-        self.sessions
-            .step_up(who.session_id, who.user_id, Method::Otp)
-            .await?;
         Ok(codes)
     }
 
@@ -369,6 +403,7 @@ impl Auth {
     /// by them drop to aal1 (their sockets leave the rooms that require aal2).
     /// `false` when TOTP was not on.
     pub async fn remove_totp(&self, who: &Identity) -> Result<bool, Error> {
+        self.require_factor_change(who).await?;
         if !second_factors::remove_totp(&self.db, who.user_id).await? {
             return Ok(false);
         }

@@ -127,12 +127,14 @@ impl Auth {
     /// `navigator.credentials.create()` (`{"publicKey": …}`, base64url binaries),
     /// asking for a discoverable credential with user verification, and excluding
     /// the caller's passkeys. The answer goes to [`Auth::finish_passkey_registration`]
-    /// from the same session within five minutes.
+    /// from the same session within five minutes. A factor change
+    /// ([`Auth::require_factor_change`]), here and at the finish.
     pub async fn start_passkey_registration(
         &self,
         who: &Identity,
     ) -> Result<serde_json::Value, Error> {
         let webauthn = self.webauthn()?;
+        self.require_factor_change(who).await?;
         let user = self
             .user(who.user_id)
             .await?
@@ -196,6 +198,7 @@ impl Auth {
         name: Option<String>,
     ) -> Result<PasskeyInfo, Error> {
         let webauthn = self.webauthn()?;
+        self.require_factor_change(who).await?;
         let name = name_of(name)?;
         let credential: RegisterPublicKeyCredential = serde_json::from_value(credential)
             .map_err(|_| refused("not a registration answer", None))?;
@@ -215,6 +218,10 @@ impl Auth {
         let passkey = webauthn
             .finish_passkey_registration(&credential, &state)
             .map_err(|e| refused("registration did not verify", Some(&e)))?;
+        // The cap again: several ceremonies started below it may finish together.
+        if self.passkey_count(who.user_id).await? >= MAX_PER_USER {
+            return Err(FactorError::TooManyPasskeys.into());
+        }
         let cred_id = URL_SAFE_NO_PAD.encode(passkey.cred_id());
         let stored =
             serde_json::to_string(&passkey).map_err(|e| Error::caused("storing a passkey", e))?;
@@ -274,6 +281,7 @@ impl Auth {
     /// session of theirs that a passkey signed in or re-authenticated drops
     /// `webauthn` from its `amr`, and to aal1 unless a code holds it there.
     pub async fn remove_passkey(&self, who: &Identity, id: Uuid) -> Result<bool, Error> {
+        self.require_factor_change(who).await?;
         let deleted = passkey::Entity::delete_many()
             .filter(passkey::Column::Id.eq(id))
             .filter(passkey::Column::UserId.eq(who.user_id.0))

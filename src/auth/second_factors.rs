@@ -182,10 +182,15 @@ pub(crate) async fn check_totp(db: &Db, user: UserId, code: &str) -> Result<bool
     Ok(spent.rows_affected == 1)
 }
 
-/// Checks a recovery code and spends it: `true` once per code.
-pub(crate) async fn use_recovery_code(db: &Db, user: UserId, code: &str) -> Result<bool, Error> {
+/// Checks a recovery code and spends it: its row's id once per code, `None`
+/// for a code that is wrong or spent.
+pub(crate) async fn use_recovery_code(
+    db: &Db,
+    user: UserId,
+    code: &str,
+) -> Result<Option<Uuid>, Error> {
     let Some(code) = normalise_recovery_code(code) else {
-        return Ok(false);
+        return Ok(None);
     };
     let unused = recovery_code::Entity::find()
         .filter(recovery_code::Column::UserId.eq(user.0))
@@ -200,7 +205,7 @@ pub(crate) async fn use_recovery_code(db: &Db, user: UserId, code: &str) -> Resu
             r.code_hash.as_bytes(),
         ))
     }) else {
-        return Ok(false);
+        return Ok(None);
     };
     let spent = recovery_code::Entity::update_many()
         .col_expr(recovery_code::Column::UsedAt, Expr::value(now()))
@@ -208,7 +213,21 @@ pub(crate) async fn use_recovery_code(db: &Db, user: UserId, code: &str) -> Resu
         .filter(recovery_code::Column::UsedAt.is_null())
         .exec(db)
         .await?;
-    Ok(spent.rows_affected == 1)
+    Ok((spent.rows_affected == 1).then_some(row.id))
+}
+
+/// Gives a spent recovery code back: it was spent for a step that then did not
+/// happen (another request finished the same login first).
+pub(crate) async fn unspend_recovery_code(db: &Db, id: Uuid) -> Result<(), Error> {
+    recovery_code::Entity::update_many()
+        .col_expr(
+            recovery_code::Column::UsedAt,
+            Expr::value(Option::<time::OffsetDateTime>::None),
+        )
+        .filter(recovery_code::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// How many unused recovery codes the account has left.

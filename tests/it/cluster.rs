@@ -548,12 +548,20 @@ async fn notices_and_password_changes_cross_instances() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL: DOORMAN_TEST_DATABASE_URL=postgres://… cargo test -- --include-ignored"]
 async fn a_factor_removed_on_one_instance_takes_sockets_out_of_aal2_rooms_on_the_other() {
-    use crate::second_factors::enrol;
+    use crate::second_factors::{code, enrol};
     let pair = two_instances().await;
     let (a, b) = (&pair.a, &pair.b);
     let email = a.new_user().await;
     let alice = a.login_tokens(&email).await;
-    enrol(a, &alice).await;
+    let (secret, _) = enrol(a, &alice).await;
+    let resp = a
+        .post_json(
+            "/api/auth/reauth",
+            &alice,
+            &json!({"code": code(&secret, 1)}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let resp = a
         .post_json(
             "/api/rooms",

@@ -142,20 +142,21 @@ async fn totp_enrolment_login_replay_skew_and_recovery_codes() {
         .map(|c| c.as_str().unwrap().to_owned())
         .collect();
     assert_eq!(codes.len(), 10);
-    // The confirming session counts the code: aal2 at once, on the next request.
+    // The confirming code proves the caller holds the new secret, not who they
+    // are: the session stays as it was (a stolen session cannot step up this way).
     let shown = me(&app, &alice).await;
-    assert_eq!(shown["aal"], "aal2", "{shown}");
-    assert_eq!(shown["amr"], json!(["pwd", "otp"]), "{shown}");
+    assert_eq!(shown["aal"], "aal1", "{shown}");
+    assert_eq!(shown["amr"], json!(["pwd"]), "{shown}");
     let factors = json_of(app.call(Method::GET, "/api/me/factors", &alice).await).await;
     assert_eq!(
         factors,
         json!({"totp": true, "passkeys": 0, "passkeys_available": false, "recovery_codes_left": 10})
     );
-    // On already: a second enrolment or confirmation is refused.
+    // A factor change from this aal1 session is refused now that a factor exists.
     assert_error(
         app.call(Method::POST, "/api/me/totp", &alice).await,
-        409,
-        "totp_enabled",
+        403,
+        "mfa_required",
     )
     .await;
 
@@ -168,6 +169,13 @@ async fn totp_enrolment_login_replay_skew_and_recovery_codes() {
     let shown = me(&app, &tokens).await;
     assert_eq!(shown["aal"], "aal2", "{shown}");
     assert_eq!(shown["amr"], json!(["pwd", "otp"]), "{shown}");
+    // On already: a second enrolment is refused, even at aal2.
+    assert_error(
+        app.call(Method::POST, "/api/me/totp", &tokens).await,
+        409,
+        "totp_enabled",
+    )
+    .await;
     let c = claims(&tokens.access);
     assert_eq!(c["aal"], "aal2");
     assert_eq!(c["amr"], json!(["pwd", "otp"]));
@@ -461,7 +469,16 @@ async fn rooms_that_require_aal2_refuse_aal1_and_follow_a_removed_factor_live() 
     let (mut early, welcome) = app.ws_welcomed(&alice).await;
     assert_eq!(welcome["aal"], "aal1", "{welcome}");
     assert_eq!(welcome["amr"], json!(["pwd"]), "{welcome}");
-    enrol(&app, &alice).await;
+    let (secret, _) = enrol(&app, &alice).await;
+    // Still aal1 after the enrolment: a code raises the session.
+    let resp = app
+        .post_json(
+            "/api/auth/reauth",
+            &alice,
+            &json!({"code": code(&secret, 1)}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let resp = app
         .post_json(
             "/api/rooms",
@@ -503,6 +520,12 @@ async fn rooms_that_require_aal2_refuse_aal1_and_follow_a_removed_factor_live() 
         notice,
         json!({"type": "notice", "kind": "factor_added", "method": "otp"})
     );
+    // `whoami` tells the session's level now, not the handshake's.
+    send_json(&mut early, json!({"type": "whoami"})).await;
+    let identity = next_json(&mut early).await;
+    assert_eq!(identity["type"], "identity", "{identity}");
+    assert_eq!(identity["aal"], "aal2", "{identity}");
+    assert_eq!(identity["amr"], json!(["pwd", "otp"]), "{identity}");
     subscribe(&mut early, "private:vault").await;
     subscribe(&mut fresh, "private:vault").await;
     assert_eq!(
@@ -545,4 +568,80 @@ async fn rooms_that_require_aal2_refuse_aal1_and_follow_a_removed_factor_live() 
         "forbidden",
     )
     .await;
+}
+
+/// Outside attack of issue 35: a session that is not at aal2 could add a factor of
+/// its own to an account that has one (and step up with it), or remove the
+/// owner's. Changing an account's factors needs a recent authentication and,
+/// once the account has a factor, aal2.
+#[tokio::test]
+async fn factors_change_only_from_a_recent_aal2_session_once_the_account_has_one() {
+    let app = spawn_with(|c| c.public_url = Some("http://localhost:8080".parse().unwrap())).await;
+    let email = app.new_user().await;
+    let stolen = app.login_tokens(&email).await; // aal1, recent
+    let owner = app.login_tokens(&email).await;
+    let (secret, _) = enrol(&app, &owner).await;
+    // The other session is recent, but aal1 on an account with a factor now.
+    for resp in [
+        app.call(Method::POST, "/api/me/passkeys/register/start", &stolen)
+            .await,
+        app.call(Method::POST, "/api/me/totp", &stolen).await,
+        app.call(Method::DELETE, "/api/me/totp", &stolen).await,
+    ] {
+        assert_error(resp, 403, "mfa_required").await;
+    }
+    // Nor can it step up with the password.
+    assert_error(
+        app.post_json("/api/auth/reauth", &stolen, &json!({"password": PASSWORD}))
+            .await,
+        403,
+        "mfa_required",
+    )
+    .await;
+    // The owner, at aal2 after a code, may.
+    let resp = app
+        .post_json(
+            "/api/auth/reauth",
+            &owner,
+            &json!({"code": code(&secret, 1)}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.call(Method::POST, "/api/me/passkeys/register/start", &owner)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+/// Outside attack of issue 35: second steps racing on one `mfa_token`, each with
+/// another recovery code, spent the codes of the losers. Only the winner's is.
+#[tokio::test]
+async fn racing_second_steps_spend_only_the_winners_recovery_code() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let alice = app.login_tokens(&email).await;
+    let (_, codes) = enrol(&app, &alice).await;
+    let token = first_step(&app, &email).await;
+    let app = &app;
+    let answers = futures_util::future::join_all(codes[..5].iter().map(|c| {
+        let body = json!({"mfa_token": token, "recovery_code": c});
+        async move {
+            app.post_json("/api/auth/login/mfa", Anonymous, &body)
+                .await
+                .status()
+        }
+    }))
+    .await;
+    let won = answers.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(won, 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED),
+        "{answers:?}"
+    );
+    let factors = json_of(app.call(Method::GET, "/api/me/factors", &alice).await).await;
+    assert_eq!(factors["recovery_codes_left"], 9, "{factors}");
 }

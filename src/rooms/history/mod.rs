@@ -2,8 +2,8 @@
 //! the room's recent messages, and what a subscriber may replay.
 //!
 //! Publishing into a room while history is on (`DOORMAN_HISTORY_SIZE` > 0): the
-//! message joins the queue of its room's write task (one of [`WRITERS`] on
-//! PostgreSQL, chosen by the room's name, so a room's messages keep their order
+//! message joins the queue of its room's write task (one of
+//! `DOORMAN_HISTORY_WRITERS` on PostgreSQL, chosen by the room's name, so a room's messages keep their order
 //! while other rooms' commit beside them), which takes what has queued (up to
 //! [`BATCH`] messages: under load the batches grow, so a message costs one row and
 //! a share of one transaction) and, in one transaction,
@@ -57,11 +57,6 @@ mod local;
 const BATCH: usize = 256;
 /// Messages waiting to be written at most; past it a publish is refused (busy).
 const QUEUE: usize = 8192;
-/// Write tasks on PostgreSQL, each with its own queue and transaction in flight: a
-/// room's messages always go to the same one (by a hash of its name), so they keep
-/// their order; several commits wait for the disk at once instead of one after
-/// another (a commit is milliseconds, the statements in it far less).
-const WRITERS: usize = 4;
 
 /// `DOORMAN_HISTORY_SIZE`, `DOORMAN_HISTORY_TTL_SECONDS`,
 /// `DOORMAN_HISTORY_BYTES_PER_USER`.
@@ -70,6 +65,8 @@ pub struct HistorySettings {
     pub size: u32,
     pub ttl: Duration,
     pub bytes_per_user: u32,
+    /// Write tasks on PostgreSQL (`DOORMAN_HISTORY_WRITERS`).
+    pub writers: usize,
 }
 
 /// A message with its place in its room, as delivered to subscribers.
@@ -218,10 +215,13 @@ impl History {
     /// Starts the write task (once); `deliver` and `live` hand messages to this
     /// instance's subscribers.
     pub(super) fn start(&self, deliver: Deliver, live: DeliverLive) {
+        // On PostgreSQL several write tasks, each with its own queue and transaction
+        // in flight: several commits wait for the disk at once instead of one after
+        // another (a commit is milliseconds, the statements in it far less).
         let writers = if self.inner.local.is_some() {
             1
         } else {
-            WRITERS
+            self.inner.settings.writers.max(1)
         };
         let (txs, rxs): (Vec<_>, Vec<_>) =
             (0..writers).map(|_| mpsc::channel(QUEUE / writers)).unzip();
@@ -888,6 +888,7 @@ mod tests {
             size: 10,
             ttl: Duration::from_secs(600),
             bytes_per_user: 1 << 20,
+            writers: 1,
         };
         let history = History::new(db, None, settings);
         let alone = write(&history.inner, &[pending("private:gone")])
