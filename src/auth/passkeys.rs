@@ -39,7 +39,12 @@ pub const MAX_PER_USER: u64 = 20;
 /// unavailable (`passkeys_unavailable`), everything else works.
 pub(super) fn relying_party(public_url: &str) -> Option<Webauthn> {
     let origin = Url::parse(public_url).ok()?;
-    let host = origin.domain()?.to_owned();
+    let Some(host) = origin.domain().map(str::to_owned) else {
+        tracing::info!(
+            "passkeys are off: the public URL's host is an IP address, which WebAuthn does not allow; set DOORMAN_PUBLIC_URL to a domain name (http://localhost:PORT works)"
+        );
+        return None;
+    };
     match WebauthnBuilder::new(&host, &origin).and_then(|b| b.rp_name(&host).build()) {
         Ok(webauthn) => Some(webauthn),
         Err(e) => {
