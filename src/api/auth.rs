@@ -12,6 +12,7 @@ use super::{
     models::{
         CookieSession, Credentials, LoginMode, LoginRequest, MfaChallengeBody, MfaLoginRequest,
         PasskeyLoginRequest, ReauthRequest, RefreshRequest, RegisterRequest, TokenPair, User,
+        credential_json,
     },
     optional_json::OptionalJson,
     text::Secret,
@@ -284,7 +285,10 @@ impl AuthApi {
         state.limits.login.check(&state.limit_key(req))?;
         let PasskeyLoginRequest { credential, mode } = body.0;
         let client = state.client_info(req);
-        let (user, issued) = state.auth.passkey_login(credential, client).await?;
+        let (user, issued) = state
+            .auth
+            .passkey_login(credential_json(credential), client)
+            .await?;
         let auth = &state.auth;
         jar.add(auth.cookies().device(&auth.devices().mint(&user.email)));
         Ok(respond(
@@ -323,7 +327,7 @@ impl AuthApi {
         } = body.0;
         let with = match (password, code, recovery_code, credential) {
             (Some(password), None, None, None) => Reauth::Password(password.0),
-            (None, None, None, Some(credential)) => Reauth::Passkey(credential),
+            (None, None, None, Some(credential)) => Reauth::Passkey(credential_json(credential)),
             (None, code, recovery_code, None) => Reauth::Factor(one_proof(code, recovery_code)?),
             _ => return Err(Error::Invalid(ONE_OF_REAUTH.to_owned()).into()),
         };

@@ -10,7 +10,7 @@ use super::{
     ApiTags,
     models::{
         FactorsBody, PasskeyBody, PasskeyRegistrationRequest, RecoveryCodes, TotpConfirmRequest,
-        TotpEnrolmentBody,
+        TotpEnrolmentBody, credential_json,
     },
 };
 use crate::{
@@ -194,7 +194,7 @@ impl FactorApi {
         let PasskeyRegistrationRequest { credential, name } = body.0;
         let info = state
             .auth
-            .finish_passkey_registration(&auth.0, credential, name)
+            .finish_passkey_registration(&auth.0, credential_json(credential), name)
             .await?;
         Ok(Registered::Created(Json(info.into())))
     }

@@ -232,7 +232,7 @@ pub struct ReauthRequest {
     /// A passkey's answer to options from `POST /api/auth/passkey/start`: the JSON
     /// of the browser's `PublicKeyCredential` (base64url binaries, as
     /// `credential.toJSON()` writes it).
-    pub credential: Option<serde_json::Value>,
+    pub credential: Option<Credential>,
 }
 
 /// A new TOTP enrolment: add it to an authenticator app (the URI as a QR code, or
@@ -532,6 +532,15 @@ pub struct Presence {
     pub users: Vec<PresentUser>,
 }
 
+/// A browser's WebAuthn answer as a JSON object (its fields are checked by the
+/// ceremony, not by the schema).
+pub type Credential = std::collections::HashMap<String, serde_json::Value>;
+
+/// The JSON value of a [`Credential`].
+pub fn credential_json(c: Credential) -> serde_json::Value {
+    serde_json::Value::Object(c.into_iter().collect())
+}
+
 /// A passkey of the caller.
 #[derive(Object)]
 pub struct PasskeyBody {
@@ -561,7 +570,7 @@ pub struct PasskeyRegistrationRequest {
     /// The JSON of the browser's `PublicKeyCredential` from
     /// `navigator.credentials.create()` (base64url binaries, as
     /// `credential.toJSON()` writes it).
-    pub credential: serde_json::Value,
+    pub credential: Credential,
     /// A name to tell it by: 1 to 64 characters (default `passkey`).
     #[oai(validator(max_length = 64))]
     pub name: Option<String>,
@@ -572,7 +581,7 @@ pub struct PasskeyRegistrationRequest {
 pub struct PasskeyLoginRequest {
     /// The JSON of the browser's `PublicKeyCredential` from
     /// `navigator.credentials.get()` with the options of `POST /api/auth/passkey/start`.
-    pub credential: serde_json::Value,
+    pub credential: Credential,
     /// `token` (default, also when `null`) or `cookie`.
     #[oai(nullable)]
     pub mode: Option<LoginMode>,

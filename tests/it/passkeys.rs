@@ -129,11 +129,19 @@ async fn answers_that_do_not_verify_are_refused_and_spend_their_challenge() {
     let bob = app.user_with_tokens().await;
 
     // Registration: garbage, a forged answer, another session's challenge.
-    for garbage in [
-        json!({}),
-        json!("x"),
-        json!({"response": {"clientDataJSON": "!!"}}),
-    ] {
+    // Not an object at all: the schema says so.
+    assert_error(
+        app.post_json(
+            "/api/me/passkeys/register/finish",
+            &alice,
+            &json!({"credential": "x"}),
+        )
+        .await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    for garbage in [json!({}), json!({"response": {"clientDataJSON": "!!"}})] {
         assert_error(
             app.post_json(
                 "/api/me/passkeys/register/finish",
