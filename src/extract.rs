@@ -185,7 +185,11 @@ security_extractor!(Authenticated, |req, doorman| Authenticated(
 ));
 security_extractor!(RecentlyAuthenticated, |req, doorman| {
     let id = identity(req, doorman).await?;
-    doorman.auth.require_recent(&id).map_err(Error::from)?;
+    doorman
+        .auth
+        .require_recent(&id)
+        .await
+        .map_err(Error::from)?;
     RecentlyAuthenticated(id)
 });
 security_extractor!(MaybeAuthenticated, |req, doorman| MaybeAuthenticated(

@@ -192,7 +192,7 @@ async fn admin_acting<'a>(
     auth: &Authenticated,
 ) -> Result<Operations<'a>, Error> {
     let ops = admin(state, auth).await?;
-    state.auth.require_recent(&auth.0)?;
+    state.auth.require_recent(&auth.0).await?;
     Ok(ops)
 }
 

@@ -308,7 +308,8 @@ impl AuthApi {
     /// (password change, removing a factor, revoking other sessions, deleting a
     /// room, admin actions) are allowed for `DOORMAN_STEP_UP_SECONDS`; a code or a
     /// passkey also raises the session to aal2. No new session and no new tokens.
-    /// With TOTP on, a password alone is 403 `mfa_required`. Wrong passwords and
+    /// With a second factor on the account (TOTP or a passkey), a password alone is
+    /// 403 `mfa_required`. Wrong passwords and
     /// codes count against the login failure budget; a passkey that does not
     /// verify is 401 `invalid_passkey`.
     #[oai(path = "/reauth", method = "post", operation_id = "reauthenticate")]

@@ -186,7 +186,7 @@ impl RoomApi {
         // Who may, before how recently: a non-owner is told no, not asked to
         // re-authenticate first.
         state.rooms.require_owner(&room, auth.0.user_id).await?;
-        state.auth.require_recent(&auth.0)?;
+        state.auth.require_recent(&auth.0).await?;
         state.rooms.delete(&room, auth.0.user_id).await?;
         Ok(Done::NoContent)
     }

@@ -113,7 +113,7 @@ impl SessionApi {
         let caller = auth.0;
         // Ending another session is sensitive; ending one's own is a logout.
         if id.0 != caller.session_id.0 {
-            state.auth.require_recent(&caller)?;
+            state.auth.require_recent(&caller).await?;
         }
         let revoked = state
             .auth
@@ -140,7 +140,7 @@ impl SessionApi {
         state: Data<&Doorman>,
         auth: Authenticated,
     ) -> Result<Revoked, Fail<ReadErrors>> {
-        state.auth.require_recent(&auth.0)?;
+        state.auth.require_recent(&auth.0).await?;
         state.auth.revoke_all_sessions(auth.0.user_id).await?;
         Ok(Revoked::NoContent)
     }
@@ -161,7 +161,7 @@ impl SessionApi {
         state: Data<&Doorman>,
         auth: Authenticated,
     ) -> Result<Revoked, Fail<ReadErrors>> {
-        state.auth.require_recent(&auth.0)?;
+        state.auth.require_recent(&auth.0).await?;
         state.auth.revoke_other_sessions(&auth.0).await?;
         Ok(Revoked::NoContent)
     }
@@ -185,7 +185,7 @@ impl SessionApi {
         auth: Authenticated,
         body: Json<ChangePasswordRequest>,
     ) -> Result<Revoked, Fail<PasswordErrors>> {
-        state.auth.require_recent(&auth.0)?;
+        state.auth.require_recent(&auth.0).await?;
         // The same per-account failure budget as login: the session holder cannot
         // guess the password faster than a stranger at the login form.
         let attempt = state.guess_by(req, &auth.0).await?;

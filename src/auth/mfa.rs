@@ -232,7 +232,9 @@ impl Auth {
         let user = who.user_id;
         let method = match with {
             Reauth::Password(password) => {
-                if second_factors::of(&self.db, user).await?.any() {
+                // A password proves less than an account with a factor can: it
+                // would make a stale session recent (outside attack, issue 35).
+                if self.has_second_factor(user).await? {
                     return Err(FactorError::SecondFactorRequired.into());
                 }
                 if !accounts::check_password(&self.db, &self.passwords, user.0, password).await? {
@@ -300,34 +302,36 @@ impl Auth {
     }
 
     /// The step-up check of every sensitive operation: the caller's session
-    /// authenticated within `DOORMAN_STEP_UP_SECONDS`, else `step_up_required`.
+    /// authenticated within `DOORMAN_STEP_UP_SECONDS` (else `step_up_required`),
+    /// and, when the account has a second factor (TOTP or a passkey), at aal2
+    /// (else `mfa_required`): a password alone proves less than the account can.
     /// Read from the session as it is now (`who.assurance`), never from a token.
-    pub fn require_recent(&self, who: &Identity) -> Result<(), Error> {
-        if who
+    pub async fn require_recent(&self, who: &Identity) -> Result<(), Error> {
+        if !who
             .assurance
             .recent(time::OffsetDateTime::now_utc(), self.step_up)
         {
-            Ok(())
-        } else {
-            Err(FactorError::StepUpRequired.into())
+            return Err(FactorError::StepUpRequired.into());
         }
+        if who.assurance.aal < Aal::Aal2 && self.has_second_factor(who.user_id).await? {
+            return Err(FactorError::SecondFactorRequired.into());
+        }
+        Ok(())
+    }
+
+    /// Whether the account has TOTP on or a passkey.
+    pub(super) async fn has_second_factor(&self, user: UserId) -> Result<bool, Error> {
+        Ok(second_factors::of(&self.db, user).await?.totp || self.passkey_count(user).await? > 0)
     }
 
     /// The check of every change to an account's factors (adding or removing TOTP
-    /// or a passkey): a recent authentication, and, when the account has a second
-    /// factor already, a session at aal2. Otherwise whoever holds a stale session
-    /// (and, for a fresh password login or a password re-authentication, the
-    /// password) could add a factor of their own and step up with it, or lock the
-    /// owner out (outside attack, issue 35).
+    /// or a passkey): [`Auth::require_recent`]. Otherwise whoever holds a stale
+    /// session (and, for a fresh password login or a password re-authentication,
+    /// the password) could add a factor of their own and step up with it, or lock
+    /// the owner out (outside attack, issue 35). The adding itself checks again in
+    /// its transaction, against factors added meanwhile.
     pub async fn require_factor_change(&self, who: &Identity) -> Result<(), Error> {
-        self.require_recent(who)?;
-        if who.assurance.aal < Aal::Aal2 {
-            let totp = second_factors::of(&self.db, who.user_id).await?.totp;
-            if totp || self.passkey_count(who.user_id).await? > 0 {
-                return Err(FactorError::SecondFactorRequired.into());
-            }
-        }
-        Ok(())
+        self.require_recent(who).await
     }
 
     /// The account's second factors.
@@ -375,15 +379,18 @@ impl Auth {
         if second_factors::of(&self.db, who.user_id).await?.totp {
             return Err(FactorError::TotpEnabled.into());
         }
-        let Some(codes) = second_factors::confirm_totp(&self.db, who.user_id, code).await? else {
-            return Err(
-                if second_factors::totp_pending(&self.db, who.user_id).await? {
-                    FactorError::InvalidCode
-                } else {
-                    FactorError::TotpNotPending
-                }
-                .into(),
-            );
+        let at_aal2 = who.assurance.aal == Aal::Aal2;
+        let Some(codes) =
+            second_factors::confirm_totp(&self.db, who.user_id, code, at_aal2).await?
+        else {
+            return Err(if !at_aal2 && self.has_second_factor(who.user_id).await? {
+                FactorError::SecondFactorRequired
+            } else if second_factors::totp_pending(&self.db, who.user_id).await? {
+                FactorError::InvalidCode
+            } else {
+                FactorError::TotpNotPending
+            }
+            .into());
         };
         tracing::info!(security_event = "totp_enabled", user_id = %who.user_id, "TOTP turned on");
         activity::record(

@@ -360,7 +360,7 @@ impl Auth {
         new: String,
         client: ClientInfo,
     ) -> Result<(), Error> {
-        self.require_recent(who)?;
+        self.require_recent(who).await?;
         let new = Password::parse(new)?;
         // An outstanding reset link decides: otherwise someone holding a session
         // and the password could void each link the owner asks for by changing

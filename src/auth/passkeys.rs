@@ -27,8 +27,9 @@ use webauthn_rs::prelude::{
 use super::{
     Auth, AuthError, ClientInfo, Error, FactorError, Identity, Issued, User, UserId, accounts,
     activity,
-    assurance::{Amr, Assurance, Method},
+    assurance::{Aal, Amr, Assurance, Method},
     challenges::{self, Purpose},
+    second_factors,
 };
 
 /// Passkeys one account may hold.
@@ -223,27 +224,46 @@ impl Auth {
         let passkey = webauthn
             .finish_passkey_registration(&credential, &state)
             .map_err(|e| refused("registration did not verify", Some(&e)))?;
-        // The cap again: several ceremonies started below it may finish together.
-        if self.passkey_count(who.user_id).await? >= MAX_PER_USER {
-            return Err(FactorError::TooManyPasskeys.into());
-        }
         let cred_id = URL_SAFE_NO_PAD.encode(passkey.cred_id());
         let stored =
             serde_json::to_string(&passkey).map_err(|e| Error::caused("storing a passkey", e))?;
-        let row = passkey::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            user_id: Set(who.user_id.0),
-            name: Set(name),
-            cred_id: Set(cred_id),
-            credential: Set(stored),
-            counter: Set(0),
-            created_at: Set(accounts::now()),
-            last_used_at: Set(None),
-        }
-        .insert(&self.db)
-        .await;
-        let row = match row {
-            Ok(row) => row,
+        let at_aal2 = who.assurance.aal == Aal::Aal2;
+        let user = who.user_id;
+        // The checks again, in the transaction that adds it, with the account held:
+        // ceremonies started below the cap, or before another session added a
+        // factor, finish one after another and see each other's result.
+        let added = self
+            .db
+            .transaction(async |txn| {
+                second_factors::lock_account(txn, user).await?;
+                if !at_aal2 && second_factors::has_factor_in(txn, user).await? {
+                    return Ok(Err(FactorError::SecondFactorRequired));
+                }
+                let held = passkey::Entity::find()
+                    .filter(passkey::Column::UserId.eq(user.0))
+                    .count(txn)
+                    .await?;
+                if held >= MAX_PER_USER {
+                    return Ok(Err(FactorError::TooManyPasskeys));
+                }
+                passkey::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    user_id: Set(user.0),
+                    name: Set(name),
+                    cred_id: Set(cred_id),
+                    credential: Set(stored),
+                    counter: Set(0),
+                    created_at: Set(accounts::now()),
+                    last_used_at: Set(None),
+                }
+                .insert(txn)
+                .await
+                .map(Ok)
+            })
+            .await;
+        let row = match added {
+            Ok(Ok(row)) => row,
+            Ok(Err(refusal)) => return Err(refusal.into()),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 return Err(refused("this credential is registered already", None));
             }

@@ -6,7 +6,8 @@
 
 use entity::{recovery_code, totp_factor};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    Set, sea_query::Expr,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -77,6 +78,7 @@ pub(crate) async fn confirm_totp(
     db: &Db,
     user: UserId,
     code: &str,
+    at_aal2: bool,
 ) -> Result<Option<Vec<String>>, Error> {
     let Some(pending) = totp_factor::Entity::find_by_id(user.0)
         .filter(totp_factor::Column::ConfirmedAt.is_null())
@@ -94,6 +96,12 @@ pub(crate) async fn confirm_totp(
     let now = now();
     let confirmed = db
         .transaction(async |txn| {
+            // Against a factor added meanwhile by another session (a passkey): a
+            // session below aal2 may not add one to an account that has one.
+            lock_account(txn, user).await?;
+            if !at_aal2 && has_factor_in(txn, user).await? {
+                return Ok(false);
+            }
             let updated = totp_factor::Entity::update_many()
                 .col_expr(totp_factor::Column::ConfirmedAt, Expr::value(now))
                 .col_expr(totp_factor::Column::LastStep, Expr::value(step))
@@ -124,6 +132,31 @@ pub(crate) async fn confirm_totp(
         })
         .await?;
     Ok(confirmed.then_some(codes))
+}
+
+/// Holds the user's row until the transaction ends (PostgreSQL `FOR UPDATE`;
+/// SQLite writes one transaction at a time): the changes to one account's factors
+/// happen one after another, so each sees the others' result.
+pub(crate) async fn lock_account(txn: &impl ConnectionTrait, user: UserId) -> Result<(), DbErr> {
+    entity::user::Entity::find_by_id(user.0)
+        .lock_exclusive()
+        .one(txn)
+        .await?;
+    Ok(())
+}
+
+/// Whether the account has a confirmed TOTP factor or a passkey, as `txn` sees it.
+pub(crate) async fn has_factor_in(txn: &impl ConnectionTrait, user: UserId) -> Result<bool, DbErr> {
+    use sea_orm::PaginatorTrait;
+    let totp = totp_factor::Entity::find_by_id(user.0)
+        .filter(totp_factor::Column::ConfirmedAt.is_not_null())
+        .count(txn)
+        .await?;
+    let passkeys = entity::passkey::Entity::find()
+        .filter(entity::passkey::Column::UserId.eq(user.0))
+        .count(txn)
+        .await?;
+    Ok(totp + passkeys > 0)
 }
 
 /// Whether a TOTP enrolment waits for its first code.

@@ -582,11 +582,16 @@ async fn factors_change_only_from_a_recent_aal2_session_once_the_account_has_one
     let owner = app.login_tokens(&email).await;
     let (secret, _) = enrol(&app, &owner).await;
     // The other session is recent, but aal1 on an account with a factor now.
+    // Nor any other sensitive operation: a password proves less than the account
+    // can now.
     for resp in [
         app.call(Method::POST, "/api/me/passkeys/register/start", &stolen)
             .await,
         app.call(Method::POST, "/api/me/totp", &stolen).await,
         app.call(Method::DELETE, "/api/me/totp", &stolen).await,
+        app.revoke_other_sessions(&stolen).await,
+        app.change_password(&stolen, PASSWORD, "a stolen new password")
+            .await,
     ] {
         assert_error(resp, 403, "mfa_required").await;
     }
