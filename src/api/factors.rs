@@ -90,7 +90,9 @@ impl FactorApi {
     ///
     /// A new secret, and its `otpauth://` URI for a QR code. Nothing changes until
     /// `POST /api/me/totp/confirm` sends a first code; a new start replaces a
-    /// pending one. 409 `totp_enabled` while TOTP is on (remove it first).
+    /// pending one. 409 `totp_enabled` while TOTP is on (remove it first). A factor
+    /// change: a recent authentication, and aal2 once the account has a factor (403
+    /// `step_up_required`, `mfa_required`).
     #[oai(path = "/totp", method = "post", operation_id = "startTotp")]
     async fn start(
         &self,
@@ -110,10 +112,13 @@ impl FactorApi {
     ///
     /// TOTP is on from now: logins ask for a code after the password (202, then
     /// `POST /api/auth/login/mfa`). Returns ten recovery codes, shown only now;
-    /// each signs in once in place of a code. The caller's session counts the code
-    /// as a second factor (aal2), and the user's sockets get a `factor_added`
-    /// notice. A wrong code is 401 `invalid_code` and counts against the login
-    /// failure budget; 409 `totp_not_pending` without a pending enrolment.
+    /// each signs in once in place of a code. The user's sockets get a
+    /// `factor_added` notice. The caller's session stays as it was (the code proves
+    /// the new secret, not the user): re-authenticate with a code for aal2. A wrong
+    /// code is 401 `invalid_code` and counts against the login failure budget; 409
+    /// `totp_not_pending` without a pending enrolment. A factor change: a recent
+    /// authentication, and aal2 once the account has a factor (403
+    /// `step_up_required`, `mfa_required`).
     #[oai(path = "/totp/confirm", method = "post", operation_id = "confirmTotp")]
     async fn confirm(
         &self,
@@ -135,8 +140,9 @@ impl FactorApi {
 
     /// Turn TOTP off
     ///
-    /// Needs a recent authentication (403 `step_up_required` otherwise; see
-    /// `POST /api/auth/reauth`). The recovery codes go with it; sessions that were
+    /// Needs a recent authentication at aal2 (403 `step_up_required`,
+    /// `mfa_required` otherwise; see `POST /api/auth/reauth`). The recovery codes go
+    /// with it; sessions that were
     /// at aal2 by a TOTP or recovery code drop to aal1 on every instance, and the
     /// user's sockets get a `factor_removed` notice. 404 when TOTP was not on.
     #[oai(path = "/totp", method = "delete", operation_id = "removeTotp")]
@@ -159,7 +165,9 @@ impl FactorApi {
     /// with user verification; the caller's passkeys excluded). Send the browser's
     /// answer to `POST /api/me/passkeys/register/finish` from this session within
     /// five minutes. 409 `passkeys_unavailable` when the public URL's host is an IP
-    /// address; 409 `limit_reached` at 20 passkeys.
+    /// address; 409 `limit_reached` at 20 passkeys. A factor change: a recent
+    /// authentication, and aal2 once the account has a factor (403
+    /// `step_up_required`, `mfa_required`), here and at the finish.
     #[oai(
         path = "/passkeys/register/start",
         method = "post",
@@ -212,8 +220,9 @@ impl FactorApi {
 
     /// Remove a passkey
     ///
-    /// Needs a recent authentication (403 `step_up_required` otherwise; see
-    /// `POST /api/auth/reauth`). 404 for a passkey that is not the caller's.
+    /// Needs a recent authentication at aal2 (403 `step_up_required`,
+    /// `mfa_required` otherwise; see `POST /api/auth/reauth`). 404 for a passkey
+    /// that is not the caller's.
     #[oai(
         path = "/passkeys/:id",
         method = "delete",
