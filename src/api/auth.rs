@@ -30,7 +30,8 @@ error_set!(LoginErrors: 400, 401, 403, 408, 413, 415, 429, 503);
 error_set!(RefreshErrors: 400, 401, 403, 408, 413, 415, 429, 503);
 error_set!(LogoutErrors: 401, 403, 503);
 error_set!(MfaLoginErrors: 400, 401, 403, 408, 413, 415, 429, 503);
-error_set!(ReauthErrors: 400, 401, 403, 408, 413, 415, 429, 503);
+error_set!(ReauthErrors: 400, 401, 403, 408, 409, 413, 415, 429, 503);
+error_set!(PasskeyFinishErrors: 400, 401, 403, 408, 409, 413, 415, 429, 503);
 error_set!(PasskeyStartErrors: 409, 429, 503);
 
 #[derive(ApiResponse)]
@@ -186,9 +187,9 @@ impl AuthApi {
     /// Finish a login with a second factor
     ///
     /// The second step after `POST /api/auth/login` answered 202: the `mfa_token` and
-    /// exactly one of `code` (the authenticator app's 6 digits; a code is accepted
-    /// once, one 30-second step of clock skew either way) and `recovery_code` (each
-    /// works once). Answers as the login would have, in the mode the first step
+    /// `code` (the authenticator app's 6 digits; a code is accepted once, one
+    /// 30-second step of clock skew either way) or `recovery_code` (each works once;
+    /// used when no `code` is sent). Answers as the login would have, in the mode the first step
     /// asked for; the session is at aal2. A wrong code is 401 `invalid_code` and
     /// counts against the same failure budget as a wrong password; the step stays
     /// open until it expires or succeeds (401 `invalid_mfa_token` after).
@@ -281,7 +282,7 @@ impl AuthApi {
         req: &Request,
         jar: &CookieJar,
         body: Json<PasskeyLoginRequest>,
-    ) -> Result<LoggedIn, Fail<MfaLoginErrors>> {
+    ) -> Result<LoggedIn, Fail<PasskeyFinishErrors>> {
         state.limits.login.check(&state.limit_key(req))?;
         let PasskeyLoginRequest { credential, mode } = body.0;
         let client = state.client_info(req);
@@ -302,8 +303,9 @@ impl AuthApi {
 
     /// Re-authenticate the current session (step-up)
     ///
-    /// Exactly one of `password`, `code` (TOTP), `recovery_code` and `credential` (a
-    /// passkey's answer to `POST /api/auth/passkey/start`). The session's
+    /// One of `credential` (a passkey's answer to `POST /api/auth/passkey/start`),
+    /// `code` (TOTP), `recovery_code` and `password` (the first sent, in this
+    /// order). The session's
     /// `auth_at` becomes now, so the operations that need a recent authentication
     /// (password change, removing a factor, revoking other sessions, deleting a
     /// room, admin actions) are allowed for `DOORMAN_STEP_UP_SECONDS`; a code or a
@@ -326,11 +328,15 @@ impl AuthApi {
             recovery_code,
             credential,
         } = body.0;
-        let with = match (password, code, recovery_code, credential) {
-            (Some(password), None, None, None) => Reauth::Password(password.0),
-            (None, None, None, Some(credential)) => Reauth::Passkey(credential_json(credential)),
-            (None, code, recovery_code, None) => Reauth::Factor(one_proof(code, recovery_code)?),
-            _ => return Err(Error::Invalid(ONE_OF_REAUTH.to_owned()).into()),
+        // The strongest one sent (a client sending several gets a definite answer).
+        let with = match (credential, code, recovery_code, password) {
+            (Some(credential), ..) => Reauth::Passkey(credential_json(credential)),
+            (None, Some(code), ..) => Reauth::Factor(Proof::Totp(code.0)),
+            (None, None, Some(code), _) => Reauth::Factor(Proof::RecoveryCode(code.0)),
+            (None, None, None, Some(password)) => Reauth::Password(password.0),
+            (None, None, None, None) => {
+                return Err(Error::Auth(AuthError::InvalidCredentials).into());
+            }
         };
         let attempt = state.guess_by(req, &auth.0).await?;
         let client = state.client_info(req);
@@ -395,16 +401,13 @@ impl AuthApi {
     }
 }
 
-/// What a request body with more than one (or none) of the proofs is told.
-const ONE_OF_PROOFS: &str = "code, recovery_code: exactly one of them";
-const ONE_OF_REAUTH: &str = "password, code, recovery_code, credential: exactly one of them";
-
-/// Exactly one of a TOTP code and a recovery code.
+/// A TOTP code, else a recovery code; neither is a wrong code (a proof that does
+/// not hold). Both: the code.
 fn one_proof(code: Option<Secret>, recovery_code: Option<Secret>) -> Result<Proof, Error> {
     match (code, recovery_code) {
-        (Some(code), None) => Ok(Proof::Totp(code.0)),
+        (Some(code), _) => Ok(Proof::Totp(code.0)),
         (None, Some(code)) => Ok(Proof::RecoveryCode(code.0)),
-        _ => Err(Error::Invalid(ONE_OF_PROOFS.to_owned())),
+        (None, None) => Err(Error::Factor(FactorError::InvalidCode)),
     }
 }
 

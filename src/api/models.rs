@@ -203,8 +203,8 @@ pub struct MfaChallengeBody {
     pub expires_in: u64,
 }
 
-/// The second step of a login: the `mfa_token` and exactly one of `code` and
-/// `recovery_code`.
+/// The second step of a login: the `mfa_token` and `code` or `recovery_code` (when
+/// both are sent, `code` is used; with neither, 401 `invalid_code`).
 #[derive(Object)]
 pub struct MfaLoginRequest {
     #[oai(validator(max_length = 128))]
@@ -217,8 +217,10 @@ pub struct MfaLoginRequest {
     pub recovery_code: Option<Secret>,
 }
 
-/// A re-authentication: exactly one of `password`, `code`, `recovery_code` and
-/// `credential` (a password alone is refused with `mfa_required` when TOTP is on).
+/// A re-authentication with one of `credential` (a passkey), `code`,
+/// `recovery_code` and `password`: when several are sent, the first of them in
+/// this order is used; with none, 401 `invalid_credentials`. A password alone is
+/// refused with `mfa_required` when the account has a second factor.
 #[derive(Object)]
 pub struct ReauthRequest {
     #[oai(validator(max_length = 512))]
@@ -461,9 +463,9 @@ pub struct CreateRoomRequest {
     /// `true`: only sessions at aal2 (a second factor, or a passkey) may enter;
     /// an aal1 socket's `subscribe` gets `forbidden`, and a socket whose session
     /// drops to aal1 is unsubscribed with reason `mfa_required`. Creating one
-    /// needs an aal2 session. Default `false`.
-    #[oai(default)]
-    pub require_aal2: bool,
+    /// needs an aal2 session. Default (also when `null`) `false`.
+    #[oai(nullable)]
+    pub require_aal2: Option<bool>,
 }
 
 /// A private room.

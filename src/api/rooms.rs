@@ -129,13 +129,14 @@ impl RoomApi {
     ) -> Result<Created, Fail<CreateErrors>> {
         let room = RoomName::parse(&body.0.name.0)?;
         // Its creator would be refused it at once: say so instead of making it.
-        if body.0.require_aal2 && auth.0.assurance.aal < Aal::Aal2 {
+        let require_aal2 = body.0.require_aal2.unwrap_or(false);
+        if require_aal2 && auth.0.assurance.aal < Aal::Aal2 {
             return Err(crate::rooms::RoomError::SecondFactorRequired.into());
         }
         state.limits.room_create.check(&auth.0.user_id)?;
         let created = state
             .rooms
-            .create(&room, auth.0.user_id, body.0.require_aal2)
+            .create(&room, auth.0.user_id, require_aal2)
             .await?;
         Ok(Created::Created(Json(created.into())))
     }

@@ -237,8 +237,8 @@ async fn answers_that_do_not_verify_are_refused_and_spend_their_challenge() {
             &json!({"credential": {}, "password": PASSWORD}),
         )
         .await,
-        400,
-        "invalid_input",
+        401,
+        "invalid_passkey",
     )
     .await;
     // Nothing was registered, and removing an unknown passkey is a 404.

@@ -202,7 +202,8 @@ async fn totp_enrolment_login_replay_skew_and_recovery_codes() {
         "invalid_code",
     )
     .await;
-    // Exactly one proof.
+    // With both, the code is what counts (here a spent one); with neither, there is
+    // no proof: a wrong code too. The recovery code sent beside was not spent.
     assert_error(
         second_step(
             &app,
@@ -210,14 +211,14 @@ async fn totp_enrolment_login_replay_skew_and_recovery_codes() {
             json!({"code": next, "recovery_code": codes[0]}),
         )
         .await,
-        400,
-        "invalid_input",
+        401,
+        "invalid_code",
     )
     .await;
     assert_error(
         second_step(&app, &token, json!({})).await,
-        400,
-        "invalid_input",
+        401,
+        "invalid_code",
     )
     .await;
 
@@ -376,8 +377,8 @@ async fn sensitive_operations_need_a_recent_authentication() {
     .await;
     assert_error(
         app.post_json("/api/auth/reauth", &alice, &json!({})).await,
-        400,
-        "invalid_input",
+        401,
+        "invalid_credentials",
     )
     .await;
     let resp = app

@@ -347,6 +347,14 @@ impl Error {
                     headers.insert("WWW-Authenticate", v);
                 }
             }
+            // A wrong code or passkey, a spent second step: every 401 names the
+            // scheme (RFC 9110 §15.5.2), with no token error (the token is fine).
+            Error::Factor(_) if self.status() == StatusCode::UNAUTHORIZED => {
+                headers.insert(
+                    "WWW-Authenticate",
+                    HeaderValue::from_static(r#"Bearer realm="doorman""#),
+                );
+            }
             Error::RateLimited { retry_after_secs } | Error::Overloaded { retry_after_secs } => {
                 headers.insert("Retry-After", (*retry_after_secs).into());
             }
