@@ -10,7 +10,7 @@ use poem::{
 use crate::{
     Doorman, api,
     config::Config,
-    doorman::{StartError, connect},
+    doorman::{StartError, connect_cli},
     http::{allow::AllowedMethods, conn_guard::GuardedAcceptor, headers::PageHeaders},
     sockets::Registry,
     ws,
@@ -114,7 +114,7 @@ pub async fn manage_users(
     action: &crate::config::UsersCommand,
 ) -> Result<String, Box<dyn std::error::Error>> {
     existing_sqlite_file(config)?;
-    let db = connect(config).await?;
+    let db = connect_cli(config).await?;
     crate::admin::cli::run(config, db, action).await
 }
 
@@ -150,7 +150,7 @@ pub async fn manage_keys(
         auth::keys::{KeyCipher, KeyStore},
         config::KeysCommand,
     };
-    let db = connect(config).await?;
+    let db = connect_cli(config).await?;
     let cipher = config
         .key_encryption_key_file
         .as_deref()

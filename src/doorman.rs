@@ -329,6 +329,22 @@ pub(crate) async fn connect(config: &Config) -> Result<Db, StartError> {
     Ok(Db::new(connection, config.db_timeout))
 }
 
+/// [`connect`] for the command line (`doorman users`, `doorman keys`) beside a
+/// running server on the same SQLite file: each statement waits up to 30 s for
+/// the server's write to finish (SQLite's busy timeout; sqlx's default is 5 s, which
+/// a busy server on a loaded machine can outlast), and so does the whole command.
+/// The command line is run by a person, not in a request: waiting is the right
+/// answer to a lock.
+pub(crate) async fn connect_cli(config: &Config) -> Result<Db, StartError> {
+    const PATIENCE: Duration = Duration::from_secs(30);
+    let mut options = connect_options(config);
+    options.map_sqlx_sqlite_opts(|o| o.busy_timeout(PATIENCE));
+    let connection = Database::connect(options).await?;
+    migrate(&connection).await?;
+    wal(&connection, PATIENCE).await?;
+    Ok(Db::new(connection, PATIENCE.max(config.db_timeout)))
+}
+
 /// The database's connection options, as every pool of the server opens it.
 fn connect_options(config: &Config) -> ConnectOptions {
     let mut options = ConnectOptions::new(config.database_url.clone());
