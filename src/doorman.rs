@@ -335,6 +335,7 @@ pub(crate) async fn connect(config: &Config) -> Result<Db, StartError> {
 /// a busy server on a loaded machine can outlast), and so does the whole command.
 /// The command line is run by a person, not in a request: waiting is the right
 /// answer to a lock.
+#[cfg(feature = "server")]
 pub(crate) async fn connect_cli(config: &Config) -> Result<Db, StartError> {
     const PATIENCE: Duration = Duration::from_secs(30);
     let mut options = connect_options(config);
