@@ -252,19 +252,8 @@ impl Auth {
                 method
             }
             Reauth::Passkey(credential) => {
-                let assurance = self
-                    .passkey_reauth(who, credential)
-                    .await?
-                    .ok_or(AuthError::SessionRevoked)?;
-                tracing::info!(
-                    security_event = "reauthenticated",
-                    user_id = %user,
-                    session_id = %who.session_id,
-                    method = Method::Webauthn.as_str(),
-                    aal = assurance.aal.as_str(),
-                    "session re-authenticated"
-                );
-                return Ok(assurance);
+                self.check_own_passkey(who, credential).await?;
+                Method::Webauthn
             }
         };
         let assurance = self
@@ -306,6 +295,12 @@ impl Auth {
     /// and, when the account has a second factor (TOTP or a passkey), at aal2
     /// (else `mfa_required`): a password alone proves less than the account can.
     /// Read from the session as it is now (`who.assurance`), never from a token.
+    ///
+    /// Every change to an account's factors (adding or removing TOTP or a passkey)
+    /// asks it too: otherwise whoever holds a stale session (and, for a fresh
+    /// password login, the password) could add a factor of their own and step up
+    /// with it, or lock the owner out (outside attack, issue 35). Adding a factor
+    /// checks the level again in its transaction, against factors added meanwhile.
     pub async fn require_recent(&self, who: &Identity) -> Result<(), Error> {
         if !who
             .assurance
@@ -321,26 +316,16 @@ impl Auth {
 
     /// Whether the account has TOTP on or a passkey.
     pub(super) async fn has_second_factor(&self, user: UserId) -> Result<bool, Error> {
-        Ok(second_factors::of(&self.db, user).await?.totp || self.passkey_count(user).await? > 0)
-    }
-
-    /// The check of every change to an account's factors (adding or removing TOTP
-    /// or a passkey): [`Auth::require_recent`]. Otherwise whoever holds a stale
-    /// session (and, for a fresh password login or a password re-authentication,
-    /// the password) could add a factor of their own and step up with it, or lock
-    /// the owner out (outside attack, issue 35). The adding itself checks again in
-    /// its transaction, against factors added meanwhile.
-    pub async fn require_factor_change(&self, who: &Identity) -> Result<(), Error> {
-        self.require_recent(who).await
+        Ok(second_factors::has_factor_in(&self.db, user).await?)
     }
 
     /// The account's second factors.
     pub async fn factors(&self, user: UserId) -> Result<Factors, Error> {
-        let f = second_factors::of(&self.db, user).await?;
+        let totp = second_factors::totp_on(&self.db, user).await?;
         Ok(Factors {
-            totp: f.totp,
+            totp,
             passkeys: self.passkey_count(user).await?,
-            recovery_codes_left: if f.totp {
+            recovery_codes_left: if totp {
                 second_factors::recovery_codes_left(&self.db, user).await?
             } else {
                 0
@@ -349,9 +334,9 @@ impl Auth {
     }
 
     /// Starts a TOTP enrolment (replacing a pending one); `totp_enabled` while a
-    /// confirmed one exists. A factor change ([`Auth::require_factor_change`]).
+    /// confirmed one exists. A factor change ([`Auth::require_recent`]).
     pub async fn begin_totp(&self, who: &Identity) -> Result<TotpEnrolment, Error> {
-        self.require_factor_change(who).await?;
+        self.require_recent(who).await?;
         let secret = second_factors::begin_totp(&self.db, who.user_id)
             .await?
             .ok_or(FactorError::TotpEnabled)?;
@@ -371,12 +356,12 @@ impl Auth {
 
     /// Confirms the pending enrolment with a first code: TOTP is on, and the ten
     /// recovery codes are returned (shown once). A factor change
-    /// ([`Auth::require_factor_change`]). The code proves the caller holds the new
+    /// ([`Auth::require_recent`]). The code proves the caller holds the new
     /// secret, not who they are: the session's level and `auth_at` stay as they
     /// were (a re-authentication with a code raises them).
     pub async fn confirm_totp(&self, who: &Identity, code: &str) -> Result<Vec<String>, Error> {
-        self.require_factor_change(who).await?;
-        if second_factors::of(&self.db, who.user_id).await?.totp {
+        self.require_recent(who).await?;
+        if second_factors::totp_on(&self.db, who.user_id).await? {
             return Err(FactorError::TotpEnabled.into());
         }
         let at_aal2 = who.assurance.aal == Aal::Aal2;
@@ -410,7 +395,7 @@ impl Auth {
     /// by them drop to aal1 (their sockets leave the rooms that require aal2).
     /// `false` when TOTP was not on.
     pub async fn remove_totp(&self, who: &Identity) -> Result<bool, Error> {
-        self.require_factor_change(who).await?;
+        self.require_recent(who).await?;
         if !second_factors::remove_totp(&self.db, who.user_id).await? {
             return Ok(false);
         }

@@ -286,7 +286,7 @@ impl Auth {
             );
             return Err(AuthError::AccountBlocked.into());
         }
-        if second_factors::of(&self.db, user_id).await?.any() {
+        if second_factors::totp_on(&self.db, user_id).await? {
             return self
                 .second_step(&user, carry)
                 .await

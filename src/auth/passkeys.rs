@@ -27,7 +27,7 @@ use webauthn_rs::prelude::{
 use super::{
     Auth, AuthError, ClientInfo, Error, FactorError, Identity, Issued, User, UserId, accounts,
     activity,
-    assurance::{Aal, Amr, Assurance, Method},
+    assurance::{Aal, Amr, Method},
     challenges::{self, Purpose},
     second_factors,
 };
@@ -134,13 +134,13 @@ impl Auth {
     /// asking for a discoverable credential with user verification, and excluding
     /// the caller's passkeys. The answer goes to [`Auth::finish_passkey_registration`]
     /// from the same session within five minutes. A factor change
-    /// ([`Auth::require_factor_change`]), here and at the finish.
+    /// ([`Auth::require_recent`]), here and at the finish.
     pub async fn start_passkey_registration(
         &self,
         who: &Identity,
     ) -> Result<serde_json::Value, Error> {
         let webauthn = self.webauthn()?;
-        self.require_factor_change(who).await?;
+        self.require_recent(who).await?;
         let user = self
             .user(who.user_id)
             .await?
@@ -204,7 +204,7 @@ impl Auth {
         name: Option<String>,
     ) -> Result<PasskeyInfo, Error> {
         let webauthn = self.webauthn()?;
-        self.require_factor_change(who).await?;
+        self.require_recent(who).await?;
         let name = name_of(name)?;
         let credential: RegisterPublicKeyCredential = serde_json::from_value(credential)
             .map_err(|_| refused("not a registration answer", None))?;
@@ -306,7 +306,7 @@ impl Auth {
     /// session of theirs that a passkey signed in or re-authenticated drops
     /// `webauthn` from its `amr`, and to aal1 unless a code holds it there.
     pub async fn remove_passkey(&self, who: &Identity, id: Uuid) -> Result<bool, Error> {
-        self.require_factor_change(who).await?;
+        self.require_recent(who).await?;
         let deleted = passkey::Entity::delete_many()
             .filter(passkey::Column::Id.eq(id))
             .filter(passkey::Column::UserId.eq(who.user_id.0))
@@ -444,19 +444,18 @@ impl Auth {
             .await
     }
 
-    /// Re-authenticates the caller's session with one of their passkeys.
-    pub(super) async fn passkey_reauth(
+    /// Checks an assertion made with one of the caller's own passkeys (for a
+    /// re-authentication, which [`Auth::reauthenticate`] then records).
+    pub(super) async fn check_own_passkey(
         &self,
         who: &Identity,
         credential: serde_json::Value,
-    ) -> Result<Option<Assurance>, Error> {
+    ) -> Result<(), Error> {
         let (user, _) = self.verify_assertion(credential).await?;
         if user != who.user_id {
             return Err(refused("a passkey of another user", None));
         }
-        self.sessions
-            .step_up(who.session_id, who.user_id, Method::Webauthn)
-            .await
+        Ok(())
     }
 }
 

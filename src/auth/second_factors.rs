@@ -17,28 +17,13 @@ use super::{Error, UserId, accounts::now, db::Db, totp};
 /// How many recovery codes a confirmation gives.
 pub(crate) const RECOVERY_CODES: usize = 10;
 
-/// What the account holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Factors {
-    /// A confirmed TOTP authenticator.
-    pub totp: bool,
-}
-
-impl Factors {
-    /// Whether the account has any second factor.
-    pub(crate) fn any(self) -> bool {
-        self.totp
-    }
-}
-
-/// The account's confirmed factors.
-pub(crate) async fn of(db: &impl ConnectionTrait, user: UserId) -> Result<Factors, Error> {
-    let totp = totp_factor::Entity::find_by_id(user.0)
+/// Whether the account has a confirmed TOTP factor.
+pub(crate) async fn totp_on(db: &impl ConnectionTrait, user: UserId) -> Result<bool, Error> {
+    Ok(totp_factor::Entity::find_by_id(user.0)
         .filter(totp_factor::Column::ConfirmedAt.is_not_null())
         .one(db)
         .await?
-        .is_some();
-    Ok(Factors { totp })
+        .is_some())
 }
 
 /// Starts a TOTP enrolment: a new secret, pending until confirmed. A pending one
