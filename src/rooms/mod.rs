@@ -308,27 +308,19 @@ impl Rooms {
         self.membership.admit(room, user, aal).await
     }
 
-    /// [`Rooms::may_enter`] for a socket's publish, without asking the database when
-    /// the socket is subscribed to the room: it was checked when it subscribed, and
-    /// a removal takes it out of the room here before this instance acts on anything
-    /// else (on another instance, within the notification's delay).
-    pub async fn may_publish(
-        &self,
-        room: &RoomName,
-        conn: ConnId,
-        user: UserId,
-        aal: Aal,
-    ) -> Result<(), RoomError> {
-        let subscribed = room.is_private()
+    /// Whether a socket may publish to a private room without asking again: it is
+    /// subscribed to it, so it was checked when it subscribed, and a removal (or a
+    /// drop to aal1 in a room that requires aal2) takes it out of the room here
+    /// before this instance acts on anything else (on another instance, within the
+    /// notification's delay). Otherwise the socket's publish asks
+    /// [`Rooms::may_enter`].
+    pub fn holds(&self, room: &RoomName, conn: ConnId) -> bool {
+        room.is_private()
             && self
                 .lock()
                 .subs
                 .get(room)
-                .is_some_and(|subs| subs.contains_key(&conn));
-        if subscribed {
-            return Ok(());
-        }
-        self.may_enter(room, user, aal).await.map(|_| ())
+                .is_some_and(|subs| subs.contains_key(&conn))
     }
 
     /// Tells `room`'s subscribers that `user` joined or left: at once if the room's

@@ -271,17 +271,10 @@ impl Conn {
                         )
                         .await;
                 }
-                let aal = match Box::pin(aal_now(&self.link.ctx, identity, &name)).await {
-                    Ok(aal) => aal,
-                    Err(e) => return self.room_error(e).await,
-                };
-                if let Err(e) = Box::pin(self.link.ctx.rooms.may_publish(
-                    &name,
-                    self.link.registration.id,
-                    identity.user_id,
-                    aal,
-                ))
-                .await
+                // A subscribed socket was admitted already: no session or room
+                // lookup per publish (the hot path).
+                if !self.link.ctx.rooms.holds(&name, self.link.registration.id)
+                    && let Err(e) = Box::pin(admit(&self.link.ctx, identity, &name)).await
                 {
                     return self.room_error(e).await;
                 }
