@@ -1,6 +1,7 @@
 //! Who may enter a private room: the `rooms` and `room_members` tables, and
-//! [`Membership::may_enter`], the one check every door asks (WebSocket subscribe
-//! and publish, and every HTTP room operation).
+//! [`Membership::admit`], the one check every door asks (WebSocket subscribe
+//! and publish, and every HTTP room operation): membership, and the session's
+//! level for a room that requires aal2.
 
 use entity::{room, room_member, user};
 use sea_orm::{
@@ -168,30 +169,6 @@ impl Membership {
         })
     }
 
-    /// [`Membership::admit`] without the level: for the owner-only and member
-    /// operations over HTTP that are not entering the room.
-    pub async fn may_enter(&self, room: &RoomName, user: UserId) -> Result<(), RoomError> {
-        self.reads_since(room, user).await.map(|_| ())
-    }
-
-    /// Since when `user` may read `room`'s messages: `None` for a public room (all
-    /// of its history), the start of the current membership for a private one (a
-    /// member removed and added again sees nothing said in between); `Forbidden`
-    /// for a private room the user is not in.
-    pub async fn reads_since(
-        &self,
-        room: &RoomName,
-        user: UserId,
-    ) -> Result<Option<OffsetDateTime>, RoomError> {
-        if !room.is_private() {
-            return Ok(None);
-        }
-        self.member(room, user)
-            .await?
-            .map(|m| Some(m.added_at))
-            .ok_or(RoomError::Forbidden)
-    }
-
     /// `user`'s row among a private room's members, if any.
     async fn member(
         &self,
@@ -329,7 +306,8 @@ impl Membership {
         if !room.is_private() {
             return Err(RoomError::NotPrivate);
         }
-        self.may_enter(room, by).await?;
+        // Members only (listing them is not entering: no level asked).
+        self.member(room, by).await?.ok_or(RoomError::Forbidden)?;
         let in_room =
             || room_member::Entity::find().filter(room_member::Column::Room.eq(room.as_str()));
         let mut rows = Vec::with_capacity(limit.min(64) + 1);
